@@ -1,0 +1,282 @@
+//! The scheduler: which trial a worker gets next and when a lease expires.
+//!
+//! A pure state machine with no I/O and no clock of its own: every operation
+//! takes `now`, so lease expiry is tested deterministically. The async
+//! service around it only moves data in and out.
+//!
+//! Invariants (checked by the property test below):
+//! - a trial is either queued, leased to exactly one worker, or neither
+//!   (finished or dropped) — never both, never leased twice;
+//! - an expired lease puts its trial back at the front of the queue, so no
+//!   trial is lost when a worker dies;
+//! - a lease is renewed or finished only by the worker and generation that
+//!   hold it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A trial as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrialRef {
+    pub sweep_id: Arc<str>,
+    pub trial_id: Arc<str>,
+    /// GPUs the trial needs (0 = CPU only).
+    pub gpus: u32,
+}
+
+/// Who holds a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub worker_id: String,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub lease_id: String,
+    pub trial: TrialRef,
+    pub holder: Holder,
+    pub expires_at: Instant,
+    pub cancelled: bool,
+}
+
+/// What a worker may take: its free GPU slots (0 for a CPU worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub gpu_slots: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewOutcome {
+    Renewed { cancelled: bool },
+    /// No such lease (expired, finished, or never existed).
+    Unknown,
+    /// The lease belongs to another worker or generation.
+    NotHolder,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    ttl: Duration,
+    queue: VecDeque<TrialRef>,
+    queued: HashSet<Arc<str>>,
+    leases: HashMap<String, Lease>,
+    running: HashMap<Arc<str>, String>,
+    next_lease: u64,
+}
+
+impl Scheduler {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            leases: HashMap::new(),
+            running: HashMap::new(),
+            next_lease: 1,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn running_len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_queued(&self, trial_id: &str) -> bool {
+        self.queued.contains(trial_id)
+    }
+
+    pub fn is_running(&self, trial_id: &str) -> bool {
+        self.running.contains_key(trial_id)
+    }
+
+    /// Adds a trial at the back of the queue (no-op if queued or running).
+    pub fn enqueue(&mut self, trial: TrialRef) {
+        if self.queued.contains(&trial.trial_id) || self.running.contains_key(&trial.trial_id) {
+            return;
+        }
+        self.queued.insert(trial.trial_id.clone());
+        self.queue.push_back(trial);
+    }
+
+    fn enqueue_front(&mut self, trial: TrialRef) {
+        if self.queued.contains(&trial.trial_id) || self.running.contains_key(&trial.trial_id) {
+            return;
+        }
+        self.queued.insert(trial.trial_id.clone());
+        self.queue.push_front(trial);
+    }
+
+    /// Leases the first queued trial that fits `capacity` to `holder`.
+    pub fn acquire(&mut self, holder: Holder, capacity: Capacity, now: Instant) -> Option<Lease> {
+        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        let mut index = None;
+        // Drop stale entries at the front (finished or adopted trials).
+        while let Some(front) = self.queue.front() {
+            if self.queued.contains(&front.trial_id) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+        for (i, t) in self.queue.iter().enumerate() {
+            if self.queued.contains(&t.trial_id) && fits(t) {
+                index = Some(i);
+                break;
+            }
+        }
+        let trial = self.queue.remove(index?)?;
+        self.queued.remove(&trial.trial_id);
+        Some(self.lease(trial, holder, None, now))
+    }
+
+    fn lease(&mut self, trial: TrialRef, holder: Holder, id: Option<String>, now: Instant) -> Lease {
+        let lease_id = id.unwrap_or_else(|| {
+            let id = format!("l{}", self.next_lease);
+            self.next_lease += 1;
+            id
+        });
+        let lease = Lease {
+            lease_id: lease_id.clone(),
+            trial: trial.clone(),
+            holder,
+            expires_at: now + self.ttl,
+            cancelled: false,
+        };
+        self.running.insert(trial.trial_id, lease_id.clone());
+        self.leases.insert(lease_id, lease.clone());
+        lease
+    }
+
+    /// Renews a lease held by `holder`.
+    pub fn renew(&mut self, lease_id: &str, holder: &Holder, now: Instant) -> RenewOutcome {
+        match self.leases.get_mut(lease_id) {
+            None => RenewOutcome::Unknown,
+            Some(l) if &l.holder != holder => RenewOutcome::NotHolder,
+            Some(l) => {
+                l.expires_at = now + self.ttl;
+                RenewOutcome::Renewed {
+                    cancelled: l.cancelled,
+                }
+            }
+        }
+    }
+
+    /// Lets a worker keep a trial it is already running under a lease this
+    /// scheduler does not know (after a coordinator restart): succeeds only
+    /// if the trial is queued, i.e. nobody else holds it.
+    pub fn adopt(&mut self, trial_id: &str, lease_id: &str, holder: Holder, now: Instant) -> bool {
+        if !self.queued.contains(trial_id) || self.leases.contains_key(lease_id) {
+            return false;
+        }
+        let Some(pos) = self.queue.iter().position(|t| &*t.trial_id == trial_id) else {
+            return false;
+        };
+        let Some(trial) = self.queue.remove(pos) else {
+            return false;
+        };
+        self.queued.remove(trial_id);
+        self.lease(trial, holder, Some(lease_id.to_string()), now);
+        true
+    }
+
+    /// The lease on a trial, if it is running.
+    pub fn lease_of(&self, trial_id: &str) -> Option<&Lease> {
+        self.running.get(trial_id).and_then(|id| self.leases.get(id))
+    }
+
+    pub fn lease_by_id(&self, lease_id: &str) -> Option<&Lease> {
+        self.leases.get(lease_id)
+    }
+
+    /// Removes a trial from the scheduler (finished or dropped): its lease
+    /// ends and it leaves the queue. Returns the lease it had, if any.
+    pub fn finish(&mut self, trial_id: &str) -> Option<Lease> {
+        self.queued.remove(trial_id);
+        let lease_id = self.running.remove(trial_id)?;
+        self.leases.remove(&lease_id)
+    }
+
+    /// Ends a lease and puts its trial back at the front of the queue (a
+    /// retry, or a worker draining).
+    pub fn requeue(&mut self, trial_id: &str) {
+        if let Some(lease) = self.finish(trial_id) {
+            self.enqueue_front(lease.trial);
+        }
+    }
+
+    /// Expires every lease past its deadline and re-queues its trial.
+    pub fn expire(&mut self, now: Instant) -> Vec<Lease> {
+        let expired: Vec<String> = self
+            .leases
+            .values()
+            .filter(|l| l.expires_at <= now)
+            .map(|l| l.lease_id.clone())
+            .collect();
+        let mut out = Vec::with_capacity(expired.len());
+        for id in expired {
+            if let Some(lease) = self.leases.remove(&id) {
+                self.running.remove(&lease.trial.trial_id);
+                if !lease.cancelled {
+                    self.enqueue_front(lease.trial.clone());
+                }
+                out.push(lease);
+            }
+        }
+        out
+    }
+
+    /// Drops the queued trials of a sweep and flags its running leases as
+    /// cancelled (their holders learn it at the next heartbeat).
+    pub fn cancel_sweep(&mut self, sweep_id: &str) -> usize {
+        let before = self.queued.len();
+        let drop: Vec<Arc<str>> = self
+            .queue
+            .iter()
+            .filter(|t| &*t.sweep_id == sweep_id)
+            .map(|t| t.trial_id.clone())
+            .collect();
+        for id in drop {
+            self.queued.remove(&id);
+        }
+        self.queue.retain(|t| &*t.sweep_id != sweep_id);
+        for l in self.leases.values_mut() {
+            if &*l.trial.sweep_id == sweep_id {
+                l.cancelled = true;
+            }
+        }
+        before - self.queued.len()
+    }
+
+    /// Ends every lease held by an older generation of `worker_id` (the
+    /// worker restarted) and re-queues those trials.
+    pub fn fence(&mut self, worker_id: &str, current_generation: u64) -> Vec<Lease> {
+        let stale: Vec<String> = self
+            .leases
+            .values()
+            .filter(|l| l.holder.worker_id == worker_id && l.holder.generation < current_generation)
+            .map(|l| l.lease_id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in stale {
+            if let Some(lease) = self.leases.remove(&id) {
+                self.running.remove(&lease.trial.trial_id);
+                self.enqueue_front(lease.trial.clone());
+                out.push(lease);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

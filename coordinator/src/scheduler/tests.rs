@@ -1,0 +1,207 @@
+use super::*;
+use proptest::prelude::*;
+
+fn trial(i: usize) -> TrialRef {
+    TrialRef {
+        sweep_id: Arc::from("s"),
+        trial_id: Arc::from(format!("t{i}").as_str()),
+        gpus: 0,
+    }
+}
+
+fn holder(w: &str, g: u64) -> Holder {
+    Holder {
+        worker_id: w.to_string(),
+        generation: g,
+    }
+}
+
+const CPU: Capacity = Capacity { gpu_slots: 0 };
+
+#[test]
+fn fifo_acquire_and_finish() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..3 {
+        s.enqueue(trial(i));
+    }
+    s.enqueue(trial(0)); // duplicate ignored
+    assert_eq!(s.queued_len(), 3);
+    let l0 = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    assert_eq!(&*l0.trial.trial_id, "t0");
+    assert!(s.is_running("t0"));
+    s.enqueue(trial(0)); // running: ignored
+    assert_eq!(s.queued_len(), 2);
+    assert!(s.finish("t0").is_some());
+    assert!(!s.is_running("t0"));
+}
+
+#[test]
+fn expired_lease_requeues_at_front() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    s.enqueue(trial(0));
+    s.enqueue(trial(1));
+    let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    assert!(s.expire(now + Duration::from_secs(9)).is_empty());
+    assert_eq!(
+        s.renew(&l.lease_id, &holder("w", 1), now + Duration::from_secs(9)),
+        RenewOutcome::Renewed { cancelled: false }
+    );
+    // Renewed at t=9: still alive at t=18, expired at t=19.
+    assert!(s.expire(now + Duration::from_secs(18)).is_empty());
+    let expired = s.expire(now + Duration::from_secs(19));
+    assert_eq!(expired.len(), 1);
+    let next = s
+        .acquire(holder("w2", 1), CPU, now + Duration::from_secs(19))
+        .expect("lease");
+    assert_eq!(&*next.trial.trial_id, "t0", "expired trial goes first");
+    assert_eq!(
+        s.renew(&l.lease_id, &holder("w", 1), now),
+        RenewOutcome::Unknown
+    );
+}
+
+#[test]
+fn only_the_holder_renews_and_fencing_requeues() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    s.enqueue(trial(0));
+    let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    assert_eq!(
+        s.renew(&l.lease_id, &holder("w", 2), now),
+        RenewOutcome::NotHolder
+    );
+    assert_eq!(s.fence("w", 2).len(), 1);
+    assert!(s.is_queued("t0"));
+}
+
+#[test]
+fn adopt_only_when_nobody_holds_the_trial() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    s.enqueue(trial(0));
+    assert!(s.adopt("t0", "old-lease", holder("w", 5), now));
+    assert!(s.is_running("t0"));
+    assert!(!s.adopt("t0", "other", holder("w2", 1), now));
+    assert_eq!(
+        s.renew("old-lease", &holder("w", 5), now),
+        RenewOutcome::Renewed { cancelled: false }
+    );
+}
+
+#[test]
+fn cancel_drops_queue_and_flags_leases() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..3 {
+        s.enqueue(trial(i));
+    }
+    let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    assert_eq!(s.cancel_sweep("s"), 2);
+    assert!(s.acquire(holder("w", 1), CPU, now).is_none());
+    assert_eq!(
+        s.renew(&l.lease_id, &holder("w", 1), now),
+        RenewOutcome::Renewed { cancelled: true }
+    );
+}
+
+#[test]
+fn gpu_trials_go_to_workers_with_enough_slots() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    let mut t = trial(0);
+    t.gpus = 2;
+    s.enqueue(t);
+    s.enqueue(trial(1));
+    let l = s
+        .acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now)
+        .expect("cpu trial fits");
+    assert_eq!(&*l.trial.trial_id, "t1");
+    assert!(s.acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now).is_none());
+    let l = s
+        .acquire(holder("two-gpu", 1), Capacity { gpu_slots: 2 }, now)
+        .expect("fits");
+    assert_eq!(&*l.trial.trial_id, "t0");
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Acquire(u8),
+    Complete(u8),
+    Advance(u8),
+    Fence(u8),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        (0u8..4).prop_map(Action::Acquire),
+        (0u8..4).prop_map(Action::Complete),
+        (0u8..20).prop_map(Action::Advance),
+        (0u8..4).prop_map(Action::Fence),
+    ]
+}
+
+proptest! {
+    /// Whatever workers do, every trial ends up completed exactly once and
+    /// no trial is ever leased to two workers at the same time.
+    #[test]
+    fn no_trial_lost_or_doubly_leased(actions in proptest::collection::vec(action(), 1..200)) {
+        let n = 12;
+        let start = Instant::now();
+        let mut now = start;
+        let mut s = Scheduler::new(Duration::from_secs(10));
+        for i in 0..n { s.enqueue(trial(i)); }
+        let mut generation = [1u64; 4];
+        let mut held: [Option<Lease>; 4] = Default::default();
+        let mut completed: HashSet<String> = HashSet::new();
+        for a in actions {
+            match a {
+                Action::Acquire(w) => {
+                    let w = w as usize;
+                    if held[w].is_none() {
+                        held[w] = s.acquire(holder(&format!("w{w}"), generation[w]), CPU, now);
+                    }
+                }
+                Action::Complete(w) => {
+                    let w = w as usize;
+                    if let Some(l) = held[w].take() {
+                        // Completion counts only if the lease is still ours.
+                        if s.lease_by_id(&l.lease_id).map(|x| &x.holder) == Some(&l.holder) {
+                            s.finish(&l.trial.trial_id);
+                            prop_assert!(completed.insert(l.trial.trial_id.to_string()));
+                        }
+                    }
+                }
+                Action::Advance(secs) => {
+                    now += Duration::from_secs(u64::from(secs));
+                    s.expire(now);
+                }
+                Action::Fence(w) => {
+                    let w = w as usize;
+                    generation[w] += 1;
+                    held[w] = None;
+                    s.fence(&format!("w{w}"), generation[w]);
+                }
+            }
+            // Invariant: queued and running are disjoint; each running trial has one lease.
+            for t in s.running.keys() {
+                prop_assert!(!s.queued.contains(t));
+            }
+            prop_assert_eq!(s.running.len(), s.leases.len());
+        }
+        // Drain: one worker finishes everything left.
+        loop {
+            now += Duration::from_secs(100);
+            s.expire(now);
+            match s.acquire(holder("drain", 1), CPU, now) {
+                Some(l) => {
+                    s.finish(&l.trial.trial_id);
+                    prop_assert!(completed.insert(l.trial.trial_id.to_string()));
+                }
+                None => break,
+            }
+        }
+        prop_assert_eq!(completed.len(), n);
+    }
+}

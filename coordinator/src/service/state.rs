@@ -1,0 +1,202 @@
+//! In-memory coordinator state (guarded by the coordinator's mutex).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::WorkerCaps;
+use crate::scheduler::Scheduler;
+use crate::store::{StoredResult, SweepRecord, SweepRecordState};
+use crate::sweep::{SweepSpec, TrialPlan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepRunState {
+    Running,
+    Finished,
+    Cancelled,
+}
+
+/// A sweep's progress, as shown to users.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepProgress {
+    pub sweep_id: String,
+    pub name: String,
+    pub state: SweepRunState,
+    pub total: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub running: u32,
+    pub queued: u32,
+    pub mean_trial_seconds: f64,
+    pub source: String,
+}
+
+pub(super) struct SweepRuntime {
+    pub record: SweepRecord,
+    pub spec: Arc<SweepSpec>,
+    pub trial_ids: Vec<Arc<str>>,
+    pub state: SweepRunState,
+    pub total: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub running: u32,
+    pub queued: u32,
+    pub seconds_sum: f64,
+    pub watch: watch::Sender<SweepProgress>,
+}
+
+impl SweepRuntime {
+    pub fn new(record: SweepRecord, spec: Arc<SweepSpec>, total: usize) -> Self {
+        let state = match record.state {
+            SweepRecordState::Running => SweepRunState::Running,
+            SweepRecordState::Finished => SweepRunState::Finished,
+            SweepRecordState::Cancelled => SweepRunState::Cancelled,
+        };
+        let s = Self {
+            record,
+            spec,
+            trial_ids: Vec::with_capacity(total),
+            state,
+            total: total as u32,
+            completed: 0,
+            failed: 0,
+            running: 0,
+            queued: 0,
+            seconds_sum: 0.0,
+            watch: watch::Sender::new(SweepProgress {
+                sweep_id: String::new(),
+                name: String::new(),
+                state,
+                total: 0,
+                completed: 0,
+                failed: 0,
+                running: 0,
+                queued: 0,
+                mean_trial_seconds: 0.0,
+                source: String::new(),
+            }),
+        };
+        s.watch.send_replace(s.progress());
+        s
+    }
+
+    pub fn count_result(&mut self, r: &StoredResult) {
+        if r.status == "completed" {
+            self.completed += 1;
+            self.seconds_sum += r.seconds;
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    pub fn progress(&self) -> SweepProgress {
+        SweepProgress {
+            sweep_id: self.record.sweep_id.clone(),
+            name: self.record.name.clone(),
+            state: self.state,
+            total: self.total,
+            completed: self.completed,
+            failed: self.failed,
+            running: self.running,
+            queued: self.queued,
+            mean_trial_seconds: if self.completed > 0 {
+                self.seconds_sum / f64::from(self.completed)
+            } else {
+                0.0
+            },
+            source: self.record.source.clone(),
+        }
+    }
+}
+
+pub(super) struct TrialEntry {
+    pub plan: TrialPlan,
+    pub spec: Arc<SweepSpec>,
+    /// Sweeps this trial belongs to (an extended grid shares trials).
+    pub sweeps: Vec<Arc<str>>,
+    /// Attempts started by this coordinator.
+    pub attempts: u32,
+    pub done: bool,
+}
+
+impl TrialEntry {
+    pub fn new(plan: TrialPlan, spec: Arc<SweepSpec>) -> Self {
+        Self {
+            plan,
+            spec,
+            sweeps: Vec::new(),
+            attempts: 0,
+            done: false,
+        }
+    }
+}
+
+pub(super) struct WorkerInfo {
+    pub generation: u64,
+    pub caps: WorkerCaps,
+    pub last_seen: Instant,
+}
+
+pub(super) struct State {
+    pub sweeps: HashMap<String, SweepRuntime>,
+    pub trials: HashMap<Arc<str>, TrialEntry>,
+    pub scheduler: Scheduler,
+    pub workers: HashMap<String, WorkerInfo>,
+    pub next_generation: u64,
+}
+
+impl State {
+    pub fn new(scheduler: Scheduler, first_generation: u64) -> Self {
+        Self {
+            sweeps: HashMap::new(),
+            trials: HashMap::new(),
+            scheduler,
+            workers: HashMap::new(),
+            next_generation: first_generation,
+        }
+    }
+
+    fn for_sweeps_of(&mut self, trial_id: &str, mut f: impl FnMut(&mut SweepRuntime)) {
+        let Some(entry) = self.trials.get(trial_id) else {
+            return;
+        };
+        for s in &entry.sweeps {
+            if let Some(rt) = self.sweeps.get_mut(&**s) {
+                f(rt);
+            }
+        }
+    }
+
+    /// A queued trial started running.
+    pub fn note_started(&mut self, trial_id: &str) {
+        self.for_sweeps_of(trial_id, |s| {
+            s.queued = s.queued.saturating_sub(1);
+            s.running += 1;
+        });
+    }
+
+    /// A running trial went back to the queue.
+    pub fn note_requeued(&mut self, trial_id: &str) {
+        self.for_sweeps_of(trial_id, |s| {
+            s.running = s.running.saturating_sub(1);
+            if s.state == SweepRunState::Running {
+                s.queued += 1;
+            }
+        });
+    }
+
+    /// A trial reached its final outcome.
+    pub fn note_finished(&mut self, result: &StoredResult, was_running: bool) {
+        let r = result.clone();
+        self.for_sweeps_of(&result.trial_id, |s| {
+            if was_running {
+                s.running = s.running.saturating_sub(1);
+            } else {
+                s.queued = s.queued.saturating_sub(1);
+            }
+            s.count_result(&r);
+        });
+    }
+}

@@ -1,0 +1,259 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::store::EmbeddedStore;
+
+const SWEEP: &str = r#"name = "unit"
+seeds = 3
+baseline = { h = 1 }
+[model]
+name = "late-fusion"
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+[training]
+epochs = 1
+batch_size = 4
+lr = 0.1
+[grid]
+h = [1, 2]
+[metrics]
+select = "accuracy"
+report = { accuracy = "max" }
+[resources]
+max_retries = 1
+"#;
+
+fn config() -> CoordinatorConfig {
+    CoordinatorConfig {
+        lease_ttl: Duration::from_secs(10),
+        max_acquire_wait: Duration::from_millis(50),
+    }
+}
+
+async fn coordinator(dir: &std::path::Path) -> Coordinator {
+    let store = EmbeddedStore::open(dir.join("state.redb")).expect("store");
+    Coordinator::start(Catalog::new(Arc::new(store)), config())
+        .await
+        .expect("start")
+}
+
+fn metrics(v: f64) -> BTreeMap<String, f64> {
+    BTreeMap::from([("accuracy".to_string(), v)])
+}
+
+async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
+    c.complete(Completion {
+        worker_id: reg.worker_id.clone(),
+        generation: reg.generation,
+        lease_id: a.lease_id.clone(),
+        trial_id: a.trial.trial_id.clone(),
+        test_metrics: metrics(0.5),
+        valid_metrics: metrics(0.4),
+        selected_epoch: 1,
+        seconds: 1.0,
+    })
+    .await
+    .expect("complete")
+}
+
+#[tokio::test]
+async fn runs_a_sweep_to_the_end_and_stores_each_result_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let s = c.submit(SWEEP, "unit.toml").await.expect("submit");
+    assert_eq!(s.total_trials, 6);
+    assert!(s.created);
+    let again = c.submit(SWEEP, "unit.toml").await.expect("resubmit");
+    assert_eq!(again.sweep_id, s.sweep_id);
+    assert!(!again.created);
+
+    let reg = c.register("w", WorkerCaps::default());
+    let mut seen = std::collections::HashSet::new();
+    while let Some(a) = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+    {
+        assert!(seen.insert(a.trial.trial_id.clone()));
+        assert!(complete(&c, &reg, &a).await);
+        // A duplicate report is not stored again.
+        assert!(!complete(&c, &reg, &a).await);
+    }
+    assert_eq!(seen.len(), 6);
+    let p = c.progress(&s.sweep_id).expect("progress");
+    assert_eq!((p.completed, p.failed, p.running, p.queued), (6, 0, 0, 0));
+    assert_eq!(p.state, SweepRunState::Finished);
+    assert_eq!(c.results(&s.sweep_id).await.expect("results").len(), 6);
+}
+
+#[tokio::test]
+async fn resumes_from_the_store_without_rerunning_finished_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep_id;
+    {
+        let c = coordinator(dir.path()).await;
+        sweep_id = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+        let reg = c.register("w", WorkerCaps::default());
+        for _ in 0..2 {
+            let a = c
+                .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+                .await
+                .expect("acquire")
+                .expect("trial");
+            complete(&c, &reg, &a).await;
+        }
+        // One more acquired but never finished (the coordinator "crashes").
+        c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+            .await
+            .expect("acquire")
+            .expect("trial");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = coordinator(dir.path()).await;
+    let p = c.progress(&sweep_id).expect("loaded");
+    assert_eq!((p.completed, p.queued), (2, 4));
+    let reg = c.register("w", WorkerCaps::default());
+    let mut n = 0;
+    while let Some(a) = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+    {
+        complete(&c, &reg, &a).await;
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_lease_is_taken_by_another_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let dead = c.register("dead", WorkerCaps::default());
+    let first = c
+        .acquire(&dead.worker_id, dead.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(c.expire_leases(), 1);
+    let alive = c.register("alive", WorkerCaps::default());
+    let again = c
+        .acquire(&alive.worker_id, alive.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    assert_eq!(again.trial.trial_id, first.trial.trial_id);
+    assert_eq!(again.attempt, 2);
+    // The dead worker's heartbeat no longer holds the lease.
+    let (valid, _) = c
+        .heartbeat(&dead.worker_id, dead.generation, &first.lease_id, &first.trial.trial_id)
+        .expect("heartbeat");
+    assert!(!valid);
+}
+
+#[tokio::test]
+async fn failures_retry_then_fail_for_good_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let reg = c.register("w", WorkerCaps::default());
+    let a = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    let id = a.trial.trial_id.clone();
+    assert!(c.fail(&reg.worker_id, reg.generation, &id, "loss is NaN at epoch 1").await.expect("fail"));
+    let b = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    assert_eq!(b.trial.trial_id, id, "a retried trial goes first");
+    assert!(!c.fail(&reg.worker_id, reg.generation, &id, "loss is NaN at epoch 1").await.expect("fail"));
+    let results = c.results(&sweep).await.expect("results");
+    let r = results.iter().find(|r| r.trial_id == id).expect("stored");
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.attempts, 2);
+    assert!(r.failure.as_deref().unwrap_or_default().contains("NaN"));
+    assert_eq!(c.progress(&sweep).expect("progress").failed, 1);
+}
+
+#[tokio::test]
+async fn a_restarted_worker_fences_its_old_generation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let old = c.register("w", WorkerCaps::default());
+    let a = c
+        .acquire(&old.worker_id, old.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    let new = c.register("w", WorkerCaps::default());
+    assert!(new.generation > old.generation);
+    let err = c
+        .complete(Completion {
+            worker_id: old.worker_id.clone(),
+            generation: old.generation,
+            lease_id: a.lease_id.clone(),
+            trial_id: a.trial.trial_id.clone(),
+            test_metrics: metrics(0.1),
+            valid_metrics: metrics(0.1),
+            selected_epoch: 1,
+            seconds: 1.0,
+        })
+        .await
+        .expect_err("stale generation");
+    assert!(matches!(err, CoordinatorError::StaleGeneration { .. }), "{err}");
+    // The fenced trial is back in the queue, first.
+    let b = c
+        .acquire(&new.worker_id, new.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    assert_eq!(b.trial.trial_id, a.trial.trial_id);
+}
+
+#[tokio::test]
+async fn cancel_stops_handing_out_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let reg = c.register("w", WorkerCaps::default());
+    let a = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    let p = c.cancel(&sweep).await.expect("cancel");
+    assert_eq!(p.state, SweepRunState::Cancelled);
+    assert!(c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .is_none());
+    let (valid, cancel) = c
+        .heartbeat(&reg.worker_id, reg.generation, &a.lease_id, &a.trial.trial_id)
+        .expect("heartbeat");
+    assert!(valid && cancel);
+}
+
+#[tokio::test]
+async fn malformed_sweep_is_rejected_with_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let err = c
+        .submit(&SWEEP.replace("lr = 0.1", "lr = \"fast\""), "bad.toml")
+        .await
+        .expect_err("invalid");
+    let msg = err.to_string();
+    assert!(msg.starts_with("bad.toml:12:"), "{msg}");
+    assert!(msg.contains("training.lr"), "{msg}");
+    assert!(c.list().is_empty());
+}

@@ -1,0 +1,208 @@
+//! The coordinator's typed records over a [`Store`].
+//!
+//! Key layout (values are JSON):
+//! - `sweeps/<sweep id>`: the sweep file and its state;
+//! - `results/<trial id>`: one finished or failed trial, written once
+//!   (precondition `Absent`), so a result reported twice is stored once;
+//! - `failures/<trial id>`: attempts that failed so far, for retry limits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Precondition, Store, StoreError, StoreResult};
+
+/// A submitted sweep as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    pub sweep_id: String,
+    pub name: String,
+    pub source: String,
+    pub source_name: String,
+    pub state: SweepRecordState,
+    /// Unix seconds.
+    pub submitted_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepRecordState {
+    Running,
+    Finished,
+    Cancelled,
+}
+
+/// A trial's final outcome, as written to `results.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResult {
+    pub trial_id: String,
+    pub sweep_id: String,
+    pub config_key: String,
+    pub config: IndexMap<String, serde_json::Value>,
+    pub seed: u64,
+    /// `completed` or `failed`.
+    pub status: String,
+    /// Test-split metrics at the selected epoch.
+    pub metrics: BTreeMap<String, f64>,
+    /// Validation metrics at the selected epoch.
+    pub valid_metrics: BTreeMap<String, f64>,
+    pub selected_epoch: Option<u32>,
+    pub failure: Option<String>,
+    pub attempts: u32,
+    pub seconds: f64,
+    pub worker: String,
+}
+
+/// Failed attempts of a trial so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub attempts: u32,
+    pub reasons: Vec<String>,
+}
+
+/// Typed access to the coordinator's durable state.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(key: &str, raw: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(raw)
+        .map_err(|e| StoreError::Internal(format!("corrupt record `{key}`: {e}")))
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores a new sweep; `false` if a sweep with that id already exists.
+    pub async fn create_sweep(&self, record: &SweepRecord) -> StoreResult<bool> {
+        let key = format!("sweeps/{}", record.sweep_id);
+        match self
+            .store
+            .put(&key, to_json(record)?, Precondition::Absent)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn sweep(&self, sweep_id: &str) -> StoreResult<Option<SweepRecord>> {
+        let key = format!("sweeps/{sweep_id}");
+        match self.store.get(&key).await? {
+            Some(v) => Ok(Some(from_json(&key, &v.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn sweeps(&self) -> StoreResult<Vec<SweepRecord>> {
+        self.store
+            .list("sweeps/")
+            .await?
+            .into_iter()
+            .map(|(k, v)| from_json(&k, &v.value))
+            .collect()
+    }
+
+    /// Sets a sweep's state (compare-and-swap loop).
+    pub async fn set_sweep_state(&self, sweep_id: &str, state: SweepRecordState) -> StoreResult<()> {
+        let key = format!("sweeps/{sweep_id}");
+        loop {
+            let Some(current) = self.store.get(&key).await? else {
+                return Ok(());
+            };
+            let mut record: SweepRecord = from_json(&key, &current.value)?;
+            if record.state == state {
+                return Ok(());
+            }
+            record.state = state;
+            match self
+                .store
+                .put(&key, to_json(&record)?, Precondition::Version(current.version))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stores a trial's result once; `false` if one was already stored.
+    pub async fn put_result(&self, result: &StoredResult) -> StoreResult<bool> {
+        let key = format!("results/{}", result.trial_id);
+        match self
+            .store
+            .put(&key, to_json(result)?, Precondition::Absent)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn result(&self, trial_id: &str) -> StoreResult<Option<StoredResult>> {
+        let key = format!("results/{trial_id}");
+        match self.store.get(&key).await? {
+            Some(v) => Ok(Some(from_json(&key, &v.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored result, by trial id.
+    pub async fn results(&self) -> StoreResult<HashMap<String, StoredResult>> {
+        let mut out = HashMap::new();
+        for (k, v) in self.store.list("results/").await? {
+            let r: StoredResult = from_json(&k, &v.value)?;
+            out.insert(r.trial_id.clone(), r);
+        }
+        Ok(out)
+    }
+
+    /// Records one failed attempt and returns the record after it.
+    pub async fn record_failure(&self, trial_id: &str, reason: &str) -> StoreResult<FailureRecord> {
+        let key = format!("failures/{trial_id}");
+        loop {
+            let current = self.store.get(&key).await?;
+            let (mut record, pre) = match &current {
+                Some(v) => (
+                    from_json::<FailureRecord>(&key, &v.value)?,
+                    Precondition::Version(v.version),
+                ),
+                None => (FailureRecord::default(), Precondition::Absent),
+            };
+            record.attempts += 1;
+            record.reasons.push(reason.chars().take(2000).collect());
+            if record.reasons.len() > 10 {
+                record.reasons.remove(0);
+            }
+            match self.store.put(&key, to_json(&record)?, pre).await {
+                Ok(_) => return Ok(record),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn failures(&self, trial_id: &str) -> StoreResult<FailureRecord> {
+        let key = format!("failures/{trial_id}");
+        match self.store.get(&key).await? {
+            Some(v) => from_json(&key, &v.value),
+            None => Ok(FailureRecord::default()),
+        }
+    }
+}

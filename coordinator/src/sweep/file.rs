@@ -1,0 +1,564 @@
+//! The raw TOML shape of a sweep file and its validation.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{MAX_TRIALS, ParamValue, SweepError, SweepSpec, TRAINING_KEYS, config_key};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSweep {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    model: RawModel,
+    dataset: RawDataset,
+    training: TrainingSection,
+    #[serde(default)]
+    grid: IndexMap<Spanned<String>, Spanned<Vec<Spanned<toml::Value>>>>,
+    #[serde(default)]
+    seeds: Option<Spanned<SeedsSpec>>,
+    #[serde(default)]
+    baseline: Option<Spanned<IndexMap<Spanned<String>, Spanned<toml::Value>>>>,
+    metrics: RawMetrics,
+    #[serde(default)]
+    resources: ResourcesSection,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawModel {
+    name: Spanned<String>,
+    #[serde(flatten)]
+    params: IndexMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    kind: Spanned<String>,
+    #[serde(default)]
+    generator: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    params: IndexMap<String, Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    select: Spanned<String>,
+    #[serde(default)]
+    select_goal: Option<Goal>,
+    #[serde(default)]
+    select_split: Option<Spanned<String>>,
+    report: Spanned<IndexMap<String, Goal>>,
+}
+
+/// The model to train and its fixed parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSection {
+    pub name: String,
+    pub params: IndexMap<String, ParamValue>,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSection {
+    /// `synthetic`, or a file format: `iemocap`, `meld`, `m3ed`, `mmsa`.
+    pub kind: String,
+    pub generator: Option<String>,
+    pub path: Option<String>,
+    pub params: IndexMap<String, serde_json::Value>,
+}
+
+/// Training settings shared by every trial (grid keys may override them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Gradient-norm clipping; 0 disables it.
+    #[serde(default)]
+    pub grad_clip: f64,
+    /// Fraction of training data carved out for validation when the dataset
+    /// has no validation split.
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+}
+
+fn default_valid_fraction() -> f64 {
+    0.1
+}
+
+impl TrainingSection {
+    pub(super) fn as_params(&self) -> IndexMap<String, ParamValue> {
+        let mut p = IndexMap::new();
+        p.insert("epochs".into(), ParamValue::Int(i64::from(self.epochs)));
+        p.insert(
+            "batch_size".into(),
+            ParamValue::Int(i64::from(self.batch_size)),
+        );
+        p.insert("lr".into(), ParamValue::Float(self.lr));
+        p.insert("weight_decay".into(), ParamValue::Float(self.weight_decay));
+        p.insert("grad_clip".into(), ParamValue::Float(self.grad_clip));
+        p.insert(
+            "valid_fraction".into(),
+            ParamValue::Float(self.valid_fraction),
+        );
+        p
+    }
+}
+
+/// Whether a higher or a lower value of a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Max,
+    Min,
+}
+
+/// Which metrics select epochs and which are reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSection {
+    /// Metric that selects the epoch of every trial and the best configuration.
+    pub select: String,
+    pub select_goal: Goal,
+    /// `valid` (default) or `test` (MM-DFN's protocol; the report says so).
+    pub select_split: String,
+    /// Test metrics reported, with their goals, in file order.
+    pub report: IndexMap<String, Goal>,
+}
+
+/// Resources and retry policy per trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesSection {
+    /// GPUs per trial (0 = CPU); more than one trains data-parallel.
+    pub gpus_per_trial: u32,
+    /// How many trials may share one GPU.
+    pub trials_per_gpu: u32,
+    /// Attempts after the first before a trial is marked failed.
+    pub max_retries: u32,
+    /// Train the seeds of one configuration as one fused model.
+    pub fuse_seeds: bool,
+}
+
+impl Default for ResourcesSection {
+    fn default() -> Self {
+        Self {
+            gpus_per_trial: 0,
+            trials_per_gpu: 1,
+            max_retries: 2,
+            fuse_seeds: false,
+        }
+    }
+}
+
+/// `seeds = 10` (seeds 0..9) or `seeds = [3, 7, 11]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SeedsSpec {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+/// Maps byte offsets of the source to lines, columns and keys.
+pub(super) struct SpanLocator<'a> {
+    source: &'a str,
+    file: &'a str,
+}
+
+impl<'a> SpanLocator<'a> {
+    pub(super) fn new(source: &'a str, file: &'a str) -> Self {
+        Self { source, file }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, column)
+    }
+
+    /// The dotted key at `offset`: the enclosing `[table]` and the `key =` of
+    /// the line.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.source.len());
+        let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.source[offset..]
+            .find('\n')
+            .map_or(self.source.len(), |i| offset + i);
+        let line = &self.source[line_start..line_end];
+        let table = self.source[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && !l.starts_with("[["))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            return Some(trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        }
+        let key = line.split('=').next().map(str::trim).filter(|k| {
+            line.contains('=')
+                && !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '"')
+        });
+        match (table, key) {
+            (Some(t), Some(k)) => Some(format!("{t}.{}", k.trim_matches('"'))),
+            (None, Some(k)) => Some(k.trim_matches('"').to_string()),
+            (t, None) => t,
+        }
+    }
+
+    pub(super) fn at(&self, offset: usize, key: Option<String>, message: impl Into<String>) -> SweepError {
+        let (line, column) = self.line_col(offset);
+        SweepError {
+            file: self.file.to_string(),
+            line,
+            column,
+            key,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> SweepError {
+        let offset = e.span().map_or(0, |s| s.start);
+        let mut message = e.message().trim().to_string();
+        let key = e.span().and_then(|s| self.key_at(s.start));
+        if e.span().is_none() {
+            message = e.to_string().trim().to_string();
+        }
+        self.at(offset, key, message)
+    }
+
+    /// An error about `key` in `[table]`: points at the line where the key is
+    /// written (or the table header if the key cannot be found).
+    pub(super) fn key_error(&self, table: &str, key: &str, message: String) -> SweepError {
+        let header = format!("[{table}]");
+        let table_start = self
+            .source
+            .find(&header)
+            .map_or(0, |i| i + header.len());
+        let mut offset = table_start;
+        let mut pos = table_start;
+        for line in self.source[table_start..].split_inclusive('\n') {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                break;
+            }
+            if t.split('=').next().map(str::trim) == Some(key) && t.contains('=') {
+                offset = pos + (line.len() - t.len());
+                break;
+            }
+            pos += line.len();
+        }
+        self.at(offset, Some(format!("{table}.{key}")), message)
+    }
+}
+
+impl RawSweep {
+    pub(super) fn validate(
+        self,
+        loc: &SpanLocator<'_>,
+        source: &str,
+        source_name: &str,
+    ) -> Result<SweepSpec, SweepError> {
+        let name = self.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(loc.at(self.name.span().start, Some("name".into()), "must not be empty"));
+        }
+
+        // Model.
+        let model_name = self.model.name.get_ref().trim().to_string();
+        if model_name.is_empty() {
+            return Err(loc.at(
+                self.model.name.span().start,
+                Some("model.name".into()),
+                "must not be empty",
+            ));
+        }
+        let mut model_params = IndexMap::new();
+        for (k, v) in &self.model.params {
+            if TRAINING_KEYS.contains(&k.as_str()) {
+                return Err(loc.key_error(
+                    "model",
+                    k,
+                    format!("`{k}` is a training setting: set it in [training]"),
+                ));
+            }
+            let pv = ParamValue::from_toml(v).ok_or_else(|| {
+                loc.key_error("model", k, "must be a number, a string or a boolean".into())
+            })?;
+            model_params.insert(k.clone(), pv);
+        }
+
+        // Dataset.
+        let kind = self.dataset.kind.get_ref().clone();
+        match kind.as_str() {
+            "synthetic" => {
+                if self.dataset.generator.is_none() {
+                    return Err(loc.at(
+                        self.dataset.kind.span().start,
+                        Some("dataset.generator".into()),
+                        "a synthetic dataset needs `generator` (e.g. \"fusion\", \"erc\", \"msa\")",
+                    ));
+                }
+            }
+            "iemocap" | "meld" | "m3ed" | "mmsa" => {
+                if self.dataset.path.is_none() {
+                    return Err(loc.at(
+                        self.dataset.kind.span().start,
+                        Some("dataset.path".into()),
+                        format!("a `{kind}` dataset needs `path`"),
+                    ));
+                }
+            }
+            other => {
+                return Err(loc.at(
+                    self.dataset.kind.span().start,
+                    Some("dataset.kind".into()),
+                    format!(
+                        "unknown dataset kind `{other}`; expected synthetic, iemocap, meld, m3ed or mmsa"
+                    ),
+                ));
+            }
+        }
+        let mut dataset_params = IndexMap::new();
+        for (k, v) in &self.dataset.params {
+            let json = serde_json::to_value(v.get_ref()).map_err(|e| {
+                loc.at(v.span().start, Some(format!("dataset.params.{k}")), e.to_string())
+            })?;
+            dataset_params.insert(k.clone(), json);
+        }
+
+        // Training.
+        let t = &self.training;
+        if t.epochs == 0 {
+            return Err(loc.key_error("training", "epochs", "must be at least 1".into()));
+        }
+        if t.batch_size == 0 {
+            return Err(loc.key_error("training", "batch_size", "must be at least 1".into()));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(loc.key_error("training", "lr", "must be a positive number".into()));
+        }
+        if !(0.0..1.0).contains(&t.valid_fraction) {
+            return Err(loc.key_error(
+                "training",
+                "valid_fraction",
+                "must be in [0, 1)".into(),
+            ));
+        }
+
+        // Grid.
+        let mut grid: IndexMap<String, Vec<ParamValue>> = IndexMap::new();
+        let mut trials: usize = 1;
+        for (key, values) in &self.grid {
+            let k = key.get_ref().clone();
+            let key_name = Some(format!("grid.{k}"));
+            if model_params.contains_key(&k) {
+                return Err(loc.at(
+                    key.span().start,
+                    key_name,
+                    format!("`{k}` is both fixed in [model] and swept in [grid]: keep one"),
+                ));
+            }
+            if values.get_ref().is_empty() {
+                return Err(loc.at(values.span().start, key_name, "the list of values is empty"));
+            }
+            let mut converted: Vec<ParamValue> = Vec::new();
+            for v in values.get_ref() {
+                let pv = ParamValue::from_toml(v.get_ref()).ok_or_else(|| {
+                    loc.at(
+                        v.span().start,
+                        key_name.clone(),
+                        "values must be numbers, strings or booleans",
+                    )
+                })?;
+                if converted.contains(&pv) {
+                    return Err(loc.at(
+                        v.span().start,
+                        key_name.clone(),
+                        format!("duplicate value {pv}"),
+                    ));
+                }
+                if let Some(first) = converted.first()
+                    && std::mem::discriminant(first) != std::mem::discriminant(&pv)
+                    && !(first.as_f64().is_some() && pv.as_f64().is_some())
+                {
+                    return Err(loc.at(
+                        v.span().start,
+                        key_name.clone(),
+                        format!("value {pv} has a different type from the first value {first}"),
+                    ));
+                }
+                converted.push(pv);
+            }
+            trials = trials.saturating_mul(converted.len());
+            grid.insert(k, converted);
+        }
+
+        // Seeds.
+        let (seeds, seeds_offset) = match &self.seeds {
+            None => ((0..10).collect::<Vec<u64>>(), 0),
+            Some(s) => {
+                let seeds = match s.get_ref() {
+                    SeedsSpec::Count(n) => (0..*n).collect(),
+                    SeedsSpec::List(list) => list.clone(),
+                };
+                (seeds, s.span().start)
+            }
+        };
+        if seeds.is_empty() {
+            return Err(loc.at(seeds_offset, Some("seeds".into()), "at least one seed is needed"));
+        }
+        let mut sorted = seeds.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(loc.at(seeds_offset, Some("seeds".into()), "duplicate seed"));
+        }
+        trials = trials.saturating_mul(seeds.len());
+        if trials > MAX_TRIALS {
+            return Err(loc.at(
+                0,
+                Some("grid".into()),
+                format!("the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"),
+            ));
+        }
+
+        // Baseline: a point of the grid.
+        let mut baseline = IndexMap::new();
+        match &self.baseline {
+            None if grid.is_empty() => {}
+            None => {
+                return Err(loc.at(
+                    0,
+                    Some("baseline".into()),
+                    "a sweep with a grid needs `baseline = { … }` naming one value per grid key",
+                ));
+            }
+            Some(b) => {
+                for (key, value) in b.get_ref() {
+                    let k = key.get_ref();
+                    let Some(values) = grid.get(k) else {
+                        return Err(loc.at(
+                            key.span().start,
+                            Some(format!("baseline.{k}")),
+                            format!("`{k}` is not a grid key"),
+                        ));
+                    };
+                    let pv = ParamValue::from_toml(value.get_ref())
+                        .filter(|pv| values.contains(pv))
+                        .ok_or_else(|| {
+                            loc.at(
+                                value.span().start,
+                                Some(format!("baseline.{k}")),
+                                format!(
+                                    "baseline value is not in the grid (grid values: {})",
+                                    values
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            )
+                        })?;
+                    baseline.insert(k.clone(), pv);
+                }
+                if let Some(missing) = grid.keys().find(|k| !baseline.contains_key(*k)) {
+                    return Err(loc.at(
+                        b.span().start,
+                        Some("baseline".into()),
+                        format!("the baseline names no value for grid key `{missing}`"),
+                    ));
+                }
+                // Keep grid order.
+                baseline = grid
+                    .keys()
+                    .filter_map(|k| baseline.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect();
+            }
+        }
+        debug_assert!(grid.is_empty() || !config_key(&baseline).is_empty());
+
+        // Metrics.
+        let m = &self.metrics;
+        if m.report.get_ref().is_empty() {
+            return Err(loc.at(
+                m.report.span().start,
+                Some("metrics.report".into()),
+                "name at least one metric, e.g. report = { accuracy = \"max\" }",
+            ));
+        }
+        let select = m.select.get_ref().clone();
+        let select_goal = match (m.select_goal, m.report.get_ref().get(&select)) {
+            (Some(g), _) => g,
+            (None, Some(g)) => *g,
+            (None, None) => {
+                return Err(loc.at(
+                    m.select.span().start,
+                    Some("metrics.select".into()),
+                    format!(
+                        "`{select}` is not in metrics.report: add it there or set select_goal = \"max\"|\"min\""
+                    ),
+                ));
+            }
+        };
+        let select_split = match &m.select_split {
+            None => "valid".to_string(),
+            Some(s) if s.get_ref() == "valid" || s.get_ref() == "test" => s.get_ref().clone(),
+            Some(s) => {
+                return Err(loc.at(
+                    s.span().start,
+                    Some("metrics.select_split".into()),
+                    "must be \"valid\" or \"test\"",
+                ));
+            }
+        };
+
+        // Resources.
+        if self.resources.trials_per_gpu == 0 {
+            return Err(loc.key_error(
+                "resources",
+                "trials_per_gpu",
+                "must be at least 1".into(),
+            ));
+        }
+
+        Ok(SweepSpec {
+            name,
+            description: self.description,
+            model: ModelSection {
+                name: model_name,
+                params: model_params,
+            },
+            dataset: DatasetSection {
+                kind,
+                generator: self.dataset.generator,
+                path: self.dataset.path,
+                params: dataset_params,
+            },
+            training: self.training,
+            grid,
+            baseline,
+            seeds,
+            metrics: MetricsSection {
+                select,
+                select_goal,
+                select_split,
+                report: m.report.get_ref().clone(),
+            },
+            resources: self.resources,
+            source: source.to_string(),
+            source_name: source_name.to_string(),
+        })
+    }
+}

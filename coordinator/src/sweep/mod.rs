@@ -1,0 +1,278 @@
+//! Sweep files: parsing, validation and expansion into trials.
+//!
+//! A sweep file (TOML) names a model with its fixed parameters, a dataset, the
+//! training settings, a grid of hyperparameters, the seeds and the baseline
+//! configuration. [`SweepSpec::parse`] turns the text into a validated spec;
+//! every error names the file, the line and the key. [`SweepSpec::trials`]
+//! expands the spec into trials, one per (configuration, seed), each with an
+//! id derived from the sweep's fixed settings, the configuration and the seed
+//! only — so extending a grid or adding seeds keeps the ids (and therefore the
+//! stored results) of the trials that were already there.
+
+mod file;
+mod value;
+
+pub use file::{
+    DatasetSection, Goal, MetricsSection, ModelSection, ResourcesSection, SeedsSpec,
+    TrainingSection,
+};
+pub use value::ParamValue;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use file::{RawSweep, SpanLocator};
+
+/// An error in a sweep file: where it is and what is wrong.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{file}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+pub struct SweepError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// Maximum number of trials one sweep may expand into.
+pub const MAX_TRIALS: usize = 100_000;
+
+/// Names of the training settings; grid keys may name these as well as model
+/// parameters.
+pub const TRAINING_KEYS: &[&str] = &[
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "valid_fraction",
+];
+
+/// A validated sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub model: ModelSection,
+    pub dataset: DatasetSection,
+    pub training: TrainingSection,
+    /// Hyperparameter → values, in file order.
+    pub grid: IndexMap<String, Vec<ParamValue>>,
+    /// The baseline configuration: one value for every grid key.
+    pub baseline: IndexMap<String, ParamValue>,
+    pub seeds: Vec<u64>,
+    pub metrics: MetricsSection,
+    pub resources: ResourcesSection,
+    /// The file text the spec was parsed from.
+    pub source: String,
+    pub source_name: String,
+}
+
+/// One point of the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Configuration {
+    /// Canonical name, `k=v,k2=v2` in grid order (`default` for an empty grid).
+    pub key: String,
+    pub values: IndexMap<String, ParamValue>,
+}
+
+/// One trial: a configuration and a seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialPlan {
+    pub trial_id: String,
+    pub config: Configuration,
+    pub seed: u64,
+    /// Every resolved hyperparameter (fixed model and training parameters with
+    /// the grid point applied), in a stable order.
+    pub params: IndexMap<String, ParamValue>,
+}
+
+impl SweepSpec {
+    /// Parses and validates a sweep file. `source_name` is the file name used
+    /// in error messages.
+    pub fn parse(source: &str, source_name: &str) -> Result<Self, SweepError> {
+        let locator = SpanLocator::new(source, source_name);
+        let raw: RawSweep = toml::from_str(source).map_err(|e| locator.toml_error(&e))?;
+        raw.validate(&locator, source, source_name)
+    }
+
+    /// Checks model parameter names (fixed and swept) against the parameters
+    /// the model accepts; an unknown one is an error naming its line.
+    pub fn check_model_params(&self, known: &[&str]) -> Result<(), SweepError> {
+        let locator = SpanLocator::new(&self.source, &self.source_name);
+        let mut names: Vec<(&str, &str)> = self
+            .model
+            .params
+            .keys()
+            .map(|k| (k.as_str(), "model"))
+            .collect();
+        names.extend(
+            self.grid
+                .keys()
+                .filter(|k| !TRAINING_KEYS.contains(&k.as_str()))
+                .map(|k| (k.as_str(), "grid")),
+        );
+        for (name, table) in names {
+            if !known.contains(&name) {
+                let mut expected: Vec<&str> = known.to_vec();
+                expected.sort_unstable();
+                return Err(locator.key_error(
+                    table,
+                    name,
+                    format!(
+                        "unknown parameter `{name}` for model `{}`; it accepts: {}",
+                        self.model.name,
+                        expected.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of everything that determines a trial's result besides its
+    /// configuration and seed (model, fixed parameters, dataset, training,
+    /// epoch selection).
+    pub fn fingerprint(&self) -> String {
+        let fixed = serde_json::json!({
+            "model": self.model,
+            "dataset": self.dataset,
+            "training": self.training,
+            "select": [self.metrics.select, self.metrics.select_split],
+        });
+        digest(&fixed.to_string())
+    }
+
+    /// The sweep's id: its name and a digest of the whole spec, so the same
+    /// file submitted twice is the same sweep.
+    pub fn sweep_id(&self) -> String {
+        let whole = serde_json::json!({
+            "fingerprint": self.fingerprint(),
+            "grid": self.grid,
+            "baseline": self.baseline,
+            "seeds": self.seeds,
+            "metrics": self.metrics,
+            "resources": self.resources,
+        });
+        format!("{}-{}", sanitize(&self.name), &digest(&whole.to_string())[..8])
+    }
+
+    /// Every point of the grid, first key varying slowest.
+    pub fn configurations(&self) -> Vec<Configuration> {
+        let mut out = vec![IndexMap::new()];
+        for (key, values) in &self.grid {
+            let mut next = Vec::with_capacity(out.len() * values.len());
+            for partial in &out {
+                for v in values {
+                    let mut c: IndexMap<String, ParamValue> = partial.clone();
+                    c.insert(key.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            out = next;
+        }
+        out.into_iter()
+            .map(|values| Configuration {
+                key: config_key(&values),
+                values,
+            })
+            .collect()
+    }
+
+    /// The baseline configuration's canonical key.
+    pub fn baseline_key(&self) -> String {
+        config_key(&self.baseline)
+    }
+
+    /// Expands the sweep into trials: configurations in grid order, seeds in
+    /// file order within each configuration.
+    pub fn trials(&self) -> Vec<TrialPlan> {
+        let fingerprint = self.fingerprint();
+        let mut trials = Vec::new();
+        for config in self.configurations() {
+            let params = self.resolve(&config);
+            for &seed in &self.seeds {
+                trials.push(TrialPlan {
+                    trial_id: trial_id(&fingerprint, &config, seed),
+                    config: config.clone(),
+                    seed,
+                    params: params.clone(),
+                });
+            }
+        }
+        trials
+    }
+
+    /// The spec with other seeds (for confirmation runs): same fixed settings,
+    /// grid restricted to the given configurations.
+    pub fn with_seeds_and_configs(&self, seeds: Vec<u64>, configs: &[Configuration]) -> SweepSpec {
+        let mut spec = self.clone();
+        spec.seeds = seeds;
+        let mut grid: IndexMap<String, Vec<ParamValue>> = IndexMap::new();
+        for key in self.grid.keys() {
+            let mut values: Vec<ParamValue> = Vec::new();
+            for c in configs {
+                if let Some(v) = c.values.get(key)
+                    && !values.contains(v)
+                {
+                    values.push(v.clone());
+                }
+            }
+            grid.insert(key.clone(), values);
+        }
+        spec.grid = grid;
+        spec
+    }
+
+    fn resolve(&self, config: &Configuration) -> IndexMap<String, ParamValue> {
+        let mut params = self.training.as_params();
+        for (k, v) in &self.model.params {
+            params.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &config.values {
+            params.insert(k.clone(), v.clone());
+        }
+        params
+    }
+}
+
+/// Canonical configuration key: `k=v` pairs joined by commas.
+pub fn config_key(values: &IndexMap<String, ParamValue>) -> String {
+    if values.is_empty() {
+        return "default".to_string();
+    }
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn trial_id(fingerprint: &str, config: &Configuration, seed: u64) -> String {
+    let canonical = serde_json::json!({
+        "sweep": fingerprint,
+        "config": config.values,
+        "seed": seed,
+    });
+    digest(&canonical.to_string())[..16].to_string()
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

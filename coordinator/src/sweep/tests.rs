@@ -1,0 +1,135 @@
+use super::*;
+
+const QUICKSTART: &str = include_str!("../../../configs/quickstart.toml");
+
+fn parse(src: &str) -> Result<SweepSpec, SweepError> {
+    SweepSpec::parse(src, "test.toml")
+}
+
+fn minimal(extra_grid: &str) -> String {
+    format!(
+        r#"name = "t"
+baseline = {{ a = 1 }}
+[model]
+name = "late-fusion"
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+[training]
+epochs = 2
+batch_size = 8
+lr = 0.01
+[grid]
+a = [1, 2]
+{extra_grid}
+[metrics]
+select = "accuracy"
+report = {{ accuracy = "max" }}
+"#
+    )
+}
+
+#[test]
+fn quickstart_parses_and_expands() {
+    let spec = parse(QUICKSTART).expect("quickstart parses");
+    assert_eq!(spec.name, "quickstart");
+    assert_eq!(spec.seeds, (0..10).collect::<Vec<_>>());
+    let trials = spec.trials();
+    assert_eq!(trials.len(), 4 * 10);
+    let ids: std::collections::HashSet<_> = trials.iter().map(|t| &t.trial_id).collect();
+    assert_eq!(ids.len(), trials.len(), "trial ids are unique");
+    assert_eq!(spec.baseline_key(), "hidden=32,dropout=0.0");
+    assert_eq!(trials[0].config.key, "hidden=16,dropout=0.0");
+    assert_eq!(trials[0].params["epochs"], ParamValue::Int(12));
+    assert_eq!(trials[0].params["modality_hidden"], ParamValue::Int(16));
+}
+
+#[test]
+fn ids_are_deterministic_and_stable_under_grid_extension() {
+    let a = parse(&minimal("")).expect("parse");
+    let b = parse(&minimal("")).expect("parse");
+    assert_eq!(a.sweep_id(), b.sweep_id());
+    let ta = a.trials();
+    assert_eq!(ta, b.trials());
+    let extended = minimal("").replace("a = [1, 2]", "a = [1, 2, 3]");
+    let c = parse(&extended).expect("parse");
+    assert_ne!(a.sweep_id(), c.sweep_id());
+    let tc = c.trials();
+    for t in &ta {
+        assert!(tc.iter().any(|u| u.trial_id == t.trial_id), "kept {}", t.trial_id);
+    }
+    // Changing a fixed setting changes every id.
+    let d = parse(&minimal("").replace("epochs = 2", "epochs = 3")).expect("parse");
+    assert!(d.trials().iter().all(|t| ta.iter().all(|u| u.trial_id != t.trial_id)));
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let src = minimal("").replace("lr = 0.01", "lr = 0.01\nlearning_rate = 0.1");
+    let err = parse(&src).expect_err("unknown key");
+    assert_eq!(err.line, 12, "{err}");
+    assert_eq!(err.key.as_deref(), Some("training.learning_rate"), "{err}");
+    assert!(err.to_string().starts_with("test.toml:12:"), "{err}");
+    assert!(err.message.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let src = minimal("").replace("epochs = 2", "epochs = \"two\"");
+    let err = parse(&src).expect_err("wrong type");
+    assert_eq!(err.line, 9, "{err}");
+    assert_eq!(err.key.as_deref(), Some("training.epochs"), "{err}");
+}
+
+#[test]
+fn empty_grid_list_duplicates_and_bad_baseline_are_errors() {
+    let err = parse(&minimal("b = []")).expect_err("empty");
+    assert_eq!(err.key.as_deref(), Some("grid.b"));
+    assert!(err.message.contains("empty"), "{err}");
+
+    let err = parse(&minimal("b = [0.1, 0.1]")).expect_err("dup");
+    assert!(err.message.contains("duplicate"), "{err}");
+    assert_eq!(err.line, 14);
+
+    let err = parse(&minimal("").replace("baseline = { a = 1 }", "baseline = { a = 5 }"))
+        .expect_err("outside grid");
+    assert_eq!(err.key.as_deref(), Some("baseline.a"));
+    assert_eq!(err.line, 2);
+
+    let err = parse(&minimal("b = [1, 2]")).expect_err("missing baseline key");
+    assert!(err.message.contains("`b`"), "{err}");
+
+    let err = parse(&minimal("").replace("baseline = { a = 1 }", "baseline = { z = 1 }"))
+        .expect_err("not a grid key");
+    assert_eq!(err.key.as_deref(), Some("baseline.z"));
+}
+
+#[test]
+fn model_params_are_checked_against_the_model() {
+    let spec = parse(QUICKSTART).expect("parse");
+    spec.check_model_params(&["modality_hidden", "hidden", "dropout"])
+        .expect("known");
+    let err = spec
+        .check_model_params(&["hidden", "dropout"])
+        .expect_err("modality_hidden unknown");
+    assert_eq!(err.key.as_deref(), Some("model.modality_hidden"));
+    assert!(err.line > 1);
+}
+
+#[test]
+fn seeds_list_and_errors() {
+    let src = minimal("").replace("name = \"t\"", "name = \"t\"\nseeds = [5, 9]");
+    let spec = parse(&src).expect("parse");
+    assert_eq!(spec.seeds, vec![5, 9]);
+    assert_eq!(spec.trials().len(), 4);
+    let src = minimal("").replace("name = \"t\"", "name = \"t\"\nseeds = [5, 5]");
+    assert!(parse(&src).expect_err("dup seeds").message.contains("duplicate"));
+}
+
+#[test]
+fn too_many_trials_is_an_error() {
+    let big: Vec<String> = (0..400).map(|i| i.to_string()).collect();
+    let src = minimal(&format!("b = [{}]\nc = [{}]", big.join(","), big.join(",")));
+    let err = parse(&src).expect_err("too many");
+    assert!(err.message.contains("limit"), "{err}");
+}

@@ -1,0 +1,296 @@
+//! A small, safe reader for Python pickles that hold numpy arrays.
+//!
+//! The MMSA, MMGCN/MM-DFN and M3ED feature files are pickles of dicts,
+//! tuples and lists of numpy arrays, written by Python 2 or 3. This module
+//! runs the pickle virtual machine far enough to rebuild those values as a
+//! [`Value`] tree. It never executes anything: a "call" of a global only
+//! happens for the handful of constructors listed below, and any other
+//! global becomes an inert [`Value::Object`] record.
+//!
+//! # What is understood
+//!
+//! * Protocols 0–5: every opcode except persistent ids (`PERSID`,
+//!   `BINPERSID`), the extension registry (`EXT1/2/4`) and out-of-band
+//!   buffers (`NEXT_BUFFER`), which fail with an error.
+//! * Python-2 byte strings (`STRING`, `BINSTRING`, `SHORT_BINSTRING`) are
+//!   decoded as latin-1 into [`Value::Str`], i.e. what
+//!   `pickle.load(f, encoding="latin1")` does; numpy raw data that arrives
+//!   as such a string is encoded back to bytes with latin-1, as numpy does.
+//! * Constructors: `numpy.core.multiarray._reconstruct` (and
+//!   `numpy._core.…` for numpy 2) + `BUILD` with the array state tuple
+//!   `(version, shape, dtype, is_fortran, rawdata)`; `numpy.dtype` + `BUILD`
+//!   (byte order, element size); `numpy.core.multiarray.scalar`;
+//!   `numpy.core.numeric._frombuffer` (protocol 5); `_codecs.encode`;
+//!   `collections.OrderedDict`; builtins `set`, `frozenset`, `list`,
+//!   `tuple`, `dict`, `bytes`, `bytearray`; `copy_reg._reconstructor`.
+//! * dtypes: bool `b1`; integers `i1 i2 i4 i8 u1 u2 u4 u8`; floats `f2 f4 f8`;
+//!   fixed-width strings `S<n>`/`U<n>`; objects `O`. Either byte order.
+//!   Storage widens where that is lossless (see [`ArrayData`]).
+//!
+//! # Guarantees
+//!
+//! Malformed input (truncation, unknown opcodes, stack underflow, shapes
+//! that disagree with the data, recursive structures, absurd lengths) gives
+//! a [`PickleError`] naming the byte offset and opcode; the reader never
+//! panics and never allocates more than the input can justify.
+//!
+//! Values shared through the memo (the same Python object referenced twice)
+//! are copied into each place they appear.
+
+mod numpy;
+mod vm;
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+pub use numpy::{ArrayData, DType, NdArray};
+
+/// A value decoded from a pickle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer too large for `i64`: little-endian two's complement bytes
+    /// (as in the `LONG1`/`LONG4` opcodes).
+    BigInt(Vec<u8>),
+    Float(f64),
+    Str(String),
+    /// `bytes` and `bytearray`.
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    /// `set` and `frozenset`.
+    Set(Vec<Value>),
+    /// Entries in insertion order; a key set twice keeps its last value.
+    Dict(Vec<(Value, Value)>),
+    NdArray(NdArray),
+    /// A numpy dtype object on its own (not as part of an array).
+    DType(DType),
+    /// A reference to a class or function (`GLOBAL`/`STACK_GLOBAL`) that was
+    /// never called.
+    Global {
+        module: String,
+        name: String,
+    },
+    /// An instance of a class this reader does not know, recorded inert:
+    /// `class` is `module.name`, `args` the constructor arguments, `state`
+    /// what `BUILD` set, `items`/`entries` what `APPEND(S)`/`SETITEM(S)` added.
+    Object {
+        class: String,
+        args: Vec<Value>,
+        state: Option<Box<Value>>,
+        items: Vec<Value>,
+        entries: Vec<(Value, Value)>,
+    },
+}
+
+impl Value {
+    /// A short name of the variant, for error messages.
+    pub fn type_name(&self) -> String {
+        match self {
+            Value::None => "None".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Int(_) | Value::BigInt(_) => "int".into(),
+            Value::Float(_) => "float".into(),
+            Value::Str(_) => "str".into(),
+            Value::Bytes(_) => "bytes".into(),
+            Value::List(v) => format!("list of {}", v.len()),
+            Value::Tuple(v) => format!("tuple of {}", v.len()),
+            Value::Set(v) => format!("set of {}", v.len()),
+            Value::Dict(v) => format!("dict of {}", v.len()),
+            Value::NdArray(a) => format!("ndarray {} {:?}", a.dtype, a.shape),
+            Value::DType(d) => format!("dtype {d}"),
+            Value::Global { module, name } => format!("global {module}.{name}"),
+            Value::Object { class, .. } => format!("object {class}"),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    /// The number as `f64` (ints, floats, bools).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        }
+    }
+
+    /// The elements of a list, tuple or set.
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(v) | Value::Tuple(v) | Value::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_dict(&self) -> Option<&[(Value, Value)]> {
+        match self {
+            Value::Dict(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&NdArray> {
+        match self {
+            Value::NdArray(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Looks up a string key in a dict.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_dict()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Why a pickle could not be read: what went wrong, at which byte offset,
+/// and while executing which opcode (when one was being executed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickleError {
+    /// Offset of the opcode being executed (or of the end of input).
+    pub offset: u64,
+    /// The opcode's name, e.g. `BINUNICODE`.
+    pub opcode: Option<&'static str>,
+    pub message: String,
+}
+
+impl fmt::Display for PickleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pickle: {} (byte {}", self.message, self.offset)?;
+        if let Some(op) = self.opcode {
+            write!(f, ", opcode {op}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl std::error::Error for PickleError {}
+
+/// Reads one pickle from `reader` (stops at its `STOP` opcode).
+pub fn from_reader<R: Read>(reader: R) -> Result<Value, PickleError> {
+    vm::Machine::new(reader).run()
+}
+
+/// Reads one pickle from a byte slice; bytes after `STOP` are ignored.
+pub fn from_slice(bytes: &[u8]) -> Result<Value, PickleError> {
+    from_reader(bytes)
+}
+
+/// Reads the pickle file at `path`, buffered.
+pub fn from_path(path: &Path) -> crate::Result<Value> {
+    let file = std::fs::File::open(path).map_err(|source| crate::DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    from_reader(reader).map_err(|source| crate::DataError::Pickle {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(bytes: &[u8]) -> PickleError {
+        from_slice(bytes).expect_err("must fail")
+    }
+
+    #[test]
+    fn errors_name_offset_and_opcode() {
+        let e = err(b"\x80\x02K\x01\xff.");
+        assert_eq!((e.offset, e.opcode), (4, Some("unknown")));
+        assert!(e.to_string().contains("unknown opcode 0xff"), "{e}");
+        let e = err(b"\x80\x02a.");
+        assert_eq!((e.offset, e.opcode), (2, Some("APPEND")));
+        assert!(e.message.contains("stack underflow"), "{e}");
+        let e = err(b"\x80\x02h\x05.");
+        assert!(e.message.contains("memo key 5"), "{e}");
+        let e = err(b"\x80\x02X\xff\xff\xff\x7fabc");
+        assert!(e.message.contains("truncated"), "{e}");
+        assert_eq!(e.opcode, Some("BINUNICODE"));
+        let e = err(b"\x80\x09N.");
+        assert!(e.message.contains("protocol 9"), "{e}");
+        assert!(err(b"").message.contains("STOP"));
+        assert!(err(b"(t(u.").message.contains("set items"));
+    }
+
+    #[test]
+    fn recursive_structures_are_rejected() {
+        // l = []; l.append(l)
+        let e = err(b"\x80\x02]q\x00h\x00a.");
+        assert!(e.message.contains("recursive"), "{e}");
+    }
+
+    #[test]
+    fn shared_values_are_copied() {
+        // x = [1]; (x, x)
+        let v = from_slice(b"\x80\x02]q\x00K\x01ah\x00\x86.").expect("decode");
+        let one = Value::List(vec![Value::Int(1)]);
+        assert_eq!(v, Value::Tuple(vec![one.clone(), one]));
+    }
+
+    /// `_reconstruct(ndarray, (0,), b'b')` + BUILD `(1, (3,), dtype('f4'), False, data)`.
+    fn f32_array_pickle(data: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+        p.extend_from_slice(b"K\x00\x85U\x01b\x87R");
+        p.extend_from_slice(b"(K\x01K\x03\x85cnumpy\ndtype\nU\x02f4\x89\x88\x87R");
+        p.extend_from_slice(b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb");
+        p.push(0x89);
+        p.push(b'C');
+        p.push(data.len() as u8);
+        p.extend_from_slice(data);
+        p.extend_from_slice(b"tb.");
+        p
+    }
+
+    #[test]
+    fn array_shape_must_match_data() {
+        let e = err(&f32_array_pickle(&[0, 0, 0x80, 0x3f, 0, 0, 0, 0x40]));
+        assert_eq!(e.opcode, Some("BUILD"));
+        assert!(
+            e.message.contains("8 bytes") && e.message.contains("[3]"),
+            "{e}"
+        );
+        let v = from_slice(&f32_array_pickle(&[
+            0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40,
+        ]))
+        .expect("decode");
+        let a = v.as_array().expect("array");
+        assert_eq!(a.to_f32_vec(), Some(vec![1.0, 2.0, 3.0]));
+        assert_eq!(a.dtype.to_string(), "<f4");
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        // BINBYTES8 claiming 2^62 bytes, then nothing.
+        let mut p = b"\x80\x04\x8e".to_vec();
+        p.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(err(&p).message.contains("truncated"));
+        // An array claiming 2^40 × 2^40 elements.
+        let e = err(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R(K\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x86cnumpy\ndtype\nU\x02f4\x89\x88\x87R\x89C\x00tb.");
+        assert!(e.message.contains("overflow"), "{e}");
+    }
+}

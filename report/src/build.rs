@@ -1,0 +1,501 @@
+//! Aggregation: from trial records to a [`Report`]. Pure and total (never panics).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+use sigsweep_stats::{
+    Alternative, AsoOptions, Outcome, adjust, aso, ci_mean_diff, cohens_dz, mean, paired_t,
+    permutation_test, power_analysis, std, t_ppf, welch_t, wilcoxon,
+};
+
+use crate::model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
+use crate::report::{
+    ALPHA, ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, UsedTest,
+};
+
+/// Seed of the permutation test's Monte Carlo branch (n > 20) and of the ASO bootstrap.
+pub const REPORT_SEED: u64 = 0;
+/// Monte Carlo iterations of the permutation test when n > 20.
+pub const PERMUTATION_ITERATIONS: u64 = 10_000;
+/// Target power of the power line.
+pub const POWER: f64 = 0.8;
+
+/// Display form of a hyperparameter value.
+pub fn display_value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+struct Group<'a> {
+    key: String,
+    config: IndexMap<String, serde_json::Value>,
+    completed: Vec<&'a TrialRecord>,
+    failed: usize,
+}
+
+/// Build a report. Never panics: missing baselines, empty inputs, non-finite values,
+/// duplicate seeds and unknown metrics end up in [`Report::notes`].
+pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |s: String| {
+        if !notes.contains(&s) {
+            notes.push(s);
+        }
+    };
+
+    // Group by configuration in first-seen order; one completed record per seed.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut failures = Vec::new();
+    for r in records {
+        let idx = match groups.iter().position(|g| g.key == r.config_key) {
+            Some(i) => i,
+            None => {
+                groups.push(Group {
+                    key: r.config_key.clone(),
+                    config: r.config.clone(),
+                    completed: Vec::new(),
+                    failed: 0,
+                });
+                groups.len() - 1
+            }
+        };
+        let Some(g) = groups.get_mut(idx) else {
+            continue;
+        };
+        match r.status {
+            TrialStatus::Failed => {
+                g.failed += 1;
+                failures.push(FailedTrial {
+                    trial_id: r.trial_id.clone(),
+                    config_key: r.config_key.clone(),
+                    seed: r.seed,
+                    attempts: r.attempts,
+                    reason: r.failure.clone().unwrap_or_else(|| "unknown".to_string()),
+                });
+            }
+            TrialStatus::Completed => {
+                if g.completed.iter().any(|c| c.seed == r.seed) {
+                    note(format!(
+                        "{}: duplicate completed trial for seed {} ({}) ignored; the first one is used",
+                        r.config_key, r.seed, r.trial_id
+                    ));
+                } else {
+                    g.completed.push(r);
+                }
+            }
+        }
+    }
+    if !groups.iter().any(|g| g.key == spec.baseline_key) {
+        note(format!(
+            "baseline configuration {} has no trials: no comparisons are possible",
+            spec.baseline_key
+        ));
+    }
+    if records.is_empty() {
+        note("no trial records".to_string());
+    }
+
+    // Winner on validation means of the selection metric.
+    let mut configs = Vec::new();
+    for g in &groups {
+        let vals: Vec<f64> = g
+            .completed
+            .iter()
+            .filter_map(|r| r.valid_metrics.get(&spec.select_metric).copied())
+            .filter(|x| x.is_finite())
+            .collect();
+        let mut seeds: Vec<u64> = g.completed.iter().map(|r| r.seed).collect();
+        seeds.sort_unstable();
+        configs.push(ConfigSummary {
+            config_key: g.key.clone(),
+            config: g.config.clone(),
+            completed_seeds: seeds,
+            failed: g.failed,
+            valid_mean: (!vals.is_empty()).then(|| mean(&vals)),
+        });
+    }
+    let mut winner: Option<(&str, f64)> = None;
+    for c in &configs {
+        if let Some(v) = c.valid_mean
+            && winner.is_none_or(|(_, best)| spec.select_goal.better(v, best))
+        {
+            winner = Some((&c.config_key, v));
+        }
+    }
+    let winner = winner.map(|(k, _)| k.to_string());
+    if winner.is_none() && !configs.is_empty() {
+        note(format!(
+            "no completed trial has validation metric {}: no winner selected",
+            spec.select_metric
+        ));
+    }
+
+    let mut tables = Vec::new();
+    for (metric, goal) in &spec.metrics {
+        tables.push(build_table(
+            spec,
+            &groups,
+            metric,
+            *goal,
+            winner.as_deref(),
+            &mut note,
+        ));
+    }
+
+    let mut report = Report {
+        sweep_name: spec.sweep_name.clone(),
+        dataset: spec.dataset.clone(),
+        grid_keys: spec.grid_keys.clone(),
+        baseline_key: spec.baseline_key.clone(),
+        select_metric: spec.select_metric.clone(),
+        select_goal: spec.select_goal,
+        test: spec.test,
+        correction: spec.correction,
+        selection_on_test: spec.selection_on_test,
+        confirmatory: spec.confirmatory,
+        configs,
+        winner,
+        tables,
+        failures,
+        notes,
+    };
+    mark_exploratory(&mut report);
+    report
+}
+
+fn values_by_seed(g: &Group, metric: &str) -> BTreeMap<u64, f64> {
+    g.completed
+        .iter()
+        .filter_map(|r| r.metrics.get(metric).map(|v| (r.seed, *v)))
+        .filter(|(_, v)| v.is_finite())
+        .collect()
+}
+
+fn build_table(
+    spec: &ReportSpec,
+    groups: &[Group],
+    metric: &str,
+    goal: Goal,
+    winner: Option<&str>,
+    note: &mut impl FnMut(String),
+) -> MetricTable {
+    let baseline = groups
+        .iter()
+        .find(|g| g.key == spec.baseline_key)
+        .map(|g| values_by_seed(g, metric))
+        .unwrap_or_default();
+    for g in groups {
+        let missing = g
+            .completed
+            .iter()
+            .filter(|r| !r.metrics.get(metric).is_some_and(|v| v.is_finite()))
+            .count();
+        if missing > 0 {
+            note(format!(
+                "{}: {missing} completed trial(s) lack a finite {metric}; excluded",
+                g.key
+            ));
+        }
+    }
+
+    let mut rows: Vec<Row> = Vec::new();
+    for g in groups {
+        let vals = values_by_seed(g, metric);
+        let seeds: Vec<u64> = vals.keys().copied().collect();
+        let values: Vec<f64> = vals.values().copied().collect();
+        let is_baseline = g.key == spec.baseline_key;
+        let comparison = if is_baseline {
+            None
+        } else {
+            Some(compare_row(spec, &g.key, &vals, &baseline, goal, note))
+        };
+        rows.push(Row {
+            config_key: g.key.clone(),
+            hyper: spec
+                .grid_keys
+                .iter()
+                .map(|k| display_value(g.config.get(k)))
+                .collect(),
+            is_baseline,
+            is_best: false,
+            is_winner: winner == Some(g.key.as_str()),
+            seeds,
+            mean: if values.is_empty() {
+                f64::NAN
+            } else {
+                mean(&values)
+            },
+            std: std(&values),
+            values,
+            comparison,
+        });
+    }
+
+    // Best mean (direction-aware); ties all bold.
+    let best =
+        rows.iter()
+            .map(|r| r.mean)
+            .filter(|m| m.is_finite())
+            .fold(None, |acc: Option<f64>, m| match acc {
+                Some(b) if !goal.better(m, b) => Some(b),
+                _ => Some(m),
+            });
+    if let Some(best) = best {
+        for r in &mut rows {
+            r.is_best = r.mean == best;
+        }
+    }
+
+    // Correction across all non-baseline configurations with a test.
+    let tested: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.comparison
+                .as_ref()
+                .is_some_and(|c| c.used != UsedTest::None)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let m = tested.len();
+    if spec.test == TestKind::Aso {
+        // ASO: the Bonferroni-style correction lives in the confidence level (deepsig's
+        // `num_comparisons`); it is applied for every correction except `none`.
+        let base: Vec<(u64, f64)> = baseline.iter().map(|(k, v)| (*k, *v)).collect();
+        for &i in &tested {
+            let Some(row) = rows.get_mut(i) else { continue };
+            let Some(c) = row.comparison.as_mut() else {
+                continue;
+            };
+            if c.used == UsedTest::Paired {
+                if spec.correction != Correction::None && m > 1 {
+                    let (a, b) = aso_inputs(&row.seeds, &row.values, &base, goal, true);
+                    let opts = AsoOptions {
+                        num_comparisons: m,
+                        seed: REPORT_SEED,
+                        ..AsoOptions::default()
+                    };
+                    c.p_adj = aso(&a, &b, &opts).unwrap_or(f64::NAN);
+                } else {
+                    c.p_adj = c.p;
+                }
+                c.significant = c.p_adj < 0.5;
+            }
+        }
+        // Unpaired fallback rows in ASO mode use Welch p with the requested correction.
+        let fallback: Vec<usize> = tested
+            .iter()
+            .copied()
+            .filter(|&i| {
+                rows.get(i)
+                    .and_then(|r| r.comparison.as_ref())
+                    .is_some_and(|c| c.used == UsedTest::WelchFallback)
+            })
+            .collect();
+        apply_correction(&mut rows, &fallback, spec.correction, m);
+    } else {
+        apply_correction(&mut rows, &tested, spec.correction, m);
+    }
+
+    let n_min = rows
+        .iter()
+        .filter_map(|r| r.comparison.as_ref())
+        .filter(|c| c.used != UsedTest::None)
+        .map(|c| c.n_pairs)
+        .min()
+        .unwrap_or(baseline.len());
+    MetricTable {
+        metric: metric.to_string(),
+        goal,
+        rows,
+        comparisons: m,
+        power: power_analysis(n_min, m.max(1), ALPHA, POWER),
+    }
+}
+
+fn apply_correction(rows: &mut [Row], idx: &[usize], correction: Correction, m: usize) {
+    let raw: Vec<f64> = idx
+        .iter()
+        .map(|&i| {
+            rows.get(i)
+                .and_then(|r| r.comparison.as_ref())
+                .map_or(f64::NAN, |c| c.p)
+        })
+        .collect();
+    // Pad to the full family size so that a subset (ASO fallback rows) is still corrected for m.
+    let mut padded = raw.clone();
+    padded.resize(m.max(raw.len()), 1.0);
+    let adj = adjust(&padded, correction.to_stats());
+    for (k, &i) in idx.iter().enumerate() {
+        if let (Some(c), Some(p)) = (
+            rows.get_mut(i).and_then(|r| r.comparison.as_mut()),
+            adj.get(k),
+        ) {
+            c.p_adj = *p;
+            c.significant = !c.no_difference && *p < ALPHA;
+        }
+    }
+}
+
+/// Paired inputs for ASO, oriented so that higher is better.
+fn aso_inputs(
+    seeds: &[u64],
+    values: &[f64],
+    base: &[(u64, f64)],
+    goal: Goal,
+    paired: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let s = goal.sign();
+    if paired {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (seed, v) in seeds.iter().zip(values) {
+            if let Some((_, bv)) = base.iter().find(|(k, _)| k == seed) {
+                a.push(s * v);
+                b.push(s * bv);
+            }
+        }
+        (a, b)
+    } else {
+        (
+            values.iter().map(|v| s * v).collect(),
+            base.iter().map(|(_, v)| s * v).collect(),
+        )
+    }
+}
+
+fn compare_row(
+    spec: &ReportSpec,
+    key: &str,
+    vals: &BTreeMap<u64, f64>,
+    baseline: &BTreeMap<u64, f64>,
+    goal: Goal,
+    note: &mut impl FnMut(String),
+) -> RowComparison {
+    let mine: BTreeSet<u64> = vals.keys().copied().collect();
+    let theirs: BTreeSet<u64> = baseline.keys().copied().collect();
+    let common: Vec<u64> = mine.intersection(&theirs).copied().collect();
+    let excluded: Vec<u64> = mine.symmetric_difference(&theirs).copied().collect();
+    let a: Vec<f64> = common.iter().filter_map(|s| vals.get(s).copied()).collect();
+    let b: Vec<f64> = common
+        .iter()
+        .filter_map(|s| baseline.get(s).copied())
+        .collect();
+    let nan = f64::NAN;
+    let mut out = RowComparison {
+        used: UsedTest::None,
+        n_pairs: common.len(),
+        excluded_seeds: excluded.clone(),
+        delta: nan,
+        ci95: [nan, nan],
+        dz: nan,
+        p: nan,
+        p_adj: nan,
+        significant: false,
+        no_difference: false,
+        exploratory: false,
+    };
+    if common.len() >= 2 {
+        if !excluded.is_empty() {
+            note(format!(
+                "{key}: paired on {} seed(s); seed(s) {} excluded (missing or failed on one side)",
+                common.len(),
+                join(&excluded)
+            ));
+        }
+        out.used = UsedTest::Paired;
+        let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+        out.delta = mean(&d);
+        out.ci95 = ci_mean_diff(&a, &b, 0.95).map_or([nan, nan], |(l, h)| [l, h]);
+        out.dz = cohens_dz(&a, &b).unwrap_or(nan);
+        out.no_difference = d.iter().all(|x| *x == 0.0);
+        out.p = match spec.test {
+            TestKind::PairedT => paired_t(&a, &b, Alternative::TwoSided).map_or(nan, |r| {
+                if r.outcome == Outcome::NoDifference {
+                    1.0
+                } else {
+                    r.p
+                }
+            }),
+            TestKind::Wilcoxon => wilcoxon(&a, &b, Alternative::TwoSided).map_or(nan, |r| r.p),
+            TestKind::Permutation => permutation_test(
+                &a,
+                &b,
+                Alternative::TwoSided,
+                PERMUTATION_ITERATIONS,
+                REPORT_SEED,
+            )
+            .map_or(nan, |r| r.p),
+            TestKind::Aso => {
+                let s = goal.sign();
+                let sa: Vec<f64> = a.iter().map(|x| s * x).collect();
+                let sb: Vec<f64> = b.iter().map(|x| s * x).collect();
+                let opts = AsoOptions {
+                    seed: REPORT_SEED,
+                    ..AsoOptions::default()
+                };
+                aso(&sa, &sb, &opts).unwrap_or(nan)
+            }
+        };
+    } else if vals.len() >= 2 && baseline.len() >= 2 {
+        let av: Vec<f64> = vals.values().copied().collect();
+        let bv: Vec<f64> = baseline.values().copied().collect();
+        note(format!(
+            "{key}: only {} seed(s) shared with the baseline; fell back to Welch's unpaired t-test on {} vs {} seeds",
+            common.len(),
+            av.len(),
+            bv.len()
+        ));
+        out.used = UsedTest::WelchFallback;
+        out.n_pairs = av.len().min(bv.len());
+        out.delta = mean(&av) - mean(&bv);
+        if let Ok(w) = welch_t(&av, &bv, Alternative::TwoSided) {
+            out.p = w.p;
+            out.no_difference = w.outcome == Outcome::NoDifference;
+            let se =
+                (std(&av).powi(2) / av.len() as f64 + std(&bv).powi(2) / bv.len() as f64).sqrt();
+            let half = t_ppf(0.975, w.df) * se;
+            out.ci95 = if se > 0.0 {
+                [out.delta - half, out.delta + half]
+            } else {
+                [out.delta, out.delta]
+            };
+        }
+    } else {
+        note(format!(
+            "{key}: not enough completed seeds to compare with the baseline ({} vs {})",
+            vals.len(),
+            baseline.len()
+        ));
+    }
+    out
+}
+
+fn join(xs: &[u64]) -> String {
+    xs.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Mark the winner's comparisons exploratory unless the report is confirmatory.
+fn mark_exploratory(report: &mut Report) {
+    if report.confirmatory {
+        return;
+    }
+    let Some(w) = report.winner.clone() else {
+        return;
+    };
+    for t in &mut report.tables {
+        for r in &mut t.rows {
+            if r.config_key == w
+                && let Some(c) = r.comparison.as_mut()
+            {
+                c.exploratory = true;
+            }
+        }
+    }
+}

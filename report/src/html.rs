@@ -1,0 +1,176 @@
+//! Self-contained HTML page: inline CSS, the tables, and inline SVG plots (see [`crate::plots`]).
+
+use crate::plots::{paired_svg, pairs, sensitivity_points, sensitivity_svg};
+use crate::report::Report;
+use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\
+table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}\
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}\
+th{border-bottom:2px solid #444}\
+td.h,th.h,td.note{text-align:left}\
+tr.baseline{background:#f4f6fa}\
+.warn{background:#fff3cd;border-left:4px solid #d9534f;padding:.6em 1em;font-weight:bold}\
+.banner{color:#555;font-style:italic}\
+.caption{color:#444;font-size:.9em;max-width:100ch}\
+.power{font-size:.9em;color:#444}\
+.power .w{color:#a94442}\
+.plots{display:flex;flex-wrap:wrap;gap:1em}\
+.plots figure{margin:0}\
+.plots figcaption{font-size:.8em;color:#555;max-width:440px}\
+sup{color:#2a7d2a}";
+
+/// Escape text for HTML.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+fn cell(c: &Cell) -> String {
+    let mut s = escape(&c.text);
+    if c.bold && !s.is_empty() {
+        s = format!("<strong>{s}</strong>");
+    }
+    if c.star {
+        s.push_str("<sup>*</sup>");
+    }
+    if c.dagger {
+        s.push_str("<sup>†</sup>");
+    }
+    s
+}
+
+/// Render the HTML page.
+pub fn render(r: &Report) -> String {
+    let title = format!("{} — {}", r.sweep_name, r.dataset);
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    for b in banners(r) {
+        let class = if b.starts_with("WARNING") {
+            "warn"
+        } else {
+            "banner"
+        };
+        out.push_str(&format!("<p class=\"{class}\">{}</p>\n", escape(&b)));
+    }
+    out.push_str(&format!("<p>{}</p>\n", escape(&winner_line(r))));
+    for t in &r.tables {
+        let v = table_view(r, t);
+        out.push_str(&format!(
+            "<h2>{}</h2>\n<table>\n<thead><tr>",
+            escape(&v.metric)
+        ));
+        for (i, h) in v.header.iter().enumerate() {
+            let class = if i < v.n_hyper || i + 1 == v.header.len() {
+                " class=\"h\""
+            } else {
+                ""
+            };
+            out.push_str(&format!("<th{class}>{}</th>", escape(h)));
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for (row, data) in v.rows.iter().zip(&t.rows) {
+            let class = if data.is_baseline {
+                " class=\"baseline\""
+            } else {
+                ""
+            };
+            out.push_str(&format!("<tr{class}>"));
+            for (i, c) in row.iter().enumerate() {
+                let class = if i < v.n_hyper {
+                    " class=\"h\""
+                } else if i + 1 == row.len() {
+                    " class=\"note\""
+                } else {
+                    ""
+                };
+                out.push_str(&format!("<td{class}>{}</td>", cell(c)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        out.push_str(&format!(
+            "<p class=\"caption\">{}</p>\n",
+            escape(&v.caption)
+        ));
+        out.push_str("<ul class=\"power\">\n");
+        for p in &v.power {
+            let class = if p.starts_with("Warning") {
+                " class=\"w\""
+            } else {
+                ""
+            };
+            out.push_str(&format!("<li{class}>{}</li>\n", escape(p)));
+        }
+        out.push_str("</ul>\n");
+
+        if !r.grid_keys.is_empty() {
+            out.push_str(&format!(
+                "<h3>Sensitivity: {}</h3>\n<p class=\"caption\">Mean ± std over seeds for each value of one hyperparameter, the others held at the baseline's values; the baseline point is black.</p>\n<div class=\"plots\">\n",
+                escape(&t.metric)
+            ));
+            for (k, key) in r.grid_keys.iter().enumerate() {
+                let points = sensitivity_points(t, k);
+                let svg =
+                    sensitivity_svg(&format!("{} vs {}", t.metric, key), key, &t.metric, &points);
+                out.push_str(&format!(
+                    "<figure>{svg}<figcaption>{} vs {} ({} value(s))</figcaption></figure>\n",
+                    escape(&t.metric),
+                    escape(key),
+                    points.len()
+                ));
+            }
+            out.push_str("</div>\n");
+        }
+        let compared: Vec<_> = t.rows.iter().filter(|row| !row.is_baseline).collect();
+        if !compared.is_empty() {
+            out.push_str(&format!(
+                "<h3>Per-seed pairs: {}</h3>\n<p class=\"caption\">Each line joins the baseline's and the configuration's score on one seed; green improves, red gets worse.</p>\n<div class=\"plots\">\n",
+                escape(&t.metric)
+            ));
+            for row in compared {
+                let p = pairs(t, row);
+                let svg = paired_svg(&row.config_key, &t.metric, t.goal, &p);
+                out.push_str(&format!(
+                    "<figure>{svg}<figcaption>{} vs baseline, {} shared seed(s)</figcaption></figure>\n",
+                    escape(&row.config_key),
+                    p.len()
+                ));
+            }
+            out.push_str("</div>\n");
+        }
+    }
+    if !r.notes.is_empty() {
+        out.push_str("<h2>Notes</h2>\n<ul>\n");
+        for n in &r.notes {
+            out.push_str(&format!("<li>{}</li>\n", escape(n)));
+        }
+        out.push_str("</ul>\n");
+    }
+    let failures = failure_lines(r);
+    if !failures.is_empty() {
+        out.push_str(&format!(
+            "<h2>Failed trials ({})</h2>\n<ul>\n",
+            failures.len()
+        ));
+        for f in failures {
+            out.push_str(&format!("<li>{}</li>\n", escape(&f)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}

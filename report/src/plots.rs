@@ -1,0 +1,276 @@
+//! Inline SVG plots drawn with plotters' SVG backend into a `String`.
+//!
+//! * **Sensitivity** ([`sensitivity_svg`]): for one swept hyperparameter and one metric, the mean
+//!   ± std (error bars) over seeds at each value of that hyperparameter, **holding the other
+//!   hyperparameters at the baseline's values** (a one-factor-at-a-time slice through the
+//!   baseline, not a marginal average: averaging over other factors would mix unrelated
+//!   configurations). Values are placed categorically, sorted numerically when all are numbers.
+//! * **Paired per-seed** ([`paired_svg`]): baseline score vs configuration score for each shared
+//!   seed, a line joining each pair (a slope chart); green lines improve in the metric's
+//!   direction, red ones get worse.
+//!
+//! Plotting failures never panic: they yield a short HTML note instead of an SVG.
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+use crate::model::Goal;
+use crate::report::{MetricTable, Row};
+
+const W: u32 = 440;
+const H: u32 = 300;
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const GOOD: RGBColor = RGBColor(44, 160, 44);
+const BAD: RGBColor = RGBColor(214, 39, 40);
+
+/// One point of a sensitivity plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensitivityPoint {
+    /// Display value of the hyperparameter.
+    pub label: String,
+    /// Mean over seeds.
+    pub mean: f64,
+    /// Standard deviation over seeds (0 when undefined).
+    pub std: f64,
+    /// Whether this point is the baseline.
+    pub is_baseline: bool,
+}
+
+/// Rows of `t` that differ from the baseline only in grid key `key_idx`, sorted by value.
+pub fn sensitivity_points(t: &MetricTable, key_idx: usize) -> Vec<SensitivityPoint> {
+    let Some(base) = t.rows.iter().find(|row| row.is_baseline) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<&Row> = t
+        .rows
+        .iter()
+        .filter(|row| {
+            row.mean.is_finite()
+                && row
+                    .hyper
+                    .iter()
+                    .zip(&base.hyper)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == key_idx || a == b)
+        })
+        .collect();
+    let numeric = |row: &&Row| row.hyper.get(key_idx).and_then(|v| v.parse::<f64>().ok());
+    if rows.iter().all(|row| numeric(row).is_some()) {
+        rows.sort_by(|a, b| {
+            numeric(a)
+                .unwrap_or(0.0)
+                .total_cmp(&numeric(b).unwrap_or(0.0))
+        });
+    }
+    rows.iter()
+        .map(|row| SensitivityPoint {
+            label: row.hyper.get(key_idx).cloned().unwrap_or_default(),
+            mean: row.mean,
+            std: if row.std.is_finite() { row.std } else { 0.0 },
+            is_baseline: row.is_baseline,
+        })
+        .collect()
+}
+
+fn y_range(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let span = hi - lo;
+    let pad = if span > 0.0 {
+        span * 0.1
+    } else {
+        lo.abs().max(1.0) * 0.01
+    };
+    (lo - pad)..(hi + pad)
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> String {
+    format!(
+        "<p class=\"plot-error\">{} unavailable: {}</p>",
+        crate::html::escape(what),
+        crate::html::escape(&e.to_string())
+    )
+}
+
+/// SVG of a sensitivity plot (see module docs).
+pub fn sensitivity_svg(
+    title: &str,
+    key: &str,
+    metric: &str,
+    points: &[SensitivityPoint],
+) -> String {
+    if points.is_empty() {
+        return failed("sensitivity plot", "no data");
+    }
+    let mut buf = String::new();
+    let res = draw_sensitivity(&mut buf, title, key, metric, points);
+    match res {
+        Ok(()) => buf,
+        Err(e) => failed("sensitivity plot", e),
+    }
+}
+
+fn draw_sensitivity(
+    buf: &mut String,
+    title: &str,
+    key: &str,
+    metric: &str,
+    points: &[SensitivityPoint],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(buf, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let lo = points
+        .iter()
+        .map(|p| p.mean - p.std)
+        .fold(f64::INFINITY, f64::min);
+    let hi = points
+        .iter()
+        .map(|p| p.mean + p.std)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let k = points.len();
+    let labels: Vec<String> = points.iter().map(|p| p.label.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d((0..k).into_segmented(), y_range(lo, hi))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc(key)
+        .y_desc(metric)
+        .x_labels(k)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                labels.get(*i).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (SegmentValue::CenterOf(i), p.mean)),
+        BLUE.stroke_width(2),
+    ))?;
+    // Error bars: a vertical segment in data coordinates plus 8-pixel caps.
+    for (i, p) in points.iter().enumerate() {
+        let x = SegmentValue::CenterOf(i);
+        let (lo, hi) = (p.mean - p.std, p.mean + p.std);
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x.clone(), lo), (x.clone(), hi)],
+            BLUE.stroke_width(1),
+        )))?;
+        for y in [lo, hi] {
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((x.clone(), y))
+                    + PathElement::new(vec![(-4, 0), (4, 0)], BLUE.stroke_width(1)),
+            ))?;
+        }
+    }
+    chart.draw_series(points.iter().enumerate().map(|(i, p)| {
+        let style = if p.is_baseline {
+            BLACK.filled()
+        } else {
+            BLUE.filled()
+        };
+        Circle::new((SegmentValue::CenterOf(i), p.mean), 4, style)
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// SVG of a paired per-seed plot: `pairs` are `(seed, baseline, config)`.
+pub fn paired_svg(title: &str, metric: &str, goal: Goal, pairs: &[(u64, f64, f64)]) -> String {
+    if pairs.is_empty() {
+        return failed("paired plot", "no shared seeds");
+    }
+    let mut buf = String::new();
+    match draw_paired(&mut buf, title, metric, goal, pairs) {
+        Ok(()) => buf,
+        Err(e) => failed("paired plot", e),
+    }
+}
+
+fn draw_paired(
+    buf: &mut String,
+    title: &str,
+    metric: &str,
+    goal: Goal,
+    pairs: &[(u64, f64, f64)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(buf, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let lo = pairs
+        .iter()
+        .flat_map(|(_, b, a)| [*b, *a])
+        .fold(f64::INFINITY, f64::min);
+    let hi = pairs
+        .iter()
+        .flat_map(|(_, b, a)| [*b, *a])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let labels = ["baseline", "config"];
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(55)
+        .build_cartesian_2d((0..2usize).into_segmented(), y_range(lo, hi))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(metric)
+        .x_labels(2)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                labels.get(*i).map(|s| s.to_string()).unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        })
+        .draw()?;
+    for (_, b, a) in pairs {
+        let color = if goal.better(*a, *b) {
+            GOOD
+        } else if goal.better(*b, *a) {
+            BAD
+        } else {
+            RGBColor(128, 128, 128)
+        };
+        chart.draw_series(LineSeries::new(
+            [
+                (SegmentValue::CenterOf(0), *b),
+                (SegmentValue::CenterOf(1), *a),
+            ],
+            color.stroke_width(1),
+        ))?;
+        chart.draw_series([
+            Circle::new((SegmentValue::CenterOf(0), *b), 3, color.filled()),
+            Circle::new((SegmentValue::CenterOf(1), *a), 3, color.filled()),
+        ])?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// `(seed, baseline, config)` for the seeds shared by `row` and the baseline row of `t`.
+pub fn pairs(t: &MetricTable, row: &Row) -> Vec<(u64, f64, f64)> {
+    let Some(base) = t.rows.iter().find(|r| r.is_baseline) else {
+        return Vec::new();
+    };
+    row.seeds
+        .iter()
+        .zip(&row.values)
+        .filter_map(|(s, a)| {
+            base.seeds
+                .iter()
+                .position(|bs| bs == s)
+                .and_then(|i| base.values.get(i))
+                .map(|b| (*s, *b, *a))
+        })
+        .collect()
+}

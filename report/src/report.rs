@@ -1,0 +1,160 @@
+//! The aggregated report: what [`crate::build()`] produces and every renderer consumes.
+
+use serde::{Deserialize, Serialize};
+use sigsweep_stats::PowerAnalysis;
+
+use crate::model::{Correction, Goal, TestKind};
+
+/// Significance level used for the `*` marks.
+pub const ALPHA: f64 = 0.05;
+
+/// Which test produced a row's p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsedTest {
+    /// The requested paired test, on seeds present in both configurations.
+    Paired,
+    /// Fewer than two common seeds: Welch's unpaired t-test on all completed seeds.
+    WelchFallback,
+    /// Not enough data for any test.
+    None,
+}
+
+/// A configuration compared with the baseline on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowComparison {
+    /// Paired, Welch fallback, or none.
+    pub used: UsedTest,
+    /// Seeds used in the comparison (pairs, or the smaller group for Welch).
+    pub n_pairs: usize,
+    /// Completed seeds of either side that had no partner and were excluded.
+    pub excluded_seeds: Vec<u64>,
+    /// Mean of (config − baseline) over pairs (or difference of means for Welch).
+    #[serde(with = "sigsweep_stats::num")]
+    pub delta: f64,
+    /// 95% CI of `delta` (t quantile; Welch–Satterthwaite for the fallback).
+    #[serde(with = "sigsweep_stats::num::pair")]
+    pub ci95: [f64; 2],
+    /// Cohen's d_z of the paired differences (`NaN` for Welch).
+    #[serde(with = "sigsweep_stats::num")]
+    pub dz: f64,
+    /// Raw p-value (two-sided), or `ε_min` for ASO.
+    #[serde(with = "sigsweep_stats::num")]
+    pub p: f64,
+    /// Corrected p-value (or Bonferroni-adjusted `ε_min` for ASO).
+    #[serde(with = "sigsweep_stats::num")]
+    pub p_adj: f64,
+    /// `p_adj < 0.05` (ASO: `ε_min < 0.5`).
+    pub significant: bool,
+    /// All paired differences are zero: no difference at all.
+    pub no_difference: bool,
+    /// Winner chosen on the same seeds: the comparison is exploratory.
+    pub exploratory: bool,
+}
+
+/// One configuration in one metric table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Canonical config key.
+    pub config_key: String,
+    /// Display values of the grid hyperparameters, in `grid_keys` order.
+    pub hyper: Vec<String>,
+    /// Whether this is the baseline.
+    pub is_baseline: bool,
+    /// Best mean for this metric (direction-aware): bold.
+    pub is_best: bool,
+    /// Winner by validation `select_metric`.
+    pub is_winner: bool,
+    /// Seeds with a finite value of this metric, ascending.
+    pub seeds: Vec<u64>,
+    /// Values for `seeds`.
+    pub values: Vec<f64>,
+    /// Mean over seeds.
+    #[serde(with = "sigsweep_stats::num")]
+    pub mean: f64,
+    /// Standard deviation over seeds (ddof 1).
+    #[serde(with = "sigsweep_stats::num")]
+    pub std: f64,
+    /// Comparison with the baseline (absent for the baseline itself).
+    pub comparison: Option<RowComparison>,
+}
+
+/// Table of one reported metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricTable {
+    /// Metric name.
+    pub metric: String,
+    /// Direction.
+    pub goal: Goal,
+    /// One row per configuration.
+    pub rows: Vec<Row>,
+    /// Number of comparisons corrected for.
+    pub comparisons: usize,
+    /// Power of this design (n = smallest number of pairs, m = comparisons).
+    pub power: PowerAnalysis,
+}
+
+/// Summary of one configuration across metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSummary {
+    /// Canonical config key.
+    pub config_key: String,
+    /// Hyperparameters.
+    pub config: indexmap::IndexMap<String, serde_json::Value>,
+    /// Completed seeds.
+    pub completed_seeds: Vec<u64>,
+    /// Number of failed trials.
+    pub failed: usize,
+    /// Mean of the validation selection metric.
+    pub valid_mean: Option<f64>,
+}
+
+/// A failed trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedTrial {
+    /// Trial id.
+    pub trial_id: String,
+    /// Config key.
+    pub config_key: String,
+    /// Seed.
+    pub seed: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Reason (or "unknown").
+    pub reason: String,
+}
+
+/// Everything a renderer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Sweep name.
+    pub sweep_name: String,
+    /// Dataset label.
+    pub dataset: String,
+    /// Hyperparameter columns.
+    pub grid_keys: Vec<String>,
+    /// Baseline config key.
+    pub baseline_key: String,
+    /// Validation selection metric.
+    pub select_metric: String,
+    /// Its direction.
+    pub select_goal: Goal,
+    /// Test used.
+    pub test: TestKind,
+    /// Correction used.
+    pub correction: Correction,
+    /// Epochs were selected on the test split.
+    pub selection_on_test: bool,
+    /// Confirmatory (fresh seeds) report.
+    pub confirmatory: bool,
+    /// Configurations in first-seen order.
+    pub configs: Vec<ConfigSummary>,
+    /// Winner by validation mean of `select_metric`.
+    pub winner: Option<String>,
+    /// One table per reported metric.
+    pub tables: Vec<MetricTable>,
+    /// Failed trials.
+    pub failures: Vec<FailedTrial>,
+    /// Notes about pairing, fallbacks and input problems, in order.
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,298 @@
+//! Format-neutral view of a report: captions, headers and cells shared by the text renderers.
+
+use crate::model::{Goal, TestKind};
+use crate::report::{MetricTable, Report, Row, UsedTest};
+
+/// One table cell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    /// Plain text (unicode symbols ±, Δ, ε, †; renderers escape as needed).
+    pub text: String,
+    /// Bold (best mean).
+    pub bold: bool,
+    /// Significance mark `*`.
+    pub star: bool,
+    /// Exploratory mark `†`.
+    pub dagger: bool,
+}
+
+impl Cell {
+    fn plain(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A metric table ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableView {
+    /// Metric name.
+    pub metric: String,
+    /// Caption sentences.
+    pub caption: String,
+    /// Power line and its warnings.
+    pub power: Vec<String>,
+    /// Column headers.
+    pub header: Vec<String>,
+    /// Number of leading hyperparameter columns (left-aligned).
+    pub n_hyper: usize,
+    /// Rows of cells.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Decimals for a metric table from the magnitude of its means.
+pub fn decimals(t: &MetricTable) -> usize {
+    let max = t
+        .rows
+        .iter()
+        .map(|r| r.mean.abs())
+        .filter(|m| m.is_finite())
+        .fold(0.0_f64, f64::max);
+    if max >= 10.0 {
+        2
+    } else if max >= 1.0 {
+        3
+    } else {
+        4
+    }
+}
+
+/// Fixed-point number, `–` for `NaN`, `∞` for infinities; `-0.00` is printed as `0.00`.
+pub fn fnum(x: f64, dec: usize) -> String {
+    if x.is_nan() {
+        return "–".to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "∞" } else { "-∞" }.to_string();
+    }
+    let s = format!("{x:.dec$}");
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
+    } else {
+        s
+    }
+}
+
+/// p-value: three decimals, scientific below 0.001, `–` for `NaN`.
+pub fn fp(p: f64) -> String {
+    if p.is_nan() {
+        "–".to_string()
+    } else if p == 0.0 {
+        "0".to_string()
+    } else if p < 0.001 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// Signed difference with an explicit `+`.
+pub fn fdelta(x: f64, dec: usize) -> String {
+    let s = fnum(x, dec);
+    if x.is_finite() && x > 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// Headline banners (test-split selection, exploratory/confirmatory).
+pub fn banners(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.selection_on_test {
+        out.push("WARNING: epochs were selected on the TEST split. Test scores are optimistically biased and the significance tests below do not support generalisation claims; re-run with validation-based selection.".to_string());
+    }
+    if r.confirmatory {
+        out.push("Confirmatory report: fresh seeds, configurations fixed in advance.".to_string());
+    } else {
+        out.push("Exploratory report: configurations were compared on the seeds used to choose them; confirm the winner on fresh seeds (`sigsweep confirm`).".to_string());
+    }
+    out
+}
+
+/// Winner line.
+pub fn winner_line(r: &Report) -> String {
+    match &r.winner {
+        Some(w) => format!(
+            "Winner (best validation {} mean, {}): {}",
+            r.select_metric,
+            goal_words(r.select_goal),
+            w
+        ),
+        None => "Winner: none (no validation values)".to_string(),
+    }
+}
+
+/// "higher is better" / "lower is better".
+pub fn goal_words(g: Goal) -> &'static str {
+    match g {
+        Goal::Max => "higher is better",
+        Goal::Min => "lower is better",
+    }
+}
+
+/// Caption of a metric table.
+pub fn caption(r: &Report, t: &MetricTable) -> String {
+    let stat = if r.test == TestKind::Aso {
+        format!(
+            "ε_min: {} of config over baseline; * ε_min < 0.5 (adjusted: confidence level Bonferroni-corrected for {} comparisons{})",
+            r.test.label(),
+            t.comparisons,
+            if r.correction == crate::model::Correction::None {
+                ", disabled"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!(
+            "p: two-sided {}; p_adj: {} across {} comparison(s) with the baseline; * p_adj < 0.05",
+            r.test.label(),
+            r.correction.label(),
+            t.comparisons
+        )
+    };
+    let mut s = format!(
+        "{} on {} ({}): mean ± std over seeds; n = seeds used. Δ = config − baseline ({}) with 95% CI, paired by seed: only seeds completed in both are compared. {}. Bold: best mean.",
+        t.metric,
+        r.dataset,
+        goal_words(t.goal),
+        r.baseline_key,
+        stat
+    );
+    if !r.confirmatory {
+        s.push_str(&format!(
+            " † winner chosen on validation {} of the same seeds: exploratory.",
+            r.select_metric
+        ));
+    }
+    if t.rows.iter().any(|row| {
+        row.comparison
+            .as_ref()
+            .is_some_and(|c| c.used == UsedTest::WelchFallback)
+    }) {
+        s.push_str(" Welch: fewer than 2 shared seeds, Welch's unpaired t-test used instead.");
+    }
+    s
+}
+
+/// Power line and warnings of a metric table.
+pub fn power_lines(t: &MetricTable) -> Vec<String> {
+    let p = &t.power;
+    let mut out = vec![format!(
+        "Power: with n = {} paired seeds and m = {} comparison(s), the minimum detectable |d_z| at {:.0}% power (two-sided paired t, α = {}/m) is {}.",
+        p.n,
+        p.m,
+        p.power * 100.0,
+        p.alpha,
+        fnum(p.min_detectable_dz, 2)
+    )];
+    out.extend(p.warnings.iter().map(|w| format!("Warning: {w}")));
+    out
+}
+
+fn role(row: &Row) -> String {
+    let mut parts = Vec::new();
+    if row.is_baseline {
+        parts.push("baseline".to_string());
+    }
+    if row.is_winner {
+        parts.push("winner".to_string());
+    }
+    if let Some(c) = &row.comparison {
+        match c.used {
+            UsedTest::WelchFallback => parts.push("Welch".to_string()),
+            UsedTest::None => parts.push("untested".to_string()),
+            UsedTest::Paired => {}
+        }
+        if c.no_difference {
+            parts.push("no difference".to_string());
+        }
+    }
+    parts.join(", ")
+}
+
+/// Build the neutral view of one metric table.
+pub fn table_view(r: &Report, t: &MetricTable) -> TableView {
+    let dec = decimals(t);
+    let mut header: Vec<String> = r.grid_keys.clone();
+    let pcol = if r.test == TestKind::Aso {
+        "ε_min"
+    } else {
+        "p"
+    };
+    header.extend(
+        [
+            "n",
+            "mean ± std",
+            "Δ [95% CI]",
+            "d_z",
+            pcol,
+            &format!("{pcol}_adj"),
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let mut rows = Vec::new();
+    for row in &t.rows {
+        let mut cells: Vec<Cell> = row.hyper.iter().map(Cell::plain).collect();
+        cells.push(Cell::plain(row.seeds.len().to_string()));
+        let sig = row.comparison.as_ref().is_some_and(|c| c.significant);
+        cells.push(Cell {
+            text: format!("{} ± {}", fnum(row.mean, dec), fnum(row.std, dec)),
+            bold: row.is_best,
+            star: sig,
+            dagger: false,
+        });
+        match &row.comparison {
+            None => {
+                cells.push(Cell::plain("baseline"));
+                cells.push(Cell::plain("–"));
+                cells.push(Cell::plain("–"));
+                cells.push(Cell::plain("–"));
+            }
+            Some(c) => {
+                let ci = if c.ci95[0].is_nan() {
+                    String::new()
+                } else {
+                    format!(" [{}, {}]", fdelta(c.ci95[0], dec), fdelta(c.ci95[1], dec))
+                };
+                cells.push(Cell::plain(format!("{}{}", fdelta(c.delta, dec), ci)));
+                cells.push(Cell::plain(fnum(c.dz, 2)));
+                cells.push(Cell::plain(fp(c.p)));
+                cells.push(Cell {
+                    text: fp(c.p_adj),
+                    bold: false,
+                    star: sig,
+                    dagger: c.exploratory,
+                });
+            }
+        }
+        cells.push(Cell::plain(role(row)));
+        rows.push(cells);
+    }
+    TableView {
+        metric: t.metric.clone(),
+        caption: caption(r, t),
+        power: power_lines(t),
+        header,
+        n_hyper: r.grid_keys.len(),
+        rows,
+    }
+}
+
+/// Failed trial lines.
+pub fn failure_lines(r: &Report) -> Vec<String> {
+    r.failures
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({}, seed {}, {} attempt(s)): {}",
+                f.trial_id, f.config_key, f.seed, f.attempts, f.reason
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,238 @@
+//! `build` never panics and says what it did on awkward inputs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use sigsweep_report::*;
+
+fn all_formats(r: &Report) {
+    for f in [
+        Format::Term { color: true },
+        Format::Term { color: false },
+        Format::Markdown,
+        Format::Latex,
+        Format::Csv,
+        Format::Json,
+        Format::Html,
+    ] {
+        let out = render(r, f);
+        assert!(!out.is_empty());
+        if f != Format::Json && f != Format::Csv {
+            assert!(!out.contains("NaN"), "{f:?} leaks NaN");
+        }
+    }
+}
+
+#[test]
+fn empty_input() {
+    let r = build(&spec(), &[]);
+    assert!(r.notes.iter().any(|n| n.contains("no trial records")));
+    all_formats(&r);
+}
+
+#[test]
+fn missing_baseline() {
+    let mut s = spec();
+    s.baseline_key = "nope".into();
+    let r = build(&s, &realistic());
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("baseline configuration nope"))
+    );
+    all_formats(&r);
+}
+
+#[test]
+fn pairing_excludes_unshared_seeds_and_says_so() {
+    let r = build(&spec(), &small());
+    let t = &r.tables[0];
+    let row = t
+        .rows
+        .iter()
+        .find(|r| r.config_key == "lr=0.001,dropout=0.3")
+        .unwrap();
+    let c = row.comparison.as_ref().unwrap();
+    assert_eq!(c.used, UsedTest::Paired);
+    assert_eq!(c.n_pairs, 3);
+    assert_eq!(c.excluded_seeds, vec![2]);
+    assert!(r.notes.iter().any(|n| n.contains("seed(s) 2 excluded")));
+    assert_eq!(r.failures.len(), 1);
+    assert!(r.failures[0].reason.contains("out of memory"));
+    // 4 seeds: exact tests cannot reach 0.05.
+    assert!(!t.power.warnings.is_empty());
+}
+
+#[test]
+fn welch_fallback_when_pairs_are_missing() {
+    let mut recs = Vec::new();
+    for s in 0..4u64 {
+        recs.push(record(0.001, 0.1, s, 70.0 + s as f64 * 0.3, 0.7, 69.0));
+    }
+    for s in 10..14u64 {
+        recs.push(record(0.0005, 0.1, s, 72.0 + s as f64 * 0.2, 0.6, 71.0));
+    }
+    let r = build(&spec(), &recs);
+    let c = r.tables[0].rows[1].comparison.as_ref().unwrap();
+    assert_eq!(c.used, UsedTest::WelchFallback);
+    assert!(c.p.is_finite() && c.p_adj.is_finite());
+    assert!(r.notes.iter().any(|n| n.contains("Welch")));
+    assert!(render(&r, Format::Markdown).contains("Welch"));
+    all_formats(&r);
+}
+
+#[test]
+fn identical_configs_say_no_difference() {
+    let mut recs = Vec::new();
+    for s in 0..5u64 {
+        recs.push(record(0.001, 0.1, s, 70.0 + s as f64, 0.7, 69.0));
+        recs.push(record(0.0005, 0.1, s, 70.0 + s as f64, 0.7, 69.0));
+    }
+    let r = build(&spec(), &recs);
+    let c = r.tables[0].rows[1].comparison.as_ref().unwrap();
+    assert!(c.no_difference);
+    assert!(!c.significant);
+    assert_eq!(c.p, 1.0);
+    assert!(render(&r, Format::Markdown).contains("no difference"));
+    all_formats(&r);
+}
+
+#[test]
+fn non_finite_and_duplicate_and_single_seed() {
+    let mut recs = realistic();
+    recs[0].metrics.insert("acc_2".into(), f64::NAN);
+    let dup = recs[1].clone();
+    recs.push(dup);
+    recs.push(record(0.1, 0.9, 0, 1.0, 1.0, 1.0));
+    let r = build(&spec(), &recs);
+    assert!(r.notes.iter().any(|n| n.contains("duplicate")));
+    assert!(r.notes.iter().any(|n| n.contains("lack a finite acc_2")));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("not enough completed seeds"))
+    );
+    all_formats(&r);
+}
+
+#[test]
+fn aso_mode() {
+    let mut s = spec();
+    s.test = TestKind::Aso;
+    let r = build(&s, &realistic());
+    let rows = &r.tables[0].rows;
+    let better = rows[1].comparison.as_ref().unwrap();
+    let same = rows[2].comparison.as_ref().unwrap();
+    assert!(better.significant && better.p < 0.5, "{better:?}");
+    assert!(!same.significant, "{same:?}");
+    // MAE is lower-is-better: the better config still dominates.
+    assert!(r.tables[1].rows[1].comparison.as_ref().unwrap().significant);
+    assert!(render(&r, Format::Markdown).contains("ε_min"));
+    all_formats(&r);
+}
+
+#[test]
+fn all_tests_and_corrections_star_the_clear_winner() {
+    for test in [TestKind::PairedT, TestKind::Wilcoxon, TestKind::Permutation] {
+        for correction in [
+            Correction::Holm,
+            Correction::BenjaminiHochberg,
+            Correction::Bonferroni,
+            Correction::None,
+        ] {
+            let mut s = spec();
+            s.test = test;
+            s.correction = correction;
+            let r = build(&s, &realistic());
+            let rows = &r.tables[0].rows;
+            assert!(
+                rows[1].comparison.as_ref().unwrap().significant,
+                "{test:?} {correction:?}"
+            );
+            assert!(
+                !rows[2].comparison.as_ref().unwrap().significant,
+                "{test:?} {correction:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn confirmatory_is_not_exploratory() {
+    let mut s = spec();
+    s.confirmatory = true;
+    let r = build(&s, &realistic());
+    assert!(
+        r.tables
+            .iter()
+            .flat_map(|t| &t.rows)
+            .filter_map(|r| r.comparison.as_ref())
+            .all(|c| !c.exploratory)
+    );
+}
+
+#[test]
+fn records_round_trip_as_jsonl() {
+    let recs = small();
+    let line = serde_json::to_string(&recs[0]).unwrap();
+    assert!(line.contains("\"status\":\"completed\""));
+    let back: TrialRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, recs[0]);
+    let minimal = r#"{"trial_id":"t","config_key":"k=1","config":{"k":1},"seed":3,"status":"failed","metrics":{},"valid_metrics":{}}"#;
+    let r: TrialRecord = serde_json::from_str(minimal).unwrap();
+    assert_eq!((r.attempts, r.failure, r.selected_epoch), (0, None, None));
+    assert_eq!(serde_json::to_string(&Goal::Min).unwrap(), "\"min\"");
+    assert_eq!(TestKind::from_cli("wilcoxon"), Some(TestKind::Wilcoxon));
+    assert_eq!(
+        Correction::from_cli("bh"),
+        Some(Correction::BenjaminiHochberg)
+    );
+}
+
+fn arb_record() -> impl Strategy<Value = TrialRecord> {
+    (
+        0..3usize,
+        0..4u64,
+        prop::bool::ANY,
+        prop::num::f64::ANY,
+        -1.0..1.0f64,
+        prop::option::of(prop::num::f64::ANY),
+    )
+        .prop_map(|(cfg, seed, ok, acc, noise, valid)| {
+            let lrs = [0.001, 0.0005, 0.01];
+            let mut r = record(lrs[cfg], 0.1, seed, acc, 0.5 + noise, valid.unwrap_or(0.0));
+            if valid.is_none() {
+                r.valid_metrics.clear();
+            }
+            if !ok {
+                r.status = TrialStatus::Failed;
+                r.failure = None;
+            }
+            r
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn build_and_render_never_panic(recs in prop::collection::vec(arb_record(), 0..14), test in 0..4usize, corr in 0..4usize) {
+        let mut s = spec();
+        s.test = [TestKind::PairedT, TestKind::Wilcoxon, TestKind::Permutation, TestKind::Aso][test];
+        s.correction = [Correction::Holm, Correction::BenjaminiHochberg, Correction::Bonferroni, Correction::None][corr];
+        let r = build(&s, &recs);
+        for t in &r.tables {
+            for row in &t.rows {
+                if let Some(c) = &row.comparison {
+                    prop_assert!(c.p_adj.is_nan() || (0.0..=1.0).contains(&c.p_adj));
+                    if s.test != TestKind::Aso && c.p.is_finite() {
+                        prop_assert!(c.p_adj >= c.p - 1e-12);
+                    }
+                }
+            }
+        }
+        all_formats(&r);
+    }
+}

@@ -1,0 +1,37 @@
+//! The sigsweep worker: pulls trials from the coordinator over gRPC and
+//! trains them with burn.
+//!
+//! Layout:
+//! - [`agent`]: the gRPC loop — register, acquire a trial under a lease,
+//!   heartbeat (progress, cancellation), complete or fail, drain on SIGTERM;
+//! - [`trainer`]: runs one trial on its own thread — builds the dataset and
+//!   the model from the trial's parameters, trains epoch by epoch, selects
+//!   the epoch on the validation metric and reports test metrics there;
+//! - [`models`]: the model registry and the models (late-fusion baseline, …);
+//! - [`params`]: typed access to a trial's hyperparameters;
+//! - [`backend`]: the burn backends (CPU ndarray; CUDA behind `cuda`).
+//!
+//! Training never runs on the async runtime: the agent spawns a thread per
+//! trial and talks to it through a channel and a cancel flag checked every
+//! step.
+
+pub mod agent;
+pub mod backend;
+pub mod models;
+pub mod params;
+pub mod trainer;
+
+pub use trainer::{TrainError, TrialOutcome, TrialRequest};
+
+/// Training settings every model accepts (mirrors the sweep file's
+/// `[training]` table).
+pub fn sigsweep_training_keys() -> &'static [&'static str] {
+    &[
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "grad_clip",
+        "valid_fraction",
+    ]
+}

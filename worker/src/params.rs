@@ -1,0 +1,115 @@
+//! A trial's hyperparameters with typed getters.
+
+use indexmap::IndexMap;
+
+use crate::trainer::TrainError;
+
+/// A hyperparameter value as sent by the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Float(f64),
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+impl Value {
+    pub fn from_proto(v: &sigsweep_proto::ParamValue) -> Option<Self> {
+        use sigsweep_proto::param_value::Kind;
+        Some(match v.kind.as_ref()? {
+            Kind::Float(x) => Self::Float(*x),
+            Kind::Int(i) => Self::Int(*i),
+            Kind::Text(s) => Self::Text(s.clone()),
+            Kind::Flag(b) => Self::Bool(*b),
+        })
+    }
+}
+
+/// Resolved hyperparameters of one trial.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    values: IndexMap<String, Value>,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> TrainError {
+    TrainError::InvalidParam {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Params {
+    pub fn new(values: IndexMap<String, Value>) -> Self {
+        Self { values }
+    }
+
+    pub fn insert(&mut self, key: &str, value: Value) {
+        self.values.insert(key.to_string(), value);
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// Errors on any key outside `known`.
+    pub fn check_known(&self, model: &str, known: &[&str]) -> Result<(), TrainError> {
+        for k in self.keys() {
+            if !known.contains(&k) {
+                return Err(invalid(k, format!("unknown parameter for model `{model}`")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn f64(&self, key: &str, default: f64) -> Result<f64, TrainError> {
+        match self.values.get(key) {
+            None => Ok(default),
+            Some(Value::Float(x)) if x.is_finite() => Ok(*x),
+            Some(Value::Int(i)) => Ok(*i as f64),
+            Some(other) => Err(invalid(key, format!("expected a finite number, got {other:?}"))),
+        }
+    }
+
+    pub fn f64_in(&self, key: &str, default: f64, lo: f64, hi: f64) -> Result<f64, TrainError> {
+        let v = self.f64(key, default)?;
+        if v < lo || v > hi {
+            return Err(invalid(key, format!("{v} is outside [{lo}, {hi}]")));
+        }
+        Ok(v)
+    }
+
+    pub fn usize(&self, key: &str, default: usize) -> Result<usize, TrainError> {
+        match self.values.get(key) {
+            None => Ok(default),
+            Some(Value::Int(i)) if *i >= 0 => Ok(*i as usize),
+            Some(other) => Err(invalid(
+                key,
+                format!("expected a non-negative integer, got {other:?}"),
+            )),
+        }
+    }
+
+    pub fn positive(&self, key: &str, default: usize) -> Result<usize, TrainError> {
+        let v = self.usize(key, default)?;
+        if v == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+        Ok(v)
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, TrainError> {
+        match self.values.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(invalid(key, format!("expected a boolean, got {other:?}"))),
+        }
+    }
+
+    pub fn text(&self, key: &str, default: &str) -> Result<String, TrainError> {
+        match self.values.get(key) {
+            None => Ok(default.to_string()),
+            Some(Value::Text(s)) => Ok(s.clone()),
+            Some(other) => Err(invalid(key, format!("expected a string, got {other:?}"))),
+        }
+    }
+}

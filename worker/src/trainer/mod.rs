@@ -1,0 +1,183 @@
+//! Runs one trial: dataset → model → epochs → selected epoch → metrics.
+//!
+//! Protocol: after every epoch the model is evaluated on the validation and
+//! test splits; the epoch with the best validation value of the selection
+//! metric is kept (the first one on ties), and the test metrics of that
+//! epoch are the trial's result. A non-finite training loss fails the trial
+//! with the epoch and the step where it happened.
+
+mod data;
+
+pub use data::{DatasetRequest, LoadedDataset, load_dataset};
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::backend::BackendKind;
+use crate::models;
+use crate::params::Params;
+
+/// Which split to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+/// Everything needed to run one trial.
+#[derive(Debug, Clone)]
+pub struct TrialRequest {
+    pub trial_id: String,
+    pub seed: u64,
+    pub model: String,
+    pub params: Params,
+    pub dataset: DatasetRequest,
+    /// Metric that selects the epoch.
+    pub select: String,
+    pub select_higher_is_better: bool,
+    /// Split the selection metric is read from (Valid, or Test to reproduce
+    /// protocols that select on test).
+    pub select_split: Split,
+}
+
+/// Progress after one epoch.
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub train_loss: f64,
+    pub valid_metrics: BTreeMap<String, f64>,
+}
+
+/// A finished trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialOutcome {
+    pub selected_epoch: u32,
+    pub valid_metrics: BTreeMap<String, f64>,
+    pub test_metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+    pub epochs: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid parameter `{key}`: {message}")]
+    InvalidParam { key: String, message: String },
+    #[error("unknown model `{0}`; known models: {known}", known = models::NAMES.join(", "))]
+    UnknownModel(String),
+    #[error("dataset: {0}")]
+    Data(#[from] sigsweep_data::DataError),
+    #[error("dataset: {0}")]
+    Dataset(String),
+    #[error("training diverged: {what} is {value} at epoch {epoch}, step {step}")]
+    NonFinite {
+        what: &'static str,
+        value: f64,
+        epoch: u32,
+        step: usize,
+    },
+    #[error("selection metric `{0}` is not produced by this model/dataset")]
+    MissingMetric(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl TrainError {
+    /// Failures that will happen again with the same trial (bad parameters,
+    /// bad data, divergence) as opposed to transient ones.
+    pub fn is_deterministic(&self) -> bool {
+        !matches!(self, Self::Cancelled | Self::Backend(_))
+    }
+}
+
+/// One model + dataset pair being trained.
+pub trait Workload {
+    /// Trains one epoch and returns the mean training loss. `epoch` starts
+    /// at 1. Must check `cancel` between steps.
+    fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError>;
+    /// Metrics of the current model on `split`.
+    fn evaluate(&self, split: Split) -> Result<BTreeMap<String, f64>, TrainError>;
+}
+
+/// burn's CPU backend keeps one process-wide RNG (seeded per trial), so trials
+/// in one process run one at a time.
+static TRAINING: Mutex<()> = Mutex::new(());
+
+/// Runs a trial to the end on the calling thread (never call it on the async
+/// runtime). `progress` is called after every epoch.
+pub fn run_trial(
+    req: &TrialRequest,
+    backend: BackendKind,
+    progress: &mut dyn FnMut(EpochReport),
+    cancel: &AtomicBool,
+) -> Result<TrialOutcome, TrainError> {
+    let _guard = TRAINING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let start = Instant::now();
+    let epochs = req.params.positive("epochs", 10)? as u32;
+    let dataset = load_dataset(&req.dataset, req.seed, req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?)?;
+    let mut workload = models::build(req, dataset, backend)?;
+
+    let mut best: Option<(f64, u32, BTreeMap<String, f64>, BTreeMap<String, f64>)> = None;
+    let mut history = Vec::with_capacity(epochs as usize);
+    for epoch in 1..=epochs {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TrainError::Cancelled);
+        }
+        let loss = workload.train_epoch(epoch, cancel)?;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                what: "mean training loss",
+                value: loss,
+                epoch,
+                step: 0,
+            });
+        }
+        let valid = workload.evaluate(Split::Valid)?;
+        let test = workload.evaluate(Split::Test)?;
+        let source = if req.select_split == Split::Test {
+            &test
+        } else {
+            &valid
+        };
+        let value = *source
+            .get(&req.select)
+            .ok_or_else(|| TrainError::MissingMetric(req.select.clone()))?;
+        let better = match &best {
+            None => true,
+            Some((b, ..)) => {
+                if req.select_higher_is_better {
+                    value > *b
+                } else {
+                    value < *b
+                }
+            }
+        };
+        if better && value.is_finite() {
+            best = Some((value, epoch, valid.clone(), test));
+        }
+        history.push((loss, valid.clone()));
+        progress(EpochReport {
+            epoch,
+            epochs,
+            train_loss: loss,
+            valid_metrics: valid,
+        });
+    }
+    let (_, selected_epoch, valid_metrics, test_metrics) = best.ok_or_else(|| {
+        TrainError::MissingMetric(format!("{} (never finite)", req.select))
+    })?;
+    Ok(TrialOutcome {
+        selected_epoch,
+        valid_metrics,
+        test_metrics,
+        seconds: start.elapsed().as_secs_f64(),
+        epochs: history,
+    })
+}
