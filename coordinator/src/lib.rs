@@ -12,8 +12,11 @@
 //! - [`store`]: the versioned compare-and-swap store trait, the embedded
 //!   (redb) implementation and the typed [`store::Catalog`];
 //! - [`service`]: the coordinator core ([`Coordinator`]) tying them together;
-//! - [`server`]: the tonic services, health and reflection, `serve`.
+//! - [`server`]: the tonic services, health and reflection, `serve`;
+//! - [`election`]: leader election among coordinators over etcd
+//!   (distributed mode, with [`store::EtcdStore`]).
 
+pub mod election;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -260,10 +260,21 @@ fn erc_inconsistencies_name_the_dialogue() {
 }
 
 #[test]
-fn print_inspection_examples() {
+fn inspection_display_for_every_format() {
     let dir = common::fixtures("formats");
-    for f in ["iemocap.pkl", "meld.pkl", "m3ed.pkl", "mosi_unaligned.pkl"] {
+    for (f, name) in [
+        ("iemocap.pkl", "iemocap"),
+        ("meld.pkl", "meld"),
+        ("m3ed.pkl", "m3ed"),
+        ("mosi_unaligned.pkl", "mmsa"),
+    ] {
         let i = inspect(&dir.join(f), Format::Auto).expect("inspect");
-        println!("{i}");
+        let text = i.to_string();
+        assert!(text.contains(&format!("format:  {name}")), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("train")).count(),
+            1,
+            "{text}"
+        );
     }
 }

@@ -1,1 +1,424 @@
-//! agent
+//! The worker's gRPC loop.
+//!
+//! register → loop { acquire (long poll) → train on a thread while
+//! heartbeating → complete | fail | release }. Cancellation and lost leases
+//! arrive with heartbeat replies and stop the trial at its next step. On
+//! shutdown (SIGTERM) the worker drains: the running trial may finish within
+//! `drain_timeout`, otherwise it is stopped and handed back (released, no
+//! failure counted). If the coordinator restarts, the worker registers again
+//! and re-adopts its running trial through the heartbeat.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use sigsweep_proto::v1 as pb;
+use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
+
+use crate::backend::BackendKind;
+use crate::params::{Params, Value};
+use crate::trainer::{self, DatasetRequest, EpochReport, Split, TrainError, TrialOutcome, TrialRequest};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:50051`.
+    pub coordinator: String,
+    pub name: String,
+    pub backend: BackendKind,
+    pub gpus: Vec<u32>,
+    pub trials_per_gpu: u32,
+    /// On shutdown, how long the running trial may go on before it is
+    /// stopped and released.
+    pub drain_timeout: Duration,
+    /// Give up after the coordinator has been unreachable this long.
+    pub orphan_timeout: Duration,
+    /// Exit after this long without getting a trial (None: never).
+    pub exit_when_idle: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("invalid coordinator URL `{url}`: {message}")]
+    BadUrl { url: String, message: String },
+    #[error("coordinator unreachable for {0:?}: giving up")]
+    Orphaned(Duration),
+    #[error("{0}")]
+    Backend(String),
+    #[error("coordinator rejected the request: {0}")]
+    Rejected(Status),
+}
+
+struct Session {
+    client: WorkerServiceClient<Channel>,
+    worker_id: String,
+    generation: u64,
+    heartbeat: Duration,
+}
+
+fn is_transient(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Aborted | Code::ResourceExhausted | Code::Cancelled
+    )
+}
+
+/// Runs the worker until `shutdown` (drains the running trial first) or
+/// until it has been idle for `exit_when_idle`.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    crate::backend::check_available(config.backend).map_err(AgentError::Backend)?;
+    let endpoint = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| AgentError::BadUrl {
+            url: config.coordinator.clone(),
+            message: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint.connect_lazy();
+    let client = WorkerServiceClient::new(channel)
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let mut session = Session {
+        client,
+        worker_id: String::new(),
+        generation: 0,
+        heartbeat: Duration::from_secs(5),
+    };
+    register(&mut session, &config, &shutdown).await?;
+    let mut idle_since = Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            tracing::info!(worker = %session.worker_id, "shutting down");
+            return Ok(());
+        }
+        if let Some(limit) = config.exit_when_idle
+            && idle_since.elapsed() >= limit
+        {
+            tracing::info!(worker = %session.worker_id, "idle; exiting");
+            return Ok(());
+        }
+        let request = pb::AcquireTrialRequest {
+            worker_id: session.worker_id.clone(),
+            generation: session.generation,
+            wait_ms: 2000,
+        };
+        let response = tokio::select! {
+            () = shutdown.cancelled() => continue,
+            r = session.client.acquire_trial(request) => r,
+        };
+        match response {
+            Ok(r) => {
+                if let Some(a) = r.into_inner().assignment {
+                    run_assignment(&mut session, &config, a, &shutdown).await?;
+                    idle_since = Instant::now();
+                }
+            }
+            Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
+                tracing::warn!(status = %s, "coordinator does not know this worker; registering again");
+                register(&mut session, &config, &shutdown).await?;
+            }
+            Err(s) if is_transient(&s) => {
+                tracing::warn!(status = %s, "coordinator unavailable; retrying");
+                wait_for_coordinator(&mut session, &config, &shutdown).await?;
+            }
+            Err(s) => return Err(AgentError::Rejected(s)),
+        }
+    }
+}
+
+async fn register(session: &mut Session, config: &AgentConfig, shutdown: &CancellationToken) -> Result<(), AgentError> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let req = pb::RegisterRequest {
+            name: config.name.clone(),
+            capabilities: Some(pb::WorkerCapabilities {
+                backend: config.backend.to_string(),
+                gpus: config.gpus.clone(),
+                gpu_memory_bytes: 0,
+                cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                trials_per_gpu: config.trials_per_gpu,
+            }),
+        };
+        match session.client.register(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                session.worker_id = r.worker_id;
+                session.generation = r.generation;
+                session.heartbeat = Duration::from_millis(r.heartbeat_interval_ms.max(50));
+                tracing::info!(worker = %session.worker_id, generation = session.generation, backend = %config.backend, "registered");
+                return Ok(());
+            }
+            Err(s) if is_transient(&s) => {
+                if start.elapsed() > config.orphan_timeout {
+                    return Err(AgentError::Orphaned(config.orphan_timeout));
+                }
+                tracing::debug!(status = %s, "register failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(s) => return Err(AgentError::Rejected(s)),
+        }
+    }
+}
+
+async fn wait_for_coordinator(session: &mut Session, config: &AgentConfig, shutdown: &CancellationToken) -> Result<(), AgentError> {
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+    }
+    register(session, config, shutdown).await
+}
+
+/// Converts a wire assignment into a trial request.
+pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> {
+    let mut values = IndexMap::new();
+    for p in &trial.params {
+        let v = p.value.as_ref().and_then(Value::from_proto).ok_or_else(|| TrainError::InvalidParam {
+            key: p.name.clone(),
+            message: "empty value".into(),
+        })?;
+        values.insert(p.name.clone(), v);
+    }
+    let dataset = trial.dataset.clone().unwrap_or_default();
+    let params = if dataset.params_json.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&dataset.params_json)
+            .map_err(|e| TrainError::Dataset(format!("dataset parameters are not valid JSON: {e}")))?
+    };
+    let metrics = trial.metrics.clone().unwrap_or_default();
+    Ok(TrialRequest {
+        trial_id: trial.trial_id.clone(),
+        seed: trial.seed,
+        model: trial.model.clone(),
+        params: Params::new(values),
+        dataset: DatasetRequest {
+            kind: dataset.kind,
+            generator: dataset.generator,
+            path: dataset.path,
+            params,
+        },
+        select: metrics.select,
+        select_higher_is_better: metrics.select_higher_is_better,
+        select_split: if metrics.select_split == "test" { Split::Test } else { Split::Valid },
+    })
+}
+
+fn metrics(m: &std::collections::BTreeMap<String, f64>) -> pb::Metrics {
+    pb::Metrics {
+        values: m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    }
+}
+
+enum Ending {
+    Finished(Result<TrialOutcome, TrainError>),
+    LeaseLost,
+}
+
+async fn run_assignment(
+    session: &mut Session,
+    config: &AgentConfig,
+    assignment: pb::TrialAssignment,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError> {
+    let lease_id = assignment.lease_id.clone();
+    let Some(spec) = assignment.trial else {
+        return Ok(());
+    };
+    let trial_id = spec.trial_id.clone();
+    tracing::info!(trial = %trial_id, config = %spec.config_key, seed = spec.seed, attempt = assignment.attempt, "trial started");
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<EpochReport>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let backend = config.backend;
+    let thread_cancel = cancel.clone();
+    let request = trial_request(&spec);
+    std::thread::Builder::new()
+        .name(format!("trial-{trial_id}"))
+        .spawn(move || {
+            let result = request.and_then(|req| {
+                let mut progress = |r: EpochReport| {
+                    let _ = progress_tx.send(r);
+                };
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    trainer::run_trial(&req, backend, &mut progress, &thread_cancel)
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(TrainError::Backend(format!("training panicked: {msg}")))
+                })
+            });
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| AgentError::Backend(format!("cannot start a training thread: {e}")))?;
+
+    let mut last_progress: Option<EpochReport> = None;
+    let mut ticker = tokio::time::interval(session.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut released = false;
+    let ending = loop {
+        tokio::select! {
+            r = &mut done_rx => {
+                break Ending::Finished(r.unwrap_or_else(|_| Err(TrainError::Backend("training thread vanished".into()))));
+            }
+            Some(p) = progress_rx.recv() => {
+                tracing::debug!(trial = %trial_id, epoch = p.epoch, loss = p.train_loss, "epoch done");
+                last_progress = Some(p);
+            }
+            () = shutdown.cancelled(), if drain_deadline.is_none() => {
+                tracing::info!(trial = %trial_id, timeout = ?config.drain_timeout, "draining: letting the running trial finish");
+                drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
+            }
+            () = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } }, if !released => {
+                tracing::warn!(trial = %trial_id, "drain timeout: stopping the trial and handing it back");
+                cancel.store(true, Ordering::Relaxed);
+                released = true;
+            }
+            _ = ticker.tick() => {
+                let req = pb::HeartbeatRequest {
+                    worker_id: session.worker_id.clone(),
+                    generation: session.generation,
+                    lease_id: lease_id.clone(),
+                    progress: last_progress.as_ref().map(|p| pb::EpochProgress {
+                        epoch: p.epoch,
+                        epochs: p.epochs,
+                        train_loss: p.train_loss,
+                        valid_metrics: Some(metrics(&p.valid_metrics)),
+                    }),
+                    trial_id: trial_id.clone(),
+                };
+                match session.client.heartbeat(req).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        if !r.lease_valid || r.cancel {
+                            tracing::info!(trial = %trial_id, lease_valid = r.lease_valid, cancel = r.cancel, "stopping trial");
+                            cancel.store(true, Ordering::Relaxed);
+                            let _ = (&mut done_rx).await;
+                            break Ending::LeaseLost;
+                        }
+                    }
+                    Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
+                        tracing::warn!(status = %s, "coordinator forgot this worker; registering again to keep the trial");
+                        register(session, config, shutdown).await?;
+                    }
+                    Err(s) => tracing::warn!(status = %s, "heartbeat failed; will retry"),
+                }
+            }
+        }
+    };
+
+    match ending {
+        Ending::LeaseLost => Ok(()),
+        Ending::Finished(Ok(outcome)) => {
+            tracing::info!(trial = %trial_id, epoch = outcome.selected_epoch, seconds = outcome.seconds, "trial completed");
+            let req = pb::CompleteTrialRequest {
+                worker_id: String::new(),
+                generation: 0,
+                lease_id: lease_id.clone(),
+                trial_id: trial_id.clone(),
+                test_metrics: Some(metrics(&outcome.test_metrics)),
+                valid_metrics: Some(metrics(&outcome.valid_metrics)),
+                selected_epoch: outcome.selected_epoch,
+                seconds: outcome.seconds,
+            };
+            report_with_retry(session, config, shutdown, |s| {
+                let mut r = req.clone();
+                r.worker_id = s.worker_id.clone();
+                r.generation = s.generation;
+                let mut c = s.client.clone();
+                async move { c.complete_trial(r).await.map(|_| ()) }
+            })
+            .await
+        }
+        Ending::Finished(Err(TrainError::Cancelled)) if released || shutdown.is_cancelled() => {
+            let req = pb::FailTrialRequest {
+                worker_id: String::new(),
+                generation: 0,
+                lease_id: lease_id.clone(),
+                trial_id: trial_id.clone(),
+                reason: "worker shut down".into(),
+                retryable: true,
+                release: true,
+            };
+            report_with_retry(session, config, shutdown, |s| {
+                let mut r = req.clone();
+                r.worker_id = s.worker_id.clone();
+                r.generation = s.generation;
+                let mut c = s.client.clone();
+                async move { c.fail_trial(r).await.map(|_| ()) }
+            })
+            .await
+        }
+        Ending::Finished(Err(e)) => {
+            tracing::warn!(trial = %trial_id, error = %e, "trial failed");
+            let req = pb::FailTrialRequest {
+                worker_id: String::new(),
+                generation: 0,
+                lease_id: lease_id.clone(),
+                trial_id: trial_id.clone(),
+                reason: e.to_string(),
+                retryable: !e.is_deterministic(),
+                release: false,
+            };
+            report_with_retry(session, config, shutdown, |s| {
+                let mut r = req.clone();
+                r.worker_id = s.worker_id.clone();
+                r.generation = s.generation;
+                let mut c = s.client.clone();
+                async move { c.fail_trial(r).await.map(|_| ()) }
+            })
+            .await
+        }
+    }
+}
+
+/// Sends a final report, retrying through coordinator outages (and a
+/// re-registration if the coordinator restarted meanwhile).
+async fn report_with_retry<F, Fut>(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    mut send: F,
+) -> Result<(), AgentError>
+where
+    F: FnMut(&Session) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Status>>,
+{
+    let start = Instant::now();
+    loop {
+        match send(session).await {
+            Ok(()) => return Ok(()),
+            Err(s) if s.code() == Code::NotFound && s.message().contains("worker") => {
+                register(session, config, shutdown).await?;
+            }
+            Err(s) if is_transient(&s) => {
+                if start.elapsed() > config.orphan_timeout {
+                    return Err(AgentError::Orphaned(config.orphan_timeout));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = register(session, config, shutdown).await;
+            }
+            Err(s) => {
+                // e.g. a stale generation or an unknown trial: the coordinator
+                // has moved on; the trial will be (or was) run elsewhere.
+                tracing::warn!(status = %s, "report rejected; dropping it");
+                return Ok(());
+            }
+        }
+    }
+}

@@ -78,3 +78,18 @@ fn cudarc_present() -> bool {
 fn cuda_available() -> Result<(), String> {
     Err("this sigsweep was built without CUDA support: rebuild with `cargo build --release --features cuda`".into())
 }
+
+/// Sets the number of compute threads of the CPU backend (rayon and the
+/// matrix-multiplication pool). Call once, before any training.
+pub fn set_cpu_threads(threads: usize) {
+    // matrixmultiply sizes its pool from MATMUL_NUM_THREADS (default 1);
+    // rayon's global pool is set here.
+    let _ = rayon_pool(threads.max(1));
+}
+
+fn rayon_pool(threads: usize) -> Result<(), String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| e.to_string())
+}

@@ -5,19 +5,24 @@
 //! last read), so read-modify-write cycles retry on conflict instead of
 //! overwriting each other. Two implementations share one conformance suite:
 //! [`EmbeddedStore`] (redb, the default, one file under the state directory)
-//! and the etcd store (distributed mode).
+//! and [`EtcdStore`] (distributed mode).
 //!
 //! [`Catalog`] is the coordinator's typed view over a store: sweeps, results
 //! by trial id, failure counts.
 
 mod catalog;
 mod embedded;
+mod etcd;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
 pub use catalog::{Catalog, FailureRecord, StoredResult, SweepRecord, SweepRecordState};
 pub use embedded::EmbeddedStore;
+pub use etcd::{
+    EtcdCredentials, EtcdOptions, EtcdStore, EtcdTls, MAX_VALUE_BYTES as ETCD_MAX_VALUE_BYTES,
+    connect_client as connect_etcd_client, parse_url as parse_etcd_url,
+};
 
 use async_trait::async_trait;
 

@@ -38,10 +38,10 @@ fn quickstart_parses_and_expands() {
     assert_eq!(trials.len(), 4 * 10);
     let ids: std::collections::HashSet<_> = trials.iter().map(|t| &t.trial_id).collect();
     assert_eq!(ids.len(), trials.len(), "trial ids are unique");
-    assert_eq!(spec.baseline_key(), "hidden=32,dropout=0.0");
-    assert_eq!(trials[0].config.key, "hidden=16,dropout=0.0");
+    assert_eq!(spec.baseline_key(), "modality_hidden=16,dropout=0.0");
+    assert_eq!(trials[0].config.key, "modality_hidden=2,dropout=0.0");
     assert_eq!(trials[0].params["epochs"], ParamValue::Int(12));
-    assert_eq!(trials[0].params["modality_hidden"], ParamValue::Int(16));
+    assert_eq!(trials[0].params["hidden"], ParamValue::Int(32));
 }
 
 #[test]
@@ -110,9 +110,9 @@ fn model_params_are_checked_against_the_model() {
     spec.check_model_params(&["modality_hidden", "hidden", "dropout"])
         .expect("known");
     let err = spec
-        .check_model_params(&["hidden", "dropout"])
-        .expect_err("modality_hidden unknown");
-    assert_eq!(err.key.as_deref(), Some("model.modality_hidden"));
+        .check_model_params(&["modality_hidden", "dropout"])
+        .expect_err("hidden unknown");
+    assert_eq!(err.key.as_deref(), Some("model.hidden"));
     assert!(err.line > 1);
 }
 

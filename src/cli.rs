@@ -1,0 +1,286 @@
+//! Command-line definitions. Every flag can also be set through a
+//! `SIGSWEEP_<FLAG>` environment variable (flags win over the environment).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sigsweep",
+    version,
+    about = "Run hyperparameter sweeps × seeds and get paired significance reports",
+    long_about = "sigsweep expands a sweep file into trials (one per configuration and seed), trains them on worker processes, and writes a report comparing every configuration with the baseline seed by seed (paired tests, corrected p-values, effect sizes)."
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SIGSWEEP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More logging (debug level).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a sweep on this machine: an embedded coordinator, N worker
+    /// processes, a progress bar, then the report.
+    Run(RunArgs),
+    /// Run a worker process that pulls trials from a coordinator.
+    Worker(WorkerArgs),
+    /// Run a coordinator server.
+    Coordinator(CoordinatorArgs),
+    /// Submit a sweep file to a remote coordinator and print its id.
+    Submit(SubmitArgs),
+    /// Show the status of one sweep or of every sweep.
+    Status(StatusArgs),
+    /// Follow a sweep's progress live.
+    Watch(SweepRef),
+    /// Cancel a sweep.
+    Cancel(SweepRef),
+    /// Print a sweep's per-trial results.
+    Results(ResultsArgs),
+    /// Write the significance report of a finished sweep, from a state
+    /// directory (offline) or from a coordinator.
+    Report(ReportArgs),
+    /// Compare two per-seed score files (or adjust p-values) with every
+    /// statistic sigsweep reports.
+    Stats(StatsArgs),
+    /// Inspect datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sweep file (TOML).
+    pub sweep: PathBuf,
+    /// Where results and the report go (default ./sigsweep-state/<sweep name>).
+    /// Running again with the same directory resumes: finished trials are not
+    /// run again.
+    #[arg(long, env = "SIGSWEEP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Worker processes to start (default: the number of cores).
+    #[arg(long, env = "SIGSWEEP_WORKERS")]
+    pub workers: Option<usize>,
+    /// Backend the workers train on.
+    #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
+    pub backend: String,
+    /// Lease TTL: a trial whose worker stops heartbeating returns to the
+    /// queue after this long (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "SIGSWEEP_LEASE_TTL")]
+    pub lease_ttl: std::time::Duration,
+    /// No progress bar (plain log lines instead).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Coordinator URL, e.g. http://127.0.0.1:50051.
+    #[arg(long, env = "SIGSWEEP_COORDINATOR")]
+    pub coordinator: String,
+    /// Worker name (default: host name and process id). A restarted worker
+    /// with the same name fences off its old leases.
+    #[arg(long, env = "SIGSWEEP_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Training backend: cpu or cuda.
+    #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
+    pub backend: String,
+    /// GPUs to use: `all` or a list such as `0,1` (cuda backend).
+    #[arg(long, env = "SIGSWEEP_GPUS")]
+    pub gpus: Option<String>,
+    /// How many trials may share one GPU.
+    #[arg(long, default_value_t = 1, env = "SIGSWEEP_TRIALS_PER_GPU")]
+    pub trials_per_gpu: u32,
+    /// On SIGTERM, how long the running trial may continue before it is
+    /// stopped and handed back.
+    #[arg(long, default_value = "120s", value_parser = parse_duration, env = "SIGSWEEP_DRAIN_TIMEOUT")]
+    pub drain_timeout: std::time::Duration,
+    /// Exit after the coordinator has been unreachable this long.
+    #[arg(long, default_value = "300s", value_parser = parse_duration, env = "SIGSWEEP_ORPHAN_TIMEOUT")]
+    pub orphan_timeout: std::time::Duration,
+    /// Exit after this long without a trial.
+    #[arg(long, value_parser = parse_duration, env = "SIGSWEEP_EXIT_WHEN_IDLE")]
+    pub exit_when_idle: Option<std::time::Duration>,
+    /// Compute threads for the CPU backend (default 1 per worker process, so
+    /// N workers use N cores and results do not depend on thread counts).
+    #[arg(long, default_value_t = 1, env = "SIGSWEEP_THREADS")]
+    pub threads: usize,
+    /// Checkpoint directory (reserved for resumable trials).
+    #[arg(long, env = "SIGSWEEP_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "SIGSWEEP_LISTEN")]
+    pub listen: String,
+    /// Durable store: `embedded:DIR` or `etcd://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, default_value = "embedded:./sigsweep-state/coordinator", env = "SIGSWEEP_STORE")]
+    pub store: String,
+    /// Lease TTL (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SIGSWEEP_LEASE_TTL")]
+    pub lease_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Coordinator URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "SIGSWEEP_COORDINATOR")]
+    pub coordinator: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    pub sweep: PathBuf,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub sweep: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepRef {
+    pub sweep: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    pub sweep: String,
+    #[arg(long, default_value = "jsonl")]
+    pub format: ResultsFormat,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ResultsFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A state directory (offline) or, with --coordinator, a sweep id.
+    pub target: String,
+    /// Output format.
+    #[arg(long, default_value = "term")]
+    pub format: ReportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compare against this configuration (its key, e.g. `hidden=32,dropout=0.0`)
+    /// instead of the sweep's baseline.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Multiple-comparison correction.
+    #[arg(long, default_value = "holm")]
+    pub correction: String,
+    /// Test used for the comparisons: t (paired t-test), wilcoxon,
+    /// permutation, aso.
+    #[arg(long, default_value = "t")]
+    pub test: String,
+    /// Read from a running coordinator instead of a state directory.
+    #[arg(long, env = "SIGSWEEP_COORDINATOR")]
+    pub coordinator: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Term,
+    Md,
+    Tex,
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Two CSV files of per-seed scores (A and B), or with --adjust the
+    /// p-values to adjust.
+    pub inputs: Vec<String>,
+    /// Column that pairs rows (the seed).
+    #[arg(long, default_value = "seed")]
+    pub seed_column: String,
+    /// Score column (default: the only numeric column besides the seed).
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Adjust the given p-values: holm, bh or bonferroni.
+    #[arg(long)]
+    pub adjust: Option<String>,
+    /// Print one JSON object (or a JSON list with --adjust).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Print a dataset file's format, splits, counts, dims and labels.
+    Inspect {
+        path: PathBuf,
+        #[arg(long, default_value = "auto")]
+        format: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses durations like `500ms`, `30s`, `5m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            unit = "ms".into();
+        }
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("invalid duration unit in `{s}` (use ms, s, m, h)")),
+        };
+        any = true;
+    }
+    if !num.is_empty() {
+        if any {
+            return Err(format!("invalid duration `{s}`: number without a unit"));
+        }
+        total = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}

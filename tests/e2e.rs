@@ -1,0 +1,241 @@
+//! End-to-end tests: the real `sigsweep` binary, a coordinator on loopback,
+//! real worker processes, real burn training on the CPU.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
+
+/// A tiny sweep: 2 configurations × `seeds` seeds, small synthetic data.
+fn tiny_sweep(dir: &Path, seeds: u32, epochs: u32, n_train: u32) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "tiny"
+seeds = {seeds}
+baseline = {{ modality_hidden = 8 }}
+
+[model]
+name = "late-fusion"
+hidden = 16
+
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+params = {{ n_train = {n_train}, n_valid = 64, n_test = 64, classes = 3, noise = 1.0 }}
+
+[training]
+epochs = {epochs}
+batch_size = 32
+lr = 0.005
+
+[grid]
+modality_hidden = [2, 8]
+
+[metrics]
+select = "accuracy"
+report = {{ accuracy = "max", f1_weighted = "max" }}
+"#
+        ),
+    )
+    .expect("write sweep");
+    path
+}
+
+fn sigsweep(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sigsweep")
+}
+
+fn results(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("results.jsonl"))
+        .expect("results.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn metrics_by_trial(state: &Path) -> BTreeMap<String, serde_json::Value> {
+    results(state)
+        .into_iter()
+        .map(|r| (r["trial_id"].as_str().expect("id").to_string(), r["metrics"].clone()))
+        .collect()
+}
+
+fn assert_exact_results(state: &Path, expected: usize) {
+    let rows = results(state);
+    assert_eq!(rows.len(), expected, "one result per trial");
+    let ids: HashSet<&str> = rows.iter().map(|r| r["trial_id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), expected, "no trial id repeats");
+    for r in &rows {
+        assert_eq!(r["status"], "completed", "{r}");
+        assert!(r["config"].is_object() && r["seed"].is_u64() && r["metrics"]["accuracy"].is_f64());
+        assert!(r["valid_metrics"]["accuracy"].is_f64());
+    }
+}
+
+#[test]
+fn run_writes_results_and_report_and_resumes_without_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 3, 3, 128);
+    let state = dir.path().join("state");
+    let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact_results(&state, 6);
+    let report = std::fs::read_to_string(state.join("report.md")).expect("report.md");
+    assert!(report.contains("modality_hidden") && report.contains("baseline"), "{report}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accuracy"));
+
+    // Same command, same state dir: nothing is trained again.
+    let before = metrics_by_trial(&state);
+    let start = Instant::now();
+    let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 already done"));
+    assert!(!state.join("logs").join("worker-0.log").exists() || start.elapsed() < Duration::from_secs(10));
+    assert_eq!(metrics_by_trial(&state), before);
+}
+
+#[test]
+fn per_trial_metrics_do_not_depend_on_the_number_of_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 3, 3, 128);
+    let one = dir.path().join("one");
+    let two = dir.path().join("two");
+    for (state, workers) in [(&one, "1"), (&two, "2")] {
+        let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", workers]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let a = metrics_by_trial(&one);
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, metrics_by_trial(&two), "identical metrics per trial id");
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let out = Command::new("pgrep").arg("-P").arg(pid.to_string()).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[test]
+fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Slower trials so the kill lands mid-trial.
+    let sweep = tiny_sweep(dir.path(), 4, 30, 1500);
+    let state = dir.path().join("state");
+    let mut run = Command::new(BIN)
+        .args(["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2", "--lease-ttl", "1s", "--no-progress"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    // Wait until both workers are up, then kill one with SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let kids = children_of(run.id());
+        if kids.len() >= 2 {
+            std::thread::sleep(Duration::from_millis(1500));
+            break kids[0];
+        }
+        assert!(Instant::now() < deadline, "workers never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = run.wait_with_output().expect("run finishes");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact_results(&state, 8);
+}
+
+#[test]
+fn a_malformed_sweep_file_names_line_and_key_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 2, 1, 32);
+    let text = std::fs::read_to_string(&sweep).expect("read");
+    let bad = dir.path().join("bad.toml");
+
+    std::fs::write(&bad, text.replace("lr = 0.005", "lr = 0.005\nlearning_rate = 1")).expect("write");
+    let state = dir.path().join("state");
+    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:18:") && err.contains("training.learning_rate"), "{err}");
+    assert!(!state.exists(), "nothing started");
+
+    std::fs::write(&bad, text.replace("epochs = 1", "epochs = \"one\"")).expect("write");
+    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:15:") && err.contains("training.epochs"), "{err}");
+
+    std::fs::write(&bad, text.replace("hidden = 16", "hiddne = 16")).expect("write");
+    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:7:") && err.contains("model.hiddne"), "{err}");
+}
+
+/// A coordinator process, two worker processes and the remote CLI, all over
+/// loopback gRPC.
+#[test]
+fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 2, 2, 64);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{port}");
+    let store = format!("embedded:{}", dir.path().join("coord").display());
+    let mut coordinator = Command::new(BIN)
+        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}"), "--store", &store, "--lease-ttl", "2s"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("coordinator");
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(BIN)
+                .args(["worker", "--coordinator", &url, "--name", &format!("w{i}")])
+                .env("RUST_LOG", "warn")
+                .env("MATMUL_NUM_THREADS", "1")
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    // Submit once the coordinator answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sweep_id = loop {
+        let out = sigsweep(&["submit", sweep.to_str().expect("utf8"), "--coordinator", &url]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(sweep_id.starts_with("tiny-"), "{sweep_id}");
+    let out = sigsweep(&["watch", &sweep_id, "--coordinator", &url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sigsweep(&["status", &sweep_id, "--coordinator", &url]);
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(status.contains("finished") && status.contains("4/4"), "{status}");
+    let out = sigsweep(&["results", &sweep_id, "--coordinator", &url]);
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let workers_used: HashSet<&str> = rows.iter().map(|r| r["worker"].as_str().expect("worker")).collect();
+    assert!(!workers_used.is_empty());
+    let out = sigsweep(&["report", &sweep_id, "--coordinator", &url, "--format", "md"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| modality_hidden"));
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+}
