@@ -59,6 +59,77 @@ pub enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Rerun the winner and the baseline of a finished sweep on fresh seeds
+    /// and report the confirmatory comparison.
+    Confirm(ConfirmArgs),
+    /// Benchmarks (training throughput, scheduler throughput).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// The state directory of the finished sweep (or its sweep file, whose
+    /// default state directory is used).
+    pub target: PathBuf,
+    /// Number of fresh seeds (default 10, chosen above every seed used so far).
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u32,
+    /// Worker processes (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Where the confirmation's state goes (default <target>/confirm).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Training throughput of one model on a synthetic dataset.
+    Train(BenchTrainArgs),
+    /// Scheduler throughput: a real coordinator and N simulated workers
+    /// (real gRPC clients whose training sleeps).
+    Scheduler(BenchSchedulerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Model: late-fusion, mmic, fdcmdie.
+    #[arg(long)]
+    pub model: String,
+    /// Dataset: synthetic-fusion, synthetic-iemocap, synthetic-meld,
+    /// synthetic-mosi, synthetic-mosei.
+    #[arg(long)]
+    pub dataset: String,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u32,
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    /// Extra model parameters, `key=value` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Compute threads of the CPU backend.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSchedulerArgs {
+    #[arg(long, default_value_t = 50)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pub trials: usize,
+    /// Simulated training time per trial, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub trial_ms: u64,
+    /// Store: embedded or etcd (etcd starts a local etcd-server).
+    #[arg(long, default_value = "embedded")]
+    pub store: String,
+    /// Use an already running etcd instead of starting one.
+    #[arg(long)]
+    pub etcd_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

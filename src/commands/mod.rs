@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod client;
+pub mod confirm;
 pub mod coordinator;
 pub mod data;
 pub mod report;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, DataCommand};
+use crate::cli::{BenchCommand, Cli, Command, DataCommand};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -37,6 +39,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data {
             command: DataCommand::Inspect { path, format, json },
         } => data::inspect(&path, &format, json),
+        Command::Confirm(args) => runtime()?.block_on(confirm::run(args)),
+        Command::Bench {
+            command: BenchCommand::Train(args),
+        } => bench::train(args),
+        Command::Bench {
+            command: BenchCommand::Scheduler(args),
+        } => runtime()?.block_on(bench::scheduler(args)),
     }
 }
 
