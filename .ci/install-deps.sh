@@ -3,12 +3,22 @@
 #   etcd-server       - `etcd`, started by the coordinator's etcd store and
 #                       election tests (they fail, not skip, without it)
 #   protobuf-compiler - `protoc`, used by the proto crate's build script
-# Idempotent and quiet: does nothing when both commands are present.
+#                       (and etcd-client's)
+#   numpy (PyPI)      - used by the data crate's tests to write pickle files
+#                       in the real MMSA / MM-DFN formats
+# Idempotent and quiet: does nothing when everything is present.
 set -euo pipefail
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+
+NUMPY_VERSION=2.4.6
+if ! python3 -c "import numpy" >/dev/null 2>&1; then
+    echo "install-deps: installing numpy==${NUMPY_VERSION}" >&2
+    python3 -m pip install -q --disable-pip-version-check "numpy==${NUMPY_VERSION}" \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages "numpy==${NUMPY_VERSION}"
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_scheduler;
 pub mod client;
 pub mod confirm;
 pub mod coordinator;
