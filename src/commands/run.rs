@@ -118,6 +118,12 @@ impl WorkerPool {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    run_sweep(args, false).await
+}
+
+/// Runs a sweep; `confirmatory` marks its report as a confirmation on fresh
+/// seeds (see `sigsweep confirm`).
+pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = load_sweep(&args.sweep)?;
     let state_dir = args
         .state_dir
@@ -179,7 +185,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let results = coordinator.results(&sweep_id).await?;
-    write_outputs(&state_dir, &spec, &results)?;
+    write_outputs(&state_dir, &spec, &results, confirmatory)?;
     let progress = coordinator.progress(&sweep_id)?;
     if progress.failed > 0 {
         eprintln!("{} trial(s) failed; see the report", progress.failed);
@@ -269,6 +275,7 @@ pub fn write_outputs(
     state_dir: &Path,
     spec: &SweepSpec,
     results: &[sigsweep_coordinator::store::StoredResult],
+    confirmatory: bool,
 ) -> anyhow::Result<()> {
     let mut jsonl = String::new();
     for r in results {
@@ -276,7 +283,9 @@ pub fn write_outputs(
         jsonl.push('\n');
     }
     std::fs::write(state_dir.join("results.jsonl"), jsonl)?;
-    let report = sigsweep_report::build(&report_spec(spec), &to_records(results));
+    let mut rs = report_spec(spec);
+    rs.confirmatory = confirmatory;
+    let report = sigsweep_report::build(&rs, &to_records(results));
     std::fs::write(state_dir.join("report.md"), sigsweep_report::render(&report, sigsweep_report::Format::Markdown))?;
     std::fs::write(state_dir.join("report.html"), sigsweep_report::render(&report, sigsweep_report::Format::Html))?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());

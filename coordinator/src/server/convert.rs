@@ -24,7 +24,7 @@ pub(super) fn progress_to_proto(p: &SweepProgress, with_source: bool) -> pb::Swe
         queued: p.queued,
         mean_trial_seconds: p.mean_trial_seconds,
         sweep_toml: if with_source {
-            p.source.clone()
+            p.source.to_string()
         } else {
             String::new()
         },

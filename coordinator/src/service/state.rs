@@ -30,11 +30,13 @@ pub struct SweepProgress {
     pub running: u32,
     pub queued: u32,
     pub mean_trial_seconds: f64,
-    pub source: String,
+    /// The sweep file text (shared, not copied, by every progress update).
+    pub source: Arc<str>,
 }
 
 pub(super) struct SweepRuntime {
     pub record: SweepRecord,
+    pub source: Arc<str>,
     pub spec: Arc<SweepSpec>,
     pub trial_ids: Vec<Arc<str>>,
     pub state: SweepRunState,
@@ -55,6 +57,7 @@ impl SweepRuntime {
             SweepRecordState::Cancelled => SweepRunState::Cancelled,
         };
         let s = Self {
+            source: Arc::from(record.source.as_str()),
             record,
             spec,
             trial_ids: Vec::with_capacity(total),
@@ -75,7 +78,7 @@ impl SweepRuntime {
                 running: 0,
                 queued: 0,
                 mean_trial_seconds: 0.0,
-                source: String::new(),
+                source: Arc::from(""),
             }),
         };
         s.watch.send_replace(s.progress());
@@ -106,7 +109,7 @@ impl SweepRuntime {
             } else {
                 0.0
             },
-            source: self.record.source.clone(),
+            source: self.source.clone(),
         }
     }
 }
