@@ -116,6 +116,7 @@ async fn simulated_worker(url: String, i: usize, trial: Duration, done: Cancella
                 worker_id: reg.worker_id.clone(),
                 generation: reg.generation,
                 wait_ms: 200,
+                max_trials: 1,
             })
             .await?
             .into_inner();

@@ -106,6 +106,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             worker_id: session.worker_id.clone(),
             generation: session.generation,
             wait_ms: 2000,
+            max_trials: 1,
         };
         let response = tokio::select! {
             () = shutdown.cancelled() => continue,

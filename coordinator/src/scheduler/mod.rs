@@ -25,6 +25,9 @@ pub struct TrialRef {
     pub trial_id: Arc<str>,
     /// GPUs the trial needs (0 = CPU only).
     pub gpus: u32,
+    /// Trials of one group (the seeds of one configuration) may be leased
+    /// together to a worker that fuses them into one model.
+    pub group: Arc<str>,
 }
 
 /// Who holds a lease.
@@ -137,6 +140,44 @@ impl Scheduler {
         let trial = self.queue.remove(index?)?;
         self.queued.remove(&trial.trial_id);
         Some(self.lease(trial, holder, None, now))
+    }
+
+    /// Leases the first queued trial that fits, plus up to `max - 1` more
+    /// queued trials of the same group (for seed fusion), all to `holder`.
+    pub fn acquire_group(
+        &mut self,
+        holder: Holder,
+        capacity: Capacity,
+        max: usize,
+        now: Instant,
+    ) -> Vec<Lease> {
+        let Some(first) = self.acquire(holder.clone(), capacity, now) else {
+            return Vec::new();
+        };
+        let group = first.trial.group.clone();
+        let mut out = vec![first];
+        if max > 1 {
+            let mates: Vec<usize> = self
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.group == group && self.queued.contains(&t.trial_id))
+                .map(|(i, _)| i)
+                .take(max - 1)
+                .collect();
+            // Remove from the back so earlier indices stay valid.
+            let mut taken: Vec<TrialRef> = mates
+                .into_iter()
+                .rev()
+                .filter_map(|i| self.queue.remove(i))
+                .collect();
+            taken.reverse();
+            for t in taken {
+                self.queued.remove(&t.trial_id);
+                out.push(self.lease(t, holder.clone(), None, now));
+            }
+        }
+        out
     }
 
     fn lease(&mut self, trial: TrialRef, holder: Holder, id: Option<String>, now: Instant) -> Lease {

@@ -6,6 +6,7 @@ fn trial(i: usize) -> TrialRef {
         sweep_id: Arc::from("s"),
         trial_id: Arc::from(format!("t{i}").as_str()),
         gpus: 0,
+        group: Arc::from(format!("g{}", i % 2).as_str()),
     }
 }
 
@@ -123,6 +124,23 @@ fn gpu_trials_go_to_workers_with_enough_slots() {
         .acquire(holder("two-gpu", 1), Capacity { gpu_slots: 2 }, now)
         .expect("fits");
     assert_eq!(&*l.trial.trial_id, "t0");
+}
+
+#[test]
+fn group_acquire_takes_queued_trials_of_the_same_group() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..6 {
+        s.enqueue(trial(i)); // groups g0: t0, t2, t4; g1: t1, t3, t5
+    }
+    let leases = s.acquire_group(holder("w", 1), CPU, 3, now);
+    let ids: Vec<&str> = leases.iter().map(|l| &*l.trial.trial_id).collect();
+    assert_eq!(ids, ["t0", "t2", "t4"]);
+    let next = s.acquire_group(holder("w2", 1), CPU, 2, now);
+    let ids: Vec<&str> = next.iter().map(|l| &*l.trial.trial_id).collect();
+    assert_eq!(ids, ["t1", "t3"]);
+    assert_eq!(s.queued_len(), 1);
+    assert_eq!(s.running_len(), 5);
 }
 
 #[derive(Debug, Clone)]

@@ -179,16 +179,23 @@ impl WorkerService for WorkerApi {
         request: Request<pb::AcquireTrialRequest>,
     ) -> Result<Response<pb::AcquireTrialResponse>, Status> {
         let req = request.into_inner();
-        let a = self
+        // At most 64 trials at once (a fused group is one configuration's seeds).
+        let max = req.max_trials.clamp(1, 64) as usize;
+        let mut got = self
             .coordinator
-            .acquire(
+            .acquire_many(
                 &req.worker_id,
                 req.generation,
                 Duration::from_millis(req.wait_ms),
+                max,
             )
-            .await?;
+            .await?
+            .into_iter()
+            .map(|a| assignment_to_proto(&a));
+        let assignment = got.next();
         Ok(Response::new(pb::AcquireTrialResponse {
-            assignment: a.as_ref().map(assignment_to_proto),
+            assignment,
+            fused: got.collect(),
         }))
     }
 

@@ -202,6 +202,7 @@ impl Coordinator {
             }
             let sweep_id: Arc<str> = Arc::from(record.sweep_id.as_str());
             let gpus = spec.resources.gpus_per_trial;
+            let fuse = spec.resources.fuse_seeds;
             let mut runtime = SweepRuntime::new(record, spec.clone(), plans.len());
             for plan in plans {
                 let trial_id: Arc<str> = Arc::from(plan.trial_id.as_str());
@@ -219,10 +220,19 @@ impl Coordinator {
                 if results.contains_key(&plan.trial_id) {
                     entry.done = true;
                 } else if !entry.done {
+                    // Seeds of one configuration form a fusion group (only
+                    // when the sweep asks for it: otherwise every trial is
+                    // its own group).
+                    let group: Arc<str> = if fuse {
+                        Arc::from(format!("{sweep_id}/{}", plan.config.key).as_str())
+                    } else {
+                        trial_id.clone()
+                    };
                     state.scheduler.enqueue(TrialRef {
                         sweep_id: sweep_id.clone(),
                         trial_id,
                         gpus,
+                        group,
                     });
                 }
             }
@@ -352,7 +362,40 @@ impl Coordinator {
         }
     }
 
+    /// Like [`Coordinator::acquire`], but may return up to `max` trials:
+    /// further seeds of the same configuration when the sweep fuses seeds.
+    pub async fn acquire_many(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Assignment>> {
+        let deadline = Instant::now() + wait.min(self.inner.config.max_acquire_wait);
+        loop {
+            let notified = self.inner.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.try_acquire_many(worker_id, generation, max.max(1))?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
     fn try_acquire(&self, worker_id: &str, generation: u64) -> Result<Option<Assignment>> {
+        Ok(self.try_acquire_many(worker_id, generation, 1)?.into_iter().next())
+    }
+
+    fn try_acquire_many(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        max: usize,
+    ) -> Result<Vec<Assignment>> {
         let mut state = self.state();
         Self::check_worker(&mut state, worker_id, generation)?;
         let capacity = state
@@ -365,23 +408,26 @@ impl Coordinator {
             worker_id: worker_id.to_string(),
             generation,
         };
-        let Some(lease) = state.scheduler.acquire(holder, capacity, Instant::now()) else {
-            return Ok(None);
-        };
-        let entry = state
-            .trials
-            .get_mut(&lease.trial.trial_id)
-            .ok_or_else(|| CoordinatorError::UnknownTrial(lease.trial.trial_id.to_string()))?;
-        entry.attempts += 1;
-        let assignment = Assignment {
-            lease_id: lease.lease_id.clone(),
-            attempt: entry.attempts,
-            sweep_id: lease.trial.sweep_id.to_string(),
-            spec: entry.spec.clone(),
-            trial: entry.plan.clone(),
-        };
-        state.note_started(&lease.trial.trial_id);
-        Ok(Some(assignment))
+        let leases = state
+            .scheduler
+            .acquire_group(holder, capacity, max, Instant::now());
+        let mut out = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let entry = state
+                .trials
+                .get_mut(&lease.trial.trial_id)
+                .ok_or_else(|| CoordinatorError::UnknownTrial(lease.trial.trial_id.to_string()))?;
+            entry.attempts += 1;
+            out.push(Assignment {
+                lease_id: lease.lease_id.clone(),
+                attempt: entry.attempts,
+                sweep_id: lease.trial.sweep_id.to_string(),
+                spec: entry.spec.clone(),
+                trial: entry.plan.clone(),
+            });
+            state.note_started(&lease.trial.trial_id);
+        }
+        Ok(out)
     }
 
     /// Renews a lease. Returns `(lease_valid, cancel)`. A worker that kept

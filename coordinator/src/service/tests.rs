@@ -257,3 +257,30 @@ async fn malformed_sweep_is_rejected_with_line_and_key() {
     assert!(msg.contains("training.lr"), "{msg}");
     assert!(c.list().is_empty());
 }
+
+#[tokio::test]
+async fn fused_sweeps_hand_out_the_seeds_of_one_configuration_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let fused = SWEEP.replace("max_retries = 1", "max_retries = 1\nfuse_seeds = true");
+    c.submit(&fused, "fused.toml").await.expect("submit");
+    let reg = c.register("w", WorkerCaps::default());
+    let got = c
+        .acquire_many(&reg.worker_id, reg.generation, Duration::ZERO, 10)
+        .await
+        .expect("acquire");
+    assert_eq!(got.len(), 3, "all three seeds of the first configuration");
+    assert!(got.iter().all(|a| a.trial.config.key == got[0].trial.config.key));
+    let seeds: Vec<u64> = got.iter().map(|a| a.trial.seed).collect();
+    assert_eq!(seeds, [0, 1, 2]);
+    // Without fuse_seeds, one at a time.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let c2 = coordinator(dir2.path()).await;
+    c2.submit(SWEEP, "plain.toml").await.expect("submit");
+    let reg2 = c2.register("w", WorkerCaps::default());
+    let got = c2
+        .acquire_many(&reg2.worker_id, reg2.generation, Duration::ZERO, 10)
+        .await
+        .expect("acquire");
+    assert_eq!(got.len(), 1);
+}
