@@ -4,19 +4,23 @@
 //! Every model is generic over the burn backend; [`build`] instantiates it
 //! on the backend the worker runs.
 
+pub mod fdcmdie;
 pub mod late_fusion;
+pub mod mmic;
 
 use crate::backend::BackendKind;
 use crate::sigsweep_training_keys;
 use crate::trainer::{LoadedDataset, TrainError, TrialRequest, Workload};
 
 /// Names of the models this worker can train.
-pub const NAMES: &[&str] = &["late-fusion"];
+pub const NAMES: &[&str] = &["late-fusion", "fdcmdie", "mmic", "mmdfn"];
 
 /// Parameters a model accepts besides the training settings.
 pub fn model_params(model: &str) -> Option<&'static [&'static str]> {
     match model {
         "late-fusion" => Some(late_fusion::PARAMS),
+        "mmic" | "mmdfn" => Some(mmic::PARAMS),
+        "fdcmdie" => Some(fdcmdie::PARAMS),
         _ => None,
     }
 }
@@ -60,6 +64,18 @@ fn build_on<B: burn::tensor::backend::AutodiffBackend>(
             LoadedDataset::Erc(_) => Err(TrainError::Dataset(
                 "late-fusion trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues"
                     .into(),
+            )),
+        },
+        "fdcmdie" => match data {
+            LoadedDataset::Seq(d) => Ok(Box::new(fdcmdie::FdCmdieWorkload::<B>::new(req, d, device)?)),
+            LoadedDataset::Erc(_) => Err(TrainError::Dataset(
+                "fdcmdie trains on sequence regression datasets (synthetic msa, mmsa), not dialogues".into(),
+            )),
+        },
+        "mmic" | "mmdfn" => match data {
+            LoadedDataset::Erc(d) => Ok(Box::new(mmic::MmicWorkload::<B>::new(req, d, device)?)),
+            LoadedDataset::Seq(_) => Err(TrainError::Dataset(
+                "mmic trains on dialogue datasets (synthetic erc, iemocap, meld, m3ed), not sequences".into(),
             )),
         },
         other => Err(TrainError::UnknownModel(other.to_string())),

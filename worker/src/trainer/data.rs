@@ -56,6 +56,26 @@ pub fn load_dataset(
             &params(req)?,
             seed,
         )?)),
+        ("synthetic", "msa") => Ok(LoadedDataset::Seq(synthetic::synthetic_msa(
+            &params(req)?,
+            seed,
+        )?)),
+        ("mmsa", _) => Ok(LoadedDataset::Seq(sigsweep_data::formats::load_mmsa(
+            std::path::Path::new(&req.path),
+        )?)),
+        ("synthetic", "erc") => Ok(LoadedDataset::Erc(synthetic::synthetic_erc(
+            &params(req)?,
+            seed,
+        )?)),
+        (kind @ ("iemocap" | "meld" | "m3ed"), _) => {
+            let format: sigsweep_data::formats::Format = kind.parse()?;
+            let options: sigsweep_data::formats::ErcOptions = params(req)?;
+            Ok(LoadedDataset::Erc(sigsweep_data::formats::load_erc(
+                std::path::Path::new(&req.path),
+                format,
+                &options,
+            )?))
+        }
         ("synthetic", other) => Err(TrainError::Dataset(format!(
             "unknown synthetic generator `{other}`; known: fusion"
         ))),

@@ -1,0 +1,405 @@
+//! `fdcmdie`: Feature Decoupling and Cross-Modal Deep Interaction
+//! Enhancement for multimodal sentiment analysis (Zhao et al., J. Nanjing
+//! Univ. Aeronautics & Astronautics 58(3), 2026; seed paper 001). No
+//! reference code exists; equations (1)–(32) of the paper are followed and
+//! every choice the paper leaves open is marked **[design]** below.
+//!
+//! # Pipeline
+//! 1. **Temporal pooling** [design, CPU cost]: every modality longer than
+//!    `max_len` (default 50; 0 disables) is average-pooled over time with
+//!    window `ceil(len / max_len)` before the encoders (MOSI unaligned:
+//!    audio 375 → 47, vision 500 → 50). Done once on the host. The paper
+//!    feeds the raw sequences; attention over 375/500 frames is the cost
+//!    this avoids. Padding frames are averaged in like any other frame.
+//! 2. **Feature extraction** (§2.2): text = the frozen 768-d BERT token
+//!    features of MMSA's `text` field projected by Linear(768 → `width`)
+//!    (`text_encoder = "linear"`, the only encoder for now). NeoBERT (the
+//!    paper's fine-tuned encoder) cannot be downloaded here; the parameter is
+//!    the hook for a future encoder. Audio and vision: stacked LSTM
+//!    ("sLSTM" = stacked LSTM per the abstract), 2 layers, unidirectional,
+//!    hidden = `width` [design].
+//! 3. **Decoupling** (§2.3.1): one shared similarity encoder and three
+//!    private dissimilarity encoders, each LayerNorm → Linear(width → width)
+//!    → Tanh → Dropout(`dropout`), per time step → `T_s, V_s, A_s, T_d, V_d, A_d`.
+//! 4. **Contrastive learning** (§2.3.2, training only, `use_cl`):
+//!    * sets [design, ConFEDE-style]: per training sample, time-averaged raw
+//!      features (true lengths where the file has them), concatenated
+//!      `[t; v; a]`, min-max scaled per dimension over the training split;
+//!      cosine similarity (eqs. 7–8); labels rounded to 7 classes (clip to
+//!      [-3, 3], round half to even). `similar^i` = the `k_cl` most similar
+//!      same-class samples (excluding i), `different^i` = the `k_cl` least
+//!      similar other-class samples. Precomputed once per trial.
+//!    * sampling [design, ConFEDE]: per step and anchor, `cl_samples`
+//!      (default 2) samples are drawn with replacement from each set; they
+//!      are run through the encoders (not the interaction network) with
+//!      the batch, so they receive gradients.
+//!    * representations [design]: time-averaged decoupled features.
+//!    * pairs (paper): positives in-sample `(T_s,V_s)`, `(T_s,A_s)` of the
+//!      anchor and of each drawn similar sample; cross-sample
+//!      `(X_s^i, X_s^j)` for similar j; negatives in-sample `(T_s, X_d)` of the
+//!      anchor and of each similar sample; cross-sample `(X_s^i, X_s^j)` for
+//!      different j.
+//!    * NT-Xent (eq. 9) [design reading]: for each positive pair `(α,β)` the
+//!      denominator is the positive plus every negative pair with the same
+//!      first element `α`; temperature `tau`. Triplets: anchor `T_s^i`,
+//!      positives `V_s^i, A_s^i`, negatives `T_d^i, V_d^i, A_d^i`, cosine
+//!      distance, `margin`. Both are **means** over pairs/triplets and
+//!      anchors (the paper's Σ inside ℓ^i would scale with `cl_samples`)
+//!      [design]. `L_cl = NT-Xent + lambda_tri · triplet`.
+//! 5. **CMDIE** (§2.4): `G_s^{[0]}` = `T_s, V_s, A_s` concatenated along
+//!    time [design: the paper only says "built from"]. Each of the `layers`
+//!    layers has one DIPU per modality (separate weights per modality and
+//!    layer [design]) taking `(G_s^{[i]}, X_d^{[i]})`: sinusoidal positional
+//!    encoding + LayerNorm (13–14); cross-attention both ways + residual +
+//!    LN (16–17); self-attention + residual + LN (19–20); second
+//!    cross-attention of the refined queries against the position-encoded
+//!    inputs, reusing the first cross-attention's projections as eqs. 21–22
+//!    write them (`W_Q`, original K/V) + residual + LN; FFN
+//!    (width → 4·width → width, ReLU [design]) + residual, no LN (23–24).
+//!    Multi-head attention with `heads` heads (default 8 [design]) and
+//!    dropout `dropout`; no padding masks [design, as MulT on unaligned MMSA].
+//! 6. **GAP** (§2.4.2, spec G.5): per modality LN, scalar gate
+//!    `σ(GateMLP(mean_t LN(G_{sM→G})))` (independent MLPs width → width/2 → 1),
+//!    gated sequence `LN(G)·g`, score from a shared MLP on its time mean,
+//!    softmax over the three modalities, weighted sum → `G_s^{[i+1]}`
+//!    (the gates are computed from time means [design]).
+//! 7. **Prediction** (eq. 30): time means of `G_s^{[k]}, T_d^{[k]}, V_d^{[k]},
+//!    A_d^{[k]}` concatenated → Linear(4·width → width) → ReLU → Dropout →
+//!    Linear(width → 1). Loss (31–32): MAE + `lambda_cl · L_cl`. AdamW.
+//!
+//! # Ablations (Table 7)
+//! `use_cl = false`: no contrastive loss (no extra samples). `use_cmdie =
+//! false`: no interaction layers; the prediction MLP reads the time means of
+//! `G_s^{[0]}` and the decoupled `T_d, V_d, A_d` (concatenation). `use_gap =
+//! false`: `G_s^{[i+1]}` = plain mean of the three enhanced sequences.
+//! `use_cross_att2 = false`: eqs. 21–22 are skipped.
+//!
+//! # Parameters
+//! `k_cl` (10), `layers` (3), `tau` (0.5), `margin` (0.5), `lambda_tri` (0.1),
+//! `lambda_cl` (0.1) — Table 2 (MOSI); `width` (128 [design]), `heads` (8),
+//! `dropout` (0.1 [design]), `lstm_layers` (2), `max_len` (50), `cl_samples`
+//! (2), `text_encoder` ("linear"), `use_cl`, `use_cmdie`, `use_gap`,
+//! `use_cross_att2` (all true). Training keys: `lr` (1e-4), `batch_size`
+//! (32), `weight_decay` (0), `grad_clip` (0 = off), `epochs`.
+//! Randomness: weights and dropout from `B::seed(seed)`; shuffling from
+//! stream 100 and contrastive sampling from stream 101 of the trial seed.
+
+pub mod contrastive;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use sigsweep_data::metrics::regression_metrics;
+use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
+
+use crate::trainer::{Split, TrainError, TrialRequest, Workload};
+
+pub use contrastive::{ClSets, build_pairs, build_sets, label_class, nt_xent, retrieval_features, select_sets, triplet};
+pub use model::{FdCmdie, FdCmdieConfig};
+
+/// Parameters of `fdcmdie`.
+pub const PARAMS: &[&str] = &[
+    "k_cl",
+    "layers",
+    "tau",
+    "margin",
+    "lambda_tri",
+    "lambda_cl",
+    "width",
+    "heads",
+    "dropout",
+    "lstm_layers",
+    "max_len",
+    "cl_samples",
+    "text_encoder",
+    "use_cl",
+    "use_cmdie",
+    "use_gap",
+    "use_cross_att2",
+];
+
+fn invalid(key: &str, message: impl Into<String>) -> TrainError {
+    TrainError::InvalidParam {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Average-pools `[n, len, dim]` over time to at most `max_len` steps
+/// (window `ceil(len / max_len)`, last window may be shorter). `max_len = 0`
+/// or `len <= max_len` returns a copy.
+pub fn pool_time(a: &Array3, max_len: usize) -> Array3 {
+    let [n, len, dim] = a.shape;
+    if max_len == 0 || len <= max_len {
+        return a.clone();
+    }
+    let w = len.div_ceil(max_len);
+    let out_len = len.div_ceil(w);
+    let mut out = Array3::zeros([n, out_len, dim]);
+    for i in 0..n {
+        let x = a.sample(i);
+        for t in 0..out_len {
+            let (s, e) = (t * w, ((t + 1) * w).min(len));
+            let row = &mut out.data[(i * out_len + t) * dim..(i * out_len + t + 1) * dim];
+            for f in s..e {
+                for (r, v) in row.iter_mut().zip(&x[f * dim..(f + 1) * dim]) {
+                    *r += if v.is_finite() { *v } else { 0.0 };
+                }
+            }
+            row.iter_mut().for_each(|r| *r /= (e - s) as f32);
+        }
+    }
+    out
+}
+
+fn pool_split(s: &SeqSplit, max_len: usize) -> SeqSplit {
+    SeqSplit {
+        ids: s.ids.clone(),
+        text: pool_time(&s.text, max_len),
+        audio: pool_time(&s.audio, max_len),
+        vision: pool_time(&s.vision, max_len),
+        audio_lengths: s.audio_lengths.clone(),
+        vision_lengths: s.vision_lengths.clone(),
+        labels: s.labels.clone(),
+    }
+}
+
+/// Resolved settings of a trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub k_cl: usize,
+    pub tau: f64,
+    pub margin: f64,
+    pub lambda_tri: f64,
+    pub lambda_cl: f64,
+    pub cl_samples: usize,
+    pub use_cl: bool,
+    pub max_len: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+}
+
+pub struct FdCmdieWorkload<B: AutodiffBackend> {
+    model: Option<FdCmdie<B>>,
+    optim: OptimizerAdaptor<AdamW, FdCmdie<B>, B>,
+    train: SeqSplit,
+    valid: SeqSplit,
+    test: SeqSplit,
+    sets: ClSets,
+    settings: Settings,
+    device: B::Device,
+    shuffle: ChaCha8Rng,
+    sampler: ChaCha8Rng,
+}
+
+fn tensor3<B: Backend>(a: &Array3, device: &B::Device) -> Tensor<B, 3> {
+    Tensor::from_data(TensorData::new(a.data.clone(), a.shape.to_vec()), device)
+}
+
+fn batch<B: Backend>(split: &SeqSplit, idx: &[usize], device: &B::Device) -> [Tensor<B, 3>; 3] {
+    [
+        tensor3(&split.text.gather(idx), device),
+        tensor3(&split.audio.gather(idx), device),
+        tensor3(&split.vision.gather(idx), device),
+    ]
+}
+
+impl<B: AutodiffBackend> FdCmdieWorkload<B> {
+    pub fn new(req: &TrialRequest, data: SeqDataset, device: &B::Device) -> Result<Self, TrainError> {
+        let p = &req.params;
+        if data.task != Task::Regression {
+            return Err(TrainError::Dataset(
+                "fdcmdie predicts sentiment scores: it needs a regression dataset (synthetic msa, mmsa)".into(),
+            ));
+        }
+        let text_encoder = p.text("text_encoder", "linear")?;
+        if text_encoder != "linear" {
+            return Err(invalid(
+                "text_encoder",
+                format!("`{text_encoder}` is not available; known: linear (frozen BERT features of the file)"),
+            ));
+        }
+        let width = p.positive("width", 128)?;
+        let heads = p.positive("heads", 8)?;
+        if width % heads != 0 {
+            return Err(invalid("heads", format!("width {width} is not divisible by {heads} heads")));
+        }
+        let use_cmdie = p.bool("use_cmdie", true)?;
+        let settings = Settings {
+            k_cl: p.positive("k_cl", 10)?,
+            tau: p.f64("tau", 0.5)?,
+            margin: p.f64_in("margin", 0.5, 0.0, 2.0)?,
+            lambda_tri: p.f64_in("lambda_tri", 0.1, 0.0, 1e6)?,
+            lambda_cl: p.f64_in("lambda_cl", 0.1, 0.0, 1e6)?,
+            cl_samples: p.positive("cl_samples", 2)?,
+            use_cl: p.bool("use_cl", true)?,
+            max_len: p.usize("max_len", 50)?,
+            lr: p.f64("lr", 1e-4)?,
+            batch_size: p.positive("batch_size", 32)?,
+        };
+        if !(settings.tau > 0.0) {
+            return Err(invalid("tau", "must be > 0"));
+        }
+        let weight_decay = p.f64("weight_decay", 0.0)?;
+        let grad_clip = p.f64("grad_clip", 0.0)?;
+        let train = pool_split(&data.train, settings.max_len);
+        let valid = pool_split(&data.valid, settings.max_len);
+        let test = pool_split(&data.test, settings.max_len);
+        let config = FdCmdieConfig {
+            dims: data.dims(),
+            lens: [train.text.shape[1], train.audio.shape[1], train.vision.shape[1]],
+            width,
+            heads,
+            layers: p.positive("layers", 3)?,
+            dropout: p.f64_in("dropout", 0.1, 0.0, 0.95)?,
+            lstm_layers: p.positive("lstm_layers", 2)?,
+            use_cmdie,
+            use_gap: p.bool("use_gap", true)?,
+            use_cross_att2: p.bool("use_cross_att2", true)?,
+        };
+        let sets = if settings.use_cl {
+            let (features, dim) = retrieval_features(&data.train);
+            let classes: Vec<i32> = data.train.labels.iter().map(|&y| label_class(y)).collect();
+            build_sets::<B::InnerBackend>(&features, dim, &classes, settings.k_cl, device)
+        } else {
+            ClSets::default()
+        };
+        B::seed(device, req.seed);
+        let model = FdCmdie::new(&config, device);
+        let optim = AdamWConfig::new()
+            .with_weight_decay(weight_decay as f32)
+            .with_grad_clipping((grad_clip > 0.0).then_some(GradientClippingConfig::Norm(grad_clip as f32)))
+            .init::<B, FdCmdie<B>>();
+        Ok(Self {
+            model: Some(model),
+            optim,
+            train,
+            valid,
+            test,
+            sets,
+            settings,
+            device: device.clone(),
+            shuffle: sigsweep_data::synthetic::rng(req.seed, 100),
+            sampler: sigsweep_data::synthetic::rng(req.seed, 101),
+        })
+    }
+
+    /// The similar/different sets (empty without contrastive learning).
+    pub fn sets(&self) -> &ClSets {
+        &self.sets
+    }
+
+    /// Samples of one contrastive batch: the anchors, then `p` similar
+    /// samples per anchor, then `p` different samples per anchor.
+    fn extended(&mut self, anchors: &[usize]) -> Vec<usize> {
+        let p = self.settings.cl_samples;
+        let mut idx = anchors.to_vec();
+        for pool in [&self.sets.similar, &self.sets.different] {
+            for &i in anchors {
+                let set = &pool[i];
+                for _ in 0..p {
+                    idx.push(set[self.sampler.random_range(0..set.len())]);
+                }
+            }
+        }
+        idx
+    }
+
+    /// Loss of one batch: MAE + λ_cl·(NT-Xent + λ_tri·triplet). Returns the
+    /// total and its parts `(mae, cl)` as numbers.
+    fn step_loss(&mut self, model: &FdCmdie<B>, idx: &[usize]) -> (Tensor<B, 1>, f64, f64) {
+        let b = idx.len();
+        let use_cl = self.settings.use_cl && self.settings.lambda_cl > 0.0;
+        let all = if use_cl { self.extended(idx) } else { idx.to_vec() };
+        let [t, a, v] = batch::<B>(&self.train, &all, &self.device);
+        let dec = model.encode(t, a, v);
+        let head = if use_cl { dec.head(b) } else { dec.clone() };
+        let pred = model.fuse(head).prediction;
+        let labels: Vec<f32> = idx.iter().map(|&i| self.train.labels[i]).collect();
+        let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [b]), &self.device);
+        let mae = (pred.squeeze_dim::<1>(1) - y).abs().mean();
+        let mae_value: f64 = mae.clone().into_scalar().elem::<f64>();
+        if !use_cl {
+            return (mae, mae_value, 0.0);
+        }
+        let s = &self.settings;
+        let pairs = build_pairs(b, s.cl_samples, s.cl_samples);
+        let z = dec.contrastive_matrix();
+        let cl = nt_xent(z.clone(), &pairs.positive, &pairs.negative, s.tau)
+            + triplet(z, &pairs.triplets, s.margin).mul_scalar(s.lambda_tri);
+        let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
+        (mae + cl.mul_scalar(s.lambda_cl), mae_value, cl_value)
+    }
+
+    /// Predictions on a split (inference mode).
+    pub fn predict(&self, split: &SeqSplit) -> Result<Vec<f32>, TrainError> {
+        let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
+        let mut preds = Vec::with_capacity(split.len());
+        let order: Vec<usize> = (0..split.len()).collect();
+        for idx in order.chunks(128) {
+            let [t, a, v] = batch::<B::InnerBackend>(split, idx, &self.device);
+            preds.extend(model.forward(t, a, v).into_data().iter::<f32>());
+        }
+        Ok(preds)
+    }
+
+    /// The pooled splits (train, valid, test) the model sees.
+    pub fn splits(&self) -> [&SeqSplit; 3] {
+        [&self.train, &self.valid, &self.test]
+    }
+}
+
+impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
+    fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut self.shuffle);
+        let mut model = self
+            .model
+            .take()
+            .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
+        let mut total = 0.0;
+        let mut steps = 0usize;
+        for (step, idx) in order.chunks(self.settings.batch_size).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
+            let (loss, mae, cl) = self.step_loss(&model, idx);
+            let value = mae + self.settings.lambda_cl * cl;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    what: "training loss",
+                    value,
+                    epoch,
+                    step: step + 1,
+                });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = self.optim.step(self.settings.lr, model, grads);
+            total += value;
+            steps += 1;
+        }
+        self.model = Some(model);
+        Ok(total / steps.max(1) as f64)
+    }
+
+    fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
+        let split = match which {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
+        };
+        let preds = self.predict(split)?;
+        Ok(regression_metrics(&split.labels, &preds))
+    }
+}

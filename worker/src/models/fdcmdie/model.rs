@@ -1,0 +1,407 @@
+//! FD-CMDIE network: feature extraction (§2.2), decoupling encoders
+//! (§2.3.1), DIPU layers (§2.4.1), gated attention pooling (§2.4.2) and the
+//! prediction MLP (eq. 30). See the parent module for the [design] choices.
+
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, Lstm, LstmConfig,
+    PositionalEncoding, PositionalEncodingConfig, Relu,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softmax};
+
+/// Architecture settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdCmdieConfig {
+    /// Input feature dims `[text, audio, vision]`.
+    pub dims: [usize; 3],
+    /// Sequence lengths `[text, audio, vision]` after temporal pooling.
+    pub lens: [usize; 3],
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub dropout: f64,
+    pub lstm_layers: usize,
+    pub use_cmdie: bool,
+    pub use_gap: bool,
+    pub use_cross_att2: bool,
+}
+
+/// Mean over the time axis: `[b, l, d] → [b, d]`.
+pub fn time_mean<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
+    x.mean_dim(1).squeeze_dim(1)
+}
+
+/// LayerNorm → Linear → Tanh → Dropout, per time step (§2.3.1).
+#[derive(Module, Debug)]
+pub struct Projector<B: Backend> {
+    norm: LayerNorm<B>,
+    linear: Linear<B>,
+    dropout: Dropout,
+}
+
+impl<B: Backend> Projector<B> {
+    pub fn new(width: usize, dropout: f64, device: &B::Device) -> Self {
+        Self {
+            norm: LayerNormConfig::new(width).init(device),
+            linear: LinearConfig::new(width, width).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.dropout.forward(self.linear.forward(self.norm.forward(x)).tanh())
+    }
+}
+
+/// Unidirectional LSTMs stacked (sLSTM = stacked LSTM, §2.2).
+#[derive(Module, Debug)]
+pub struct StackedLstm<B: Backend> {
+    layers: Vec<Lstm<B>>,
+}
+
+impl<B: Backend> StackedLstm<B> {
+    pub fn new(d_input: usize, width: usize, layers: usize, device: &B::Device) -> Self {
+        Self {
+            layers: (0..layers.max(1))
+                .map(|l| LstmConfig::new(if l == 0 { d_input } else { width }, width, true).init(device))
+                .collect(),
+        }
+    }
+
+    pub fn forward(&self, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
+        for l in &self.layers {
+            x = l.forward(x, None).0;
+        }
+        x
+    }
+}
+
+/// Two-layer feed-forward block.
+#[derive(Module, Debug)]
+pub struct Ffn<B: Backend> {
+    l1: Linear<B>,
+    l2: Linear<B>,
+    relu: Relu,
+    dropout: Dropout,
+}
+
+impl<B: Backend> Ffn<B> {
+    pub fn new(d_in: usize, d_hidden: usize, d_out: usize, dropout: f64, device: &B::Device) -> Self {
+        Self {
+            l1: LinearConfig::new(d_in, d_hidden).init(device),
+            l2: LinearConfig::new(d_hidden, d_out).init(device),
+            relu: Relu::new(),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.l2.forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
+    }
+}
+
+/// Deep interaction promotion unit (eqs. 13–24) between the global
+/// similarity sequence `G` and one dissimilarity sequence `X_d`.
+#[derive(Module, Debug)]
+pub struct Dipu<B: Backend> {
+    ln_g0: LayerNorm<B>,
+    ln_x0: LayerNorm<B>,
+    /// Query G, key/value X (eqs. 16 and 21).
+    cross_g: MultiHeadAttention<B>,
+    /// Query X, key/value G (eqs. 17 and 22).
+    cross_x: MultiHeadAttention<B>,
+    ln_g1: LayerNorm<B>,
+    ln_x1: LayerNorm<B>,
+    self_g: MultiHeadAttention<B>,
+    self_x: MultiHeadAttention<B>,
+    ln_g2: LayerNorm<B>,
+    ln_x2: LayerNorm<B>,
+    ln_g3: LayerNorm<B>,
+    ln_x3: LayerNorm<B>,
+    ffn_g: Ffn<B>,
+    ffn_x: Ffn<B>,
+    cross2: bool,
+}
+
+impl<B: Backend> Dipu<B> {
+    pub fn new(width: usize, heads: usize, dropout: f64, cross2: bool, device: &B::Device) -> Self {
+        let ln = || LayerNormConfig::new(width).init(device);
+        let mha = || MultiHeadAttentionConfig::new(width, heads).with_dropout(dropout).init(device);
+        Self {
+            ln_g0: ln(),
+            ln_x0: ln(),
+            cross_g: mha(),
+            cross_x: mha(),
+            ln_g1: ln(),
+            ln_x1: ln(),
+            self_g: mha(),
+            self_x: mha(),
+            ln_g2: ln(),
+            ln_x2: ln(),
+            ln_g3: ln(),
+            ln_x3: ln(),
+            ffn_g: Ffn::new(width, 4 * width, width, dropout, device),
+            ffn_x: Ffn::new(width, 4 * width, width, dropout, device),
+            cross2,
+        }
+    }
+
+    /// `g: [b, lg, d]`, `x: [b, lx, d]` → (`G_{sX→G}` `[b, lg, d]`, `X_d'` `[b, lx, d]`).
+    pub fn forward(&self, pe: &PositionalEncoding<B>, g: Tensor<B, 3>, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        // (13)-(14): add position, normalise.
+        let g0 = self.ln_g0.forward(pe.forward(g));
+        let x0 = self.ln_x0.forward(pe.forward(x));
+        let att = |m: &MultiHeadAttention<B>, q: Tensor<B, 3>, kv: Tensor<B, 3>| {
+            m.forward(MhaInput::new(q, kv.clone(), kv)).context
+        };
+        // (16)-(17): first cross-attention.
+        let g1 = self.ln_g1.forward(att(&self.cross_g, g0.clone(), x0.clone()) + g0.clone());
+        let x1 = self.ln_x1.forward(att(&self.cross_x, x0.clone(), g0.clone()) + x0.clone());
+        // (19)-(20): self-attention.
+        let g2 = self.ln_g2.forward(att(&self.self_g, g1.clone(), g1.clone()) + g1);
+        let x2 = self.ln_x2.forward(att(&self.self_x, x1.clone(), x1.clone()) + x1);
+        // (21)-(22): second cross-attention against the position-encoded inputs,
+        // with the projections of the first one.
+        let (g3, x3) = if self.cross2 {
+            (
+                self.ln_g3.forward(att(&self.cross_g, g2.clone(), x0.clone()) + g2),
+                self.ln_x3.forward(att(&self.cross_x, x2.clone(), g0) + x2),
+            )
+        } else {
+            (g2, x2)
+        };
+        // (23)-(24): FFN with residual.
+        (self.ffn_g.forward(g3.clone()) + g3, self.ffn_x.forward(x3.clone()) + x3)
+    }
+}
+
+/// Gated attention pooling (eqs. 25–29) over the three enhanced global
+/// similarity sequences.
+#[derive(Module, Debug)]
+pub struct Gap<B: Backend> {
+    norms: Vec<LayerNorm<B>>,
+    gates: Vec<Ffn<B>>,
+    score: Ffn<B>,
+}
+
+/// What [`Gap::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct GapOutput<B: Backend> {
+    /// `G_s^{[i+1]}` `[b, l, d]`.
+    pub pooled: Tensor<B, 3>,
+    /// Softmax weights `α` `[b, 3]` (T, V, A).
+    pub weights: Tensor<B, 2>,
+    /// Sigmoid gates `g` `[b, 3]`.
+    pub gates: Tensor<B, 2>,
+}
+
+impl<B: Backend> Gap<B> {
+    pub fn new(width: usize, device: &B::Device) -> Self {
+        let hidden = (width / 2).max(1);
+        Self {
+            norms: (0..3).map(|_| LayerNormConfig::new(width).init(device)).collect(),
+            gates: (0..3).map(|_| Ffn::new(width, hidden, 1, 0.0, device)).collect(),
+            score: Ffn::new(width, hidden, 1, 0.0, device),
+        }
+    }
+
+    pub fn forward(&self, gs: [Tensor<B, 3>; 3]) -> GapOutput<B> {
+        let mut gated = Vec::with_capacity(3);
+        let mut gates = Vec::with_capacity(3);
+        let mut scores = Vec::with_capacity(3);
+        for (m, g) in gs.into_iter().enumerate() {
+            let normed = self.norms[m].forward(g);
+            // (25): scalar gate from the time-pooled normalised sequence.
+            let gate = sigmoid(self.gates[m].forward(time_mean(normed.clone()))); // [b, 1]
+            let [b, _] = gate.dims();
+            // (26)
+            let gm = normed * gate.clone().reshape([b, 1, 1]);
+            // (27): attention score from the time-pooled gated sequence.
+            scores.push(self.score.forward(time_mean(gm.clone())));
+            gates.push(gate);
+            gated.push(gm);
+        }
+        // (28)
+        let weights = softmax(Tensor::cat(scores, 1), 1); // [b, 3]
+        let [b, _] = weights.dims();
+        // (29)
+        let pooled = gated
+            .into_iter()
+            .enumerate()
+            .map(|(m, g)| g * weights.clone().slice([0..b, m..m + 1]).reshape([b, 1, 1]))
+            .reduce(|a, c| a + c)
+            .expect("three modalities");
+        GapOutput {
+            pooled,
+            weights,
+            gates: Tensor::cat(gates, 1),
+        }
+    }
+}
+
+/// One interaction layer: a DIPU per modality (T, V, A) and the GAP that
+/// builds the next global similarity sequence.
+#[derive(Module, Debug)]
+pub struct InteractionLayer<B: Backend> {
+    units: Vec<Dipu<B>>,
+    gap: Gap<B>,
+}
+
+/// Decoupled features of a batch, modalities in the order (T, V, A).
+#[derive(Debug, Clone)]
+pub struct Decoupled<B: Backend> {
+    /// Similarity features `T_s, V_s, A_s` `[b, l_m, d]`.
+    pub sim: [Tensor<B, 3>; 3],
+    /// Dissimilarity features `T_d, V_d, A_d` `[b, l_m, d]`.
+    pub dis: [Tensor<B, 3>; 3],
+}
+
+impl<B: Backend> Decoupled<B> {
+    /// The first `n` samples.
+    pub fn head(&self, n: usize) -> Self {
+        let cut = |x: &Tensor<B, 3>| {
+            let [_, l, d] = x.dims();
+            x.clone().slice([0..n, 0..l, 0..d])
+        };
+        Self {
+            sim: [cut(&self.sim[0]), cut(&self.sim[1]), cut(&self.sim[2])],
+            dis: [cut(&self.dis[0]), cut(&self.dis[1]), cut(&self.dis[2])],
+        }
+    }
+
+    /// Time-pooled features stacked as `[T_s; V_s; A_s; T_d; V_d; A_d]`
+    /// (`[6·b, d]`), the layout of [`super::contrastive::build_pairs`].
+    pub fn contrastive_matrix(&self) -> Tensor<B, 2> {
+        Tensor::cat(
+            self.sim.iter().chain(self.dis.iter()).map(|x| time_mean(x.clone())).collect(),
+            0,
+        )
+    }
+}
+
+/// Intermediate outputs of the fusion network (for tests and inspection).
+#[derive(Debug, Clone)]
+pub struct FusionOutput<B: Backend> {
+    /// Final global similarity sequence `G_s^{[k]}` `[b, lt + lv + la, d]`.
+    pub global: Tensor<B, 3>,
+    /// Final dissimilarity sequences `T_d, V_d, A_d`.
+    pub dis: [Tensor<B, 3>; 3],
+    /// GAP weights of every layer `[b, 3]` (empty without GAP or CMDIE).
+    pub gap_weights: Vec<Tensor<B, 2>>,
+    /// Prediction `[b, 1]`.
+    pub prediction: Tensor<B, 2>,
+}
+
+#[derive(Module, Debug)]
+pub struct FdCmdie<B: Backend> {
+    /// Text encoder (`text_encoder = "linear"`): Linear(d_t → width) per token.
+    text: Linear<B>,
+    audio: StackedLstm<B>,
+    vision: StackedLstm<B>,
+    /// Shared similarity encoder `E_s`.
+    shared: Projector<B>,
+    /// Private dissimilarity encoders `E_d^T, E_d^V, E_d^A`.
+    private: Vec<Projector<B>>,
+    pe: PositionalEncoding<B>,
+    layers: Vec<InteractionLayer<B>>,
+    head: Ffn<B>,
+    use_cmdie: bool,
+    use_gap: bool,
+}
+
+impl<B: Backend> FdCmdie<B> {
+    pub fn new(c: &FdCmdieConfig, device: &B::Device) -> Self {
+        let w = c.width;
+        let max_len = c.lens.iter().sum::<usize>().max(1);
+        Self {
+            text: LinearConfig::new(c.dims[0], w).init(device),
+            audio: StackedLstm::new(c.dims[1], w, c.lstm_layers, device),
+            vision: StackedLstm::new(c.dims[2], w, c.lstm_layers, device),
+            shared: Projector::new(w, c.dropout, device),
+            private: (0..3).map(|_| Projector::new(w, c.dropout, device)).collect(),
+            pe: PositionalEncodingConfig::new(w).with_max_sequence_size(max_len).init(device),
+            layers: if c.use_cmdie {
+                (0..c.layers)
+                    .map(|_| InteractionLayer {
+                        units: (0..3)
+                            .map(|_| Dipu::new(w, c.heads, c.dropout, c.use_cross_att2, device))
+                            .collect(),
+                        gap: Gap::new(w, device),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            head: Ffn::new(4 * w, w, 1, c.dropout, device),
+            use_cmdie: c.use_cmdie,
+            use_gap: c.use_gap,
+        }
+    }
+
+    /// Feature extraction + decoupling. Inputs `[b, l_m, d_m]`.
+    pub fn encode(&self, text: Tensor<B, 3>, audio: Tensor<B, 3>, vision: Tensor<B, 3>) -> Decoupled<B> {
+        let f = [
+            self.text.forward(text),
+            self.vision.forward(vision),
+            self.audio.forward(audio),
+        ];
+        let sim = f.clone().map(|x| self.shared.forward(x));
+        let mut m = 0;
+        let dis = f.map(|x| {
+            let out = self.private[m].forward(x);
+            m += 1;
+            out
+        });
+        Decoupled { sim, dis }
+    }
+
+    /// Cross-modal deep interaction + prediction.
+    pub fn fuse(&self, dec: Decoupled<B>) -> FusionOutput<B> {
+        // [design] G_s^{[0]}: the similarity sequences concatenated along time.
+        let mut global = Tensor::cat(dec.sim.to_vec(), 1);
+        let mut dis = dec.dis;
+        let mut gap_weights = Vec::new();
+        if self.use_cmdie {
+            for layer in &self.layers {
+                let mut enhanced = Vec::with_capacity(3);
+                let mut next = Vec::with_capacity(3);
+                for (unit, x) in layer.units.iter().zip(dis) {
+                    let (g, xd) = unit.forward(&self.pe, global.clone(), x);
+                    enhanced.push(g);
+                    next.push(xd);
+                }
+                let [gt, gv, ga]: [Tensor<B, 3>; 3] = enhanced.try_into().expect("three units");
+                global = if self.use_gap {
+                    let out = layer.gap.forward([gt, gv, ga]);
+                    gap_weights.push(out.weights);
+                    out.pooled
+                } else {
+                    (gt + gv + ga).div_scalar(3.0)
+                };
+                dis = next.try_into().expect("three units");
+            }
+        }
+        let fused = Tensor::cat(
+            vec![
+                time_mean(global.clone()),
+                time_mean(dis[0].clone()),
+                time_mean(dis[1].clone()),
+                time_mean(dis[2].clone()),
+            ],
+            1,
+        );
+        let prediction = self.head.forward(fused);
+        FusionOutput {
+            global,
+            dis,
+            gap_weights,
+            prediction,
+        }
+    }
+
+    /// `[b, l_m, d_m]` ×3 → `[b, 1]`.
+    pub fn forward(&self, text: Tensor<B, 3>, audio: Tensor<B, 3>, vision: Tensor<B, 3>) -> Tensor<B, 2> {
+        self.fuse(self.encode(text, audio, vision)).prediction
+    }
+}

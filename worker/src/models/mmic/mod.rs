@@ -1,0 +1,553 @@
+//! `mmic` (alias `mmdfn`): MMIC — MM-DFN plus supervised contrastive
+//! learning and hierarchical mutual-information maximisation (CCL 2023),
+//! for emotion recognition in conversation.
+//!
+//! With `alpha = beta = zeta = 0` the model is MM-DFN (graph_type GDF,
+//! spec section C); the `mmdfn` alias only changes the defaults
+//! (`alpha = beta = zeta = 0`, `text_encoder = "gru"`).
+//!
+//! # Forward pass (spec C, paper §3)
+//! * text: `Linear(Dt → hidden)` then a `text_layers`-layer (default 2)
+//!   bidirectional LSTM (`text_encoder = "lstm"`, paper) or GRU (`"gru"`,
+//!   MM-DFN), `hidden / 2` units per direction, dropout between layers;
+//!   audio / visual: one `Linear(D → hidden)` each (`hidden` = 200).
+//! * speaker ("party") encoder: one shared 2-layer BiGRU(hidden → hidden)
+//!   over each speaker's own utterances of a dialogue, for every modality,
+//!   added with weights γ (eq. 4): `x^m = c^m + γ_m s^m`; the text input of
+//!   the party GRU is the linear-projected text (MM-DFN). Params
+//!   `speaker_weights = "γa-γv-γt"` (default "3-0-1") or `gamma_a`,
+//!   `gamma_v`, `gamma_t` (these win). A modality with γ = 0 skips the GRU.
+//! * graph: 3N nodes `[audio; visual; text]`, intra-modal edges between
+//!   all utterances of a dialogue (self loops included), inter-modal edges
+//!   between the three nodes of an utterance, weights
+//!   `1 − arccos(0.99999·cos)/π`, `D^{-1/2} A D^{-1/2}`; dense `3N×3N` per
+//!   batch (block-diagonal per dialogue), differentiable as in PyTorch.
+//! * `layers` (K, default 16) GCNII layers with the LSTM gate across
+//!   layers (spec C.6), `graph_hidden` 100, θ_k = ln(λ/k + 1),
+//!   `gcn_alpha` 0.2, `gcn_lambda` 0.5.
+//! * classifier: `Linear(relu(dropout(F)))` with
+//!   `F = [x^a‖o^a‖x^v‖o^v‖x^t‖o^t]` (900-d).
+//!
+//! # Losses
+//! `L = L_task + alpha·L_SCL + beta·L_CPC + zeta·L_BA` (paper eq. 20).
+//! `losses` (default "all") switches auxiliary losses off without touching
+//! their weights: "none" (= MM-DFN), "scl" (= −MI), "cpc+ba" (= −Contrast),
+//! so one grid key can hold MMIC, its ablations and the baseline.
+//! * `L_task`: cross-entropy averaged over the batch's utterances, or the
+//!   focal loss with `focal_gamma > 0`; `class_weight = true` weighs
+//!   class c by `N / (C·count_c)` over the training utterances. The L2
+//!   term is Adam's (coupled) weight decay `weight_decay` (alias `l2`).
+//! * `L_SCL`: SupCon over `[F; detach(F)]`, `scl_temperature` (0.1).
+//! * `L_CPC`: Σ_m InfoNCE between `x^m` and `G_φ^m(F)` (Linear 900 → 200).
+//! * `L_BA = −Σ_{m∈{a,v}} (lld(x^t → x^m) + H(x^m))`.
+//!
+//! # [design] choices (paper / spec silent)
+//! * SCL representation = the classifier input `F`; rows L2-normalised;
+//!   mean over the 2N anchors (the paper writes a sum); the copy's views
+//!   are constants (gradient reaches `F` only through its live rows).
+//! * CPC: fusion `Z = F`, modality vectors `h_m = x^m` (graph inputs),
+//!   one linear predictor per modality, temperature 1, negatives = all
+//!   utterances of the batch.
+//! * BA: `x = x^t`, `y ∈ {x^a, x^v}`; predictor MLPs `Linear → ReLU →
+//!   Linear` (200 → 200 → 200) for μ and log σ² (clamped to ±10). The
+//!   log-likelihood keeps the `−½ log σ²` normaliser (MMIM drops it, which
+//!   lets σ² grow without bound); the `−½ log 2π` constant is dropped.
+//! * Entropy `H(Y) = ¼ Σ_g log det(Σ_g + 1e-4·I)` over the valence groups
+//!   of `ỹ = tanh(P y)` with a fixed random `P: 200 → ba_entropy_dim`
+//!   (default 8; MMIM 16 → 4, never trained); groups with fewer than
+//!   `dim + 1` samples are skipped; the previous batch's detached ỹ are
+//!   appended (MMIM mem_size 1, reset every epoch). Negative group:
+//!   IEMOCAP {sad, ang, fru}; MELD/M3ED {sad, ang, dis, fea} by class
+//!   name; datasets without known names (synthetic `small`) use the upper
+//!   half of the class indices; `negative_classes = "1-3-5"` overrides.
+//! * Two-stage MMIM update in ONE forward/backward per batch: stage 0's
+//!   loss `−Σ lld` is computed on detached `(x, y)` and only its
+//!   gradients reach the BA heads (their own Adam, `mi_lr` 1e-3, weight
+//!   decay 1e-4, clip-norm 1); the main loss uses the heads with detached
+//!   parameters and steps everything else. Unlike MMIM, stage 1 sees the
+//!   heads from before (not after) this batch's stage-0 step.
+//! * Recurrences run as packed sequences (the backward direction ignores
+//!   trailing padding; MM-DFN runs unpacked).
+//! * All modules (CPC and BA heads included) are always allocated, so the
+//!   same seed gives the same initial network for every α, β, ζ — paired
+//!   comparisons against the MM-DFN baseline start from identical weights.
+//! * Unused-but-allocated MM-DFN modules (spec C.8) are omitted.
+//! * Optimiser: Adam with coupled L2 (`weight_decay`), clip-norm `grad_clip`
+//!   when > 0 (MM-DFN: none); batches = `batch_size` dialogues (default 16,
+//!   MMIC paper), reshuffled every epoch from the trial seed.
+
+pub mod batch;
+pub mod graph;
+pub mod losses;
+pub mod net;
+pub mod rnn;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use sigsweep_data::erc::{Dialogue, ErcDataset};
+use sigsweep_data::metrics::classification_metrics;
+
+use crate::params::Params;
+use crate::trainer::{Split, TrainError, TrialRequest, Workload};
+
+pub use batch::HostBatch;
+pub use net::{Mmic, MmicNet, NetConfig};
+
+/// Parameters of `mmic` / `mmdfn`.
+pub const PARAMS: &[&str] = &[
+    "losses",
+    "alpha",
+    "beta",
+    "zeta",
+    "layers",
+    "gcn_alpha",
+    "gcn_lambda",
+    "speaker_weights",
+    "gamma_a",
+    "gamma_v",
+    "gamma_t",
+    "dropout",
+    "hidden",
+    "graph_hidden",
+    "text_encoder",
+    "text_layers",
+    "scl_temperature",
+    "focal_gamma",
+    "class_weight",
+    "l2",
+    "mi_lr",
+    "ba_entropy_dim",
+    "negative_classes",
+];
+
+fn invalid(key: &str, message: impl Into<String>) -> TrainError {
+    TrainError::InvalidParam { key: key.into(), message: message.into() }
+}
+
+/// Everything a trial of `mmic` is configured with.
+#[derive(Debug, Clone)]
+pub struct MmicConfig {
+    pub net: NetConfig,
+    pub alpha: f64,
+    pub beta: f64,
+    pub zeta: f64,
+    pub tau: f64,
+    pub focal_gamma: f64,
+    pub class_weight: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub mi_lr: f64,
+    pub batch_size: usize,
+    /// Per class: in the negative-valence group.
+    pub negative: Vec<bool>,
+}
+
+fn parse_dash_list(key: &str, s: &str) -> Result<Vec<f64>, TrainError> {
+    s.split('-')
+        .map(|x| x.trim().parse::<f64>().map_err(|_| invalid(key, format!("`{s}` is not a dash-separated list of numbers"))))
+        .collect()
+}
+
+/// Negative-valence classes of a dataset by class name (see module docs).
+pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
+    const NEG: &[&str] = &[
+        "sad", "ang", "fru", "dis", "fea", "sadness", "anger", "angry", "frustrated", "frustration", "disgust", "fear",
+    ];
+    let c = data.n_classes;
+    let by_name: Vec<bool> = (0..c)
+        .map(|i| data.class_names.get(i).is_some_and(|n| NEG.contains(&n.to_lowercase().as_str())))
+        .collect();
+    if by_name.iter().any(|&b| b) {
+        by_name
+    } else {
+        (0..c).map(|i| i >= c.div_ceil(2)).collect()
+    }
+}
+
+impl MmicConfig {
+    /// Reads the trial parameters; `mmdfn` changes the defaults only.
+    pub fn from_params(model: &str, p: &Params, data: &ErcDataset) -> Result<Self, TrainError> {
+        let mmdfn = model == "mmdfn";
+        let def = if mmdfn { 0.0 } else { 1.0 };
+        let alpha = p.f64_in("alpha", def, 0.0, 1e6)?;
+        let beta = p.f64_in("beta", if mmdfn { 0.0 } else { 0.05 }, 0.0, 1e6)?;
+        let zeta = p.f64_in("zeta", if mmdfn { 0.0 } else { 0.05 }, 0.0, 1e6)?;
+        // `losses`: which auxiliary losses are on ("all", "none", or a
+        // '+'-list of scl, cpc, ba); the others get weight 0. Lets one grid
+        // key express MMIC, its ablations and the MM-DFN baseline.
+        let on = p.text("losses", "all")?;
+        let (mut alpha, mut beta, mut zeta) = (alpha, beta, zeta);
+        if on != "all" {
+            let parts: Vec<&str> = if on == "none" { Vec::new() } else { on.split('+').map(str::trim).collect() };
+            if let Some(bad) = parts.iter().find(|x| !["scl", "cpc", "ba"].contains(x)) {
+                return Err(invalid("losses", format!("unknown loss `{bad}`: expected all, none, or a '+'-list of scl, cpc, ba")));
+            }
+            if !parts.contains(&"scl") {
+                alpha = 0.0;
+            }
+            if !parts.contains(&"cpc") {
+                beta = 0.0;
+            }
+            if !parts.contains(&"ba") {
+                zeta = 0.0;
+            }
+        }
+        let sw = parse_dash_list("speaker_weights", &p.text("speaker_weights", "3-0-1")?)?;
+        if sw.len() != 3 {
+            return Err(invalid("speaker_weights", "expected three weights \"a-v-t\""));
+        }
+        let gammas = [p.f64("gamma_a", sw[0])?, p.f64("gamma_v", sw[1])?, p.f64("gamma_t", sw[2])?];
+        let text_lstm = match p.text("text_encoder", if mmdfn { "gru" } else { "lstm" })?.as_str() {
+            "lstm" => true,
+            "gru" => false,
+            other => return Err(invalid("text_encoder", format!("`{other}`: expected lstm or gru"))),
+        };
+        let hidden = p.positive("hidden", 200)?;
+        if hidden % 2 != 0 {
+            return Err(invalid("hidden", "must be even (two directions)"));
+        }
+        // `weight_decay` (training key, always sent by the coordinator, 0 by
+        // default) or its alias `l2` (MM-DFN's name); a non-zero
+        // `weight_decay` that disagrees with `l2` is an error.
+        let wd_training = p.f64("weight_decay", f64::NAN)?;
+        let wd_l2 = p.f64("l2", f64::NAN)?;
+        let weight_decay = match (wd_training.is_nan(), wd_l2.is_nan()) {
+            (true, true) => 1e-4,
+            (false, true) => wd_training,
+            (true, false) => wd_l2,
+            (false, false) if wd_training == 0.0 || wd_training == wd_l2 => wd_l2,
+            (false, false) => {
+                return Err(invalid("l2", "`l2` and a non-zero `weight_decay` disagree; give one of them"));
+            }
+        };
+        let c = data.n_classes;
+        let neg_text = p.text("negative_classes", "")?;
+        let negative = if neg_text.is_empty() {
+            negative_classes(data)
+        } else {
+            let ids = parse_dash_list("negative_classes", &neg_text)?;
+            let mut v = vec![false; c];
+            for id in ids {
+                let i = id as usize;
+                if id < 0.0 || i >= c || id.fract() != 0.0 {
+                    return Err(invalid("negative_classes", format!("{id} is not a class index below {c}")));
+                }
+                v[i] = true;
+            }
+            v
+        };
+        Ok(Self {
+            net: NetConfig {
+                dims: data.dims,
+                n_classes: c,
+                hidden,
+                graph_hidden: p.positive("graph_hidden", 100)?,
+                layers: p.positive("layers", 16)?,
+                text_lstm,
+                text_layers: p.positive("text_layers", 2)?,
+                dropout: p.f64_in("dropout", 0.4, 0.0, 0.95)?,
+                gammas,
+                gcn_alpha: p.f64_in("gcn_alpha", 0.2, 0.0, 1.0)?,
+                gcn_lambda: p.f64_in("gcn_lambda", 0.5, 0.0, 1e6)?,
+                ent_dim: p.positive("ba_entropy_dim", 8)?,
+            },
+            alpha,
+            beta,
+            zeta,
+            tau: p.f64_in("scl_temperature", 0.1, 1e-6, 1e6)?,
+            focal_gamma: p.f64_in("focal_gamma", 0.0, 0.0, 100.0)?,
+            class_weight: p.bool("class_weight", false)?,
+            lr: p.f64("lr", 3e-4)?,
+            weight_decay,
+            grad_clip: p.f64("grad_clip", 0.0)?,
+            mi_lr: p.f64("mi_lr", 1e-3)?,
+            batch_size: p.positive("batch_size", 16)?,
+            negative,
+        })
+    }
+}
+
+/// The losses of one batch (scalars) for logging and tests.
+#[derive(Debug, Clone, Default)]
+pub struct LossParts {
+    pub task: f64,
+    pub scl: f64,
+    pub cpc: f64,
+    pub ba: f64,
+    pub total: f64,
+}
+
+type Optim<B> = OptimizerAdaptor<Adam, Mmic<B>, B>;
+
+pub struct MmicWorkload<B: AutodiffBackend> {
+    model: Option<Mmic<B>>,
+    optim: Optim<B>,
+    optim_mi: Optim<B>,
+    data: ErcDataset,
+    cfg: MmicConfig,
+    class_weights: Vec<f32>,
+    device: B::Device,
+    rng: ChaCha8Rng,
+    /// Previous batch's detached ỹ per BA head, `[negative, non-negative]`.
+    memory: Vec<[Option<Tensor<B, 2>>; 2]>,
+    /// Loss parts of the last training step.
+    pub last: LossParts,
+}
+
+fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f64 {
+    t.clone().into_scalar().elem::<f64>()
+}
+
+impl<B: AutodiffBackend> MmicWorkload<B> {
+    pub fn new(req: &TrialRequest, data: ErcDataset, device: &B::Device) -> Result<Self, TrainError> {
+        let cfg = MmicConfig::from_params(&req.model, &req.params, &data)?;
+        if data.train.is_empty() {
+            return Err(TrainError::Dataset("no training dialogues".into()));
+        }
+        if cfg.negative.len() != data.n_classes {
+            return Err(TrainError::Dataset("class count mismatch".into()));
+        }
+        let class_weights = if cfg.class_weight {
+            let mut counts = vec![0usize; data.n_classes];
+            let mut total = 0usize;
+            for d in &data.train {
+                for &l in &d.labels {
+                    counts[l] += 1;
+                    total += 1;
+                }
+            }
+            counts
+                .iter()
+                .map(|&k| if k == 0 { 0.0 } else { total as f32 / (data.n_classes * k) as f32 })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        B::seed(device, req.seed);
+        let model = Mmic::new(&cfg.net, device);
+        let clip = (cfg.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(cfg.grad_clip as f32));
+        let optim = AdamConfig::new()
+            .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)))
+            .with_grad_clipping(clip)
+            .init::<B, Mmic<B>>();
+        let optim_mi = AdamConfig::new()
+            .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init::<B, Mmic<B>>();
+        Ok(Self {
+            model: Some(model),
+            optim,
+            optim_mi,
+            data,
+            cfg,
+            class_weights,
+            device: device.clone(),
+            rng: sigsweep_data::synthetic::rng(req.seed, 100),
+            memory: vec![[None, None], [None, None]],
+            last: LossParts::default(),
+        })
+    }
+
+    pub fn config(&self) -> &MmicConfig {
+        &self.cfg
+    }
+
+    pub fn model(&self) -> Option<&Mmic<B>> {
+        self.model.as_ref()
+    }
+
+    /// Main loss and stage-0 MI loss of one batch (training mode).
+    fn losses(&mut self, model: &Mmic<B>, hb: &HostBatch) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, LossParts) {
+        let cfg = &self.cfg;
+        let dev = &self.device;
+        let fwd = model.net.forward(hb, &cfg.net, dev);
+        let task = losses::focal_loss(fwd.logits, &hb.labels, cfg.focal_gamma, &self.class_weights);
+        let mut parts = LossParts { task: scalar(&task), ..Default::default() };
+        let mut loss = task;
+        if cfg.alpha > 0.0 {
+            let scl = losses::supcon_loss(fwd.f.clone(), &hb.labels, cfg.tau, true);
+            parts.scl = scalar(&scl);
+            loss = loss + scl * cfg.alpha;
+        }
+        if cfg.beta > 0.0 {
+            let mut cpc: Option<Tensor<B, 1>> = None;
+            for m in 0..3 {
+                let pred = model.net.cpc[m].forward(fwd.f.clone());
+                let l = losses::cpc_loss(fwd.e[m].clone(), pred);
+                cpc = Some(match cpc {
+                    None => l,
+                    Some(c) => c + l,
+                });
+            }
+            if let Some(cpc) = cpc {
+                parts.cpc = scalar(&cpc);
+                loss = loss + cpc * cfg.beta;
+            }
+        }
+        let mut mi_loss = None;
+        if cfg.zeta > 0.0 {
+            let x = fwd.e[2].clone();
+            let neg_rows: Vec<i64> = (0..hb.n).filter(|&i| cfg.negative[hb.labels[i]]).map(|i| i as i64).collect();
+            let pos_rows: Vec<i64> = (0..hb.n).filter(|&i| !cfg.negative[hb.labels[i]]).map(|i| i as i64).collect();
+            let mut ba: Option<Tensor<B, 1>> = None;
+            let mut stage0: Option<Tensor<B, 1>> = None;
+            for (k, m) in [0usize, 1].into_iter().enumerate() {
+                let head = &model.mi.heads[k];
+                let y = fwd.e[m].clone();
+                let (mu, lv) = head.predict(x.clone(), true);
+                let lld = losses::gaussian_lld(mu, lv, y.clone());
+                let yt = head.project(y.clone());
+                let mut groups = Vec::new();
+                let mut new_mem: [Option<Tensor<B, 2>>; 2] = [None, None];
+                for (g, rows) in [&neg_rows, &pos_rows].into_iter().enumerate() {
+                    let mut parts_g = Vec::new();
+                    if !rows.is_empty() {
+                        let sel = yt.clone().select(0, Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), dev));
+                        new_mem[g] = Some(sel.clone().detach());
+                        parts_g.push(sel);
+                    }
+                    if let Some(mem) = &self.memory[k][g] {
+                        parts_g.push(mem.clone());
+                    }
+                    if !parts_g.is_empty() {
+                        groups.push(Tensor::cat(parts_g, 0));
+                    }
+                }
+                self.memory[k] = new_mem;
+                let mut term = lld.neg();
+                if let Some(h) = losses::gmm_entropy(groups, 1e-4) {
+                    term = term - h;
+                }
+                ba = Some(match ba {
+                    None => term,
+                    Some(b) => b + term,
+                });
+                let (mu0, lv0) = head.predict(x.clone().detach(), false);
+                let l0 = losses::gaussian_lld(mu0, lv0, y.detach()).neg();
+                stage0 = Some(match stage0 {
+                    None => l0,
+                    Some(s) => s + l0,
+                });
+            }
+            if let Some(ba) = ba {
+                parts.ba = scalar(&ba);
+                loss = loss + ba * cfg.zeta;
+            }
+            mi_loss = stage0;
+        }
+        parts.total = scalar(&loss);
+        (loss, mi_loss, parts)
+    }
+
+    /// One optimisation step on `dialogues`; returns the main loss parts.
+    pub fn train_step(&mut self, dialogues: &[&Dialogue]) -> Result<LossParts, TrainError> {
+        let model = self.model.take().ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
+        let hb = HostBatch::new(dialogues, self.data.dims);
+        let (loss, mi_loss, parts) = self.losses(&model, &hb);
+        let has_mi = mi_loss.is_some();
+        let objective = match mi_loss {
+            Some(m) => loss + m,
+            None => loss,
+        };
+        let mut grads = objective.backward();
+        let g_main = GradientsParams::from_module(&mut grads, &model.net);
+        let g_mi = GradientsParams::from_module(&mut grads, &model.mi);
+        let mut model = self.optim.step(self.cfg.lr, model, g_main);
+        if has_mi {
+            model = self.optim_mi.step(self.cfg.mi_lr, model, g_mi);
+        }
+        self.model = Some(model);
+        self.last = parts.clone();
+        Ok(parts)
+    }
+
+    /// Predicted class of every utterance of `dialogues`, in order.
+    pub fn predict(&self, dialogues: &[Dialogue]) -> Result<Vec<usize>, TrainError> {
+        let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
+        let mut preds = Vec::new();
+        let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
+        for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
+            let hb = HostBatch::new(chunk, self.data.dims);
+            let fwd = model.net.forward(&hb, &self.cfg.net, &self.device);
+            let arg = fwd.logits.argmax(1).into_data();
+            preds.extend(arg.iter::<i64>().map(|x| x as usize));
+        }
+        Ok(preds)
+    }
+}
+
+impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
+    fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
+        self.memory = vec![[None, None], [None, None]];
+        let mut order: Vec<usize> = (0..self.data.train.len()).filter(|&i| !self.data.train[i].is_empty()).collect();
+        order.shuffle(&mut self.rng);
+        let train = std::mem::take(&mut self.data.train);
+        let mut total = 0.0;
+        let mut steps = 0usize;
+        let mut result = Ok(());
+        for (step, idx) in order.chunks(self.cfg.batch_size).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                result = Err(TrainError::Cancelled);
+                break;
+            }
+            let batch: Vec<&Dialogue> = idx.iter().map(|&i| &train[i]).collect();
+            match self.train_step(&batch) {
+                Ok(parts) if parts.total.is_finite() => {
+                    total += parts.total;
+                    steps += 1;
+                }
+                Ok(parts) => {
+                    result = Err(TrainError::NonFinite { what: "training loss", value: parts.total, epoch, step: step + 1 });
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.data.train = train;
+        result?;
+        Ok(total / steps.max(1) as f64)
+    }
+
+    fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
+        let dialogues = match which {
+            Split::Train => &self.data.train,
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
+        };
+        let preds = self.predict(dialogues)?;
+        let truth: Vec<usize> = dialogues.iter().flat_map(|d| d.labels.iter().copied()).collect();
+        Ok(classification_metrics(&truth, &preds, self.data.n_classes))
+    }
+}
+
+/// Trial parameters of the IEMOCAP-shaped benchmark workload (synthetic
+/// `iemocap` preset: dims 100/1582/342, 6 classes, 108 train dialogues of
+/// mean length ≈ 48; batch 16 dialogues → 7 steps per epoch, K = 16).
+pub fn bench_params() -> Params {
+    use crate::params::Value;
+    let mut p = Params::default();
+    p.insert("alpha", Value::Float(1.0));
+    p.insert("beta", Value::Float(0.05));
+    p.insert("zeta", Value::Float(0.05));
+    p.insert("layers", Value::Int(16));
+    p.insert("batch_size", Value::Int(16));
+    p.insert("lr", Value::Float(3e-4));
+    p.insert("weight_decay", Value::Float(1e-4));
+    p.insert("dropout", Value::Float(0.4));
+    p
+}
