@@ -158,59 +158,51 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Coordinator URL, e.g. http://127.0.0.1:50051.
-    #[arg(long, env = "SIGSWEEP_COORDINATOR")]
-    pub coordinator: String,
-    /// Worker name (default: host name and process id). A restarted worker
-    /// with the same name fences off its old leases.
-    #[arg(long, env = "SIGSWEEP_WORKER_NAME")]
-    pub name: Option<String>,
-    /// Training backend: cpu or cuda.
-    #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
-    pub backend: String,
-    /// GPUs to use: `all` or a list such as `0,1` (cuda backend).
-    #[arg(long, env = "SIGSWEEP_GPUS")]
-    pub gpus: Option<String>,
-    /// How many trials may share one GPU.
-    #[arg(long, default_value_t = 1, env = "SIGSWEEP_TRIALS_PER_GPU")]
-    pub trials_per_gpu: u32,
-    /// On SIGTERM, how long the running trial may continue before it is
-    /// stopped and handed back.
-    #[arg(long, default_value = "120s", value_parser = parse_duration, env = "SIGSWEEP_DRAIN_TIMEOUT")]
-    pub drain_timeout: std::time::Duration,
-    /// Exit after the coordinator has been unreachable this long.
-    #[arg(long, default_value = "300s", value_parser = parse_duration, env = "SIGSWEEP_ORPHAN_TIMEOUT")]
-    pub orphan_timeout: std::time::Duration,
-    /// Exit after this long without a trial.
-    #[arg(long, value_parser = parse_duration, env = "SIGSWEEP_EXIT_WHEN_IDLE")]
-    pub exit_when_idle: Option<std::time::Duration>,
-    /// Compute threads for the CPU backend (default 1 per worker process, so
-    /// N workers use N cores and results do not depend on thread counts).
-    #[arg(long, default_value_t = 1, env = "SIGSWEEP_THREADS")]
-    pub threads: usize,
-    /// Checkpoint directory (reserved for resumable trials).
-    #[arg(long, env = "SIGSWEEP_CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
+    /// Configuration file (TOML; its `[worker]` table). Flags and
+    /// SIGSWEEP_… variables override it.
+    #[arg(long, env = "SIGSWEEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (TOML) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub settings: crate::config::WorkerSettings,
 }
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// gRPC listen address.
-    #[arg(long, default_value = "127.0.0.1:50051", env = "SIGSWEEP_LISTEN")]
-    pub listen: String,
-    /// Durable store: `embedded:DIR` or `etcd://HOST:PORT[,HOST:PORT…]`.
-    #[arg(long, default_value = "embedded:./sigsweep-state/coordinator", env = "SIGSWEEP_STORE")]
-    pub store: String,
-    /// Lease TTL (e.g. 30s).
-    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SIGSWEEP_LEASE_TTL")]
-    pub lease_ttl: std::time::Duration,
+    /// Configuration file (TOML; its `[coordinator]` table). Flags and
+    /// SIGSWEEP_… variables override it.
+    #[arg(long, env = "SIGSWEEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (TOML) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub settings: crate::config::CoordinatorSettings,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// Coordinator URL.
+    /// Coordinator URL (http:// or https://).
     #[arg(long, default_value = "http://127.0.0.1:50051", env = "SIGSWEEP_COORDINATOR")]
     pub coordinator: String,
+    /// CA (PEM) that signed the coordinator's certificate (https:// URLs).
+    #[arg(long, env = "SIGSWEEP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    #[arg(long, env = "SIGSWEEP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), for mutual TLS.
+    #[arg(long, env = "SIGSWEEP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// File holding the bearer token (required by a coordinator that has one
+    /// to submit and cancel sweeps).
+    #[arg(long, env = "SIGSWEEP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plaintext http:// to a non-loopback coordinator.
+    #[arg(long, env = "SIGSWEEP_INSECURE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Args)]

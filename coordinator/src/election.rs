@@ -197,6 +197,61 @@ pub async fn campaign(
     }
 }
 
+/// Campaigns, leads, and campaigns again whenever leadership is lost, until
+/// `shutdown` is cancelled.
+///
+/// Each time this candidate wins, `lead` is called with a token that is
+/// cancelled when leadership is lost or on shutdown; `lead` must stop acting
+/// as leader (stop serving, stop writing) and return once it is cancelled.
+/// If `lead` returns while still leading (done, or an error), leadership is
+/// resigned and that result returned. Campaigning retries through etcd
+/// outages, so a standby waits as long as it takes.
+pub async fn run_leader_loop<F, Fut, E>(
+    client: Client,
+    name: &str,
+    candidate_id: &str,
+    ttl: Duration,
+    shutdown: CancellationToken,
+    mut lead: F,
+) -> Result<(), E>
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: From<ElectionError>,
+{
+    loop {
+        let guard = tokio::select! {
+            guard = campaign(client.clone(), name, candidate_id, ttl) => guard?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let stop = guard.lost_token().child_token();
+        let link = {
+            let (stop, shutdown) = (stop.clone(), shutdown.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => stop.cancel(),
+                    () = stop.cancelled() => {}
+                }
+            }))
+        };
+        let result = lead(stop.clone()).await;
+        stop.cancel();
+        drop(link);
+        if shutdown.is_cancelled() || result.is_err() || guard.is_leader() {
+            if let Err(e) = guard.resign().await {
+                tracing::warn!(candidate = candidate_id, error = %e, "cannot resign leadership; it ends with the lease");
+            }
+            return result;
+        }
+        tracing::warn!(candidate = candidate_id, "lost leadership, back to standby");
+        // Best effort: revoke the old lease so the next campaign need not
+        // wait for it to expire (fails harmlessly while etcd is unreachable).
+        tokio::spawn(async move {
+            let _ = guard.resign().await;
+        });
+    }
+}
+
 /// The current leader's candidate id, if any.
 pub async fn current_leader(client: &Client, name: &str) -> ElectionResult<Option<String>> {
     let mut kv = client.kv_client();

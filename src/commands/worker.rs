@@ -1,6 +1,7 @@
 //! `sigsweep worker`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -9,6 +10,7 @@ use sigsweep_worker::agent::{self, AgentConfig};
 use sigsweep_worker::backend::BackendKind;
 
 use crate::cli::WorkerArgs;
+use crate::config::{self, FileConfig, WorkerSettings};
 
 fn parse_gpus(spec: Option<&str>, backend: BackendKind) -> anyhow::Result<Vec<u32>> {
     match (spec.map(str::trim), backend) {
@@ -27,26 +29,52 @@ fn parse_gpus(spec: Option<&str>, backend: BackendKind) -> anyhow::Result<Vec<u3
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let backend: BackendKind = args.backend.parse().map_err(anyhow::Error::msg)?;
-    let gpus = parse_gpus(args.gpus.as_deref(), backend)?;
+    let file = match &args.config {
+        Some(path) => Some(FileConfig::load(path)?.worker),
+        None => None,
+    };
+    let settings = config::resolve(args.settings, file, WorkerSettings::defaults());
+    if args.print_config {
+        print!(
+            "{}",
+            toml::to_string(&FileConfig {
+                worker: settings,
+                ..FileConfig::default()
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(url) = settings.coordinator.clone() else {
+        anyhow::bail!("no coordinator: pass --coordinator URL (or SIGSWEEP_COORDINATOR, or `coordinator` in [worker] of --config)");
+    };
+    let connection = super::client::connection(
+        &url,
+        settings.tls_ca.as_deref(),
+        settings.tls_cert.as_deref(),
+        settings.tls_key.as_deref(),
+        settings.token_file.as_deref(),
+        settings.insecure.unwrap_or(false),
+    )?;
+    let backend: BackendKind = settings
+        .backend
+        .as_deref()
+        .unwrap_or("cpu")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let gpus = parse_gpus(settings.gpus.as_deref(), backend)?;
     // One compute thread per process by default: N worker processes use N
     // cores, and per-trial numbers do not depend on thread counts.
-    sigsweep_worker::backend::set_cpu_threads(args.threads);
-    let name = args.name.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "worker".into());
-        format!("{host}-{}", std::process::id())
-    });
+    sigsweep_worker::backend::set_cpu_threads(settings.threads.unwrap_or(1));
+    let name = settings.name.unwrap_or_else(config::default_name);
     let config = AgentConfig {
-        coordinator: args.coordinator,
+        coordinator: url,
         name,
         backend,
         gpus,
-        trials_per_gpu: args.trials_per_gpu.max(1),
-        drain_timeout: args.drain_timeout,
-        orphan_timeout: args.orphan_timeout,
-        exit_when_idle: args.exit_when_idle,
+        trials_per_gpu: settings.trials_per_gpu.unwrap_or(1).max(1),
+        drain_timeout: settings.drain_timeout.unwrap_or(Duration::from_secs(120)),
+        orphan_timeout: settings.orphan_timeout.unwrap_or(Duration::from_secs(300)),
+        exit_when_idle: settings.exit_when_idle,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -57,6 +85,6 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         super::shutdown_signal().await;
         std::process::exit(130);
     });
-    agent::run(config, shutdown).await?;
+    agent::run_with(config, connection, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,12 @@
 //! `drain_timeout`, otherwise it is stopped and handed back (released, no
 //! failure counted). If the coordinator restarts, the worker registers again
 //! and re-adopts its running trial through the heartbeat.
+//!
+//! Connection: [`Connection`] carries the endpoint (with its TLS settings)
+//! and the bearer token sent with every request. On `UNAVAILABLE` (the
+//! coordinator restarting, or a standby answering) the worker drops its
+//! channel and connects afresh, so that a load balancer in front of several
+//! coordinators can land it on the leader.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +21,9 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -55,11 +64,92 @@ pub enum AgentError {
     Rejected(Status),
 }
 
+/// Adds `authorization: Bearer <token>` to every request, when a token is set.
+#[derive(Clone, Default)]
+pub struct BearerAuth(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "BearerAuth(<redacted>)" } else { "BearerAuth(none)" })
+    }
+}
+
+impl BearerAuth {
+    /// `token` is trimmed; fails if it is not valid in an HTTP header.
+    pub fn new(token: Option<&str>) -> Result<Self, String> {
+        match token.map(str::trim) {
+            None => Ok(Self(None)),
+            Some("") => Err("the token file is empty".into()),
+            Some(t) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| "the token contains characters not allowed in a header".to_string())?;
+                value.set_sensitive(true);
+                Ok(Self(Some(value)))
+            }
+        }
+    }
+}
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// How to reach the coordinator.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The coordinator endpoint, TLS settings included.
+    pub endpoint: Endpoint,
+    pub auth: BearerAuth,
+}
+
+impl Connection {
+    /// A plaintext connection to `url` without a token.
+    pub fn plain(url: &str) -> Result<Self, AgentError> {
+        let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| AgentError::BadUrl {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            endpoint,
+            auth: BearerAuth::default(),
+        })
+    }
+
+    /// A client over a fresh (lazily connected) channel.
+    fn client(&self) -> WorkerClient {
+        let channel = self
+            .endpoint
+            .clone()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        WorkerServiceClient::with_interceptor(channel, self.auth.clone())
+            .max_decoding_message_size(16 * 1024 * 1024)
+    }
+}
+
+type WorkerClient = WorkerServiceClient<InterceptedService<Channel, BearerAuth>>;
+
 struct Session {
-    client: WorkerServiceClient<Channel>,
+    connection: Connection,
+    client: WorkerClient,
     worker_id: String,
     generation: u64,
     heartbeat: Duration,
+}
+
+impl Session {
+    /// Drops the channel and connects afresh (possibly to another
+    /// coordinator behind the same address).
+    fn reconnect(&mut self) {
+        self.client = self.connection.client();
+    }
 }
 
 fn is_transient(s: &Status) -> bool {
@@ -72,18 +162,21 @@ fn is_transient(s: &Status) -> bool {
 /// Runs the worker until `shutdown` (drains the running trial first) or
 /// until it has been idle for `exit_when_idle`.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let connection = Connection::plain(&config.coordinator)?;
+    run_with(config, connection, shutdown).await
+}
+
+/// [`run`] over `connection` (TLS, token) instead of plaintext to
+/// `config.coordinator`.
+pub async fn run_with(
+    config: AgentConfig,
+    connection: Connection,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     crate::backend::check_available(config.backend).map_err(AgentError::Backend)?;
-    let endpoint = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| AgentError::BadUrl {
-            url: config.coordinator.clone(),
-            message: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    let channel = endpoint.connect_lazy();
-    let client = WorkerServiceClient::new(channel)
-        .max_decoding_message_size(16 * 1024 * 1024);
+    let client = connection.client();
     let mut session = Session {
+        connection,
         client,
         worker_id: String::new(),
         generation: 0,
@@ -160,6 +253,7 @@ async fn register(session: &mut Session, config: &AgentConfig, shutdown: &Cancel
                     return Err(AgentError::Orphaned(config.orphan_timeout));
                 }
                 tracing::debug!(status = %s, "register failed; retrying");
+                session.reconnect();
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
@@ -176,6 +270,7 @@ async fn wait_for_coordinator(session: &mut Session, config: &AgentConfig, shutd
         () = shutdown.cancelled() => return Ok(()),
         () = tokio::time::sleep(Duration::from_millis(500)) => {}
     }
+    session.reconnect();
     register(session, config, shutdown).await
 }
 
@@ -317,7 +412,12 @@ async fn run_assignment(
                         tracing::warn!(status = %s, "coordinator forgot this worker; registering again to keep the trial");
                         register(session, config, shutdown).await?;
                     }
-                    Err(s) => tracing::warn!(status = %s, "heartbeat failed; will retry"),
+                    Err(s) => {
+                        tracing::warn!(status = %s, "heartbeat failed; will retry");
+                        if s.code() == Code::Unavailable {
+                            session.reconnect();
+                        }
+                    }
                 }
             }
         }
@@ -412,6 +512,7 @@ where
                     return Err(AgentError::Orphaned(config.orphan_timeout));
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                session.reconnect();
                 let _ = register(session, config, shutdown).await;
             }
             Err(s) => {

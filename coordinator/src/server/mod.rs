@@ -1,15 +1,33 @@
 //! The gRPC edge: tonic services over a [`Coordinator`], conversion between
 //! wire and domain types, and the one place where domain errors become
 //! `tonic::Status` codes.
+//!
+//! - [`serve`]: one coordinator, plaintext, no token (local runs, tests);
+//! - [`serve_slot`]: the long-running server: the services answer through a
+//!   [`LeaderSlot`] that holds the coordinator while this process leads and is
+//!   empty while it stands by (requests then fail with `UNAVAILABLE`, so
+//!   clients reconnect and a load balancer lands them on the leader), with
+//!   optional TLS ([`ServerOptions::tls`]) and a bearer token for the
+//!   mutating user calls ([`ServerOptions::token`]);
+//! - [`serve_health`]: plaintext `grpc.health.v1` on its own port for
+//!   Kubernetes probes (service `""` serving while the process is up,
+//!   `sigsweep.v1.SweepService` only on the leader);
+//! - [`metrics`]: Prometheus text at `GET /metrics`.
 
 mod convert;
+pub mod metrics;
+
+pub use tonic_health::server::HealthReporter;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::Stream;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -42,16 +60,164 @@ impl From<CoordinatorError> for Status {
     }
 }
 
+/// gRPC service names as the health service reports them.
+pub const SWEEP_SERVICE: &str = "sigsweep.v1.SweepService";
+pub const WORKER_SERVICE: &str = "sigsweep.v1.WorkerService";
+
+/// The coordinator that answers requests: set while this process leads,
+/// empty while it stands by. Cheap to clone; clones share the slot.
+#[derive(Clone)]
+pub struct LeaderSlot {
+    current: Arc<watch::Sender<Option<Coordinator>>>,
+}
+
+impl Default for LeaderSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LeaderSlot {
+    /// An empty slot (standby).
+    pub fn new() -> Self {
+        Self {
+            current: Arc::new(watch::Sender::new(None)),
+        }
+    }
+
+    /// A slot holding `coordinator` (single-process mode).
+    pub fn leading(coordinator: Coordinator) -> Self {
+        let slot = Self::new();
+        slot.promote(coordinator);
+        slot
+    }
+
+    /// This process now leads with `coordinator`.
+    pub fn promote(&self, coordinator: Coordinator) {
+        self.current.send_replace(Some(coordinator));
+    }
+
+    /// This process no longer leads: requests fail with `UNAVAILABLE`.
+    pub fn demote(&self) {
+        self.current.send_replace(None);
+    }
+
+    /// The leading coordinator, if this process leads.
+    pub fn get(&self) -> Option<Coordinator> {
+        self.current.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.current.borrow().is_some()
+    }
+
+    /// Changes of leadership (`true` while leading).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Coordinator>> {
+        self.current.subscribe()
+    }
+
+    fn require(&self) -> Result<Coordinator, Status> {
+        self.get().ok_or_else(|| {
+            Status::unavailable("this coordinator is a standby (not the leader); retry")
+        })
+    }
+}
+
+/// Who may call SubmitSweep and CancelSweep.
+#[derive(Clone, Default)]
+pub struct Auth {
+    /// The bearer token callers must send (`authorization: Bearer …`); with
+    /// none, only loopback peers may submit or cancel.
+    token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Requires `token` (surrounding whitespace is ignored; must not be empty).
+    pub fn with_token(token: &str) -> Self {
+        let token = token.trim();
+        Self {
+            token: (!token.is_empty()).then(|| Arc::from(token)),
+        }
+    }
+
+    /// Checks the caller of a mutating user call.
+    pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.token {
+            Some(token) => {
+                let sent = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match sent {
+                    Some(sent) if constant_time_eq(sent.as_bytes(), token.as_bytes()) => Ok(()),
+                    Some(_) => Err(Status::unauthenticated("invalid bearer token")),
+                    None => Err(Status::unauthenticated(
+                        "missing bearer token (send `authorization: Bearer <token>`)",
+                    )),
+                }
+            }
+            None => match request.remote_addr() {
+                Some(addr) if addr.ip().is_loopback() => Ok(()),
+                _ => Err(Status::unauthenticated(
+                    "no token is configured on the coordinator: only loopback clients may submit or cancel sweeps",
+                )),
+            },
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// TLS for the gRPC endpoint, as PEM bytes.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// With a CA, clients must present a certificate it signed (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of [`serve_slot`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub tls: Option<TlsSettings>,
+    pub auth: Auth,
+}
+
 /// The sweep service (users, CLI).
 #[derive(Clone)]
 pub struct SweepApi {
-    coordinator: Coordinator,
+    slot: LeaderSlot,
+    auth: Auth,
 }
 
 /// The worker service (worker processes).
 #[derive(Clone)]
 pub struct WorkerApi {
-    coordinator: Coordinator,
+    slot: LeaderSlot,
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::SweepStatus, Status>> + Send + 'static>>;
@@ -62,13 +228,15 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        self.auth.check(&request)?;
+        let coordinator = self.slot.require()?;
         let req = request.into_inner();
         let name = if req.source_name.is_empty() {
             "<submitted>".to_string()
         } else {
             req.source_name
         };
-        let s = self.coordinator.submit(&req.sweep_toml, &name).await?;
+        let s = coordinator.submit(&req.sweep_toml, &name).await?;
         Ok(Response::new(pb::SubmitSweepResponse {
             sweep_id: s.sweep_id,
             total_trials: s.total_trials,
@@ -80,7 +248,7 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::GetSweepRequest>,
     ) -> Result<Response<pb::SweepStatus>, Status> {
-        let p = self.coordinator.progress(&request.into_inner().sweep_id)?;
+        let p = self.slot.require()?.progress(&request.into_inner().sweep_id)?;
         Ok(Response::new(progress_to_proto(&p, true)))
     }
 
@@ -89,7 +257,8 @@ impl SweepService for SweepApi {
         _request: Request<pb::ListSweepsRequest>,
     ) -> Result<Response<pb::ListSweepsResponse>, Status> {
         let sweeps = self
-            .coordinator
+            .slot
+            .require()?
             .list()
             .iter()
             .map(|p| progress_to_proto(p, false))
@@ -103,7 +272,7 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::GetSweepRequest>,
     ) -> Result<Response<Self::WatchSweepStream>, Status> {
-        let mut rx = self.coordinator.watch(&request.into_inner().sweep_id)?;
+        let mut rx = self.slot.require()?.watch(&request.into_inner().sweep_id)?;
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {
@@ -127,7 +296,8 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::SweepStatus>, Status> {
-        let p = self.coordinator.cancel(&request.into_inner().sweep_id).await?;
+        self.auth.check(&request)?;
+        let p = self.slot.require()?.cancel(&request.into_inner().sweep_id).await?;
         Ok(Response::new(progress_to_proto(&p, false)))
     }
 
@@ -136,7 +306,8 @@ impl SweepService for SweepApi {
         request: Request<pb::ListResultsRequest>,
     ) -> Result<Response<pb::ListResultsResponse>, Status> {
         let results = self
-            .coordinator
+            .slot
+            .require()?
             .results(&request.into_inner().sweep_id)
             .await?
             .iter()
@@ -157,7 +328,8 @@ impl WorkerService for WorkerApi {
             return Err(Status::invalid_argument("worker name longer than 253 bytes"));
         }
         let caps = req.capabilities.unwrap_or_default();
-        let reg = self.coordinator.register(
+        let coordinator = self.slot.require()?;
+        let reg = coordinator.register(
             &req.name,
             WorkerCaps {
                 backend: caps.backend,
@@ -165,7 +337,7 @@ impl WorkerService for WorkerApi {
                 trials_per_gpu: caps.trials_per_gpu.max(1),
             },
         );
-        let ttl = self.coordinator.config().lease_ttl;
+        let ttl = coordinator.config().lease_ttl;
         Ok(Response::new(pb::RegisterResponse {
             worker_id: reg.worker_id,
             generation: reg.generation,
@@ -182,7 +354,8 @@ impl WorkerService for WorkerApi {
         // At most 64 trials at once (a fused group is one configuration's seeds).
         let max = req.max_trials.clamp(1, 64) as usize;
         let mut got = self
-            .coordinator
+            .slot
+            .require()?
             .acquire_many(
                 &req.worker_id,
                 req.generation,
@@ -204,7 +377,7 @@ impl WorkerService for WorkerApi {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = request.into_inner();
-        let (lease_valid, cancel) = self.coordinator.heartbeat(
+        let (lease_valid, cancel) = self.slot.require()?.heartbeat(
             &req.worker_id,
             req.generation,
             &req.lease_id,
@@ -222,7 +395,8 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTrialResponse>, Status> {
         let req = request.into_inner();
         let stored = self
-            .coordinator
+            .slot
+            .require()?
             .complete(Completion {
                 worker_id: req.worker_id,
                 generation: req.generation,
@@ -244,11 +418,13 @@ impl WorkerService for WorkerApi {
         let req = request.into_inner();
         let reason: String = req.reason.chars().take(4000).collect();
         let will_retry = if req.release {
-            self.coordinator
+            self.slot
+            .require()?
                 .release(&req.worker_id, req.generation, &req.trial_id)?;
             true
         } else {
-            self.coordinator
+            self.slot
+            .require()?
                 .fail(&req.worker_id, req.generation, &req.trial_id, &reason)
                 .await?
         };
@@ -257,46 +433,136 @@ impl WorkerService for WorkerApi {
 }
 
 /// Serves the sweep and worker services, gRPC health and reflection on
-/// `listener` until `shutdown` is cancelled.
+/// `listener` until `shutdown` is cancelled, for one coordinator (plaintext,
+/// no token: loopback clients only may submit), and runs its lease expiry.
 pub async fn serve(
     listener: TcpListener,
     coordinator: Coordinator,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_reporter = tonic_health::server::HealthReporter::new();
+    let health_service = health_service(&health_reporter);
     health_reporter
         .set_serving::<SweepServiceServer<SweepApi>>()
         .await;
     health_reporter
         .set_serving::<WorkerServiceServer<WorkerApi>>()
         .await;
+    let expiry = tokio::spawn(coordinator.clone().run_expiry(shutdown.clone()));
+    let result = serve_slot(
+        listener,
+        LeaderSlot::leading(coordinator),
+        ServerOptions::default(),
+        health_service,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = expiry.await;
+    result
+}
+
+/// The health service type [`tonic_health::server::health_reporter`] returns.
+pub type HealthService = tonic_health::pb::health_server::HealthServer<
+    tonic_health::server::HealthService,
+>;
+
+/// A health service answering with `reporter`'s statuses.
+pub fn health_service(reporter: &tonic_health::server::HealthReporter) -> HealthService {
+    tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+    )
+}
+
+/// Serves the sweep and worker services (through `slot`), `health` and
+/// reflection on `listener` until `shutdown` is cancelled. Runs no lease
+/// expiry: whoever fills the slot runs it.
+pub async fn serve_slot(
+    listener: TcpListener,
+    slot: LeaderSlot,
+    options: ServerOptions,
+    health: HealthService,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sigsweep_proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
         .ok();
 
     let sweep = SweepServiceServer::new(SweepApi {
-        coordinator: coordinator.clone(),
+        slot: slot.clone(),
+        auth: options.auth.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let worker = WorkerServiceServer::new(WorkerApi {
-        coordinator: coordinator.clone(),
-    })
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let worker = WorkerServiceServer::new(WorkerApi { slot })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
-    let expiry = tokio::spawn(coordinator.clone().run_expiry(shutdown.clone()));
-    let router = tonic::transport::Server::builder()
-        .add_service(health_service)
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    builder
+        .add_service(health)
         .add_service(sweep)
         .add_service(worker)
-        .add_optional_service(reflection);
-    let result = router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned())
-        .await;
-    shutdown.cancel();
-    let _ = expiry.await;
-    result
+        .add_optional_service(reflection)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}
+
+/// Serves only `grpc.health.v1` (plaintext) on `listener` until `shutdown`.
+pub async fn serve_health(
+    listener: TcpListener,
+    health: HealthService,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}
+
+/// Keeps the health status of the sigsweep services in line with `slot`:
+/// serving while leading, not serving while standing by. Runs until
+/// `shutdown`, then reports every service (`""` included) not serving.
+pub async fn track_health(
+    slot: LeaderSlot,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    use tonic_health::ServingStatus;
+    let mut rx = slot.subscribe();
+    loop {
+        let status = if rx.borrow_and_update().is_some() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status(SWEEP_SERVICE, status).await;
+        reporter.set_service_status(WORKER_SERVICE, status).await;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = rx.changed() => if changed.is_err() { break },
+        }
+    }
+    for name in ["", SWEEP_SERVICE, WORKER_SERVICE] {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// Binds `addr` (use port 0 for any free port).
