@@ -9,7 +9,9 @@
 //!   the epoch on the validation metric and reports test metrics there;
 //! - [`models`]: the model registry and the models (late-fusion baseline, …);
 //! - [`params`]: typed access to a trial's hyperparameters;
-//! - [`backend`]: the burn backends (CPU ndarray; CUDA behind `cuda`).
+//! - [`backend`]: the burn backends (CPU ndarray; CUDA behind `cuda`);
+//! - [`parallel`]: data parallelism inside a trial and seed fusion across
+//!   trials (HFTA), with benchmark hooks.
 //!
 //! Training never runs on the async runtime: the agent spawns a thread per
 //! trial and talks to it through a channel and a cancel flag checked every
@@ -18,6 +20,7 @@
 pub mod agent;
 pub mod backend;
 pub mod models;
+pub mod parallel;
 pub mod params;
 pub mod trainer;
 

@@ -28,11 +28,11 @@ pub const PARAMS: &[&str] = &["modality_hidden", "hidden", "dropout"];
 
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
-    text: Linear<B>,
-    audio: Linear<B>,
-    vision: Linear<B>,
-    fuse: Linear<B>,
-    head: Linear<B>,
+    pub(crate) text: Linear<B>,
+    pub(crate) audio: Linear<B>,
+    pub(crate) vision: Linear<B>,
+    pub(crate) fuse: Linear<B>,
+    pub(crate) head: Linear<B>,
     dropout: Dropout,
     relu: Relu,
 }
@@ -79,41 +79,127 @@ pub struct LateFusionWorkload<B: AutodiffBackend> {
     rng: ChaCha8Rng,
 }
 
+/// Hyperparameters of `late-fusion` read from a trial (shared by the plain,
+/// data-parallel and seed-fused trainers so they cannot drift apart).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LateFusionSettings {
+    pub modality_hidden: usize,
+    pub hidden: usize,
+    pub dropout: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+}
+
+impl LateFusionSettings {
+    pub fn from_params(p: &crate::params::Params) -> Result<Self, TrainError> {
+        Ok(Self {
+            modality_hidden: p.positive("modality_hidden", 16)?,
+            hidden: p.positive("hidden", 32)?,
+            dropout: p.f64_in("dropout", 0.0, 0.0, 0.95)?,
+            lr: p.f64("lr", 1e-3)?,
+            weight_decay: p.f64("weight_decay", 0.0)?,
+            batch_size: p.positive("batch_size", 32)?,
+        })
+    }
+
+    /// The optimiser every `late-fusion` trainer uses.
+    pub fn optimizer_config(&self) -> AdamWConfig {
+        AdamWConfig::new().with_weight_decay(self.weight_decay as f32)
+    }
+}
+
+/// Output width of the head for `task`.
+pub fn outputs(task: Task) -> usize {
+    match task {
+        Task::Classification { n_classes } => n_classes,
+        Task::Regression => 1,
+    }
+}
+
+/// The three modality tensors of the samples `idx` of `split`.
+pub fn batch<B: Backend>(split: &SeqSplit, idx: &[usize], device: &B::Device) -> [Tensor<B, 3>; 3] {
+    [
+        tensor3(&split.text.gather(idx), device),
+        tensor3(&split.audio.gather(idx), device),
+        tensor3(&split.vision.gather(idx), device),
+    ]
+}
+
+/// Mean training loss of a batch: cross-entropy for classification, L1 for
+/// regression. `out` is `[batch, outputs]`, `labels` has `batch` entries.
+pub fn mean_loss<B: Backend>(out: Tensor<B, 2>, labels: Vec<f32>, task: Task, device: &B::Device) -> Tensor<B, 1> {
+    let n = labels.len();
+    match task {
+        Task::Classification { .. } => {
+            let targets = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
+                device,
+            );
+            CrossEntropyLossConfig::new().init(device).forward(out, targets)
+        }
+        Task::Regression => {
+            let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [n]), device);
+            (out.squeeze_dim::<1>(1) - y).abs().mean()
+        }
+    }
+}
+
+/// Metrics of `model` on `split` (evaluated in chunks of 256 samples).
+pub fn evaluate_model<B: Backend>(
+    model: &LateFusion<B>,
+    task: Task,
+    split: &SeqSplit,
+    device: &B::Device,
+) -> BTreeMap<String, f64> {
+    let mut preds: Vec<f32> = Vec::with_capacity(split.len());
+    let order: Vec<usize> = (0..split.len()).collect();
+    for idx in order.chunks(256) {
+        let [t, a, v] = batch::<B>(split, idx, device);
+        let out = model.forward(t, a, v);
+        match task {
+            Task::Classification { .. } => {
+                let arg = out.argmax(1).into_data();
+                preds.extend(arg.iter::<i64>().map(|x| x as f32));
+            }
+            Task::Regression => preds.extend(out.into_data().iter::<f32>()),
+        }
+    }
+    split_metrics(task, split, &preds)
+}
+
+/// Metrics of predictions `preds` (class indices as `f32`, or values) on `split`.
+pub fn split_metrics(task: Task, split: &SeqSplit, preds: &[f32]) -> BTreeMap<String, f64> {
+    match task {
+        Task::Classification { n_classes } => {
+            let truth: Vec<usize> = split.labels.iter().map(|&l| l as usize).collect();
+            let pred: Vec<usize> = preds.iter().map(|&p| p as usize).collect();
+            classification_metrics(&truth, &pred, n_classes)
+        }
+        Task::Regression => regression_metrics(&split.labels, preds),
+    }
+}
+
+/// The shuffling RNG of a trial with seed `seed` (stream 100).
+pub fn shuffle_rng(seed: u64) -> ChaCha8Rng {
+    sigsweep_data::synthetic::rng(seed, 100)
+}
+
 impl<B: AutodiffBackend> LateFusionWorkload<B> {
     pub fn new(req: &TrialRequest, data: SeqDataset, device: &B::Device) -> Result<Self, TrainError> {
-        let p = &req.params;
-        let modality_hidden = p.positive("modality_hidden", 16)?;
-        let hidden = p.positive("hidden", 32)?;
-        let dropout = p.f64_in("dropout", 0.0, 0.0, 0.95)?;
-        let lr = p.f64("lr", 1e-3)?;
-        let weight_decay = p.f64("weight_decay", 0.0)?;
-        let batch_size = p.positive("batch_size", 32)?;
-        let outputs = match data.task {
-            Task::Classification { n_classes } => n_classes,
-            Task::Regression => 1,
-        };
+        let s = LateFusionSettings::from_params(&req.params)?;
         B::seed(device, req.seed);
-        let model = LateFusion::new(data.dims(), modality_hidden, hidden, outputs, dropout, device);
-        let optim = AdamWConfig::new()
-            .with_weight_decay(weight_decay as f32)
-            .init::<B, LateFusion<B>>();
+        let model = LateFusion::new(data.dims(), s.modality_hidden, s.hidden, outputs(data.task), s.dropout, device);
+        let optim = s.optimizer_config().init::<B, LateFusion<B>>();
         Ok(Self {
             model: Some(model),
             optim,
             data,
             device: device.clone(),
-            batch_size,
-            lr,
-            rng: sigsweep_data::synthetic::rng(req.seed, 100),
+            batch_size: s.batch_size,
+            lr: s.lr,
+            rng: shuffle_rng(req.seed),
         })
-    }
-
-    fn batch<BB: Backend>(split: &SeqSplit, idx: &[usize], device: &BB::Device) -> [Tensor<BB, 3>; 3] {
-        [
-            tensor3(&split.text.gather(idx), device),
-            tensor3(&split.audio.gather(idx), device),
-            tensor3(&split.vision.gather(idx), device),
-        ]
     }
 }
 
@@ -129,22 +215,10 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let [t, a, v] = Self::batch::<B>(split, idx, &self.device);
+            let [t, a, v] = batch::<B>(split, idx, &self.device);
             let out = model.forward(t, a, v);
             let labels: Vec<f32> = idx.iter().map(|&i| split.labels[i]).collect();
-            let loss = match self.data.task {
-                Task::Classification { .. } => {
-                    let targets = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [idx.len()]),
-                        &self.device,
-                    );
-                    CrossEntropyLossConfig::new().init(&self.device).forward(out, targets)
-                }
-                Task::Regression => {
-                    let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [idx.len()]), &self.device);
-                    (out.squeeze_dim::<1>(1) - y).abs().mean()
-                }
-            };
+            let loss = mean_loss(out, labels, self.data.task, &self.device);
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
                 return Err(TrainError::NonFinite { what: "training loss", value, epoch, step: step + 1 });
@@ -165,27 +239,6 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             Split::Test => &self.data.test,
         };
         let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
-        let device = self.device.clone();
-        let mut preds: Vec<f32> = Vec::with_capacity(split.len());
-        let order: Vec<usize> = (0..split.len()).collect();
-        for idx in order.chunks(256) {
-            let [t, a, v] = Self::batch::<B::InnerBackend>(split, idx, &device);
-            let out = model.forward(t, a, v);
-            match self.data.task {
-                Task::Classification { .. } => {
-                    let arg = out.argmax(1).into_data();
-                    preds.extend(arg.iter::<i64>().map(|x| x as f32));
-                }
-                Task::Regression => preds.extend(out.into_data().iter::<f32>()),
-            }
-        }
-        Ok(match self.data.task {
-            Task::Classification { n_classes } => {
-                let truth: Vec<usize> = split.labels.iter().map(|&l| l as usize).collect();
-                let pred: Vec<usize> = preds.iter().map(|&p| p as usize).collect();
-                classification_metrics(&truth, &pred, n_classes)
-            }
-            Task::Regression => regression_metrics(&split.labels, &preds),
-        })
+        Ok(evaluate_model::<B::InnerBackend>(&model, self.data.task, split, &self.device))
     }
 }

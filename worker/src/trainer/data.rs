@@ -22,6 +22,9 @@ pub struct DatasetRequest {
 
 /// A dataset of one of the two shapes the models consume.
 #[derive(Debug, Clone)]
+// One dataset per trial, moved once into its workload: the size difference
+// between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum LoadedDataset {
     Seq(SeqDataset),
     Erc(ErcDataset),

@@ -106,7 +106,7 @@ pub trait Workload {
 
 /// burn's CPU backend keeps one process-wide RNG (seeded per trial), so trials
 /// in one process run one at a time.
-static TRAINING: Mutex<()> = Mutex::new(());
+pub(crate) static TRAINING: Mutex<()> = Mutex::new(());
 
 /// Runs a trial to the end on the calling thread (never call it on the async
 /// runtime). `progress` is called after every epoch.

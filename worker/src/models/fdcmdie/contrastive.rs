@@ -43,7 +43,8 @@ pub fn select_sets(sims: &[f32], i: usize, classes: &[i32], k: usize) -> (Vec<us
     }
     let desc = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     let asc = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    let top = |mut v: Vec<(f32, usize)>, cmp: &dyn Fn(&(f32, usize), &(f32, usize)) -> std::cmp::Ordering| {
+    type Cmp<'a> = &'a dyn Fn(&(f32, usize), &(f32, usize)) -> std::cmp::Ordering;
+    let top = |mut v: Vec<(f32, usize)>, cmp: Cmp<'_>| {
         if v.len() > k && k > 0 {
             v.select_nth_unstable_by(k - 1, cmp);
             v.truncate(k);

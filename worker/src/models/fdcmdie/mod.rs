@@ -248,7 +248,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
             lr: p.f64("lr", 1e-4)?,
             batch_size: p.positive("batch_size", 32)?,
         };
-        if !(settings.tau > 0.0) {
+        if settings.tau.is_nan() || settings.tau <= 0.0 {
             return Err(invalid("tau", "must be > 0"));
         }
         let weight_decay = p.f64("weight_decay", 0.0)?;

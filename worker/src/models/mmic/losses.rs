@@ -135,10 +135,10 @@ pub fn logdet_spd<B: Backend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
     for j in 0..d {
         let mut v: Tensor<B, 1> = m.clone().slice([0..d, j..j + 1]).reshape([d]);
         for col in &cols {
-            let ljk = col.clone().slice([j..j + 1]);
+            let ljk = col.clone().slice(j..j + 1);
             v = v - col.clone() * ljk;
         }
-        let ljj = v.clone().slice([j..j + 1]).clamp_min(1e-12).sqrt();
+        let ljj = v.clone().slice(j..j + 1).clamp_min(1e-12).sqrt();
         let mask: Vec<f32> = (0..d).map(|i| if i > j { 1.0 } else { 0.0 }).collect();
         let mask = Tensor::<B, 1>::from_data(TensorData::new(mask, [d]), &device);
         let mut onehot = vec![0f32; d];

@@ -337,7 +337,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         };
         B::seed(device, req.seed);
         let model = Mmic::new(&cfg.net, device);
-        let clip = (cfg.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(cfg.grad_clip as f32));
+        let clip = (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip as f32));
         let optim = AdamConfig::new()
             .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)))
             .with_grad_clipping(clip)

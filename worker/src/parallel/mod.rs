@@ -1,0 +1,124 @@
+//! Throughput features for small models: data parallelism inside a trial
+//! and seed fusion across trials.
+//!
+//! Our models have 1–3 M parameters, so one trial leaves a GPU mostly idle.
+//! Two ways to use the hardware better, both generic over the burn backend
+//! and tested for equivalence on the CPU backend:
+//!
+//! - [`data_parallel`]: a trial with `gpus_per_trial = g` trains `g`
+//!   replicas on `g` devices (threads on the CPU backend). Each step splits
+//!   the batch into `g` shards; replica `i` computes its shard's mean loss
+//!   scaled by `n_i / n`, so the scaled losses sum to the full-batch mean
+//!   loss; the gradients are summed with an [`AllReduce`]; and every replica
+//!   applies the same optimiser step with the same summed gradients.
+//!   **Invariant: the replicas stay identical** (they start from one
+//!   materialised model and receive bit-identical gradients), so training
+//!   with `g` replicas equals training on one device with the full batch up
+//!   to floating-point summation order.
+//! - [`fused`]: the `K` seeds of one configuration train as one batched model
+//!   on one device (HFTA, MLSys 2021): every parameter gets a leading seed
+//!   axis, slice `k` is initialised exactly as the unfused model of seed `k`,
+//!   sees seed `k`'s own data in seed `k`'s own order, and the loss is the sum
+//!   over seeds of each seed's mean loss. **Invariant: slice `k` of the fused
+//!   model follows the unfused trajectory of seed `k`** — its gradient is the
+//!   unfused gradient (the sum decouples the seeds), and AdamW is
+//!   elementwise, so its update is the unfused update.
+//! - [`bench`]: timing hooks for `sigsweep bench train`.
+//!
+//! Both trainers keep [`crate::trainer::run_trial`]'s protocol: evaluate on
+//! valid and test after every epoch, select the epoch on the selection
+//! metric (first on ties), report test metrics there, and fail on a
+//! non-finite training loss (fused: only that seed fails).
+
+pub mod allreduce;
+pub mod bench;
+pub mod data_parallel;
+pub mod fused;
+
+pub use allreduce::{AllReduce, InProcessAllReduce, all_reduce_grads};
+pub use bench::{BenchReport, bench_data_parallel, bench_fused, bench_sequential};
+pub use data_parallel::{DataParallel, materialize, run_data_parallel};
+pub use fused::{FusedLateFusion, FusedLinear, run_fused};
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
+
+use crate::trainer::{Split, TrainError, TrialOutcome, TrialRequest};
+
+/// Holds the trainer's process-wide lock. burn's CPU backend has one global
+/// RNG; code that seeds it and builds models outside the trainers (tests,
+/// benchmarks) must hold this so that a concurrent trial does not reseed it.
+/// The trainers in this module take it themselves: do not hold it around
+/// them (it is not reentrant).
+pub fn training_guard() -> MutexGuard<'static, ()> {
+    crate::trainer::TRAINING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Epoch selection of one trial, exactly as in [`crate::trainer::run_trial`].
+pub(crate) struct Selector {
+    select: String,
+    higher_is_better: bool,
+    split: Split,
+    best: Option<(f64, u32, BTreeMap<String, f64>, BTreeMap<String, f64>)>,
+    history: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+impl Selector {
+    pub(crate) fn new(req: &TrialRequest) -> Self {
+        Self {
+            select: req.select.clone(),
+            higher_is_better: req.select_higher_is_better,
+            split: req.select_split,
+            best: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Records one finished epoch; errors when the selection metric is missing.
+    pub(crate) fn record(
+        &mut self,
+        epoch: u32,
+        loss: f64,
+        valid: BTreeMap<String, f64>,
+        test: BTreeMap<String, f64>,
+    ) -> Result<(), TrainError> {
+        let source = if self.split == Split::Test {
+            &test
+        } else {
+            &valid
+        };
+        let value = *source
+            .get(&self.select)
+            .ok_or_else(|| TrainError::MissingMetric(self.select.clone()))?;
+        let better = match &self.best {
+            None => true,
+            Some((b, ..)) => {
+                if self.higher_is_better {
+                    value > *b
+                } else {
+                    value < *b
+                }
+            }
+        };
+        self.history.push((loss, valid.clone()));
+        if better && value.is_finite() {
+            self.best = Some((value, epoch, valid, test));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
+        let (_, selected_epoch, valid_metrics, test_metrics) = self
+            .best
+            .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
+        Ok(TrialOutcome {
+            selected_epoch,
+            valid_metrics,
+            test_metrics,
+            seconds,
+            epochs: self.history,
+        })
+    }
+}
