@@ -113,6 +113,36 @@ pub struct BenchTrainArgs {
     /// Compute threads of the CPU backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// single: one trial; packed: `--k` trials at once, one process each
+    /// (sharing the device); fused: `--seeds` seeds as one fused model
+    /// against the same seeds one after another; dp: one trial data-parallel
+    /// over `--devices` devices against one device.
+    #[arg(long, value_enum, default_value = "single")]
+    pub mode: BenchMode,
+    /// Concurrent trials in `packed` mode.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Seeds in `fused` mode.
+    #[arg(long, default_value_t = 10)]
+    pub seeds: usize,
+    /// Devices in `dp` mode.
+    #[arg(long, default_value_t = 2)]
+    pub devices: usize,
+    /// Epochs of a full trial, for "trials per GPU-hour" (default: the
+    /// paper's budget for the model).
+    #[arg(long)]
+    pub trial_epochs: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    Single,
+    Packed,
+    Fused,
+    Dp,
 }
 
 #[derive(Debug, Args)]
