@@ -239,3 +239,46 @@ fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     let _ = coordinator.kill();
     let _ = coordinator.wait();
 }
+
+/// With `fuse_seeds = true` the seeds of a configuration land on one worker
+/// together and train as one fused model; per-trial metrics equal unfused
+/// training (dropout 0), within floating-point tolerance.
+#[test]
+fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 3, 3, 128);
+    let text = std::fs::read_to_string(&sweep).expect("read");
+    let fused = dir.path().join("fused.toml");
+    std::fs::write(&fused, format!("{text}\n[resources]\nfuse_seeds = true\n")).expect("write");
+    let plain_state = dir.path().join("plain");
+    let fused_state = dir.path().join("fused");
+    for (file, state) in [(&sweep, &plain_state), (&fused, &fused_state)] {
+        let out = Command::new(BIN)
+            .args(["run", file.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "1"])
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run sigsweep");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let plain = results(&plain_state);
+    let fused_rows = results(&fused_state);
+    assert_eq!(plain.len(), 6);
+    assert_eq!(fused_rows.len(), 6);
+    // Trial ids are the same (fuse_seeds is a resource setting, not part of
+    // what determines a result).
+    for p in &plain {
+        let f = fused_rows
+            .iter()
+            .find(|f| f["trial_id"] == p["trial_id"])
+            .expect("same trial ids");
+        for metric in ["accuracy", "f1_weighted"] {
+            let (a, b) = (p["metrics"][metric].as_f64().expect("metric"), f["metrics"][metric].as_f64().expect("metric"));
+            assert!((a - b).abs() < 1e-4, "{metric}: unfused {a} vs fused {b}");
+        }
+        assert_eq!(p["selected_epoch"], f["selected_epoch"]);
+    }
+    let log = std::fs::read_to_string(fused_state.join("logs").join("worker-0.log")).expect("worker log");
+    assert!(log.contains("fused=3"), "the worker trained the 3 seeds together:\n{log}");
+    let log = std::fs::read_to_string(plain_state.join("logs").join("worker-0.log")).expect("worker log");
+    assert!(log.contains("fused=1") && !log.contains("fused=3"));
+}

@@ -75,6 +75,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: settings.drain_timeout.unwrap_or(Duration::from_secs(120)),
         orphan_timeout: settings.orphan_timeout.unwrap_or(Duration::from_secs(300)),
         exit_when_idle: settings.exit_when_idle,
+        // Up to 16 seeds of one configuration at once, for sweeps that set
+        // `fuse_seeds = true` (others are handed out one trial at a time).
+        fuse_max: 16,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

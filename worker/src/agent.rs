@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub orphan_timeout: Duration,
     /// Exit after this long without getting a trial (None: never).
     pub exit_when_idle: Option<Duration>,
+    /// Most trials taken at once from a sweep with `fuse_seeds = true` (the
+    /// seeds of one configuration, trained as one fused model).
+    pub fuse_max: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +202,7 @@ pub async fn run_with(
             worker_id: session.worker_id.clone(),
             generation: session.generation,
             wait_ms: 2000,
-            max_trials: 1,
+            max_trials: config.fuse_max.max(1),
         };
         let response = tokio::select! {
             () = shutdown.cancelled() => continue,
@@ -207,8 +210,11 @@ pub async fn run_with(
         };
         match response {
             Ok(r) => {
-                if let Some(a) = r.into_inner().assignment {
-                    run_assignment(&mut session, &config, a, &shutdown).await?;
+                let r = r.into_inner();
+                if let Some(a) = r.assignment {
+                    let mut group = vec![a];
+                    group.extend(r.fused);
+                    run_assignments(&mut session, &config, group, &shutdown).await?;
                     idle_since = Instant::now();
                 }
             }
@@ -316,106 +322,148 @@ fn metrics(m: &std::collections::BTreeMap<String, f64>) -> pb::Metrics {
 }
 
 enum Ending {
-    Finished(Result<TrialOutcome, TrainError>),
+    Finished(Vec<Result<TrialOutcome, TrainError>>),
     LeaseLost,
 }
 
-async fn run_assignment(
+/// Models whose seeds can train as one fused model.
+fn supports_fusion(model: &str) -> bool {
+    model == "late-fusion"
+}
+
+/// Trains a group of trials on one thread: one trial, or several seeds of
+/// one configuration (fused into one model when the model supports it,
+/// otherwise one after another).
+fn train_group(
+    requests: Vec<Result<TrialRequest, TrainError>>,
+    backend: BackendKind,
+    progress: &mut dyn FnMut(usize, EpochReport),
+    cancel: &AtomicBool,
+) -> Vec<Result<TrialOutcome, TrainError>> {
+    let fusable = requests.len() > 1
+        && requests
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| supports_fusion(&r.model)));
+    if fusable {
+        let reqs: Vec<TrialRequest> = requests.into_iter().filter_map(Result::ok).collect();
+        return crate::parallel::fused::run_fused(&reqs, backend, progress, cancel);
+    }
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.and_then(|req| trainer::run_trial(&req, backend, &mut |p| progress(i, p), cancel)))
+        .collect()
+}
+
+async fn run_assignments(
     session: &mut Session,
     config: &AgentConfig,
-    assignment: pb::TrialAssignment,
+    group: Vec<pb::TrialAssignment>,
     shutdown: &CancellationToken,
 ) -> Result<(), AgentError> {
-    let lease_id = assignment.lease_id.clone();
-    let Some(spec) = assignment.trial else {
+    let leases: Vec<(String, pb::TrialSpec)> = group
+        .into_iter()
+        .filter_map(|a| Some((a.lease_id, a.trial?)))
+        .collect();
+    if leases.is_empty() {
         return Ok(());
-    };
-    let trial_id = spec.trial_id.clone();
-    tracing::info!(trial = %trial_id, config = %spec.config_key, seed = spec.seed, attempt = assignment.attempt, "trial started");
+    }
+    for (_, spec) in &leases {
+        tracing::info!(trial = %spec.trial_id, config = %spec.config_key, seed = spec.seed, fused = leases.len(), "trial started");
+    }
+    let label = leases[0].1.trial_id.clone();
 
     let cancel = Arc::new(AtomicBool::new(false));
-    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<EpochReport>();
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(usize, EpochReport)>();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let backend = config.backend;
     let thread_cancel = cancel.clone();
-    let request = trial_request(&spec);
+    let requests: Vec<Result<TrialRequest, TrainError>> =
+        leases.iter().map(|(_, spec)| trial_request(spec)).collect();
+    let n = requests.len();
     std::thread::Builder::new()
-        .name(format!("trial-{trial_id}"))
+        .name(format!("trial-{label}"))
         .spawn(move || {
-            let result = request.and_then(|req| {
-                let mut progress = |r: EpochReport| {
-                    let _ = progress_tx.send(r);
-                };
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    trainer::run_trial(&req, backend, &mut progress, &thread_cancel)
-                }))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(TrainError::Backend(format!("training panicked: {msg}")))
-                })
+            let mut progress = |i: usize, r: EpochReport| {
+                let _ = progress_tx.send((i, r));
+            };
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                train_group(requests, backend, &mut progress, &thread_cancel)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                (0..n)
+                    .map(|_| Err(TrainError::Backend(format!("training panicked: {msg}"))))
+                    .collect()
             });
-            let _ = done_tx.send(result);
+            let _ = done_tx.send(results);
         })
         .map_err(|e| AgentError::Backend(format!("cannot start a training thread: {e}")))?;
 
-    let mut last_progress: Option<EpochReport> = None;
+    let mut last_progress: Vec<Option<EpochReport>> = vec![None; leases.len()];
     let mut ticker = tokio::time::interval(session.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut released = false;
-    let ending = loop {
+    let ending = 'outer: loop {
         tokio::select! {
             r = &mut done_rx => {
-                break Ending::Finished(r.unwrap_or_else(|_| Err(TrainError::Backend("training thread vanished".into()))));
+                break Ending::Finished(r.unwrap_or_else(|_| {
+                    (0..leases.len()).map(|_| Err(TrainError::Backend("training thread vanished".into()))).collect()
+                }));
             }
-            Some(p) = progress_rx.recv() => {
-                tracing::debug!(trial = %trial_id, epoch = p.epoch, loss = p.train_loss, "epoch done");
-                last_progress = Some(p);
+            Some((i, p)) = progress_rx.recv() => {
+                tracing::debug!(trial = %leases[i].1.trial_id, epoch = p.epoch, loss = p.train_loss, "epoch done");
+                last_progress[i] = Some(p);
             }
             () = shutdown.cancelled(), if drain_deadline.is_none() => {
-                tracing::info!(trial = %trial_id, timeout = ?config.drain_timeout, "draining: letting the running trial finish");
+                tracing::info!(trial = %label, timeout = ?config.drain_timeout, "draining: letting the running trial finish");
                 drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
             }
             () = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } }, if !released => {
-                tracing::warn!(trial = %trial_id, "drain timeout: stopping the trial and handing it back");
+                tracing::warn!(trial = %label, "drain timeout: stopping the trial and handing it back");
                 cancel.store(true, Ordering::Relaxed);
                 released = true;
             }
             _ = ticker.tick() => {
-                let req = pb::HeartbeatRequest {
-                    worker_id: session.worker_id.clone(),
-                    generation: session.generation,
-                    lease_id: lease_id.clone(),
-                    progress: last_progress.as_ref().map(|p| pb::EpochProgress {
-                        epoch: p.epoch,
-                        epochs: p.epochs,
-                        train_loss: p.train_loss,
-                        valid_metrics: Some(metrics(&p.valid_metrics)),
-                    }),
-                    trial_id: trial_id.clone(),
-                };
-                match session.client.heartbeat(req).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        if !r.lease_valid || r.cancel {
-                            tracing::info!(trial = %trial_id, lease_valid = r.lease_valid, cancel = r.cancel, "stopping trial");
-                            cancel.store(true, Ordering::Relaxed);
-                            let _ = (&mut done_rx).await;
-                            break Ending::LeaseLost;
+                for (i, (lease_id, spec)) in leases.iter().enumerate() {
+                    let req = pb::HeartbeatRequest {
+                        worker_id: session.worker_id.clone(),
+                        generation: session.generation,
+                        lease_id: lease_id.clone(),
+                        progress: last_progress[i].as_ref().map(|p| pb::EpochProgress {
+                            epoch: p.epoch,
+                            epochs: p.epochs,
+                            train_loss: p.train_loss,
+                            valid_metrics: Some(metrics(&p.valid_metrics)),
+                        }),
+                        trial_id: spec.trial_id.clone(),
+                    };
+                    match session.client.heartbeat(req).await {
+                        Ok(r) => {
+                            let r = r.into_inner();
+                            if !r.lease_valid || r.cancel {
+                                // A fused group stops as a whole; trials whose
+                                // leases are still valid run again elsewhere.
+                                tracing::info!(trial = %spec.trial_id, lease_valid = r.lease_valid, cancel = r.cancel, "stopping trial");
+                                cancel.store(true, Ordering::Relaxed);
+                                let _ = (&mut done_rx).await;
+                                break 'outer Ending::LeaseLost;
+                            }
                         }
-                    }
-                    Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
-                        tracing::warn!(status = %s, "coordinator forgot this worker; registering again to keep the trial");
-                        register(session, config, shutdown).await?;
-                    }
-                    Err(s) => {
-                        tracing::warn!(status = %s, "heartbeat failed; will retry");
-                        if s.code() == Code::Unavailable {
-                            session.reconnect();
+                        Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
+                            tracing::warn!(status = %s, "coordinator forgot this worker; registering again to keep the trial");
+                            register(session, config, shutdown).await?;
+                        }
+                        Err(s) => {
+                            tracing::warn!(status = %s, "heartbeat failed; will retry");
+                            if s.code() == Code::Unavailable {
+                                session.reconnect();
+                            }
                         }
                     }
                 }
@@ -423,15 +471,33 @@ async fn run_assignment(
         }
     };
 
-    match ending {
-        Ending::LeaseLost => Ok(()),
-        Ending::Finished(Ok(outcome)) => {
+    let Ending::Finished(results) = ending else {
+        return Ok(());
+    };
+    for ((lease_id, spec), result) in leases.iter().zip(results) {
+        report_outcome(session, config, shutdown, lease_id, &spec.trial_id, result, released).await?;
+    }
+    Ok(())
+}
+
+/// Reports one trial's outcome: completed, failed, or handed back.
+async fn report_outcome(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    lease_id: &str,
+    trial_id: &str,
+    result: Result<TrialOutcome, TrainError>,
+    released: bool,
+) -> Result<(), AgentError> {
+    match result {
+        Ok(outcome) => {
             tracing::info!(trial = %trial_id, epoch = outcome.selected_epoch, seconds = outcome.seconds, "trial completed");
             let req = pb::CompleteTrialRequest {
                 worker_id: String::new(),
                 generation: 0,
-                lease_id: lease_id.clone(),
-                trial_id: trial_id.clone(),
+                lease_id: lease_id.to_string(),
+                trial_id: trial_id.to_string(),
                 test_metrics: Some(metrics(&outcome.test_metrics)),
                 valid_metrics: Some(metrics(&outcome.valid_metrics)),
                 selected_epoch: outcome.selected_epoch,
@@ -446,35 +512,19 @@ async fn run_assignment(
             })
             .await
         }
-        Ending::Finished(Err(TrainError::Cancelled)) if released || shutdown.is_cancelled() => {
+        Err(e) => {
+            let release = matches!(e, TrainError::Cancelled) && (released || shutdown.is_cancelled());
+            if !release {
+                tracing::warn!(trial = %trial_id, error = %e, "trial failed");
+            }
             let req = pb::FailTrialRequest {
                 worker_id: String::new(),
                 generation: 0,
-                lease_id: lease_id.clone(),
-                trial_id: trial_id.clone(),
-                reason: "worker shut down".into(),
-                retryable: true,
-                release: true,
-            };
-            report_with_retry(session, config, shutdown, |s| {
-                let mut r = req.clone();
-                r.worker_id = s.worker_id.clone();
-                r.generation = s.generation;
-                let mut c = s.client.clone();
-                async move { c.fail_trial(r).await.map(|_| ()) }
-            })
-            .await
-        }
-        Ending::Finished(Err(e)) => {
-            tracing::warn!(trial = %trial_id, error = %e, "trial failed");
-            let req = pb::FailTrialRequest {
-                worker_id: String::new(),
-                generation: 0,
-                lease_id: lease_id.clone(),
-                trial_id: trial_id.clone(),
-                reason: e.to_string(),
-                retryable: !e.is_deterministic(),
-                release: false,
+                lease_id: lease_id.to_string(),
+                trial_id: trial_id.to_string(),
+                reason: if release { "worker shut down".into() } else { e.to_string() },
+                retryable: release || !e.is_deterministic(),
+                release,
             };
             report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
