@@ -340,8 +340,10 @@ fn fused(args: &BenchTrainArgs, backend: BackendKind, dp: bool) -> anyhow::Resul
         let many = pb::bench_data_parallel(&req.params, &req.dataset, 0, args.epochs, args.devices, backend)?;
         (one, many, format!("data parallel x{}", args.devices), 1)
     } else {
-        // Warm up (kernel compilation on CUDA) so neither side pays it.
-        let _ = pb::bench_fused(&req.params, &req.dataset, &seeds[..1], 1, backend)?;
+        // Warm up both sides at their own shapes (kernel compilation and
+        // autotuning on CUDA) so neither timing pays it.
+        let _ = pb::bench_fused(&req.params, &req.dataset, &seeds, 1, backend)?;
+        let _ = pb::bench_sequential(&req.params, &req.dataset, &seeds[..1], 1, backend)?;
         let seq = pb::bench_sequential(&req.params, &req.dataset, &seeds, args.epochs, backend)?;
         let fus = pb::bench_fused(&req.params, &req.dataset, &seeds, args.epochs, backend)?;
         (seq, fus, format!("fused x{}", seeds.len()), seeds.len())
