@@ -14,7 +14,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SIGSWEEP_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SIGSWEEP_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// More logging (debug level).
     #[arg(short, long, global = true)]
@@ -215,7 +221,11 @@ pub struct CoordinatorArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// Coordinator URL (http:// or https://).
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "SIGSWEEP_COORDINATOR")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:50051",
+        env = "SIGSWEEP_COORDINATOR"
+    )]
     pub coordinator: String,
     /// CA (PEM) that signed the coordinator's certificate (https:// URLs).
     #[arg(long, env = "SIGSWEEP_TLS_CA")]

@@ -16,7 +16,9 @@ fn every_config_file_parses_and_expands() {
         assert!(!trials.is_empty(), "{}", path.display());
         assert_eq!(trials.len(), spec.configurations().len() * spec.seeds.len());
         assert!(
-            spec.configurations().iter().any(|c| c.key == spec.baseline_key()),
+            spec.configurations()
+                .iter()
+                .any(|c| c.key == spec.baseline_key()),
             "{}: the baseline is a grid point",
             path.display()
         );

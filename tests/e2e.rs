@@ -64,14 +64,22 @@ fn results(state: &Path) -> Vec<serde_json::Value> {
 fn metrics_by_trial(state: &Path) -> BTreeMap<String, serde_json::Value> {
     results(state)
         .into_iter()
-        .map(|r| (r["trial_id"].as_str().expect("id").to_string(), r["metrics"].clone()))
+        .map(|r| {
+            (
+                r["trial_id"].as_str().expect("id").to_string(),
+                r["metrics"].clone(),
+            )
+        })
         .collect()
 }
 
 fn assert_exact_results(state: &Path, expected: usize) {
     let rows = results(state);
     assert_eq!(rows.len(), expected, "one result per trial");
-    let ids: HashSet<&str> = rows.iter().map(|r| r["trial_id"].as_str().expect("id")).collect();
+    let ids: HashSet<&str> = rows
+        .iter()
+        .map(|r| r["trial_id"].as_str().expect("id"))
+        .collect();
     assert_eq!(ids.len(), expected, "no trial id repeats");
     for r in &rows {
         assert_eq!(r["status"], "completed", "{r}");
@@ -85,20 +93,48 @@ fn run_writes_results_and_report_and_resumes_without_training() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 3, 3, 128);
     let state = dir.path().join("state");
-    let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+        "--workers",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_exact_results(&state, 6);
     let report = std::fs::read_to_string(state.join("report.md")).expect("report.md");
-    assert!(report.contains("modality_hidden") && report.contains("baseline"), "{report}");
+    assert!(
+        report.contains("modality_hidden") && report.contains("baseline"),
+        "{report}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("accuracy"));
 
     // Same command, same state dir: nothing is trained again.
     let before = metrics_by_trial(&state);
     let start = Instant::now();
-    let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+        "--workers",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("6 already done"));
-    assert!(!state.join("logs").join("worker-0.log").exists() || start.elapsed() < Duration::from_secs(10));
+    assert!(
+        !state.join("logs").join("worker-0.log").exists()
+            || start.elapsed() < Duration::from_secs(10)
+    );
     assert_eq!(metrics_by_trial(&state), before);
 }
 
@@ -109,8 +145,19 @@ fn per_trial_metrics_do_not_depend_on_the_number_of_workers() {
     let one = dir.path().join("one");
     let two = dir.path().join("two");
     for (state, workers) in [(&one, "1"), (&two, "2")] {
-        let out = sigsweep(&["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", workers]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sigsweep(&[
+            "run",
+            sweep.to_str().expect("utf8"),
+            "--state-dir",
+            state.to_str().expect("utf8"),
+            "--workers",
+            workers,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let a = metrics_by_trial(&one);
     assert_eq!(a.len(), 6);
@@ -118,8 +165,15 @@ fn per_trial_metrics_do_not_depend_on_the_number_of_workers() {
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    let out = Command::new("pgrep").arg("-P").arg(pid.to_string()).output().expect("pgrep");
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    let out = Command::new("pgrep")
+        .arg("-P")
+        .arg(pid.to_string())
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 #[test]
@@ -129,7 +183,17 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
     let sweep = tiny_sweep(dir.path(), 4, 30, 1500);
     let state = dir.path().join("state");
     let mut run = Command::new(BIN)
-        .args(["run", sweep.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "2", "--lease-ttl", "1s", "--no-progress"])
+        .args([
+            "run",
+            sweep.to_str().expect("utf8"),
+            "--state-dir",
+            state.to_str().expect("utf8"),
+            "--workers",
+            "2",
+            "--lease-ttl",
+            "1s",
+            "--no-progress",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -146,10 +210,17 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "workers never started");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let status = Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let out = run.wait_with_output().expect("run finishes");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_exact_results(&state, 8);
 }
 
@@ -160,25 +231,53 @@ fn a_malformed_sweep_file_names_line_and_key_and_starts_nothing() {
     let text = std::fs::read_to_string(&sweep).expect("read");
     let bad = dir.path().join("bad.toml");
 
-    std::fs::write(&bad, text.replace("lr = 0.005", "lr = 0.005\nlearning_rate = 1")).expect("write");
+    std::fs::write(
+        &bad,
+        text.replace("lr = 0.005", "lr = 0.005\nlearning_rate = 1"),
+    )
+    .expect("write");
     let state = dir.path().join("state");
-    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    let out = sigsweep(&[
+        "run",
+        bad.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:18:") && err.contains("training.learning_rate"), "{err}");
+    assert!(
+        err.contains("bad.toml:18:") && err.contains("training.learning_rate"),
+        "{err}"
+    );
     assert!(!state.exists(), "nothing started");
 
     std::fs::write(&bad, text.replace("epochs = 1", "epochs = \"one\"")).expect("write");
-    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    let out = sigsweep(&[
+        "run",
+        bad.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:15:") && err.contains("training.epochs"), "{err}");
+    assert!(
+        err.contains("bad.toml:15:") && err.contains("training.epochs"),
+        "{err}"
+    );
 
     std::fs::write(&bad, text.replace("hidden = 16", "hiddne = 16")).expect("write");
-    let out = sigsweep(&["run", bad.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")]);
+    let out = sigsweep(&[
+        "run",
+        bad.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:7:") && err.contains("model.hiddne"), "{err}");
+    assert!(
+        err.contains("bad.toml:7:") && err.contains("model.hiddne"),
+        "{err}"
+    );
 }
 
 /// A coordinator process, two worker processes and the remote CLI, all over
@@ -187,11 +286,23 @@ fn a_malformed_sweep_file_names_line_and_key_and_starts_nothing() {
 fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 2, 2, 64);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let store = format!("embedded:{}", dir.path().join("coord").display());
     let mut coordinator = Command::new(BIN)
-        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}"), "--store", &store, "--lease-ttl", "2s"])
+        .args([
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &store,
+            "--lease-ttl",
+            "2s",
+        ])
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("coordinator");
@@ -208,29 +319,52 @@ fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     // Submit once the coordinator answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     let sweep_id = loop {
-        let out = sigsweep(&["submit", sweep.to_str().expect("utf8"), "--coordinator", &url]);
+        let out = sigsweep(&[
+            "submit",
+            sweep.to_str().expect("utf8"),
+            "--coordinator",
+            &url,
+        ]);
         if out.status.success() {
             break String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
-        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(sweep_id.starts_with("tiny-"), "{sweep_id}");
     let out = sigsweep(&["watch", &sweep_id, "--coordinator", &url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = sigsweep(&["status", &sweep_id, "--coordinator", &url]);
     let status = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(status.contains("finished") && status.contains("4/4"), "{status}");
+    assert!(
+        status.contains("finished") && status.contains("4/4"),
+        "{status}"
+    );
     let out = sigsweep(&["results", &sweep_id, "--coordinator", &url]);
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("jsonl"))
         .collect();
     assert_eq!(rows.len(), 4);
-    let workers_used: HashSet<&str> = rows.iter().map(|r| r["worker"].as_str().expect("worker")).collect();
+    let workers_used: HashSet<&str> = rows
+        .iter()
+        .map(|r| r["worker"].as_str().expect("worker"))
+        .collect();
     assert!(!workers_used.is_empty());
     let out = sigsweep(&["report", &sweep_id, "--coordinator", &url, "--format", "md"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| modality_hidden"));
     for mut w in workers {
         let _ = w.kill();
@@ -254,11 +388,22 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
     let fused_state = dir.path().join("fused");
     for (file, state) in [(&sweep, &plain_state), (&fused, &fused_state)] {
         let out = Command::new(BIN)
-            .args(["run", file.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8"), "--workers", "1"])
+            .args([
+                "run",
+                file.to_str().expect("utf8"),
+                "--state-dir",
+                state.to_str().expect("utf8"),
+                "--workers",
+                "1",
+            ])
             .env("RUST_LOG", "info")
             .output()
             .expect("run sigsweep");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let plain = results(&plain_state);
     let fused_rows = results(&fused_state);
@@ -272,13 +417,21 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
             .find(|f| f["trial_id"] == p["trial_id"])
             .expect("same trial ids");
         for metric in ["accuracy", "f1_weighted"] {
-            let (a, b) = (p["metrics"][metric].as_f64().expect("metric"), f["metrics"][metric].as_f64().expect("metric"));
+            let (a, b) = (
+                p["metrics"][metric].as_f64().expect("metric"),
+                f["metrics"][metric].as_f64().expect("metric"),
+            );
             assert!((a - b).abs() < 1e-4, "{metric}: unfused {a} vs fused {b}");
         }
         assert_eq!(p["selected_epoch"], f["selected_epoch"]);
     }
-    let log = std::fs::read_to_string(fused_state.join("logs").join("worker-0.log")).expect("worker log");
-    assert!(log.contains("fused=3"), "the worker trained the 3 seeds together:\n{log}");
-    let log = std::fs::read_to_string(plain_state.join("logs").join("worker-0.log")).expect("worker log");
+    let log =
+        std::fs::read_to_string(fused_state.join("logs").join("worker-0.log")).expect("worker log");
+    assert!(
+        log.contains("fused=3"),
+        "the worker trained the 3 seeds together:\n{log}"
+    );
+    let log =
+        std::fs::read_to_string(plain_state.join("logs").join("worker-0.log")).expect("worker log");
     assert!(log.contains("fused=1") && !log.contains("fused=3"));
 }

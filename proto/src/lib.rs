@@ -10,7 +10,8 @@ pub mod v1 {
     tonic::include_proto!("sigsweep.v1");
 
     /// Encoded file descriptor set, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sigsweep_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("sigsweep_descriptor");
 }
 
 pub use v1::*;

@@ -37,7 +37,11 @@ fn dataset(name: &str) -> anyhow::Result<(String, serde_json::Value)> {
 fn model_defaults(model: &str) -> Vec<(&'static str, Value)> {
     match model {
         "mmic" | "mmdfn" => vec![("batch_size", Value::Int(16)), ("lr", Value::Float(3e-4))],
-        "fdcmdie" => vec![("batch_size", Value::Int(32)), ("lr", Value::Float(1e-4)), ("layers", Value::Int(3))],
+        "fdcmdie" => vec![
+            ("batch_size", Value::Int(32)),
+            ("lr", Value::Float(1e-4)),
+            ("layers", Value::Int(3)),
+        ],
         _ => vec![("batch_size", Value::Int(32)), ("lr", Value::Float(1e-3))],
     }
 }
@@ -105,7 +109,12 @@ impl GpuSampler {
             return None;
         }
         std::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "200"])
+            .args([
+                "--query-gpu=utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -133,7 +142,10 @@ impl GpuSampler {
         if util.is_empty() {
             return (None, None);
         }
-        (Some(util.iter().sum::<f64>() / util.len() as f64), Some(mem))
+        (
+            Some(util.iter().sum::<f64>() / util.len() as f64),
+            Some(mem),
+        )
     }
 }
 
@@ -219,7 +231,10 @@ fn single(args: &BenchTrainArgs, backend: BackendKind) -> anyhow::Result<TrainFi
         let loss = workload.train_epoch(epoch, &cancel)?;
         let s = start.elapsed().as_secs_f64();
         if !args.json {
-            eprintln!("epoch {epoch}: {s:.3} s, {:.1} {unit}/s, loss {loss:.4}", samples as f64 / s);
+            eprintln!(
+                "epoch {epoch}: {s:.3} s, {:.1} {unit}/s, loss {loss:.4}",
+                samples as f64 / s
+            );
         }
         times.push(s);
     }
@@ -227,7 +242,9 @@ fn single(args: &BenchTrainArgs, backend: BackendKind) -> anyhow::Result<TrainFi
     // The first epoch includes one-off costs (allocation, kernel compilation).
     let steady: &[f64] = if times.len() > 1 { &times[1..] } else { &times };
     let spe = steady.iter().sum::<f64>() / steady.len() as f64;
-    let te = args.trial_epochs.unwrap_or_else(|| trial_epochs(&args.model));
+    let te = args
+        .trial_epochs
+        .unwrap_or_else(|| trial_epochs(&args.model));
     Ok(TrainFigures {
         mode: "single".into(),
         model: args.model.clone(),
@@ -294,14 +311,19 @@ fn packed(args: &BenchTrainArgs, backend: BackendKind) -> anyhow::Result<TrainFi
         if !out.status.success() {
             bail!("a packed benchmark process failed ({})", out.status);
         }
-        let f: serde_json::Value = serde_json::from_slice(&out.stdout).context("benchmark output")?;
+        let f: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("benchmark output")?;
         figures.push(f);
     }
     let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
     let num = |f: &serde_json::Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
     let first = &figures[0];
     let sps: f64 = figures.iter().map(|f| num(f, "samples_per_second")).sum();
-    let spe = figures.iter().map(|f| num(f, "seconds_per_epoch")).sum::<f64>() / figures.len() as f64;
+    let spe = figures
+        .iter()
+        .map(|f| num(f, "seconds_per_epoch"))
+        .sum::<f64>()
+        / figures.len() as f64;
     let te = num(first, "trial_epochs") as u32;
     Ok(TrainFigures {
         mode: format!("packed x{}", figures.len()),
@@ -330,14 +352,23 @@ fn fused(args: &BenchTrainArgs, backend: BackendKind, dp: bool) -> anyhow::Resul
     use sigsweep_worker::parallel::bench as pb;
     let req = request(args)?;
     let seeds: Vec<u64> = (0..args.seeds.max(1) as u64).collect();
-    let te = args.trial_epochs.unwrap_or_else(|| trial_epochs(&args.model));
+    let te = args
+        .trial_epochs
+        .unwrap_or_else(|| trial_epochs(&args.model));
     let data = trainer::load_dataset(&req.dataset, req.seed, 0.1)?;
     let (unit, samples, shapes) = describe(&data);
     drop(data);
     let sampler = GpuSampler::start(backend);
     let (baseline, run, mode, concurrent) = if dp {
         let one = pb::bench_data_parallel(&req.params, &req.dataset, 0, args.epochs, 1, backend)?;
-        let many = pb::bench_data_parallel(&req.params, &req.dataset, 0, args.epochs, args.devices, backend)?;
+        let many = pb::bench_data_parallel(
+            &req.params,
+            &req.dataset,
+            0,
+            args.epochs,
+            args.devices,
+            backend,
+        )?;
         (one, many, format!("data parallel x{}", args.devices), 1)
     } else {
         // Warm up both sides at their own shapes (kernel compilation and
@@ -385,13 +416,24 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&f)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("model {} on {} ({}, mode {}): {}", f.model, f.dataset, f.backend, f.mode, f.shapes);
+    println!(
+        "model {} on {} ({}, mode {}): {}",
+        f.model, f.dataset, f.backend, f.mode, f.shapes
+    );
     println!(
         "{:.3} s/epoch per trial, {:.1} {}/s over {} concurrent trial(s); {:.1} trials per device-hour at {} epochs/trial",
-        f.seconds_per_epoch, f.samples_per_second, f.unit, f.concurrent_trials, f.trials_per_gpu_hour, f.trial_epochs
+        f.seconds_per_epoch,
+        f.samples_per_second,
+        f.unit,
+        f.concurrent_trials,
+        f.trials_per_gpu_hour,
+        f.trial_epochs
     );
     if let (Some(b), Some(x)) = (f.baseline_samples_per_second, f.speedup_vs_baseline) {
-        println!("baseline measured in the same run: {b:.1} {}/s; speed-up {x:.2}x", f.unit);
+        println!(
+            "baseline measured in the same run: {b:.1} {}/s; speed-up {x:.2}x",
+            f.unit
+        );
     }
     print!("peak RSS {:.0} MiB", f.peak_rss_mib);
     if let (Some(u), Some(m)) = (f.gpu_mean_utilization_pct, f.gpu_peak_memory_mib) {

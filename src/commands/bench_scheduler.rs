@@ -34,7 +34,9 @@ impl Drop for LocalEtcd {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_etcd() -> anyhow::Result<LocalEtcd> {
@@ -95,8 +97,16 @@ report = {{ accuracy = "max" }}
     (text, configs * 10)
 }
 
-async fn simulated_worker(url: String, i: usize, trial: Duration, done: CancellationToken) -> anyhow::Result<u64> {
-    let channel = tonic::transport::Endpoint::from_shared(url)?.tcp_nodelay(true).connect().await?;
+async fn simulated_worker(
+    url: String,
+    i: usize,
+    trial: Duration,
+    done: CancellationToken,
+) -> anyhow::Result<u64> {
+    let channel = tonic::transport::Endpoint::from_shared(url)?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
     let mut client = WorkerServiceClient::new(channel);
     let reg = client
         .register(pb::RegisterRequest {
@@ -127,19 +137,19 @@ async fn simulated_worker(url: String, i: usize, trial: Duration, done: Cancella
         }
         let mut reporter = client.clone();
         let request = pb::CompleteTrialRequest {
-                worker_id: reg.worker_id.clone(),
-                generation: reg.generation,
-                lease_id: a.lease_id,
-                trial_id: spec.trial_id,
-                test_metrics: Some(pb::Metrics {
-                    values: [("accuracy".to_string(), 0.5)].into(),
-                }),
-                valid_metrics: Some(pb::Metrics {
-                    values: [("accuracy".to_string(), 0.5)].into(),
-                }),
-                selected_epoch: 1,
-                seconds: trial.as_secs_f64(),
-            };
+            worker_id: reg.worker_id.clone(),
+            generation: reg.generation,
+            lease_id: a.lease_id,
+            trial_id: spec.trial_id,
+            test_metrics: Some(pb::Metrics {
+                values: [("accuracy".to_string(), 0.5)].into(),
+            }),
+            valid_metrics: Some(pb::Metrics {
+                values: [("accuracy".to_string(), 0.5)].into(),
+            }),
+            selected_epoch: 1,
+            seconds: trial.as_secs_f64(),
+        };
         reports.spawn(async move { reporter.complete_trial(request).await });
         completed += 1;
         while let Some(r) = reports.try_join_next() {
@@ -192,9 +202,14 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let shutdown = CancellationToken::new();
-    let listener = sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let listener =
+        sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(sigsweep_coordinator::server::serve(listener, coordinator.clone(), shutdown.clone()));
+    let server = tokio::spawn(sigsweep_coordinator::server::serve(
+        listener,
+        coordinator.clone(),
+        shutdown.clone(),
+    ));
 
     let (text, trials) = sweep_toml(args.trials);
     let mut sweeps = SweepServiceClient::connect(url.clone()).await?;
@@ -235,8 +250,14 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     let _ = server.await;
 
     let ideal = trials as f64 * trial.as_secs_f64() / args.workers as f64;
-    println!("store: {description}; {} simulated workers; {trials} trials of {} ms (submit of the {trials}-trial sweep: {submit_s:.2} s)", args.workers, args.trial_ms);
-    println!("completed {completed} trials in {makespan:.3} s: {:.0} trials/s", trials as f64 / makespan);
+    println!(
+        "store: {description}; {} simulated workers; {trials} trials of {} ms (submit of the {trials}-trial sweep: {submit_s:.2} s)",
+        args.workers, args.trial_ms
+    );
+    println!(
+        "completed {completed} trials in {makespan:.3} s: {:.0} trials/s",
+        trials as f64 / makespan
+    );
     if ideal > 0.0 {
         println!(
             "makespan {makespan:.3} s vs ideal M×T/N = {ideal:.3} s: overhead {:+.2}%",

@@ -26,7 +26,11 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 impl Remote {
     /// `url` with the TLS and token settings of the `SIGSWEEP_…` environment.
     pub fn from_env(url: &str) -> Self {
-        let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(Into::into);
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        };
         Self {
             coordinator: url.to_string(),
             tls_ca: path("SIGSWEEP_TLS_CA"),
@@ -66,18 +70,26 @@ pub fn connection(
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("invalid coordinator URL `{url}`"))?;
     let uri = endpoint.uri().clone();
-    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
     match uri.scheme_str() {
         Some("https") => {
             let Some(ca) = tls_ca else {
-                bail!("https:// needs the CA certificate that signed the coordinator's certificate (--tls-ca or SIGSWEEP_TLS_CA)");
+                bail!(
+                    "https:// needs the CA certificate that signed the coordinator's certificate (--tls-ca or SIGSWEEP_TLS_CA)"
+                );
             };
-            let ca = std::fs::read(ca).with_context(|| format!("cannot read the TLS CA {}", ca.display()))?;
+            let ca = std::fs::read(ca)
+                .with_context(|| format!("cannot read the TLS CA {}", ca.display()))?;
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
-                    let cert = std::fs::read(cert)
-                        .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?;
+                    let cert = std::fs::read(cert).with_context(|| {
+                        format!("cannot read the TLS certificate {}", cert.display())
+                    })?;
                     let key = std::fs::read(key)
                         .with_context(|| format!("cannot read the TLS key {}", key.display()))?;
                     tls = tls.identity(Identity::from_pem(cert, key));
@@ -85,9 +97,7 @@ pub fn connection(
                 (None, None) => {}
                 _ => bail!("mutual TLS needs both --tls-cert and --tls-key"),
             }
-            endpoint = endpoint
-                .tls_config(tls)
-                .context("invalid TLS settings")?;
+            endpoint = endpoint.tls_config(tls).context("invalid TLS settings")?;
         }
         Some("http") => {
             if !insecure && !is_loopback_host(&host) {
@@ -150,7 +160,11 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             Err(s) if s.code() == Code::Unavailable => {
-                bail!("cannot reach the coordinator at {}: {}", remote.coordinator, s.message())
+                bail!(
+                    "cannot reach the coordinator at {}: {}",
+                    remote.coordinator,
+                    s.message()
+                )
             }
             Err(s) => bail!("{}", s.message()),
         }
@@ -194,7 +208,11 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "{} trials{}",
         r.total_trials,
-        if r.created { "" } else { " (already submitted)" }
+        if r.created {
+            ""
+        } else {
+            " (already submitted)"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -228,8 +246,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut last = None;
     'watch: loop {
@@ -242,13 +262,18 @@ pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
             let s = match s {
                 Ok(s) => s,
                 // The coordinator went away (restart, new leader): watch again.
-                Err(s) if s.code() == Code::Unavailable || s.code() == Code::Unknown => continue 'watch,
+                Err(s) if s.code() == Code::Unavailable || s.code() == Code::Unknown => {
+                    continue 'watch;
+                }
                 Err(s) => bail!("{}", s.message()),
             };
-        bar.set_length(u64::from(s.total));
-        bar.set_position(u64::from(s.completed + s.failed));
-        bar.set_message(format!("done {} · failed {} · running {}", s.completed, s.failed, s.running));
-        last = Some(s);
+            bar.set_length(u64::from(s.total));
+            bar.set_position(u64::from(s.completed + s.failed));
+            bar.set_message(format!(
+                "done {} · failed {} · running {}",
+                s.completed, s.failed, s.running
+            ));
+            last = Some(s);
         }
         break;
     }
@@ -281,10 +306,17 @@ pub fn result_json(r: &pb::TrialResult) -> serde_json::Value {
     let config: serde_json::Map<String, serde_json::Value> = r
         .config
         .iter()
-        .map(|p| (p.name.clone(), p.value.as_ref().map_or(serde_json::Value::Null, value)))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.value.as_ref().map_or(serde_json::Value::Null, value),
+            )
+        })
         .collect();
     let metrics = |m: &Option<pb::Metrics>| -> std::collections::BTreeMap<String, f64> {
-        m.as_ref().map(|m| m.values.clone().into_iter().collect()).unwrap_or_default()
+        m.as_ref()
+            .map(|m| m.values.clone().into_iter().collect())
+            .unwrap_or_default()
     };
     serde_json::json!({
         "trial_id": r.trial_id,
@@ -308,7 +340,10 @@ pub async fn fetch_results(url: &str, sweep: &str) -> anyhow::Result<Vec<serde_j
     fetch_results_from(&Remote::from_env(url), sweep).await
 }
 
-pub async fn fetch_results_from(remote: &Remote, sweep: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+pub async fn fetch_results_from(
+    remote: &Remote,
+    sweep: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let list = call(remote, |mut c| {
         let sweep_id = sweep.to_string();
         async move { c.list_results(pb::ListResultsRequest { sweep_id }).await }
@@ -329,12 +364,22 @@ pub async fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             let mut config_keys: Vec<String> = Vec::new();
             let mut metric_keys: Vec<String> = Vec::new();
             for r in &rows {
-                for k in r["config"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                for k in r["config"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
                     if !config_keys.contains(k) {
                         config_keys.push(k.clone());
                     }
                 }
-                for k in r["metrics"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                for k in r["metrics"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
                     if !metric_keys.contains(k) {
                         metric_keys.push(k.clone());
                     }
@@ -357,7 +402,12 @@ pub async fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                     });
                 }
                 for k in &metric_keys {
-                    line.push(r["metrics"][k].as_f64().map(|v| v.to_string()).unwrap_or_default());
+                    line.push(
+                        r["metrics"][k]
+                            .as_f64()
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                    );
                 }
                 println!("{}", line.join(","));
             }

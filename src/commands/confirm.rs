@@ -47,11 +47,20 @@ pub fn winner(spec: &SweepSpec, records: &[sigsweep_report::TrialRecord]) -> Opt
 /// The sweep file of the confirmation: the original with `name`, `seeds`
 /// and `grid` replaced.
 fn confirmation_toml(spec: &SweepSpec, seeds: &[u64], keys: &[&str]) -> anyhow::Result<String> {
-    let mut doc: toml::Table = toml::from_str(&spec.source).context("cannot re-read the sweep file")?;
-    doc.insert("name".into(), toml::Value::String(format!("{}-confirm", spec.name)));
+    let mut doc: toml::Table =
+        toml::from_str(&spec.source).context("cannot re-read the sweep file")?;
+    doc.insert(
+        "name".into(),
+        toml::Value::String(format!("{}-confirm", spec.name)),
+    );
     doc.insert(
         "seeds".into(),
-        toml::Value::Array(seeds.iter().map(|&s| toml::Value::Integer(s as i64)).collect()),
+        toml::Value::Array(
+            seeds
+                .iter()
+                .map(|&s| toml::Value::Integer(s as i64))
+                .collect(),
+        ),
     );
     let configs: Vec<_> = spec
         .configurations()
@@ -84,18 +93,32 @@ pub async fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
     };
     let (spec, records) = super::report::load_state_dir(&state_dir).await?;
     if records.is_empty() {
-        bail!("{} holds no finished trials to confirm", state_dir.display());
+        bail!(
+            "{} holds no finished trials to confirm",
+            state_dir.display()
+        );
     }
-    let winner = winner(&spec, &records).context("no configuration has a finite validation score")?;
+    let winner =
+        winner(&spec, &records).context("no configuration has a finite validation score")?;
     let baseline = spec.baseline_key();
     if winner == baseline {
-        println!("the baseline ({baseline}) is also the best configuration on validation: nothing to confirm");
+        println!(
+            "the baseline ({baseline}) is also the best configuration on validation: nothing to confirm"
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let used = records.iter().map(|r| r.seed).chain(spec.seeds.iter().copied()).max().unwrap_or(0);
+    let used = records
+        .iter()
+        .map(|r| r.seed)
+        .chain(spec.seeds.iter().copied())
+        .max()
+        .unwrap_or(0);
     let seeds: Vec<u64> = (used + 1..=used + u64::from(args.seeds.max(2))).collect();
     let text = confirmation_toml(&spec, &seeds, &[winner.as_str(), baseline.as_str()])?;
-    let confirm_dir = args.state_dir.clone().unwrap_or_else(|| state_dir.join("confirm"));
+    let confirm_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("confirm"));
     std::fs::create_dir_all(&confirm_dir)?;
     let file = confirm_dir.join("sweep.toml");
     std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;

@@ -19,12 +19,18 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<TrialR
     if !path.exists() {
         bail!("{} holds no sigsweep state (no state.redb)", dir.display());
     }
-    let store = EmbeddedStore::open(&path)
-        .with_context(|| format!("cannot open {} (is a sweep still running there?)", path.display()))?;
+    let store = EmbeddedStore::open(&path).with_context(|| {
+        format!(
+            "cannot open {} (is a sweep still running there?)",
+            path.display()
+        )
+    })?;
     let catalog = Catalog::new(Arc::new(store));
     let mut sweeps = catalog.sweeps().await?;
     sweeps.sort_by_key(|s| s.submitted_at);
-    let record = sweeps.pop().with_context(|| format!("{} holds no sweep", dir.display()))?;
+    let record = sweeps
+        .pop()
+        .with_context(|| format!("{} holds no sweep", dir.display()))?;
     let spec = SweepSpec::parse(&record.source, &record.source_name)?;
     let all = catalog.results().await?;
     let results: Vec<_> = spec
@@ -63,15 +69,27 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         if !spec.configurations().iter().any(|c| &c.key == b) {
             bail!(
                 "--baseline `{b}` is not a configuration of this sweep; configurations: {}",
-                spec.configurations().iter().map(|c| c.key.clone()).collect::<Vec<_>>().join(" | ")
+                spec.configurations()
+                    .iter()
+                    .map(|c| c.key.clone())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             );
         }
         rs.baseline_key = b.clone();
     }
-    rs.correction = Correction::from_cli(&args.correction)
-        .with_context(|| format!("unknown correction `{}`: expected holm, bh, bonferroni or none", args.correction))?;
-    rs.test = TestKind::from_cli(&args.test)
-        .with_context(|| format!("unknown test `{}`: expected t, wilcoxon, permutation or aso", args.test))?;
+    rs.correction = Correction::from_cli(&args.correction).with_context(|| {
+        format!(
+            "unknown correction `{}`: expected holm, bh, bonferroni or none",
+            args.correction
+        )
+    })?;
+    rs.test = TestKind::from_cli(&args.test).with_context(|| {
+        format!(
+            "unknown test `{}`: expected t, wilcoxon, permutation or aso",
+            args.test
+        )
+    })?;
     let report = sigsweep_report::build(&rs, &records);
     let to_file = args.out.is_some();
     let format = match args.format {
@@ -86,7 +104,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let text = sigsweep_report::render(&report, format);
     match &args.out {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)

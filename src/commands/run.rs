@@ -93,7 +93,10 @@ impl WorkerPool {
             if let Some(status) = exited {
                 self.restarts += 1;
                 if self.restarts > 20 * self.children.len() {
-                    bail!("worker processes keep exiting (last: {status}); see {}", self.log_dir.display());
+                    bail!(
+                        "worker processes keep exiting (last: {status}); see {}",
+                        self.log_dir.display()
+                    );
                 }
                 tracing::warn!(worker = i, %status, "worker process exited; starting a new one");
                 self.spawn(i)?;
@@ -106,11 +109,17 @@ impl WorkerPool {
         for c in self.children.iter_mut().flatten() {
             if let Some(pid) = c.id() {
                 // Ask politely first (drain), then kill.
-                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
             }
         }
         for c in self.children.iter_mut().flatten() {
-            if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .is_err()
+            {
                 let _ = c.kill().await;
             }
         }
@@ -131,8 +140,12 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
         .unwrap_or_else(|| PathBuf::from("sigsweep-state").join(&spec.name));
     std::fs::create_dir_all(state_dir.join("logs"))
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    let store = EmbeddedStore::open(state_dir.join("state.redb"))
-        .with_context(|| format!("cannot open the state in {} (is another sigsweep using it?)", state_dir.display()))?;
+    let store = EmbeddedStore::open(state_dir.join("state.redb")).with_context(|| {
+        format!(
+            "cannot open the state in {} (is another sigsweep using it?)",
+            state_dir.display()
+        )
+    })?;
     let catalog = Catalog::new(Arc::new(store));
     let coordinator = Coordinator::start(
         catalog,
@@ -142,7 +155,9 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
         },
     )
     .await?;
-    let submitted = coordinator.submit(&text, &args.sweep.display().to_string()).await?;
+    let submitted = coordinator
+        .submit(&text, &args.sweep.display().to_string())
+        .await?;
     let sweep_id = submitted.sweep_id.clone();
 
     let progress = coordinator.progress(&sweep_id)?;
@@ -158,9 +173,14 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
 
     if remaining > 0 && progress.state == SweepRunState::Running {
         let shutdown = CancellationToken::new();
-        let listener = sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let listener =
+            sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(sigsweep_coordinator::server::serve(listener, coordinator.clone(), shutdown.clone()));
+        let server = tokio::spawn(sigsweep_coordinator::server::serve(
+            listener,
+            coordinator.clone(),
+            shutdown.clone(),
+        ));
         let workers = args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -176,7 +196,10 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
         for i in 0..workers {
             pool.spawn(i)?;
         }
-        eprintln!("{workers} worker processes on {addr} (logs in {})", pool.log_dir.display());
+        eprintln!(
+            "{workers} worker processes on {addr} (logs in {})",
+            pool.log_dir.display()
+        );
         let outcome = follow(&coordinator, &sweep_id, &mut pool, args.no_progress).await;
         pool.stop().await;
         shutdown.cancel();
@@ -207,8 +230,10 @@ async fn follow(
         ProgressBar::new(u64::from(first.total))
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let signal = super::shutdown_signal();
     tokio::pin!(signal);
@@ -217,10 +242,19 @@ async fn follow(
     loop {
         let p = watch.borrow_and_update().clone();
         bar.set_position(u64::from(p.completed + p.failed));
-        bar.set_message(format!("done {} · failed {} · running {}", p.completed, p.failed, p.running));
+        bar.set_message(format!(
+            "done {} · failed {} · running {}",
+            p.completed, p.failed, p.running
+        ));
         if (plain || bar.is_hidden()) && (p.completed, p.failed) != last_logged {
             last_logged = (p.completed, p.failed);
-            tracing::info!(done = p.completed, failed = p.failed, running = p.running, total = p.total, "progress");
+            tracing::info!(
+                done = p.completed,
+                failed = p.failed,
+                running = p.running,
+                total = p.total,
+                "progress"
+            );
         }
         if p.state != SweepRunState::Running {
             bar.finish();
@@ -238,10 +272,16 @@ async fn follow(
 }
 
 /// Converts stored results to report records.
-pub fn to_records(results: &[sigsweep_coordinator::store::StoredResult]) -> Vec<sigsweep_report::TrialRecord> {
+pub fn to_records(
+    results: &[sigsweep_coordinator::store::StoredResult],
+) -> Vec<sigsweep_report::TrialRecord> {
     results
         .iter()
-        .filter_map(|r| serde_json::to_value(r).ok().and_then(|v| serde_json::from_value(v).ok()))
+        .filter_map(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| serde_json::from_value(v).ok())
+        })
         .collect()
 }
 
@@ -262,7 +302,12 @@ pub fn report_spec(spec: &SweepSpec) -> sigsweep_report::ReportSpec {
         baseline_key: spec.baseline_key(),
         select_metric: spec.metrics.select.clone(),
         select_goal: goal(spec.metrics.select_goal),
-        metrics: spec.metrics.report.iter().map(|(k, g)| (k.clone(), goal(*g))).collect(),
+        metrics: spec
+            .metrics
+            .report
+            .iter()
+            .map(|(k, g)| (k.clone(), goal(*g)))
+            .collect(),
         test: sigsweep_report::TestKind::PairedT,
         correction: sigsweep_report::Correction::Holm,
         selection_on_test: spec.metrics.select_split == "test",
@@ -286,10 +331,19 @@ pub fn write_outputs(
     let mut rs = report_spec(spec);
     rs.confirmatory = confirmatory;
     let report = sigsweep_report::build(&rs, &to_records(results));
-    std::fs::write(state_dir.join("report.md"), sigsweep_report::render(&report, sigsweep_report::Format::Markdown))?;
-    std::fs::write(state_dir.join("report.html"), sigsweep_report::render(&report, sigsweep_report::Format::Html))?;
+    std::fs::write(
+        state_dir.join("report.md"),
+        sigsweep_report::render(&report, sigsweep_report::Format::Markdown),
+    )?;
+    std::fs::write(
+        state_dir.join("report.html"),
+        sigsweep_report::render(&report, sigsweep_report::Format::Html),
+    )?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    println!("{}", sigsweep_report::render(&report, sigsweep_report::Format::Term { color }));
+    println!(
+        "{}",
+        sigsweep_report::render(&report, sigsweep_report::Format::Term { color })
+    );
     eprintln!(
         "wrote {0}/results.jsonl, {0}/report.md and {0}/report.html",
         state_dir.display()

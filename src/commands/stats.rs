@@ -11,16 +11,28 @@ use sigsweep_stats::Correction;
 use crate::cli::StatsArgs;
 
 /// Reads `seed → score` from a CSV file with a header row.
-fn read_scores(path: &str, seed_column: &str, column: Option<&str>) -> anyhow::Result<(String, BTreeMap<String, f64>)> {
+fn read_scores(
+    path: &str,
+    seed_column: &str,
+    column: Option<&str>,
+) -> anyhow::Result<(String, BTreeMap<String, f64>)> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
         .with_context(|| format!("cannot read {path}"))?;
-    let headers = reader.headers().with_context(|| format!("{path}: no header row"))?.clone();
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{path}: no header row"))?
+        .clone();
     let seed_idx = headers
         .iter()
         .position(|h| h == seed_column)
-        .with_context(|| format!("{path}: no column `{seed_column}` (columns: {})", headers.iter().collect::<Vec<_>>().join(", ")))?;
+        .with_context(|| {
+            format!(
+                "{path}: no column `{seed_column}` (columns: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            )
+        })?;
     let rows: Vec<csv::StringRecord> = reader
         .records()
         .collect::<Result<_, _>>()
@@ -32,14 +44,22 @@ fn read_scores(path: &str, seed_column: &str, column: Option<&str>) -> anyhow::R
             .with_context(|| format!("{path}: no column `{c}`"))?,
         None => {
             let numeric: Vec<usize> = (0..headers.len())
-                .filter(|&i| i != seed_idx && rows.iter().all(|r| r.get(i).is_some_and(|v| v.parse::<f64>().is_ok())))
+                .filter(|&i| {
+                    i != seed_idx
+                        && rows
+                            .iter()
+                            .all(|r| r.get(i).is_some_and(|v| v.parse::<f64>().is_ok()))
+                })
                 .collect();
             match numeric.as_slice() {
                 [one] => *one,
                 [] => bail!("{path}: no numeric score column"),
                 many => bail!(
                     "{path}: several numeric columns ({}); choose one with --column",
-                    many.iter().map(|&i| &headers[i]).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|&i| &headers[i])
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
         }
@@ -75,7 +95,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
             .inputs
             .iter()
             .map(|s| {
-                let v: f64 = s.parse().with_context(|| format!("`{s}` is not a p-value"))?;
+                let v: f64 = s
+                    .parse()
+                    .with_context(|| format!("`{s}` is not a p-value"))?;
                 if !(0.0..=1.0).contains(&v) {
                     bail!("p-value {v} is outside [0, 1]");
                 }
@@ -83,13 +105,19 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<_>>()?;
         if p.is_empty() {
-            bail!("give the p-values to adjust, e.g. `sigsweep stats --adjust holm 0.01 0.04 0.03`");
+            bail!(
+                "give the p-values to adjust, e.g. `sigsweep stats --adjust holm 0.01 0.04 0.03`"
+            );
         }
         let adjusted = sigsweep_stats::adjust(&p, method);
         if args.json {
             println!("{}", serde_json::to_string(&adjusted)?);
         } else {
-            println!("{:<12} {:<12}", "p", format!("p_{}", args.adjust.as_deref().unwrap_or_default()));
+            println!(
+                "{:<12} {:<12}",
+                "p",
+                format!("p_{}", args.adjust.as_deref().unwrap_or_default())
+            );
             for (raw, adj) in p.iter().zip(&adjusted) {
                 println!("{raw:<12.6} {adj:<12.6}");
             }
@@ -119,7 +147,10 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let unpaired = a.len() + b.len() - 2 * seeds.len();
-    println!("A = {a_path} [{col_a}], B = {b_path} [{col_b}], paired by `{}`: n = {}", args.seed_column, cmp.n);
+    println!(
+        "A = {a_path} [{col_a}], B = {b_path} [{col_b}], paired by `{}`: n = {}",
+        args.seed_column, cmp.n
+    );
     if unpaired > 0 {
         println!("({unpaired} score(s) without a partner were left out of the paired tests)");
     }

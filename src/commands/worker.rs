@@ -45,7 +45,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(url) = settings.coordinator.clone() else {
-        anyhow::bail!("no coordinator: pass --coordinator URL (or SIGSWEEP_COORDINATOR, or `coordinator` in [worker] of --config)");
+        anyhow::bail!(
+            "no coordinator: pass --coordinator URL (or SIGSWEEP_COORDINATOR, or `coordinator` in [worker] of --config)"
+        );
     };
     let connection = super::client::connection(
         &url,

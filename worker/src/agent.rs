@@ -32,7 +32,9 @@ use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
 
 use crate::backend::BackendKind;
 use crate::params::{Params, Value};
-use crate::trainer::{self, DatasetRequest, EpochReport, Split, TrainError, TrialOutcome, TrialRequest};
+use crate::trainer::{
+    self, DatasetRequest, EpochReport, Split, TrainError, TrialOutcome, TrialRequest,
+};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -73,7 +75,11 @@ pub struct BearerAuth(Option<MetadataValue<Ascii>>);
 
 impl std::fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "BearerAuth(<redacted>)" } else { "BearerAuth(none)" })
+        f.write_str(if self.0.is_some() {
+            "BearerAuth(<redacted>)"
+        } else {
+            "BearerAuth(none)"
+        })
     }
 }
 
@@ -84,9 +90,10 @@ impl BearerAuth {
             None => Ok(Self(None)),
             Some("") => Err("the token file is empty".into()),
             Some(t) => {
-                let mut value: MetadataValue<Ascii> = format!("Bearer {t}")
-                    .parse()
-                    .map_err(|_| "the token contains characters not allowed in a header".to_string())?;
+                let mut value: MetadataValue<Ascii> =
+                    format!("Bearer {t}").parse().map_err(|_| {
+                        "the token contains characters not allowed in a header".to_string()
+                    })?;
                 value.set_sensitive(true);
                 Ok(Self(Some(value)))
             }
@@ -97,7 +104,9 @@ impl BearerAuth {
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
         }
         Ok(request)
     }
@@ -158,7 +167,12 @@ impl Session {
 fn is_transient(s: &Status) -> bool {
     matches!(
         s.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Aborted | Code::ResourceExhausted | Code::Cancelled
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Cancelled
     )
 }
 
@@ -231,7 +245,11 @@ pub async fn run_with(
     }
 }
 
-async fn register(session: &mut Session, config: &AgentConfig, shutdown: &CancellationToken) -> Result<(), AgentError> {
+async fn register(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError> {
     let start = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -271,7 +289,11 @@ async fn register(session: &mut Session, config: &AgentConfig, shutdown: &Cancel
     }
 }
 
-async fn wait_for_coordinator(session: &mut Session, config: &AgentConfig, shutdown: &CancellationToken) -> Result<(), AgentError> {
+async fn wait_for_coordinator(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError> {
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -284,18 +306,23 @@ async fn wait_for_coordinator(session: &mut Session, config: &AgentConfig, shutd
 pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> {
     let mut values = IndexMap::new();
     for p in &trial.params {
-        let v = p.value.as_ref().and_then(Value::from_proto).ok_or_else(|| TrainError::InvalidParam {
-            key: p.name.clone(),
-            message: "empty value".into(),
-        })?;
+        let v = p
+            .value
+            .as_ref()
+            .and_then(Value::from_proto)
+            .ok_or_else(|| TrainError::InvalidParam {
+                key: p.name.clone(),
+                message: "empty value".into(),
+            })?;
         values.insert(p.name.clone(), v);
     }
     let dataset = trial.dataset.clone().unwrap_or_default();
     let params = if dataset.params_json.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&dataset.params_json)
-            .map_err(|e| TrainError::Dataset(format!("dataset parameters are not valid JSON: {e}")))?
+        serde_json::from_str(&dataset.params_json).map_err(|e| {
+            TrainError::Dataset(format!("dataset parameters are not valid JSON: {e}"))
+        })?
     };
     let metrics = trial.metrics.clone().unwrap_or_default();
     Ok(TrialRequest {
@@ -311,7 +338,11 @@ pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> 
         },
         select: metrics.select,
         select_higher_is_better: metrics.select_higher_is_better,
-        select_split: if metrics.select_split == "test" { Split::Test } else { Split::Valid },
+        select_split: if metrics.select_split == "test" {
+            Split::Test
+        } else {
+            Split::Valid
+        },
     })
 }
 
@@ -351,7 +382,9 @@ fn train_group(
     requests
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.and_then(|req| trainer::run_trial(&req, backend, &mut |p| progress(i, p), cancel)))
+        .map(|(i, r)| {
+            r.and_then(|req| trainer::run_trial(&req, backend, &mut |p| progress(i, p), cancel))
+        })
         .collect()
 }
 
@@ -475,7 +508,16 @@ async fn run_assignments(
         return Ok(());
     };
     for ((lease_id, spec), result) in leases.iter().zip(results) {
-        report_outcome(session, config, shutdown, lease_id, &spec.trial_id, result, released).await?;
+        report_outcome(
+            session,
+            config,
+            shutdown,
+            lease_id,
+            &spec.trial_id,
+            result,
+            released,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -513,7 +555,8 @@ async fn report_outcome(
             .await
         }
         Err(e) => {
-            let release = matches!(e, TrainError::Cancelled) && (released || shutdown.is_cancelled());
+            let release =
+                matches!(e, TrainError::Cancelled) && (released || shutdown.is_cancelled());
             if !release {
                 tracing::warn!(trial = %trial_id, error = %e, "trial failed");
             }
@@ -522,7 +565,11 @@ async fn report_outcome(
                 generation: 0,
                 lease_id: lease_id.to_string(),
                 trial_id: trial_id.to_string(),
-                reason: if release { "worker shut down".into() } else { e.to_string() },
+                reason: if release {
+                    "worker shut down".into()
+                } else {
+                    e.to_string()
+                },
                 retryable: release || !e.is_deterministic(),
                 release,
             };

@@ -66,7 +66,10 @@ impl Params {
             None => Ok(default),
             Some(Value::Float(x)) if x.is_finite() => Ok(*x),
             Some(Value::Int(i)) => Ok(*i as f64),
-            Some(other) => Err(invalid(key, format!("expected a finite number, got {other:?}"))),
+            Some(other) => Err(invalid(
+                key,
+                format!("expected a finite number, got {other:?}"),
+            )),
         }
     }
 

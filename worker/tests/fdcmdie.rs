@@ -22,7 +22,8 @@ type Nd = burn::backend::NdArray<f32>;
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    RNG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn dev() -> burn::backend::ndarray::NdArrayDevice {
@@ -48,7 +49,11 @@ fn similar_and_different_sets_by_hand() {
     let classes = [1, 1, 0, 1, 2, 1, 0];
     let sims = [1.0, 0.2, 0.9, 0.8, 0.1, 0.5, 0.3];
     let (s, d) = select_sets(&sims, 0, &classes, 2);
-    assert_eq!(s, vec![3, 5], "top-2 same-class by similarity, excluding self");
+    assert_eq!(
+        s,
+        vec![3, 5],
+        "top-2 same-class by similarity, excluding self"
+    );
     assert_eq!(d, vec![4, 6], "bottom-2 other-class by similarity");
     // k larger than the pools: everything, ordered.
     let (s, d) = select_sets(&sims, 0, &classes, 10);
@@ -70,7 +75,11 @@ fn similar_and_different_sets_by_hand() {
     assert_eq!(sets.similar[0], vec![1]);
     assert_eq!(sets.different[0], vec![4]);
     assert_eq!(sets.similar[4], vec![3]);
-    assert_eq!(sets.different[4], vec![0], "least similar other-class sample of 4 is 0");
+    assert_eq!(
+        sets.different[4],
+        vec![0],
+        "least similar other-class sample of 4 is 0"
+    );
 }
 
 #[test]
@@ -95,7 +104,10 @@ fn pair_construction_counts_and_layout() {
 #[test]
 fn nt_xent_and_triplet_match_hand_computation() {
     let z = Tensor::<Nd, 2>::from_data(
-        TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0, 0.0, 2.0], [5, 2]),
+        TensorData::new(
+            vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0, 0.0, 2.0],
+            [5, 2],
+        ),
         &dev(),
     );
     let tau = 0.5;
@@ -106,14 +118,22 @@ fn nt_xent_and_triplet_match_hand_computation() {
     let l0 = -s02 / tau + ((s02 / tau).exp() + (s01 / tau).exp() + (s03 / tau).exp()).ln();
     // cos(1,4) = 1, cos(1,3) = 0.
     let l1 = -1.0 / tau + ((1.0 / tau).exp() + 0f64.exp()).ln();
-    let got = nt_xent(z.clone(), &pos, &neg, tau).into_scalar().elem::<f64>();
-    assert!(close(got, (l0 + l1) / 2.0, 1e-5), "nt-xent {got} vs {}", (l0 + l1) / 2.0);
+    let got = nt_xent(z.clone(), &pos, &neg, tau)
+        .into_scalar()
+        .elem::<f64>();
+    assert!(
+        close(got, (l0 + l1) / 2.0, 1e-5),
+        "nt-xent {got} vs {}",
+        (l0 + l1) / 2.0
+    );
 
     // Triplets with cosine distance and margin 0.5:
     // (0, 2, 1): max(0, (1 - s02) - (1 - 0) + 0.5) = max(0, 0.5 - s02) = 0
     // (0, 1, 2): max(0, 1 - (1 - s02) + 0.5) = s02 + 0.5
     // (0, 2, 3): max(0, (1 - s02) - 2 + 0.5) = 0
-    let got = triplet(z, &[(0, 2, 1), (0, 1, 2), (0, 2, 3)], 0.5).into_scalar().elem::<f64>();
+    let got = triplet(z, &[(0, 2, 1), (0, 1, 2), (0, 2, 3)], 0.5)
+        .into_scalar()
+        .elem::<f64>();
     assert!(close(got, (s02 + 0.5) / 3.0, 1e-5), "triplet {got}");
 }
 
@@ -122,15 +142,32 @@ fn gap_weights_sum_to_one() {
     let _guard = rng_lock();
     <Nd as Backend>::seed(&dev(), 3);
     let gap = Gap::<Nd>::new(16, &dev());
-    let g = || Tensor::<Nd, 3>::random([4, 7, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &dev());
+    let g = || {
+        Tensor::<Nd, 3>::random(
+            [4, 7, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev(),
+        )
+    };
     let out = gap.forward([g(), g(), g()]);
     assert_eq!(out.pooled.dims(), [4, 7, 16]);
     assert_eq!(out.weights.dims(), [4, 3]);
-    let sums: Vec<f32> = out.weights.clone().sum_dim(1).into_data().iter::<f32>().collect();
+    let sums: Vec<f32> = out
+        .weights
+        .clone()
+        .sum_dim(1)
+        .into_data()
+        .iter::<f32>()
+        .collect();
     for s in sums {
         assert!((s - 1.0).abs() < 1e-5, "row sum {s}");
     }
-    for x in out.weights.into_data().iter::<f32>().chain(out.gates.into_data().iter::<f32>()) {
+    for x in out
+        .weights
+        .into_data()
+        .iter::<f32>()
+        .chain(out.gates.into_data().iter::<f32>())
+    {
         assert!(x > 0.0 && x < 1.0);
     }
 }
@@ -153,7 +190,9 @@ fn shapes_through_dipu_and_model() {
         use_cross_att2: true,
     };
     let model = FdCmdie::<Nd>::new(&config, &d);
-    let r = |shape: [usize; 3]| Tensor::<Nd, 3>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &d);
+    let r = |shape: [usize; 3]| {
+        Tensor::<Nd, 3>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &d)
+    };
     let dec = model.encode(r([3, 6, 12]), r([3, 9, 5]), r([3, 4, 7]));
     // Order (T, V, A).
     assert_eq!(dec.sim[0].dims(), [3, 6, 16]);
@@ -169,7 +208,9 @@ fn shapes_through_dipu_and_model() {
     assert_eq!(out.prediction.dims(), [3, 1]);
 
     // A DIPU alone, with and without the second cross-attention.
-    let pe = burn::nn::PositionalEncodingConfig::new(16).with_max_sequence_size(32).init::<Nd>(&d);
+    let pe = burn::nn::PositionalEncodingConfig::new(16)
+        .with_max_sequence_size(32)
+        .init::<Nd>(&d);
     for cross2 in [true, false] {
         let unit = Dipu::<Nd>::new(16, 4, 0.0, cross2, &d);
         let (g, x) = unit.forward(&pe, r([2, 19, 16]), r([2, 5, 16]));
@@ -187,7 +228,10 @@ fn temporal_pooling_averages_windows() {
     assert_eq!(p.data, vec![3.0, 8.0]);
     let mosi = sigsweep_data::seq::Array3::zeros([1, 375, 5]);
     assert_eq!(pool_time(&mosi, 50).shape, [1, 47, 5]);
-    assert_eq!(pool_time(&sigsweep_data::seq::Array3::zeros([1, 500, 20]), 50).shape, [1, 50, 20]);
+    assert_eq!(
+        pool_time(&sigsweep_data::seq::Array3::zeros([1, 500, 20]), 50).shape,
+        [1, 50, 20]
+    );
     assert_eq!(pool_time(&a, 0).shape, [1, 5, 1]);
 }
 
@@ -228,11 +272,17 @@ fn request(seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
 #[test]
 fn trains_on_synthetic_msa_and_beats_the_mean() {
     let _guard = rng_lock();
-    let req = request(7, &[("epochs", Value::Int(8)), ("batch_size", Value::Int(50))]);
+    let req = request(
+        7,
+        &[("epochs", Value::Int(8)), ("batch_size", Value::Int(50))],
+    );
     let cancel = AtomicBool::new(false);
     let out = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("trial runs");
     let losses: Vec<f64> = out.epochs.iter().map(|(l, _)| *l).collect();
-    eprintln!("losses {losses:?}\ntest {:?}\n{:.1}s", out.test_metrics, out.seconds);
+    eprintln!(
+        "losses {losses:?}\ntest {:?}\n{:.1}s",
+        out.test_metrics, out.seconds
+    );
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(
         losses[losses.len() - 1] < 0.7 * losses[0],
@@ -240,15 +290,30 @@ fn trains_on_synthetic_msa_and_beats_the_mean() {
     );
 
     // MAE of predicting the training mean on the same test split.
-    let data = match sigsweep_worker::trainer::load_dataset(&req.dataset, req.seed, 0.1).expect("data") {
-        sigsweep_worker::trainer::LoadedDataset::Seq(d) => d,
-        _ => panic!("sequence dataset"),
-    };
-    let mean = data.train.labels.iter().map(|&y| f64::from(y)).sum::<f64>() / data.train.len() as f64;
-    let baseline = data.test.labels.iter().map(|&y| (f64::from(y) - mean).abs()).sum::<f64>() / data.test.len() as f64;
+    let data =
+        match sigsweep_worker::trainer::load_dataset(&req.dataset, req.seed, 0.1).expect("data") {
+            sigsweep_worker::trainer::LoadedDataset::Seq(d) => d,
+            _ => panic!("sequence dataset"),
+        };
+    let mean =
+        data.train.labels.iter().map(|&y| f64::from(y)).sum::<f64>() / data.train.len() as f64;
+    let baseline = data
+        .test
+        .labels
+        .iter()
+        .map(|&y| (f64::from(y) - mean).abs())
+        .sum::<f64>()
+        / data.test.len() as f64;
     let mae = out.test_metrics["mae"];
-    assert!(mae < 0.75 * baseline, "test MAE {mae} vs mean-prediction MAE {baseline}");
-    assert!(out.test_metrics["corr"] > 0.5, "corr {}", out.test_metrics["corr"]);
+    assert!(
+        mae < 0.75 * baseline,
+        "test MAE {mae} vs mean-prediction MAE {baseline}"
+    );
+    assert!(
+        out.test_metrics["corr"] > 0.5,
+        "corr {}",
+        out.test_metrics["corr"]
+    );
 }
 
 #[test]
@@ -259,7 +324,8 @@ fn ablations_and_determinism() {
         let mut e = vec![("epochs", Value::Int(1)), ("layers", Value::Int(2))];
         e.extend(extra.iter().cloned());
         let mut req = request(3, &e);
-        req.dataset.params = serde_json::json!({ "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16 });
+        req.dataset.params =
+            serde_json::json!({ "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16 });
         run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("trial runs")
     };
     let a = short(&[]);
@@ -268,7 +334,10 @@ fn ablations_and_determinism() {
     for switch in ["use_cl", "use_cmdie", "use_gap", "use_cross_att2"] {
         let out = short(&[(switch, Value::Bool(false))]);
         assert!(out.test_metrics["mae"].is_finite(), "{switch} = false");
-        assert_ne!(out.test_metrics, a.test_metrics, "{switch} = false changes the run");
+        assert_ne!(
+            out.test_metrics, a.test_metrics,
+            "{switch} = false changes the run"
+        );
     }
     // Unknown text encoder is rejected.
     let bad = run_trial(
@@ -298,12 +367,19 @@ fn epoch_timing_probe() {
         let mut req = request(1, &e);
         req.dataset.params = serde_json::json!({ "preset": "small" });
         let out = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("runs");
-        eprintln!("synthetic layers {layers}: {:.2}s, test {:?}", out.seconds, out.test_metrics);
+        eprintln!(
+            "synthetic layers {layers}: {:.2}s, test {:?}",
+            out.seconds, out.test_metrics
+        );
     }
     // MOSI shapes (text 50x768, audio 375x5, vision 500x20), width 128, 8 heads,
     // layers 3, batch 32: 3 training steps; an epoch of MOSI is 41 steps.
     let mut values = IndexMap::new();
-    for (k, v) in [("epochs", Value::Int(1)), ("batch_size", Value::Int(32)), ("lr", Value::Float(1e-4))] {
+    for (k, v) in [
+        ("epochs", Value::Int(1)),
+        ("batch_size", Value::Int(32)),
+        ("lr", Value::Float(1e-4)),
+    ] {
         values.insert(k.to_string(), v);
     }
     let req = TrialRequest {
@@ -318,5 +394,9 @@ fn epoch_timing_probe() {
     };
     let t = std::time::Instant::now();
     let out = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("runs");
-    eprintln!("mosi shapes: 3 steps + eval of 8 in {:.2}s ({:.2}s total incl. data)", out.seconds, t.elapsed().as_secs_f64());
+    eprintln!(
+        "mosi shapes: 3 steps + eval of 8 in {:.2}s ({:.2}s total incl. data)",
+        out.seconds,
+        t.elapsed().as_secs_f64()
+    );
 }

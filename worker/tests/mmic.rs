@@ -9,12 +9,14 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use sigsweep_worker::backend::Cpu;
-use sigsweep_worker::models::mmic::graph::{edge_weights, graph_mask, normalized_adjacency, DeepGcn};
+use sigsweep_worker::models::mmic::graph::{
+    DeepGcn, edge_weights, graph_mask, normalized_adjacency,
+};
 use sigsweep_worker::models::mmic::losses::{
     covariance, cpc_loss, gaussian_lld, gmm_entropy, logdet_spd, supcon_loss,
 };
 use sigsweep_worker::params::{Params, Value};
-use sigsweep_worker::trainer::{run_trial, DatasetRequest, Split, TrialRequest};
+use sigsweep_worker::trainer::{DatasetRequest, Split, TrialRequest, run_trial};
 
 type B = Cpu;
 type I = burn::backend::NdArray<f32>;
@@ -31,7 +33,11 @@ fn t2<Bk: Backend>(rows: &[Vec<f64>]) -> Tensor<Bk, 2> {
 }
 
 fn to_vec<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f64> {
-    t.into_data().convert::<f32>().iter::<f32>().map(f64::from).collect()
+    t.into_data()
+        .convert::<f32>()
+        .iter::<f32>()
+        .map(f64::from)
+        .collect()
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -58,7 +64,12 @@ fn weight(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn edge_weights_match_formula() {
-    let x = vec![vec![1.0, 0.0], vec![0.0, 2.0], vec![1.0, 1.0], vec![-1.0, 0.5]];
+    let x = vec![
+        vec![1.0, 0.0],
+        vec![0.0, 2.0],
+        vec![1.0, 1.0],
+        vec![-1.0, 0.5],
+    ];
     let got = to_vec(edge_weights(t2::<I>(&x)));
     let mut want = Vec::new();
     for a in &x {
@@ -96,13 +107,18 @@ fn graph_mask_and_normalised_adjacency() {
     let x: Vec<Vec<f64>> = (0..3 * n)
         .map(|i| vec![1.0 + i as f64, (i as f64 * 1.7).sin(), 0.5 - 0.3 * i as f64])
         .collect();
-    let mask = Tensor::<I, 2>::from_data(TensorData::new(m.clone(), [3 * n, 3 * n]), &Default::default());
+    let mask = Tensor::<I, 2>::from_data(
+        TensorData::new(m.clone(), [3 * n, 3 * n]),
+        &Default::default(),
+    );
     let got = to_vec(normalized_adjacency(t2::<I>(&x), mask));
     let nn = 3 * n;
     let a: Vec<f64> = (0..nn * nn)
         .map(|k| f64::from(m[k]) * weight(&x[k / nn], &x[k % nn]))
         .collect();
-    let deg: Vec<f64> = (0..nn).map(|i| a[i * nn..(i + 1) * nn].iter().sum()).collect();
+    let deg: Vec<f64> = (0..nn)
+        .map(|i| a[i * nn..(i + 1) * nn].iter().sum())
+        .collect();
     let want: Vec<f64> = (0..nn * nn)
         .map(|k| a[k] / (deg[k / nn].sqrt() * deg[k % nn].sqrt()))
         .collect();
@@ -113,18 +129,35 @@ fn graph_mask_and_normalised_adjacency() {
 fn one_graph_layer_matches_hand_computation() {
     // Explicit weights (no RNG draw: the backend RNG is process-wide and
     // other tests check determinism).
-    let w_rows = vec![vec![0.3, -0.2], vec![0.1, 0.4], vec![-0.5, 0.25], vec![0.05, 0.6]];
-    let conv = Linear::<I> { weight: Param::from_tensor(t2::<I>(&w_rows)), bias: None };
+    let w_rows = vec![
+        vec![0.3, -0.2],
+        vec![0.1, 0.4],
+        vec![-0.5, 0.25],
+        vec![0.05, 0.6],
+    ];
+    let conv = Linear::<I> {
+        weight: Param::from_tensor(t2::<I>(&w_rows)),
+        bias: None,
+    };
     let w: Vec<f64> = w_rows.iter().flatten().copied().collect(); // [4, 2] row-major
     let adj = vec![vec![0.6, 0.4], vec![0.4, 0.6]];
     let hhat = vec![vec![1.0, -1.0], vec![0.5, 2.0]];
     let h0 = vec![vec![0.2, 0.3], vec![-0.1, 0.7]];
     let (alpha, lambda, k) = (0.2, 0.5, 3.0);
     let theta = (lambda / k + 1.0f64).ln();
-    let got = to_vec(DeepGcn::conv(&conv, t2::<I>(&adj), t2::<I>(&hhat), t2::<I>(&h0), alpha, theta));
+    let got = to_vec(DeepGcn::conv(
+        &conv,
+        t2::<I>(&adj),
+        t2::<I>(&hhat),
+        t2::<I>(&h0),
+        alpha,
+        theta,
+    ));
     let mut want = Vec::new();
     for i in 0..2 {
-        let s: Vec<f64> = (0..2).map(|c| (0..2).map(|j| adj[i][j] * hhat[j][c]).sum()).collect();
+        let s: Vec<f64> = (0..2)
+            .map(|c| (0..2).map(|j| adj[i][j] * hhat[j][c]).sum())
+            .collect();
         let support = [s[0], s[1], h0[i][0], h0[i][1]];
         for c in 0..2 {
             let lin: f64 = (0..4).map(|r| support[r] * w[r * 2 + c]).sum();
@@ -148,11 +181,16 @@ fn scl_ref(views: &[Vec<f64>], labels: &[usize], tau: f64) -> f64 {
     let mut anchors = 0;
     for a in 0..m {
         let denom: f64 = (0..m).filter(|&k| k != a).map(|k| s(a, k).exp()).sum();
-        let pos: Vec<usize> = (0..m).filter(|&p| p != a && labels[p] == labels[a]).collect();
+        let pos: Vec<usize> = (0..m)
+            .filter(|&p| p != a && labels[p] == labels[a])
+            .collect();
         if pos.is_empty() {
             continue;
         }
-        let l: f64 = pos.iter().map(|&p| (s(a, p).exp() / denom).ln()).sum::<f64>();
+        let l: f64 = pos
+            .iter()
+            .map(|&p| (s(a, p).exp() / denom).ln())
+            .sum::<f64>();
         total += -l / pos.len() as f64;
         anchors += 1;
     }
@@ -161,7 +199,12 @@ fn scl_ref(views: &[Vec<f64>], labels: &[usize], tau: f64) -> f64 {
 
 #[test]
 fn supcon_with_and_without_copy() {
-    let z = vec![vec![1.0, 0.2, -0.3], vec![0.8, 0.1, 0.0], vec![-0.5, 1.0, 0.4], vec![0.0, -0.7, 1.0]];
+    let z = vec![
+        vec![1.0, 0.2, -0.3],
+        vec![0.8, 0.1, 0.0],
+        vec![-0.5, 1.0, 0.4],
+        vec![0.0, -0.7, 1.0],
+    ];
     let labels = [0usize, 0, 1, 2];
     let tau = 0.5;
     let without = to_vec(supcon_loss(t2::<I>(&z), &labels, tau, false))[0];
@@ -174,7 +217,11 @@ fn supcon_with_and_without_copy() {
 
 #[test]
 fn no_gradient_through_the_detached_copy() {
-    let z0 = vec![vec![1.0, 0.2, -0.3], vec![0.8, 0.1, 0.0], vec![-0.5, 1.0, 0.4]];
+    let z0 = vec![
+        vec![1.0, 0.2, -0.3],
+        vec![0.8, 0.1, 0.0],
+        vec![-0.5, 1.0, 0.4],
+    ];
     let labels = [0usize, 0, 1];
     let tau = 0.5;
     let zt: Tensor<B, 2> = t2::<B>(&z0).require_grad();
@@ -201,9 +248,18 @@ fn no_gradient_through_the_detached_copy() {
         }
     }
     for k in 0..9 {
-        assert!((g[k] - fd_live[k]).abs() < 2e-3, "grad {k}: {} vs live-only {}", g[k], fd_live[k]);
+        assert!(
+            (g[k] - fd_live[k]).abs() < 2e-3,
+            "grad {k}: {} vs live-only {}",
+            g[k],
+            fd_live[k]
+        );
     }
-    let diff: f64 = fd_live.iter().zip(&fd_both).map(|(a, b)| (a - b).abs()).sum();
+    let diff: f64 = fd_live
+        .iter()
+        .zip(&fd_both)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
     assert!(diff > 1e-2, "the copy makes no difference: test is vacuous");
 }
 
@@ -240,18 +296,29 @@ fn ba_log_likelihood_and_gmm_entropy() {
     // log det of [[4, 2], [2, 3]] = ln 8; of a 3×3 SPD matrix.
     let ld = to_vec(logdet_spd(t2::<I>(&[vec![4.0, 2.0], vec![2.0, 3.0]])))[0];
     assert!(close(ld, 8f64.ln(), 1e-5));
-    let m3 = vec![vec![2.0, 0.5, 0.1], vec![0.5, 1.5, 0.3], vec![0.1, 0.3, 1.0]];
+    let m3 = vec![
+        vec![2.0, 0.5, 0.1],
+        vec![0.5, 1.5, 0.3],
+        vec![0.1, 0.3, 1.0],
+    ];
     let det3: f64 = 2.0 * (1.5 * 1.0 - 0.09) - 0.5 * (0.5 * 1.0 - 0.03) + 0.1 * (0.15 - 0.15);
     assert!(close(to_vec(logdet_spd(t2::<I>(&m3)))[0], det3.ln(), 1e-5));
 
     // Covariance and entropy ¼ Σ_g log det(Σ_g + εI).
-    let g1 = vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 2.0], vec![1.0, 2.0]];
+    let g1 = vec![
+        vec![0.0, 0.0],
+        vec![1.0, 0.0],
+        vec![0.0, 2.0],
+        vec![1.0, 2.0],
+    ];
     let cov = to_vec(covariance(t2::<I>(&g1)));
     assert_all_close(&cov, &[0.25, 0.0, 0.0, 1.0], 1e-6);
     let g2 = vec![vec![1.0, 1.0], vec![-1.0, 1.0], vec![0.0, -2.0]];
     let small = vec![vec![0.0, 1.0]]; // fewer than d + 1 rows: skipped
     let eps = 1e-4;
-    let h = to_vec(gmm_entropy(vec![t2::<I>(&g1), t2::<I>(&g2), t2::<I>(&small)], eps).expect("entropy"))[0];
+    let h = to_vec(
+        gmm_entropy(vec![t2::<I>(&g1), t2::<I>(&g2), t2::<I>(&small)], eps).expect("entropy"),
+    )[0];
     // g2: mean (0, 0); cov = [[2/3, 0], [0, 2]].
     let want = 0.25 * (((0.25 + eps) * (1.0 + eps)).ln() + ((2.0 / 3.0 + eps) * (2.0 + eps)).ln());
     assert!(close(h, want, 1e-4), "{h} vs {want}");
@@ -292,11 +359,18 @@ fn request(model: &str, seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
 
 fn majority_f1(seed: u64) -> f64 {
     let data = sigsweep_data::synthetic::synthetic_erc(
-        &serde_json::from_value(serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 })).unwrap(),
+        &serde_json::from_value(
+            serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 }),
+        )
+        .unwrap(),
         seed,
     )
     .unwrap();
-    let truth: Vec<usize> = data.test.iter().flat_map(|d| d.labels.iter().copied()).collect();
+    let truth: Vec<usize> = data
+        .test
+        .iter()
+        .flat_map(|d| d.labels.iter().copied())
+        .collect();
     let mut counts = vec![0usize; data.n_classes];
     for &t in &truth {
         counts[t] += 1;
@@ -309,11 +383,23 @@ fn majority_f1(seed: u64) -> f64 {
 #[test]
 fn mmic_learns_synthetic_dialogues() {
     let start = Instant::now();
-    let req = request("mmic", 3, &[("alpha", Value::Float(1.0)), ("beta", Value::Float(0.05)), ("zeta", Value::Float(0.05))]);
+    let req = request(
+        "mmic",
+        3,
+        &[
+            ("alpha", Value::Float(1.0)),
+            ("beta", Value::Float(0.05)),
+            ("zeta", Value::Float(0.05)),
+        ],
+    );
     let cancel = AtomicBool::new(false);
     let out = run_trial(&req, Default::default(), &mut |_| {}, &cancel).expect("trial");
     let losses: Vec<f64> = out.epochs.iter().map(|(l, _)| *l).collect();
-    eprintln!("mmic losses {losses:?}, test {:?}, {:.1}s", out.test_metrics.get("f1_weighted"), start.elapsed().as_secs_f64());
+    eprintln!(
+        "mmic losses {losses:?}, test {:?}, {:.1}s",
+        out.test_metrics.get("f1_weighted"),
+        start.elapsed().as_secs_f64()
+    );
     let first = losses[..2].iter().sum::<f64>();
     let last = losses[losses.len() - 2..].iter().sum::<f64>();
     assert!(last < first, "loss did not decrease: {losses:?}");
@@ -349,7 +435,14 @@ fn rejects_bad_params() {
     assert!(run_trial(&req, Default::default(), &mut |_| {}, &cancel).is_err());
     let req = request("mmic", 1, &[("losses", Value::Text("scl+mi".into()))]);
     assert!(run_trial(&req, Default::default(), &mut |_| {}, &cancel).is_err());
-    let req = request("mmic", 1, &[("l2", Value::Float(1e-3)), ("weight_decay", Value::Float(1e-4))]);
+    let req = request(
+        "mmic",
+        1,
+        &[
+            ("l2", Value::Float(1e-3)),
+            ("weight_decay", Value::Float(1e-4)),
+        ],
+    );
     assert!(run_trial(&req, Default::default(), &mut |_| {}, &cancel).is_err());
 }
 
@@ -358,7 +451,7 @@ fn rejects_bad_params() {
 #[test]
 #[ignore]
 fn bench_iemocap_epoch() {
-    use sigsweep_worker::models::mmic::{bench_params, MmicWorkload};
+    use sigsweep_worker::models::mmic::{MmicWorkload, bench_params};
     use sigsweep_worker::trainer::Workload;
     let data = sigsweep_data::synthetic::synthetic_erc(
         &serde_json::from_value(serde_json::json!({ "preset": "iemocap" })).unwrap(),
@@ -372,7 +465,10 @@ fn bench_iemocap_epoch() {
                 params.insert(k, Value::Float(0.0));
             }
         }
-        let req = TrialRequest { params, ..request("mmic", 0, &[]) };
+        let req = TrialRequest {
+            params,
+            ..request("mmic", 0, &[])
+        };
         let mut w = MmicWorkload::<B>::new(&req, data.clone(), &dev()).unwrap();
         let cancel = AtomicBool::new(false);
         for epoch in 1..=2 {

@@ -54,7 +54,9 @@ pub struct Capacity {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenewOutcome {
-    Renewed { cancelled: bool },
+    Renewed {
+        cancelled: bool,
+    },
     /// No such lease (expired, finished, or never existed).
     Unknown,
     /// The lease belongs to another worker or generation.
@@ -180,7 +182,13 @@ impl Scheduler {
         out
     }
 
-    fn lease(&mut self, trial: TrialRef, holder: Holder, id: Option<String>, now: Instant) -> Lease {
+    fn lease(
+        &mut self,
+        trial: TrialRef,
+        holder: Holder,
+        id: Option<String>,
+        now: Instant,
+    ) -> Lease {
         let lease_id = id.unwrap_or_else(|| {
             let id = format!("l{}", self.next_lease);
             self.next_lease += 1;
@@ -232,7 +240,9 @@ impl Scheduler {
 
     /// The lease on a trial, if it is running.
     pub fn lease_of(&self, trial_id: &str) -> Option<&Lease> {
-        self.running.get(trial_id).and_then(|id| self.leases.get(id))
+        self.running
+            .get(trial_id)
+            .and_then(|id| self.leases.get(id))
     }
 
     pub fn lease_by_id(&self, lease_id: &str) -> Option<&Lease> {

@@ -119,7 +119,10 @@ fn gpu_trials_go_to_workers_with_enough_slots() {
         .acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now)
         .expect("cpu trial fits");
     assert_eq!(&*l.trial.trial_id, "t1");
-    assert!(s.acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now).is_none());
+    assert!(
+        s.acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now)
+            .is_none()
+    );
     let l = s
         .acquire(holder("two-gpu", 1), Capacity { gpu_slots: 2 }, now)
         .expect("fits");

@@ -83,7 +83,8 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
 }
 
 pub(super) fn metrics_from_proto(m: Option<pb::Metrics>) -> BTreeMap<String, f64> {
-    m.map(|m| m.values.into_iter().collect()).unwrap_or_default()
+    m.map(|m| m.values.into_iter().collect())
+        .unwrap_or_default()
 }
 
 pub(super) fn result_to_proto(r: &StoredResult) -> pb::TrialResult {

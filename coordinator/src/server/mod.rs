@@ -46,7 +46,9 @@ impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
         let msg = e.to_string();
         match e {
-            CoordinatorError::Sweep(_) | CoordinatorError::Invalid(_) => Status::invalid_argument(msg),
+            CoordinatorError::Sweep(_) | CoordinatorError::Invalid(_) => {
+                Status::invalid_argument(msg)
+            }
             CoordinatorError::UnknownSweep(_) | CoordinatorError::UnknownTrial(_) => {
                 Status::not_found(msg)
             }
@@ -248,7 +250,10 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::GetSweepRequest>,
     ) -> Result<Response<pb::SweepStatus>, Status> {
-        let p = self.slot.require()?.progress(&request.into_inner().sweep_id)?;
+        let p = self
+            .slot
+            .require()?
+            .progress(&request.into_inner().sweep_id)?;
         Ok(Response::new(progress_to_proto(&p, true)))
     }
 
@@ -297,7 +302,11 @@ impl SweepService for SweepApi {
         request: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::SweepStatus>, Status> {
         self.auth.check(&request)?;
-        let p = self.slot.require()?.cancel(&request.into_inner().sweep_id).await?;
+        let p = self
+            .slot
+            .require()?
+            .cancel(&request.into_inner().sweep_id)
+            .await?;
         Ok(Response::new(progress_to_proto(&p, false)))
     }
 
@@ -325,7 +334,9 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let req = request.into_inner();
         if req.name.len() > 253 {
-            return Err(Status::invalid_argument("worker name longer than 253 bytes"));
+            return Err(Status::invalid_argument(
+                "worker name longer than 253 bytes",
+            ));
         }
         let caps = req.capabilities.unwrap_or_default();
         let coordinator = self.slot.require()?;
@@ -419,12 +430,12 @@ impl WorkerService for WorkerApi {
         let reason: String = req.reason.chars().take(4000).collect();
         let will_retry = if req.release {
             self.slot
-            .require()?
+                .require()?
                 .release(&req.worker_id, req.generation, &req.trial_id)?;
             true
         } else {
             self.slot
-            .require()?
+                .require()?
                 .fail(&req.worker_id, req.generation, &req.trial_id, &reason)
                 .await?
         };
@@ -463,9 +474,8 @@ pub async fn serve(
 }
 
 /// The health service type [`tonic_health::server::health_reporter`] returns.
-pub type HealthService = tonic_health::pb::health_server::HealthServer<
-    tonic_health::server::HealthService,
->;
+pub type HealthService =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
 /// A health service answering with `reporter`'s statuses.
 pub fn health_service(reporter: &tonic_health::server::HealthReporter) -> HealthService {
@@ -495,8 +505,8 @@ pub async fn serve_slot(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let worker = WorkerServiceServer::new(WorkerApi { slot })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let worker =
+        WorkerServiceServer::new(WorkerApi { slot }).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
@@ -513,10 +523,7 @@ pub async fn serve_slot(
         .add_service(sweep)
         .add_service(worker)
         .add_optional_service(reflection)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }
 
@@ -528,10 +535,7 @@ pub async fn serve_health(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(health)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }
 

@@ -19,12 +19,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::{Capacity, Holder, RenewOutcome, Scheduler, TrialRef};
-use crate::store::{
-    Catalog, StoreError, StoredResult, SweepRecord, SweepRecordState,
-};
+use crate::store::{Catalog, StoreError, StoredResult, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepError, SweepSpec};
-pub use state::{SweepProgress, SweepRunState};
 use state::{State, SweepRuntime, TrialEntry, WorkerInfo};
+pub use state::{SweepProgress, SweepRunState};
 
 /// Coordinator settings.
 #[derive(Debug, Clone)]
@@ -261,12 +259,7 @@ impl Coordinator {
         let created = self.inner.catalog.create_sweep(&record).await?;
         let known = self.state().sweeps.contains_key(&sweep_id);
         if !known {
-            let stored = self
-                .inner
-                .catalog
-                .sweep(&sweep_id)
-                .await?
-                .unwrap_or(record);
+            let stored = self.inner.catalog.sweep(&sweep_id).await?.unwrap_or(record);
             if stored.state == SweepRecordState::Running {
                 self.load_sweep(stored, spec).await?;
             } else {
@@ -387,7 +380,10 @@ impl Coordinator {
     }
 
     fn try_acquire(&self, worker_id: &str, generation: u64) -> Result<Option<Assignment>> {
-        Ok(self.try_acquire_many(worker_id, generation, 1)?.into_iter().next())
+        Ok(self
+            .try_acquire_many(worker_id, generation, 1)?
+            .into_iter()
+            .next())
     }
 
     fn try_acquire_many(
@@ -477,7 +473,8 @@ impl Coordinator {
             // The lease must be this worker's, or nobody's (expired, or
             // unknown after a coordinator restart).
             if let Some(lease) = state.scheduler.lease_of(&c.trial_id)
-                && (lease.holder.worker_id != c.worker_id || lease.holder.generation != c.generation)
+                && (lease.holder.worker_id != c.worker_id
+                    || lease.holder.generation != c.generation)
             {
                 tracing::info!(trial = %c.trial_id, worker = %c.worker_id, "completion from a worker that lost its lease; storing if first");
             }
@@ -487,7 +484,11 @@ impl Coordinator {
                 .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
             let result = StoredResult {
                 trial_id: c.trial_id.clone(),
-                sweep_id: entry.sweeps.first().map(|s| s.to_string()).unwrap_or_default(),
+                sweep_id: entry
+                    .sweeps
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
                 config_key: entry.plan.config.key.clone(),
                 config: json_config(&entry.plan.config.values),
                 seed: entry.plan.seed,
@@ -505,7 +506,10 @@ impl Coordinator {
         let stored = self.inner.catalog.put_result(&result).await?;
         {
             let mut state = self.state();
-            let was_done = state.trials.get(c.trial_id.as_str()).is_some_and(|e| e.done);
+            let was_done = state
+                .trials
+                .get(c.trial_id.as_str())
+                .is_some_and(|e| e.done);
             if let Some(e) = state.trials.get_mut(c.trial_id.as_str()) {
                 e.done = true;
             }
@@ -560,7 +564,11 @@ impl Coordinator {
                 .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
             StoredResult {
                 trial_id: trial_id.to_string(),
-                sweep_id: entry.sweeps.first().map(|s| s.to_string()).unwrap_or_default(),
+                sweep_id: entry
+                    .sweeps
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
                 config_key: entry.plan.config.key.clone(),
                 config: json_config(&entry.plan.config.values),
                 seed: entry.plan.seed,
@@ -637,7 +645,12 @@ impl Coordinator {
         };
         if expired > 0 {
             self.inner.work_available.notify_waiters();
-            let sweeps: Vec<Arc<str>> = self.state().sweeps.keys().map(|k| Arc::from(k.as_str())).collect();
+            let sweeps: Vec<Arc<str>> = self
+                .state()
+                .sweeps
+                .keys()
+                .map(|k| Arc::from(k.as_str()))
+                .collect();
             for s in sweeps {
                 self.publish(&s);
             }
@@ -663,13 +676,21 @@ impl Coordinator {
     async fn after_change(&self, sweeps: Option<&[Arc<str>]>) {
         let ids: Vec<Arc<str>> = match sweeps {
             Some(s) => s.to_vec(),
-            None => self.state().sweeps.keys().map(|k| Arc::from(k.as_str())).collect(),
+            None => self
+                .state()
+                .sweeps
+                .keys()
+                .map(|k| Arc::from(k.as_str()))
+                .collect(),
         };
         for id in ids {
             let finished_now = {
                 let mut state = self.state();
                 match state.sweeps.get_mut(&*id) {
-                    Some(s) if s.state == SweepRunState::Running && s.completed + s.failed >= s.total => {
+                    Some(s)
+                        if s.state == SweepRunState::Running
+                            && s.completed + s.failed >= s.total =>
+                    {
                         s.state = SweepRunState::Finished;
                         true
                     }
@@ -709,7 +730,8 @@ impl Coordinator {
 
     pub fn list(&self) -> Vec<SweepProgress> {
         let state = self.state();
-        let mut out: Vec<SweepProgress> = state.sweeps.values().map(SweepRuntime::progress).collect();
+        let mut out: Vec<SweepProgress> =
+            state.sweeps.values().map(SweepRuntime::progress).collect();
         out.sort_by(|a, b| a.sweep_id.cmp(&b.sweep_id));
         out
     }
@@ -765,7 +787,10 @@ pub async fn results_for(catalog: &Catalog, trial_ids: &[Arc<str>]) -> Result<Ve
 fn json_config(
     values: &IndexMap<String, crate::sweep::ParamValue>,
 ) -> IndexMap<String, serde_json::Value> {
-    values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect()
 }
 
 #[cfg(test)]

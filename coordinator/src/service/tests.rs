@@ -151,7 +151,12 @@ async fn expired_lease_is_taken_by_another_worker() {
     assert_eq!(again.attempt, 2);
     // The dead worker's heartbeat no longer holds the lease.
     let (valid, _) = c
-        .heartbeat(&dead.worker_id, dead.generation, &first.lease_id, &first.trial.trial_id)
+        .heartbeat(
+            &dead.worker_id,
+            dead.generation,
+            &first.lease_id,
+            &first.trial.trial_id,
+        )
         .expect("heartbeat");
     assert!(!valid);
 }
@@ -168,14 +173,32 @@ async fn failures_retry_then_fail_for_good_with_the_reason() {
         .expect("acquire")
         .expect("trial");
     let id = a.trial.trial_id.clone();
-    assert!(c.fail(&reg.worker_id, reg.generation, &id, "loss is NaN at epoch 1").await.expect("fail"));
+    assert!(
+        c.fail(
+            &reg.worker_id,
+            reg.generation,
+            &id,
+            "loss is NaN at epoch 1"
+        )
+        .await
+        .expect("fail")
+    );
     let b = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
         .await
         .expect("acquire")
         .expect("trial");
     assert_eq!(b.trial.trial_id, id, "a retried trial goes first");
-    assert!(!c.fail(&reg.worker_id, reg.generation, &id, "loss is NaN at epoch 1").await.expect("fail"));
+    assert!(
+        !c.fail(
+            &reg.worker_id,
+            reg.generation,
+            &id,
+            "loss is NaN at epoch 1"
+        )
+        .await
+        .expect("fail")
+    );
     let results = c.results(&sweep).await.expect("results");
     let r = results.iter().find(|r| r.trial_id == id).expect("stored");
     assert_eq!(r.status, "failed");
@@ -210,7 +233,10 @@ async fn a_restarted_worker_fences_its_old_generation() {
         })
         .await
         .expect_err("stale generation");
-    assert!(matches!(err, CoordinatorError::StaleGeneration { .. }), "{err}");
+    assert!(
+        matches!(err, CoordinatorError::StaleGeneration { .. }),
+        "{err}"
+    );
     // The fenced trial is back in the queue, first.
     let b = c
         .acquire(&new.worker_id, new.generation, Duration::ZERO)
@@ -233,13 +259,19 @@ async fn cancel_stops_handing_out_trials() {
         .expect("trial");
     let p = c.cancel(&sweep).await.expect("cancel");
     assert_eq!(p.state, SweepRunState::Cancelled);
-    assert!(c
-        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
-        .await
-        .expect("acquire")
-        .is_none());
+    assert!(
+        c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+            .await
+            .expect("acquire")
+            .is_none()
+    );
     let (valid, cancel) = c
-        .heartbeat(&reg.worker_id, reg.generation, &a.lease_id, &a.trial.trial_id)
+        .heartbeat(
+            &reg.worker_id,
+            reg.generation,
+            &a.lease_id,
+            &a.trial.trial_id,
+        )
         .expect("heartbeat");
     assert!(valid && cancel);
 }
@@ -270,7 +302,10 @@ async fn fused_sweeps_hand_out_the_seeds_of_one_configuration_together() {
         .await
         .expect("acquire");
     assert_eq!(got.len(), 3, "all three seeds of the first configuration");
-    assert!(got.iter().all(|a| a.trial.config.key == got[0].trial.config.key));
+    assert!(
+        got.iter()
+            .all(|a| a.trial.config.key == got[0].trial.config.key)
+    );
     let seeds: Vec<u64> = got.iter().map(|a| a.trial.seed).collect();
     assert_eq!(seeds, [0, 1, 2]);
     // Without fuse_seeds, one at a time.

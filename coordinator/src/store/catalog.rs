@@ -118,7 +118,11 @@ impl Catalog {
     }
 
     /// Sets a sweep's state (compare-and-swap loop).
-    pub async fn set_sweep_state(&self, sweep_id: &str, state: SweepRecordState) -> StoreResult<()> {
+    pub async fn set_sweep_state(
+        &self,
+        sweep_id: &str,
+        state: SweepRecordState,
+    ) -> StoreResult<()> {
         let key = format!("sweeps/{sweep_id}");
         loop {
             let Some(current) = self.store.get(&key).await? else {
@@ -131,7 +135,11 @@ impl Catalog {
             record.state = state;
             match self
                 .store
-                .put(&key, to_json(&record)?, Precondition::Version(current.version))
+                .put(
+                    &key,
+                    to_json(&record)?,
+                    Precondition::Version(current.version),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),

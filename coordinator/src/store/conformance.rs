@@ -41,7 +41,11 @@ async fn preconditions(store: &dyn Store) {
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     let current = store.get("p").await.expect("get").expect("present");
     let err = store
-        .put("p", b"y".to_vec(), Precondition::Version(current.version + 100))
+        .put(
+            "p",
+            b"y".to_vec(),
+            Precondition::Version(current.version + 100),
+        )
         .await
         .expect_err("stale version");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
@@ -54,7 +58,10 @@ async fn preconditions(store: &dyn Store) {
         .put("p", b"z".to_vec(), Precondition::None)
         .await
         .expect("unconditional");
-    assert_eq!(store.get("p").await.expect("get").expect("present").value, b"z");
+    assert_eq!(
+        store.get("p").await.expect("get").expect("present").value,
+        b"z"
+    );
 }
 
 async fn list_prefix(store: &dyn Store) {

@@ -67,8 +67,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> StoreResult<Option<Versioned>>;
     /// Writes `value` if `precondition` holds and returns the new version.
-    async fn put(&self, key: &str, value: Vec<u8>, precondition: Precondition)
-    -> StoreResult<Version>;
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        precondition: Precondition,
+    ) -> StoreResult<Version>;
     /// Deletes the key if `precondition` holds (deleting an absent key with
     /// `Precondition::None` is not an error).
     async fn delete(&self, key: &str, precondition: Precondition) -> StoreResult<()>;

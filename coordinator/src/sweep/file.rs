@@ -203,7 +203,12 @@ impl<'a> SpanLocator<'a> {
             .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            return Some(trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            return Some(
+                trimmed
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string(),
+            );
         }
         let key = line.split('=').next().map(str::trim).filter(|k| {
             line.contains('=')
@@ -218,7 +223,12 @@ impl<'a> SpanLocator<'a> {
         }
     }
 
-    pub(super) fn at(&self, offset: usize, key: Option<String>, message: impl Into<String>) -> SweepError {
+    pub(super) fn at(
+        &self,
+        offset: usize,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> SweepError {
         let (line, column) = self.line_col(offset);
         SweepError {
             file: self.file.to_string(),
@@ -243,10 +253,7 @@ impl<'a> SpanLocator<'a> {
     /// written (or the table header if the key cannot be found).
     pub(super) fn key_error(&self, table: &str, key: &str, message: String) -> SweepError {
         let header = format!("[{table}]");
-        let table_start = self
-            .source
-            .find(&header)
-            .map_or(0, |i| i + header.len());
+        let table_start = self.source.find(&header).map_or(0, |i| i + header.len());
         let mut offset = table_start;
         let mut pos = table_start;
         for line in self.source[table_start..].split_inclusive('\n') {
@@ -273,7 +280,11 @@ impl RawSweep {
     ) -> Result<SweepSpec, SweepError> {
         let name = self.name.get_ref().trim().to_string();
         if name.is_empty() {
-            return Err(loc.at(self.name.span().start, Some("name".into()), "must not be empty"));
+            return Err(loc.at(
+                self.name.span().start,
+                Some("name".into()),
+                "must not be empty",
+            ));
         }
 
         // Model.
@@ -334,7 +345,11 @@ impl RawSweep {
         let mut dataset_params = IndexMap::new();
         for (k, v) in &self.dataset.params {
             let json = serde_json::to_value(v.get_ref()).map_err(|e| {
-                loc.at(v.span().start, Some(format!("dataset.params.{k}")), e.to_string())
+                loc.at(
+                    v.span().start,
+                    Some(format!("dataset.params.{k}")),
+                    e.to_string(),
+                )
             })?;
             dataset_params.insert(k.clone(), json);
         }
@@ -351,11 +366,7 @@ impl RawSweep {
             return Err(loc.key_error("training", "lr", "must be a positive number".into()));
         }
         if !(0.0..1.0).contains(&t.valid_fraction) {
-            return Err(loc.key_error(
-                "training",
-                "valid_fraction",
-                "must be in [0, 1)".into(),
-            ));
+            return Err(loc.key_error("training", "valid_fraction", "must be in [0, 1)".into()));
         }
 
         // Grid.
@@ -418,7 +429,11 @@ impl RawSweep {
             }
         };
         if seeds.is_empty() {
-            return Err(loc.at(seeds_offset, Some("seeds".into()), "at least one seed is needed"));
+            return Err(loc.at(
+                seeds_offset,
+                Some("seeds".into()),
+                "at least one seed is needed",
+            ));
         }
         let mut sorted = seeds.clone();
         sorted.sort_unstable();
@@ -430,7 +445,9 @@ impl RawSweep {
             return Err(loc.at(
                 0,
                 Some("grid".into()),
-                format!("the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"),
+                format!(
+                    "the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"
+                ),
             ));
         }
 
@@ -526,11 +543,7 @@ impl RawSweep {
 
         // Resources.
         if self.resources.trials_per_gpu == 0 {
-            return Err(loc.key_error(
-                "resources",
-                "trials_per_gpu",
-                "must be at least 1".into(),
-            ));
+            return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));
         }
 
         Ok(SweepSpec {

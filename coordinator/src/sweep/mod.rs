@@ -155,7 +155,11 @@ impl SweepSpec {
             "metrics": self.metrics,
             "resources": self.resources,
         });
-        format!("{}-{}", sanitize(&self.name), &digest(&whole.to_string())[..8])
+        format!(
+            "{}-{}",
+            sanitize(&self.name),
+            &digest(&whole.to_string())[..8]
+        )
     }
 
     /// Every point of the grid, first key varying slowest.

@@ -56,11 +56,19 @@ fn ids_are_deterministic_and_stable_under_grid_extension() {
     assert_ne!(a.sweep_id(), c.sweep_id());
     let tc = c.trials();
     for t in &ta {
-        assert!(tc.iter().any(|u| u.trial_id == t.trial_id), "kept {}", t.trial_id);
+        assert!(
+            tc.iter().any(|u| u.trial_id == t.trial_id),
+            "kept {}",
+            t.trial_id
+        );
     }
     // Changing a fixed setting changes every id.
     let d = parse(&minimal("").replace("epochs = 2", "epochs = 3")).expect("parse");
-    assert!(d.trials().iter().all(|t| ta.iter().all(|u| u.trial_id != t.trial_id)));
+    assert!(
+        d.trials()
+            .iter()
+            .all(|t| ta.iter().all(|u| u.trial_id != t.trial_id))
+    );
 }
 
 #[test]
@@ -123,7 +131,12 @@ fn seeds_list_and_errors() {
     assert_eq!(spec.seeds, vec![5, 9]);
     assert_eq!(spec.trials().len(), 4);
     let src = minimal("").replace("name = \"t\"", "name = \"t\"\nseeds = [5, 5]");
-    assert!(parse(&src).expect_err("dup seeds").message.contains("duplicate"));
+    assert!(
+        parse(&src)
+            .expect_err("dup seeds")
+            .message
+            .contains("duplicate")
+    );
 }
 
 #[test]

@@ -38,7 +38,14 @@ pub struct LateFusion<B: Backend> {
 }
 
 impl<B: Backend> LateFusion<B> {
-    pub fn new(dims: [usize; 3], modality_hidden: usize, hidden: usize, outputs: usize, dropout: f64, device: &B::Device) -> Self {
+    pub fn new(
+        dims: [usize; 3],
+        modality_hidden: usize,
+        hidden: usize,
+        outputs: usize,
+        dropout: f64,
+        device: &B::Device,
+    ) -> Self {
         Self {
             text: LinearConfig::new(dims[0], modality_hidden).init(device),
             audio: LinearConfig::new(dims[1], modality_hidden).init(device),
@@ -51,16 +58,27 @@ impl<B: Backend> LateFusion<B> {
     }
 
     /// `[batch, len, dim]` ×3 → `[batch, outputs]`.
-    pub fn forward(&self, text: Tensor<B, 3>, audio: Tensor<B, 3>, vision: Tensor<B, 3>) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        text: Tensor<B, 3>,
+        audio: Tensor<B, 3>,
+        vision: Tensor<B, 3>,
+    ) -> Tensor<B, 2> {
         let enc = |x: Tensor<B, 3>, l: &Linear<B>| {
             let pooled: Tensor<B, 2> = x.mean_dim(1).squeeze_dim(1);
             self.relu.forward(l.forward(pooled))
         };
         let h = Tensor::cat(
-            vec![enc(text, &self.text), enc(audio, &self.audio), enc(vision, &self.vision)],
+            vec![
+                enc(text, &self.text),
+                enc(audio, &self.audio),
+                enc(vision, &self.vision),
+            ],
             1,
         );
-        let h = self.dropout.forward(self.relu.forward(self.fuse.forward(h)));
+        let h = self
+            .dropout
+            .forward(self.relu.forward(self.fuse.forward(h)));
         self.head.forward(h)
     }
 }
@@ -128,7 +146,12 @@ pub fn batch<B: Backend>(split: &SeqSplit, idx: &[usize], device: &B::Device) ->
 
 /// Mean training loss of a batch: cross-entropy for classification, L1 for
 /// regression. `out` is `[batch, outputs]`, `labels` has `batch` entries.
-pub fn mean_loss<B: Backend>(out: Tensor<B, 2>, labels: Vec<f32>, task: Task, device: &B::Device) -> Tensor<B, 1> {
+pub fn mean_loss<B: Backend>(
+    out: Tensor<B, 2>,
+    labels: Vec<f32>,
+    task: Task,
+    device: &B::Device,
+) -> Tensor<B, 1> {
     let n = labels.len();
     match task {
         Task::Classification { .. } => {
@@ -136,7 +159,9 @@ pub fn mean_loss<B: Backend>(out: Tensor<B, 2>, labels: Vec<f32>, task: Task, de
                 TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
                 device,
             );
-            CrossEntropyLossConfig::new().init(device).forward(out, targets)
+            CrossEntropyLossConfig::new()
+                .init(device)
+                .forward(out, targets)
         }
         Task::Regression => {
             let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [n]), device);
@@ -186,10 +211,21 @@ pub fn shuffle_rng(seed: u64) -> ChaCha8Rng {
 }
 
 impl<B: AutodiffBackend> LateFusionWorkload<B> {
-    pub fn new(req: &TrialRequest, data: SeqDataset, device: &B::Device) -> Result<Self, TrainError> {
+    pub fn new(
+        req: &TrialRequest,
+        data: SeqDataset,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
         let s = LateFusionSettings::from_params(&req.params)?;
         B::seed(device, req.seed);
-        let model = LateFusion::new(data.dims(), s.modality_hidden, s.hidden, outputs(data.task), s.dropout, device);
+        let model = LateFusion::new(
+            data.dims(),
+            s.modality_hidden,
+            s.hidden,
+            outputs(data.task),
+            s.dropout,
+            device,
+        );
         let optim = s.optimizer_config().init::<B, LateFusion<B>>();
         Ok(Self {
             model: Some(model),
@@ -208,7 +244,10 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
         let split = &self.data.train;
         let mut order: Vec<usize> = (0..split.len()).collect();
         order.shuffle(&mut self.rng);
-        let mut model = self.model.take().ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
+        let mut model = self
+            .model
+            .take()
+            .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let mut total = 0.0;
         let mut steps = 0usize;
         for (step, idx) in order.chunks(self.batch_size).enumerate() {
@@ -221,7 +260,12 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             let loss = mean_loss(out, labels, self.data.task, &self.device);
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
-                return Err(TrainError::NonFinite { what: "training loss", value, epoch, step: step + 1 });
+                return Err(TrainError::NonFinite {
+                    what: "training loss",
+                    value,
+                    epoch,
+                    step: step + 1,
+                });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = self.optim.step(self.lr, model, grads);
@@ -238,7 +282,16 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             Split::Valid => &self.data.valid,
             Split::Test => &self.data.test,
         };
-        let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
-        Ok(evaluate_model::<B::InnerBackend>(&model, self.data.task, split, &self.device))
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| TrainError::Backend("model lost".into()))?
+            .valid();
+        Ok(evaluate_model::<B::InnerBackend>(
+            &model,
+            self.data.task,
+            split,
+            &self.device,
+        ))
     }
 }

@@ -38,7 +38,8 @@ pub fn build(
     data: LoadedDataset,
     backend: BackendKind,
 ) -> Result<Box<dyn Workload>, TrainError> {
-    let accepted = accepted_params(&req.model).ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
+    let accepted =
+        accepted_params(&req.model).ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
     req.params.check_known(&req.model, &accepted)?;
     match backend {
         BackendKind::Cpu => build_on::<crate::backend::Cpu>(req, data, &Default::default()),
@@ -46,7 +47,9 @@ pub fn build(
         BackendKind::Cuda => build_on::<crate::backend::Cuda>(req, data, &Default::default()),
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(TrainError::Backend(
-            crate::backend::check_available(BackendKind::Cuda).err().unwrap_or_default(),
+            crate::backend::check_available(BackendKind::Cuda)
+                .err()
+                .unwrap_or_default(),
         )),
     }
 }

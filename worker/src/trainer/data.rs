@@ -40,7 +40,11 @@ fn params<T: DeserializeOwned>(req: &DatasetRequest) -> Result<T, TrainError> {
         TrainError::Dataset(format!(
             "invalid parameters for {} `{}`: {e}",
             req.kind,
-            if req.generator.is_empty() { &req.path } else { &req.generator }
+            if req.generator.is_empty() {
+                &req.path
+            } else {
+                &req.generator
+            }
         ))
     })
 }

@@ -121,7 +121,11 @@ pub fn run_trial(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let start = Instant::now();
     let epochs = req.params.positive("epochs", 10)? as u32;
-    let dataset = load_dataset(&req.dataset, req.seed, req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?)?;
+    let dataset = load_dataset(
+        &req.dataset,
+        req.seed,
+        req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?,
+    )?;
     let mut workload = models::build(req, dataset, backend)?;
 
     let mut best: Option<(f64, u32, BTreeMap<String, f64>, BTreeMap<String, f64>)> = None;
@@ -170,9 +174,8 @@ pub fn run_trial(
             valid_metrics: valid,
         });
     }
-    let (_, selected_epoch, valid_metrics, test_metrics) = best.ok_or_else(|| {
-        TrainError::MissingMetric(format!("{} (never finite)", req.select))
-    })?;
+    let (_, selected_epoch, valid_metrics, test_metrics) =
+        best.ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", req.select)))?;
     Ok(TrialOutcome {
         selected_epoch,
         valid_metrics,

@@ -74,7 +74,10 @@ pub fn retrieval_features(split: &SeqSplit) -> (Vec<f32>, usize) {
         let mut off = 0;
         for (a, lens) in mods {
             let [_, len, d] = a.shape;
-            let valid = lens.and_then(|l| l.get(i).copied()).unwrap_or(len).clamp(1, len.max(1));
+            let valid = lens
+                .and_then(|l| l.get(i).copied())
+                .unwrap_or(len)
+                .clamp(1, len.max(1));
             let x = a.sample(i);
             let row = &mut out[i * dim + off..i * dim + off + d];
             for t in 0..valid.min(len) {
@@ -128,9 +131,15 @@ pub fn build_sets<B: Backend>(
     let mut start = 0;
     while start < n {
         let end = (start + block).min(n);
-        let sims = all.clone().slice([start..end, 0..dim]).matmul(all_t.clone());
+        let sims = all
+            .clone()
+            .slice([start..end, 0..dim])
+            .matmul(all_t.clone());
         let data = sims.into_data().convert::<f32>();
-        let values = data.as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default();
+        let values = data
+            .as_slice::<f32>()
+            .map(<[f32]>::to_vec)
+            .unwrap_or_default();
         for (r, row) in values.chunks(n).enumerate() {
             let (s, d) = select_sets(row, start + r, classes, k);
             sets.similar.push(s);
@@ -225,7 +234,12 @@ fn index<B: Backend>(idx: Vec<i64>, device: &B::Device) -> Tensor<B, 1, Int> {
 /// `(α, β)`, `−log(e^{s(α,β)/τ} / (e^{s(α,β)/τ} + Σ_{(α,γ)∈N} e^{s(α,γ)/τ}))`
 /// with cosine similarity `s` and the negatives that share the anchor `α`;
 /// averaged over the positive pairs.
-pub fn nt_xent<B: Backend>(z: Tensor<B, 2>, positive: &[(usize, usize)], negative: &[(usize, usize)], tau: f64) -> Tensor<B, 1> {
+pub fn nt_xent<B: Backend>(
+    z: Tensor<B, 2>,
+    positive: &[(usize, usize)],
+    negative: &[(usize, usize)],
+    tau: f64,
+) -> Tensor<B, 1> {
     let device = z.device();
     let [r, _] = z.dims();
     let zn = normalize(z);
@@ -238,8 +252,12 @@ pub fn nt_xent<B: Backend>(z: Tensor<B, 2>, positive: &[(usize, usize)], negativ
     let negsum = (sims.clone().div_scalar(tau).exp() * mask).sum_dim(1); // [r, 1]
     let q = positive.len();
     let a_idx = index::<B>(positive.iter().map(|&(a, _)| a as i64).collect(), &device);
-    let p_idx = index::<B>(positive.iter().map(|&(_, p)| p as i64).collect(), &device).reshape([q, 1]);
-    let s_ap = sims.select(0, a_idx.clone()).gather(1, p_idx).div_scalar(tau); // [q, 1]
+    let p_idx =
+        index::<B>(positive.iter().map(|&(_, p)| p as i64).collect(), &device).reshape([q, 1]);
+    let s_ap = sims
+        .select(0, a_idx.clone())
+        .gather(1, p_idx)
+        .div_scalar(tau); // [q, 1]
     let neg = negsum.select(0, a_idx);
     let loss = (s_ap.clone().exp() + neg).log() - s_ap;
     loss.mean()
@@ -247,11 +265,18 @@ pub fn nt_xent<B: Backend>(z: Tensor<B, 2>, positive: &[(usize, usize)], negativ
 
 /// Triplet loss (eqs. 10–11) with cosine distance `d = 1 − s`:
 /// mean over triplets of `max(0, d(a,p) − d(a,n) + margin)`.
-pub fn triplet<B: Backend>(z: Tensor<B, 2>, triplets: &[(usize, usize, usize)], margin: f64) -> Tensor<B, 1> {
+pub fn triplet<B: Backend>(
+    z: Tensor<B, 2>,
+    triplets: &[(usize, usize, usize)],
+    margin: f64,
+) -> Tensor<B, 1> {
     let device = z.device();
     let zn = normalize(z);
     let pick = |f: fn(&(usize, usize, usize)) -> usize| {
-        zn.clone().select(0, index::<B>(triplets.iter().map(|t| f(t) as i64).collect(), &device))
+        zn.clone().select(
+            0,
+            index::<B>(triplets.iter().map(|t| f(t) as i64).collect(), &device),
+        )
     };
     let (a, p, n) = (pick(|t| t.0), pick(|t| t.1), pick(|t| t.2));
     let s_ap = (a.clone() * p).sum_dim(1);

@@ -105,7 +105,9 @@ use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trainer::{Split, TrainError, TrialRequest, Workload};
 
-pub use contrastive::{ClSets, build_pairs, build_sets, label_class, nt_xent, retrieval_features, select_sets, triplet};
+pub use contrastive::{
+    ClSets, build_pairs, build_sets, label_class, nt_xent, retrieval_features, select_sets, triplet,
+};
 pub use model::{FdCmdie, FdCmdieConfig};
 
 /// Parameters of `fdcmdie`.
@@ -216,7 +218,11 @@ fn batch<B: Backend>(split: &SeqSplit, idx: &[usize], device: &B::Device) -> [Te
 }
 
 impl<B: AutodiffBackend> FdCmdieWorkload<B> {
-    pub fn new(req: &TrialRequest, data: SeqDataset, device: &B::Device) -> Result<Self, TrainError> {
+    pub fn new(
+        req: &TrialRequest,
+        data: SeqDataset,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
         let p = &req.params;
         if data.task != Task::Regression {
             return Err(TrainError::Dataset(
@@ -227,13 +233,18 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         if text_encoder != "linear" {
             return Err(invalid(
                 "text_encoder",
-                format!("`{text_encoder}` is not available; known: linear (frozen BERT features of the file)"),
+                format!(
+                    "`{text_encoder}` is not available; known: linear (frozen BERT features of the file)"
+                ),
             ));
         }
         let width = p.positive("width", 128)?;
         let heads = p.positive("heads", 8)?;
         if width % heads != 0 {
-            return Err(invalid("heads", format!("width {width} is not divisible by {heads} heads")));
+            return Err(invalid(
+                "heads",
+                format!("width {width} is not divisible by {heads} heads"),
+            ));
         }
         let use_cmdie = p.bool("use_cmdie", true)?;
         let settings = Settings {
@@ -258,7 +269,11 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         let test = pool_split(&data.test, settings.max_len);
         let config = FdCmdieConfig {
             dims: data.dims(),
-            lens: [train.text.shape[1], train.audio.shape[1], train.vision.shape[1]],
+            lens: [
+                train.text.shape[1],
+                train.audio.shape[1],
+                train.vision.shape[1],
+            ],
             width,
             heads,
             layers: p.positive("layers", 3)?,
@@ -279,7 +294,9 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         let model = FdCmdie::new(&config, device);
         let optim = AdamWConfig::new()
             .with_weight_decay(weight_decay as f32)
-            .with_grad_clipping((grad_clip > 0.0).then_some(GradientClippingConfig::Norm(grad_clip as f32)))
+            .with_grad_clipping(
+                (grad_clip > 0.0).then_some(GradientClippingConfig::Norm(grad_clip as f32)),
+            )
             .init::<B, FdCmdie<B>>();
         Ok(Self {
             model: Some(model),
@@ -321,7 +338,11 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
     fn step_loss(&mut self, model: &FdCmdie<B>, idx: &[usize]) -> (Tensor<B, 1>, f64, f64) {
         let b = idx.len();
         let use_cl = self.settings.use_cl && self.settings.lambda_cl > 0.0;
-        let all = if use_cl { self.extended(idx) } else { idx.to_vec() };
+        let all = if use_cl {
+            self.extended(idx)
+        } else {
+            idx.to_vec()
+        };
         let [t, a, v] = batch::<B>(&self.train, &all, &self.device);
         let dec = model.encode(t, a, v);
         let head = if use_cl { dec.head(b) } else { dec.clone() };
@@ -344,7 +365,11 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
 
     /// Predictions on a split (inference mode).
     pub fn predict(&self, split: &SeqSplit) -> Result<Vec<f32>, TrainError> {
-        let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| TrainError::Backend("model lost".into()))?
+            .valid();
         let mut preds = Vec::with_capacity(split.len());
         let order: Vec<usize> = (0..split.len()).collect();
         for idx in order.chunks(128) {

@@ -50,7 +50,8 @@ impl<B: Backend> Projector<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.dropout.forward(self.linear.forward(self.norm.forward(x)).tanh())
+        self.dropout
+            .forward(self.linear.forward(self.norm.forward(x)).tanh())
     }
 }
 
@@ -64,7 +65,9 @@ impl<B: Backend> StackedLstm<B> {
     pub fn new(d_input: usize, width: usize, layers: usize, device: &B::Device) -> Self {
         Self {
             layers: (0..layers.max(1))
-                .map(|l| LstmConfig::new(if l == 0 { d_input } else { width }, width, true).init(device))
+                .map(|l| {
+                    LstmConfig::new(if l == 0 { d_input } else { width }, width, true).init(device)
+                })
                 .collect(),
         }
     }
@@ -87,7 +90,13 @@ pub struct Ffn<B: Backend> {
 }
 
 impl<B: Backend> Ffn<B> {
-    pub fn new(d_in: usize, d_hidden: usize, d_out: usize, dropout: f64, device: &B::Device) -> Self {
+    pub fn new(
+        d_in: usize,
+        d_hidden: usize,
+        d_out: usize,
+        dropout: f64,
+        device: &B::Device,
+    ) -> Self {
         Self {
             l1: LinearConfig::new(d_in, d_hidden).init(device),
             l2: LinearConfig::new(d_hidden, d_out).init(device),
@@ -97,7 +106,8 @@ impl<B: Backend> Ffn<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.l2.forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
+        self.l2
+            .forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
     }
 }
 
@@ -127,7 +137,11 @@ pub struct Dipu<B: Backend> {
 impl<B: Backend> Dipu<B> {
     pub fn new(width: usize, heads: usize, dropout: f64, cross2: bool, device: &B::Device) -> Self {
         let ln = || LayerNormConfig::new(width).init(device);
-        let mha = || MultiHeadAttentionConfig::new(width, heads).with_dropout(dropout).init(device);
+        let mha = || {
+            MultiHeadAttentionConfig::new(width, heads)
+                .with_dropout(dropout)
+                .init(device)
+        };
         Self {
             ln_g0: ln(),
             ln_x0: ln(),
@@ -148,7 +162,12 @@ impl<B: Backend> Dipu<B> {
     }
 
     /// `g: [b, lg, d]`, `x: [b, lx, d]` → (`G_{sX→G}` `[b, lg, d]`, `X_d'` `[b, lx, d]`).
-    pub fn forward(&self, pe: &PositionalEncoding<B>, g: Tensor<B, 3>, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    pub fn forward(
+        &self,
+        pe: &PositionalEncoding<B>,
+        g: Tensor<B, 3>,
+        x: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         // (13)-(14): add position, normalise.
         let g0 = self.ln_g0.forward(pe.forward(g));
         let x0 = self.ln_x0.forward(pe.forward(x));
@@ -156,23 +175,35 @@ impl<B: Backend> Dipu<B> {
             m.forward(MhaInput::new(q, kv.clone(), kv)).context
         };
         // (16)-(17): first cross-attention.
-        let g1 = self.ln_g1.forward(att(&self.cross_g, g0.clone(), x0.clone()) + g0.clone());
-        let x1 = self.ln_x1.forward(att(&self.cross_x, x0.clone(), g0.clone()) + x0.clone());
+        let g1 = self
+            .ln_g1
+            .forward(att(&self.cross_g, g0.clone(), x0.clone()) + g0.clone());
+        let x1 = self
+            .ln_x1
+            .forward(att(&self.cross_x, x0.clone(), g0.clone()) + x0.clone());
         // (19)-(20): self-attention.
-        let g2 = self.ln_g2.forward(att(&self.self_g, g1.clone(), g1.clone()) + g1);
-        let x2 = self.ln_x2.forward(att(&self.self_x, x1.clone(), x1.clone()) + x1);
+        let g2 = self
+            .ln_g2
+            .forward(att(&self.self_g, g1.clone(), g1.clone()) + g1);
+        let x2 = self
+            .ln_x2
+            .forward(att(&self.self_x, x1.clone(), x1.clone()) + x1);
         // (21)-(22): second cross-attention against the position-encoded inputs,
         // with the projections of the first one.
         let (g3, x3) = if self.cross2 {
             (
-                self.ln_g3.forward(att(&self.cross_g, g2.clone(), x0.clone()) + g2),
+                self.ln_g3
+                    .forward(att(&self.cross_g, g2.clone(), x0.clone()) + g2),
                 self.ln_x3.forward(att(&self.cross_x, x2.clone(), g0) + x2),
             )
         } else {
             (g2, x2)
         };
         // (23)-(24): FFN with residual.
-        (self.ffn_g.forward(g3.clone()) + g3, self.ffn_x.forward(x3.clone()) + x3)
+        (
+            self.ffn_g.forward(g3.clone()) + g3,
+            self.ffn_x.forward(x3.clone()) + x3,
+        )
     }
 }
 
@@ -200,8 +231,12 @@ impl<B: Backend> Gap<B> {
     pub fn new(width: usize, device: &B::Device) -> Self {
         let hidden = (width / 2).max(1);
         Self {
-            norms: (0..3).map(|_| LayerNormConfig::new(width).init(device)).collect(),
-            gates: (0..3).map(|_| Ffn::new(width, hidden, 1, 0.0, device)).collect(),
+            norms: (0..3)
+                .map(|_| LayerNormConfig::new(width).init(device))
+                .collect(),
+            gates: (0..3)
+                .map(|_| Ffn::new(width, hidden, 1, 0.0, device))
+                .collect(),
             score: Ffn::new(width, hidden, 1, 0.0, device),
         }
     }
@@ -274,7 +309,11 @@ impl<B: Backend> Decoupled<B> {
     /// (`[6·b, d]`), the layout of [`super::contrastive::build_pairs`].
     pub fn contrastive_matrix(&self) -> Tensor<B, 2> {
         Tensor::cat(
-            self.sim.iter().chain(self.dis.iter()).map(|x| time_mean(x.clone())).collect(),
+            self.sim
+                .iter()
+                .chain(self.dis.iter())
+                .map(|x| time_mean(x.clone()))
+                .collect(),
             0,
         )
     }
@@ -319,8 +358,12 @@ impl<B: Backend> FdCmdie<B> {
             audio: StackedLstm::new(c.dims[1], w, c.lstm_layers, device),
             vision: StackedLstm::new(c.dims[2], w, c.lstm_layers, device),
             shared: Projector::new(w, c.dropout, device),
-            private: (0..3).map(|_| Projector::new(w, c.dropout, device)).collect(),
-            pe: PositionalEncodingConfig::new(w).with_max_sequence_size(max_len).init(device),
+            private: (0..3)
+                .map(|_| Projector::new(w, c.dropout, device))
+                .collect(),
+            pe: PositionalEncodingConfig::new(w)
+                .with_max_sequence_size(max_len)
+                .init(device),
             layers: if c.use_cmdie {
                 (0..c.layers)
                     .map(|_| InteractionLayer {
@@ -340,7 +383,12 @@ impl<B: Backend> FdCmdie<B> {
     }
 
     /// Feature extraction + decoupling. Inputs `[b, l_m, d_m]`.
-    pub fn encode(&self, text: Tensor<B, 3>, audio: Tensor<B, 3>, vision: Tensor<B, 3>) -> Decoupled<B> {
+    pub fn encode(
+        &self,
+        text: Tensor<B, 3>,
+        audio: Tensor<B, 3>,
+        vision: Tensor<B, 3>,
+    ) -> Decoupled<B> {
         let f = [
             self.text.forward(text),
             self.vision.forward(vision),
@@ -401,7 +449,12 @@ impl<B: Backend> FdCmdie<B> {
     }
 
     /// `[b, l_m, d_m]` ×3 → `[b, 1]`.
-    pub fn forward(&self, text: Tensor<B, 3>, audio: Tensor<B, 3>, vision: Tensor<B, 3>) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        text: Tensor<B, 3>,
+        audio: Tensor<B, 3>,
+        vision: Tensor<B, 3>,
+    ) -> Tensor<B, 2> {
         self.fuse(self.encode(text, audio, vision)).prediction
     }
 }

@@ -77,21 +77,36 @@ impl HostBatch {
                 if dialogues.iter().all(|d| d.len() > t) {
                     None
                 } else {
-                    Some(dialogues.iter().map(|d| if d.len() > t { 1.0 } else { 0.0 }).collect())
+                    Some(
+                        dialogues
+                            .iter()
+                            .map(|d| if d.len() > t { 1.0 } else { 0.0 })
+                            .collect(),
+                    )
                 }
             })
             .collect();
         let q = seq_items.len();
         let l = seq_items.iter().map(Vec::len).max().unwrap_or(0);
         let party_steps = (0..l)
-            .map(|s| seq_items.iter().map(|it| it.get(s).map_or(n as i64, |&u| u as i64)).collect())
+            .map(|s| {
+                seq_items
+                    .iter()
+                    .map(|it| it.get(s).map_or(n as i64, |&u| u as i64))
+                    .collect()
+            })
             .collect();
         let party_masks = (0..l)
             .map(|s| {
                 if seq_items.iter().all(|it| it.len() > s) {
                     None
                 } else {
-                    Some(seq_items.iter().map(|it| if it.len() > s { 1.0 } else { 0.0 }).collect())
+                    Some(
+                        seq_items
+                            .iter()
+                            .map(|it| if it.len() > s { 1.0 } else { 0.0 })
+                            .collect(),
+                    )
                 }
             })
             .collect();

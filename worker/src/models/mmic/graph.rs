@@ -99,7 +99,14 @@ impl<B: Backend> DeepGcn<B> {
 
     /// One graph convolution: `S = Â Ĥ`,
     /// `θ·[S ‖ H0] W + (1 − θ)·((1 − α) S + α H0)` (before ReLU).
-    pub fn conv(conv: &Linear<B>, adj: Tensor<B, 2>, hhat: Tensor<B, 2>, h0: Tensor<B, 2>, alpha: f64, theta: f64) -> Tensor<B, 2> {
+    pub fn conv(
+        conv: &Linear<B>,
+        adj: Tensor<B, 2>,
+        hhat: Tensor<B, 2>,
+        h0: Tensor<B, 2>,
+        alpha: f64,
+        theta: f64,
+    ) -> Tensor<B, 2> {
         let s = adj.matmul(hhat);
         let support = Tensor::cat(vec![s.clone(), h0.clone()], 1);
         let r = s * (1.0 - alpha) + h0 * alpha;
@@ -108,7 +115,14 @@ impl<B: Backend> DeepGcn<B> {
 
     /// `x`: `[3N, d_in]`, `adj`: normalised `[3N, 3N]`. Returns
     /// `[dropout(x) ‖ H_K]`, `[3N, d_in + hidden]`.
-    pub fn forward(&self, x: Tensor<B, 2>, adj: Tensor<B, 2>, alpha: f64, lambda: f64, dropout: &Dropout) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        adj: Tensor<B, 2>,
+        alpha: f64,
+        lambda: f64,
+        dropout: &Dropout,
+    ) -> Tensor<B, 2> {
         let x = dropout.forward(x);
         let h0 = relu(self.fc0.forward(x.clone()));
         let mut h = dropout.forward(h0.clone());

@@ -20,7 +20,12 @@ pub fn logsumexp_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 /// the probability of the true class taken without gradient; `γ = 0` is
 /// the plain (optionally class-weighted) cross-entropy. `class_weights`:
 /// one weight per class or empty.
-pub fn focal_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[usize], gamma: f64, class_weights: &[f32]) -> Tensor<B, 1> {
+pub fn focal_loss<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: &[usize],
+    gamma: f64,
+    class_weights: &[f32],
+) -> Tensor<B, 1> {
     let device = logits.device();
     let n = labels.len();
     let idx = Tensor::<B, 2, Int>::from_data(
@@ -47,7 +52,12 @@ pub fn focal_loss<B: Backend>(logits: Tensor<B, 2>, labels: &[usize], gamma: f64
 /// has at least its own detached copy as a positive; the copies are
 /// constants, gradients reach `z` only through its live rows. Without the
 /// copy, anchors without a positive are left out of the mean (0 if none).
-pub fn supcon_loss<B: Backend>(z: Tensor<B, 2>, labels: &[usize], tau: f64, with_copy: bool) -> Tensor<B, 1> {
+pub fn supcon_loss<B: Backend>(
+    z: Tensor<B, 2>,
+    labels: &[usize],
+    tau: f64,
+    with_copy: bool,
+) -> Tensor<B, 1> {
     let device = z.device();
     let n = labels.len();
     let zn = normalize(z);
@@ -86,7 +96,9 @@ pub fn supcon_loss<B: Backend>(z: Tensor<B, 2>, labels: &[usize], tau: f64, with
     if anchors == 0.0 {
         return (sim.sum() * 0.0).reshape([1]);
     }
-    let t = |v: Vec<f32>, shape: [usize; 2]| Tensor::<B, 2>::from_data(TensorData::new(v, shape), &device);
+    let t = |v: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<B, 2>::from_data(TensorData::new(v, shape), &device)
+    };
     let not_self = t(not_self, [views, views]);
     let pos = t(pos, [views, views]);
     let m = sim.clone().max_dim(1).detach();
@@ -111,7 +123,11 @@ pub fn cpc_loss<B: Backend>(h: Tensor<B, 2>, pred: Tensor<B, 2>) -> Tensor<B, 1>
 /// Gaussian log-likelihood of `y` under `N(mu, diag(exp(logvar)))`, summed
 /// over dimensions and averaged over rows, without the `−½ log 2π`
 /// constant: `mean_i Σ_d −½ [(y − μ)² e^{−logvar} + logvar]`.
-pub fn gaussian_lld<B: Backend>(mu: Tensor<B, 2>, logvar: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn gaussian_lld<B: Backend>(
+    mu: Tensor<B, 2>,
+    logvar: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+) -> Tensor<B, 1> {
     let sq = (y - mu).powf_scalar(2.0);
     let per = (sq * logvar.clone().neg().exp() + logvar) * (-0.5);
     per.sum_dim(1).mean()

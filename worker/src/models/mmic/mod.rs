@@ -132,7 +132,10 @@ pub const PARAMS: &[&str] = &[
 ];
 
 fn invalid(key: &str, message: impl Into<String>) -> TrainError {
-    TrainError::InvalidParam { key: key.into(), message: message.into() }
+    TrainError::InvalidParam {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Everything a trial of `mmic` is configured with.
@@ -156,18 +159,40 @@ pub struct MmicConfig {
 
 fn parse_dash_list(key: &str, s: &str) -> Result<Vec<f64>, TrainError> {
     s.split('-')
-        .map(|x| x.trim().parse::<f64>().map_err(|_| invalid(key, format!("`{s}` is not a dash-separated list of numbers"))))
+        .map(|x| {
+            x.trim().parse::<f64>().map_err(|_| {
+                invalid(
+                    key,
+                    format!("`{s}` is not a dash-separated list of numbers"),
+                )
+            })
+        })
         .collect()
 }
 
 /// Negative-valence classes of a dataset by class name (see module docs).
 pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
     const NEG: &[&str] = &[
-        "sad", "ang", "fru", "dis", "fea", "sadness", "anger", "angry", "frustrated", "frustration", "disgust", "fear",
+        "sad",
+        "ang",
+        "fru",
+        "dis",
+        "fea",
+        "sadness",
+        "anger",
+        "angry",
+        "frustrated",
+        "frustration",
+        "disgust",
+        "fear",
     ];
     let c = data.n_classes;
     let by_name: Vec<bool> = (0..c)
-        .map(|i| data.class_names.get(i).is_some_and(|n| NEG.contains(&n.to_lowercase().as_str())))
+        .map(|i| {
+            data.class_names
+                .get(i)
+                .is_some_and(|n| NEG.contains(&n.to_lowercase().as_str()))
+        })
         .collect();
     if by_name.iter().any(|&b| b) {
         by_name
@@ -190,9 +215,18 @@ impl MmicConfig {
         let on = p.text("losses", "all")?;
         let (mut alpha, mut beta, mut zeta) = (alpha, beta, zeta);
         if on != "all" {
-            let parts: Vec<&str> = if on == "none" { Vec::new() } else { on.split('+').map(str::trim).collect() };
+            let parts: Vec<&str> = if on == "none" {
+                Vec::new()
+            } else {
+                on.split('+').map(str::trim).collect()
+            };
             if let Some(bad) = parts.iter().find(|x| !["scl", "cpc", "ba"].contains(x)) {
-                return Err(invalid("losses", format!("unknown loss `{bad}`: expected all, none, or a '+'-list of scl, cpc, ba")));
+                return Err(invalid(
+                    "losses",
+                    format!(
+                        "unknown loss `{bad}`: expected all, none, or a '+'-list of scl, cpc, ba"
+                    ),
+                ));
             }
             if !parts.contains(&"scl") {
                 alpha = 0.0;
@@ -206,13 +240,28 @@ impl MmicConfig {
         }
         let sw = parse_dash_list("speaker_weights", &p.text("speaker_weights", "3-0-1")?)?;
         if sw.len() != 3 {
-            return Err(invalid("speaker_weights", "expected three weights \"a-v-t\""));
+            return Err(invalid(
+                "speaker_weights",
+                "expected three weights \"a-v-t\"",
+            ));
         }
-        let gammas = [p.f64("gamma_a", sw[0])?, p.f64("gamma_v", sw[1])?, p.f64("gamma_t", sw[2])?];
-        let text_lstm = match p.text("text_encoder", if mmdfn { "gru" } else { "lstm" })?.as_str() {
+        let gammas = [
+            p.f64("gamma_a", sw[0])?,
+            p.f64("gamma_v", sw[1])?,
+            p.f64("gamma_t", sw[2])?,
+        ];
+        let text_lstm = match p
+            .text("text_encoder", if mmdfn { "gru" } else { "lstm" })?
+            .as_str()
+        {
             "lstm" => true,
             "gru" => false,
-            other => return Err(invalid("text_encoder", format!("`{other}`: expected lstm or gru"))),
+            other => {
+                return Err(invalid(
+                    "text_encoder",
+                    format!("`{other}`: expected lstm or gru"),
+                ));
+            }
         };
         let hidden = p.positive("hidden", 200)?;
         if hidden % 2 != 0 {
@@ -229,7 +278,10 @@ impl MmicConfig {
             (true, false) => wd_l2,
             (false, false) if wd_training == 0.0 || wd_training == wd_l2 => wd_l2,
             (false, false) => {
-                return Err(invalid("l2", "`l2` and a non-zero `weight_decay` disagree; give one of them"));
+                return Err(invalid(
+                    "l2",
+                    "`l2` and a non-zero `weight_decay` disagree; give one of them",
+                ));
             }
         };
         let c = data.n_classes;
@@ -242,7 +294,10 @@ impl MmicConfig {
             for id in ids {
                 let i = id as usize;
                 if id < 0.0 || i >= c || id.fract() != 0.0 {
-                    return Err(invalid("negative_classes", format!("{id} is not a class index below {c}")));
+                    return Err(invalid(
+                        "negative_classes",
+                        format!("{id} is not a class index below {c}"),
+                    ));
                 }
                 v[i] = true;
             }
@@ -311,7 +366,11 @@ fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f64 {
 }
 
 impl<B: AutodiffBackend> MmicWorkload<B> {
-    pub fn new(req: &TrialRequest, data: ErcDataset, device: &B::Device) -> Result<Self, TrainError> {
+    pub fn new(
+        req: &TrialRequest,
+        data: ErcDataset,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
         let cfg = MmicConfig::from_params(&req.model, &req.params, &data)?;
         if data.train.is_empty() {
             return Err(TrainError::Dataset("no training dialogues".into()));
@@ -330,16 +389,25 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             }
             counts
                 .iter()
-                .map(|&k| if k == 0 { 0.0 } else { total as f32 / (data.n_classes * k) as f32 })
+                .map(|&k| {
+                    if k == 0 {
+                        0.0
+                    } else {
+                        total as f32 / (data.n_classes * k) as f32
+                    }
+                })
                 .collect()
         } else {
             Vec::new()
         };
         B::seed(device, req.seed);
         let model = Mmic::new(&cfg.net, device);
-        let clip = (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip as f32));
+        let clip =
+            (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip as f32));
         let optim = AdamConfig::new()
-            .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)))
+            .with_weight_decay(
+                (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
+            )
             .with_grad_clipping(clip)
             .init::<B, Mmic<B>>();
         let optim_mi = AdamConfig::new()
@@ -369,12 +437,19 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
     }
 
     /// Main loss and stage-0 MI loss of one batch (training mode).
-    fn losses(&mut self, model: &Mmic<B>, hb: &HostBatch) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, LossParts) {
+    fn losses(
+        &mut self,
+        model: &Mmic<B>,
+        hb: &HostBatch,
+    ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, LossParts) {
         let cfg = &self.cfg;
         let dev = &self.device;
         let fwd = model.net.forward(hb, &cfg.net, dev);
         let task = losses::focal_loss(fwd.logits, &hb.labels, cfg.focal_gamma, &self.class_weights);
-        let mut parts = LossParts { task: scalar(&task), ..Default::default() };
+        let mut parts = LossParts {
+            task: scalar(&task),
+            ..Default::default()
+        };
         let mut loss = task;
         if cfg.alpha > 0.0 {
             let scl = losses::supcon_loss(fwd.f.clone(), &hb.labels, cfg.tau, true);
@@ -399,8 +474,14 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         let mut mi_loss = None;
         if cfg.zeta > 0.0 {
             let x = fwd.e[2].clone();
-            let neg_rows: Vec<i64> = (0..hb.n).filter(|&i| cfg.negative[hb.labels[i]]).map(|i| i as i64).collect();
-            let pos_rows: Vec<i64> = (0..hb.n).filter(|&i| !cfg.negative[hb.labels[i]]).map(|i| i as i64).collect();
+            let neg_rows: Vec<i64> = (0..hb.n)
+                .filter(|&i| cfg.negative[hb.labels[i]])
+                .map(|i| i as i64)
+                .collect();
+            let pos_rows: Vec<i64> = (0..hb.n)
+                .filter(|&i| !cfg.negative[hb.labels[i]])
+                .map(|i| i as i64)
+                .collect();
             let mut ba: Option<Tensor<B, 1>> = None;
             let mut stage0: Option<Tensor<B, 1>> = None;
             for (k, m) in [0usize, 1].into_iter().enumerate() {
@@ -414,7 +495,10 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
                 for (g, rows) in [&neg_rows, &pos_rows].into_iter().enumerate() {
                     let mut parts_g = Vec::new();
                     if !rows.is_empty() {
-                        let sel = yt.clone().select(0, Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), dev));
+                        let sel = yt.clone().select(
+                            0,
+                            Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), dev),
+                        );
                         new_mem[g] = Some(sel.clone().detach());
                         parts_g.push(sel);
                     }
@@ -453,7 +537,10 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
 
     /// One optimisation step on `dialogues`; returns the main loss parts.
     pub fn train_step(&mut self, dialogues: &[&Dialogue]) -> Result<LossParts, TrainError> {
-        let model = self.model.take().ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
+        let model = self
+            .model
+            .take()
+            .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let hb = HostBatch::new(dialogues, self.data.dims);
         let (loss, mi_loss, parts) = self.losses(&model, &hb);
         let has_mi = mi_loss.is_some();
@@ -475,7 +562,11 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
 
     /// Predicted class of every utterance of `dialogues`, in order.
     pub fn predict(&self, dialogues: &[Dialogue]) -> Result<Vec<usize>, TrainError> {
-        let model = self.model.as_ref().ok_or_else(|| TrainError::Backend("model lost".into()))?.valid();
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| TrainError::Backend("model lost".into()))?
+            .valid();
         let mut preds = Vec::new();
         let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
         for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
@@ -491,7 +582,9 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
 impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
         self.memory = vec![[None, None], [None, None]];
-        let mut order: Vec<usize> = (0..self.data.train.len()).filter(|&i| !self.data.train[i].is_empty()).collect();
+        let mut order: Vec<usize> = (0..self.data.train.len())
+            .filter(|&i| !self.data.train[i].is_empty())
+            .collect();
         order.shuffle(&mut self.rng);
         let train = std::mem::take(&mut self.data.train);
         let mut total = 0.0;
@@ -509,7 +602,12 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
                     steps += 1;
                 }
                 Ok(parts) => {
-                    result = Err(TrainError::NonFinite { what: "training loss", value: parts.total, epoch, step: step + 1 });
+                    result = Err(TrainError::NonFinite {
+                        what: "training loss",
+                        value: parts.total,
+                        epoch,
+                        step: step + 1,
+                    });
                     break;
                 }
                 Err(e) => {
@@ -530,7 +628,10 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
             Split::Test => &self.data.test,
         };
         let preds = self.predict(dialogues)?;
-        let truth: Vec<usize> = dialogues.iter().flat_map(|d| d.labels.iter().copied()).collect();
+        let truth: Vec<usize> = dialogues
+            .iter()
+            .flat_map(|d| d.labels.iter().copied())
+            .collect();
         Ok(classification_metrics(&truth, &preds, self.data.n_classes))
     }
 }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, tanh};
 
 use super::batch::HostBatch;
-use super::graph::{graph_mask, normalized_adjacency, DeepGcn};
+use super::graph::{DeepGcn, graph_mask, normalized_adjacency};
 use super::rnn::BiRnn;
 
 /// Sizes and switches of the network.
@@ -75,7 +75,9 @@ impl<B: Backend> MmicNet<B> {
             party: BiRnn::new(false, h, h, 2, device),
             gcn: DeepGcn::new(h, c.graph_hidden, c.layers, device),
             classifier: LinearConfig::new(fused, c.n_classes).init(device),
-            cpc: (0..3).map(|_| LinearConfig::new(fused, h).init(device)).collect(),
+            cpc: (0..3)
+                .map(|_| LinearConfig::new(fused, h).init(device))
+                .collect(),
             dropout: DropoutConfig::new(c.dropout).init(),
         }
     }
@@ -97,9 +99,15 @@ impl<B: Backend> MmicNet<B> {
             .collect();
         let out = self.text_rnn.forward(steps, &masks, &self.dropout);
         let l = Tensor::cat(out, 0).select(0, idx::<B>(hb.text_valid.clone(), device));
-        let lp = self.text_in.forward(t2::<B>(hb.text.clone(), [n, dt], device));
-        let a = self.audio_in.forward(t2::<B>(hb.audio.clone(), [n, da], device));
-        let v = self.visual_in.forward(t2::<B>(hb.visual.clone(), [n, dv], device));
+        let lp = self
+            .text_in
+            .forward(t2::<B>(hb.text.clone(), [n, dt], device));
+        let a = self
+            .audio_in
+            .forward(t2::<B>(hb.audio.clone(), [n, da], device));
+        let v = self
+            .visual_in
+            .forward(t2::<B>(hb.visual.clone(), [n, dv], device));
         // Speaker encoder (eq. 3-4): one shared 2-layer BiGRU over every
         // speaker's own utterances, for the modalities with γ ≠ 0.
         let inputs = [a.clone(), v.clone(), lp];
@@ -117,7 +125,15 @@ impl<B: Backend> MmicNet<B> {
                 .iter()
                 .map(|s| {
                     let ids: Vec<i64> = (0..mm)
-                        .flat_map(|mi| s.iter().map(move |&u| if u == n as i64 { pad } else { u + (mi * n) as i64 }))
+                        .flat_map(|mi| {
+                            s.iter().map(move |&u| {
+                                if u == n as i64 {
+                                    pad
+                                } else {
+                                    u + (mi * n) as i64
+                                }
+                            })
+                        })
                         .collect();
                     all.clone().select(0, idx::<B>(ids, device))
                 })
@@ -134,7 +150,11 @@ impl<B: Backend> MmicNet<B> {
                 .collect();
             let out = Tensor::cat(self.party.forward(steps, &masks, &self.dropout), 0);
             for (mi, &m) in active.iter().enumerate() {
-                let back: Vec<i64> = hb.party_pos.iter().map(|&(s, qq)| (s * mm * q + mi * q + qq) as i64).collect();
+                let back: Vec<i64> = hb
+                    .party_pos
+                    .iter()
+                    .map(|&(s, qq)| (s * mm * q + mi * q + qq) as i64)
+                    .collect();
                 let p = out.clone().select(0, idx::<B>(back, device));
                 e[m] = e[m].clone() + p * c.gammas[m];
             }
@@ -143,13 +163,19 @@ impl<B: Backend> MmicNet<B> {
         let x = Tensor::cat(e.to_vec(), 0);
         let mask = t2::<B>(graph_mask(&hb.dialogue_of), [3 * n, 3 * n], device);
         let adj = normalized_adjacency(x.clone(), mask);
-        let out = self.gcn.forward(x, adj, c.gcn_alpha, c.gcn_lambda, &self.dropout);
+        let out = self
+            .gcn
+            .forward(x, adj, c.gcn_alpha, c.gcn_lambda, &self.dropout);
         let w = h + c.graph_hidden;
         let f = Tensor::cat(
-            (0..3).map(|m| out.clone().slice([m * n..(m + 1) * n, 0..w])).collect(),
+            (0..3)
+                .map(|m| out.clone().slice([m * n..(m + 1) * n, 0..w]))
+                .collect(),
             1,
         );
-        let logits = self.classifier.forward(relu(self.dropout.forward(f.clone())));
+        let logits = self
+            .classifier
+            .forward(relu(self.dropout.forward(f.clone())));
         Forward { e, f, logits }
     }
 }
@@ -193,8 +219,16 @@ impl<B: Backend> BaHead<B> {
     /// `(μ, log σ²)`; with `detach_params` the head's own parameters get
     /// no gradient (the main loss uses the head as a fixed estimator).
     pub fn predict(&self, x: Tensor<B, 2>, detach_params: bool) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let mu = lin_fwd(&self.mu2, relu(lin_fwd(&self.mu1, x.clone(), detach_params)), detach_params);
-        let lv = lin_fwd(&self.lv2, relu(lin_fwd(&self.lv1, x, detach_params)), detach_params);
+        let mu = lin_fwd(
+            &self.mu2,
+            relu(lin_fwd(&self.mu1, x.clone(), detach_params)),
+            detach_params,
+        );
+        let lv = lin_fwd(
+            &self.lv2,
+            relu(lin_fwd(&self.lv1, x, detach_params)),
+            detach_params,
+        );
         (mu, lv.clamp(-10.0, 10.0))
     }
 
@@ -224,7 +258,9 @@ impl<B: Backend> Mmic<B> {
         Self {
             net: MmicNet::new(c, device),
             mi: MiNet {
-                heads: (0..2).map(|_| BaHead::new(c.hidden, c.hidden, c.ent_dim, device)).collect(),
+                heads: (0..2)
+                    .map(|_| BaHead::new(c.hidden, c.hidden, c.ent_dim, device))
+                    .collect(),
             },
         }
     }

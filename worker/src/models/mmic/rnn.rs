@@ -22,7 +22,13 @@ pub struct Cell<B: Backend> {
     lstm: bool,
 }
 
-fn uniform_linear<B: Backend>(d_in: usize, d_out: usize, k: f64, bias: bool, device: &B::Device) -> Linear<B> {
+fn uniform_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    k: f64,
+    bias: bool,
+    device: &B::Device,
+) -> Linear<B> {
     LinearConfig::new(d_in, d_out)
         .with_bias(bias)
         .with_initializer(Initializer::Uniform { min: -k, max: k })
@@ -56,7 +62,12 @@ impl<B: Backend> Cell<B> {
 
     /// One step. `x`: `[b, d_in]`, `h`/`c`: `[b, hidden]` (`c` is ignored
     /// and returned unchanged by a GRU). Returns the new `(h, c)`.
-    pub fn step(&self, x: Tensor<B, 2>, h: Tensor<B, 2>, c: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    pub fn step(
+        &self,
+        x: Tensor<B, 2>,
+        h: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let hd = self.hidden;
         let xg = self.ih.forward(x);
         let hg = self.hh.forward(h.clone());
@@ -102,8 +113,17 @@ impl<B: Backend> BiRnn<B> {
         let layers = (0..n_layers)
             .map(|l| {
                 let d = if l == 0 { d_in } else { 2 * h };
-                let mk = || if lstm { Cell::lstm(d, h, device) } else { Cell::gru(d, h, device) };
-                BiLayer { fwd: mk(), bwd: mk() }
+                let mk = || {
+                    if lstm {
+                        Cell::lstm(d, h, device)
+                    } else {
+                        Cell::gru(d, h, device)
+                    }
+                };
+                BiLayer {
+                    fwd: mk(),
+                    bwd: mk(),
+                }
             })
             .collect();
         Self { layers }
@@ -114,7 +134,12 @@ impl<B: Backend> BiRnn<B> {
     /// when every sequence is valid at `t`, else `[b, 1]` with 1 for valid.
     /// The backward direction keeps a zero state through trailing padding,
     /// which gives exactly the outputs of packed sequences at valid steps.
-    pub fn forward(&self, inputs: Vec<Tensor<B, 2>>, masks: &[Option<Tensor<B, 2>>], dropout: &Dropout) -> Vec<Tensor<B, 2>> {
+    pub fn forward(
+        &self,
+        inputs: Vec<Tensor<B, 2>>,
+        masks: &[Option<Tensor<B, 2>>],
+        dropout: &Dropout,
+    ) -> Vec<Tensor<B, 2>> {
         let mut xs = inputs;
         let steps = xs.len();
         for (l, layer) in self.layers.iter().enumerate() {
