@@ -1,5 +1,5 @@
 //! Distributed-mode tests with real processes: the `sigsweep` binary as
-//! coordinator(s), workers and CLI client, a real etcd (`tests/common/etcd.rs`),
+//! coordinator(s), workers and CLI client, a real etcd (`coordinator/tests/common/etcd.rs`),
 //! TLS certificates made in the test (rcgen), faults injected with SIGKILL
 //! and SIGSTOP. Sweeps are tiny (late-fusion, small synthetic data), so the
 //! file runs in a few minutes on two cores.

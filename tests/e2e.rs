@@ -182,7 +182,7 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
     // Slower trials so the kill lands mid-trial.
     let sweep = tiny_sweep(dir.path(), 4, 30, 1500);
     let state = dir.path().join("state");
-    let mut run = Command::new(BIN)
+    let run = Command::new(BIN)
         .args([
             "run",
             sweep.to_str().expect("utf8"),

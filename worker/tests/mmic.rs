@@ -362,10 +362,10 @@ fn majority_f1(seed: u64) -> f64 {
         &serde_json::from_value(
             serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 }),
         )
-        .unwrap(),
+        .expect("test setup"),
         seed,
     )
-    .unwrap();
+    .expect("test setup");
     let truth: Vec<usize> = data
         .test
         .iter()
@@ -375,7 +375,9 @@ fn majority_f1(seed: u64) -> f64 {
     for &t in &truth {
         counts[t] += 1;
     }
-    let maj = (0..data.n_classes).max_by_key(|&c| counts[c]).unwrap();
+    let maj = (0..data.n_classes)
+        .max_by_key(|&c| counts[c])
+        .expect("test setup");
     let pred = vec![maj; truth.len()];
     sigsweep_data::metrics::f1_weighted(&truth, &pred, data.n_classes)
 }
@@ -414,7 +416,10 @@ fn mmdfn_baseline_learns_and_is_deterministic() {
     let cancel = AtomicBool::new(false);
     let a = run_trial(&req, Default::default(), &mut |_| {}, &cancel).expect("trial");
     let losses: Vec<f64> = a.epochs.iter().map(|(l, _)| *l).collect();
-    assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
+    assert!(
+        losses.last().expect("test setup") < &losses[0],
+        "{losses:?}"
+    );
     let f1 = a.test_metrics["f1_weighted"];
     let base = majority_f1(5);
     assert!(f1 > base + 0.15, "weighted F1 {f1} vs majority {base}");
@@ -454,10 +459,10 @@ fn bench_iemocap_epoch() {
     use sigsweep_worker::models::mmic::{MmicWorkload, bench_params};
     use sigsweep_worker::trainer::Workload;
     let data = sigsweep_data::synthetic::synthetic_erc(
-        &serde_json::from_value(serde_json::json!({ "preset": "iemocap" })).unwrap(),
+        &serde_json::from_value(serde_json::json!({ "preset": "iemocap" })).expect("test setup"),
         0,
     )
-    .unwrap();
+    .expect("test setup");
     for (name, zero) in [("mmic", false), ("mmdfn-equivalent", true)] {
         let mut params = bench_params();
         if zero {
@@ -469,14 +474,14 @@ fn bench_iemocap_epoch() {
             params,
             ..request("mmic", 0, &[])
         };
-        let mut w = MmicWorkload::<B>::new(&req, data.clone(), &dev()).unwrap();
+        let mut w = MmicWorkload::<B>::new(&req, data.clone(), &dev()).expect("test setup");
         let cancel = AtomicBool::new(false);
         for epoch in 1..=2 {
             let t = Instant::now();
-            let loss = w.train_epoch(epoch, &cancel).unwrap();
+            let loss = w.train_epoch(epoch, &cancel).expect("test setup");
             let train_s = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let m = w.evaluate(Split::Test).unwrap();
+            let m = w.evaluate(Split::Test).expect("test setup");
             eprintln!(
                 "{name} epoch {epoch}: loss {loss:.4} train {train_s:.2}s eval {:.2}s test f1 {:.3}",
                 t.elapsed().as_secs_f64(),

@@ -7,7 +7,8 @@
 //! `.ci/install-deps.sh`.
 //!
 //! Shared by the unit tests in `src/store/etcd.rs` (through `#[path]`) and
-//! the `tests/etcd_*.rs` integration tests.
+//! the `tests/etcd_*.rs` integration tests, and by the root package's
+//! `tests/distributed.rs`.
 
 #![allow(dead_code)]
 

@@ -40,10 +40,9 @@ pub use bench::{BenchReport, bench_data_parallel, bench_fused, bench_sequential}
 pub use data_parallel::{DataParallel, materialize, run_data_parallel};
 pub use fused::{FusedLateFusion, FusedLinear, run_fused};
 
-use std::collections::BTreeMap;
 use std::sync::MutexGuard;
 
-use crate::trainer::{Split, TrainError, TrialOutcome, TrialRequest};
+pub(crate) use crate::trainer::Selector;
 
 /// Holds the trainer's process-wide lock. burn's CPU backend has one global
 /// RNG; code that seeds it and builds models outside the trainers (tests,
@@ -54,71 +53,4 @@ pub fn training_guard() -> MutexGuard<'static, ()> {
     crate::trainer::TRAINING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Epoch selection of one trial, exactly as in [`crate::trainer::run_trial`].
-pub(crate) struct Selector {
-    select: String,
-    higher_is_better: bool,
-    split: Split,
-    best: Option<(f64, u32, BTreeMap<String, f64>, BTreeMap<String, f64>)>,
-    history: Vec<(f64, BTreeMap<String, f64>)>,
-}
-
-impl Selector {
-    pub(crate) fn new(req: &TrialRequest) -> Self {
-        Self {
-            select: req.select.clone(),
-            higher_is_better: req.select_higher_is_better,
-            split: req.select_split,
-            best: None,
-            history: Vec::new(),
-        }
-    }
-
-    /// Records one finished epoch; errors when the selection metric is missing.
-    pub(crate) fn record(
-        &mut self,
-        epoch: u32,
-        loss: f64,
-        valid: BTreeMap<String, f64>,
-        test: BTreeMap<String, f64>,
-    ) -> Result<(), TrainError> {
-        let source = if self.split == Split::Test {
-            &test
-        } else {
-            &valid
-        };
-        let value = *source
-            .get(&self.select)
-            .ok_or_else(|| TrainError::MissingMetric(self.select.clone()))?;
-        let better = match &self.best {
-            None => true,
-            Some((b, ..)) => {
-                if self.higher_is_better {
-                    value > *b
-                } else {
-                    value < *b
-                }
-            }
-        };
-        self.history.push((loss, valid.clone()));
-        if better && value.is_finite() {
-            self.best = Some((value, epoch, valid, test));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
-        let (_, selected_epoch, valid_metrics, test_metrics) = self
-            .best
-            .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
-        Ok(TrialOutcome {
-            selected_epoch,
-            valid_metrics,
-            test_metrics,
-            seconds,
-            epochs: self.history,
-        })
-    }
 }

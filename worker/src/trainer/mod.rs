@@ -128,8 +128,7 @@ pub fn run_trial(
     )?;
     let mut workload = models::build(req, dataset, backend)?;
 
-    let mut best: Option<(f64, u32, BTreeMap<String, f64>, BTreeMap<String, f64>)> = None;
-    let mut history = Vec::with_capacity(epochs as usize);
+    let mut selector = Selector::new(req);
     for epoch in 1..=epochs {
         if cancel.load(Ordering::Relaxed) {
             return Err(TrainError::Cancelled);
@@ -145,28 +144,7 @@ pub fn run_trial(
         }
         let valid = workload.evaluate(Split::Valid)?;
         let test = workload.evaluate(Split::Test)?;
-        let source = if req.select_split == Split::Test {
-            &test
-        } else {
-            &valid
-        };
-        let value = *source
-            .get(&req.select)
-            .ok_or_else(|| TrainError::MissingMetric(req.select.clone()))?;
-        let better = match &best {
-            None => true,
-            Some((b, ..)) => {
-                if req.select_higher_is_better {
-                    value > *b
-                } else {
-                    value < *b
-                }
-            }
-        };
-        if better && value.is_finite() {
-            best = Some((value, epoch, valid.clone(), test));
-        }
-        history.push((loss, valid.clone()));
+        selector.record(epoch, loss, valid.clone(), test)?;
         progress(EpochReport {
             epoch,
             epochs,
@@ -174,13 +152,88 @@ pub fn run_trial(
             valid_metrics: valid,
         });
     }
-    let (_, selected_epoch, valid_metrics, test_metrics) =
-        best.ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", req.select)))?;
-    Ok(TrialOutcome {
-        selected_epoch,
-        valid_metrics,
-        test_metrics,
-        seconds: start.elapsed().as_secs_f64(),
-        epochs: history,
-    })
+    selector.finish(start.elapsed().as_secs_f64())
+}
+
+/// The best epoch so far.
+struct Best {
+    value: f64,
+    epoch: u32,
+    valid: BTreeMap<String, f64>,
+    test: BTreeMap<String, f64>,
+}
+
+/// Epoch selection of one trial: the epoch with the best value of the
+/// selection metric on its split (the first on ties) wins, and its test
+/// metrics are the trial's result. Shared by every trainer (plain, fused,
+/// data-parallel) so they cannot drift apart.
+pub(crate) struct Selector {
+    select: String,
+    higher_is_better: bool,
+    split: Split,
+    best: Option<Best>,
+    history: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+impl Selector {
+    pub(crate) fn new(req: &TrialRequest) -> Self {
+        Self {
+            select: req.select.clone(),
+            higher_is_better: req.select_higher_is_better,
+            split: req.select_split,
+            best: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Records one finished epoch; errors when the selection metric is missing.
+    pub(crate) fn record(
+        &mut self,
+        epoch: u32,
+        loss: f64,
+        valid: BTreeMap<String, f64>,
+        test: BTreeMap<String, f64>,
+    ) -> Result<(), TrainError> {
+        let source = if self.split == Split::Test {
+            &test
+        } else {
+            &valid
+        };
+        let value = *source
+            .get(&self.select)
+            .ok_or_else(|| TrainError::MissingMetric(self.select.clone()))?;
+        let better = match &self.best {
+            None => true,
+            Some(b) => {
+                if self.higher_is_better {
+                    value > b.value
+                } else {
+                    value < b.value
+                }
+            }
+        };
+        self.history.push((loss, valid.clone()));
+        if better && value.is_finite() {
+            self.best = Some(Best {
+                value,
+                epoch,
+                valid,
+                test,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
+        let best = self
+            .best
+            .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
+        Ok(TrialOutcome {
+            selected_epoch: best.epoch,
+            valid_metrics: best.valid,
+            test_metrics: best.test,
+            seconds,
+            epochs: self.history,
+        })
+    }
 }
