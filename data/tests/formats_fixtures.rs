@@ -11,6 +11,7 @@ fn no_valid() -> ErcOptions {
     ErcOptions {
         valid_rate: Some(0.0),
         seed: 0,
+        default_valid_rate: None,
     }
 }
 

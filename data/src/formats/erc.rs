@@ -58,6 +58,11 @@ pub struct ErcOptions {
     pub valid_rate: Option<f64>,
     /// Seed of the validation carve.
     pub seed: u64,
+    /// Rate used instead of [`DEFAULT_VALID_RATE`] when `valid_rate` is unset
+    /// and the file has no dev split (the worker passes the sweep's
+    /// `[training] valid_fraction`). Not read from dataset parameters.
+    #[serde(skip)]
+    pub default_valid_rate: Option<f64>,
 }
 
 /// Class names of a format (index = class id).
@@ -79,7 +84,7 @@ pub fn load_erc(path: &Path, format: Format, options: &ErcOptions) -> Result<Erc
     }
     let mut dataset = erc_from_value(value, format).map_err(|e| invalid(path, e.to_string()))?;
     let rate = options.valid_rate.unwrap_or(if dataset.valid.is_empty() {
-        DEFAULT_VALID_RATE
+        options.default_valid_rate.unwrap_or(DEFAULT_VALID_RATE)
     } else {
         0.0
     });

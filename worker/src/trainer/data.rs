@@ -50,14 +50,15 @@ fn params<T: DeserializeOwned>(req: &DatasetRequest) -> Result<T, TrainError> {
 }
 
 /// Loads or generates the dataset. Synthetic data is drawn from `seed`;
-/// `valid_fraction` carves a validation split from training dialogues for
-/// files without one.
+/// `valid_fraction` (the sweep's `[training] valid_fraction`) carves a
+/// validation split from the training dialogues of ERC files without a dev
+/// split, unless the dataset parameters set `valid_rate`. Generators and
+/// MMSA files have their own validation splits.
 pub fn load_dataset(
     req: &DatasetRequest,
     seed: u64,
     valid_fraction: f64,
 ) -> Result<LoadedDataset, TrainError> {
-    let _ = valid_fraction;
     match (req.kind.as_str(), req.generator.as_str()) {
         ("synthetic", "fusion") => Ok(LoadedDataset::Seq(synthetic::fusion_classification(
             &params(req)?,
@@ -76,7 +77,8 @@ pub fn load_dataset(
         )?)),
         (kind @ ("iemocap" | "meld" | "m3ed"), _) => {
             let format: sigsweep_data::formats::Format = kind.parse()?;
-            let options: sigsweep_data::formats::ErcOptions = params(req)?;
+            let mut options: sigsweep_data::formats::ErcOptions = params(req)?;
+            options.default_valid_rate = Some(valid_fraction);
             Ok(LoadedDataset::Erc(sigsweep_data::formats::load_erc(
                 std::path::Path::new(&req.path),
                 format,
