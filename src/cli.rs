@@ -151,6 +151,12 @@ pub enum BenchMode {
     Dp,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchProtocol {
+    Reserve,
+    Acquire,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchSchedulerArgs {
     #[arg(long, default_value_t = 50)]
@@ -163,6 +169,11 @@ pub struct BenchSchedulerArgs {
     /// Store: embedded or etcd (etcd starts a local etcd-server).
     #[arg(long, default_value = "embedded")]
     pub store: String,
+    /// Worker protocol: `reserve` (the real worker's: report, start and
+    /// reserve in one call while a trial trains) or `acquire` (acquire after
+    /// each trial, report in the background), for comparison.
+    #[arg(long, value_enum, default_value = "reserve")]
+    pub protocol: BenchProtocol,
     /// Use an already running etcd instead of starting one.
     #[arg(long)]
     pub etcd_url: Option<String>,

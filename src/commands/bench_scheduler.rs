@@ -17,7 +17,7 @@ use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
 
-use crate::cli::BenchSchedulerArgs;
+use crate::cli::{BenchProtocol, BenchSchedulerArgs};
 
 /// A throw-away etcd on loopback (killed on drop).
 struct LocalEtcd {
@@ -97,12 +97,52 @@ report = {{ accuracy = "max" }}
     (text, configs * 10)
 }
 
+/// What one simulated worker measured: its trials, the time it spent idle
+/// waiting for an assignment and the time its "training" actually took.
+#[derive(Debug, Default)]
+struct WorkerStats {
+    trials: u64,
+    /// Trials started from a reservation (no wait for the coordinator).
+    reserved: u64,
+    acquire_s: f64,
+    train_s: f64,
+}
+
+fn completion(
+    reg: &pb::RegisterResponse,
+    lease_id: String,
+    trial_id: String,
+    trial: Duration,
+    next: Option<pb::AcquireTrialRequest>,
+) -> pb::CompleteTrialRequest {
+    let metrics = || {
+        Some(pb::Metrics {
+            values: [("accuracy".to_string(), 0.5)].into(),
+        })
+    };
+    pb::CompleteTrialRequest {
+        worker_id: reg.worker_id.clone(),
+        generation: reg.generation,
+        lease_id,
+        trial_id,
+        test_metrics: metrics(),
+        valid_metrics: metrics(),
+        selected_epoch: 1,
+        seconds: trial.as_secs_f64(),
+        next,
+    }
+}
+
+/// A simulated worker speaking the real worker's protocol (`worker/src/
+/// agent.rs`): while a trial "trains" (a thread sleeping T ms), one call
+/// reports the previous trial, marks a started reservation and reserves the
+/// next trial; when idle, one call reports and acquires.
 async fn simulated_worker(
     url: String,
     i: usize,
     trial: Duration,
     done: CancellationToken,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<WorkerStats> {
     let channel = tonic::transport::Endpoint::from_shared(url)?
         .tcp_nodelay(true)
         .connect()
@@ -115,43 +155,153 @@ async fn simulated_worker(
         })
         .await?
         .into_inner();
-    let mut completed = 0;
-    // Like the real worker, a finished trial's report is sent in the
-    // background while the next trial is acquired: the worker does not wait
-    // for the coordinator's durable write before training again.
+    let mut stats = WorkerStats::default();
+    let mut reserved: Option<pb::TrialAssignment> = None;
+    let mut finished: Option<(String, String)> = None;
+    while !done.is_cancelled() {
+        let (a, from_reservation) = match reserved.take() {
+            Some(a) => (a, true),
+            None => {
+                let asked = Instant::now();
+                let acquire = pb::AcquireTrialRequest {
+                    worker_id: reg.worker_id.clone(),
+                    generation: reg.generation,
+                    wait_ms: 200,
+                    max_trials: 1,
+                    ..Default::default()
+                };
+                let reply = match finished.take() {
+                    Some((lease, id)) => client
+                        .complete_trial(completion(&reg, lease, id, trial, Some(acquire)))
+                        .await?
+                        .into_inner()
+                        .next
+                        .unwrap_or_default(),
+                    None => client.acquire_trial(acquire).await?.into_inner(),
+                };
+                match reply.assignment {
+                    Some(a) => {
+                        stats.acquire_s += asked.elapsed().as_secs_f64();
+                        (a, false)
+                    }
+                    None => continue,
+                }
+            }
+        };
+        let Some(spec) = a.trial else { continue };
+        let started = Instant::now();
+        stats.reserved += u64::from(from_reservation);
+        let training = async move {
+            if !trial.is_zero() {
+                tokio::task::spawn_blocking(move || std::thread::sleep(trial)).await?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::pin!(training);
+        let next = pb::AcquireTrialRequest {
+            worker_id: reg.worker_id.clone(),
+            generation: reg.generation,
+            reserve: true,
+            max_trials: 1,
+            started: if from_reservation {
+                vec![a.lease_id.clone()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        let report = async {
+            anyhow::Ok(match finished.take() {
+                Some((lease, id)) => client
+                    .clone()
+                    .complete_trial(completion(&reg, lease, id, trial, Some(next)))
+                    .await?
+                    .into_inner()
+                    .next
+                    .unwrap_or_default(),
+                None => client.clone().acquire_trial(next).await?.into_inner(),
+            })
+        };
+        // Training runs on its thread while the worker talks to the
+        // coordinator.
+        let (trained, reply) = tokio::join!(&mut training, report);
+        trained?;
+        let reply = reply?;
+        if !from_reservation {
+            // The real worker's first heartbeat of a trial it acquired.
+            client
+                .heartbeat(pb::HeartbeatRequest {
+                    worker_id: reg.worker_id.clone(),
+                    generation: reg.generation,
+                    lease_id: a.lease_id.clone(),
+                    progress: None,
+                    trial_id: spec.trial_id.clone(),
+                    reserved: false,
+                })
+                .await?;
+        }
+        stats.train_s += started.elapsed().as_secs_f64();
+        reserved = reply.assignment;
+        if !reply.lost.is_empty() {
+            continue; // taken over before it started: another worker runs it
+        }
+        finished = Some((a.lease_id, spec.trial_id));
+        stats.trials += 1;
+    }
+    if let Some((lease, id)) = finished {
+        client
+            .complete_trial(completion(&reg, lease, id, trial, None))
+            .await?;
+    }
+    Ok(stats)
+}
+
+/// A simulated worker without reservations: acquires after each trial
+/// (long poll) and reports in the background.
+async fn acquiring_worker(
+    url: String,
+    i: usize,
+    trial: Duration,
+    done: CancellationToken,
+) -> anyhow::Result<WorkerStats> {
+    let channel = tonic::transport::Endpoint::from_shared(url)?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let mut client = WorkerServiceClient::new(channel);
+    let reg = client
+        .register(pb::RegisterRequest {
+            name: format!("sim-{i}"),
+            capabilities: None,
+        })
+        .await?
+        .into_inner();
+    let mut stats = WorkerStats::default();
     let mut reports = tokio::task::JoinSet::new();
     while !done.is_cancelled() {
+        let asked = Instant::now();
         let a = client
             .acquire_trial(pb::AcquireTrialRequest {
                 worker_id: reg.worker_id.clone(),
                 generation: reg.generation,
                 wait_ms: 200,
                 max_trials: 1,
+                ..Default::default()
             })
             .await?
             .into_inner();
         let Some(a) = a.assignment else { continue };
         let Some(spec) = a.trial else { continue };
+        stats.acquire_s += asked.elapsed().as_secs_f64();
+        let started = Instant::now();
         if !trial.is_zero() {
-            tokio::time::sleep(trial).await;
+            tokio::task::spawn_blocking(move || std::thread::sleep(trial)).await?;
         }
+        stats.train_s += started.elapsed().as_secs_f64();
         let mut reporter = client.clone();
-        let request = pb::CompleteTrialRequest {
-            worker_id: reg.worker_id.clone(),
-            generation: reg.generation,
-            lease_id: a.lease_id,
-            trial_id: spec.trial_id,
-            test_metrics: Some(pb::Metrics {
-                values: [("accuracy".to_string(), 0.5)].into(),
-            }),
-            valid_metrics: Some(pb::Metrics {
-                values: [("accuracy".to_string(), 0.5)].into(),
-            }),
-            selected_epoch: 1,
-            seconds: trial.as_secs_f64(),
-        };
+        let request = completion(&reg, a.lease_id, spec.trial_id, trial, None);
         reports.spawn(async move { reporter.complete_trial(request).await });
-        completed += 1;
+        stats.trials += 1;
         while let Some(r) = reports.try_join_next() {
             r??;
         }
@@ -159,7 +309,7 @@ async fn simulated_worker(
     while let Some(r) = reports.join_next().await {
         r??;
     }
-    Ok(completed)
+    Ok(stats)
 }
 
 pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
@@ -228,7 +378,14 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     let submit_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let handles: Vec<_> = (0..args.workers)
-        .map(|i| tokio::spawn(simulated_worker(url.clone(), i, trial, done.clone())))
+        .map(|i| match args.protocol {
+            BenchProtocol::Reserve => {
+                tokio::spawn(simulated_worker(url.clone(), i, trial, done.clone()))
+            }
+            BenchProtocol::Acquire => {
+                tokio::spawn(acquiring_worker(url.clone(), i, trial, done.clone()))
+            }
+        })
         .collect();
     let mut watch = coordinator.watch(&sweep_id)?;
     loop {
@@ -243,16 +400,21 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     let makespan = start.elapsed().as_secs_f64();
     done.cancel();
     let mut completed = 0;
+    let (mut acquire_s, mut train_s, mut reserved) = (0.0, 0.0, 0);
     for h in handles {
-        completed += h.await.context("worker task")??;
+        let s = h.await.context("worker task")??;
+        completed += s.trials;
+        acquire_s += s.acquire_s;
+        reserved += s.reserved;
+        train_s += s.train_s;
     }
     shutdown.cancel();
     let _ = server.await;
 
     let ideal = trials as f64 * trial.as_secs_f64() / args.workers as f64;
     println!(
-        "store: {description}; {} simulated workers; {trials} trials of {} ms (submit of the {trials}-trial sweep: {submit_s:.2} s)",
-        args.workers, args.trial_ms
+        "store: {description}; {} simulated workers ({:?} protocol); {trials} trials of {} ms (submit of the {trials}-trial sweep: {submit_s:.2} s)",
+        args.workers, args.protocol, args.trial_ms
     );
     println!(
         "completed {completed} trials in {makespan:.3} s: {:.0} trials/s",
@@ -262,6 +424,18 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
         println!(
             "makespan {makespan:.3} s vs ideal M×T/N = {ideal:.3} s: overhead {:+.2}%",
             (makespan - ideal) / ideal * 100.0
+        );
+    }
+    if completed > 0 {
+        println!(
+            "per trial, mean over workers: idle waiting for an assignment {:.3} ms, simulated training {:.3} ms (asked for {} ms)",
+            acquire_s / completed as f64 * 1e3,
+            train_s / completed as f64 * 1e3,
+            args.trial_ms
+        );
+        println!(
+            "trials started from a reservation: {reserved} of {completed} ({:.1}%)",
+            reserved as f64 / completed as f64 * 100.0
         );
     }
     if completed as usize != trials {

@@ -1,7 +1,13 @@
 //! The worker's gRPC loop.
 //!
 //! register → loop { acquire (long poll) → train on a thread while
-//! heartbeating → complete | fail | release }. Cancellation and lost leases
+//! heartbeating → complete | fail | release }. Between trials the worker
+//! does not wait for the coordinator: while a trial trains, it reports the
+//! previous one and reserves the next in the same call
+//! (`CompleteTrialRequest.next`, or `AcquireTrial` with `reserve`), so the
+//! next trial starts as soon as the running one ends. A reservation is
+//! heartbeated like a running trial; an idle worker may take it over until
+//! it starts (see the coordinator's scheduler). Cancellation and lost leases
 //! arrive with heartbeat replies and stop the trial at its next step. On
 //! shutdown (SIGTERM) the worker drains: the running trial may finish within
 //! `drain_timeout`, otherwise it is stopped and handed back (released, no
@@ -201,46 +207,161 @@ pub async fn run_with(
     };
     register(&mut session, &config, &shutdown).await?;
     let mut idle_since = Instant::now();
+    // The group to start when the running one ends, and the outcomes of the
+    // last group, reported while the next one trains.
+    let mut reserved: Option<Group> = None;
+    let mut unreported: Option<Finished> = None;
     loop {
         if shutdown.is_cancelled() {
+            if let Some(f) = unreported.take() {
+                report_finished(&mut session, &config, &shutdown, f, None).await?;
+            }
+            if let Some(g) = reserved.take() {
+                release_group(&mut session, &g).await;
+            }
             tracing::info!(worker = %session.worker_id, "shutting down");
             return Ok(());
         }
-        if let Some(limit) = config.exit_when_idle
-            && idle_since.elapsed() >= limit
-        {
-            tracing::info!(worker = %session.worker_id, "idle; exiting");
-            return Ok(());
-        }
-        let request = pb::AcquireTrialRequest {
-            worker_id: session.worker_id.clone(),
-            generation: session.generation,
-            wait_ms: 2000,
-            max_trials: config.fuse_max.max(1),
-        };
-        let response = tokio::select! {
-            () = shutdown.cancelled() => continue,
-            r = session.client.acquire_trial(request) => r,
-        };
-        match response {
-            Ok(r) => {
-                let r = r.into_inner();
-                if let Some(a) = r.assignment {
-                    let mut group = vec![a];
-                    group.extend(r.fused);
-                    run_assignments(&mut session, &config, group, &shutdown).await?;
-                    idle_since = Instant::now();
+        let (group, from_reservation) = match reserved.take() {
+            Some(g) => (g, true),
+            None => {
+                if let Some(f) = unreported.take() {
+                    // Nothing trains meanwhile: report, and acquire the next
+                    // trial in the same call.
+                    let next = pb::AcquireTrialRequest {
+                        wait_ms: 0,
+                        max_trials: config.fuse_max.max(1),
+                        ..Default::default()
+                    };
+                    reserved = report_finished(&mut session, &config, &shutdown, f, Some(next))
+                        .await?
+                        .and_then(group_of);
+                    if let Some(g) = reserved.take() {
+                        // Acquired, not reserved: it starts now.
+                        unreported = run_assignments(
+                            &mut session,
+                            &config,
+                            g,
+                            false,
+                            &shutdown,
+                            None,
+                            &mut reserved,
+                        )
+                        .await?;
+                        idle_since = Instant::now();
+                        continue;
+                    }
+                }
+                if let Some(limit) = config.exit_when_idle
+                    && idle_since.elapsed() >= limit
+                {
+                    tracing::info!(worker = %session.worker_id, "idle; exiting");
+                    return Ok(());
+                }
+                match acquire(&mut session, &config, &shutdown).await? {
+                    Some(g) => (g, false),
+                    None => continue,
                 }
             }
-            Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
-                tracing::warn!(status = %s, "coordinator does not know this worker; registering again");
-                register(&mut session, &config, &shutdown).await?;
-            }
-            Err(s) if is_transient(&s) => {
-                tracing::warn!(status = %s, "coordinator unavailable; retrying");
-                wait_for_coordinator(&mut session, &config, &shutdown).await?;
-            }
-            Err(s) => return Err(AgentError::Rejected(s)),
+        };
+        unreported = run_assignments(
+            &mut session,
+            &config,
+            group,
+            from_reservation,
+            &shutdown,
+            unreported.take(),
+            &mut reserved,
+        )
+        .await?;
+        idle_since = Instant::now();
+    }
+}
+
+/// Trials leased together: one trial, or the fused seeds of one
+/// configuration.
+type Group = Vec<pb::TrialAssignment>;
+
+fn group_of(r: pb::AcquireTrialResponse) -> Option<Group> {
+    let mut group = vec![r.assignment?];
+    group.extend(r.fused);
+    Some(group)
+}
+
+/// A group that finished training, waiting to be reported.
+struct Finished {
+    leases: Vec<(String, pb::TrialSpec)>,
+    results: Vec<Result<TrialOutcome, TrainError>>,
+    /// Stopped by a drain: hand the trials back rather than fail them.
+    released: bool,
+}
+
+/// Long-polls for the next group (None: nothing within the wait).
+async fn acquire(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<Group>, AgentError> {
+    let request = pb::AcquireTrialRequest {
+        worker_id: session.worker_id.clone(),
+        generation: session.generation,
+        wait_ms: 2000,
+        max_trials: config.fuse_max.max(1),
+        reserve: false,
+        started: Vec::new(),
+    };
+    let response = tokio::select! {
+        () = shutdown.cancelled() => return Ok(None),
+        r = session.client.acquire_trial(request) => r,
+    };
+    match response {
+        Ok(r) => Ok(group_of(r.into_inner())),
+        Err(s) if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition => {
+            tracing::warn!(status = %s, "coordinator does not know this worker; registering again");
+            register(session, config, shutdown).await?;
+            Ok(None)
+        }
+        Err(s) if is_transient(&s) => {
+            tracing::warn!(status = %s, "coordinator unavailable; retrying");
+            wait_for_coordinator(session, config, shutdown).await?;
+            Ok(None)
+        }
+        Err(s) => Err(AgentError::Rejected(s)),
+    }
+}
+
+/// Sends an `AcquireTrial` that must not hold the worker up (a reservation,
+/// or starting one): None when the coordinator cannot answer now.
+async fn send_acquire(
+    session: &mut Session,
+    mut request: pb::AcquireTrialRequest,
+) -> Option<pb::AcquireTrialResponse> {
+    request.worker_id = session.worker_id.clone();
+    request.generation = session.generation;
+    match session.client.acquire_trial(request).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(s) => {
+            tracing::debug!(status = %s, "no reservation");
+            None
+        }
+    }
+}
+
+/// Hands a reservation back (best effort: it expires otherwise).
+async fn release_group(session: &mut Session, group: &Group) {
+    for a in group {
+        let Some(spec) = &a.trial else { continue };
+        let req = pb::FailTrialRequest {
+            worker_id: session.worker_id.clone(),
+            generation: session.generation,
+            lease_id: a.lease_id.clone(),
+            trial_id: spec.trial_id.clone(),
+            reason: "reservation handed back".into(),
+            retryable: true,
+            release: true,
+        };
+        if let Err(s) = session.client.fail_trial(req).await {
+            tracing::debug!(status = %s, trial = %spec.trial_id, "could not hand a reservation back");
         }
     }
 }
@@ -388,18 +509,28 @@ fn train_group(
         .collect()
 }
 
+/// Trains `group` while heartbeating its leases (and the reservation's).
+/// Once training has started, reports `previous` and reserves the next
+/// group into `reserved` in the same call. Returns the group's outcomes,
+/// unreported (None when its leases were lost).
 async fn run_assignments(
     session: &mut Session,
     config: &AgentConfig,
-    group: Vec<pb::TrialAssignment>,
+    group: Group,
+    from_reservation: bool,
     shutdown: &CancellationToken,
-) -> Result<(), AgentError> {
+    previous: Option<Finished>,
+    reserved: &mut Option<Group>,
+) -> Result<Option<Finished>, AgentError> {
     let leases: Vec<(String, pb::TrialSpec)> = group
         .into_iter()
         .filter_map(|a| Some((a.lease_id, a.trial?)))
         .collect();
     if leases.is_empty() {
-        return Ok(());
+        if let Some(f) = previous {
+            report_finished(session, config, shutdown, f, None).await?;
+        }
+        return Ok(None);
     }
     for (_, spec) in &leases {
         tracing::info!(trial = %spec.trial_id, config = %spec.config_key, seed = spec.seed, fused = leases.len(), "trial started");
@@ -437,8 +568,52 @@ async fn run_assignments(
         })
         .map_err(|e| AgentError::Backend(format!("cannot start a training thread: {e}")))?;
 
+    // Training runs: in one call, report the previous group, tell the
+    // coordinator that this group (if it was a reservation) started, and
+    // reserve the next one.
+    let next = pb::AcquireTrialRequest {
+        reserve: reserved.is_none() && !shutdown.is_cancelled(),
+        max_trials: config.fuse_max.max(1),
+        started: if from_reservation {
+            leases.iter().map(|(id, _)| id.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let next = (next.reserve || !next.started.is_empty()).then_some(next);
+    let reply = match previous {
+        Some(f) => report_finished(session, config, shutdown, f, next).await?,
+        None => match next {
+            Some(n) => send_acquire(session, n).await,
+            None => None,
+        },
+    };
+    if let Some(reply) = reply {
+        if !reply.lost.is_empty() {
+            // Taken over before it started: the other worker runs it.
+            tracing::info!(trial = %label, "reservation was taken over; stopping");
+            cancel.store(true, Ordering::Relaxed);
+            let _ = done_rx.await;
+            if let Some(g) = group_of(reply) {
+                release_group(session, &g).await;
+            }
+            return Ok(None);
+        }
+        if reserved.is_none() {
+            *reserved = group_of(reply);
+        }
+    }
+
     let mut last_progress: Vec<Option<EpochReport>> = vec![None; leases.len()];
-    let mut ticker = tokio::time::interval(session.heartbeat);
+    // The first heartbeat goes out at once, unless the call above already
+    // told the coordinator that this group started.
+    let first_tick = if from_reservation {
+        tokio::time::Instant::now() + session.heartbeat
+    } else {
+        tokio::time::Instant::now()
+    };
+    let mut ticker = tokio::time::interval_at(first_tick, session.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut released = false;
@@ -455,6 +630,9 @@ async fn run_assignments(
             }
             () = shutdown.cancelled(), if drain_deadline.is_none() => {
                 tracing::info!(trial = %label, timeout = ?config.drain_timeout, "draining: letting the running trial finish");
+                if let Some(g) = reserved.take() {
+                    release_group(session, &g).await;
+                }
                 drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
             }
             () = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } }, if !released => {
@@ -475,6 +653,7 @@ async fn run_assignments(
                             valid_metrics: Some(metrics(&p.valid_metrics)),
                         }),
                         trial_id: spec.trial_id.clone(),
+                        reserved: false,
                     };
                     match session.client.heartbeat(req).await {
                         Ok(r) => {
@@ -485,6 +664,9 @@ async fn run_assignments(
                                 tracing::info!(trial = %spec.trial_id, lease_valid = r.lease_valid, cancel = r.cancel, "stopping trial");
                                 cancel.store(true, Ordering::Relaxed);
                                 let _ = (&mut done_rx).await;
+                                if let Some(g) = reserved.take() {
+                                    release_group(session, &g).await;
+                                }
                                 break 'outer Ending::LeaseLost;
                             }
                         }
@@ -500,26 +682,91 @@ async fn run_assignments(
                         }
                     }
                 }
+                if let Some(g) = reserved.as_ref()
+                    && !renew_reservation(session, g).await
+                {
+                    tracing::info!(trial = %g.first().and_then(|a| a.trial.as_ref()).map_or("", |t| t.trial_id.as_str()), "reservation taken over by another worker");
+                    let g = reserved.take().unwrap_or_default();
+                    release_group(session, &g).await;
+                }
             }
         }
     };
 
     let Ending::Finished(results) = ending else {
-        return Ok(());
+        return Ok(None);
     };
-    for ((lease_id, spec), result) in leases.iter().zip(results) {
-        report_outcome(
+    Ok(Some(Finished {
+        leases,
+        results,
+        released,
+    }))
+}
+
+/// Heartbeats a reservation; false when any of its leases is gone (taken
+/// over, expired or cancelled): the whole reservation is then dropped.
+async fn renew_reservation(session: &mut Session, group: &Group) -> bool {
+    for a in group {
+        let Some(spec) = &a.trial else { continue };
+        let req = pb::HeartbeatRequest {
+            worker_id: session.worker_id.clone(),
+            generation: session.generation,
+            lease_id: a.lease_id.clone(),
+            progress: None,
+            trial_id: spec.trial_id.clone(),
+            reserved: true,
+        };
+        match session.client.heartbeat(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if !r.lease_valid || r.cancel {
+                    return false;
+                }
+            }
+            // Transient trouble: the running group's heartbeat handles it.
+            Err(_) => {}
+        }
+    }
+    true
+}
+
+/// Reports a finished group's outcomes; `next`, when given, rides on the
+/// last completion (or goes on its own after a failure) and its answer is
+/// returned.
+async fn report_finished(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    finished: Finished,
+    next: Option<pb::AcquireTrialRequest>,
+) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    let n = finished.leases.len();
+    let mut carried = None;
+    let mut sent = false;
+    for (i, ((lease_id, spec), result)) in finished.leases.iter().zip(finished.results).enumerate()
+    {
+        let with_next = if i + 1 == n && result.is_ok() {
+            next.clone()
+        } else {
+            None
+        };
+        sent |= with_next.is_some();
+        carried = report_outcome(
             session,
             config,
             shutdown,
             lease_id,
             &spec.trial_id,
             result,
-            released,
+            finished.released,
+            with_next,
         )
         .await?;
     }
-    Ok(())
+    match next {
+        Some(next) if !sent || carried.is_none() => Ok(send_acquire(session, next).await),
+        _ => Ok(carried),
+    }
 }
 
 /// Reports one trial's outcome: completed, failed, or handed back.
@@ -531,7 +778,8 @@ async fn report_outcome(
     trial_id: &str,
     result: Result<TrialOutcome, TrainError>,
     released: bool,
-) -> Result<(), AgentError> {
+    next: Option<pb::AcquireTrialRequest>,
+) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
     match result {
         Ok(outcome) => {
             tracing::info!(trial = %trial_id, epoch = outcome.selected_epoch, seconds = outcome.seconds, "trial completed");
@@ -544,15 +792,17 @@ async fn report_outcome(
                 valid_metrics: Some(metrics(&outcome.valid_metrics)),
                 selected_epoch: outcome.selected_epoch,
                 seconds: outcome.seconds,
+                next,
             };
-            report_with_retry(session, config, shutdown, |s| {
+            let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
                 r.worker_id = s.worker_id.clone();
                 r.generation = s.generation;
                 let mut c = s.client.clone();
-                async move { c.complete_trial(r).await.map(|_| ()) }
+                async move { c.complete_trial(r).await.map(|r| r.into_inner()) }
             })
-            .await
+            .await?;
+            Ok(reply.and_then(|r| r.next))
         }
         Err(e) => {
             let release =
@@ -580,27 +830,29 @@ async fn report_outcome(
                 let mut c = s.client.clone();
                 async move { c.fail_trial(r).await.map(|_| ()) }
             })
-            .await
+            .await?;
+            Ok(None)
         }
     }
 }
 
 /// Sends a final report, retrying through coordinator outages (and a
-/// re-registration if the coordinator restarted meanwhile).
-async fn report_with_retry<F, Fut>(
+/// re-registration if the coordinator restarted meanwhile). None when the
+/// coordinator rejected it for good.
+async fn report_with_retry<F, Fut, T>(
     session: &mut Session,
     config: &AgentConfig,
     shutdown: &CancellationToken,
     mut send: F,
-) -> Result<(), AgentError>
+) -> Result<Option<T>, AgentError>
 where
     F: FnMut(&Session) -> Fut,
-    Fut: std::future::Future<Output = Result<(), Status>>,
+    Fut: std::future::Future<Output = Result<T, Status>>,
 {
     let start = Instant::now();
     loop {
         match send(session).await {
-            Ok(()) => return Ok(()),
+            Ok(reply) => return Ok(Some(reply)),
             Err(s) if s.code() == Code::NotFound && s.message().contains("worker") => {
                 register(session, config, shutdown).await?;
             }
@@ -616,7 +868,7 @@ where
                 // e.g. a stale generation or an unknown trial: the coordinator
                 // has moved on; the trial will be (or was) run elsewhere.
                 tracing::warn!(status = %s, "report rejected; dropping it");
-                return Ok(());
+                return Ok(None);
             }
         }
     }

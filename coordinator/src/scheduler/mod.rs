@@ -11,6 +11,14 @@
 //!   trial is lost when a worker dies;
 //! - a lease is renewed or finished only by the worker and generation that
 //!   hold it.
+//!
+//! Reservations: a busy worker may lease the trial it will start next
+//! ([`Scheduler::reserve_group`]), so that it never waits for the
+//! coordinator between trials. A reservation is a lease flagged `reserved`
+//! until the worker's first heartbeat for it as a started trial. An idle
+//! worker that finds the queue empty takes over a reservation that has not
+//! started yet (the reserving worker learns it at its next heartbeat), so
+//! reservations never leave a worker idle while a trial waits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -44,6 +52,10 @@ pub struct Lease {
     pub holder: Holder,
     pub expires_at: Instant,
     pub cancelled: bool,
+    /// Leased ahead to a busy worker and not started yet.
+    pub reserved: bool,
+    /// Set on a lease that took over another worker's reservation.
+    pub taken_from: Option<Holder>,
 }
 
 /// What a worker may take: its free GPU slots (0 for a CPU worker).
@@ -139,9 +151,42 @@ impl Scheduler {
                 break;
             }
         }
-        let trial = self.queue.remove(index?)?;
+        let Some(index) = index else {
+            return self.take_over_reservation(&holder, capacity, None, now);
+        };
+        let trial = self.queue.remove(index)?;
         self.queued.remove(&trial.trial_id);
         Some(self.lease(trial, holder, None, now))
+    }
+
+    /// Moves a reservation that has not started (the oldest lease id first,
+    /// optionally only one of `group` held by `from`) to `holder`.
+    fn take_over_reservation(
+        &mut self,
+        holder: &Holder,
+        capacity: Capacity,
+        only: Option<(&Holder, &Arc<str>)>,
+        now: Instant,
+    ) -> Option<Lease> {
+        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        let victim = self
+            .leases
+            .values()
+            .filter(|l| l.reserved && !l.cancelled && &l.holder != holder && fits(&l.trial))
+            .filter(|l| {
+                only.is_none_or(|(from, group)| &l.holder == from && &l.trial.group == group)
+            })
+            .min_by_key(|l| lease_number(&l.lease_id))?
+            .lease_id
+            .clone();
+        let old = self.leases.remove(&victim)?;
+        self.running.remove(&old.trial.trial_id);
+        let mut lease = self.lease(old.trial, holder.clone(), None, now);
+        lease.taken_from = Some(old.holder.clone());
+        if let Some(l) = self.leases.get_mut(&lease.lease_id) {
+            l.taken_from = lease.taken_from.clone();
+        }
+        Some(lease)
     }
 
     /// Leases the first queued trial that fits, plus up to `max - 1` more
@@ -157,6 +202,17 @@ impl Scheduler {
             return Vec::new();
         };
         let group = first.trial.group.clone();
+        if let Some(from) = first.taken_from.clone() {
+            // Took over a reservation: take the rest of its fused group too.
+            let mut out = vec![first];
+            while out.len() < max {
+                match self.take_over_reservation(&holder, capacity, Some((&from, &group)), now) {
+                    Some(l) => out.push(l),
+                    None => break,
+                }
+            }
+            return out;
+        }
         let mut out = vec![first];
         if max > 1 {
             let mates: Vec<usize> = self
@@ -182,6 +238,39 @@ impl Scheduler {
         out
     }
 
+    /// Like [`Scheduler::acquire_group`] for a worker that is still busy: the
+    /// leases are reservations (see the module docs). Never takes over
+    /// another worker's reservation.
+    pub fn reserve_group(
+        &mut self,
+        holder: Holder,
+        capacity: Capacity,
+        max: usize,
+        now: Instant,
+    ) -> Vec<Lease> {
+        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        if !self
+            .queue
+            .iter()
+            .any(|t| self.queued.contains(&t.trial_id) && fits(t))
+        {
+            return Vec::new();
+        }
+        let mut leases = self.acquire_group(holder, capacity, max, now);
+        for l in &mut leases {
+            l.reserved = true;
+            if let Some(stored) = self.leases.get_mut(&l.lease_id) {
+                stored.reserved = true;
+            }
+        }
+        leases
+    }
+
+    /// Number of reservations not started yet.
+    pub fn reserved_len(&self) -> usize {
+        self.leases.values().filter(|l| l.reserved).count()
+    }
+
     fn lease(
         &mut self,
         trial: TrialRef,
@@ -200,19 +289,31 @@ impl Scheduler {
             holder,
             expires_at: now + self.ttl,
             cancelled: false,
+            reserved: false,
+            taken_from: None,
         };
         self.running.insert(trial.trial_id, lease_id.clone());
         self.leases.insert(lease_id, lease.clone());
         lease
     }
 
-    /// Renews a lease held by `holder`.
-    pub fn renew(&mut self, lease_id: &str, holder: &Holder, now: Instant) -> RenewOutcome {
+    /// Renews a lease held by `holder`; `started` marks a reservation as
+    /// started (it can no longer be taken over).
+    pub fn renew(
+        &mut self,
+        lease_id: &str,
+        holder: &Holder,
+        started: bool,
+        now: Instant,
+    ) -> RenewOutcome {
         match self.leases.get_mut(lease_id) {
             None => RenewOutcome::Unknown,
             Some(l) if &l.holder != holder => RenewOutcome::NotHolder,
             Some(l) => {
                 l.expires_at = now + self.ttl;
+                if started {
+                    l.reserved = false;
+                }
                 RenewOutcome::Renewed {
                     cancelled: l.cancelled,
                 }
@@ -327,6 +428,14 @@ impl Scheduler {
         }
         out
     }
+}
+
+/// The number in a lease id `l<n>` (for oldest-first ordering).
+fn lease_number(lease_id: &str) -> u64 {
+    lease_id
+        .strip_prefix('l')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

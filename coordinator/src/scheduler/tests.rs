@@ -46,7 +46,12 @@ fn expired_lease_requeues_at_front() {
     let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
     assert!(s.expire(now + Duration::from_secs(9)).is_empty());
     assert_eq!(
-        s.renew(&l.lease_id, &holder("w", 1), now + Duration::from_secs(9)),
+        s.renew(
+            &l.lease_id,
+            &holder("w", 1),
+            true,
+            now + Duration::from_secs(9)
+        ),
         RenewOutcome::Renewed { cancelled: false }
     );
     // Renewed at t=9: still alive at t=18, expired at t=19.
@@ -58,7 +63,7 @@ fn expired_lease_requeues_at_front() {
         .expect("lease");
     assert_eq!(&*next.trial.trial_id, "t0", "expired trial goes first");
     assert_eq!(
-        s.renew(&l.lease_id, &holder("w", 1), now),
+        s.renew(&l.lease_id, &holder("w", 1), true, now),
         RenewOutcome::Unknown
     );
 }
@@ -70,7 +75,7 @@ fn only_the_holder_renews_and_fencing_requeues() {
     s.enqueue(trial(0));
     let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
     assert_eq!(
-        s.renew(&l.lease_id, &holder("w", 2), now),
+        s.renew(&l.lease_id, &holder("w", 2), true, now),
         RenewOutcome::NotHolder
     );
     assert_eq!(s.fence("w", 2).len(), 1);
@@ -86,7 +91,7 @@ fn adopt_only_when_nobody_holds_the_trial() {
     assert!(s.is_running("t0"));
     assert!(!s.adopt("t0", "other", holder("w2", 1), now));
     assert_eq!(
-        s.renew("old-lease", &holder("w", 5), now),
+        s.renew("old-lease", &holder("w", 5), true, now),
         RenewOutcome::Renewed { cancelled: false }
     );
 }
@@ -102,7 +107,7 @@ fn cancel_drops_queue_and_flags_leases() {
     assert_eq!(s.cancel_sweep("s"), 2);
     assert!(s.acquire(holder("w", 1), CPU, now).is_none());
     assert_eq!(
-        s.renew(&l.lease_id, &holder("w", 1), now),
+        s.renew(&l.lease_id, &holder("w", 1), true, now),
         RenewOutcome::Renewed { cancelled: true }
     );
 }
@@ -146,9 +151,77 @@ fn group_acquire_takes_queued_trials_of_the_same_group() {
     assert_eq!(s.running_len(), 5);
 }
 
+#[test]
+fn an_idle_worker_takes_over_a_reservation_that_has_not_started() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..2 {
+        s.enqueue(trial(i));
+    }
+    let busy = s.acquire(holder("busy", 1), CPU, now).expect("lease");
+    assert_eq!(&*busy.trial.trial_id, "t0");
+    let reserved = s.reserve_group(holder("busy", 1), CPU, 1, now);
+    assert_eq!(reserved.len(), 1);
+    assert!(reserved[0].reserved);
+    // Nothing left to reserve: a reservation never takes over another.
+    assert!(s.reserve_group(holder("other", 1), CPU, 1, now).is_empty());
+    // A heartbeat for the waiting reservation keeps it a reservation.
+    assert_eq!(
+        s.renew(&reserved[0].lease_id, &holder("busy", 1), false, now),
+        RenewOutcome::Renewed { cancelled: false }
+    );
+    // An idle worker finds the queue empty and takes the reservation over.
+    let taken = s.acquire(holder("idle", 1), CPU, now).expect("take over");
+    assert_eq!(&*taken.trial.trial_id, "t1");
+    assert_eq!(taken.taken_from, Some(holder("busy", 1)));
+    assert!(!taken.reserved);
+    // The reserving worker learns it at its next heartbeat.
+    assert_eq!(
+        s.renew(&reserved[0].lease_id, &holder("busy", 1), true, now),
+        RenewOutcome::Unknown
+    );
+    assert_eq!(s.running_len(), 2);
+    assert_eq!(s.reserved_len(), 0);
+}
+
+#[test]
+fn a_started_reservation_is_not_taken_over() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    s.enqueue(trial(0));
+    s.enqueue(trial(1));
+    let _running = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    let r = s.reserve_group(holder("w", 1), CPU, 1, now).remove(0);
+    // The worker started it: its first heartbeat as a running trial.
+    assert_eq!(
+        s.renew(&r.lease_id, &holder("w", 1), true, now),
+        RenewOutcome::Renewed { cancelled: false }
+    );
+    assert!(s.acquire(holder("idle", 1), CPU, now).is_none());
+}
+
+#[test]
+fn taking_over_a_fused_reservation_takes_its_whole_group() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..6 {
+        s.enqueue(trial(i)); // g0: t0, t2, t4; g1: t1, t3, t5
+    }
+    let running = s.acquire_group(holder("busy", 1), CPU, 3, now);
+    assert_eq!(running.len(), 3);
+    let reserved = s.reserve_group(holder("busy", 1), CPU, 3, now);
+    let ids: Vec<&str> = reserved.iter().map(|l| &*l.trial.trial_id).collect();
+    assert_eq!(ids, ["t1", "t3", "t5"]);
+    let taken = s.acquire_group(holder("idle", 1), CPU, 3, now);
+    let ids: Vec<&str> = taken.iter().map(|l| &*l.trial.trial_id).collect();
+    assert_eq!(ids, ["t1", "t3", "t5"]);
+    assert!(taken.iter().all(|l| l.holder == holder("idle", 1)));
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     Acquire(u8),
+    Reserve(u8),
     Complete(u8),
     Advance(u8),
     Fence(u8),
@@ -157,6 +230,7 @@ enum Action {
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         (0u8..4).prop_map(Action::Acquire),
+        (0u8..4).prop_map(Action::Reserve),
         (0u8..4).prop_map(Action::Complete),
         (0u8..20).prop_map(Action::Advance),
         (0u8..4).prop_map(Action::Fence),
@@ -175,13 +249,27 @@ proptest! {
         for i in 0..n { s.enqueue(trial(i)); }
         let mut generation = [1u64; 4];
         let mut held: [Option<Lease>; 4] = Default::default();
+        let mut reserved: [Option<Lease>; 4] = Default::default();
         let mut completed: HashSet<String> = HashSet::new();
         for a in actions {
             match a {
                 Action::Acquire(w) => {
                     let w = w as usize;
                     if held[w].is_none() {
-                        held[w] = s.acquire(holder(&format!("w{w}"), generation[w]), CPU, now);
+                        let me = holder(&format!("w{w}"), generation[w]);
+                        // A worker with a reservation starts it; one whose
+                        // reservation was taken over acquires afresh.
+                        held[w] = match reserved[w].take() {
+                            Some(r) if s.renew(&r.lease_id, &me, true, now) != RenewOutcome::Unknown => Some(r),
+                            _ => s.acquire(me, CPU, now),
+                        };
+                    }
+                }
+                Action::Reserve(w) => {
+                    let w = w as usize;
+                    if held[w].is_some() && reserved[w].is_none() {
+                        let me = holder(&format!("w{w}"), generation[w]);
+                        reserved[w] = s.reserve_group(me, CPU, 1, now).pop();
                     }
                 }
                 Action::Complete(w) => {
@@ -202,6 +290,7 @@ proptest! {
                     let w = w as usize;
                     generation[w] += 1;
                     held[w] = None;
+                    reserved[w] = None;
                     s.fence(&format!("w{w}"), generation[w]);
                 }
             }
@@ -210,6 +299,11 @@ proptest! {
                 prop_assert!(!s.queued.contains(t));
             }
             prop_assert_eq!(s.running.len(), s.leases.len());
+            // Invariant: a reservation is never held by two workers.
+            let mut owners: HashMap<&str, &Holder> = HashMap::new();
+            for l in s.leases.values() {
+                prop_assert!(owners.insert(&*l.trial.trial_id, &l.holder).is_none());
+            }
         }
         // Drain: one worker finishes everything left.
         loop {

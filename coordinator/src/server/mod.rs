@@ -362,25 +362,8 @@ impl WorkerService for WorkerApi {
         request: Request<pb::AcquireTrialRequest>,
     ) -> Result<Response<pb::AcquireTrialResponse>, Status> {
         let req = request.into_inner();
-        // At most 64 trials at once (a fused group is one configuration's seeds).
-        let max = req.max_trials.clamp(1, 64) as usize;
-        let mut got = self
-            .slot
-            .require()?
-            .acquire_many(
-                &req.worker_id,
-                req.generation,
-                Duration::from_millis(req.wait_ms),
-                max,
-            )
-            .await?
-            .into_iter()
-            .map(|a| assignment_to_proto(&a));
-        let assignment = got.next();
-        Ok(Response::new(pb::AcquireTrialResponse {
-            assignment,
-            fused: got.collect(),
-        }))
+        let coordinator = self.slot.require()?;
+        Ok(Response::new(acquire(&coordinator, &req).await?))
     }
 
     async fn heartbeat(
@@ -393,6 +376,7 @@ impl WorkerService for WorkerApi {
             req.generation,
             &req.lease_id,
             &req.trial_id,
+            req.reserved,
         )?;
         Ok(Response::new(pb::HeartbeatResponse {
             lease_valid,
@@ -405,11 +389,10 @@ impl WorkerService for WorkerApi {
         request: Request<pb::CompleteTrialRequest>,
     ) -> Result<Response<pb::CompleteTrialResponse>, Status> {
         let req = request.into_inner();
-        let stored = self
-            .slot
-            .require()?
+        let coordinator = self.slot.require()?;
+        let stored = coordinator
             .complete(Completion {
-                worker_id: req.worker_id,
+                worker_id: req.worker_id.clone(),
                 generation: req.generation,
                 lease_id: req.lease_id,
                 trial_id: req.trial_id,
@@ -419,7 +402,23 @@ impl WorkerService for WorkerApi {
                 seconds: req.seconds,
             })
             .await?;
-        Ok(Response::new(pb::CompleteTrialResponse { stored }))
+        let next = match req.next {
+            Some(mut next) => {
+                next.worker_id = req.worker_id.clone();
+                next.generation = req.generation;
+                // The result is stored: a failure to lease the next trial
+                // must not make the worker report it again.
+                match acquire(&coordinator, &next).await {
+                    Ok(r) => Some(r),
+                    Err(s) => {
+                        tracing::debug!(status = %s, "no next trial with a completion");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Response::new(pb::CompleteTrialResponse { stored, next }))
     }
 
     async fn fail_trial(
@@ -441,6 +440,38 @@ impl WorkerService for WorkerApi {
         };
         Ok(Response::new(pb::FailTrialResponse { will_retry }))
     }
+}
+
+/// Answers an `AcquireTrial` (also when it rides on a completion).
+async fn acquire(
+    coordinator: &Coordinator,
+    req: &pb::AcquireTrialRequest,
+) -> Result<pb::AcquireTrialResponse, Status> {
+    // At most 64 trials at once (a fused group is one configuration's seeds).
+    let max = req.max_trials.clamp(1, 64) as usize;
+    if req.started.len() > 64 {
+        return Err(Status::invalid_argument("more than 64 started leases"));
+    }
+    let lost = coordinator.start_reserved(&req.worker_id, req.generation, &req.started)?;
+    let got = if req.reserve {
+        coordinator.reserve(&req.worker_id, req.generation, max)?
+    } else {
+        coordinator
+            .acquire_many(
+                &req.worker_id,
+                req.generation,
+                Duration::from_millis(req.wait_ms),
+                max,
+            )
+            .await?
+    };
+    let mut got = got.iter().map(assignment_to_proto);
+    let assignment = got.next();
+    Ok(pb::AcquireTrialResponse {
+        assignment,
+        fused: got.collect(),
+        lost,
+    })
 }
 
 /// Serves the sweep and worker services, gRPC health and reflection on

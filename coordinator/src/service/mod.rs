@@ -392,6 +392,24 @@ impl Coordinator {
         generation: u64,
         max: usize,
     ) -> Result<Vec<Assignment>> {
+        self.lease_for(worker_id, generation, max, false)
+    }
+
+    /// Leases the trials a busy worker will start after its running ones (a
+    /// reservation: see [`crate::scheduler`]); never waits. The worker
+    /// heartbeats a reservation like any lease, and marks it started with
+    /// its first heartbeat after starting it.
+    pub fn reserve(&self, worker_id: &str, generation: u64, max: usize) -> Result<Vec<Assignment>> {
+        self.lease_for(worker_id, generation, max.max(1), true)
+    }
+
+    fn lease_for(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        max: usize,
+        reserve: bool,
+    ) -> Result<Vec<Assignment>> {
         let mut state = self.state();
         Self::check_worker(&mut state, worker_id, generation)?;
         let capacity = state
@@ -404,16 +422,23 @@ impl Coordinator {
             worker_id: worker_id.to_string(),
             generation,
         };
-        let leases = state
-            .scheduler
-            .acquire_group(holder, capacity, max, Instant::now());
+        let now = Instant::now();
+        let leases = if reserve {
+            state.scheduler.reserve_group(holder, capacity, max, now)
+        } else {
+            state.scheduler.acquire_group(holder, capacity, max, now)
+        };
         let mut out = Vec::with_capacity(leases.len());
         for lease in leases {
             let entry = state
                 .trials
                 .get_mut(&lease.trial.trial_id)
                 .ok_or_else(|| CoordinatorError::UnknownTrial(lease.trial.trial_id.to_string()))?;
-            entry.attempts += 1;
+            // Taking over a reservation that never started is not an attempt.
+            let taken_over = lease.taken_from.is_some();
+            if !taken_over {
+                entry.attempts += 1;
+            }
             out.push(Assignment {
                 lease_id: lease.lease_id.clone(),
                 attempt: entry.attempts,
@@ -421,19 +446,54 @@ impl Coordinator {
                 spec: entry.spec.clone(),
                 trial: entry.plan.clone(),
             });
-            state.note_started(&lease.trial.trial_id);
+            if !taken_over {
+                state.note_started(&lease.trial.trial_id);
+            }
         }
         Ok(out)
     }
 
+    /// Marks leases of a reservation as started (the worker's first
+    /// heartbeat for them). Returns the ones that are gone or cancelled.
+    pub fn start_reserved(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        lease_ids: &[String],
+    ) -> Result<Vec<String>> {
+        if lease_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.state();
+        Self::check_worker(&mut state, worker_id, generation)?;
+        let holder = Holder {
+            worker_id: worker_id.to_string(),
+            generation,
+        };
+        let now = Instant::now();
+        Ok(lease_ids
+            .iter()
+            .filter(|id| {
+                !matches!(
+                    state.scheduler.renew(id, &holder, true, now),
+                    RenewOutcome::Renewed { cancelled: false }
+                )
+            })
+            .cloned()
+            .collect())
+    }
+
     /// Renews a lease. Returns `(lease_valid, cancel)`. A worker that kept
     /// running through a coordinator restart re-adopts its trial here.
+    /// `reserved` is true while the lease is a reservation the worker has
+    /// not started.
     pub fn heartbeat(
         &self,
         worker_id: &str,
         generation: u64,
         lease_id: &str,
         trial_id: &str,
+        reserved: bool,
     ) -> Result<(bool, bool)> {
         let mut state = self.state();
         Self::check_worker(&mut state, worker_id, generation)?;
@@ -442,7 +502,7 @@ impl Coordinator {
             generation,
         };
         let now = Instant::now();
-        match state.scheduler.renew(lease_id, &holder, now) {
+        match state.scheduler.renew(lease_id, &holder, !reserved, now) {
             RenewOutcome::Renewed { cancelled } => Ok((true, cancelled)),
             RenewOutcome::NotHolder => Ok((false, false)),
             RenewOutcome::Unknown => {

@@ -156,6 +156,7 @@ async fn expired_lease_is_taken_by_another_worker() {
             dead.generation,
             &first.lease_id,
             &first.trial.trial_id,
+            false,
         )
         .expect("heartbeat");
     assert!(!valid);
@@ -271,6 +272,7 @@ async fn cancel_stops_handing_out_trials() {
             reg.generation,
             &a.lease_id,
             &a.trial.trial_id,
+            false,
         )
         .expect("heartbeat");
     assert!(valid && cancel);
