@@ -201,10 +201,18 @@ pub struct WorkerSettings {
     #[arg(long, env = "SIGSWEEP_GPUS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpus: Option<String>,
-    /// How many trials may share one GPU [default: 1].
+    /// How many trials may share one GPU [default: 1]. With k > 1 the
+    /// worker runs k slot processes per GPU (each its own CUDA context),
+    /// and takes GPU trials only from sweeps whose `trials_per_gpu` ≥ k.
     #[arg(long, env = "SIGSWEEP_TRIALS_PER_GPU")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trials_per_gpu: Option<u32>,
+    /// Trials run at once on this host, each slot its own worker process
+    /// [default: GPUs × trials_per_gpu when trials_per_gpu > 1, else 1].
+    /// On CPU, N slots use N cores.
+    #[arg(long, env = "SIGSWEEP_SLOTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
     /// On SIGTERM, how long the running trial may continue before it is
     /// stopped and handed back [default: 120s].
     #[arg(long, value_parser = parse_duration, env = "SIGSWEEP_DRAIN_TIMEOUT")]
@@ -267,6 +275,7 @@ layered!(WorkerSettings {
     backend,
     gpus,
     trials_per_gpu,
+    slots,
     drain_timeout,
     orphan_timeout,
     exit_when_idle,

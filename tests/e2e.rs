@@ -435,3 +435,112 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
         std::fs::read_to_string(plain_state.join("logs").join("worker-0.log")).expect("worker log");
     assert!(log.contains("fused=1") && !log.contains("fused=3"));
 }
+
+#[test]
+fn a_worker_with_two_slots_trains_in_two_slot_processes_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 8, 3, 256);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let store = format!("embedded:{}", dir.path().join("coord").display());
+    let mut coordinator = Command::new(BIN)
+        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--store", &store])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("coordinator");
+    let mut worker = Command::new(BIN)
+        .args([
+            "worker",
+            "--coordinator",
+            &url,
+            "--name",
+            "host",
+            "--slots",
+            "2",
+        ])
+        .env("RUST_LOG", "warn")
+        // Overridden for the slots by their own configuration files.
+        .env("SIGSWEEP_SLOTS", "7")
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sweep_id = loop {
+        let out = sigsweep(&[
+            "submit",
+            sweep.to_str().expect("utf8"),
+            "--coordinator",
+            &url,
+        ]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(children_of(worker.id()).len(), 2, "one process per slot");
+    let out = sigsweep(&["watch", &sweep_id, "--coordinator", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sigsweep(&["results", &sweep_id, "--coordinator", &url]);
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(rows.len(), 16);
+    let ids: HashSet<&str> = rows
+        .iter()
+        .map(|r| r["trial_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 16, "no trial twice");
+    let slots: HashSet<&str> = rows
+        .iter()
+        .map(|r| r["worker"].as_str().expect("worker"))
+        .collect();
+    assert_eq!(
+        slots,
+        HashSet::from(["host-s0", "host-s1"]),
+        "both slots trained"
+    );
+
+    // SIGTERM: every slot drains, the supervisor exits cleanly.
+    let slot_pids = children_of(worker.id());
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = worker.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "supervisor did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit}");
+    for pid in slot_pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "slot {pid} still running"
+        );
+    }
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+}

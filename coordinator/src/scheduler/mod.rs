@@ -33,6 +33,9 @@ pub struct TrialRef {
     pub trial_id: Arc<str>,
     /// GPUs the trial needs (0 = CPU only).
     pub gpus: u32,
+    /// How many trials may share one of its GPUs (the sweep's
+    /// `trials_per_gpu`; 1 = a GPU of its own).
+    pub share: u32,
     /// Trials of one group (the seeds of one configuration) may be leased
     /// together to a worker that fuses them into one model.
     pub group: Arc<str>,
@@ -58,10 +61,30 @@ pub struct Lease {
     pub taken_from: Option<Holder>,
 }
 
-/// What a worker may take: its free GPU slots (0 for a CPU worker).
+/// What a worker may take: its GPUs (0 for a CPU worker) and how many
+/// trials share each of them (a worker process that is one of k slots
+/// packed on a GPU has `sharers = k`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capacity {
     pub gpu_slots: u32,
+    pub sharers: u32,
+}
+
+impl Capacity {
+    /// A worker with `gpu_slots` GPUs of its own.
+    pub const fn gpus(gpu_slots: u32) -> Self {
+        Self {
+            gpu_slots,
+            sharers: 1,
+        }
+    }
+
+    /// Whether a trial may run on this worker: CPU trials anywhere; GPU
+    /// trials on a worker with enough GPUs, shared by no more trials than
+    /// the sweep allows.
+    pub fn fits(self, t: &TrialRef) -> bool {
+        t.gpus == 0 || (t.gpus <= self.gpu_slots && self.sharers <= t.share.max(1))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +159,7 @@ impl Scheduler {
 
     /// Leases the first queued trial that fits `capacity` to `holder`.
     pub fn acquire(&mut self, holder: Holder, capacity: Capacity, now: Instant) -> Option<Lease> {
-        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        let fits = |t: &TrialRef| capacity.fits(t);
         let mut index = None;
         // Drop stale entries at the front (finished or adopted trials).
         while let Some(front) = self.queue.front() {
@@ -168,7 +191,7 @@ impl Scheduler {
         only: Option<(&Holder, &Arc<str>)>,
         now: Instant,
     ) -> Option<Lease> {
-        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        let fits = |t: &TrialRef| capacity.fits(t);
         let victim = self
             .leases
             .values()
@@ -248,7 +271,7 @@ impl Scheduler {
         max: usize,
         now: Instant,
     ) -> Vec<Lease> {
-        let fits = |t: &TrialRef| t.gpus == 0 || t.gpus <= capacity.gpu_slots;
+        let fits = |t: &TrialRef| capacity.fits(t);
         if !self
             .queue
             .iter()

@@ -6,6 +6,7 @@ fn trial(i: usize) -> TrialRef {
         sweep_id: Arc::from("s"),
         trial_id: Arc::from(format!("t{i}").as_str()),
         gpus: 0,
+        share: 1,
         group: Arc::from(format!("g{}", i % 2).as_str()),
     }
 }
@@ -17,7 +18,7 @@ fn holder(w: &str, g: u64) -> Holder {
     }
 }
 
-const CPU: Capacity = Capacity { gpu_slots: 0 };
+const CPU: Capacity = Capacity::gpus(0);
 
 #[test]
 fn fifo_acquire_and_finish() {
@@ -121,15 +122,15 @@ fn gpu_trials_go_to_workers_with_enough_slots() {
     s.enqueue(t);
     s.enqueue(trial(1));
     let l = s
-        .acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now)
+        .acquire(holder("one-gpu", 1), Capacity::gpus(1), now)
         .expect("cpu trial fits");
     assert_eq!(&*l.trial.trial_id, "t1");
     assert!(
-        s.acquire(holder("one-gpu", 1), Capacity { gpu_slots: 1 }, now)
+        s.acquire(holder("one-gpu", 1), Capacity::gpus(1), now)
             .is_none()
     );
     let l = s
-        .acquire(holder("two-gpu", 1), Capacity { gpu_slots: 2 }, now)
+        .acquire(holder("two-gpu", 1), Capacity::gpus(2), now)
         .expect("fits");
     assert_eq!(&*l.trial.trial_id, "t0");
 }
@@ -149,6 +150,33 @@ fn group_acquire_takes_queued_trials_of_the_same_group() {
     assert_eq!(ids, ["t1", "t3"]);
     assert_eq!(s.queued_len(), 1);
     assert_eq!(s.running_len(), 5);
+}
+
+#[test]
+fn packed_slots_take_only_gpu_trials_whose_sweep_allows_sharing() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    let gpu = |i: usize, share: u32| TrialRef {
+        gpus: 1,
+        share,
+        ..trial(i)
+    };
+    s.enqueue(gpu(0, 1)); // wants a GPU of its own
+    s.enqueue(gpu(1, 4)); // may share a GPU with 3 others
+    s.enqueue(trial(2)); // CPU
+    let slot = Capacity {
+        gpu_slots: 1,
+        sharers: 4,
+    };
+    let l = s.acquire(holder("slot", 1), slot, now).expect("lease");
+    assert_eq!(&*l.trial.trial_id, "t1");
+    let l = s.acquire(holder("slot", 1), slot, now).expect("lease");
+    assert_eq!(&*l.trial.trial_id, "t2", "CPU trials run anywhere");
+    assert!(s.acquire(holder("slot", 1), slot, now).is_none());
+    let l = s
+        .acquire(holder("whole", 1), Capacity::gpus(1), now)
+        .expect("lease");
+    assert_eq!(&*l.trial.trial_id, "t0");
 }
 
 #[test]

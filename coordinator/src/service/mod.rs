@@ -200,6 +200,7 @@ impl Coordinator {
             }
             let sweep_id: Arc<str> = Arc::from(record.sweep_id.as_str());
             let gpus = spec.resources.gpus_per_trial;
+            let share = spec.resources.trials_per_gpu;
             let fuse = spec.resources.fuse_seeds;
             let mut runtime = SweepRuntime::new(record, spec.clone(), plans.len());
             for plan in plans {
@@ -230,6 +231,7 @@ impl Coordinator {
                         sweep_id: sweep_id.clone(),
                         trial_id,
                         gpus,
+                        share,
                         group,
                     });
                 }
@@ -415,8 +417,9 @@ impl Coordinator {
         let capacity = state
             .workers
             .get(worker_id)
-            .map_or(Capacity { gpu_slots: 0 }, |w| Capacity {
+            .map_or(Capacity::gpus(0), |w| Capacity {
                 gpu_slots: w.caps.gpus.len() as u32,
+                sharers: w.caps.trials_per_gpu.max(1),
             });
         let holder = Holder {
             worker_id: worker_id.to_string(),
