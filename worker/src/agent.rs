@@ -716,15 +716,12 @@ async fn renew_reservation(session: &mut Session, group: &Group) -> bool {
             trial_id: spec.trial_id.clone(),
             reserved: true,
         };
-        match session.client.heartbeat(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                if !r.lease_valid || r.cancel {
-                    return false;
-                }
+        // Transient trouble is left to the running group's heartbeat.
+        if let Ok(r) = session.client.heartbeat(req).await {
+            let r = r.into_inner();
+            if !r.lease_valid || r.cancel {
+                return false;
             }
-            // Transient trouble: the running group's heartbeat handles it.
-            Err(_) => {}
         }
     }
     true
@@ -755,8 +752,7 @@ async fn report_finished(
             session,
             config,
             shutdown,
-            lease_id,
-            &spec.trial_id,
+            (lease_id, &spec.trial_id),
             result,
             finished.released,
             with_next,
@@ -774,8 +770,7 @@ async fn report_outcome(
     session: &mut Session,
     config: &AgentConfig,
     shutdown: &CancellationToken,
-    lease_id: &str,
-    trial_id: &str,
+    (lease_id, trial_id): (&str, &str),
     result: Result<TrialOutcome, TrainError>,
     released: bool,
     next: Option<pb::AcquireTrialRequest>,
