@@ -28,8 +28,8 @@ use std::sync::Arc;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use sigsweep_proto::v1 as pb;
@@ -554,7 +554,7 @@ pub async fn serve_slot(
         .add_service(sweep)
         .add_service(worker)
         .add_optional_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await
 }
 
@@ -566,7 +566,7 @@ pub async fn serve_health(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(health)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await
 }
 
@@ -598,6 +598,12 @@ pub async fn track_health(
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: small gRPC replies
+/// would otherwise wait for the peer's delayed ACK (~40 ms a round trip).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Binds `addr` (use port 0 for any free port).

@@ -124,7 +124,13 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        let (n, start) = (group.len(), std::time::Instant::now());
         apply_group(db, group);
+        tracing::trace!(
+            writes = n,
+            micros = start.elapsed().as_micros() as u64,
+            "group committed"
+        );
     }
 }
 
