@@ -81,6 +81,7 @@ pub struct CoordinatorSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
     /// Durable store: `embedded:DIR` or `etcd://HOST:PORT[,HOST:PORT…]`
+    /// (`etcds://…`, or any of `--etcd-ca/--etcd-cert/--etcd-key`, for TLS)
     /// (etcd: leader election among coordinators)
     /// [default: embedded:./sigsweep-state/coordinator].
     #[arg(long, env = "SIGSWEEP_STORE")]

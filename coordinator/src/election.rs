@@ -16,6 +16,17 @@
 //! leadership over immediately; dropping the guard stops renewing the lease,
 //! so a standby takes over within the TTL (what a crash looks like).
 //!
+//! Stopping "at once" cannot cover writes already on their way (a leader
+//! paused mid-request, a slow network). [`LeaderGuard::fence`] makes them
+//! harmless: a [`Fence`] names the leader key and the revision etcd created
+//! it at, and a store fenced with it
+//! ([`crate::store::EtcdStore::with_fence`]) sends every write as a
+//! transaction that requires that key at that revision. The key disappears
+//! when the lease expires or is revoked (and a new campaign creates it at a
+//! new revision), so etcd refuses a deposed leader's writes, even ones that
+//! arrive after a standby has taken over. A refused write deposes the fence,
+//! which fires [`LeaderGuard::lost`].
+//!
 //! While waiting, a candidate retries through etcd outages and request
 //! timeouts: a standby waits as long as it takes. Campaign attempts may be
 //! bounded by the client's request timeout; each retry keeps the same lease,
@@ -44,6 +55,59 @@ pub enum ElectionError {
 }
 
 pub type ElectionResult<T> = Result<T, ElectionError>;
+
+/// What a leader's writes are conditioned on: its leader key, at the
+/// revision etcd created it at (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Fence {
+    key: Vec<u8>,
+    revision: i64,
+    lost: CancellationToken,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fence")
+            .field("key", &String::from_utf8_lossy(&self.key))
+            .field("revision", &self.revision)
+            .field("deposed", &self.is_deposed())
+            .finish()
+    }
+}
+
+impl Fence {
+    /// A fence on `key` at creation revision `revision`; `lost` is
+    /// cancelled when the fence is deposed (and deposes it when cancelled).
+    pub fn new(key: impl Into<Vec<u8>>, revision: i64, lost: CancellationToken) -> Self {
+        Self {
+            key: key.into(),
+            revision,
+            lost,
+        }
+    }
+
+    /// The leader key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The leader key's creation revision.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Whether leadership is known to be over (lost, resigned, or a write
+    /// was refused).
+    pub fn is_deposed(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Records that leadership is over, e.g. because etcd refused a fenced
+    /// write: the leader's [`LeaderGuard::lost`] fires.
+    pub fn depose(&self) {
+        self.lost.cancel();
+    }
+}
 
 /// Proof of leadership, until [`LeaderGuard::lost`] completes.
 #[must_use = "dropping the guard gives up leadership after the lease TTL"]
@@ -90,6 +154,17 @@ impl LeaderGuard {
 
     pub fn candidate_id(&self) -> &str {
         &self.candidate_id
+    }
+
+    /// The fence of this term, to condition the leader's writes on (see
+    /// [`crate::store::EtcdStore::with_fence`]). Deposing it ends leadership
+    /// like losing the lease does.
+    pub fn fence(&self) -> Fence {
+        Fence::new(
+            self.leader_key.key(),
+            self.leader_key.rev(),
+            self.lease.lost.clone(),
+        )
     }
 
     /// Gives up leadership now: stops acting as leader (fires `lost`), deletes
@@ -201,11 +276,13 @@ pub async fn campaign(
 /// `shutdown` is cancelled.
 ///
 /// Each time this candidate wins, `lead` is called with a token that is
-/// cancelled when leadership is lost or on shutdown; `lead` must stop acting
-/// as leader (stop serving, stop writing) and return once it is cancelled.
-/// If `lead` returns while still leading (done, or an error), leadership is
-/// resigned and that result returned. Campaigning retries through etcd
-/// outages, so a standby waits as long as it takes.
+/// cancelled when leadership is lost or on shutdown, and the term's
+/// [`Fence`] (for the leader's store writes; a write etcd refuses deposes
+/// it, which counts as losing leadership). `lead` must stop acting as
+/// leader (stop serving, stop writing) and return once the token is
+/// cancelled. If `lead` returns while still leading (done, or an error),
+/// leadership is resigned and that result returned. Campaigning retries
+/// through etcd outages, so a standby waits as long as it takes.
 pub async fn run_leader_loop<F, Fut, E>(
     client: Client,
     name: &str,
@@ -215,7 +292,7 @@ pub async fn run_leader_loop<F, Fut, E>(
     mut lead: F,
 ) -> Result<(), E>
 where
-    F: FnMut(CancellationToken) -> Fut,
+    F: FnMut(CancellationToken, Fence) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: From<ElectionError>,
 {
@@ -234,7 +311,7 @@ where
                 }
             }))
         };
-        let result = lead(stop.clone()).await;
+        let result = lead(stop.clone(), guard.fence()).await;
         stop.cancel();
         drop(link);
         if shutdown.is_cancelled() || result.is_err() || guard.is_leader() {
@@ -406,7 +483,7 @@ fn map_error(error: etcd_client::Error) -> ElectionError {
     use etcd_client::Error as E;
     use tonic::Code;
     match &error {
-        E::TransportError(_) | E::IoError(_) => ElectionError::Unavailable(error.to_string()),
+        E::TransportError(_) | E::IoError(_) => ElectionError::Unavailable(describe_error(&error)),
         E::GRpcStatus(status)
             if matches!(
                 status.code(),
@@ -418,9 +495,67 @@ fn map_error(error: etcd_client::Error) -> ElectionError {
                     | Code::Unknown
             ) =>
         {
-            ElectionError::Unavailable(error.to_string())
+            ElectionError::Unavailable(describe_error(&error))
         }
-        _ => ElectionError::Internal(error.to_string()),
+        _ => ElectionError::Internal(describe_error(&error)),
+    }
+}
+
+/// An etcd client error with its causes, and a hint when TLS is what
+/// failed: `Unknown error: transport error: …: received fatal alert:
+/// BadCertificate (etcd refused this client's certificate: …)` rather than
+/// just `transport error`.
+pub(crate) fn describe_error(error: &etcd_client::Error) -> String {
+    let message = match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut message = format!("{}: {}", status.code(), status.message());
+            append_causes(&mut message, std::error::Error::source(status));
+            message
+        }
+        _ => {
+            let mut message = error.to_string();
+            append_causes(&mut message, std::error::Error::source(error));
+            message
+        }
+    };
+    match tls_hint(&message) {
+        Some(hint) => format!("{message} ({hint})"),
+        None => message,
+    }
+}
+
+fn append_causes(message: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+}
+
+/// What a TLS failure most likely means, from rustls' wording.
+pub(crate) fn tls_hint(message: &str) -> Option<&'static str> {
+    let has = |needle: &str| message.contains(needle);
+    if has("BadCertificate") || has("CertificateRequired") || has("UnknownCA") {
+        Some(
+            "etcd refused this client's TLS certificate: give --etcd-cert/--etcd-key \
+             signed by a CA etcd trusts (its --trusted-ca-file)",
+        )
+    } else if has("UnknownIssuer") || has("NotValidForName") || has("invalid peer certificate") {
+        Some(
+            "etcd's server certificate is not trusted: --etcd-ca must be the CA that signed it, \
+             and it must name the host in the store URL",
+        )
+    } else if has("tls handshake eof")
+        || has("InvalidContentType")
+        || has("CorruptMessage")
+        || has("HandshakeFailure")
+    {
+        Some("TLS handshake failed: does this etcd endpoint serve TLS (https)?")
+    } else {
+        None
     }
 }
 

@@ -7,7 +7,10 @@
 //! load balancer lands them on the leader) and the health port reports
 //! `sigsweep.v1.SweepService` not serving; on winning, state is reloaded
 //! from etcd ([`Coordinator::start`]); on losing, the process stops acting
-//! as leader at once and campaigns again.
+//! as leader at once and campaigns again. Every store write of a term is
+//! fenced by its election key ([`EtcdStore::with_fence`]): etcd refuses the
+//! writes of a deposed leader, even late ones, and a refused write ends the
+//! term like a lost lease does.
 //!
 //! Tasks and their policies: the gRPC server, the health server and the
 //! metrics responder run until shutdown; a failing gRPC server ends the
@@ -44,14 +47,23 @@ pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("cannot open the embedded store at {}", path.display()))?;
         return Ok(Arc::new(store));
     }
-    if spec.starts_with("etcd://") {
+    if is_etcd_url(spec) {
         bail!("open etcd stores with open_etcd");
     }
-    bail!("invalid --store `{spec}`: expected embedded:DIR or etcd://HOST:PORT[,HOST:PORT…]")
+    bail!(
+        "invalid --store `{spec}`: expected embedded:DIR, etcd://HOST:PORT[,HOST:PORT…] or etcds://HOST:PORT[,HOST:PORT…] (TLS)"
+    )
+}
+
+/// Whether `--store` names etcd (`etcd://`, or `etcds://` for TLS).
+fn is_etcd_url(spec: &str) -> bool {
+    spec.starts_with("etcd://") || spec.starts_with("etcds://")
 }
 
 /// Connects to etcd with the credentials and TLS files of `settings` (the
-/// password from `SIGSWEEP_ETCD_PASSWORD`).
+/// password from `SIGSWEEP_ETCD_PASSWORD`). Any of `--etcd-ca`,
+/// `--etcd-cert`, `--etcd-key` switches the connection to TLS (the CA is
+/// required; the certificate and key, for mutual TLS, go together).
 pub async fn open_etcd(url: &str, settings: &CoordinatorSettings) -> anyhow::Result<EtcdStore> {
     let credentials = match &settings.etcd_username {
         Some(username) => Some(EtcdCredentials {
@@ -233,6 +245,10 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         store = %plan.store,
         tls = plan.options.tls.is_some(),
         mutual_tls = plan.options.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+        etcd_tls = plan.store.starts_with("etcds://")
+            || settings.etcd_ca.is_some()
+            || settings.etcd_cert.is_some()
+            || settings.etcd_key.is_some(),
         "coordinator starting"
     );
 
@@ -240,18 +256,27 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         lease_ttl: plan.lease_ttl,
         max_acquire_wait: Duration::from_secs(5),
     };
-    let outcome = if plan.store.starts_with("etcd://") {
-        let store = open_etcd(&plan.store, &settings).await?;
-        let client = store.client();
-        tracing::info!(store = %store.describe(), candidate = %plan.advertise, "campaigning for leadership");
-        let store: Arc<dyn Store> = Arc::new(store);
+    let outcome = if is_etcd_url(&plan.store) {
+        let etcd = open_etcd(&plan.store, &settings).await?;
+        // Connections are lazy: say early if etcd does not answer (down, or
+        // a TLS mismatch, which the error explains); campaigning retries.
+        if let Err(e) = etcd.ping().await {
+            tracing::warn!(error = %e, "etcd does not answer yet; campaigning anyway");
+        }
+        let client = etcd.client();
+        tracing::info!(store = %etcd.describe(), candidate = %plan.advertise, "campaigning for leadership");
         sigsweep_coordinator::election::run_leader_loop(
             client,
             ELECTION_NAME,
             &plan.advertise,
             plan.election_ttl,
             shutdown.clone(),
-            |stop| lead(store.clone(), config.clone(), slot.clone(), stop),
+            |stop, fence| {
+                // This term's writes require its election key: a deposed
+                // leader's late writes are refused, and a refusal ends the term.
+                let store: Arc<dyn Store> = Arc::new(etcd.with_fence(fence));
+                lead(store, config.clone(), slot.clone(), stop)
+            },
         )
         .await
     } else {

@@ -54,9 +54,11 @@ impl From<CoordinatorError> for Status {
             }
             CoordinatorError::UnknownWorker(_) => Status::not_found(msg),
             CoordinatorError::StaleGeneration { .. } => Status::failed_precondition(msg),
-            CoordinatorError::Store(crate::store::StoreError::Unavailable(_)) => {
-                Status::unavailable(msg)
-            }
+            // A deposed leader's write was refused: the caller retries and
+            // lands on the new leader.
+            CoordinatorError::Store(
+                crate::store::StoreError::Unavailable(_) | crate::store::StoreError::Fenced { .. },
+            ) => Status::unavailable(msg),
             CoordinatorError::Store(_) => Status::internal(msg),
         }
     }

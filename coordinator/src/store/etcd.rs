@@ -18,9 +18,22 @@
 //! [`MAX_VALUE_BYTES`] are refused before they reach etcd (its default
 //! request limit is 1.5 MiB).
 //!
-//! TLS is not available in this build: etcd-client's `tls` feature is not
-//! enabled, and [`EtcdStore::connect`] refuses [`EtcdOptions::tls`] with an
-//! error saying so.
+//! TLS: with [`EtcdOptions::tls`] set (a CA, and optionally a client
+//! certificate and key for mutual TLS) every endpoint is reached over
+//! `https` (rustls); `etcds://` URLs require it. The files are read and
+//! checked in [`EtcdStore::connect`], so a missing or malformed file fails
+//! at once with an error naming it; a handshake that fails (a server
+//! certificate not signed by the CA, a client certificate etcd refuses or
+//! does not get) fails each call at once, within the request timeout at
+//! most, with an error that says which side refused and what to check.
+//!
+//! Fencing: a leader's store ([`EtcdStore::with_fence`]) makes every write
+//! conditional on its election key still existing at the revision it was
+//! created with. Once the leader is deposed (its lease expired, its key
+//! deleted) etcd refuses its writes atomically, however late they arrive;
+//! such a write fails with [`StoreError::Fenced`] and marks the fence
+//! deposed, which ends the leader's term (see
+//! [`crate::election::run_leader_loop`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,11 +41,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, SortOrder,
-    SortTarget, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    KvClient, SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{Precondition, Store, StoreError, StoreResult, Version, Versioned};
+use crate::election::Fence;
 
 /// Largest value the etcd store accepts.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -53,7 +69,7 @@ pub struct EtcdOptions {
     pub connect_timeout: Duration,
     /// etcd user authentication.
     pub credentials: Option<EtcdCredentials>,
-    /// TLS settings; not supported by this build (see the module docs).
+    /// TLS settings: when set, endpoints are reached over `https`.
     pub tls: Option<EtcdTls>,
 }
 
@@ -88,12 +104,84 @@ impl fmt::Debug for EtcdCredentials {
 /// TLS files for etcd connections.
 #[derive(Debug, Clone, Default)]
 pub struct EtcdTls {
-    /// CA certificate (PEM) that signed the server certificates.
+    /// CA certificate(s) (PEM) that signed the server certificates. Required:
+    /// this build trusts no system roots.
     pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for mutual TLS.
+    /// Client certificate (PEM), for mutual TLS; needs `key`.
     pub cert: Option<PathBuf>,
-    /// Client private key (PEM), for mutual TLS.
+    /// Client private key (PEM), for mutual TLS; needs `cert`.
     pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// Reads and checks the files into a client TLS configuration; errors
+    /// name the file at fault.
+    fn load(&self) -> StoreResult<TlsOptions> {
+        let ca = self.ca.as_ref().ok_or_else(|| {
+            tls_error(
+                "etcd TLS needs the CA certificate that signed the etcd server certificates \
+                 (--etcd-ca / SIGSWEEP_ETCD_CA); this build trusts no system roots"
+                    .to_string(),
+            )
+        })?;
+        let ca_pem = read_tls_file("CA certificate", ca)?;
+        check_certificates("CA certificate", ca, &ca_pem)?;
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca_pem));
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = read_tls_file("client certificate", cert)?;
+                check_certificates("client certificate", cert, &cert_pem)?;
+                let key_pem = read_tls_file("client key", key)?;
+                if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+                    return Err(tls_error(format!(
+                        "the etcd client key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                        key.display()
+                    )));
+                }
+                tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(tls_error(
+                    "an etcd client certificate (--etcd-cert) needs its key (--etcd-key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(tls_error(
+                    "an etcd client key (--etcd-key) needs its certificate (--etcd-cert)".into(),
+                ));
+            }
+        }
+        Ok(tls)
+    }
+}
+
+fn read_tls_file(what: &str, path: &std::path::Path) -> StoreResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        tls_error(format!(
+            "cannot read the etcd {what} {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn check_certificates(what: &str, path: &std::path::Path, pem: &[u8]) -> StoreResult<()> {
+    let mut certs = CertificateDer::pem_slice_iter(pem);
+    match certs.next() {
+        Some(Ok(_)) if certs.all(|c| c.is_ok()) => Ok(()),
+        Some(_) => Err(tls_error(format!(
+            "the etcd {what} {} holds a malformed PEM certificate",
+            path.display()
+        ))),
+        None => Err(tls_error(format!(
+            "the etcd {what} {} holds no PEM certificate",
+            path.display()
+        ))),
+    }
+}
+
+fn tls_error(message: String) -> StoreError {
+    StoreError::Internal(message)
 }
 
 /// Durable state in etcd. Cheap to clone: clones share one connection.
@@ -101,17 +189,24 @@ pub struct EtcdTls {
 pub struct EtcdStore {
     client: Client,
     kv: KvClient,
+    /// `HOST:PORT` of every endpoint.
     endpoints: Vec<String>,
+    tls: bool,
     prefix: String,
     timeout: Duration,
+    /// Set on a leader's store: every write requires the leader key.
+    fence: Option<Fence>,
 }
 
 impl EtcdStore {
-    /// Connects to `url`, `etcd://HOST:PORT[,HOST:PORT…]`.
+    /// Connects to `url`, `etcd://HOST:PORT[,HOST:PORT…]` (or `etcds://…`,
+    /// which requires [`EtcdOptions::tls`]; with TLS options `etcd://` URLs
+    /// use TLS as well).
     ///
-    /// Connections are made lazily (except to authenticate when
-    /// credentials are given), so this succeeds while etcd is down; use
-    /// [`EtcdStore::ping`] to check reachability.
+    /// TLS files are read and checked here. Connections are made lazily
+    /// (except to authenticate when credentials are given), so this
+    /// succeeds while etcd is down; use [`EtcdStore::ping`] to check
+    /// reachability.
     pub async fn connect(url: &str, options: EtcdOptions) -> StoreResult<Self> {
         let endpoints = parse_url(url)?;
         let client = connect_client(&endpoints, &options).await?;
@@ -122,13 +217,35 @@ impl EtcdStore {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
+        let tls = options.tls.is_some();
+        let endpoints = endpoints.iter().map(|e| host_port(e).to_string()).collect();
         Ok(Self {
             client,
             kv,
             endpoints,
+            tls,
             prefix,
             timeout: options.request_timeout,
+            fence: None,
         })
+    }
+
+    /// This store with every write fenced by `fence` (a leader's term, see
+    /// [`crate::election::LeaderGuard::fence`]): a write is applied only
+    /// while the leader key exists at the fence's creation revision,
+    /// otherwise it fails with [`StoreError::Fenced`] and the fence is
+    /// marked deposed. Once the fence is deposed, writes fail without
+    /// reaching etcd. Reads are not fenced. Clones share the connection.
+    pub fn with_fence(&self, fence: Fence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// The fence of this store's writes, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     /// The underlying client, e.g. for [`crate::election::campaign`].
@@ -164,7 +281,7 @@ impl EtcdStore {
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> StoreResult<T> {
         match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(|e| map_error(what, e)),
+            Ok(result) => result.map_err(|e| map_error(what, e, self.tls)),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "etcd {what} timed out after {:?}",
                 self.timeout
@@ -190,17 +307,60 @@ impl EtcdStore {
                 Some(Compare::mod_revision(full, CompareOp::Equal, v))
             }
         };
-        let txn = match compare {
-            Some(c) => Txn::new().when([c]).and_then([op]),
-            None => Txn::new().and_then([op]),
+        let mut compares: Vec<Compare> = compare.into_iter().collect();
+        if let Some(fence) = &self.fence {
+            if fence.is_deposed() {
+                return Err(fenced(key));
+            }
+            // The leader key exists at the revision it was created with:
+            // neither deleted (lease expired, resigned) nor re-created.
+            compares.push(Compare::create_revision(
+                fence.key(),
+                CompareOp::Equal,
+                fence.revision(),
+            ));
+        }
+        let txn = match (compares.is_empty(), &self.fence) {
+            (true, _) => Txn::new().and_then([op]),
+            (false, None) => Txn::new().when(compares).and_then([op]),
+            // On failure, read the leader key to tell a lost fence from a
+            // failed precondition (in the same transaction, so atomically).
+            (false, Some(fence)) => Txn::new()
+                .when(compares)
+                .and_then([op])
+                .or_else([TxnOp::get(fence.key(), None)]),
         };
         let mut kv = self.kv.clone();
         let response = self.call(what, kv.txn(txn)).await?;
         if !response.succeeded() {
+            if let Some(fence) = &self.fence
+                && !fence_holds(&response, fence)
+            {
+                tracing::warn!(
+                    key,
+                    leader_key = %String::from_utf8_lossy(fence.key()),
+                    revision = fence.revision(),
+                    "etcd refused a write: this coordinator is no longer the leader"
+                );
+                fence.depose();
+                return Err(fenced(key));
+            }
             return Err(conflict(key));
         }
         revision(response.header())
     }
+}
+
+/// Whether the failed transaction's read of the leader key (its `or_else`)
+/// found it at the fence's revision.
+fn fence_holds(response: &TxnResponse, fence: &Fence) -> bool {
+    response.op_responses().iter().any(|op| match op {
+        TxnOpResponse::Get(get) => get
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == fence.revision()),
+        _ => false,
+    })
 }
 
 #[async_trait]
@@ -298,24 +458,27 @@ impl Store for EtcdStore {
 
     fn describe(&self) -> String {
         format!(
-            "etcd://{} (prefix {})",
+            "{}://{} (prefix {})",
+            if self.tls { "etcds" } else { "etcd" },
             self.endpoints.join(","),
             self.prefix
         )
     }
 }
 
-/// Parses `etcd://HOST:PORT[,HOST:PORT…]` into `http://HOST:PORT` endpoints.
+/// Parses `etcd://HOST:PORT[,HOST:PORT…]` into `http://HOST:PORT`
+/// endpoints, and `etcds://…` into `https://HOST:PORT` endpoints.
 pub fn parse_url(url: &str) -> StoreResult<Vec<String>> {
     let invalid = |why: &str| {
         StoreError::Internal(format!(
-            "invalid etcd url `{url}`: {why} (expected etcd://HOST:PORT[,HOST:PORT...])"
+            "invalid etcd url `{url}`: {why} (expected etcd://HOST:PORT[,HOST:PORT...], \
+             or etcds://... for TLS)"
         ))
     };
-    let rest = match url.split_once("://") {
-        Some(("etcd", rest)) => rest,
-        Some(("etcds", _)) => return Err(tls_unsupported()),
-        _ => return Err(invalid("the scheme must be etcd://")),
+    let (rest, scheme) = match url.split_once("://") {
+        Some(("etcd", rest)) => (rest, "http"),
+        Some(("etcds", rest)) => (rest, "https"),
+        _ => return Err(invalid("the scheme must be etcd:// or etcds://")),
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let mut endpoints = Vec::new();
@@ -334,17 +497,38 @@ pub fn parse_url(url: &str) -> StoreResult<Vec<String>> {
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(invalid(&format!("endpoint `{part}` must be HOST:PORT")));
         }
-        endpoints.push(format!("http://{part}"));
+        endpoints.push(format!("{scheme}://{part}"));
     }
     Ok(endpoints)
 }
 
-/// Connects an etcd client to `endpoints` (`http://HOST:PORT`) with the
-/// timeouts, credentials and TLS settings of `options`.
+/// `HOST:PORT` of an `http://` or `https://` endpoint.
+fn host_port(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+}
+
+/// Connects an etcd client to `endpoints` (`http://HOST:PORT` or
+/// `https://HOST:PORT`) with the timeouts, credentials and TLS settings of
+/// `options`. With TLS settings every endpoint is reached over `https`;
+/// `https` endpoints without them are refused.
 pub async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> StoreResult<Client> {
-    if options.tls.is_some() {
-        return Err(tls_unsupported());
-    }
+    let tls = options.tls.as_ref().map(EtcdTls::load).transpose()?;
+    let endpoints: Vec<String> = match &tls {
+        Some(_) => endpoints
+            .iter()
+            .map(|e| format!("https://{}", host_port(e)))
+            .collect(),
+        None if endpoints.iter().any(|e| e.starts_with("https://")) => {
+            return Err(tls_error(
+                "etcds:// needs TLS settings: at least the CA certificate of the etcd servers \
+                 (--etcd-ca / SIGSWEEP_ETCD_CA)"
+                    .to_string(),
+            ));
+        }
+        None => endpoints.to_vec(),
+    };
     let mut connect = ConnectOptions::new()
         .with_timeout(options.request_timeout)
         .with_connect_timeout(options.connect_timeout)
@@ -356,9 +540,13 @@ pub async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> Stor
             .with_user(creds.username.clone(), creds.password.clone())
             .with_auto_token_refresh(true);
     }
+    let tls_on = tls.is_some();
+    if let Some(tls) = tls {
+        connect = connect.with_tls(tls);
+    }
     let timeout = options.connect_timeout + options.request_timeout;
-    match tokio::time::timeout(timeout, Client::connect(endpoints, Some(connect))).await {
-        Ok(result) => result.map_err(|e| map_error("connect", e)),
+    match tokio::time::timeout(timeout, Client::connect(&endpoints, Some(connect))).await {
+        Ok(result) => result.map_err(|e| map_error("connect", e, tls_on)),
         Err(_) => Err(StoreError::Unavailable(format!(
             "connecting to etcd at {} timed out after {timeout:?}",
             endpoints.join(",")
@@ -366,16 +554,14 @@ pub async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> Stor
     }
 }
 
-fn tls_unsupported() -> StoreError {
-    StoreError::Internal(
-        "TLS connections to etcd are not supported by this build (etcd-client's `tls` feature \
-         is not enabled); use a plain etcd://HOST:PORT endpoint"
-            .to_string(),
-    )
-}
-
 fn conflict(key: &str) -> StoreError {
     StoreError::Conflict {
+        key: key.to_string(),
+    }
+}
+
+fn fenced(key: &str) -> StoreError {
+    StoreError::Fenced {
         key: key.to_string(),
     }
 }
@@ -407,8 +593,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Connection problems, timeouts and a cluster without leader are
-/// retryable; everything else is not.
-fn map_error(what: &str, error: etcd_client::Error) -> StoreError {
+/// retryable; everything else is not. `tls`: the connection uses TLS (a
+/// connection closed under it may be etcd refusing the client certificate).
+fn map_error(what: &str, error: etcd_client::Error, tls: bool) -> StoreError {
     use etcd_client::Error as E;
     use tonic::Code;
     let retryable = match &error {
@@ -424,10 +611,29 @@ fn map_error(what: &str, error: etcd_client::Error) -> StoreError {
         ),
         _ => false,
     };
+    let mut message = crate::election::describe_error(&error);
+    // With TLS 1.3 the server checks the client certificate after the
+    // client's side of the handshake is done, so its refusal may arrive
+    // as an alert (hinted above) or as a plain closed connection; so may
+    // TLS to a plaintext endpoint, and plaintext to a TLS endpoint.
+    let lower = message.to_lowercase();
+    let closed = ["connection closed", "connection reset", "broken pipe"]
+        .iter()
+        .any(|c| lower.contains(c));
+    if closed && crate::election::tls_hint(&message).is_none() {
+        message.push_str(if tls {
+            " (etcd closed the TLS connection: if this persists, check that the endpoint serves \
+             TLS (https) and that etcd accepts this client's certificate: etcd started with \
+             --client-cert-auth needs --etcd-cert/--etcd-key signed by a CA it trusts)"
+        } else {
+            " (etcd closed the connection: if this persists and etcd serves TLS, give its CA \
+             with --etcd-ca, and --etcd-cert/--etcd-key if it requires client certificates)"
+        });
+    }
     if retryable {
-        StoreError::Unavailable(format!("etcd {what}: {error}"))
+        StoreError::Unavailable(format!("etcd {what}: {message}"))
     } else {
-        StoreError::Internal(format!("etcd {what}: {error}"))
+        StoreError::Internal(format!("etcd {what}: {message}"))
     }
 }
 
@@ -462,8 +668,10 @@ mod tests {
             let err = parse_url(bad).expect_err(bad);
             assert!(err.to_string().contains("invalid etcd url"), "{err}");
         }
-        let err = parse_url("etcds://a:1").expect_err("tls");
-        assert!(err.to_string().contains("TLS"), "{err}");
+        assert_eq!(
+            parse_url("etcds://a:1,b:2").expect("valid"),
+            vec!["https://a:1", "https://b:2"]
+        );
     }
 
     #[test]
@@ -473,17 +681,64 @@ mod tests {
         assert_eq!(prefix_end(b"\xff"), vec![0]);
     }
 
+    /// Bad TLS settings fail in `connect`, before any request, naming the
+    /// file at fault.
     #[tokio::test]
-    async fn tls_is_refused_clearly() {
-        let options = EtcdOptions {
-            tls: Some(EtcdTls::default()),
-            ..EtcdOptions::default()
+    async fn tls_settings_are_checked_with_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
         };
-        let err = EtcdStore::connect("etcd://127.0.0.1:1", options)
-            .await
-            .err()
-            .expect("tls refused");
-        assert!(err.to_string().contains("TLS"), "{err}");
+        let garbage = write("garbage.pem", "not a certificate\n");
+        let missing = dir.path().join("missing.pem");
+        let connect = |url: &'static str, tls: Option<EtcdTls>| {
+            EtcdStore::connect(
+                url,
+                EtcdOptions {
+                    tls,
+                    ..EtcdOptions::default()
+                },
+            )
+        };
+        let tls = |ca: Option<&std::path::Path>,
+                   cert: Option<&std::path::Path>,
+                   key: Option<&std::path::Path>| EtcdTls {
+            ca: ca.map(Into::into),
+            cert: cert.map(Into::into),
+            key: key.map(Into::into),
+        };
+        let cases = [
+            (
+                "etcds://127.0.0.1:1",
+                None,
+                vec!["etcds:// needs TLS settings", "--etcd-ca"],
+            ),
+            (
+                "etcd://127.0.0.1:1",
+                Some(tls(None, None, None)),
+                vec!["needs the CA certificate", "--etcd-ca"],
+            ),
+            (
+                "etcd://127.0.0.1:1",
+                Some(tls(Some(&missing), None, None)),
+                vec!["cannot read the etcd CA certificate", "missing.pem"],
+            ),
+            (
+                "etcd://127.0.0.1:1",
+                Some(tls(Some(&garbage), None, None)),
+                vec!["CA certificate", "garbage.pem", "no PEM certificate"],
+            ),
+        ];
+        for (url, settings, expected) in cases {
+            let err = connect(url, settings).await.err().expect("refused");
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Internal(_)), "{text}");
+            for part in expected {
+                assert!(text.contains(part), "`{part}` missing from: {text}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -493,6 +748,28 @@ mod tests {
             .await
             .expect("connect");
         store.ping().await.expect("ping");
+        crate::store::conformance::run_all(&store).await;
+    }
+
+    /// The whole conformance suite over mutual TLS (etcd requires client
+    /// certificates), with the `etcds://` scheme.
+    #[tokio::test]
+    async fn etcd_store_conforms_over_mutual_tls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = test_etcd::TestPki::generate(dir.path());
+        let etcd = EtcdProcess::start_tls(pki.server_tls(true)).await;
+        let options = EtcdOptions {
+            tls: Some(EtcdTls {
+                ca: Some(pki.ca.clone()),
+                cert: Some(pki.client_cert.clone()),
+                key: Some(pki.client_key.clone()),
+            }),
+            ..EtcdOptions::default()
+        };
+        let url = format!("etcds://{}", etcd.endpoint());
+        let store = EtcdStore::connect(&url, options).await.expect("connect");
+        assert!(store.describe().starts_with("etcds://127.0.0.1:"));
+        store.ping().await.expect("ping over mutual TLS");
         crate::store::conformance::run_all(&store).await;
     }
 

@@ -52,6 +52,11 @@ pub enum StoreError {
     /// The precondition did not hold.
     #[error("precondition failed for key `{key}`")]
     Conflict { key: String },
+    /// The write was refused because this process is no longer the leader
+    /// (its election fence no longer holds, see `EtcdStore::with_fence`).
+    /// Retrying cannot succeed: the process must stop acting as leader.
+    #[error("write to `{key}` refused: this coordinator is no longer the leader (fenced)")]
+    Fenced { key: String },
     /// The store cannot be reached right now; retrying may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),

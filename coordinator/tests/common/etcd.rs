@@ -4,7 +4,9 @@
 //! `etcd` on `PATH`, else `/usr/bin/etcd`) on free loopback ports with a
 //! temporary data directory, waits until it answers, and kills it on drop.
 //! A missing binary fails the test (it is never skipped): run
-//! `.ci/install-deps.sh`.
+//! `.ci/install-deps.sh`. [`EtcdProcess::start_tls`] serves clients over
+//! TLS instead (certificates made by the test), optionally requiring client
+//! certificates.
 //!
 //! Shared by the unit tests in `src/store/etcd.rs` (through `#[path]`) and
 //! the `tests/etcd_*.rs` integration tests, and by the root package's
@@ -20,17 +22,46 @@ use std::time::{Duration, Instant};
 /// Longest wait for etcd to answer after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// PEM files for an etcd serving clients over TLS ([`EtcdProcess::start_tls`]).
+#[derive(Debug, Clone)]
+pub struct EtcdServerTls {
+    /// CA of the client certificates (and, for the readiness probe, of the
+    /// server certificate).
+    pub ca: PathBuf,
+    /// Server certificate (its names must cover 127.0.0.1) and key.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// A client certificate and key signed by `ca`: set ⇒ etcd requires
+    /// client certificates (`--client-cert-auth`), and the readiness probe
+    /// presents this one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
 pub struct EtcdProcess {
     child: Option<Child>,
     binary: PathBuf,
     root: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<EtcdServerTls>,
 }
 
 impl EtcdProcess {
     /// Starts etcd and waits until it serves requests.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving clients over TLS only (`https://` client URL) and
+    /// waits until it serves requests. Connect with the `etcd://` [`url`]
+    /// (or `etcds://`) and TLS options.
+    ///
+    /// [`url`]: EtcdProcess::url
+    pub async fn start_tls(tls: EtcdServerTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<EtcdServerTls>) -> Self {
         let binary = find_etcd();
         let root = tempfile::tempdir().expect("tempdir for etcd");
         let mut etcd = Self {
@@ -39,9 +70,16 @@ impl EtcdProcess {
             root,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         etcd.spawn_and_wait().await;
         etcd
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS.
+    pub fn client_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint())
     }
 
     /// `127.0.0.1:PORT`.
@@ -97,21 +135,35 @@ impl EtcdProcess {
     }
 
     async fn spawn_and_wait(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.client_url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("etcd log file");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("--name=default")
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=default={peer}"))
+            .arg(format!("--initial-cluster=default={peer}"));
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.server_cert.display()))
+                .arg(format!("--key-file={}", tls.server_key.display()));
+            // etcd 3.4 requires client certificates whenever a trusted CA
+            // is given, so server-only TLS passes none.
+            if tls.client.is_some() {
+                command
+                    .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                    .arg("--client-cert-auth");
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("etcd log file"))
             .stderr(log)
@@ -128,16 +180,19 @@ impl EtcdProcess {
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let endpoint = self.endpoint();
+        let endpoint = self.client_url();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 panic!("etcd exited with {status}:\n{}", self.log_tail());
             }
-            let options = etcd_client::ConnectOptions::new()
+            let mut options = etcd_client::ConnectOptions::new()
                 .with_connect_timeout(Duration::from_millis(500))
                 .with_timeout(Duration::from_secs(1));
+            if let Some(tls) = &self.tls {
+                options = options.with_tls(probe_tls(tls));
+            }
             let probe = async {
                 let mut client = etcd_client::Client::connect([&endpoint], Some(options)).await?;
                 client.get("health-probe", None).await
@@ -173,6 +228,93 @@ impl Drop for EtcdProcess {
         }
         self.kill();
     }
+}
+
+/// A throwaway PKI for TLS tests (rcgen): a CA, a server certificate for
+/// `127.0.0.1`/`localhost`, and a client certificate, as PEM files.
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes a fresh CA and certificates in `dir`; every call makes a
+    /// different CA.
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        };
+        std::fs::create_dir_all(dir).expect("pki dir");
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sigsweep etcd test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(names).expect("params");
+            params.extended_key_usages = usages;
+            let cert = params.signed_by(&key, &issuer).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        };
+        // etcd also dials itself (its HTTP gateway) with the server
+        // certificate, so it gets both usages.
+        let (server_cert, server_key) = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let (client_cert, client_key) = leaf(
+            vec!["sigsweep-coordinator".into()],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write pem");
+            path
+        };
+        Self {
+            ca: write("ca.crt", &ca.pem()),
+            server_cert: write("server.crt", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.crt", &client_cert),
+            client_key: write("client.key", &client_key),
+        }
+    }
+
+    /// Server settings for [`EtcdProcess::start_tls`]; `client_auth`:
+    /// require client certificates signed by this CA.
+    pub fn server_tls(&self, client_auth: bool) -> EtcdServerTls {
+        EtcdServerTls {
+            ca: self.ca.clone(),
+            server_cert: self.server_cert.clone(),
+            server_key: self.server_key.clone(),
+            client: client_auth.then(|| (self.client_cert.clone(), self.client_key.clone())),
+        }
+    }
+}
+
+/// The readiness probe's TLS settings: trust `ca`, present the client
+/// certificate if there is one.
+fn probe_tls(tls: &EtcdServerTls) -> etcd_client::TlsOptions {
+    let read = |path: &Path| {
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    };
+    let mut options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)));
+    if let Some((cert, key)) = &tls.client {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert), read(key)));
+    }
+    options
 }
 
 fn find_etcd() -> PathBuf {
