@@ -544,3 +544,105 @@ fn a_worker_with_two_slots_trains_in_two_slot_processes_and_drains_on_sigterm() 
     let _ = coordinator.kill();
     let _ = coordinator.wait();
 }
+
+/// Starts a coordinator on a fresh embedded store and one worker with
+/// `worker_args`; returns (coordinator, worker, url).
+fn cluster(dir: &Path, worker_args: &[&str]) -> (std::process::Child, std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let coordinator = Command::new(BIN)
+        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--store", &format!("embedded:{}", dir.display())])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("coordinator");
+    let worker = Command::new(BIN)
+        .args(["worker", "--coordinator", &url])
+        .args(worker_args)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("worker");
+    (coordinator, worker, url)
+}
+
+/// Submits `sweep`, waits for it, returns metrics by (config, seed).
+fn run_remote(sweep: &Path, url: &str) -> BTreeMap<(String, u64), serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sweep_id = loop {
+        let out = sigsweep(&[
+            "submit",
+            sweep.to_str().expect("utf8"),
+            "--coordinator",
+            url,
+        ]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = sigsweep(&["watch", &sweep_id, "--coordinator", url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sigsweep(&["results", &sweep_id, "--coordinator", url]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("jsonl"))
+        .map(|r| {
+            assert_eq!(r["status"], "completed", "{r}");
+            (
+                (
+                    r["config_key"].as_str().expect("key").to_string(),
+                    r["seed"].as_u64().expect("seed"),
+                ),
+                r["metrics"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_data_parallel_trial_over_two_cpu_devices_gives_the_single_device_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let single = tiny_sweep(dir.path(), 2, 3, 256);
+    let text = std::fs::read_to_string(&single)
+        .expect("read")
+        .replace("hidden = 16\n", "hidden = 16\ndropout = 0.0\n");
+    std::fs::write(&single, &text).expect("write");
+    let dp = dir.path().join("dp.toml");
+    std::fs::write(&dp, format!("{text}\n[resources]\ngpus_per_trial = 2\n")).expect("write");
+
+    // A CPU worker given two "GPUs" trains a gpus_per_trial = 2 trial as
+    // two replicas on two threads; a plain CPU worker trains it on one.
+    let (mut c1, mut w1, url1) = cluster(&dir.path().join("one"), &[]);
+    let (mut c2, mut w2, url2) = cluster(&dir.path().join("two"), &["--gpus", "0,1"]);
+    let a = run_remote(&single, &url1);
+    let b = run_remote(&dp, &url2);
+    assert_eq!(a.len(), 4);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, ma) in &a {
+        let mb = &b[key];
+        for (name, va) in ma.as_object().expect("metrics") {
+            let (va, vb) = (va.as_f64().expect("f64"), mb[name].as_f64().expect("f64"));
+            assert!(
+                (va - vb).abs() < 1e-6,
+                "{key:?} {name}: single {va} vs data-parallel {vb}"
+            );
+        }
+    }
+    for p in [&mut w1, &mut w2, &mut c1, &mut c2] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}

@@ -31,7 +31,12 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
     let name = path.display().to_string();
     let spec = SweepSpec::parse(&text, &name)?;
     match sigsweep_worker::models::accepted_params(&spec.model.name) {
-        Some(accepted) => spec.check_model_params(&accepted)?,
+        Some(accepted) => {
+            spec.check_model_params(&accepted)?;
+            spec.check_data_parallel(sigsweep_worker::parallel::supports_data_parallel(
+                &spec.model.name,
+            ))?;
+        }
         None => bail!(
             "{name}: key `model.name`: unknown model `{}`; known models: {}",
             spec.model.name,

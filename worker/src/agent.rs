@@ -483,15 +483,43 @@ fn supports_fusion(model: &str) -> bool {
     model == "late-fusion"
 }
 
-/// Trains a group of trials on one thread: one trial, or several seeds of
-/// one configuration (fused into one model when the model supports it,
-/// otherwise one after another).
+/// Trains a group of trials on one thread: one trial (data-parallel over
+/// `devices` when more than one), or several seeds of one configuration
+/// (fused into one model when the model supports it, otherwise one after
+/// another).
 fn train_group(
     requests: Vec<Result<TrialRequest, TrainError>>,
     backend: BackendKind,
+    devices: u32,
     progress: &mut dyn FnMut(usize, EpochReport),
     cancel: &AtomicBool,
 ) -> Vec<Result<TrialOutcome, TrainError>> {
+    if devices > 1 {
+        return requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.and_then(|req| {
+                    if !crate::parallel::supports_data_parallel(&req.model) {
+                        return Err(TrainError::InvalidParam {
+                            key: "gpus_per_trial".into(),
+                            message: format!(
+                                "data parallelism is implemented for late-fusion only, not `{}`",
+                                req.model
+                            ),
+                        });
+                    }
+                    crate::parallel::data_parallel::run_data_parallel(
+                        &req,
+                        backend,
+                        devices as usize,
+                        &mut |p| progress(i, p),
+                        cancel,
+                    )
+                })
+            })
+            .collect();
+    }
     let fusable = requests.len() > 1
         && requests
             .iter()
@@ -544,6 +572,7 @@ async fn run_assignments(
     let thread_cancel = cancel.clone();
     let requests: Vec<Result<TrialRequest, TrainError>> =
         leases.iter().map(|(_, spec)| trial_request(spec)).collect();
+    let devices = leases.first().map_or(1, |(_, spec)| spec.gpus.max(1));
     let n = requests.len();
     std::thread::Builder::new()
         .name(format!("trial-{label}"))
@@ -552,7 +581,7 @@ async fn run_assignments(
                 let _ = progress_tx.send((i, r));
             };
             let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                train_group(requests, backend, &mut progress, &thread_cancel)
+                train_group(requests, backend, devices, &mut progress, &thread_cancel)
             }))
             .unwrap_or_else(|p| {
                 let msg = p

@@ -78,6 +78,7 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
                 select_higher_is_better: spec.metrics.select_goal == crate::sweep::Goal::Max,
                 select_split: spec.metrics.select_split.clone(),
             }),
+            gpus: spec.resources.gpus_per_trial,
         }),
     }
 }

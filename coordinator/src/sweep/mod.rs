@@ -99,6 +99,23 @@ impl SweepSpec {
 
     /// Checks model parameter names (fixed and swept) against the parameters
     /// the model accepts; an unknown one is an error naming its line.
+    /// Checks that `gpus_per_trial > 1` (data parallelism) is only asked of
+    /// a model whose trainer supports it.
+    pub fn check_data_parallel(&self, supported: bool) -> Result<(), SweepError> {
+        if self.resources.gpus_per_trial > 1 && !supported {
+            let locator = SpanLocator::new(&self.source, &self.source_name);
+            return Err(locator.key_error(
+                "resources",
+                "gpus_per_trial",
+                format!(
+                    "data parallelism (gpus_per_trial = {}) is implemented for `late-fusion` only, not `{}`; use gpus_per_trial = 1 (and trials_per_gpu to pack small trials)",
+                    self.resources.gpus_per_trial, self.model.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn check_model_params(&self, known: &[&str]) -> Result<(), SweepError> {
         let locator = SpanLocator::new(&self.source, &self.source_name);
         let mut names: Vec<(&str, &str)> = self

@@ -146,3 +146,16 @@ fn too_many_trials_is_an_error() {
     let err = parse(&src).expect_err("too many");
     assert!(err.message.contains("limit"), "{err}");
 }
+
+#[test]
+fn data_parallel_for_a_model_without_it_names_the_key() {
+    let text = "name = \"x\"\nseeds = 2\nbaseline = { a = 1 }\n[model]\nname = \"mmic\"\n[dataset]\nkind = \"synthetic\"\ngenerator = \"erc\"\n[training]\nepochs = 1\nbatch_size = 2\nlr = 0.1\n[grid]\na = [1, 2]\n[metrics]\nselect = \"accuracy\"\nreport = { accuracy = \"max\" }\n[resources]\ngpus_per_trial = 2\n";
+    let spec = SweepSpec::parse(text, "dp.toml").expect("parses");
+    let err = spec
+        .check_data_parallel(false)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("dp.toml:19"), "{err}");
+    assert!(err.contains("gpus_per_trial"), "{err}");
+    spec.check_data_parallel(true).expect("supported");
+}

@@ -54,3 +54,8 @@ pub fn training_guard() -> MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Models whose trials can train data-parallel (`gpus_per_trial > 1`).
+pub fn supports_data_parallel(model: &str) -> bool {
+    model == "late-fusion"
+}
