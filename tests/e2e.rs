@@ -179,8 +179,9 @@ fn children_of(pid: u32) -> Vec<u32> {
 #[test]
 fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Slower trials so the kill lands mid-trial.
-    let sweep = tiny_sweep(dir.path(), 4, 30, 1500);
+    // Slower trials (~2 s each) so the kill lands mid-trial: with
+    // reservations a worker goes straight from one trial to the next.
+    let sweep = tiny_sweep(dir.path(), 4, 60, 3000);
     let state = dir.path().join("state");
     let run = Command::new(BIN)
         .args([
