@@ -317,25 +317,7 @@ fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
                 .expect("worker")
         })
         .collect();
-    // Submit once the coordinator answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sweep_id = loop {
-        let out = sigsweep(&[
-            "submit",
-            sweep.to_str().expect("utf8"),
-            "--coordinator",
-            &url,
-        ]);
-        if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let sweep_id = submit_when_ready(&sweep, &url);
     assert!(sweep_id.starts_with("tiny-"), "{sweep_id}");
     let out = sigsweep(&["watch", &sweep_id, "--coordinator", &url]);
     assert!(
@@ -469,24 +451,7 @@ fn a_worker_with_two_slots_trains_in_two_slot_processes_and_drains_on_sigterm() 
         .env("SIGSWEEP_SLOTS", "7")
         .spawn()
         .expect("worker");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sweep_id = loop {
-        let out = sigsweep(&[
-            "submit",
-            sweep.to_str().expect("utf8"),
-            "--coordinator",
-            &url,
-        ]);
-        if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let sweep_id = submit_when_ready(&sweep, &url);
     assert_eq!(children_of(worker.id()).len(), 2, "one process per slot");
     let out = sigsweep(&["watch", &sweep_id, "--coordinator", &url]);
     assert!(
@@ -546,6 +511,28 @@ fn a_worker_with_two_slots_trains_in_two_slot_processes_and_drains_on_sigterm() 
     let _ = coordinator.wait();
 }
 
+/// Submits `sweep` once the coordinator at `url` answers; returns its id.
+fn submit_when_ready(sweep: &Path, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = sigsweep(&[
+            "submit",
+            sweep.to_str().expect("utf8"),
+            "--coordinator",
+            url,
+        ]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Starts a coordinator on a fresh embedded store and one worker with
 /// `worker_args`; returns (coordinator, worker, url).
 fn cluster(dir: &Path, worker_args: &[&str]) -> (std::process::Child, std::process::Child, String) {
@@ -572,24 +559,7 @@ fn cluster(dir: &Path, worker_args: &[&str]) -> (std::process::Child, std::proce
 
 /// Submits `sweep`, waits for it, returns metrics by (config, seed).
 fn run_remote(sweep: &Path, url: &str) -> BTreeMap<(String, u64), serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sweep_id = loop {
-        let out = sigsweep(&[
-            "submit",
-            sweep.to_str().expect("utf8"),
-            "--coordinator",
-            url,
-        ]);
-        if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let sweep_id = submit_when_ready(sweep, url);
     let out = sigsweep(&["watch", &sweep_id, "--coordinator", url]);
     assert!(
         out.status.success(),

@@ -133,16 +133,14 @@ fn completion(
     }
 }
 
-/// A simulated worker speaking the real worker's protocol (`worker/src/
-/// agent.rs`): while a trial "trains" (a thread sleeping T ms), one call
-/// reports the previous trial, marks a started reservation and reserves the
-/// next trial; when idle, one call reports and acquires.
-async fn simulated_worker(
+/// Connects simulated worker `i` and registers it.
+async fn register(
     url: String,
     i: usize,
-    trial: Duration,
-    done: CancellationToken,
-) -> anyhow::Result<WorkerStats> {
+) -> anyhow::Result<(
+    WorkerServiceClient<tonic::transport::Channel>,
+    pb::RegisterResponse,
+)> {
     let channel = tonic::transport::Endpoint::from_shared(url)?
         .tcp_nodelay(true)
         .connect()
@@ -155,6 +153,20 @@ async fn simulated_worker(
         })
         .await?
         .into_inner();
+    Ok((client, reg))
+}
+
+/// A simulated worker speaking the real worker's protocol (`worker/src/
+/// agent.rs`): while a trial "trains" (a thread sleeping T ms), one call
+/// reports the previous trial, marks a started reservation and reserves the
+/// next trial; when idle, one call reports and acquires.
+async fn simulated_worker(
+    url: String,
+    i: usize,
+    trial: Duration,
+    done: CancellationToken,
+) -> anyhow::Result<WorkerStats> {
+    let (mut client, reg) = register(url, i).await?;
     let mut stats = WorkerStats::default();
     let mut reserved: Option<pb::TrialAssignment> = None;
     let mut finished: Option<(String, String)> = None;
@@ -264,18 +276,7 @@ async fn acquiring_worker(
     trial: Duration,
     done: CancellationToken,
 ) -> anyhow::Result<WorkerStats> {
-    let channel = tonic::transport::Endpoint::from_shared(url)?
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
-    let mut client = WorkerServiceClient::new(channel);
-    let reg = client
-        .register(pb::RegisterRequest {
-            name: format!("sim-{i}"),
-            capabilities: None,
-        })
-        .await?
-        .into_inner();
+    let (mut client, reg) = register(url, i).await?;
     let mut stats = WorkerStats::default();
     let mut reports = tokio::task::JoinSet::new();
     while !done.is_cancelled() {

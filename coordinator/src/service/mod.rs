@@ -320,7 +320,9 @@ impl Coordinator {
         }
     }
 
-    fn check_worker(state: &mut State, worker_id: &str, generation: u64) -> Result<()> {
+    /// Checks that `worker_id` is registered with `generation`, notes that it
+    /// is alive, and returns it as a lease holder.
+    fn check_worker(state: &mut State, worker_id: &str, generation: u64) -> Result<Holder> {
         let info = state
             .workers
             .get_mut(worker_id)
@@ -333,7 +335,10 @@ impl Coordinator {
             });
         }
         info.last_seen = Instant::now();
-        Ok(())
+        Ok(Holder {
+            worker_id: worker_id.to_string(),
+            generation,
+        })
     }
 
     /// Leases a trial to a worker, waiting up to `wait` for one.
@@ -413,7 +418,7 @@ impl Coordinator {
         reserve: bool,
     ) -> Result<Vec<Assignment>> {
         let mut state = self.state();
-        Self::check_worker(&mut state, worker_id, generation)?;
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
         let capacity = state
             .workers
             .get(worker_id)
@@ -421,10 +426,6 @@ impl Coordinator {
                 gpu_slots: w.caps.gpus.len() as u32,
                 sharers: w.caps.trials_per_gpu.max(1),
             });
-        let holder = Holder {
-            worker_id: worker_id.to_string(),
-            generation,
-        };
         let now = Instant::now();
         let leases = if reserve {
             state.scheduler.reserve_group(holder, capacity, max, now)
@@ -468,11 +469,7 @@ impl Coordinator {
             return Ok(Vec::new());
         }
         let mut state = self.state();
-        Self::check_worker(&mut state, worker_id, generation)?;
-        let holder = Holder {
-            worker_id: worker_id.to_string(),
-            generation,
-        };
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
         let now = Instant::now();
         Ok(lease_ids
             .iter()
@@ -499,11 +496,7 @@ impl Coordinator {
         reserved: bool,
     ) -> Result<(bool, bool)> {
         let mut state = self.state();
-        Self::check_worker(&mut state, worker_id, generation)?;
-        let holder = Holder {
-            worker_id: worker_id.to_string(),
-            generation,
-        };
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
         let now = Instant::now();
         match state.scheduler.renew(lease_id, &holder, !reserved, now) {
             RenewOutcome::Renewed { cancelled } => Ok((true, cancelled)),
