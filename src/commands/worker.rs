@@ -22,7 +22,10 @@ use crate::config::{self, FileConfig, WorkerSettings};
 fn parse_gpus(spec: Option<&str>, backend: BackendKind) -> anyhow::Result<Vec<u32>> {
     match (spec.map(str::trim), backend) {
         (None | Some(""), BackendKind::Cpu) => Ok(Vec::new()),
-        (None | Some("all"), BackendKind::Cuda) => Ok(vec![0]),
+        (None | Some("all"), BackendKind::Cuda) => {
+            let n = sigsweep_worker::backend::visible_gpus().map_err(anyhow::Error::msg)?;
+            Ok((0..n).collect())
+        }
         (Some("all"), BackendKind::Cpu) => Ok(Vec::new()),
         (Some(list), _) => list
             .split(',')
@@ -166,7 +169,7 @@ async fn supervise(
             }
         }
         if let (Some(g), BackendKind::Cuda) = (gpu, backend) {
-            cmd.env("CUDA_VISIBLE_DEVICES", g.to_string());
+            cmd.env("CUDA_VISIBLE_DEVICES", visible_device(g));
         }
         #[cfg(target_os = "linux")]
         drain_when_parent_dies(&mut cmd);
@@ -197,6 +200,21 @@ async fn supervise(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The `CUDA_VISIBLE_DEVICES` entry of this process's GPU `g`: ordinals
+/// are relative to the supervisor's own `CUDA_VISIBLE_DEVICES` when it has
+/// one (GPU 1 of `2,3` is physical GPU 3).
+fn visible_device(g: u32) -> String {
+    std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .and_then(|list| {
+            list.split(',')
+                .nth(g as usize)
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| g.to_string())
 }
 
 /// Runs one slot process until it exits cleanly (idle exit, drained);

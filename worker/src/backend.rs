@@ -51,6 +51,60 @@ pub fn check_available(kind: BackendKind) -> Result<(), String> {
     }
 }
 
+/// How many CUDA devices this process may use (`--gpus all`): the entries
+/// of `CUDA_VISIBLE_DEVICES` when it is set (Kubernetes' device plugin and
+/// the worker's slot supervisor set it), else the GPUs `nvidia-smi -L`
+/// lists, else the driver's count (this last one opens a CUDA context on
+/// GPU 0).
+pub fn visible_gpus() -> Result<u32, String> {
+    if let Ok(list) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return count_visible(&list);
+    }
+    if let Ok(out) = std::process::Command::new("nvidia-smi").arg("-L").output()
+        && out.status.success()
+    {
+        let n = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("GPU "))
+            .count();
+        if n > 0 {
+            return Ok(n as u32);
+        }
+    }
+    driver_gpu_count()
+}
+
+/// The devices named by a `CUDA_VISIBLE_DEVICES` value.
+pub fn count_visible(list: &str) -> Result<u32, String> {
+    let n = list
+        .split(',')
+        .map(str::trim)
+        .take_while(|s| !s.is_empty() && !s.starts_with('-'))
+        .count();
+    if n == 0 {
+        Err(format!(
+            "CUDA_VISIBLE_DEVICES=`{list}` hides every GPU: set it to the GPUs to use, or pass --gpus"
+        ))
+    } else {
+        Ok(n as u32)
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn driver_gpu_count() -> Result<u32, String> {
+    use burn::tensor::backend::Backend;
+    cuda_available()?;
+    match Cuda::device_count(0) {
+        0 => Err("the CUDA driver reports no GPU".into()),
+        n => Ok(n as u32),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn driver_gpu_count() -> Result<u32, String> {
+    cuda_available().map(|()| 0)
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_available() -> Result<(), String> {
     if cudarc_present() {
@@ -92,4 +146,20 @@ fn rayon_pool(threads: usize) -> Result<(), String> {
         .num_threads(threads)
         .build_global()
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_visible;
+
+    #[test]
+    fn cuda_visible_devices_is_counted_like_the_driver_does() {
+        assert_eq!(count_visible("0"), Ok(1));
+        assert_eq!(count_visible("2,3"), Ok(2));
+        assert_eq!(count_visible("GPU-8f6c,GPU-1a2b"), Ok(2));
+        // The driver stops at the first invalid entry.
+        assert_eq!(count_visible("1,-1,2"), Ok(1));
+        assert!(count_visible("").is_err());
+        assert!(count_visible("-1").is_err());
+    }
 }
