@@ -12,22 +12,15 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::etcd::EtcdProcess;
+use common::proc::{Proc, free_port};
 use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A tiny sweep: `grid` × `seeds` trials of late-fusion on synthetic data.
 fn sweep_file(
@@ -78,72 +71,6 @@ report = {{ accuracy = "max" }}
     )
     .expect("write sweep");
     path
-}
-
-/// A child process killed (SIGKILL) on drop; its output goes to a log file.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(what: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let log = dir.join(format!("{what}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("MATMUL_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("spawn sigsweep");
-        Self {
-            child: Some(child),
-            log,
-            what: what.to_string(),
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- {} ---\n{}",
-            self.what,
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 fn coordinator(dir: &Path, what: &str, port: u16, store: &str, extra: &[&str]) -> Proc {
@@ -580,7 +507,7 @@ async fn a_configured_token_is_required_to_submit_and_cancel() {
     );
     // The token never reaches the log.
     assert!(
-        !std::fs::read_to_string(&coord.log)
+        !std::fs::read_to_string(&coord.log_path)
             .unwrap_or_default()
             .contains("s3cret")
     );
@@ -911,7 +838,7 @@ async fn coordinator_and_workers_recover_from_a_frozen_etcd() {
         "the coordinator survived\n{}",
         coord.log()
     );
-    let log = std::fs::read_to_string(&coord.log).unwrap_or_default();
+    let log = std::fs::read_to_string(&coord.log_path).unwrap_or_default();
     assert!(
         log.contains("back to standby"),
         "leadership was lost while etcd was frozen\n{}",

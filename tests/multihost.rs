@@ -19,8 +19,11 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::proc::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 /// Namespace names: `sigsweep-mh<pid>-<role>`.
@@ -256,94 +259,16 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 
 // ------------------------------------------------------------ processes
 
-/// A process in a namespace (`ip netns exec` execs it: the child is the
-/// process itself), SIGKILLed on drop; output to a log file.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(what: &str, ns: &str, dir: &Path, program: &str, args: &[String]) -> Self {
-        let log = dir.join(format!("{what}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("MATMUL_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what} ({program}): {e}"));
-        Self {
-            child: Some(child),
-            log,
-            what: what.to_string(),
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has a line containing `needle`.
-    fn wait_log(&mut self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.log_text().contains(needle) {
-            if let Some(status) = self.exited() {
-                panic!("{} exited with {status}\n{}", self.what, self.log_tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log of {} after {limit:?}\n{}",
-                self.what,
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- {} ({}) ---\n{}",
-            self.what,
-            self.log.display(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// Starts `program ARGS` inside network namespace `ns` (`ip netns exec`
+/// execs it: the child is the process itself).
+fn in_ns(what: &str, ns: &str, dir: &Path, program: &str, args: &[String]) -> Proc {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns, program]).args(args);
+    Proc::start(what, dir, command)
 }
 
 fn logs(procs: &[&Proc]) -> String {
-    procs
-        .iter()
-        .map(|p| p.log_tail())
-        .collect::<Vec<_>>()
-        .join("\n")
+    procs.iter().map(|p| p.log()).collect::<Vec<_>>().join("\n")
 }
 
 fn text(o: &Output) -> String {
@@ -390,7 +315,7 @@ fn wait_port(ns: &str, addr: &str, port: u16, limit: Duration, procs: &mut [&mut
         }
         for p in procs.iter_mut() {
             if let Some(status) = p.exited() {
-                panic!("{} exited with {status}\n{}", p.what, p.log_tail());
+                panic!("{} exited with {status}\n{}", p.what, p.log());
             }
         }
         assert!(
@@ -567,7 +492,7 @@ fn etcd_coordinator_and_workers_on_separate_hosts_finish_a_sweep_exactly_once() 
     let client_url = format!("http://{etcd_ip}:{ETCD_PORT}");
     let peer_url = "http://127.0.0.1:2380";
     let etcd_bin = etcd_binary();
-    let mut etcd = Proc::spawn(
+    let mut etcd = in_ns(
         "etcd",
         &ns_etcd,
         dir.path(),
@@ -592,7 +517,7 @@ fn etcd_coordinator_and_workers_on_separate_hosts_finish_a_sweep_exactly_once() 
     );
 
     let s = |v: &str| v.to_string();
-    let mut coord = Proc::spawn(
+    let mut coord = in_ns(
         "coordinator",
         &ns_coord,
         dir.path(),
@@ -629,7 +554,7 @@ fn etcd_coordinator_and_workers_on_separate_hosts_finish_a_sweep_exactly_once() 
 
     let url = format!("https://{coord_ip}:{COORD_PORT}");
     let worker = |name: &str, ns: &str| {
-        Proc::spawn(
+        in_ns(
             name,
             ns,
             dir.path(),

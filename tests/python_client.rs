@@ -9,10 +9,13 @@
 //! pinned versions); without it the test fails rather than skips.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use sigsweep_coordinator::sweep::SweepSpec;
+
+mod common;
+use common::proc::{Proc, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -46,56 +49,6 @@ modality_hidden = [2, 8]
 select = "accuracy"
 report = { accuracy = "max" }
 "#;
-
-/// A `sigsweep` child process, SIGKILLed on drop; its output goes to a log
-/// file shown when an assertion fails.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(what: &str, dir: &Path, args: &[&str]) -> Self {
-        let log = dir.join(format!("{what}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("MATMUL_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn sigsweep");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- {} ---\n{}",
-            self.log.display(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -213,6 +166,7 @@ fn a_python_client_generated_from_the_proto_submits_a_sweep_and_reads_its_status
             "--lease-ttl",
             "5s",
         ],
+        &[],
     );
     let worker = Proc::spawn(
         "worker",
@@ -226,6 +180,7 @@ fn a_python_client_generated_from_the_proto_submits_a_sweep_and_reads_its_status
             "--backend",
             "cpu",
         ],
+        &[],
     );
     let procs = [&coordinator, &worker];
 

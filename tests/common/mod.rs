@@ -3,3 +3,5 @@
 
 #[path = "../../coordinator/tests/common/etcd.rs"]
 pub mod etcd;
+
+pub mod proc;
