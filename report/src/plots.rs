@@ -72,19 +72,28 @@ pub fn sensitivity_points(t: &MetricTable, key_idx: usize) -> Vec<SensitivityPoi
         .collect()
 }
 
-fn y_range(lo: f64, hi: f64) -> std::ops::Range<f64> {
+/// Largest magnitude an axis shows: beyond it plotters' tick search does
+/// not terminate in reasonable time (and such a metric is a bug upstream).
+const MAX_AXIS: f64 = 1e12;
+
+/// The y axis for values in `lo..=hi`, padded by 10 %, never narrower than a
+/// millionth of its magnitude (plotters spins on spans near float
+/// resolution). Errs for values too large to plot.
+fn y_range(lo: f64, hi: f64) -> Result<std::ops::Range<f64>, String> {
     let (lo, hi) = if lo.is_finite() && hi.is_finite() {
         (lo, hi)
     } else {
         (0.0, 1.0)
     };
-    let span = hi - lo;
-    let pad = if span > 0.0 {
-        span * 0.1
-    } else {
-        lo.abs().max(1.0) * 0.01
-    };
-    (lo - pad)..(hi + pad)
+    if lo.abs().max(hi.abs()) > MAX_AXIS {
+        return Err(format!(
+            "values up to {:e} are beyond the plottable ±{MAX_AXIS:e}",
+            lo.abs().max(hi.abs())
+        ));
+    }
+    let min_span = (lo.abs().max(hi.abs()) * 1e-6).max(1e-9);
+    let pad = ((hi - lo) * 0.1).max(min_span);
+    Ok((lo - pad)..(hi + pad))
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> String {
@@ -137,7 +146,7 @@ fn draw_sensitivity(
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(55)
-        .build_cartesian_2d((0..k).into_segmented(), y_range(lo, hi))?;
+        .build_cartesian_2d((0..k).into_segmented(), y_range(lo, hi)?)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -220,7 +229,7 @@ fn draw_paired(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(55)
-        .build_cartesian_2d((0..2usize).into_segmented(), y_range(lo, hi))?;
+        .build_cartesian_2d((0..2usize).into_segmented(), y_range(lo, hi)?)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -273,4 +282,29 @@ pub fn pairs(t: &MetricTable, row: &Row) -> Vec<(u64, f64, f64)> {
                 .map(|b| (*s, *b, *a))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the report's property test: plotters' tick search spun for
+    /// minutes on huge values and on spans near float resolution.
+    #[test]
+    fn extreme_values_give_a_plot_or_a_message_at_once() {
+        let start = std::time::Instant::now();
+        for pairs in [
+            vec![(1, 1e300, -1e300)],
+            vec![(1, 1e11, 1e11 + 1e-5)],
+            vec![(1, 0.5, 0.5)],
+            vec![(1, 1e-300, 2e-300)],
+            vec![(1, f64::NAN, 0.5)],
+        ] {
+            let svg = paired_svg("t", "m", Goal::Max, &pairs);
+            assert!(svg.contains("<svg") || svg.contains("plot-error"), "{svg}");
+        }
+        let svg = paired_svg("t", "m", Goal::Max, &[(1, 1e300, 0.0)]);
+        assert!(svg.contains("beyond the plottable"), "{svg}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
 }
