@@ -16,11 +16,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::etcd::EtcdProcess;
-use common::proc::{Proc, free_port};
+use common::proc::{BIN, Proc, free_port};
 use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 
 /// A tiny sweep: `grid` × `seeds` trials of late-fusion on synthetic data.
 fn sweep_file(

@@ -23,9 +23,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::proc::Proc;
+use common::proc::{BIN, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 /// Namespace names: `sigsweep-mh<pid>-<role>`.
 const PREFIX: &str = "sigsweep-mh";
 const ETCD_PORT: u16 = 2379;

@@ -15,9 +15,8 @@ use std::process::{Command, Output};
 use sigsweep_coordinator::sweep::SweepSpec;
 
 mod common;
-use common::proc::{Proc, free_port};
+use common::proc::{BIN, Proc, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Seconds the client waits for the sweep to finish.

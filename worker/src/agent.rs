@@ -478,11 +478,6 @@ enum Ending {
     LeaseLost,
 }
 
-/// Models whose seeds can train as one fused model.
-fn supports_fusion(model: &str) -> bool {
-    model == "late-fusion"
-}
-
 /// Trains a group of trials on one thread: one trial (data-parallel over
 /// `devices` when more than one), or several seeds of one configuration
 /// (fused into one model when the model supports it, otherwise one after
@@ -521,9 +516,10 @@ fn train_group(
             .collect();
     }
     let fusable = requests.len() > 1
-        && requests
-            .iter()
-            .all(|r| r.as_ref().is_ok_and(|r| supports_fusion(&r.model)));
+        && requests.iter().all(|r| {
+            r.as_ref()
+                .is_ok_and(|r| crate::parallel::supports_fusion(&r.model))
+        });
     if fusable {
         let reqs: Vec<TrialRequest> = requests.into_iter().filter_map(Result::ok).collect();
         return crate::parallel::fused::run_fused(&reqs, backend, progress, cancel);

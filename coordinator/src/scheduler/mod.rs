@@ -157,10 +157,15 @@ impl Scheduler {
         self.queue.push_front(trial);
     }
 
-    /// Leases the first queued trial that fits `capacity` to `holder`.
+    /// Leases the first queued trial that fits `capacity` to `holder`; with
+    /// the queue empty, takes over another worker's unstarted reservation.
     pub fn acquire(&mut self, holder: Holder, capacity: Capacity, now: Instant) -> Option<Lease> {
-        let fits = |t: &TrialRef| capacity.fits(t);
-        let mut index = None;
+        self.take_queued(&holder, capacity, now)
+            .or_else(|| self.take_over_reservation(&holder, capacity, None, now))
+    }
+
+    /// Leases the first queued trial that fits `capacity` to `holder`.
+    fn take_queued(&mut self, holder: &Holder, capacity: Capacity, now: Instant) -> Option<Lease> {
         // Drop stale entries at the front (finished or adopted trials).
         while let Some(front) = self.queue.front() {
             if self.queued.contains(&front.trial_id) {
@@ -168,18 +173,13 @@ impl Scheduler {
             }
             self.queue.pop_front();
         }
-        for (i, t) in self.queue.iter().enumerate() {
-            if self.queued.contains(&t.trial_id) && fits(t) {
-                index = Some(i);
-                break;
-            }
-        }
-        let Some(index) = index else {
-            return self.take_over_reservation(&holder, capacity, None, now);
-        };
+        let index = self
+            .queue
+            .iter()
+            .position(|t| self.queued.contains(&t.trial_id) && capacity.fits(t))?;
         let trial = self.queue.remove(index)?;
         self.queued.remove(&trial.trial_id);
-        Some(self.lease(trial, holder, None, now))
+        Some(self.lease(trial, holder.clone(), None, now))
     }
 
     /// Moves a reservation that has not started (the oldest lease id first,
@@ -191,11 +191,12 @@ impl Scheduler {
         only: Option<(&Holder, &Arc<str>)>,
         now: Instant,
     ) -> Option<Lease> {
-        let fits = |t: &TrialRef| capacity.fits(t);
         let victim = self
             .leases
             .values()
-            .filter(|l| l.reserved && !l.cancelled && &l.holder != holder && fits(&l.trial))
+            .filter(|l| {
+                l.reserved && !l.cancelled && &l.holder != holder && capacity.fits(&l.trial)
+            })
             .filter(|l| {
                 only.is_none_or(|(from, group)| &l.holder == from && &l.trial.group == group)
             })
@@ -205,10 +206,7 @@ impl Scheduler {
         let old = self.leases.remove(&victim)?;
         self.running.remove(&old.trial.trial_id);
         let mut lease = self.lease(old.trial, holder.clone(), None, now);
-        lease.taken_from = Some(old.holder.clone());
-        if let Some(l) = self.leases.get_mut(&lease.lease_id) {
-            l.taken_from = lease.taken_from.clone();
-        }
+        self.amend(&mut lease, |l| l.taken_from = Some(old.holder.clone()));
         Some(lease)
     }
 
@@ -221,7 +219,21 @@ impl Scheduler {
         max: usize,
         now: Instant,
     ) -> Vec<Lease> {
-        let Some(first) = self.acquire(holder.clone(), capacity, now) else {
+        let first = self.acquire(holder.clone(), capacity, now);
+        self.with_group_mates(first, holder, capacity, max, now)
+    }
+
+    /// `first` plus up to `max - 1` leases of its group: the rest of a
+    /// reservation it took over, or queued seeds of its configuration.
+    fn with_group_mates(
+        &mut self,
+        first: Option<Lease>,
+        holder: Holder,
+        capacity: Capacity,
+        max: usize,
+        now: Instant,
+    ) -> Vec<Lease> {
+        let Some(first) = first else {
             return Vec::new();
         };
         let group = first.trial.group.clone();
@@ -271,20 +283,10 @@ impl Scheduler {
         max: usize,
         now: Instant,
     ) -> Vec<Lease> {
-        let fits = |t: &TrialRef| capacity.fits(t);
-        if !self
-            .queue
-            .iter()
-            .any(|t| self.queued.contains(&t.trial_id) && fits(t))
-        {
-            return Vec::new();
-        }
-        let mut leases = self.acquire_group(holder, capacity, max, now);
+        let first = self.take_queued(&holder, capacity, now);
+        let mut leases = self.with_group_mates(first, holder, capacity, max, now);
         for l in &mut leases {
-            l.reserved = true;
-            if let Some(stored) = self.leases.get_mut(&l.lease_id) {
-                stored.reserved = true;
-            }
+            self.amend(l, |l| l.reserved = true);
         }
         leases
     }
@@ -292,6 +294,14 @@ impl Scheduler {
     /// Number of reservations not started yet.
     pub fn reserved_len(&self) -> usize {
         self.leases.values().filter(|l| l.reserved).count()
+    }
+
+    /// Applies `change` to a lease handed out and to its stored copy.
+    fn amend(&mut self, lease: &mut Lease, change: impl Fn(&mut Lease)) {
+        change(lease);
+        if let Some(stored) = self.leases.get_mut(&lease.lease_id) {
+            change(stored);
+        }
     }
 
     fn lease(

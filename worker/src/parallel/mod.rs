@@ -55,6 +55,11 @@ pub fn training_guard() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Models whose seeds can train as one fused model (`fuse_seeds`).
+pub fn supports_fusion(model: &str) -> bool {
+    model == "late-fusion"
+}
+
 /// Models whose trials can train data-parallel (`gpus_per_trial > 1`).
 pub fn supports_data_parallel(model: &str) -> bool {
     model == "late-fusion"
