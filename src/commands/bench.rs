@@ -360,10 +360,9 @@ fn fused(args: &BenchTrainArgs, backend: BackendKind, dp: bool) -> anyhow::Resul
     drop(data);
     let sampler = GpuSampler::start(backend);
     let (baseline, run, mode, concurrent) = if dp {
-        let one = pb::bench_data_parallel(&req.params, &req.dataset, 0, args.epochs, 1, backend)?;
+        let one = pb::bench_data_parallel(&req, 0, args.epochs, 1, backend)?;
         let many = pb::bench_data_parallel(
-            &req.params,
-            &req.dataset,
+            &req,
             0,
             args.epochs,
             args.devices,
@@ -373,10 +372,10 @@ fn fused(args: &BenchTrainArgs, backend: BackendKind, dp: bool) -> anyhow::Resul
     } else {
         // Warm up both sides at their own shapes (kernel compilation and
         // autotuning on CUDA) so neither timing pays it.
-        let _ = pb::bench_fused(&req.params, &req.dataset, &seeds, 1, backend)?;
-        let _ = pb::bench_sequential(&req.params, &req.dataset, &seeds[..1], 1, backend)?;
-        let seq = pb::bench_sequential(&req.params, &req.dataset, &seeds, args.epochs, backend)?;
-        let fus = pb::bench_fused(&req.params, &req.dataset, &seeds, args.epochs, backend)?;
+        let _ = pb::bench_fused(&req, &seeds, 1, backend)?;
+        let _ = pb::bench_sequential(&req, &seeds[..1], 1, backend)?;
+        let seq = pb::bench_sequential(&req, &seeds, args.epochs, backend)?;
+        let fus = pb::bench_fused(&req, &seeds, args.epochs, backend)?;
         (seq, fus, format!("fused x{}", seeds.len()), seeds.len())
     };
     let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);

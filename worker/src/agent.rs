@@ -518,7 +518,7 @@ fn train_group(
     let fusable = requests.len() > 1
         && requests.iter().all(|r| {
             r.as_ref()
-                .is_ok_and(|r| crate::parallel::supports_fusion(&r.model))
+                .is_ok_and(crate::parallel::supports_fusion)
         });
     if fusable {
         let reqs: Vec<TrialRequest> = requests.into_iter().filter_map(Result::ok).collect();

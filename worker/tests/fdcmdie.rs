@@ -13,6 +13,7 @@ use sigsweep_worker::models::fdcmdie::{
     FdCmdie, FdCmdieConfig, build_sets, label_class, nt_xent, pool_time, select_sets, triplet,
 };
 use sigsweep_worker::params::{Params, Value};
+use sigsweep_worker::parallel::run_fused;
 use sigsweep_worker::trainer::{DatasetRequest, Split, TrialRequest, run_trial};
 
 type Nd = burn::backend::NdArray<f32>;
@@ -399,4 +400,88 @@ fn epoch_timing_probe() {
         out.seconds,
         t.elapsed().as_secs_f64()
     );
+}
+
+/// Seed fusion: 3 seeds trained as one fused FD-CMDIE equal 3 unfused
+/// trials (dropout 0): every epoch's training loss and validation metrics,
+/// the selected epoch and its test metrics. Two interaction layers (GAP,
+/// second cross-attention) with contrastive learning, and the ablation
+/// without GAP and contrastive learning; batch 20 over 64 samples leaves a
+/// short last batch.
+#[test]
+fn fused_seeds_match_unfused_trials() {
+    let _guard = rng_lock();
+    let cancel = AtomicBool::new(false);
+    for extra in [
+        vec![],
+        vec![
+            ("use_gap", Value::Bool(false)),
+            ("use_cl", Value::Bool(false)),
+        ],
+    ] {
+        let requests: Vec<TrialRequest> = [11u64, 12, 13]
+            .iter()
+            .map(|&seed| {
+                let mut e = vec![
+                    ("epochs", Value::Int(2)),
+                    ("layers", Value::Int(2)),
+                    ("batch_size", Value::Int(20)),
+                    ("width", Value::Int(16)),
+                    ("heads", Value::Int(2)),
+                    ("weight_decay", Value::Float(1e-2)),
+                ];
+                e.extend(extra.iter().cloned());
+                let mut req = request(seed, &e);
+                req.trial_id = format!("t-{seed}");
+                req.dataset.params = serde_json::json!({
+                    "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16
+                });
+                req
+            })
+            .collect();
+        assert!(requests.iter().all(sigsweep_worker::parallel::supports_fusion));
+        let mut reports = 0;
+        let fused = run_fused(
+            &requests,
+            BackendKind::Cpu,
+            &mut |_, _| reports += 1,
+            &cancel,
+        );
+        assert_eq!(reports, 3 * 2);
+        for (req, fused) in requests.iter().zip(fused) {
+            let fused = fused.expect("fused seed");
+            let plain = run_trial(req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
+            let what = format!("seed {} {extra:?}", req.seed);
+            assert_eq!(fused.selected_epoch, plain.selected_epoch, "{what}");
+            assert_eq!(fused.epochs.len(), plain.epochs.len(), "{what}");
+            for ((fl, fv), (pl, pv)) in fused.epochs.iter().zip(&plain.epochs) {
+                assert!(close(*fl, *pl, 1e-4 * pl.abs().max(1.0)), "{what}: loss {fl} vs {pl}");
+                for (k, v) in pv {
+                    assert!(close(fv[k], *v, 1e-4), "{what}: valid {k} {} vs {v}", fv[k]);
+                }
+            }
+            for (k, v) in &plain.test_metrics {
+                let f = fused.test_metrics[k];
+                assert!(close(f, *v, 1e-4), "{what}: test {k} {f} vs {v}");
+            }
+        }
+    }
+}
+
+/// Norm clipping couples a fused parameter's slices: such trials do not
+/// fuse (the agent trains them one by one), and `run_fused` refuses them.
+#[test]
+fn fusion_refuses_gradient_clipping() {
+    let _guard = rng_lock();
+    let cancel = AtomicBool::new(false);
+    let reqs: Vec<TrialRequest> = [1u64, 2]
+        .iter()
+        .map(|&s| request(s, &[("grad_clip", Value::Float(1.0))]))
+        .collect();
+    assert!(!sigsweep_worker::parallel::supports_fusion(&reqs[0]));
+    assert!(sigsweep_worker::parallel::supports_fusion(&request(1, &[])));
+    for r in run_fused(&reqs, BackendKind::Cpu, &mut |_, _| {}, &cancel) {
+        let e = r.expect_err("refused");
+        assert!(e.to_string().contains("grad_clip"), "{e}");
+    }
 }

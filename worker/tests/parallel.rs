@@ -273,26 +273,23 @@ fn bench_modes() {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(BackendKind::Cpu);
-    let mut params = Params::default();
-    params.insert("batch_size", Value::Int(32));
-    let data = DatasetRequest {
-        kind: "synthetic".into(),
-        generator: "fusion".into(),
-        path: String::new(),
-        params: serde_json::json!({}),
-    };
+    let mut template = request(0, 1, 32);
+    template.params = Params::default();
+    template.params.insert("batch_size", Value::Int(32));
+    template.dataset.params = serde_json::json!({});
+    let t = &template;
     // Warm-up (kernel compilation on CUDA), discarded.
-    bench_sequential(&params, &data, &seeds[..1], 1, backend).expect("warm-up");
-    bench_fused(&params, &data, &seeds, 1, backend).expect("warm-up");
+    bench_sequential(t, &seeds[..1], 1, backend).expect("warm-up");
+    bench_fused(t, &seeds, 1, backend).expect("warm-up");
     for r in [
-        bench_sequential(&params, &data, &seeds, epochs, backend),
-        bench_fused(&params, &data, &seeds, epochs, backend),
-        bench_data_parallel(&params, &data, 0, epochs, 1, backend),
+        bench_sequential(t, &seeds, epochs, backend),
+        bench_fused(t, &seeds, epochs, backend),
+        bench_data_parallel(t, 0, epochs, 1, backend),
     ]
     .into_iter()
     .chain(
         (backend == BackendKind::Cpu)
-            .then(|| bench_data_parallel(&params, &data, 0, epochs, 2, backend)),
+            .then(|| bench_data_parallel(t, 0, epochs, 2, backend)),
     ) {
         eprintln!(
             "{}",

@@ -7,7 +7,8 @@
 //! - `--mode data-parallel --devices G`: [`bench_data_parallel`], one seed on
 //!   G replicas.
 //!
-//! Seeds are `0..K` unless the caller passes its own. Every mode runs the
+//! Each takes a template request (model, parameters, dataset); seeds are
+//! `0..K` unless the caller passes its own. Every mode runs the
 //! full trial protocol (training plus per-epoch evaluation on valid and
 //! test), so the timings are what a sweep would see; `samples_per_second`
 //! counts training samples only, summed over seeds.
@@ -17,12 +18,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::data_parallel::seq_dataset;
+use sigsweep_data::seq::SeqDataset;
+
 use super::{run_data_parallel, run_fused};
 use crate::backend::BackendKind;
 use crate::models::late_fusion::split_metrics;
-use crate::params::{Params, Value};
-use crate::trainer::{DatasetRequest, Split, TrainError, TrialRequest, run_trial};
+use crate::params::Value;
+use crate::trainer::{LoadedDataset, Split, TrainError, TrialRequest, load_dataset, run_trial};
 
 /// Timings of one benchmark run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,41 +44,49 @@ pub struct BenchReport {
     pub samples_per_second: f64,
 }
 
+/// `template` once per seed, with `epochs` and a selection metric the task
+/// produces (the selection does not matter for timing).
 fn requests(
-    params: &Params,
-    dataset: &DatasetRequest,
+    template: &TrialRequest,
     seeds: &[u64],
     epochs: u32,
 ) -> Result<Vec<TrialRequest>, TrainError> {
-    let mut params = params.clone();
+    let mut params = template.params.clone();
     params.insert("epochs", Value::Int(i64::from(epochs)));
-    let mut reqs: Vec<TrialRequest> = seeds
-        .iter()
-        .map(|&seed| TrialRequest {
-            trial_id: format!("bench-{seed}"),
-            seed,
-            model: "late-fusion".into(),
-            params: params.clone(),
-            dataset: dataset.clone(),
-            select: String::new(),
-            select_higher_is_better: true,
-            select_split: Split::Valid,
-        })
-        .collect();
-    // Select on whichever metric the task produces first (timing only).
-    let first = reqs.first().ok_or_else(|| TrainError::InvalidParam {
+    let first = seeds.first().ok_or_else(|| TrainError::InvalidParam {
         key: "seeds".into(),
         message: "need at least one seed".into(),
     })?;
-    let data = seq_dataset(first)?;
+    let data = seq_data(template, *first)?;
     let metric = split_metrics(data.task, &data.valid, &vec![0.0; data.valid.len()])
         .into_keys()
         .next()
         .unwrap_or_default();
-    for r in &mut reqs {
-        r.select = metric.clone();
+    Ok(seeds
+        .iter()
+        .map(|&seed| TrialRequest {
+            trial_id: format!("bench-{seed}"),
+            seed,
+            params: params.clone(),
+            select: metric.clone(),
+            select_higher_is_better: true,
+            select_split: Split::Valid,
+            ..template.clone()
+        })
+        .collect())
+}
+
+/// The sequence dataset of `template` for `seed` (fused and data-parallel
+/// models train on sequence datasets).
+fn seq_data(template: &TrialRequest, seed: u64) -> Result<SeqDataset, TrainError> {
+    let valid_fraction = template.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
+    match load_dataset(&template.dataset, seed, valid_fraction)? {
+        LoadedDataset::Seq(d) => Ok(d),
+        LoadedDataset::Erc(_) => Err(TrainError::Dataset(format!(
+            "`{}` trains on dialogues: seed fusion and data parallelism need a sequence model",
+            template.model
+        ))),
     }
-    Ok(reqs)
 }
 
 fn report(
@@ -103,18 +113,17 @@ fn report(
 }
 
 fn train_samples(req: &TrialRequest) -> Result<usize, TrainError> {
-    Ok(seq_dataset(req)?.train.len())
+    Ok(seq_data(req, req.seed)?.train.len())
 }
 
 /// K ordinary trials, one after another.
 pub fn bench_sequential(
-    params: &Params,
-    dataset: &DatasetRequest,
+    template: &TrialRequest,
     seeds: &[u64],
     epochs: u32,
     backend: BackendKind,
 ) -> Result<BenchReport, TrainError> {
-    let reqs = requests(params, dataset, seeds, epochs)?;
+    let reqs = requests(template, seeds, epochs)?;
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();
@@ -134,13 +143,12 @@ pub fn bench_sequential(
 
 /// The K seeds as one fused model on one device.
 pub fn bench_fused(
-    params: &Params,
-    dataset: &DatasetRequest,
+    template: &TrialRequest,
     seeds: &[u64],
     epochs: u32,
     backend: BackendKind,
 ) -> Result<BenchReport, TrainError> {
-    let reqs = requests(params, dataset, seeds, epochs)?;
+    let reqs = requests(template, seeds, epochs)?;
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();
@@ -160,14 +168,13 @@ pub fn bench_fused(
 
 /// One seed data-parallel over `devices` replicas.
 pub fn bench_data_parallel(
-    params: &Params,
-    dataset: &DatasetRequest,
+    template: &TrialRequest,
     seed: u64,
     epochs: u32,
     devices: usize,
     backend: BackendKind,
 ) -> Result<BenchReport, TrainError> {
-    let reqs = requests(params, dataset, &[seed], epochs)?;
+    let reqs = requests(template, &[seed], epochs)?;
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();

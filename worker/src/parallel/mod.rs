@@ -38,7 +38,7 @@ pub mod fused;
 pub use allreduce::{AllReduce, InProcessAllReduce, all_reduce_grads};
 pub use bench::{BenchReport, bench_data_parallel, bench_fused, bench_sequential};
 pub use data_parallel::{DataParallel, materialize, run_data_parallel};
-pub use fused::{FusedLateFusion, FusedLinear, run_fused};
+pub use fused::{FusedFdCmdie, FusedLateFusion, FusedLinear, run_fused};
 
 use std::sync::MutexGuard;
 
@@ -55,9 +55,10 @@ pub fn training_guard() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Models whose seeds can train as one fused model (`fuse_seeds`).
-pub fn supports_fusion(model: &str) -> bool {
-    model == "late-fusion"
+/// Whether the seeds of `req`'s configuration can train as one fused model
+/// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping.
+pub fn supports_fusion(req: &crate::trainer::TrialRequest) -> bool {
+    fused::supports(req)
 }
 
 /// Models whose trials can train data-parallel (`gpus_per_trial > 1`).

@@ -219,9 +219,14 @@ pub fn build_pairs(b: usize, p: usize, n: usize) -> ClPairs {
     out
 }
 
-/// Rows of `z` scaled to unit L2 norm.
-pub fn normalize<B: Backend>(z: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = z.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+/// Rows of `z` (its last axis) scaled to unit L2 norm.
+pub fn normalize<B: Backend, const D: usize>(z: Tensor<B, D>) -> Tensor<B, D> {
+    let norm = z
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(D - 1)
+        .sqrt()
+        .clamp_min(1e-8);
     z / norm
 }
 
@@ -240,27 +245,40 @@ pub fn nt_xent<B: Backend>(
     negative: &[(usize, usize)],
     tau: f64,
 ) -> Tensor<B, 1> {
+    nt_xent_batched(z.unsqueeze_dim(0), positive, negative, tau)
+}
+
+/// [`nt_xent`] of `K` independent matrices `z` `[K, r, d]` with the same
+/// pairs (one per fused seed): `[K]`.
+pub fn nt_xent_batched<B: Backend>(
+    z: Tensor<B, 3>,
+    positive: &[(usize, usize)],
+    negative: &[(usize, usize)],
+    tau: f64,
+) -> Tensor<B, 1> {
     let device = z.device();
-    let [r, _] = z.dims();
+    let [k, r, _] = z.dims();
     let zn = normalize(z);
-    let sims = zn.clone().matmul(zn.transpose());
+    let sims = zn.clone().matmul(zn.swap_dims(1, 2)); // [K, r, r]
     let mut mask = vec![0f32; r * r];
     for &(a, g) in negative {
         mask[a * r + g] = 1.0;
     }
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [r, r]), &device);
-    let negsum = (sims.clone().div_scalar(tau).exp() * mask).sum_dim(1); // [r, 1]
+    let mask = Tensor::<B, 3>::from_data(TensorData::new(mask, [1, r, r]), &device);
+    let negsum = (sims.clone().div_scalar(tau).exp() * mask).sum_dim(2); // [K, r, 1]
     let q = positive.len();
     let a_idx = index::<B>(positive.iter().map(|&(a, _)| a as i64).collect(), &device);
-    let p_idx =
-        index::<B>(positive.iter().map(|&(_, p)| p as i64).collect(), &device).reshape([q, 1]);
+    let p_idx: Vec<i64> = (0..k)
+        .flat_map(|_| positive.iter().map(|&(_, p)| p as i64))
+        .collect();
+    let p_idx = Tensor::<B, 3, Int>::from_data(TensorData::new(p_idx, [k, q, 1]), &device);
     let s_ap = sims
-        .select(0, a_idx.clone())
-        .gather(1, p_idx)
-        .div_scalar(tau); // [q, 1]
-    let neg = negsum.select(0, a_idx);
+        .select(1, a_idx.clone())
+        .gather(2, p_idx)
+        .div_scalar(tau); // [K, q, 1]
+    let neg = negsum.select(1, a_idx);
     let loss = (s_ap.clone().exp() + neg).log() - s_ap;
-    loss.mean()
+    loss.reshape([k, q]).mean_dim(1).reshape([k])
 }
 
 /// Triplet loss (eqs. 10–11) with cosine distance `d = 1 − s`:
@@ -270,16 +288,31 @@ pub fn triplet<B: Backend>(
     triplets: &[(usize, usize, usize)],
     margin: f64,
 ) -> Tensor<B, 1> {
+    triplet_batched(z.unsqueeze_dim(0), triplets, margin)
+}
+
+/// [`triplet`] of `K` independent matrices `z` `[K, r, d]`: `[K]`.
+pub fn triplet_batched<B: Backend>(
+    z: Tensor<B, 3>,
+    triplets: &[(usize, usize, usize)],
+    margin: f64,
+) -> Tensor<B, 1> {
     let device = z.device();
+    let [k, _, _] = z.dims();
     let zn = normalize(z);
     let pick = |f: fn(&(usize, usize, usize)) -> usize| {
         zn.clone().select(
-            0,
+            1,
             index::<B>(triplets.iter().map(|t| f(t) as i64).collect(), &device),
         )
     };
     let (a, p, n) = (pick(|t| t.0), pick(|t| t.1), pick(|t| t.2));
-    let s_ap = (a.clone() * p).sum_dim(1);
-    let s_an = (a * n).sum_dim(1);
-    (s_an - s_ap).add_scalar(margin).clamp_min(0.0).mean()
+    let s_ap = (a.clone() * p).sum_dim(2);
+    let s_an = (a * n).sum_dim(2);
+    (s_an - s_ap)
+        .add_scalar(margin)
+        .clamp_min(0.0)
+        .reshape([k, triplets.len()])
+        .mean_dim(1)
+        .reshape([k])
 }

@@ -106,7 +106,8 @@ use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 use crate::trainer::{Split, TrainError, TrialRequest, Workload};
 
 pub use contrastive::{
-    ClSets, build_pairs, build_sets, label_class, nt_xent, retrieval_features, select_sets, triplet,
+    ClSets, build_pairs, build_sets, label_class, nt_xent, nt_xent_batched, retrieval_features,
+    select_sets, triplet, triplet_batched,
 };
 pub use model::{FdCmdie, FdCmdieConfig};
 
@@ -193,15 +194,16 @@ pub struct Settings {
 }
 
 pub struct FdCmdieWorkload<B: AutodiffBackend> {
-    model: Option<FdCmdie<B>>,
+    pub(crate) model: Option<FdCmdie<B>>,
     optim: OptimizerAdaptor<AdamW, FdCmdie<B>, B>,
-    train: SeqSplit,
-    valid: SeqSplit,
-    test: SeqSplit,
+    pub(crate) train: SeqSplit,
+    pub(crate) valid: SeqSplit,
+    pub(crate) test: SeqSplit,
     sets: ClSets,
-    settings: Settings,
+    pub(crate) settings: Settings,
+    pub(crate) config: FdCmdieConfig,
     device: B::Device,
-    shuffle: ChaCha8Rng,
+    pub(crate) shuffle: ChaCha8Rng,
     sampler: ChaCha8Rng,
 }
 
@@ -292,6 +294,10 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         };
         B::seed(device, req.seed);
         let model = FdCmdie::new(&config, device);
+        // Draw every weight now, in the module's visiting order: lazily
+        // they would be drawn in order of first use, interleaved with
+        // dropout masks, and a fused model could not reproduce them.
+        crate::parallel::materialize::<B, _>(&model);
         let optim = AdamWConfig::new()
             .with_weight_decay(weight_decay as f32)
             .with_grad_clipping(
@@ -306,6 +312,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
             test,
             sets,
             settings,
+            config,
             device: device.clone(),
             shuffle: sigsweep_data::synthetic::rng(req.seed, 100),
             sampler: sigsweep_data::synthetic::rng(req.seed, 101),
@@ -319,7 +326,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
 
     /// Samples of one contrastive batch: the anchors, then `p` similar
     /// samples per anchor, then `p` different samples per anchor.
-    fn extended(&mut self, anchors: &[usize]) -> Vec<usize> {
+    pub(crate) fn extended(&mut self, anchors: &[usize]) -> Vec<usize> {
         let p = self.settings.cl_samples;
         let mut idx = anchors.to_vec();
         for pool in [&self.sets.similar, &self.sets.different] {

@@ -35,9 +35,9 @@ pub fn time_mean<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
 /// LayerNorm → Linear → Tanh → Dropout, per time step (§2.3.1).
 #[derive(Module, Debug)]
 pub struct Projector<B: Backend> {
-    norm: LayerNorm<B>,
-    linear: Linear<B>,
-    dropout: Dropout,
+    pub(crate) norm: LayerNorm<B>,
+    pub(crate) linear: Linear<B>,
+    pub(crate) dropout: Dropout,
 }
 
 impl<B: Backend> Projector<B> {
@@ -58,7 +58,7 @@ impl<B: Backend> Projector<B> {
 /// Unidirectional LSTMs stacked (sLSTM = stacked LSTM, §2.2).
 #[derive(Module, Debug)]
 pub struct StackedLstm<B: Backend> {
-    layers: Vec<Lstm<B>>,
+    pub(crate) layers: Vec<Lstm<B>>,
 }
 
 impl<B: Backend> StackedLstm<B> {
@@ -83,10 +83,10 @@ impl<B: Backend> StackedLstm<B> {
 /// Two-layer feed-forward block.
 #[derive(Module, Debug)]
 pub struct Ffn<B: Backend> {
-    l1: Linear<B>,
-    l2: Linear<B>,
-    relu: Relu,
-    dropout: Dropout,
+    pub(crate) l1: Linear<B>,
+    pub(crate) l2: Linear<B>,
+    pub(crate) relu: Relu,
+    pub(crate) dropout: Dropout,
 }
 
 impl<B: Backend> Ffn<B> {
@@ -115,23 +115,23 @@ impl<B: Backend> Ffn<B> {
 /// similarity sequence `G` and one dissimilarity sequence `X_d`.
 #[derive(Module, Debug)]
 pub struct Dipu<B: Backend> {
-    ln_g0: LayerNorm<B>,
-    ln_x0: LayerNorm<B>,
+    pub(crate) ln_g0: LayerNorm<B>,
+    pub(crate) ln_x0: LayerNorm<B>,
     /// Query G, key/value X (eqs. 16 and 21).
-    cross_g: MultiHeadAttention<B>,
+    pub(crate) cross_g: MultiHeadAttention<B>,
     /// Query X, key/value G (eqs. 17 and 22).
-    cross_x: MultiHeadAttention<B>,
-    ln_g1: LayerNorm<B>,
-    ln_x1: LayerNorm<B>,
-    self_g: MultiHeadAttention<B>,
-    self_x: MultiHeadAttention<B>,
-    ln_g2: LayerNorm<B>,
-    ln_x2: LayerNorm<B>,
-    ln_g3: LayerNorm<B>,
-    ln_x3: LayerNorm<B>,
-    ffn_g: Ffn<B>,
-    ffn_x: Ffn<B>,
-    cross2: bool,
+    pub(crate) cross_x: MultiHeadAttention<B>,
+    pub(crate) ln_g1: LayerNorm<B>,
+    pub(crate) ln_x1: LayerNorm<B>,
+    pub(crate) self_g: MultiHeadAttention<B>,
+    pub(crate) self_x: MultiHeadAttention<B>,
+    pub(crate) ln_g2: LayerNorm<B>,
+    pub(crate) ln_x2: LayerNorm<B>,
+    pub(crate) ln_g3: LayerNorm<B>,
+    pub(crate) ln_x3: LayerNorm<B>,
+    pub(crate) ffn_g: Ffn<B>,
+    pub(crate) ffn_x: Ffn<B>,
+    pub(crate) cross2: bool,
 }
 
 impl<B: Backend> Dipu<B> {
@@ -211,9 +211,9 @@ impl<B: Backend> Dipu<B> {
 /// similarity sequences.
 #[derive(Module, Debug)]
 pub struct Gap<B: Backend> {
-    norms: Vec<LayerNorm<B>>,
-    gates: Vec<Ffn<B>>,
-    score: Ffn<B>,
+    pub(crate) norms: Vec<LayerNorm<B>>,
+    pub(crate) gates: Vec<Ffn<B>>,
+    pub(crate) score: Ffn<B>,
 }
 
 /// What [`Gap::forward`] returns.
@@ -279,8 +279,8 @@ impl<B: Backend> Gap<B> {
 /// builds the next global similarity sequence.
 #[derive(Module, Debug)]
 pub struct InteractionLayer<B: Backend> {
-    units: Vec<Dipu<B>>,
-    gap: Gap<B>,
+    pub(crate) units: Vec<Dipu<B>>,
+    pub(crate) gap: Gap<B>,
 }
 
 /// Decoupled features of a batch, modalities in the order (T, V, A).
@@ -335,18 +335,18 @@ pub struct FusionOutput<B: Backend> {
 #[derive(Module, Debug)]
 pub struct FdCmdie<B: Backend> {
     /// Text encoder (`text_encoder = "linear"`): Linear(d_t → width) per token.
-    text: Linear<B>,
-    audio: StackedLstm<B>,
-    vision: StackedLstm<B>,
+    pub(crate) text: Linear<B>,
+    pub(crate) audio: StackedLstm<B>,
+    pub(crate) vision: StackedLstm<B>,
     /// Shared similarity encoder `E_s`.
-    shared: Projector<B>,
+    pub(crate) shared: Projector<B>,
     /// Private dissimilarity encoders `E_d^T, E_d^V, E_d^A`.
-    private: Vec<Projector<B>>,
-    pe: PositionalEncoding<B>,
-    layers: Vec<InteractionLayer<B>>,
-    head: Ffn<B>,
-    use_cmdie: bool,
-    use_gap: bool,
+    pub(crate) private: Vec<Projector<B>>,
+    pub(crate) pe: PositionalEncoding<B>,
+    pub(crate) layers: Vec<InteractionLayer<B>>,
+    pub(crate) head: Ffn<B>,
+    pub(crate) use_cmdie: bool,
+    pub(crate) use_gap: bool,
 }
 
 impl<B: Backend> FdCmdie<B> {
