@@ -357,19 +357,17 @@ fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     let _ = coordinator.wait();
 }
 
-/// With `fuse_seeds = true` the seeds of a configuration land on one worker
-/// together and train as one fused model; per-trial metrics equal unfused
-/// training (dropout 0), within floating-point tolerance.
-#[test]
-fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sweep = tiny_sweep(dir.path(), 3, 3, 128);
-    let text = std::fs::read_to_string(&sweep).expect("read");
-    let fused = dir.path().join("fused.toml");
+/// Runs `sweep` (2 configurations × 3 seeds) twice through the real stack,
+/// unfused and with `fuse_seeds = true`, and checks that the fused run
+/// trained each configuration's 3 seeds together and gave the same
+/// per-trial `metrics` and selected epochs (dropout 0, within tolerance).
+fn assert_fusion_matches_unfused(dir: &Path, sweep: &Path, metrics: &[&str]) {
+    let text = std::fs::read_to_string(sweep).expect("read");
+    let fused = dir.join("fused.toml");
     std::fs::write(&fused, format!("{text}\n[resources]\nfuse_seeds = true\n")).expect("write");
-    let plain_state = dir.path().join("plain");
-    let fused_state = dir.path().join("fused");
-    for (file, state) in [(&sweep, &plain_state), (&fused, &fused_state)] {
+    let plain_state = dir.join("plain");
+    let fused_state = dir.join("fused");
+    for (file, state) in [(sweep, &plain_state), (fused.as_path(), &fused_state)] {
         let out = Command::new(BIN)
             .args([
                 "run",
@@ -399,7 +397,7 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
             .iter()
             .find(|f| f["trial_id"] == p["trial_id"])
             .expect("same trial ids");
-        for metric in ["accuracy", "f1_weighted"] {
+        for metric in metrics {
             let (a, b) = (
                 p["metrics"][metric].as_f64().expect("metric"),
                 f["metrics"][metric].as_f64().expect("metric"),
@@ -417,6 +415,57 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
     let log =
         std::fs::read_to_string(plain_state.join("logs").join("worker-0.log")).expect("worker log");
     assert!(log.contains("fused=1") && !log.contains("fused=3"));
+}
+
+/// With `fuse_seeds = true` the seeds of a configuration land on one worker
+/// together and train as one fused model; per-trial metrics equal unfused
+/// training (dropout 0), within floating-point tolerance.
+#[test]
+fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 3, 3, 128);
+    assert_fusion_matches_unfused(dir.path(), &sweep, &["accuracy", "f1_weighted"]);
+}
+
+/// The same for FD-CMDIE (contrastive learning, two interaction layers).
+#[test]
+fn fused_fdcmdie_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = dir.path().join("fdcmdie.toml");
+    std::fs::write(
+        &sweep,
+        r#"name = "tiny-fdcmdie"
+seeds = 3
+baseline = { layers = 1 }
+
+[model]
+name = "fdcmdie"
+width = 16
+heads = 2
+k_cl = 3
+cl_samples = 1
+dropout = 0.0
+
+[dataset]
+kind = "synthetic"
+generator = "msa"
+params = { preset = "small", n_train = 48, n_valid = 16, n_test = 16 }
+
+[training]
+epochs = 2
+batch_size = 16
+lr = 0.002
+
+[grid]
+layers = [1, 2]
+
+[metrics]
+select = "mae"
+report = { mae = "min", corr = "max" }
+"#,
+    )
+    .expect("write sweep");
+    assert_fusion_matches_unfused(dir.path(), &sweep, &["mae", "corr"]);
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn in_process_all_reduce_sums_onto_every_replica() {
     let device = Default::default();
     let a = Tensor::<Inner, 2>::from_data([[1.0, 2.0], [3.0, 4.0]], &device);
     let b = Tensor::<Inner, 2>::from_data([[10.0, 20.0], [30.0, 40.0]], &device);
-    let out = InProcessAllReduce.all_reduce(vec![a, b]);
+    let out = InProcessAllReduce.all_reduce(vec![a, b]).expect("reduce");
     assert_eq!(out.len(), 2);
     for t in out {
         assert_eq!(

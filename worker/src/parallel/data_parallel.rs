@@ -226,9 +226,10 @@ fn apply<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
 }
 
 /// A `late-fusion` trial on replicas `devices` of backend `B`.
-fn run_on<B: AutodiffBackend>(
+fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
     req: &TrialRequest,
     devices: Vec<B::Device>,
+    reduce: R,
     progress: &mut dyn FnMut(EpochReport),
     cancel: &AtomicBool,
 ) -> Result<TrialOutcome, TrainError> {
@@ -248,7 +249,7 @@ fn run_on<B: AutodiffBackend>(
         &device0,
     );
     let optim = s.optimizer_config().init::<B, LateFusion<B>>();
-    let mut dp = DataParallel::new(model, &devices, optim, InProcessAllReduce)?;
+    let mut dp = DataParallel::new(model, &devices, optim, reduce)?;
     let mut rng = shuffle_rng(req.seed);
     let mut selector = Selector::new(req);
     let g = dp.replicas();
@@ -353,17 +354,29 @@ pub fn run_data_parallel(
     }
     match backend {
         BackendKind::Cpu => {
-            run_on::<crate::backend::Cpu>(req, vec![Default::default(); devices], progress, cancel)
+            run_on::<crate::backend::Cpu, _>(
+                req,
+                vec![Default::default(); devices],
+                InProcessAllReduce,
+                progress,
+                cancel,
+            )
         }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run_on::<crate::backend::Cuda>(
-            req,
-            (0..devices)
+        BackendKind::Cuda => {
+            let cuda: Vec<_> = (0..devices)
                 .map(|index| burn::backend::cuda::CudaDevice { index })
-                .collect(),
-            progress,
-            cancel,
-        ),
+                .collect();
+            // NCCL is opt-in until it has run on a multi-GPU machine (see
+            // `allreduce`'s module docs).
+            if std::env::var("SIGSWEEP_ALLREDUCE").is_ok_and(|v| v == "nccl") {
+                let ordinals: Vec<usize> = (0..devices).collect();
+                let nccl = super::allreduce::NcclAllReduce::new(&ordinals)?;
+                run_on::<crate::backend::Cuda, _>(req, cuda, nccl, progress, cancel)
+            } else {
+                run_on::<crate::backend::Cuda, _>(req, cuda, InProcessAllReduce, progress, cancel)
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(TrainError::Backend(
             crate::backend::check_available(BackendKind::Cuda)
