@@ -361,13 +361,7 @@ fn fused(args: &BenchTrainArgs, backend: BackendKind, dp: bool) -> anyhow::Resul
     let sampler = GpuSampler::start(backend);
     let (baseline, run, mode, concurrent) = if dp {
         let one = pb::bench_data_parallel(&req, 0, args.epochs, 1, backend)?;
-        let many = pb::bench_data_parallel(
-            &req,
-            0,
-            args.epochs,
-            args.devices,
-            backend,
-        )?;
+        let many = pb::bench_data_parallel(&req, 0, args.epochs, args.devices, backend)?;
         (one, many, format!("data parallel x{}", args.devices), 1)
     } else {
         // Warm up both sides at their own shapes (kernel compilation and

@@ -516,10 +516,9 @@ fn train_group(
             .collect();
     }
     let fusable = requests.len() > 1
-        && requests.iter().all(|r| {
-            r.as_ref()
-                .is_ok_and(crate::parallel::supports_fusion)
-        });
+        && requests
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(crate::parallel::supports_fusion));
     if fusable {
         let reqs: Vec<TrialRequest> = requests.into_iter().filter_map(Result::ok).collect();
         return crate::parallel::fused::run_fused(&reqs, backend, progress, cancel);

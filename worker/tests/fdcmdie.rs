@@ -12,8 +12,8 @@ use sigsweep_worker::models::fdcmdie::model::{Dipu, Gap};
 use sigsweep_worker::models::fdcmdie::{
     FdCmdie, FdCmdieConfig, build_sets, label_class, nt_xent, pool_time, select_sets, triplet,
 };
-use sigsweep_worker::params::{Params, Value};
 use sigsweep_worker::parallel::run_fused;
+use sigsweep_worker::params::{Params, Value};
 use sigsweep_worker::trainer::{DatasetRequest, Split, TrialRequest, run_trial};
 
 type Nd = burn::backend::NdArray<f32>;
@@ -439,7 +439,11 @@ fn fused_seeds_match_unfused_trials() {
                 req
             })
             .collect();
-        assert!(requests.iter().all(sigsweep_worker::parallel::supports_fusion));
+        assert!(
+            requests
+                .iter()
+                .all(sigsweep_worker::parallel::supports_fusion)
+        );
         let mut reports = 0;
         let fused = run_fused(
             &requests,
@@ -455,7 +459,10 @@ fn fused_seeds_match_unfused_trials() {
             assert_eq!(fused.selected_epoch, plain.selected_epoch, "{what}");
             assert_eq!(fused.epochs.len(), plain.epochs.len(), "{what}");
             for ((fl, fv), (pl, pv)) in fused.epochs.iter().zip(&plain.epochs) {
-                assert!(close(*fl, *pl, 1e-4 * pl.abs().max(1.0)), "{what}: loss {fl} vs {pl}");
+                assert!(
+                    close(*fl, *pl, 1e-4 * pl.abs().max(1.0)),
+                    "{what}: loss {fl} vs {pl}"
+                );
                 for (k, v) in pv {
                     assert!(close(fv[k], *v, 1e-4), "{what}: valid {k} {} vs {v}", fv[k]);
                 }

@@ -287,10 +287,8 @@ fn bench_modes() {
         bench_data_parallel(t, 0, epochs, 1, backend),
     ]
     .into_iter()
-    .chain(
-        (backend == BackendKind::Cpu)
-            .then(|| bench_data_parallel(t, 0, epochs, 2, backend)),
-    ) {
+    .chain((backend == BackendKind::Cpu).then(|| bench_data_parallel(t, 0, epochs, 2, backend)))
+    {
         eprintln!(
             "{}",
             serde_json::to_string(&r.expect("bench")).expect("json")

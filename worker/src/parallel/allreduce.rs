@@ -159,14 +159,16 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
             .iter_mut()
             .map(|g| g.remove::<B::InnerBackend, D>(id))
             .collect();
-        let Some(numel) = taken.iter().flatten().next().map(|t| t.shape().num_elements()) else {
+        let Some(numel) = taken
+            .iter()
+            .flatten()
+            .next()
+            .map(|t| t.shape().num_elements())
+        else {
             return;
         };
         for ((part, t), device) in self.parts.iter_mut().zip(taken).zip(self.devices) {
-            part.push(t.map_or_else(
-                || Tensor::zeros([numel], device),
-                |t| t.reshape([numel]),
-            ));
+            part.push(t.map_or_else(|| Tensor::zeros([numel], device), |t| t.reshape([numel])));
         }
         self.sizes.push((id, numel));
     }
@@ -314,7 +316,10 @@ mod nccl {
                         .stream()
                         .clone_dtoh(buf)
                         .map_err(|e| nccl_error("copy to host", e))?;
-                    Ok(Tensor::from_data(TensorData::new(host, shape.clone()), device))
+                    Ok(Tensor::from_data(
+                        TensorData::new(host, shape.clone()),
+                        device,
+                    ))
                 })
                 .collect()
         }

@@ -353,15 +353,13 @@ pub fn run_data_parallel(
         });
     }
     match backend {
-        BackendKind::Cpu => {
-            run_on::<crate::backend::Cpu, _>(
-                req,
-                vec![Default::default(); devices],
-                InProcessAllReduce,
-                progress,
-                cancel,
-            )
-        }
+        BackendKind::Cpu => run_on::<crate::backend::Cpu, _>(
+            req,
+            vec![Default::default(); devices],
+            InProcessAllReduce,
+            progress,
+            cancel,
+        ),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             let cuda: Vec<_> = (0..devices)

@@ -81,7 +81,9 @@ impl<B: Backend> FusedStackedLstm<B> {
         let depth = ls[0].layers.len();
         Ok(Self {
             layers: (0..depth)
-                .map(|i| FusedLstm::from_lstms(&ls.iter().map(|l| &l.layers[i]).collect::<Vec<_>>()))
+                .map(|i| {
+                    FusedLstm::from_lstms(&ls.iter().map(|l| &l.layers[i]).collect::<Vec<_>>())
+                })
                 .collect::<Res<_>>()?,
         })
     }
@@ -116,7 +118,8 @@ pub struct FusedDipu<B: Backend> {
 
 impl<B: Backend> FusedDipu<B> {
     fn new(ds: &[&Dipu<B>], dropout: f64) -> Res<Self> {
-        let ln = |f: fn(&Dipu<B>) -> &burn::nn::LayerNorm<B>| norm(ds.iter().map(|d| f(d)).collect());
+        let ln =
+            |f: fn(&Dipu<B>) -> &burn::nn::LayerNorm<B>| norm(ds.iter().map(|d| f(d)).collect());
         let mha = |f: fn(&Dipu<B>) -> &burn::nn::attention::MultiHeadAttention<B>| {
             FusedMha::from_mhas(&ds.iter().map(|d| f(d)).collect::<Vec<_>>(), dropout)
         };
@@ -528,13 +531,7 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
             .seeds
             .iter_mut()
             .zip(idx)
-            .map(|(w, i)| {
-                if use_cl {
-                    w.extended(i)
-                } else {
-                    i.to_vec()
-                }
-            })
+            .map(|(w, i)| if use_cl { w.extended(i) } else { i.to_vec() })
             .collect();
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(|w| &w.train).collect();
         let all_idx: Vec<&[usize]> = all.iter().map(Vec::as_slice).collect();

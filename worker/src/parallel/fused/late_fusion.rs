@@ -190,7 +190,6 @@ fn same_shapes(a: &SeqDataset, b: &SeqDataset) -> bool {
         && s(&a.test) == s(&b.test)
 }
 
-
 /// The fused `late-fusion` model, its optimiser and every seed's data.
 pub(crate) struct LateFusionTrainer<B: AutodiffBackend> {
     model: Option<FusedLateFusion<B>>,

@@ -179,26 +179,27 @@ impl<B: Backend> FusedLstm<B> {
                 ));
             }
         }
-        let part = |l: &Lstm<B>, hidden: bool| -> Result<(Tensor<B, 2>, Tensor<B, 2>), TrainError> {
-            let gates = [&l.input_gate, &l.forget_gate, &l.output_gate, &l.cell_gate];
-            let mut ws = Vec::with_capacity(4);
-            let mut bs = Vec::with_capacity(4);
-            for g in gates {
-                let lin = if hidden {
-                    &g.hidden_transform
-                } else {
-                    &g.input_transform
-                };
-                ws.push(lin.weight.val());
-                bs.push(
-                    lin.bias
-                        .as_ref()
-                        .ok_or_else(|| err("fusing an LSTM without biases"))?
-                        .val(),
-                );
-            }
-            Ok((Tensor::cat(ws, 1), Tensor::cat(bs, 0).unsqueeze_dim(0)))
-        };
+        let part =
+            |l: &Lstm<B>, hidden: bool| -> Result<(Tensor<B, 2>, Tensor<B, 2>), TrainError> {
+                let gates = [&l.input_gate, &l.forget_gate, &l.output_gate, &l.cell_gate];
+                let mut ws = Vec::with_capacity(4);
+                let mut bs = Vec::with_capacity(4);
+                for g in gates {
+                    let lin = if hidden {
+                        &g.hidden_transform
+                    } else {
+                        &g.input_transform
+                    };
+                    ws.push(lin.weight.val());
+                    bs.push(
+                        lin.bias
+                            .as_ref()
+                            .ok_or_else(|| err("fusing an LSTM without biases"))?
+                            .val(),
+                    );
+                }
+                Ok((Tensor::cat(ws, 1), Tensor::cat(bs, 0).unsqueeze_dim(0)))
+            };
         let mut iw = Vec::new();
         let mut ib = Vec::new();
         let mut hw = Vec::new();
@@ -227,8 +228,8 @@ impl<B: Backend> FusedLstm<B> {
         let device = x.device();
         let (x, _) = rows(x);
         // The input projections of every time step at once.
-        let projected = (x.matmul(self.input_weight.val()) + self.input_bias.val())
-            .reshape([k, b, l, 4 * h]);
+        let projected =
+            (x.matmul(self.input_weight.val()) + self.input_bias.val()).reshape([k, b, l, 4 * h]);
         let mut cell = Tensor::<B, 3>::zeros([k, b, h], &device);
         let mut hidden = Tensor::<B, 3>::zeros([k, b, h], &device);
         let mut outputs = Vec::with_capacity(l);
@@ -301,10 +302,7 @@ impl<B: Backend> FusedMha<B> {
             .matmul(key.transpose())
             .div_scalar((self.d_k as f32).sqrt());
         let weights = softmax(self.dropout.forward(scores), 3);
-        let context = weights
-            .matmul(value)
-            .swap_dims(1, 2)
-            .reshape([k, b, lq, d]);
+        let context = weights.matmul(value).swap_dims(1, 2).reshape([k, b, lq, d]);
         self.output.forward4(context)
     }
 }
