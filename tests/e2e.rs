@@ -8,6 +8,24 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 
+/// Starts a coordinator on loopback with an embedded store in `store`
+/// (plus `extra` arguments); returns it and its URL.
+fn start_coordinator(store: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let coordinator = Command::new(BIN)
+        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--store", &format!("embedded:{}", store.display())])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("coordinator");
+    (coordinator, format!("http://127.0.0.1:{port}"))
+}
+
 /// A tiny sweep: 2 configurations × `seeds` seeds, small synthetic data.
 fn tiny_sweep(dir: &Path, seeds: u32, epochs: u32, n_train: u32) -> PathBuf {
     let path = dir.join("tiny.toml");
@@ -287,26 +305,8 @@ fn a_malformed_sweep_file_names_line_and_key_and_starts_nothing() {
 fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 2, 2, 64);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let store = format!("embedded:{}", dir.path().join("coord").display());
-    let mut coordinator = Command::new(BIN)
-        .args([
-            "coordinator",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--store",
-            &store,
-            "--lease-ttl",
-            "2s",
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("coordinator");
+    let (mut coordinator, url) =
+        start_coordinator(&dir.path().join("coord"), &["--lease-ttl", "2s"]);
     let workers: Vec<_> = (0..2)
         .map(|i| {
             Command::new(BIN)
@@ -472,19 +472,7 @@ report = { mae = "min", corr = "max" }
 fn a_worker_with_two_slots_trains_in_two_slot_processes_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 8, 3, 256);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let store = format!("embedded:{}", dir.path().join("coord").display());
-    let mut coordinator = Command::new(BIN)
-        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--store", &store])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("coordinator");
+    let (mut coordinator, url) = start_coordinator(&dir.path().join("coord"), &[]);
     let mut worker = Command::new(BIN)
         .args([
             "worker",
@@ -585,18 +573,7 @@ fn submit_when_ready(sweep: &Path, url: &str) -> String {
 /// Starts a coordinator on a fresh embedded store and one worker with
 /// `worker_args`; returns (coordinator, worker, url).
 fn cluster(dir: &Path, worker_args: &[&str]) -> (std::process::Child, std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let coordinator = Command::new(BIN)
-        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--store", &format!("embedded:{}", dir.display())])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("coordinator");
+    let (coordinator, url) = start_coordinator(dir, &[]);
     let worker = Command::new(BIN)
         .args(["worker", "--coordinator", &url])
         .args(worker_args)

@@ -13,17 +13,18 @@ use std::collections::BTreeMap;
 use burn::module::AutodiffModule;
 use burn::nn::{Dropout, DropoutConfig, PositionalEncoding, PositionalEncodingConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
 
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::SeqSplit;
 
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
-use super::{FusedTrainer, live_total, values};
+use super::{
+    FusedTrainer, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live, values,
+};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
 use crate::models::fdcmdie::{FdCmdieWorkload, build_pairs, nt_xent_batched, triplet_batched};
 use crate::trainer::{LoadedDataset, TrainError, TrialRequest, load_dataset};
@@ -392,28 +393,6 @@ impl<B: Backend> FusedFdCmdie<B> {
     }
 }
 
-/// The samples `idx[k]` of `splits[k]`, stacked `[K, n, l, d]` per modality.
-fn stacked<B: Backend>(
-    splits: &[&SeqSplit],
-    idx: &[&[usize]],
-    device: &B::Device,
-) -> [Tensor<B, 4>; 3] {
-    let one = |get: fn(&SeqSplit) -> &sigsweep_data::seq::Array3| {
-        let mut data = Vec::new();
-        let mut shape = [0usize; 3];
-        for (s, i) in splits.iter().zip(idx) {
-            let a = get(s).gather(i);
-            shape = a.shape;
-            data.extend_from_slice(&a.data);
-        }
-        Tensor::from_data(
-            TensorData::new(data, [splits.len(), shape[0], shape[1], shape[2]]),
-            device,
-        )
-    };
-    [one(|s| &s.text), one(|s| &s.audio), one(|s| &s.vision)]
-}
-
 fn split_shapes(s: &SeqSplit) -> (usize, [usize; 3], [usize; 3], [usize; 3]) {
     (s.len(), s.text.shape, s.audio.shape, s.vision.shape)
 }
@@ -484,19 +463,12 @@ impl<B: AutodiffBackend> FdCmdieTrainer<B> {
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?
             .valid();
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(split).collect();
-        let k = splits.len();
-        let n = splits[0].len();
-        let mut preds: Vec<Vec<f32>> = vec![Vec::with_capacity(n); k];
-        let order: Vec<usize> = (0..n).collect();
-        for chunk in order.chunks(128) {
-            let idx: Vec<&[usize]> = vec![chunk; k];
-            let [t, a, v] = stacked::<B::InnerBackend>(&splits, &idx, &self.device);
-            let out = values(model.forward(t, a, v));
-            for (p, row) in preds.iter_mut().zip(out.chunks(chunk.len())) {
-                p.extend_from_slice(row);
-            }
-        }
-        Ok(preds)
+        Ok(predict_chunks::<B::InnerBackend>(
+            &splits,
+            128,
+            &self.device,
+            |[t, a, v]| values(model.forward(t, a, v)),
+        ))
     }
 }
 
@@ -510,15 +482,10 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
     }
 
     fn orders(&mut self) -> Vec<Vec<usize>> {
-        let n = self.train_len();
-        self.seeds
-            .iter_mut()
-            .map(|w| {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut w.shuffle);
-                order
-            })
-            .collect()
+        shuffled_orders(
+            self.train_len(),
+            self.seeds.iter_mut().map(|w| &mut w.shuffle),
+        )
     }
 
     fn step(&mut self, idx: &[&[usize]], active: &[bool]) -> Res<Vec<f64>> {
@@ -536,11 +503,7 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(|w| &w.train).collect();
         let all_idx: Vec<&[usize]> = all.iter().map(Vec::as_slice).collect();
         let [t, a, v] = stacked::<B>(&splits, &all_idx, &self.device);
-        let labels: Vec<f32> = splits
-            .iter()
-            .zip(idx)
-            .flat_map(|(sp, i)| i.iter().map(|&j| sp.labels[j]))
-            .collect();
+        let labels = stacked_labels(&splits, idx);
         let model = self
             .model
             .take()
@@ -566,13 +529,14 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         } else {
             (mae, mae_values.into_iter().map(f64::from).collect())
         };
-        self.model = Some(match live_total(losses, &numbers, active) {
-            Some(total) => {
-                let grads = GradientsParams::from_grads(total.backward(), &model);
-                self.optim.step(s.lr, model, grads)
-            }
-            None => model,
-        });
+        self.model = Some(step_live(
+            model,
+            &mut self.optim,
+            s.lr,
+            losses,
+            &numbers,
+            active,
+        ));
         Ok(numbers)
     }
 

@@ -5,18 +5,19 @@ use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::nn::{Dropout, DropoutConfig, Linear, Relu};
+use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
+use sigsweep_data::seq::{SeqDataset, SeqSplit, Task};
 
 use super::layers::FusedLinear;
-use super::{FusedTrainer, live_total, values};
+use super::{
+    FusedTrainer, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live, values,
+};
 use crate::models::late_fusion::{
     LateFusion, LateFusionSettings, outputs, shuffle_rng, split_metrics,
 };
@@ -125,28 +126,6 @@ pub fn per_seed_loss<B: Backend>(
     }
 }
 
-/// Stacks the samples `idx[k]` of `splits[k]` into `[K, B, len, dim]` per modality.
-fn stacked<B: Backend>(
-    splits: &[&SeqSplit],
-    idx: &[&[usize]],
-    device: &B::Device,
-) -> [Tensor<B, 4>; 3] {
-    let one = |get: fn(&SeqSplit) -> &Array3| {
-        let mut data = Vec::new();
-        let mut shape = [0usize; 3];
-        for (s, i) in splits.iter().zip(idx) {
-            let a = get(s).gather(i);
-            shape = a.shape;
-            data.extend_from_slice(&a.data);
-        }
-        Tensor::from_data(
-            TensorData::new(data, [splits.len(), shape[0], shape[1], shape[2]]),
-            device,
-        )
-    };
-    [one(|s| &s.text), one(|s| &s.audio), one(|s| &s.vision)]
-}
-
 /// Per-seed metrics of the fused model on each seed's own split.
 fn evaluate_fused<B: Backend>(
     model: &FusedLateFusion<B>,
@@ -154,15 +133,9 @@ fn evaluate_fused<B: Backend>(
     splits: &[&SeqSplit],
     device: &B::Device,
 ) -> Vec<BTreeMap<String, f64>> {
-    let k = splits.len();
-    let n = splits[0].len();
-    let mut preds: Vec<Vec<f32>> = vec![Vec::with_capacity(n); k];
-    let order: Vec<usize> = (0..n).collect();
-    for chunk in order.chunks(256) {
-        let idx: Vec<&[usize]> = vec![chunk; k];
-        let [t, a, v] = stacked::<B>(splits, &idx, device);
+    let preds = predict_chunks::<B>(splits, 256, device, |[t, a, v]| {
         let out = model.forward(t, a, v);
-        let flat: Vec<f32> = match task {
+        match task {
             Task::Classification { .. } => out
                 .argmax(2)
                 .into_data()
@@ -170,11 +143,8 @@ fn evaluate_fused<B: Backend>(
                 .map(|x| x as f32)
                 .collect(),
             Task::Regression => out.into_data().iter::<f32>().collect(),
-        };
-        for (p, row) in preds.iter_mut().zip(flat.chunks(chunk.len())) {
-            p.extend_from_slice(row);
         }
-    }
+    });
     splits
         .iter()
         .zip(&preds)
@@ -253,38 +223,27 @@ impl<B: AutodiffBackend> FusedTrainer for LateFusionTrainer<B> {
     }
 
     fn orders(&mut self) -> Vec<Vec<usize>> {
-        let n = self.train_len();
-        self.rngs
-            .iter_mut()
-            .map(|rng| {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(rng);
-                order
-            })
-            .collect()
+        shuffled_orders(self.train_len(), self.rngs.iter_mut())
     }
 
     fn step(&mut self, idx: &[&[usize]], active: &[bool]) -> Result<Vec<f64>, TrainError> {
         let splits: Vec<&SeqSplit> = self.data.iter().map(|d| &d.train).collect();
         let [t, a, v] = stacked::<B>(&splits, idx, &self.device);
-        let labels: Vec<f32> = splits
-            .iter()
-            .zip(idx)
-            .flat_map(|(sp, i)| i.iter().map(|&j| sp.labels[j]))
-            .collect();
+        let labels = stacked_labels(&splits, idx);
         let model = self
             .model
             .take()
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let losses = per_seed_loss(model.forward(t, a, v), labels, self.task, &self.device);
         let numbers: Vec<f64> = values(losses.clone()).into_iter().map(f64::from).collect();
-        self.model = Some(match live_total(losses, &numbers, active) {
-            Some(total) => {
-                let grads = GradientsParams::from_grads(total.backward(), &model);
-                self.optim.step(self.lr, model, grads)
-            }
-            None => model,
-        });
+        self.model = Some(step_live(
+            model,
+            &mut self.optim,
+            self.lr,
+            losses,
+            &numbers,
+            active,
+        ));
         Ok(numbers)
     }
 

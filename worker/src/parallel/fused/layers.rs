@@ -46,6 +46,18 @@ fn rows<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 3>, [usize; 3]) {
     (x.reshape([k, b * l, d]), [k, b, l])
 }
 
+/// Applies a row-wise `[K, N, d]` → `[K, N, d']` map to every time step of
+/// `[K, B, L, d]`.
+fn per_step<B: Backend>(
+    x: Tensor<B, 4>,
+    f: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+) -> Tensor<B, 4> {
+    let (x, [k, b, l]) = rows(x);
+    let y = f(x);
+    let d = y.dims()[2];
+    y.reshape([k, b, l, d])
+}
+
 /// `K` linear layers (burn's `Linear`, row layout `x·W + b`) as one batched matmul.
 #[derive(Module, Debug)]
 pub struct FusedLinear<B: Backend> {
@@ -83,18 +95,7 @@ impl<B: Backend> FusedLinear<B> {
 
     /// `[K, B, L, in]` → `[K, B, L, out]`.
     pub fn forward4(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let (x, [k, b, l]) = rows(x);
-        let y = self.forward(x);
-        let out = y.dims()[2];
-        y.reshape([k, b, l, out])
-    }
-
-    /// Slice `k` as `([in, out] weight, [out] bias)` values.
-    pub fn slice(&self, k: usize) -> (Vec<f32>, Vec<f32>) {
-        let [_, d_in, d_out] = self.weight.val().dims();
-        let w = self.weight.val().narrow(0, k, 1).reshape([d_in, d_out]);
-        let b = self.bias.val().narrow(0, k, 1).reshape([d_out]);
-        (super::values(w), super::values(b))
+        per_step(x, |x| self.forward(x))
     }
 }
 
@@ -144,10 +145,7 @@ impl<B: Backend> FusedLayerNorm<B> {
 
     /// `[K, B, L, d]` → `[K, B, L, d]`.
     pub fn forward4(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let (x, [k, b, l]) = rows(x);
-        let y = self.forward(x);
-        let d = y.dims()[2];
-        y.reshape([k, b, l, d])
+        per_step(x, |x| self.forward(x))
     }
 }
 
@@ -334,9 +332,6 @@ impl<B: Backend> FusedFfn<B> {
 
     /// `[K, B, L, in]` → `[K, B, L, out]`.
     pub fn forward4(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let (x, [k, b, l]) = rows(x);
-        let y = self.forward(x);
-        let out = y.dims()[2];
-        y.reshape([k, b, l, out])
+        per_step(x, |x| self.forward(x))
     }
 }

@@ -44,8 +44,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use sigsweep_data::seq::{Array3, SeqSplit};
 
 use super::Selector;
 use crate::backend::BackendKind;
@@ -92,7 +98,7 @@ pub(crate) trait FusedTrainer {
 
 /// The sum of the losses `[K]` of the seeds that are active and finite, the
 /// fused objective of one step; `None` when no seed is left.
-pub(crate) fn live_total<B: Backend>(
+fn live_total<B: Backend>(
     losses: Tensor<B, 1>,
     values: &[f64],
     active: &[bool],
@@ -111,6 +117,100 @@ pub(crate) fn live_total<B: Backend>(
     let n = live.len();
     let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(live, [n]), &device);
     Some(losses.select(0, idx).sum())
+}
+
+/// One optimiser step of a fused model on the summed losses `[K]` of the
+/// seeds that are `active` and whose loss `values` are finite; the model
+/// comes back unchanged when no seed is left.
+pub(crate) fn step_live<B, M, O>(
+    model: M,
+    optim: &mut O,
+    lr: f64,
+    losses: Tensor<B, 1>,
+    values: &[f64],
+    active: &[bool],
+) -> M
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    match live_total(losses, values, active) {
+        Some(total) => {
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            optim.step(lr, model, grads)
+        }
+        None => model,
+    }
+}
+
+/// Each seed's order of its `n` training samples, shuffled by its own RNG.
+pub(crate) fn shuffled_orders<'a>(
+    n: usize,
+    rngs: impl Iterator<Item = &'a mut ChaCha8Rng>,
+) -> Vec<Vec<usize>> {
+    rngs.map(|rng| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        order
+    })
+    .collect()
+}
+
+/// The samples `idx[k]` of `splits[k]`, stacked `[K, n, len, dim]` per
+/// modality (text, audio, vision).
+pub(crate) fn stacked<B: Backend>(
+    splits: &[&SeqSplit],
+    idx: &[&[usize]],
+    device: &B::Device,
+) -> [Tensor<B, 4>; 3] {
+    let one = |get: fn(&SeqSplit) -> &Array3| {
+        let mut data = Vec::new();
+        let mut shape = [0usize; 3];
+        for (s, i) in splits.iter().zip(idx) {
+            let a = get(s).gather(i);
+            shape = a.shape;
+            data.extend_from_slice(&a.data);
+        }
+        Tensor::from_data(
+            TensorData::new(data, [splits.len(), shape[0], shape[1], shape[2]]),
+            device,
+        )
+    };
+    [one(|s| &s.text), one(|s| &s.audio), one(|s| &s.vision)]
+}
+
+/// The labels of the samples `idx[k]` of `splits[k]`, `K × n` row-major.
+pub(crate) fn stacked_labels(splits: &[&SeqSplit], idx: &[&[usize]]) -> Vec<f32> {
+    splits
+        .iter()
+        .zip(idx)
+        .flat_map(|(sp, i)| i.iter().map(|&j| sp.labels[j]))
+        .collect()
+}
+
+/// Runs `forward` over every seed's split (all of the same length) in
+/// chunks of `chunk` samples, the same indices for every seed; `forward`
+/// returns `K × chunk` values row-major. Returns each seed's values in
+/// sample order.
+pub(crate) fn predict_chunks<B: Backend>(
+    splits: &[&SeqSplit],
+    chunk: usize,
+    device: &B::Device,
+    forward: impl Fn([Tensor<B, 4>; 3]) -> Vec<f32>,
+) -> Vec<Vec<f32>> {
+    let k = splits.len();
+    let n = splits[0].len();
+    let mut preds: Vec<Vec<f32>> = vec![Vec::with_capacity(n); k];
+    let order: Vec<usize> = (0..n).collect();
+    for part in order.chunks(chunk) {
+        let idx: Vec<&[usize]> = vec![part; k];
+        let flat = forward(stacked::<B>(splits, &idx, device));
+        for (p, row) in preds.iter_mut().zip(flat.chunks(part.len())) {
+            p.extend_from_slice(row);
+        }
+    }
+    preds
 }
 
 /// Checks that `requests` differ only in their seed (and trial id).
