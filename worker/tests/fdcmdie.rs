@@ -12,9 +12,9 @@ use sigsweep_worker::models::fdcmdie::model::{Dipu, Gap};
 use sigsweep_worker::models::fdcmdie::{
     FdCmdie, FdCmdieConfig, build_sets, label_class, nt_xent, pool_time, select_sets, triplet,
 };
-use sigsweep_worker::parallel::run_fused;
+use sigsweep_worker::parallel::{run_data_parallel, run_fused};
 use sigsweep_worker::params::{Params, Value};
-use sigsweep_worker::trainer::{DatasetRequest, Split, TrialRequest, run_trial};
+use sigsweep_worker::trainer::{DatasetRequest, Split, TrialOutcome, TrialRequest, run_trial};
 
 type Nd = burn::backend::NdArray<f32>;
 
@@ -455,23 +455,74 @@ fn fused_seeds_match_unfused_trials() {
         for (req, fused) in requests.iter().zip(fused) {
             let fused = fused.expect("fused seed");
             let plain = run_trial(req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
-            let what = format!("seed {} {extra:?}", req.seed);
-            assert_eq!(fused.selected_epoch, plain.selected_epoch, "{what}");
-            assert_eq!(fused.epochs.len(), plain.epochs.len(), "{what}");
-            for ((fl, fv), (pl, pv)) in fused.epochs.iter().zip(&plain.epochs) {
-                assert!(
-                    close(*fl, *pl, 1e-4 * pl.abs().max(1.0)),
-                    "{what}: loss {fl} vs {pl}"
-                );
-                for (k, v) in pv {
-                    assert!(close(fv[k], *v, 1e-4), "{what}: valid {k} {} vs {v}", fv[k]);
-                }
-            }
-            for (k, v) in &plain.test_metrics {
-                let f = fused.test_metrics[k];
-                assert!(close(f, *v, 1e-4), "{what}: test {k} {f} vs {v}");
-            }
+            assert_same_training(&format!("seed {} {extra:?}", req.seed), &fused, &plain);
         }
+    }
+}
+
+/// Every epoch's training loss and validation metrics, the selected epoch
+/// and the test metrics agree within 1e-4 (relative for the loss).
+fn assert_same_training(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
+    assert_eq!(got.selected_epoch, plain.selected_epoch, "{what}");
+    assert_eq!(got.epochs.len(), plain.epochs.len(), "{what}");
+    for ((gl, gv), (pl, pv)) in got.epochs.iter().zip(&plain.epochs) {
+        assert!(
+            close(*gl, *pl, 1e-4 * pl.abs().max(1.0)),
+            "{what}: loss {gl} vs {pl}"
+        );
+        for (k, v) in pv {
+            assert!(close(gv[k], *v, 1e-4), "{what}: valid {k} {} vs {v}", gv[k]);
+        }
+    }
+    for (k, v) in &plain.test_metrics {
+        let g = got.test_metrics[k];
+        assert!(close(g, *v, 1e-4), "{what}: test {k} {g} vs {v}");
+    }
+}
+
+/// Data parallel over 2 replicas (threads) equals the plain trial: the
+/// contrastive samples are drawn for the whole batch, then sharded with
+/// their anchors. Covers GAP + contrastive learning with 2 interaction
+/// layers, gradient clipping (applied to the all-reduced gradient), the
+/// no-CL ablation, and a short last batch (64 samples, batches of 20);
+/// 3 replicas give uneven shards (7/7/6).
+#[test]
+fn data_parallel_matches_the_plain_trial() {
+    let _guard = rng_lock();
+    let cancel = AtomicBool::new(false);
+    for (replicas, extra) in [
+        (2, vec![]),
+        (2, vec![("grad_clip", Value::Float(0.5))]),
+        (3, vec![("use_cl", Value::Bool(false))]),
+    ] {
+        let mut e = vec![
+            ("epochs", Value::Int(2)),
+            ("layers", Value::Int(2)),
+            ("batch_size", Value::Int(20)),
+            ("width", Value::Int(16)),
+            ("heads", Value::Int(2)),
+            ("weight_decay", Value::Float(1e-2)),
+        ];
+        e.extend(extra.iter().cloned());
+        let mut req = request(21, &e);
+        req.dataset.params = serde_json::json!({
+            "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16
+        });
+        assert!(sigsweep_worker::parallel::supports_data_parallel(
+            &req.model
+        ));
+        let plain = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
+        let mut reports = 0;
+        let dp = run_data_parallel(
+            &req,
+            BackendKind::Cpu,
+            replicas,
+            &mut |_| reports += 1,
+            &cancel,
+        )
+        .expect("data parallel");
+        assert_eq!(reports, 2);
+        assert_same_training(&format!("{replicas} replicas {extra:?}"), &dp, &plain);
     }
 }
 

@@ -88,12 +88,12 @@ pub(crate) fn tensor3<B: Backend>(a: &Array3, device: &B::Device) -> Tensor<B, 3
 }
 
 pub struct LateFusionWorkload<B: AutodiffBackend> {
-    model: Option<LateFusion<B>>,
-    optim: OptimizerAdaptor<AdamW, LateFusion<B>, B>,
-    data: SeqDataset,
-    device: B::Device,
-    batch_size: usize,
-    lr: f64,
+    pub(crate) model: Option<LateFusion<B>>,
+    pub(crate) optim: OptimizerAdaptor<AdamW, LateFusion<B>, B>,
+    pub(crate) data: SeqDataset,
+    pub(crate) device: B::Device,
+    pub(crate) batch_size: usize,
+    pub(crate) lr: f64,
     rng: ChaCha8Rng,
 }
 
@@ -237,20 +237,45 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
             rng: shuffle_rng(req.seed),
         })
     }
+
+    /// The next epoch's batches: the training split reshuffled from the
+    /// trial's shuffle RNG, cut into `batch_size` chunks (the last may be
+    /// short). Every trainer of this model draws its batches here.
+    pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
+        order.shuffle(&mut self.rng);
+        order
+            .chunks(self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// Metrics of `model` on `which`.
+    pub(crate) fn evaluate_with(
+        &self,
+        model: &LateFusion<B::InnerBackend>,
+        which: Split,
+    ) -> BTreeMap<String, f64> {
+        let split = match which {
+            Split::Train => &self.data.train,
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
+        };
+        evaluate_model::<B::InnerBackend>(model, self.data.task, split, &self.device)
+    }
 }
 
 impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
+        let batches = self.epoch_batches();
         let split = &self.data.train;
-        let mut order: Vec<usize> = (0..split.len()).collect();
-        order.shuffle(&mut self.rng);
         let mut model = self
             .model
             .take()
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let mut total = 0.0;
         let mut steps = 0usize;
-        for (step, idx) in order.chunks(self.batch_size).enumerate() {
+        for (step, idx) in batches.iter().enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
@@ -277,21 +302,11 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
-        let split = match which {
-            Split::Train => &self.data.train,
-            Split::Valid => &self.data.valid,
-            Split::Test => &self.data.test,
-        };
         let model = self
             .model
             .as_ref()
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
-        Ok(evaluate_model::<B::InnerBackend>(
-            &model,
-            self.data.task,
-            split,
-            &self.device,
-        ))
+        Ok(self.evaluate_with(&model, which))
     }
 }

@@ -61,7 +61,8 @@ pub fn supports_fusion(req: &crate::trainer::TrialRequest) -> bool {
     fused::supports(req)
 }
 
-/// Models whose trials can train data-parallel (`gpus_per_trial > 1`).
+/// Models whose trials can train data-parallel (`gpus_per_trial > 1`):
+/// `late-fusion` and `fdcmdie` (see [`data_parallel`]).
 pub fn supports_data_parallel(model: &str) -> bool {
-    model == "late-fusion"
+    matches!(model, "late-fusion" | "fdcmdie")
 }

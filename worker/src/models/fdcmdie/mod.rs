@@ -193,16 +193,24 @@ pub struct Settings {
     pub batch_size: usize,
 }
 
+impl Settings {
+    /// Whether the loss has a contrastive term (and batches carry the
+    /// anchors' drawn similar and different samples).
+    pub fn contrastive(&self) -> bool {
+        self.use_cl && self.lambda_cl > 0.0
+    }
+}
+
 pub struct FdCmdieWorkload<B: AutodiffBackend> {
     pub(crate) model: Option<FdCmdie<B>>,
-    optim: OptimizerAdaptor<AdamW, FdCmdie<B>, B>,
+    pub(crate) optim: OptimizerAdaptor<AdamW, FdCmdie<B>, B>,
     pub(crate) train: SeqSplit,
     pub(crate) valid: SeqSplit,
     pub(crate) test: SeqSplit,
     sets: ClSets,
     pub(crate) settings: Settings,
     pub(crate) config: FdCmdieConfig,
-    device: B::Device,
+    pub(crate) device: B::Device,
     pub(crate) shuffle: ChaCha8Rng,
     sampler: ChaCha8Rng,
 }
@@ -343,47 +351,69 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
     /// Loss of one batch: MAE + λ_cl·(NT-Xent + λ_tri·triplet). Returns the
     /// total and its parts `(mae, cl)` as numbers.
     fn step_loss(&mut self, model: &FdCmdie<B>, idx: &[usize]) -> (Tensor<B, 1>, f64, f64) {
-        let b = idx.len();
-        let use_cl = self.settings.use_cl && self.settings.lambda_cl > 0.0;
-        let all = if use_cl {
+        let all = if self.settings.contrastive() {
             self.extended(idx)
         } else {
             idx.to_vec()
         };
-        let [t, a, v] = batch::<B>(&self.train, &all, &self.device);
-        let dec = model.encode(t, a, v);
-        let head = if use_cl { dec.head(b) } else { dec.clone() };
-        let pred = model.fuse(head).prediction;
-        let labels: Vec<f32> = idx.iter().map(|&i| self.train.labels[i]).collect();
-        let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [b]), &self.device);
-        let mae = (pred.squeeze_dim::<1>(1) - y).abs().mean();
-        let mae_value: f64 = mae.clone().into_scalar().elem::<f64>();
-        if !use_cl {
-            return (mae, mae_value, 0.0);
-        }
-        let s = &self.settings;
-        let pairs = build_pairs(b, s.cl_samples, s.cl_samples);
-        let z = dec.contrastive_matrix();
-        let cl = nt_xent(z.clone(), &pairs.positive, &pairs.negative, s.tau)
-            + triplet(z, &pairs.triplets, s.margin).mul_scalar(s.lambda_tri);
-        let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
-        (mae + cl.mul_scalar(s.lambda_cl), mae_value, cl_value)
+        batch_loss(
+            model,
+            &self.train,
+            &self.settings,
+            &all,
+            idx.len(),
+            &self.device,
+        )
     }
 
-    /// Predictions on a split (inference mode).
+    /// The next epoch's batches: the training split reshuffled from the
+    /// trial's shuffle RNG (stream 100), cut into `batch_size` chunks.
+    pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut self.shuffle);
+        order
+            .chunks(self.settings.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// Predictions of the current model on a split (inference mode).
     pub fn predict(&self, split: &SeqSplit) -> Result<Vec<f32>, TrainError> {
         let model = self
             .model
             .as_ref()
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
+        Ok(self.predict_with(&model, split))
+    }
+
+    /// Predictions of `model` on a split.
+    pub(crate) fn predict_with(
+        &self,
+        model: &FdCmdie<B::InnerBackend>,
+        split: &SeqSplit,
+    ) -> Vec<f32> {
         let mut preds = Vec::with_capacity(split.len());
         let order: Vec<usize> = (0..split.len()).collect();
         for idx in order.chunks(128) {
             let [t, a, v] = batch::<B::InnerBackend>(split, idx, &self.device);
             preds.extend(model.forward(t, a, v).into_data().iter::<f32>());
         }
-        Ok(preds)
+        preds
+    }
+
+    /// Regression metrics of `model` on `which`.
+    pub(crate) fn evaluate_with(
+        &self,
+        model: &FdCmdie<B::InnerBackend>,
+        which: Split,
+    ) -> BTreeMap<String, f64> {
+        let split = match which {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
+        };
+        regression_metrics(&split.labels, &self.predict_with(model, split))
     }
 
     /// The pooled splits (train, valid, test) the model sees.
@@ -394,15 +424,14 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
 
 impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut self.shuffle);
+        let batches = self.epoch_batches();
         let mut model = self
             .model
             .take()
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let mut total = 0.0;
         let mut steps = 0usize;
-        for (step, idx) in order.chunks(self.settings.batch_size).enumerate() {
+        for (step, idx) in batches.iter().enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
@@ -426,12 +455,67 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
-        let split = match which {
-            Split::Train => &self.train,
-            Split::Valid => &self.valid,
-            Split::Test => &self.test,
-        };
-        let preds = self.predict(split)?;
-        Ok(regression_metrics(&split.labels, &preds))
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| TrainError::Backend("model lost".into()))?
+            .valid();
+        Ok(self.evaluate_with(&model, which))
     }
+}
+
+/// Loss of one batch of `b` anchors on `model`: MAE + λ_cl·(NT-Xent +
+/// λ_tri·triplet). `all` holds the anchors, then — with contrastive
+/// learning — `cl_samples` similar samples per anchor, then `cl_samples`
+/// different samples per anchor (the layout of
+/// [`FdCmdieWorkload::extended`]). Returns the total and its parts
+/// `(mae, cl)` as numbers. Every term is a mean over anchors with the same
+/// number of pairs per anchor, so a shard's loss scaled by `b_i / b` is its
+/// share of the whole batch's loss (data parallelism relies on this).
+pub(crate) fn batch_loss<B: AutodiffBackend>(
+    model: &FdCmdie<B>,
+    split: &SeqSplit,
+    s: &Settings,
+    all: &[usize],
+    b: usize,
+    device: &B::Device,
+) -> (Tensor<B, 1>, f64, f64) {
+    let use_cl = s.contrastive();
+    let [t, a, v] = batch::<B>(split, all, device);
+    let dec = model.encode(t, a, v);
+    let head = if use_cl { dec.head(b) } else { dec.clone() };
+    let pred = model.fuse(head).prediction;
+    let labels: Vec<f32> = all[..b].iter().map(|&i| split.labels[i]).collect();
+    let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [b]), device);
+    let mae = (pred.squeeze_dim::<1>(1) - y).abs().mean();
+    let mae_value: f64 = mae.clone().into_scalar().elem::<f64>();
+    if !use_cl {
+        return (mae, mae_value, 0.0);
+    }
+    let pairs = build_pairs(b, s.cl_samples, s.cl_samples);
+    let z = dec.contrastive_matrix();
+    let cl = nt_xent(z.clone(), &pairs.positive, &pairs.negative, s.tau)
+        + triplet(z, &pairs.triplets, s.margin).mul_scalar(s.lambda_tri);
+    let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
+    (mae + cl.mul_scalar(s.lambda_cl), mae_value, cl_value)
+}
+
+/// The samples of anchors `range` (of a batch of `b`) in a contrastive batch
+/// `all` laid out as [`FdCmdieWorkload::extended`] lays it out, in the same
+/// layout: those anchors, their `p` similar samples each, their `p`
+/// different samples each. Without contrastive learning (`all.len() == b`)
+/// just the anchors.
+pub(crate) fn anchor_shard(
+    all: &[usize],
+    b: usize,
+    p: usize,
+    range: std::ops::Range<usize>,
+) -> Vec<usize> {
+    let mut out = all[range.clone()].to_vec();
+    if all.len() > b {
+        for base in [b, b + b * p] {
+            out.extend_from_slice(&all[base + range.start * p..base + range.end * p]);
+        }
+    }
+    out
 }

@@ -30,6 +30,8 @@
 //! are threads; on CUDA the devices are `CudaDevice { index }` and each
 //! replica's thread drives its own GPU.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -37,19 +39,18 @@ use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
 
 use sigsweep_data::seq::SeqDataset;
 
 use super::allreduce::{AllReduce, InProcessAllReduce, all_reduce_grads};
 use super::{Selector, training_guard};
 use crate::backend::BackendKind;
-use crate::models::late_fusion::{
-    LateFusion, LateFusionSettings, batch, evaluate_model, mean_loss, outputs, shuffle_rng,
-};
 use crate::trainer::{
-    EpochReport, LoadedDataset, TrainError, TrialOutcome, TrialRequest, load_dataset,
+    EpochReport, LoadedDataset, Split, TrainError, TrialOutcome, TrialRequest, load_dataset,
 };
+
+mod fdcmdie;
+mod late_fusion;
 
 /// Forces every lazily initialised parameter of `model` to take its value
 /// (in the module's visiting order). Call before cloning a model into
@@ -225,59 +226,70 @@ fn apply<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     Ok(())
 }
 
-/// A `late-fusion` trial on replicas `devices` of backend `B`.
-fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
+/// Contiguous shards of a batch of `n` samples over `g` replicas: chunks of
+/// `ceil(n / g)` in batch order (fewer than `g` when `n < g`).
+pub(crate) fn shard_ranges(n: usize, g: usize) -> Vec<Range<usize>> {
+    let size = n.div_ceil(g.max(1)).max(1);
+    (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect()
+}
+
+/// A model's side of a data-parallel trial, as [`run_loop`] drives it.
+/// Implemented by the model's plain workload itself, so the data-parallel
+/// trial is built by the same constructor (same dataset, initialisation,
+/// shuffle and sampling RNGs) and draws its batches the same way.
+pub(crate) trait Sharded<B: AutodiffBackend> {
+    type Model: AutodiffModule<B>;
+    type Optim: Optimizer<Self::Model, B>;
+    /// Takes the freshly built model and its optimiser out of the workload.
+    fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError>;
+    /// The next epoch's batches (sample indices), as the plain trainer
+    /// draws them (it consumes the shuffle RNG).
+    fn epoch_batches(&mut self) -> Vec<Vec<usize>>;
+    /// One optimiser step of `dp` on `batch`: shards it over the replicas
+    /// (each shard's loss scaled so that the shares sum to the batch loss)
+    /// and returns the batch loss.
+    fn step<R: AllReduce<B::InnerBackend>>(
+        &mut self,
+        dp: &mut DataParallel<B, Self::Model, Self::Optim, R>,
+        batch: &[usize],
+    ) -> Result<f64, TrainError>;
+    /// Metrics of `model` (inference mode) on `split`.
+    fn evaluate_with(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+        split: Split,
+    ) -> Result<BTreeMap<String, f64>, TrainError>;
+}
+
+/// The epoch loop of a data-parallel trial, with [`crate::trainer::run_trial`]'s
+/// protocol (evaluate on valid and test after every epoch, select the epoch,
+/// fail on a non-finite loss with its epoch and step).
+fn run_loop<B, W, R>(
     req: &TrialRequest,
-    devices: Vec<B::Device>,
+    mut workload: W,
+    devices: &[B::Device],
     reduce: R,
     progress: &mut dyn FnMut(EpochReport),
     cancel: &AtomicBool,
-) -> Result<TrialOutcome, TrainError> {
-    let _guard = training_guard();
+) -> Result<TrialOutcome, TrainError>
+where
+    B: AutodiffBackend,
+    W: Sharded<B>,
+    R: AllReduce<B::InnerBackend>,
+{
     let start = Instant::now();
     let epochs = req.params.positive("epochs", 10)? as u32;
-    let data = seq_dataset(req)?;
-    let s = LateFusionSettings::from_params(&req.params)?;
-    let device0 = devices[0].clone();
-    B::seed(&device0, req.seed);
-    let model = LateFusion::<B>::new(
-        data.dims(),
-        s.modality_hidden,
-        s.hidden,
-        outputs(data.task),
-        s.dropout,
-        &device0,
-    );
-    let optim = s.optimizer_config().init::<B, LateFusion<B>>();
-    let mut dp = DataParallel::new(model, &devices, optim, reduce)?;
-    let mut rng = shuffle_rng(req.seed);
+    let (model, optim) = workload.take_model()?;
+    let mut dp = DataParallel::new(model, devices, optim, reduce)?;
     let mut selector = Selector::new(req);
-    let g = dp.replicas();
     for epoch in 1..=epochs {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(TrainError::Cancelled);
-        }
-        let split = &data.train;
-        let mut order: Vec<usize> = (0..split.len()).collect();
-        order.shuffle(&mut rng);
         let mut total = 0.0;
         let mut steps = 0usize;
-        for (step, idx) in order.chunks(s.batch_size).enumerate() {
+        for (step, batch) in workload.epoch_batches().iter().enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let n = idx.len();
-            let shards: Vec<&[usize]> = idx.chunks(n.div_ceil(g)).collect();
-            let value = dp.step(
-                s.lr,
-                shards,
-                |model: &LateFusion<B>, shard: &[usize], device| {
-                    let [t, a, v] = batch::<B>(split, shard, device);
-                    let labels: Vec<f32> = shard.iter().map(|&i| split.labels[i]).collect();
-                    mean_loss(model.forward(t, a, v), labels, data.task, device)
-                        .mul_scalar(shard.len() as f64 / n as f64)
-                },
-            )?;
+            let value = workload.step(&mut dp, batch)?;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
                     what: "training loss",
@@ -299,8 +311,8 @@ fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
             });
         }
         let model = dp.model(0).ok_or_else(lost)?.valid();
-        let valid = evaluate_model(&model, data.task, &data.valid, &device0);
-        let test = evaluate_model(&model, data.task, &data.test, &device0);
+        let valid = workload.evaluate_with(&model, Split::Valid)?;
+        let test = workload.evaluate_with(&model, Split::Test)?;
         selector.record(epoch, loss, valid.clone(), test)?;
         progress(EpochReport {
             epoch,
@@ -312,33 +324,56 @@ fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
     selector.finish(start.elapsed().as_secs_f64())
 }
 
+/// Checks `req`'s parameters and loads its sequence dataset.
 pub(crate) fn seq_dataset(req: &TrialRequest) -> Result<SeqDataset, TrainError> {
-    if req.model != "late-fusion" {
-        return Err(TrainError::InvalidParam {
-            key: "model".into(),
-            message: format!(
-                "data parallelism and seed fusion support `late-fusion`, not `{}`",
-                req.model
-            ),
-        });
-    }
     let accepted = crate::models::accepted_params(&req.model)
         .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
     req.params.check_known(&req.model, &accepted)?;
     let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
     match load_dataset(&req.dataset, req.seed, valid_fraction)? {
         LoadedDataset::Seq(d) => Ok(d),
-        _ => Err(TrainError::Dataset(
-            "late-fusion trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues"
-                .into(),
-        )),
+        _ => Err(TrainError::Dataset(format!(
+            "{} trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues",
+            req.model
+        ))),
     }
 }
 
-/// Runs a `late-fusion` trial data-parallel over `devices` replicas, with
+/// Builds `req`'s workload on the first device (with the plain trainer's
+/// constructor) and runs it on replicas `devices` of backend `B`.
+fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
+    req: &TrialRequest,
+    devices: Vec<B::Device>,
+    reduce: R,
+    progress: &mut dyn FnMut(EpochReport),
+    cancel: &AtomicBool,
+) -> Result<TrialOutcome, TrainError> {
+    let _guard = training_guard();
+    let data = seq_dataset(req)?;
+    let device0 = &devices[0];
+    match req.model.as_str() {
+        "late-fusion" => {
+            let w = crate::models::late_fusion::LateFusionWorkload::<B>::new(req, data, device0)?;
+            run_loop(req, w, &devices, reduce, progress, cancel)
+        }
+        "fdcmdie" => {
+            let w = crate::models::fdcmdie::FdCmdieWorkload::<B>::new(req, data, device0)?;
+            run_loop(req, w, &devices, reduce, progress, cancel)
+        }
+        other => Err(TrainError::InvalidParam {
+            key: "gpus_per_trial".into(),
+            message: format!(
+                "data parallelism supports late-fusion and fdcmdie, not `{other}`; use gpus_per_trial = 1"
+            ),
+        }),
+    }
+}
+
+/// Runs a trial data-parallel over `devices` replicas, with
 /// [`crate::trainer::run_trial`]'s protocol (same dataset, initialisation,
-/// data order and epoch selection; only the batch is split). On the CPU
-/// backend the replicas are threads; on CUDA, GPUs `0..devices`.
+/// data order, contrastive samples and epoch selection; only the batch is
+/// split). On the CPU backend the replicas are threads; on CUDA, GPUs
+/// `0..devices`.
 pub fn run_data_parallel(
     req: &TrialRequest,
     backend: BackendKind,
@@ -381,5 +416,19 @@ pub fn run_data_parallel(
                 .err()
                 .unwrap_or_default(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_ranges;
+
+    #[test]
+    fn shards_are_contiguous_and_cover_the_batch() {
+        assert_eq!(shard_ranges(33, 2), vec![0..17, 17..33]);
+        assert_eq!(shard_ranges(10, 3), vec![0..4, 4..8, 8..10]);
+        assert_eq!(shard_ranges(1, 2), vec![0..1]);
+        assert_eq!(shard_ranges(0, 2), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(shard_ranges(4, 1), vec![0..4]);
     }
 }
