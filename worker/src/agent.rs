@@ -499,7 +499,7 @@ fn train_group(
                         return Err(TrainError::InvalidParam {
                             key: "gpus_per_trial".into(),
                             message: format!(
-                                "data parallelism is implemented for late-fusion and fdcmdie, not `{}`",
+                                "data parallelism is not implemented for `{}`",
                                 req.model
                             ),
                         });

@@ -108,7 +108,7 @@ impl SweepSpec {
                 "resources",
                 "gpus_per_trial",
                 format!(
-                    "data parallelism (gpus_per_trial = {}) is implemented for `late-fusion` and `fdcmdie`, not `{}`; use gpus_per_trial = 1 (and trials_per_gpu to pack small trials)",
+                    "data parallelism (gpus_per_trial = {}) is not implemented for `{}`; use gpus_per_trial = 1 (and trials_per_gpu to pack small trials)",
                     self.resources.gpus_per_trial, self.model.name
                 ),
             ));

@@ -140,6 +140,35 @@ where
     Ok(())
 }
 
+/// Adds every parameter gradient of `from` into `into` (registering those
+/// `into` lacks), for the parameters of `model`.
+pub fn add_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    into: &mut GradientsParams,
+    mut from: GradientsParams,
+) {
+    struct Add<'a> {
+        into: &'a mut GradientsParams,
+        from: &'a mut GradientsParams,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let id = param.id;
+            if let Some(g) = self.from.remove::<B::InnerBackend, D>(id) {
+                let sum = match self.into.remove::<B::InnerBackend, D>(id) {
+                    Some(h) => h + g,
+                    None => g,
+                };
+                self.into.register(id, sum);
+            }
+        }
+    }
+    model.visit(&mut Add {
+        into,
+        from: &mut from,
+    });
+}
+
 /// First pass: takes every parameter's gradient out of every replica's
 /// set, flattened (zeros where a replica has none).
 struct Gather<'a, B: AutodiffBackend> {

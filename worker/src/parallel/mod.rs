@@ -62,7 +62,9 @@ pub fn supports_fusion(req: &crate::trainer::TrialRequest) -> bool {
 }
 
 /// Models whose trials can train data-parallel (`gpus_per_trial > 1`):
-/// `late-fusion` and `fdcmdie` (see [`data_parallel`]).
+/// every model of the registry (see [`data_parallel`]); a model added
+/// without a data-parallel trainer answers `false` here and is refused at
+/// submit time.
 pub fn supports_data_parallel(model: &str) -> bool {
-    matches!(model, "late-fusion" | "fdcmdie")
+    matches!(model, "late-fusion" | "fdcmdie" | "mmic" | "mmdfn")
 }

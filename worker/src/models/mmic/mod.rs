@@ -86,7 +86,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
@@ -98,6 +98,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
+use crate::parallel::data_parallel::ReplicaOptim;
 use crate::params::Params;
 use crate::trainer::{Split, TrainError, TrialRequest, Workload};
 
@@ -346,23 +347,166 @@ pub struct LossParts {
 
 type Optim<B> = OptimizerAdaptor<Adam, Mmic<B>, B>;
 
+/// MMIC's two optimisers as one update: the network's Adam (coupled L2,
+/// optional clip-norm) on every gradient except the mutual-information
+/// heads', and the heads' own Adam (`mi_lr`, weight decay 1e-4, clip-norm
+/// 1) on theirs (stage 0 of the MMIM update). Used by the plain and the
+/// data-parallel trainer.
+#[derive(Clone)]
+pub struct MmicOptim<B: AutodiffBackend> {
+    main: Optim<B>,
+    mi: Optim<B>,
+    mi_lr: f64,
+}
+
+impl<B: AutodiffBackend> ReplicaOptim<B, Mmic<B>> for MmicOptim<B> {
+    fn update(&mut self, lr: f64, model: Mmic<B>, mut grads: GradientsParams) -> Mmic<B> {
+        struct TakeHeads<'a> {
+            from: &'a mut GradientsParams,
+            into: GradientsParams,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for TakeHeads<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(g) = self.from.remove::<B::InnerBackend, D>(param.id) {
+                    self.into.register(param.id, g);
+                }
+            }
+        }
+        let mut heads = TakeHeads {
+            from: &mut grads,
+            into: GradientsParams::new(),
+        };
+        model.mi.visit(&mut heads);
+        let heads = heads.into;
+        let model = self.main.step(lr, model, grads);
+        if heads.is_empty() {
+            model
+        } else {
+            self.mi.step(self.mi_lr, model, heads)
+        }
+    }
+}
+
 pub struct MmicWorkload<B: AutodiffBackend> {
-    model: Option<Mmic<B>>,
-    optim: Optim<B>,
-    optim_mi: Optim<B>,
-    data: ErcDataset,
-    cfg: MmicConfig,
-    class_weights: Vec<f32>,
-    device: B::Device,
+    pub(crate) model: Option<Mmic<B>>,
+    pub(crate) optim: MmicOptim<B>,
+    pub(crate) data: ErcDataset,
+    pub(crate) cfg: MmicConfig,
+    pub(crate) class_weights: Vec<f32>,
+    pub(crate) device: B::Device,
     rng: ChaCha8Rng,
     /// Previous batch's detached ỹ per BA head, `[negative, non-negative]`.
-    memory: Vec<[Option<Tensor<B, 2>>; 2]>,
+    pub(crate) memory: Memory<B>,
     /// Loss parts of the last training step.
     pub last: LossParts,
 }
 
+/// The BA entropy's memory: per BA head, the previous batch's detached ỹ of
+/// the negative and the non-negative group.
+pub(crate) type Memory<B> = Vec<[Option<Tensor<B, 2>>; 2]>;
+
 fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f64 {
     t.clone().into_scalar().elem::<f64>()
+}
+
+/// The auxiliary losses of one batch from its features — the fusion `f`
+/// `[N, 900]`, the graph inputs `e` `[N, hidden]` ×3 — and labels: returns
+/// `α·L_SCL + β·L_CPC + ζ·L_BA` (None when all are off) and the stage-0 MI
+/// loss of the BA heads (None without BA), and fills `parts`. Every term
+/// is computed over the whole batch (in-batch negatives, valence groups),
+/// which is why data parallelism gathers the features before calling it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn aux_losses<B: AutodiffBackend>(
+    cfg: &MmicConfig,
+    memory: &mut Memory<B>,
+    model: &Mmic<B>,
+    f: Tensor<B, 2>,
+    e: [Tensor<B, 2>; 3],
+    labels: &[usize],
+    dev: &B::Device,
+    parts: &mut LossParts,
+) -> (Option<Tensor<B, 1>>, Option<Tensor<B, 1>>) {
+    let n = labels.len();
+    let mut loss: Option<Tensor<B, 1>> = None;
+    let add = |loss: &mut Option<Tensor<B, 1>>, t: Tensor<B, 1>| {
+        *loss = Some(match loss.take() {
+            None => t,
+            Some(l) => l + t,
+        });
+    };
+    if cfg.alpha > 0.0 {
+        let scl = losses::supcon_loss(f.clone(), labels, cfg.tau, true);
+        parts.scl = scalar(&scl);
+        add(&mut loss, scl * cfg.alpha);
+    }
+    if cfg.beta > 0.0 {
+        let mut cpc: Option<Tensor<B, 1>> = None;
+        for m in 0..3 {
+            let pred = model.net.cpc[m].forward(f.clone());
+            add(&mut cpc, losses::cpc_loss(e[m].clone(), pred));
+        }
+        if let Some(cpc) = cpc {
+            parts.cpc = scalar(&cpc);
+            add(&mut loss, cpc * cfg.beta);
+        }
+    }
+    let mut mi_loss = None;
+    if cfg.zeta > 0.0 {
+        let x = e[2].clone();
+        let neg_rows: Vec<i64> = (0..n)
+            .filter(|&i| cfg.negative[labels[i]])
+            .map(|i| i as i64)
+            .collect();
+        let pos_rows: Vec<i64> = (0..n)
+            .filter(|&i| !cfg.negative[labels[i]])
+            .map(|i| i as i64)
+            .collect();
+        let mut ba: Option<Tensor<B, 1>> = None;
+        let mut stage0: Option<Tensor<B, 1>> = None;
+        for (k, m) in [0usize, 1].into_iter().enumerate() {
+            let head = &model.mi.heads[k];
+            let y = e[m].clone();
+            let (mu, lv) = head.predict(x.clone(), true);
+            let lld = losses::gaussian_lld(mu, lv, y.clone());
+            let yt = head.project(y.clone());
+            let mut groups = Vec::new();
+            let mut new_mem: [Option<Tensor<B, 2>>; 2] = [None, None];
+            for (g, rows) in [&neg_rows, &pos_rows].into_iter().enumerate() {
+                let mut parts_g = Vec::new();
+                if !rows.is_empty() {
+                    let sel = yt.clone().select(
+                        0,
+                        Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), dev),
+                    );
+                    new_mem[g] = Some(sel.clone().detach());
+                    parts_g.push(sel);
+                }
+                if let Some(mem) = &memory[k][g] {
+                    parts_g.push(mem.clone());
+                }
+                if !parts_g.is_empty() {
+                    groups.push(Tensor::cat(parts_g, 0));
+                }
+            }
+            memory[k] = new_mem;
+            let mut term = lld.neg();
+            if let Some(h) = losses::gmm_entropy(groups, 1e-4) {
+                term = term - h;
+            }
+            add(&mut ba, term);
+            let (mu0, lv0) = head.predict(x.clone().detach(), false);
+            add(
+                &mut stage0,
+                losses::gaussian_lld(mu0, lv0, y.detach()).neg(),
+            );
+        }
+        if let Some(ba) = ba {
+            parts.ba = scalar(&ba);
+            add(&mut loss, ba * cfg.zeta);
+        }
+        mi_loss = stage0;
+    }
+    (loss, mi_loss)
 }
 
 impl<B: AutodiffBackend> MmicWorkload<B> {
@@ -404,20 +548,23 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         let model = Mmic::new(&cfg.net, device);
         let clip =
             (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip as f32));
-        let optim = AdamConfig::new()
+        let main = AdamConfig::new()
             .with_weight_decay(
                 (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
             )
             .with_grad_clipping(clip)
             .init::<B, Mmic<B>>();
-        let optim_mi = AdamConfig::new()
+        let mi = AdamConfig::new()
             .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
             .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
             .init::<B, Mmic<B>>();
         Ok(Self {
             model: Some(model),
-            optim,
-            optim_mi,
+            optim: MmicOptim {
+                main,
+                mi,
+                mi_lr: cfg.mi_lr,
+            },
             data,
             cfg,
             class_weights,
@@ -436,101 +583,47 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         self.model.as_ref()
     }
 
+    /// Whether the loss has a batch-wide term (SCL, CPC or BA).
+    pub fn has_aux_losses(&self) -> bool {
+        self.cfg.alpha > 0.0 || self.cfg.beta > 0.0 || self.cfg.zeta > 0.0
+    }
+
+    /// The task loss of one batch: cross-entropy (or focal loss) averaged
+    /// over its utterances.
+    pub(crate) fn task_loss<BB: Backend>(
+        &self,
+        logits: Tensor<BB, 2>,
+        labels: &[usize],
+    ) -> Tensor<BB, 1> {
+        losses::focal_loss(logits, labels, self.cfg.focal_gamma, &self.class_weights)
+    }
+
     /// Main loss and stage-0 MI loss of one batch (training mode).
     fn losses(
         &mut self,
         model: &Mmic<B>,
         hb: &HostBatch,
     ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, LossParts) {
-        let cfg = &self.cfg;
-        let dev = &self.device;
-        let fwd = model.net.forward(hb, &cfg.net, dev);
-        let task = losses::focal_loss(fwd.logits, &hb.labels, cfg.focal_gamma, &self.class_weights);
+        let fwd = model.net.forward(hb, &self.cfg.net, &self.device);
+        let task = self.task_loss(fwd.logits, &hb.labels);
         let mut parts = LossParts {
             task: scalar(&task),
             ..Default::default()
         };
-        let mut loss = task;
-        if cfg.alpha > 0.0 {
-            let scl = losses::supcon_loss(fwd.f.clone(), &hb.labels, cfg.tau, true);
-            parts.scl = scalar(&scl);
-            loss = loss + scl * cfg.alpha;
-        }
-        if cfg.beta > 0.0 {
-            let mut cpc: Option<Tensor<B, 1>> = None;
-            for m in 0..3 {
-                let pred = model.net.cpc[m].forward(fwd.f.clone());
-                let l = losses::cpc_loss(fwd.e[m].clone(), pred);
-                cpc = Some(match cpc {
-                    None => l,
-                    Some(c) => c + l,
-                });
-            }
-            if let Some(cpc) = cpc {
-                parts.cpc = scalar(&cpc);
-                loss = loss + cpc * cfg.beta;
-            }
-        }
-        let mut mi_loss = None;
-        if cfg.zeta > 0.0 {
-            let x = fwd.e[2].clone();
-            let neg_rows: Vec<i64> = (0..hb.n)
-                .filter(|&i| cfg.negative[hb.labels[i]])
-                .map(|i| i as i64)
-                .collect();
-            let pos_rows: Vec<i64> = (0..hb.n)
-                .filter(|&i| !cfg.negative[hb.labels[i]])
-                .map(|i| i as i64)
-                .collect();
-            let mut ba: Option<Tensor<B, 1>> = None;
-            let mut stage0: Option<Tensor<B, 1>> = None;
-            for (k, m) in [0usize, 1].into_iter().enumerate() {
-                let head = &model.mi.heads[k];
-                let y = fwd.e[m].clone();
-                let (mu, lv) = head.predict(x.clone(), true);
-                let lld = losses::gaussian_lld(mu, lv, y.clone());
-                let yt = head.project(y.clone());
-                let mut groups = Vec::new();
-                let mut new_mem: [Option<Tensor<B, 2>>; 2] = [None, None];
-                for (g, rows) in [&neg_rows, &pos_rows].into_iter().enumerate() {
-                    let mut parts_g = Vec::new();
-                    if !rows.is_empty() {
-                        let sel = yt.clone().select(
-                            0,
-                            Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), dev),
-                        );
-                        new_mem[g] = Some(sel.clone().detach());
-                        parts_g.push(sel);
-                    }
-                    if let Some(mem) = &self.memory[k][g] {
-                        parts_g.push(mem.clone());
-                    }
-                    if !parts_g.is_empty() {
-                        groups.push(Tensor::cat(parts_g, 0));
-                    }
-                }
-                self.memory[k] = new_mem;
-                let mut term = lld.neg();
-                if let Some(h) = losses::gmm_entropy(groups, 1e-4) {
-                    term = term - h;
-                }
-                ba = Some(match ba {
-                    None => term,
-                    Some(b) => b + term,
-                });
-                let (mu0, lv0) = head.predict(x.clone().detach(), false);
-                let l0 = losses::gaussian_lld(mu0, lv0, y.detach()).neg();
-                stage0 = Some(match stage0 {
-                    None => l0,
-                    Some(s) => s + l0,
-                });
-            }
-            if let Some(ba) = ba {
-                parts.ba = scalar(&ba);
-                loss = loss + ba * cfg.zeta;
-            }
-            mi_loss = stage0;
-        }
+        let (aux, mi_loss) = aux_losses(
+            &self.cfg,
+            &mut self.memory,
+            model,
+            fwd.f,
+            fwd.e,
+            &hb.labels,
+            &self.device,
+            &mut parts,
+        );
+        let loss = match aux {
+            Some(a) => task + a,
+            None => task,
+        };
         parts.total = scalar(&loss);
         (loss, mi_loss, parts)
     }
@@ -543,21 +636,29 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
         let hb = HostBatch::new(dialogues, self.data.dims);
         let (loss, mi_loss, parts) = self.losses(&model, &hb);
-        let has_mi = mi_loss.is_some();
         let objective = match mi_loss {
             Some(m) => loss + m,
             None => loss,
         };
-        let mut grads = objective.backward();
-        let g_main = GradientsParams::from_module(&mut grads, &model.net);
-        let g_mi = GradientsParams::from_module(&mut grads, &model.mi);
-        let mut model = self.optim.step(self.cfg.lr, model, g_main);
-        if has_mi {
-            model = self.optim_mi.step(self.cfg.mi_lr, model, g_mi);
-        }
-        self.model = Some(model);
+        let grads = GradientsParams::from_grads(objective.backward(), &model);
+        self.model = Some(self.optim.update(self.cfg.lr, model, grads));
         self.last = parts.clone();
         Ok(parts)
+    }
+
+    /// The next epoch's batches (indices of non-empty training dialogues,
+    /// reshuffled from the trial's RNG, `batch_size` dialogues each); resets
+    /// the BA memory, as every epoch starts without one.
+    pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        self.memory = vec![[None, None], [None, None]];
+        let mut order: Vec<usize> = (0..self.data.train.len())
+            .filter(|&i| !self.data.train[i].is_empty())
+            .collect();
+        order.shuffle(&mut self.rng);
+        order
+            .chunks(self.cfg.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
     }
 
     /// Predicted class of every utterance of `dialogues`, in order.
@@ -567,6 +668,15 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             .as_ref()
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
+        Ok(self.predict_with(&model, dialogues))
+    }
+
+    /// Predictions of `model` on `dialogues`.
+    pub(crate) fn predict_with(
+        &self,
+        model: &Mmic<B::InnerBackend>,
+        dialogues: &[Dialogue],
+    ) -> Vec<usize> {
         let mut preds = Vec::new();
         let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
         for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
@@ -575,22 +685,37 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             let arg = fwd.logits.argmax(1).into_data();
             preds.extend(arg.iter::<i64>().map(|x| x as usize));
         }
-        Ok(preds)
+        preds
+    }
+
+    /// Classification metrics of `model` on `which`.
+    pub(crate) fn evaluate_with(
+        &self,
+        model: &Mmic<B::InnerBackend>,
+        which: Split,
+    ) -> BTreeMap<String, f64> {
+        let dialogues = match which {
+            Split::Train => &self.data.train,
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
+        };
+        let preds = self.predict_with(model, dialogues);
+        let truth: Vec<usize> = dialogues
+            .iter()
+            .flat_map(|d| d.labels.iter().copied())
+            .collect();
+        classification_metrics(&truth, &preds, self.data.n_classes)
     }
 }
 
 impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
-        self.memory = vec![[None, None], [None, None]];
-        let mut order: Vec<usize> = (0..self.data.train.len())
-            .filter(|&i| !self.data.train[i].is_empty())
-            .collect();
-        order.shuffle(&mut self.rng);
+        let batches = self.epoch_batches();
         let train = std::mem::take(&mut self.data.train);
         let mut total = 0.0;
         let mut steps = 0usize;
         let mut result = Ok(());
-        for (step, idx) in order.chunks(self.cfg.batch_size).enumerate() {
+        for (step, idx) in batches.iter().enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 result = Err(TrainError::Cancelled);
                 break;
@@ -622,17 +747,12 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
-        let dialogues = match which {
-            Split::Train => &self.data.train,
-            Split::Valid => &self.data.valid,
-            Split::Test => &self.data.test,
-        };
-        let preds = self.predict(dialogues)?;
-        let truth: Vec<usize> = dialogues
-            .iter()
-            .flat_map(|d| d.labels.iter().copied())
-            .collect();
-        Ok(classification_metrics(&truth, &preds, self.data.n_classes))
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| TrainError::Backend("model lost".into()))?
+            .valid();
+        Ok(self.evaluate_with(&model, which))
     }
 }
 

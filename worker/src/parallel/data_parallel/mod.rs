@@ -36,13 +36,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use sigsweep_data::seq::SeqDataset;
 
-use super::allreduce::{AllReduce, InProcessAllReduce, all_reduce_grads};
+use super::allreduce::{AllReduce, InProcessAllReduce, add_grads, all_reduce_grads};
 use super::{Selector, training_guard};
 use crate::backend::BackendKind;
 use crate::trainer::{
@@ -51,6 +52,7 @@ use crate::trainer::{
 
 mod fdcmdie;
 mod late_fusion;
+mod mmic;
 
 /// Forces every lazily initialised parameter of `model` to take its value
 /// (in the module's visiting order). Call before cloning a model into
@@ -67,10 +69,37 @@ pub fn materialize<B: Backend, M: Module<B>>(model: &M) {
     model.visit(&mut Touch);
 }
 
+/// How a replica updates its model from gradients: a burn optimiser
+/// (`OptimizerAdaptor`: Adam, AdamW, SGD…), or a model's composite of
+/// several (MMIC steps its mutual-information heads with their own
+/// optimiser).
+pub trait ReplicaOptim<B: AutodiffBackend, M>: Clone + Send {
+    fn update(&mut self, lr: f64, model: M, grads: GradientsParams) -> M;
+}
+
+impl<B, M, O> ReplicaOptim<B, M> for OptimizerAdaptor<O, M, B>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: SimpleOptimizer<B::InnerBackend>,
+{
+    fn update(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
+        self.step(lr, model, grads)
+    }
+}
+
 struct Replica<B: AutodiffBackend, M, O> {
     device: B::Device,
     model: Option<M>,
     optim: O,
+}
+
+/// The part of a replica's forward pass that [`DataParallel::step_gathered`]
+/// keeps until the batch-wide loss is known: the replica's share of the
+/// per-sample loss and its rows of the features the batch-wide loss reads.
+pub struct LocalPart<B: AutodiffBackend> {
+    pub loss: Tensor<B, 1>,
+    pub features: Vec<Tensor<B, 2>>,
 }
 
 /// `g` replicas of a model kept identical by all-reduced gradients.
@@ -84,7 +113,7 @@ impl<B, M, O, R> DataParallel<B, M, O, R>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
+    O: ReplicaOptim<B, M>,
     R: AllReduce<B::InnerBackend>,
 {
     /// Forks `model` onto every device (materialising its parameters first)
@@ -125,6 +154,46 @@ where
         self.devices.get(i)
     }
 
+    /// Runs `f` on replica `i` with `inputs[i]` for every input (at most one
+    /// per replica): replica 0 on the calling thread, the others on their
+    /// own threads (each drives its own device). Results in replica order.
+    fn on_replicas<T, U, F>(&mut self, inputs: Vec<T>, f: F) -> Result<Vec<U>, TrainError>
+    where
+        T: Send,
+        U: Send,
+        F: Fn(&mut Replica<B, M, O>, T) -> Result<U, TrainError> + Sync,
+    {
+        if inputs.len() > self.replicas.len() {
+            return Err(TrainError::Backend(format!(
+                "{} shards for {} replicas",
+                inputs.len(),
+                self.replicas.len()
+            )));
+        }
+        let mut inputs = inputs.into_iter();
+        let first = inputs.next();
+        let f = &f;
+        let results: Vec<Result<U, TrainError>> = std::thread::scope(|scope| {
+            let (head, rest) = self.replicas.split_at_mut(1);
+            let handles: Vec<_> = rest
+                .iter_mut()
+                .zip(inputs)
+                .map(|(replica, input)| scope.spawn(move || f(replica, input)))
+                .collect();
+            let mut out = Vec::with_capacity(handles.len() + 1);
+            if let Some(input) = first {
+                out.push(f(&mut head[0], input));
+            }
+            for h in handles {
+                out.push(h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Backend("a replica thread panicked".into()))
+                }));
+            }
+            out
+        });
+        results.into_iter().collect()
+    }
+
     /// One training step. `shards[i]` goes to replica `i` (at most one shard
     /// per replica; missing ones contribute zero gradients); `loss(model,
     /// shard, device)` must return that shard's share of the full-batch mean
@@ -135,95 +204,154 @@ where
         S: Send,
         F: Fn(&M, S, &B::Device) -> Tensor<B, 1> + Sync,
     {
-        if shards.len() > self.replicas.len() {
-            return Err(TrainError::Backend(format!(
-                "{} shards for {} replicas",
-                shards.len(),
-                self.replicas.len()
-            )));
-        }
-        let forward_backward = |replica: &mut Replica<B, M, O>,
-                                shard: S|
-         -> Result<(f64, GradientsParams), TrainError> {
+        let results = self.on_replicas(shards, |replica, shard| {
             let model = replica.model.as_ref().ok_or_else(lost)?;
             let l = loss(model, shard, &replica.device);
             let value = l.clone().into_scalar().elem::<f64>();
-            let grads = GradientsParams::from_grads(l.backward(), model);
-            Ok((value, grads))
-        };
-        let mut shards = shards.into_iter();
-        let first = shards.next();
-        let results: Vec<Result<(f64, GradientsParams), TrainError>> =
-            std::thread::scope(|scope| {
-                let (head, rest) = self.replicas.split_at_mut(1);
-                let forward_backward = &forward_backward;
-                let handles: Vec<_> = rest
-                    .iter_mut()
-                    .zip(shards)
-                    .map(|(replica, shard)| scope.spawn(move || forward_backward(replica, shard)))
+            Ok((value, GradientsParams::from_grads(l.backward(), model)))
+        })?;
+        let total: f64 = results.iter().map(|(v, _)| v).sum();
+        if !total.is_finite() {
+            return Ok(total);
+        }
+        self.reduce_and_apply(lr, results.into_iter().map(|(_, g)| g).collect())?;
+        Ok(total)
+    }
+
+    /// One training step for a loss with a per-sample part and a part over
+    /// the whole batch (in-batch contrastive, mutual-information terms):
+    ///
+    /// 1. every replica runs `local(model, shard, device)`: its share of the
+    ///    per-sample loss and its rows of the features the batch-wide loss
+    ///    reads (feature `k` of every replica has the same columns);
+    /// 2. the features are gathered on replica 0's device in shard order
+    ///    (= batch order for contiguous shards) as new leaf tensors, and
+    ///    `global(model 0, gathered)` returns the batch-wide objective and
+    ///    the value it adds to the reported loss (`None`: no such term);
+    ///    its backward pass gives the gradient of every gathered feature and
+    ///    of the parameters `global` used directly (heads of replica 0);
+    /// 3. every replica back-propagates its local loss plus
+    ///    `Σ_k ⟨features_k, ∂objective/∂features_k⟩` over its rows, which is
+    ///    the chain rule through its own forward pass;
+    /// 4. replica 0 adds the head gradients, and the sums are all-reduced
+    ///    and applied as in [`Self::step`].
+    ///
+    /// The result is the full-batch gradient, so replicas equal one device
+    /// training on the whole batch. Returns the reported loss; when it is
+    /// not finite no update is applied.
+    pub fn step_gathered<S, F, G>(
+        &mut self,
+        lr: f64,
+        shards: Vec<S>,
+        local: F,
+        global: G,
+    ) -> Result<f64, TrainError>
+    where
+        S: Send,
+        F: Fn(&M, S, &B::Device) -> LocalPart<B> + Sync,
+        G: FnOnce(&M, Vec<Tensor<B, 2>>) -> Option<(Tensor<B, 1>, f64)>,
+        LocalPart<B>: Send,
+    {
+        let parts = self.on_replicas(shards, |replica, shard| {
+            let model = replica.model.as_ref().ok_or_else(lost)?;
+            Ok(local(model, shard, &replica.device))
+        })?;
+        let mut total: f64 = parts
+            .iter()
+            .map(|p| p.loss.clone().into_scalar().elem::<f64>())
+            .sum();
+        let root = self.devices[0].clone();
+        let n_features = parts.first().map_or(0, |p| p.features.len());
+        let rows: Vec<usize> = parts
+            .iter()
+            .map(|p| p.features.first().map_or(0, |f| f.dims()[0]))
+            .collect();
+        let leaves: Vec<Tensor<B, 2>> = (0..n_features)
+            .map(|k| {
+                let pieces = parts
+                    .iter()
+                    .map(|p| p.features[k].clone().inner().to_device(&root))
                     .collect();
-                let mut out = Vec::with_capacity(handles.len() + 1);
-                if let Some(shard) = first {
-                    out.push(forward_backward(&mut head[0], shard));
-                }
-                for h in handles {
-                    out.push(h.join().unwrap_or_else(|_| {
-                        Err(TrainError::Backend("a replica thread panicked".into()))
-                    }));
-                }
-                out
-            });
-        let mut total = 0.0;
-        let mut grads = Vec::with_capacity(self.replicas.len());
-        for r in results {
-            let (value, g) = r?;
+                Tensor::from_inner(Tensor::cat(pieces, 0)).require_grad()
+            })
+            .collect();
+        let model0 = self.replicas[0].model.as_ref().ok_or_else(lost)?;
+        let mut feature_grads: Vec<Option<Tensor<B::InnerBackend, 2>>> = vec![None; n_features];
+        let mut head_grads = None;
+        if let Some((objective, value)) = global(model0, leaves.clone()) {
             total += value;
-            grads.push(g);
+            if !total.is_finite() {
+                return Ok(total);
+            }
+            let grads = objective.backward();
+            for (g, leaf) in feature_grads.iter_mut().zip(&leaves) {
+                *g = leaf.grad(&grads);
+            }
+            head_grads = Some(GradientsParams::from_grads(grads, model0));
         }
         if !total.is_finite() {
             return Ok(total);
         }
+        // Each replica's rows of every feature gradient, on its device.
+        let mut offset = 0;
+        let inputs: Vec<(LocalPart<B>, Vec<Option<Tensor<B::InnerBackend, 2>>>)> = parts
+            .into_iter()
+            .zip(&rows)
+            .zip(&self.devices)
+            .map(|((part, &n), device)| {
+                let slices = feature_grads
+                    .iter()
+                    .map(|g| {
+                        g.as_ref()
+                            .map(|g| g.clone().narrow(0, offset, n).to_device(device))
+                    })
+                    .collect();
+                offset += n;
+                (part, slices)
+            })
+            .collect();
+        let mut grads = self.on_replicas(inputs, |replica, (part, slices)| {
+            let model = replica.model.as_ref().ok_or_else(lost)?;
+            let mut objective = part.loss;
+            for (feature, g) in part.features.into_iter().zip(slices) {
+                if let Some(g) = g {
+                    objective = objective + (feature * Tensor::from_inner(g)).sum();
+                }
+            }
+            Ok(GradientsParams::from_grads(objective.backward(), model))
+        })?;
+        if let (Some(head), Some(first), Some(model0)) = (
+            head_grads,
+            grads.first_mut(),
+            self.replicas[0].model.as_ref(),
+        ) {
+            add_grads::<B, M>(model0, first, head);
+        }
+        self.reduce_and_apply(lr, grads)?;
+        Ok(total)
+    }
+
+    /// All-reduces one gradient set per replica (missing ones are zeros)
+    /// and applies the same update on every replica.
+    fn reduce_and_apply(
+        &mut self,
+        lr: f64,
+        mut grads: Vec<GradientsParams>,
+    ) -> Result<(), TrainError> {
         grads.resize_with(self.replicas.len(), GradientsParams::new);
         let template = self.replicas[0].model.as_ref().ok_or_else(lost)?;
         all_reduce_grads::<B, M, R>(template, &mut grads, &self.devices, &self.reduce)?;
-
-        // The same update on every replica, each on its own thread/device.
-        let outcomes: Vec<Result<(), TrainError>> = std::thread::scope(|scope| {
-            let mut replicas = self.replicas.iter_mut();
-            let mut grads = grads.into_iter();
-            let head = replicas.next().zip(grads.next());
-            let handles: Vec<_> = replicas
-                .zip(grads)
-                .map(|(replica, g)| scope.spawn(move || apply(replica, lr, g)))
-                .collect();
-            let mut out = Vec::with_capacity(handles.len() + 1);
-            if let Some((replica, g)) = head {
-                out.push(apply(replica, lr, g));
-            }
-            for h in handles {
-                out.push(h.join().unwrap_or_else(|_| {
-                    Err(TrainError::Backend("a replica thread panicked".into()))
-                }));
-            }
-            out
-        });
-        outcomes.into_iter().collect::<Result<Vec<()>, _>>()?;
-        Ok(total)
+        self.on_replicas(grads, |replica, g| {
+            let model = replica.model.take().ok_or_else(lost)?;
+            replica.model = Some(replica.optim.update(lr, model, g));
+            Ok(())
+        })?;
+        Ok(())
     }
 }
 
 fn lost() -> TrainError {
     TrainError::Backend("model lost after a failed step".into())
-}
-
-fn apply<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
-    replica: &mut Replica<B, M, O>,
-    lr: f64,
-    grads: GradientsParams,
-) -> Result<(), TrainError> {
-    let model = replica.model.take().ok_or_else(lost)?;
-    replica.model = Some(replica.optim.step(lr, model, grads));
-    Ok(())
 }
 
 /// Contiguous shards of a batch of `n` samples over `g` replicas: chunks of
@@ -239,7 +367,7 @@ pub(crate) fn shard_ranges(n: usize, g: usize) -> Vec<Range<usize>> {
 /// shuffle and sampling RNGs) and draws its batches the same way.
 pub(crate) trait Sharded<B: AutodiffBackend> {
     type Model: AutodiffModule<B>;
-    type Optim: Optimizer<Self::Model, B>;
+    type Optim: ReplicaOptim<B, Self::Model>;
     /// Takes the freshly built model and its optimiser out of the workload.
     fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError>;
     /// The next epoch's batches (sample indices), as the plain trainer
@@ -324,13 +452,18 @@ where
     selector.finish(start.elapsed().as_secs_f64())
 }
 
-/// Checks `req`'s parameters and loads its sequence dataset.
-pub(crate) fn seq_dataset(req: &TrialRequest) -> Result<SeqDataset, TrainError> {
+/// Checks `req`'s parameters and loads its dataset.
+fn checked_dataset(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
     let accepted = crate::models::accepted_params(&req.model)
         .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
     req.params.check_known(&req.model, &accepted)?;
     let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
-    match load_dataset(&req.dataset, req.seed, valid_fraction)? {
+    Ok(load_dataset(&req.dataset, req.seed, valid_fraction)?)
+}
+
+/// Checks `req`'s parameters and loads its sequence dataset.
+pub(crate) fn seq_dataset(req: &TrialRequest) -> Result<SeqDataset, TrainError> {
+    match checked_dataset(req)? {
         LoadedDataset::Seq(d) => Ok(d),
         _ => Err(TrainError::Dataset(format!(
             "{} trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues",
@@ -349,21 +482,35 @@ fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
     cancel: &AtomicBool,
 ) -> Result<TrialOutcome, TrainError> {
     let _guard = training_guard();
-    let data = seq_dataset(req)?;
     let device0 = &devices[0];
     match req.model.as_str() {
+        "mmic" | "mmdfn" => {
+            let data = match checked_dataset(req)? {
+                LoadedDataset::Erc(d) => d,
+                LoadedDataset::Seq(_) => {
+                    return Err(TrainError::Dataset(format!(
+                        "{} trains on dialogue datasets (synthetic erc, iemocap, meld, m3ed), not sequences",
+                        req.model
+                    )));
+                }
+            };
+            let w = crate::models::mmic::MmicWorkload::<B>::new(req, data, device0)?;
+            run_loop(req, w, &devices, reduce, progress, cancel)
+        }
         "late-fusion" => {
+            let data = seq_dataset(req)?;
             let w = crate::models::late_fusion::LateFusionWorkload::<B>::new(req, data, device0)?;
             run_loop(req, w, &devices, reduce, progress, cancel)
         }
         "fdcmdie" => {
+            let data = seq_dataset(req)?;
             let w = crate::models::fdcmdie::FdCmdieWorkload::<B>::new(req, data, device0)?;
             run_loop(req, w, &devices, reduce, progress, cancel)
         }
         other => Err(TrainError::InvalidParam {
             key: "gpus_per_trial".into(),
             message: format!(
-                "data parallelism supports late-fusion and fdcmdie, not `{other}`; use gpus_per_trial = 1"
+                "data parallelism supports late-fusion, fdcmdie and mmic, not `{other}`; use gpus_per_trial = 1"
             ),
         }),
     }
