@@ -89,6 +89,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if slots > 1 {
         return supervise(settings, &name, backend, &gpus, slots).await;
     }
+    sigsweep_worker::backend::set_cuda_gpus(&gpus);
     let config = AgentConfig {
         coordinator: url,
         name,

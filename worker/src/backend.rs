@@ -133,6 +133,58 @@ fn cuda_available() -> Result<(), String> {
     Err("this sigsweep was built without CUDA support: rebuild with `cargo build --release --features cuda`".into())
 }
 
+/// CUDA device indices of this process's GPUs (see [`set_cuda_gpus`]);
+/// empty = GPU `i` is device `i`.
+static CUDA_ORDINALS: std::sync::RwLock<Vec<usize>> = std::sync::RwLock::new(Vec::new());
+
+/// The CUDA device indices (in this process's view) of a worker's GPUs
+/// `gpus`, given the process's `CUDA_VISIBLE_DEVICES` (`visible`):
+/// - set with exactly one entry per GPU: the process sees exactly its GPUs
+///   (the slot supervisor and Kubernetes' device plugin narrow it so), so
+///   they are devices `0..n` in order, whatever their names;
+/// - otherwise: the ordinals themselves (relative to the visible list, as
+///   CUDA numbers devices) — an unsupervised worker with `--gpus 2,3`
+///   trains on devices 2 and 3.
+pub fn cuda_ordinals(gpus: &[u32], visible: Option<&str>) -> Vec<usize> {
+    let narrowed = visible
+        .and_then(|list| count_visible(list).ok())
+        .is_some_and(|n| n as usize == gpus.len());
+    if narrowed {
+        (0..gpus.len()).collect()
+    } else {
+        gpus.iter().map(|&g| g as usize).collect()
+    }
+}
+
+/// Records which CUDA devices this process trains on: a worker's GPU list
+/// (`--gpus`), mapped by [`cuda_ordinals`] with this process's
+/// `CUDA_VISIBLE_DEVICES`. Call once at start-up, before any training.
+pub fn set_cuda_gpus(gpus: &[u32]) {
+    let ordinals = cuda_ordinals(gpus, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
+    *CUDA_ORDINALS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ordinals;
+}
+
+/// The CUDA device index of this process's `i`-th GPU (a single-GPU trial
+/// uses `i = 0`; a data-parallel trial `0..g`).
+pub fn cuda_ordinal(i: usize) -> usize {
+    CUDA_ORDINALS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(i)
+        .copied()
+        .unwrap_or(i)
+}
+
+/// The burn device of this process's `i`-th GPU.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(i: usize) -> burn::backend::cuda::CudaDevice {
+    burn::backend::cuda::CudaDevice {
+        index: cuda_ordinal(i),
+    }
+}
+
 /// Sets the number of compute threads of the CPU backend (rayon and the
 /// matrix-multiplication pool). Call once, before any training.
 pub fn set_cpu_threads(threads: usize) {
@@ -150,7 +202,21 @@ fn rayon_pool(threads: usize) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::count_visible;
+    use super::{count_visible, cuda_ordinals};
+
+    #[test]
+    fn gpus_map_to_cuda_devices() {
+        // Unsupervised worker, nothing narrowed: the ordinals themselves.
+        assert_eq!(cuda_ordinals(&[2, 3], None), vec![2, 3]);
+        // A slot pinned to physical GPU 3: its only visible device.
+        assert_eq!(cuda_ordinals(&[3], Some("3")), vec![0]);
+        assert_eq!(cuda_ordinals(&[1], Some("GPU-5f3a")), vec![0]);
+        // Narrowed to exactly the worker's GPUs (device plugin).
+        assert_eq!(cuda_ordinals(&[0, 1], Some("4,5")), vec![0, 1]);
+        // More visible than used: relative to the visible list.
+        assert_eq!(cuda_ordinals(&[2, 3], Some("4,5,6,7")), vec![2, 3]);
+        assert_eq!(cuda_ordinals(&[], None), Vec::<usize>::new());
+    }
 
     #[test]
     fn cuda_visible_devices_is_counted_like_the_driver_does() {

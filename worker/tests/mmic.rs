@@ -511,7 +511,8 @@ fn data_parallel_matches_the_plain_trial() {
         ("dropout", Value::Float(0.0)),
         ("epochs", Value::Int(3)),
     ];
-    let cases: Vec<(&str, usize, Vec<(&str, Value)>)> = vec![
+    type Case<'a> = (&'a str, usize, Vec<(&'a str, Value)>);
+    let cases: Vec<Case> = vec![
         ("mmic", 2, vec![("grad_clip", Value::Float(1.0))]),
         (
             "mmic",

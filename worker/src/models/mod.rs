@@ -44,7 +44,9 @@ pub fn build(
     match backend {
         BackendKind::Cpu => build_on::<crate::backend::Cpu>(req, data, &Default::default()),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => build_on::<crate::backend::Cuda>(req, data, &Default::default()),
+        BackendKind::Cuda => {
+            build_on::<crate::backend::Cuda>(req, data, &crate::backend::cuda_device(0))
+        }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(TrainError::Backend(
             crate::backend::check_available(BackendKind::Cuda)

@@ -18,8 +18,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use sigsweep_data::seq::SeqDataset;
-
 use super::{run_data_parallel, run_fused};
 use crate::backend::BackendKind;
 use crate::models::late_fusion::split_metrics;
@@ -57,11 +55,15 @@ fn requests(
         key: "seeds".into(),
         message: "need at least one seed".into(),
     })?;
-    let data = seq_data(template, *first)?;
-    let metric = split_metrics(data.task, &data.valid, &vec![0.0; data.valid.len()])
-        .into_keys()
-        .next()
-        .unwrap_or_default();
+    let metric = match load(template, *first)? {
+        LoadedDataset::Seq(data) => {
+            split_metrics(data.task, &data.valid, &vec![0.0; data.valid.len()])
+                .into_keys()
+                .next()
+                .unwrap_or_default()
+        }
+        LoadedDataset::Erc(_) => "accuracy".to_string(),
+    };
     Ok(seeds
         .iter()
         .map(|&seed| TrialRequest {
@@ -76,17 +78,10 @@ fn requests(
         .collect())
 }
 
-/// The sequence dataset of `template` for `seed` (fused and data-parallel
-/// models train on sequence datasets).
-fn seq_data(template: &TrialRequest, seed: u64) -> Result<SeqDataset, TrainError> {
+/// The dataset of `template` for `seed`.
+fn load(template: &TrialRequest, seed: u64) -> Result<LoadedDataset, TrainError> {
     let valid_fraction = template.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
-    match load_dataset(&template.dataset, seed, valid_fraction)? {
-        LoadedDataset::Seq(d) => Ok(d),
-        LoadedDataset::Erc(_) => Err(TrainError::Dataset(format!(
-            "`{}` trains on dialogues: seed fusion and data parallelism need a sequence model",
-            template.model
-        ))),
-    }
+    load_dataset(&template.dataset, seed, valid_fraction)
 }
 
 fn report(
@@ -112,8 +107,12 @@ fn report(
     }
 }
 
+/// Training samples per epoch: sequences, or utterances of dialogues.
 fn train_samples(req: &TrialRequest) -> Result<usize, TrainError> {
-    Ok(seq_data(req, req.seed)?.train.len())
+    Ok(match load(req, req.seed)? {
+        LoadedDataset::Seq(d) => d.train.len(),
+        LoadedDataset::Erc(d) => d.train.iter().map(|x| x.len()).sum(),
+    })
 }
 
 /// K ordinary trials, one after another.

@@ -14,7 +14,11 @@
 //!   **Invariant: the replicas stay identical** (they start from one
 //!   materialised model and receive bit-identical gradients), so training
 //!   with `g` replicas equals training on one device with the full batch up
-//!   to floating-point summation order.
+//!   to floating-point summation order. Implemented for every model:
+//!   `late-fusion` (samples), `fdcmdie` (anchors with their drawn
+//!   contrastive samples) and `mmic` (whole dialogues; its batch-wide
+//!   contrastive and mutual-information losses run once on gathered
+//!   features, see [`DataParallel::step_gathered`]).
 //! - [`fused`]: the `K` seeds of one configuration train as one batched model
 //!   on one device (HFTA, MLSys 2021): every parameter gets a leading seed
 //!   axis, slice `k` is initialised exactly as the unfused model of seed `k`,

@@ -350,8 +350,8 @@ type Optim<B> = OptimizerAdaptor<Adam, Mmic<B>, B>;
 /// MMIC's two optimisers as one update: the network's Adam (coupled L2,
 /// optional clip-norm) on every gradient except the mutual-information
 /// heads', and the heads' own Adam (`mi_lr`, weight decay 1e-4, clip-norm
-/// 1) on theirs (stage 0 of the MMIM update). Used by the plain and the
-/// data-parallel trainer.
+/// at 1.0) on theirs (stage 0 of the MMIM update). Used by the plain and
+/// the data-parallel trainer.
 #[derive(Clone)]
 pub struct MmicOptim<B: AutodiffBackend> {
     main: Optim<B>,
@@ -441,9 +441,9 @@ pub(crate) fn aux_losses<B: AutodiffBackend>(
     }
     if cfg.beta > 0.0 {
         let mut cpc: Option<Tensor<B, 1>> = None;
-        for m in 0..3 {
-            let pred = model.net.cpc[m].forward(f.clone());
-            add(&mut cpc, losses::cpc_loss(e[m].clone(), pred));
+        for (head, x) in model.net.cpc.iter().zip(&e) {
+            let pred = head.forward(f.clone());
+            add(&mut cpc, losses::cpc_loss(x.clone(), pred));
         }
         if let Some(cpc) = cpc {
             parts.cpc = scalar(&cpc);

@@ -26,9 +26,32 @@
 //!   their draws, so runs with dropout > 0 are not reproducible bit for bit
 //!   (and never equal single-device masks). Equivalence holds for dropout 0.
 //!
+//! Losses with a batch-wide term (in-batch negatives, group statistics) use
+//! [`DataParallel::step_gathered`] instead: the replicas' features are
+//! gathered on the first device, the batch-wide term runs there once, and
+//! its feature gradients flow back into every replica's own backward pass.
+//!
 //! On the CPU backend every device is `NdArrayDevice::Cpu` and the replicas
-//! are threads; on CUDA the devices are `CudaDevice { index }` and each
-//! replica's thread drives its own GPU.
+//! are threads; on CUDA the devices are the worker's GPUs
+//! ([`crate::backend::cuda_device`]) and each replica's thread drives its
+//! own GPU.
+//!
+//! # Per model ([`Sharded`], one file each)
+//!
+//! The model's plain workload implements [`Sharded`], so a data-parallel
+//! trial is built by the plain constructor and draws its batches, shuffles
+//! and contrastive samples from the same RNG streams; [`run_loop`] is the
+//! epoch loop they share.
+//!
+//! - `late_fusion`: samples sharded, per-sample loss.
+//! - `fdcmdie`: the whole batch's contrastive samples are drawn first, then
+//!   each replica gets a shard of anchors with their own drawn samples
+//!   (every pair lies within one anchor's group).
+//! - `mmic` (and `mmdfn`): whole dialogues per replica; the task loss is per
+//!   utterance, SCL/CPC/BA are batch-wide and go through `step_gathered`.
+//!
+//! Each is tested against the plain trainer (same per-epoch losses, metrics
+//! and selected epoch) in `worker/tests/{parallel,fdcmdie,mmic}.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -101,6 +124,10 @@ pub struct LocalPart<B: AutodiffBackend> {
     pub loss: Tensor<B, 1>,
     pub features: Vec<Tensor<B, 2>>,
 }
+
+/// One replica's rows of every gathered feature's gradient (`None`: the
+/// batch-wide loss did not read that feature).
+type FeatureGrads<B> = Vec<Option<Tensor<<B as AutodiffBackend>::InnerBackend, 2>>>;
 
 /// `g` replicas of a model kept identical by all-reduced gradients.
 pub struct DataParallel<B: AutodiffBackend, M, O, R = InProcessAllReduce> {
@@ -294,7 +321,7 @@ where
         }
         // Each replica's rows of every feature gradient, on its device.
         let mut offset = 0;
-        let inputs: Vec<(LocalPart<B>, Vec<Option<Tensor<B::InnerBackend, 2>>>)> = parts
+        let inputs: Vec<(LocalPart<B>, FeatureGrads<B>)> = parts
             .into_iter()
             .zip(&rows)
             .zip(&self.devices)
@@ -458,7 +485,7 @@ fn checked_dataset(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
         .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
     req.params.check_known(&req.model, &accepted)?;
     let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
-    Ok(load_dataset(&req.dataset, req.seed, valid_fraction)?)
+    load_dataset(&req.dataset, req.seed, valid_fraction)
 }
 
 /// Checks `req`'s parameters and loads its sequence dataset.
@@ -544,13 +571,11 @@ pub fn run_data_parallel(
         ),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            let cuda: Vec<_> = (0..devices)
-                .map(|index| burn::backend::cuda::CudaDevice { index })
-                .collect();
+            let cuda: Vec<_> = (0..devices).map(crate::backend::cuda_device).collect();
             // NCCL is opt-in until it has run on a multi-GPU machine (see
             // `allreduce`'s module docs).
             if std::env::var("SIGSWEEP_ALLREDUCE").is_ok_and(|v| v == "nccl") {
-                let ordinals: Vec<usize> = (0..devices).collect();
+                let ordinals: Vec<usize> = (0..devices).map(crate::backend::cuda_ordinal).collect();
                 let nccl = super::allreduce::NcclAllReduce::new(&ordinals)?;
                 run_on::<crate::backend::Cuda, _>(req, cuda, nccl, progress, cancel)
             } else {

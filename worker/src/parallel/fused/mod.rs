@@ -255,9 +255,12 @@ pub fn run_fused(
             run_fused_on::<crate::backend::Cpu>(requests, &Default::default(), progress, cancel)
         }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            run_fused_on::<crate::backend::Cuda>(requests, &Default::default(), progress, cancel)
-        }
+        BackendKind::Cuda => run_fused_on::<crate::backend::Cuda>(
+            requests,
+            &crate::backend::cuda_device(0),
+            progress,
+            cancel,
+        ),
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => requests
             .iter()
