@@ -295,34 +295,3 @@ fn bench_modes() {
         );
     }
 }
-
-/// On a GPU machine: fused seeds on CUDA equal unfused CUDA trials, and a
-/// data-parallel trial over every visible GPU (set
-/// `SIGSWEEP_TEST_CUDA_DEVICES`, default 1) equals the plain trial.
-#[cfg(feature = "cuda")]
-#[test]
-#[ignore]
-fn cuda_fused_and_data_parallel_match_unfused() {
-    let cancel = AtomicBool::new(false);
-    let requests: Vec<TrialRequest> = [1u64, 2, 3].iter().map(|&s| request(s, 4, 20)).collect();
-    let fused = run_fused(&requests, BackendKind::Cuda, &mut |_, _| {}, &cancel);
-    for (req, fused) in requests.iter().zip(fused) {
-        let fused = fused.expect("fused seed");
-        let plain = run_trial(req, BackendKind::Cuda, &mut |_| {}, &cancel).expect("plain");
-        assert_outcomes_close(&format!("cuda seed {}", req.seed), &fused, &plain);
-    }
-    let devices = std::env::var("SIGSWEEP_TEST_CUDA_DEVICES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let plain = run_trial(&requests[0], BackendKind::Cuda, &mut |_| {}, &cancel).expect("plain");
-    let dp = run_data_parallel(
-        &requests[0],
-        BackendKind::Cuda,
-        devices,
-        &mut |_| {},
-        &cancel,
-    )
-    .expect("dp");
-    assert_outcomes_close("cuda data parallel", &dp, &plain);
-}

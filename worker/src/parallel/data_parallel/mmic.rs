@@ -79,6 +79,7 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
         // The batch-wide part runs once, on the first device.
         let (cfg, device0) = (self.cfg.clone(), self.device.clone());
         let mut parts = LossParts::default();
+        let mut aux_value = 0.0;
         let global = |model: &Mmic<B>, gathered: Vec<Tensor<B, 2>>| {
             let [f, a, v, t]: [_; 4] = gathered.try_into().ok()?;
             let (main, mi) = aux_losses(
@@ -100,11 +101,13 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
                 (None, Some(s)) => s,
                 (None, None) => return None,
             };
+            aux_value = value;
             Some((objective, value))
         };
         let total = dp.step_gathered(self.cfg.lr, shards, local, global);
         self.memory = memory;
         let total = total?;
+        parts.task = total - aux_value;
         parts.total = total;
         self.last = parts;
         Ok(total)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds, on this (CPU) machine, what a GPU session carries to the device
+# machine (it has no network, so it cannot fetch crates or build there):
+#
+#   .ci/device/build.sh        # → .device-bin/sigsweep, .device-bin/cuda-tests
+#
+# Both are stripped x86-64 executables built with `--features cuda` in their
+# own target directory (a feature switch would otherwise rebuild burn in
+# `target/`). Carry one per call (the carry limit is 64 MiB):
+#   run(command=".ci/device/verify.sh tests", carry=[".device-bin/cuda-tests"])
+#   run(command=".ci/device/verify.sh mmic",  carry=[".device-bin/sigsweep"])
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../targets/cuda}
+cargo build --release --locked --features cuda -p sigsweep
+test_bin=$(cargo test --release --locked --features cuda -p sigsweep-worker --test cuda --no-run \
+    --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda":
+        print(m["executable"])')
+mkdir -p .device-bin
+strip -o .device-bin/sigsweep "$CARGO_TARGET_DIR/release/sigsweep"
+strip -o .device-bin/cuda-tests "$test_bin"
+ls -la .device-bin

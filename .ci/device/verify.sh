@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# GPU verification (issue #7.5) on the device machine, in parts that each fit
+# one device call (≤ 10 min). Build first, here: .ci/device/build.sh.
+#
+#   .ci/device/verify.sh tests     # carry .device-bin/cuda-tests: CUDA equivalence
+#   .ci/device/verify.sh mmic      # carry .device-bin/sigsweep: MMIC four modes
+#   .ci/device/verify.sh fdcmdie   # carry .device-bin/sigsweep: FD-CMDIE four modes
+#   .ci/device/verify.sh packing   # carry .device-bin/sigsweep: end-to-end slots
+#
+# The four modes of `sigsweep bench train`: one trial (single), k packed
+# trials, 10 fused seeds (FD-CMDIE; MMIC does not fuse), and data parallel
+# over every GPU when there are at least two. Each prints JSON (trials per
+# GPU-hour, samples/s, GPU memory and utilisation); copies go to $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+part=${1:?tests|mmic|fdcmdie|packing}
+out=${OUT:-$(mktemp -d)}
+bin=.device-bin/sigsweep
+gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+bench() { # name, args…
+    local name=$1
+    shift
+    echo "== $name: sigsweep bench train $*"
+    "$bin" bench train --backend cuda --json "$@" | tee "$out/$name.json"
+}
+
+case $part in
+tests)
+    SIGSWEEP_TEST_CUDA_DEVICES=$gpus .device-bin/cuda-tests --ignored --test-threads 1 2>&1 |
+        tee "$out/cuda-tests.txt"
+    ;;
+mmic)
+    m=(--model mmic --dataset synthetic-iemocap --epochs 2)
+    bench mmic-single "${m[@]}"
+    for k in 8 16; do bench "mmic-packed-$k" "${m[@]}" --mode packed --k "$k"; done
+    if [ "$gpus" -ge 2 ]; then bench mmic-dp "${m[@]}" --mode dp --devices "$gpus"; fi
+    ;;
+fdcmdie)
+    f=(--model fdcmdie --dataset synthetic-mosi --epochs 2)
+    bench fdcmdie-single "${f[@]}"
+    bench fdcmdie-packed-4 "${f[@]}" --mode packed --k 4
+    bench fdcmdie-fused-10 "${f[@]}" --mode fused --seeds 10
+    if [ "$gpus" -ge 2 ]; then bench fdcmdie-dp "${f[@]}" --mode dp --devices "$gpus"; fi
+    ;;
+packing)
+    .ci/device/packing.sh "$bin" configs/gpu-packing-mmic.toml 8 | tee "$out/packing.jsonl"
+    ;;
+*)
+    echo "unknown part $part" >&2
+    exit 2
+    ;;
+esac
