@@ -116,16 +116,13 @@ fn cuda_available() -> Result<(), String> {
 
 #[cfg(feature = "cuda")]
 fn cudarc_present() -> bool {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // Probe for the driver library without initialising CUDA (burn-cuda
-    // panics at first use when it is missing).
-    ["libcuda.so.1", "libcuda.so"].iter().any(|name| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("ldconfig -p 2>/dev/null | grep -q '{name}'"))
-            .status()
-            .is_ok_and(|s| s.success())
-    }) || std::path::Path::new("/usr/lib/x86_64-linux-gnu/libcuda.so.1").exists()
-        || std::path::Path::new("/usr/local/nvidia/lib64/libcuda.so.1").exists()
+    // panics at first use when it is missing). SAFETY: this only tries to
+    // dlopen the driver library under its usual names.
+    #[allow(unsafe_code)]
+    let probe = || unsafe { cudarc::driver::sys::is_culib_present() };
+    *PRESENT.get_or_init(probe)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -177,12 +174,22 @@ pub fn cuda_ordinal(i: usize) -> usize {
         .unwrap_or(i)
 }
 
-/// The burn device of this process's `i`-th GPU.
+/// The burn device of this process's `i`-th GPU, or why there is none (no
+/// driver; fewer devices than asked for). Trainers call this before any
+/// CUDA work: burn-cuda panics where this returns an error.
 #[cfg(feature = "cuda")]
-pub fn cuda_device(i: usize) -> burn::backend::cuda::CudaDevice {
-    burn::backend::cuda::CudaDevice {
-        index: cuda_ordinal(i),
+pub fn cuda_device(i: usize) -> Result<burn::backend::cuda::CudaDevice, String> {
+    use burn::tensor::backend::Backend;
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    cuda_available()?;
+    let index = cuda_ordinal(i);
+    let count = *COUNT.get_or_init(|| Cuda::device_count(0));
+    if index >= count {
+        return Err(format!(
+            "GPU {i} of this worker is CUDA device {index}, but this process sees {count} device(s) (check --gpus, gpus_per_trial and CUDA_VISIBLE_DEVICES)"
+        ));
     }
+    Ok(burn::backend::cuda::CudaDevice { index })
 }
 
 /// Sets the number of compute threads of the CPU backend (rayon and the

@@ -45,7 +45,8 @@ pub fn build(
         BackendKind::Cpu => build_on::<crate::backend::Cpu>(req, data, &Default::default()),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            build_on::<crate::backend::Cuda>(req, data, &crate::backend::cuda_device(0))
+            let device = crate::backend::cuda_device(0).map_err(TrainError::Backend)?;
+            build_on::<crate::backend::Cuda>(req, data, &device)
         }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(TrainError::Backend(

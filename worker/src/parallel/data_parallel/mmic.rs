@@ -77,19 +77,19 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
             LocalPart { loss, features }
         };
         // The batch-wide part runs once, on the first device.
-        let (cfg, device0) = (self.cfg.clone(), self.device.clone());
+        let (cfg, device0) = (&this.cfg, &this.device);
         let mut parts = LossParts::default();
         let mut aux_value = 0.0;
         let global = |model: &Mmic<B>, gathered: Vec<Tensor<B, 2>>| {
             let [f, a, v, t]: [_; 4] = gathered.try_into().ok()?;
             let (main, mi) = aux_losses(
-                &cfg,
+                cfg,
                 &mut memory,
                 model,
                 f,
                 [a, v, t],
                 &labels,
-                &device0,
+                device0,
                 &mut parts,
             );
             let value = main

@@ -571,7 +571,10 @@ pub fn run_data_parallel(
         ),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            let cuda: Vec<_> = (0..devices).map(crate::backend::cuda_device).collect();
+            let cuda = (0..devices)
+                .map(crate::backend::cuda_device)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(TrainError::Backend)?;
             // NCCL is opt-in until it has run on a multi-GPU machine (see
             // `allreduce`'s module docs).
             if std::env::var("SIGSWEEP_ALLREDUCE").is_ok_and(|v| v == "nccl") {

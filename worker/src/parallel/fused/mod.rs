@@ -255,12 +255,13 @@ pub fn run_fused(
             run_fused_on::<crate::backend::Cpu>(requests, &Default::default(), progress, cancel)
         }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run_fused_on::<crate::backend::Cuda>(
-            requests,
-            &crate::backend::cuda_device(0),
-            progress,
-            cancel,
-        ),
+        BackendKind::Cuda => match crate::backend::cuda_device(0) {
+            Ok(device) => run_fused_on::<crate::backend::Cuda>(requests, &device, progress, cancel),
+            Err(e) => requests
+                .iter()
+                .map(|_| Err(TrainError::Backend(e.clone())))
+                .collect(),
+        },
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => requests
             .iter()
