@@ -134,25 +134,26 @@ pub fn run_trial(
             return Err(TrainError::Cancelled);
         }
         let loss = workload.train_epoch(epoch, cancel)?;
-        if !loss.is_finite() {
-            return Err(TrainError::NonFinite {
-                what: "mean training loss",
-                value: loss,
-                epoch,
-                step: 0,
-            });
-        }
+        check_mean_loss(loss, epoch)?;
         let valid = workload.evaluate(Split::Valid)?;
         let test = workload.evaluate(Split::Test)?;
-        selector.record(epoch, loss, valid.clone(), test)?;
-        progress(EpochReport {
-            epoch,
-            epochs,
-            train_loss: loss,
-            valid_metrics: valid,
-        });
+        selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
     }
     selector.finish(start.elapsed().as_secs_f64())
+}
+
+/// Fails an epoch whose mean training loss is not finite.
+pub(crate) fn check_mean_loss(loss: f64, epoch: u32) -> Result<(), TrainError> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite {
+            what: "mean training loss",
+            value: loss,
+            epoch,
+            step: 0,
+        })
+    }
 }
 
 /// The best epoch so far.
@@ -221,6 +222,26 @@ impl Selector {
                 test,
             });
         }
+        Ok(())
+    }
+
+    /// Records a finished epoch and reports its progress.
+    pub(crate) fn end_epoch(
+        &mut self,
+        epoch: u32,
+        epochs: u32,
+        loss: f64,
+        valid: BTreeMap<String, f64>,
+        test: BTreeMap<String, f64>,
+        progress: &mut dyn FnMut(EpochReport),
+    ) -> Result<(), TrainError> {
+        self.record(epoch, loss, valid.clone(), test)?;
+        progress(EpochReport {
+            epoch,
+            epochs,
+            train_loss: loss,
+            valid_metrics: valid,
+        });
         Ok(())
     }
 

@@ -457,24 +457,11 @@ where
             steps += 1;
         }
         let loss = total / steps.max(1) as f64;
-        if !loss.is_finite() {
-            return Err(TrainError::NonFinite {
-                what: "mean training loss",
-                value: loss,
-                epoch,
-                step: 0,
-            });
-        }
+        crate::trainer::check_mean_loss(loss, epoch)?;
         let model = dp.model(0).ok_or_else(lost)?.valid();
         let valid = workload.evaluate_with(&model, Split::Valid)?;
         let test = workload.evaluate_with(&model, Split::Test)?;
-        selector.record(epoch, loss, valid.clone(), test)?;
-        progress(EpochReport {
-            epoch,
-            epochs,
-            train_loss: loss,
-            valid_metrics: valid,
-        });
+        selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
     }
     selector.finish(start.elapsed().as_secs_f64())
 }
