@@ -121,12 +121,14 @@ pub struct CoordinatorSettings {
     #[arg(long, env = "SIGSWEEP_TLS_CA")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
-    /// File holding the bearer token required for SubmitSweep and
-    /// CancelSweep (without one, only loopback clients may call them).
+    /// File holding the bearer token every call must carry (reads, submits,
+    /// worker calls; a verified mTLS client certificate also suffices).
+    /// Without one, only loopback clients are served unless --insecure.
     #[arg(long, env = "SIGSWEEP_TOKEN_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
-    /// Allow plaintext gRPC on a non-loopback address.
+    /// Allow plaintext gRPC on a non-loopback address and, without a token,
+    /// serve unauthenticated non-loopback clients.
     #[arg(long, env = "SIGSWEEP_INSECURE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,

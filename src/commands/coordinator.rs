@@ -138,7 +138,10 @@ fn plan(s: &CoordinatorSettings) -> anyhow::Result<Plan> {
             }
             server::Auth::with_token(&token)
         }
-        None => server::Auth::default(),
+        // Without a token, non-loopback callers are refused unless the
+        // operator accepts unauthenticated clients with --insecure (or
+        // mutual TLS authenticates them).
+        None => server::Auth::default().allow_unauthenticated(s.insecure.unwrap_or(false)),
     };
     Ok(Plan {
         listen,

@@ -38,7 +38,7 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<TrialR
         .iter()
         .filter_map(|t| all.get(&t.trial_id).cloned())
         .collect();
-    Ok((spec, super::run::to_records(&results)))
+    Ok((spec, super::run::to_records(&results)?))
 }
 
 async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<TrialRecord>)> {
@@ -52,10 +52,7 @@ async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<T
         .into_inner();
     let spec = SweepSpec::parse(&status.sweep_toml, sweep)?;
     let rows = super::client::fetch_results(url, sweep).await?;
-    let records = rows
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
+    let records = super::run::parse_records(&format!("{url} sweep {sweep}"), rows)?;
     Ok((spec, records))
 }
 

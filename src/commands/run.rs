@@ -46,6 +46,21 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
     Ok((text, spec))
 }
 
+/// A local run reads its dataset file itself: refuse a missing or
+/// unreadable one before any worker starts.
+fn check_local_files(spec: &SweepSpec, name: &str) -> anyhow::Result<()> {
+    if let Some(path) = &spec.dataset.path {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("{name}: key `dataset.path`: cannot read `{path}`"))?;
+        if !meta.is_file() {
+            bail!("{name}: key `dataset.path`: `{path}` is not a file");
+        }
+        std::fs::File::open(path)
+            .with_context(|| format!("{name}: key `dataset.path`: cannot open `{path}`"))?;
+    }
+    Ok(())
+}
+
 struct WorkerPool {
     exe: PathBuf,
     url: String,
@@ -139,6 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// seeds (see `sigsweep confirm`).
 pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = load_sweep(&args.sweep)?;
+    check_local_files(&spec, &args.sweep.display().to_string())?;
     let state_dir = args
         .state_dir
         .clone()
@@ -216,7 +232,13 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
     write_outputs(&state_dir, &spec, &results, confirmatory)?;
     let progress = coordinator.progress(&sweep_id)?;
     if progress.failed > 0 {
-        eprintln!("{} trial(s) failed; see the report", progress.failed);
+        // The report is written; the exit status still says that the sweep
+        // is incomplete (fix the cause, then `run --retry-failed`).
+        eprintln!(
+            "{} trial(s) failed; see the report (after fixing the cause, rerun with --retry-failed)",
+            progress.failed
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -276,16 +298,39 @@ async fn follow(
     }
 }
 
-/// Converts stored results to report records.
+/// Converts stored results to report records. A row the report cannot
+/// read is an error naming the trial and the reason, never a silent drop
+/// (a dropped row would quietly remove a seed from a paired test).
 pub fn to_records(
     results: &[sigsweep_coordinator::store::StoredResult],
-) -> Vec<sigsweep_report::TrialRecord> {
+) -> anyhow::Result<Vec<sigsweep_report::TrialRecord>> {
     results
         .iter()
-        .filter_map(|r| {
+        .map(|r| {
             serde_json::to_value(r)
-                .ok()
-                .and_then(|v| serde_json::from_value(v).ok())
+                .and_then(serde_json::from_value)
+                .with_context(|| {
+                    format!(
+                        "result of trial `{}` cannot be read by the report",
+                        r.trial_id
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Parses result rows (results.jsonl lines, `results --format json` rows)
+/// into report records; `source` names where they came from. A row that
+/// does not parse is an error naming the source, the row and the reason.
+pub fn parse_records(
+    source: &str,
+    rows: impl IntoIterator<Item = serde_json::Value>,
+) -> anyhow::Result<Vec<sigsweep_report::TrialRecord>> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value(v)
+                .with_context(|| format!("{source}: row {}: not a trial result", i + 1))
         })
         .collect()
 }
@@ -335,7 +380,7 @@ pub fn write_outputs(
     std::fs::write(state_dir.join("results.jsonl"), jsonl)?;
     let mut rs = report_spec(spec);
     rs.confirmatory = confirmatory;
-    let report = sigsweep_report::build(&rs, &to_records(results));
+    let report = sigsweep_report::build(&rs, &to_records(results)?);
     std::fs::write(
         state_dir.join("report.md"),
         sigsweep_report::render(&report, sigsweep_report::Format::Markdown),

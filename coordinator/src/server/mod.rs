@@ -7,8 +7,9 @@
 //!   [`LeaderSlot`] that holds the coordinator while this process leads and is
 //!   empty while it stands by (requests then fail with `UNAVAILABLE`, so
 //!   clients reconnect and a load balancer lands them on the leader), with
-//!   optional TLS ([`ServerOptions::tls`]) and a bearer token for the
-//!   mutating user calls ([`ServerOptions::token`]);
+//!   optional TLS ([`ServerOptions::tls`]) and [`Auth`] on every call
+//!   ([`ServerOptions::auth`]: a bearer token or a verified client
+//!   certificate; without either, loopback callers only);
 //! - [`serve_health`]: plaintext `grpc.health.v1` on its own port for
 //!   Kubernetes probes (service `""` serving while the process is up,
 //!   `sigsweep.v1.SweepService` only on the leader);
@@ -29,6 +30,7 @@ use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -39,8 +41,13 @@ use sigsweep_proto::v1::worker_service_server::{WorkerService, WorkerServiceServ
 use crate::service::{Completion, Coordinator, CoordinatorError, WorkerCaps};
 use convert::{assignment_to_proto, metrics_from_proto, progress_to_proto, result_to_proto};
 
-/// Largest gRPC message accepted (sweep files and result lists stay far below).
+/// Largest gRPC message of the sweep service (sweep files and result lists
+/// stay far below).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest gRPC message a worker may send (a completion carries at most
+/// [`crate::service::MAX_METRICS`] metrics per split); tonic refuses larger
+/// ones with `OUT_OF_RANGE` naming this limit.
+pub const MAX_WORKER_MESSAGE_BYTES: usize = 1024 * 1024;
 
 impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
@@ -127,18 +134,26 @@ impl LeaderSlot {
     }
 }
 
-/// Who may call SubmitSweep and CancelSweep.
+/// Who may call the sweep and worker services (every RPC but the gRPC
+/// health service, which is served on its own port).
+///
+/// - A caller that presented a client certificate the server verified
+///   (mutual TLS) is authenticated by it.
+/// - With a token, every other caller must send it
+///   (`authorization: Bearer …`, compared in constant time, never logged).
+/// - Without a token, loopback callers are accepted and others refused,
+///   unless the operator chose [`Auth::allow_unauthenticated`] (`--insecure`).
 #[derive(Clone, Default)]
 pub struct Auth {
-    /// The bearer token callers must send (`authorization: Bearer …`); with
-    /// none, only loopback peers may submit or cancel.
     token: Option<Arc<str>>,
+    allow_unauthenticated: bool,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
             .finish()
     }
 }
@@ -149,11 +164,25 @@ impl Auth {
         let token = token.trim();
         Self {
             token: (!token.is_empty()).then(|| Arc::from(token)),
+            allow_unauthenticated: false,
         }
     }
 
-    /// Checks the caller of a mutating user call.
+    /// Without a token, also accepts unauthenticated non-loopback callers
+    /// (the operator's `--insecure`). Has no effect when a token is set.
+    pub fn allow_unauthenticated(mut self, allow: bool) -> Self {
+        self.allow_unauthenticated = allow;
+        self
+    }
+
+    /// Checks the caller of any sweep or worker call.
+    #[allow(clippy::result_large_err)]
     pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+            // tonic only hands over certificates its verifier accepted
+            // against the configured client CA.
+            return Ok(());
+        }
         match &self.token {
             Some(token) => {
                 let sent = request
@@ -166,14 +195,15 @@ impl Auth {
                     Some(sent) if constant_time_eq(sent.as_bytes(), token.as_bytes()) => Ok(()),
                     Some(_) => Err(Status::unauthenticated("invalid bearer token")),
                     None => Err(Status::unauthenticated(
-                        "missing bearer token (send `authorization: Bearer <token>`)",
+                        "missing bearer token (send `authorization: Bearer <token>`; the CLI and workers take --token-file or SIGSWEEP_TOKEN_FILE)",
                     )),
                 }
             }
+            None if self.allow_unauthenticated => Ok(()),
             None => match request.remote_addr() {
                 Some(addr) if addr.ip().is_loopback() => Ok(()),
                 _ => Err(Status::unauthenticated(
-                    "no token is configured on the coordinator: only loopback clients may submit or cancel sweeps",
+                    "no token is configured on the coordinator: only loopback clients are served (configure --token-file or mutual TLS, or start the coordinator with --insecure to serve unauthenticated clients)",
                 )),
             },
         }
@@ -215,7 +245,6 @@ pub struct ServerOptions {
 #[derive(Clone)]
 pub struct SweepApi {
     slot: LeaderSlot,
-    auth: Auth,
 }
 
 /// The worker service (worker processes).
@@ -232,7 +261,6 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
-        self.auth.check(&request)?;
         let coordinator = self.slot.require()?;
         let req = request.into_inner();
         let name = if req.source_name.is_empty() {
@@ -303,7 +331,6 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::SweepStatus>, Status> {
-        self.auth.check(&request)?;
         let p = self
             .slot
             .require()?
@@ -437,7 +464,13 @@ impl WorkerService for WorkerApi {
         } else {
             self.slot
                 .require()?
-                .fail(&req.worker_id, req.generation, &req.trial_id, &reason)
+                .fail_with(
+                    &req.worker_id,
+                    req.generation,
+                    &req.trial_id,
+                    &reason,
+                    req.retryable,
+                )
                 .await?
         };
         Ok(Response::new(pb::FailTrialResponse { will_retry }))
@@ -478,7 +511,7 @@ async fn acquire(
 
 /// Serves the sweep and worker services, gRPC health and reflection on
 /// `listener` until `shutdown` is cancelled, for one coordinator (plaintext,
-/// no token: loopback clients only may submit), and runs its lease expiry.
+/// no token: loopback clients only), and runs its lease expiry.
 pub async fn serve(
     listener: TcpListener,
     coordinator: Coordinator,
@@ -532,14 +565,22 @@ pub async fn serve_slot(
         .build_v1()
         .ok();
 
-    let sweep = SweepServiceServer::new(SweepApi {
-        slot: slot.clone(),
-        auth: options.auth.clone(),
-    })
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let worker =
-        WorkerServiceServer::new(WorkerApi { slot }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // One check in front of every service but health: the sweep and worker
+    // services and reflection.
+    let auth = options.auth.clone();
+    let check = move |request: Request<()>| auth.check(&request).map(|()| request);
+    let sweep = InterceptedService::new(
+        SweepServiceServer::new(SweepApi { slot: slot.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        check.clone(),
+    );
+    let worker = InterceptedService::new(
+        WorkerServiceServer::new(WorkerApi { slot })
+            .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+        check.clone(),
+    );
+    let reflection = reflection.map(|r| InterceptedService::new(r, check));
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
@@ -611,4 +652,69 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 /// Binds `addr` (use port 0 for any free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Auth;
+    use tonic::transport::server::TcpConnectInfo;
+    use tonic::{Code, Request};
+
+    fn from(addr: &str, token: Option<&str>) -> Request<()> {
+        let mut r = Request::new(());
+        r.extensions_mut().insert(TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(addr.parse().expect("addr")),
+        });
+        if let Some(t) = token {
+            r.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
+        }
+        r
+    }
+
+    fn code(r: Result<(), tonic::Status>) -> Option<Code> {
+        r.err().map(|s| s.code())
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_callers_are_served_unless_insecure() {
+        let open = Auth::default();
+        assert_eq!(code(open.check(&from("127.0.0.1:9", None))), None);
+        assert_eq!(code(open.check(&from("[::1]:9", None))), None);
+        assert_eq!(
+            code(open.check(&from("10.1.2.3:9", None))),
+            Some(Code::Unauthenticated)
+        );
+        // No peer address at all (e.g. a transport we do not know) is not
+        // loopback either.
+        assert_eq!(
+            code(open.check(&Request::new(()))),
+            Some(Code::Unauthenticated)
+        );
+        let insecure = Auth::default().allow_unauthenticated(true);
+        assert_eq!(code(insecure.check(&from("10.1.2.3:9", None))), None);
+    }
+
+    #[test]
+    fn with_a_token_every_caller_needs_it_loopback_included() {
+        let auth = Auth::with_token(" s3cret\n").allow_unauthenticated(true);
+        assert_eq!(code(auth.check(&from("127.0.0.1:9", Some("s3cret")))), None);
+        assert_eq!(code(auth.check(&from("10.1.2.3:9", Some("s3cret")))), None);
+        for (addr, token) in [
+            ("127.0.0.1:9", None),
+            ("127.0.0.1:9", Some("s3cre")),
+            ("127.0.0.1:9", Some("s3cret2")),
+            ("10.1.2.3:9", None),
+        ] {
+            assert_eq!(
+                code(auth.check(&from(addr, token))),
+                Some(Code::Unauthenticated),
+                "{addr} {token:?}"
+            );
+        }
+        assert!(!format!("{auth:?}").contains("s3cret"), "never printed");
+    }
 }

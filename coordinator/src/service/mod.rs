@@ -150,13 +150,20 @@ impl Coordinator {
                 work_available: Notify::new(),
             }),
         };
+        // Every stored sweep is served again: running ones are queued,
+        // finished and cancelled ones are listed with their results.
         let sweeps = coordinator.inner.catalog.sweeps().await?;
+        let stopped_results = if sweeps.iter().any(|r| r.state != SweepRecordState::Running) {
+            coordinator.inner.catalog.results().await?
+        } else {
+            HashMap::new()
+        };
         for record in sweeps {
-            if record.state != SweepRecordState::Running {
-                continue;
-            }
             match SweepSpec::parse(&record.source, &record.source_name) {
-                Ok(spec) => coordinator.load_sweep(record, spec).await?,
+                Ok(spec) if record.state == SweepRecordState::Running => {
+                    coordinator.load_sweep(record, spec).await?;
+                }
+                Ok(spec) => coordinator.list_stopped(record, spec, &stopped_results),
                 Err(e) => {
                     tracing::error!(sweep = %record.sweep_id, error = %e, "stored sweep no longer parses; skipped")
                 }
@@ -245,6 +252,30 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Puts a finished or cancelled sweep into memory: listed, watchable
+    /// (a watch ends at once) and its results readable; nothing runs.
+    fn list_stopped(
+        &self,
+        record: SweepRecord,
+        spec: SweepSpec,
+        all: &HashMap<String, StoredResult>,
+    ) {
+        let spec = Arc::new(spec);
+        let plans = spec.trials();
+        let sweep_id = record.sweep_id.clone();
+        let mut runtime = SweepRuntime::new(record, spec.clone(), plans.len());
+        for p in &plans {
+            runtime.trial_ids.push(Arc::from(p.trial_id.as_str()));
+            if let Some(r) = all.get(p.trial_id.as_str()) {
+                runtime.count_result(r);
+            }
+        }
+        runtime.queued = 0;
+        runtime.running = 0;
+        let mut state = self.state();
+        state.sweeps.entry(sweep_id).or_insert(runtime);
+    }
+
     /// Submits a sweep file. The same file submitted again is the same sweep.
     pub async fn submit(&self, source: &str, source_name: &str) -> Result<Submitted> {
         let spec = SweepSpec::parse(source, source_name)?;
@@ -265,17 +296,8 @@ impl Coordinator {
             if stored.state == SweepRecordState::Running {
                 self.load_sweep(stored, spec).await?;
             } else {
-                // A finished or cancelled sweep: keep it listed, run nothing.
-                let spec = Arc::new(spec);
-                let plans = spec.trials();
-                let mut runtime = SweepRuntime::new(stored, spec.clone(), plans.len());
-                for p in &plans {
-                    runtime.trial_ids.push(Arc::from(p.trial_id.as_str()));
-                    if let Some(r) = self.inner.catalog.result(&p.trial_id).await? {
-                        runtime.count_result(&r);
-                    }
-                }
-                self.state().sweeps.insert(sweep_id.clone(), runtime);
+                let all = self.inner.catalog.results().await?;
+                self.list_stopped(stored, spec, &all);
             }
         }
         tracing::info!(sweep = %sweep_id, trials = total_trials, created, "sweep submitted");
@@ -515,13 +537,41 @@ impl Coordinator {
 
     /// Stores a completed trial. Returns whether it was stored (false for a
     /// duplicate).
+    ///
+    /// A completion is checked before anything is stored: its size against
+    /// [`MAX_METRICS`] and [`MAX_METRIC_NAME`] (an `Invalid` error naming
+    /// the limit), its lease (one that is live for another trial is refused),
+    /// and its metrics against the sweep's protocol: every reported metric
+    /// and the selection metric must be there, finite, for each split the
+    /// protocol uses. A completion that fails the last check fails its trial
+    /// for good (the same training would report the same metrics), with a
+    /// reason naming the metric, and the call answers `Invalid`.
     pub async fn complete(&self, c: Completion) -> Result<bool> {
-        for (name, v) in c.test_metrics.iter().chain(c.valid_metrics.iter()) {
-            if !v.is_finite() {
+        check_metric_bounds("test_metrics", &c.test_metrics)?;
+        check_metric_bounds("valid_metrics", &c.valid_metrics)?;
+        let protocol_error = {
+            let mut state = self.state();
+            Self::check_worker(&mut state, &c.worker_id, c.generation)?;
+            if let Some(lease) = state.scheduler.lease_by_id(&c.lease_id)
+                && &*lease.trial.trial_id != c.trial_id.as_str()
+            {
                 return Err(CoordinatorError::Invalid(format!(
-                    "metric `{name}` is not finite: report the trial as failed instead"
+                    "lease `{}` is held for another trial, not `{}`",
+                    c.lease_id, c.trial_id
                 )));
             }
+            let entry = state
+                .trials
+                .get(c.trial_id.as_str())
+                .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
+            check_protocol_metrics(&entry.spec, &c)
+        };
+        if let Some(reason) = protocol_error {
+            self.fail_with(&c.worker_id, c.generation, &c.trial_id, &reason, false)
+                .await?;
+            return Err(CoordinatorError::Invalid(format!(
+                "completion refused and the trial failed: {reason}"
+            )));
         }
         let (result, sweeps) = {
             let mut state = self.state();
@@ -587,6 +637,22 @@ impl Coordinator {
         trial_id: &str,
         reason: &str,
     ) -> Result<bool> {
+        self.fail_with(worker_id, generation, trial_id, reason, true)
+            .await
+    }
+
+    /// Like [`Coordinator::fail`]; a failure that is not `retryable` (bad
+    /// parameters, a missing file, a wrong format, a divergence from the
+    /// same seed: the same attempt would fail the same way) fails the trial
+    /// at once, without retries.
+    pub async fn fail_with(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        trial_id: &str,
+        reason: &str,
+        retryable: bool,
+    ) -> Result<bool> {
         let (max_retries, sweeps) = {
             let mut state = self.state();
             Self::check_worker(&mut state, worker_id, generation)?;
@@ -600,7 +666,7 @@ impl Coordinator {
             (entry.spec.resources.max_retries, entry.sweeps.clone())
         };
         let failures = self.inner.catalog.record_failure(trial_id, reason).await?;
-        let retry = failures.attempts <= max_retries;
+        let retry = retryable && failures.attempts <= max_retries;
         tracing::warn!(trial = %trial_id, worker = %worker_id, attempts = failures.attempts, retry, reason, "trial failed");
         if retry {
             {
@@ -829,6 +895,65 @@ impl Coordinator {
             .filter(|w| w.last_seen.elapsed() <= ttl)
             .count()
     }
+}
+
+/// Most metrics one completion may carry per split.
+pub const MAX_METRICS: usize = 1024;
+/// Longest metric name, in bytes.
+pub const MAX_METRIC_NAME: usize = 128;
+
+fn check_metric_bounds(field: &str, metrics: &BTreeMap<String, f64>) -> Result<()> {
+    if metrics.len() > MAX_METRICS {
+        return Err(CoordinatorError::Invalid(format!(
+            "{field} has {} metrics, more than the limit of {MAX_METRICS}",
+            metrics.len()
+        )));
+    }
+    if let Some(name) = metrics.keys().find(|k| k.len() > MAX_METRIC_NAME) {
+        return Err(CoordinatorError::Invalid(format!(
+            "{field}: a metric name of {} bytes is longer than the limit of {MAX_METRIC_NAME} (`{}…`)",
+            name.len(),
+            name.chars().take(32).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Why a completion does not satisfy its sweep's protocol, if it does not:
+/// a non-finite value, or a reported or selection metric missing from a
+/// split the protocol uses (test always; validation when epochs are
+/// selected on it).
+fn check_protocol_metrics(spec: &SweepSpec, c: &Completion) -> Option<String> {
+    let splits: &[(&str, &BTreeMap<String, f64>)] = if spec.metrics.select_split == "test" {
+        &[("test", &c.test_metrics), ("valid", &c.valid_metrics)]
+    } else {
+        &[("valid", &c.valid_metrics), ("test", &c.test_metrics)]
+    };
+    for (split, metrics) in splits {
+        if let Some((name, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+            return Some(format!("{split} metric `{name}` is not finite ({v})"));
+        }
+    }
+    let required: Vec<&str> = spec
+        .metrics
+        .report
+        .keys()
+        .map(String::as_str)
+        .chain(std::iter::once(spec.metrics.select.as_str()))
+        .collect();
+    let used = if spec.metrics.select_split == "test" {
+        &splits[..1]
+    } else {
+        &splits[..]
+    };
+    for (split, metrics) in used {
+        if let Some(missing) = required.iter().find(|m| !metrics.contains_key(**m)) {
+            return Some(format!(
+                "the {split} metrics lack `{missing}`, which the sweep's [metrics] names"
+            ));
+        }
+    }
+    None
 }
 
 /// Stored results for `trial_ids`, in that order (missing ones skipped).

@@ -271,6 +271,36 @@ impl<'a> SpanLocator<'a> {
     }
 }
 
+/// Longest sweep name.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A sweep's name becomes a directory name (`sigsweep-state/<name>`) and
+/// part of its id: `[A-Za-z0-9._-]`, at most [`MAX_NAME_LEN`] characters,
+/// no `..`, not starting with a dot.
+fn check_sweep_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "is {} characters long, more than the limit of {MAX_NAME_LEN}",
+            name.chars().count()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed: a sweep name may only hold letters, digits, `.`, `_` and `-` (it names a directory)"
+        ));
+    }
+    if name.contains("..") || name.starts_with('.') {
+        return Err("must not start with `.` or contain `..` (it names a directory)".into());
+    }
+    Ok(())
+}
+
 impl RawSweep {
     pub(super) fn validate(
         self,
@@ -279,12 +309,8 @@ impl RawSweep {
         source_name: &str,
     ) -> Result<SweepSpec, SweepError> {
         let name = self.name.get_ref().trim().to_string();
-        if name.is_empty() {
-            return Err(loc.at(
-                self.name.span().start,
-                Some("name".into()),
-                "must not be empty",
-            ));
+        if let Err(message) = check_sweep_name(&name) {
+            return Err(loc.at(self.name.span().start, Some("name".into()), message));
         }
 
         // Model.
@@ -353,6 +379,45 @@ impl RawSweep {
             })?;
             dataset_params.insert(k.clone(), json);
         }
+        // The parameters the dataset kind declares: names, types, ranges,
+        // and the memory a generator would allocate.
+        let params_json = serde_json::Value::Object(
+            dataset_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        if let Err(e) = sigsweep_data::synthetic::check_dataset(
+            &kind,
+            self.dataset.generator.as_deref(),
+            &params_json,
+        ) {
+            let (key, message) = match e {
+                sigsweep_data::DataError::Param { key, message } => (key, message),
+                other => (String::new(), other.to_string()),
+            };
+            // `n_train/n_valid/n_test` names several keys: point at the
+            // first one the file sets.
+            let found = key.split('/').find_map(|k| {
+                self.dataset
+                    .params
+                    .get(k)
+                    .map(|v| (k.to_string(), v.span().start))
+            });
+            return Err(match found {
+                Some((k, offset)) => loc.at(offset, Some(format!("dataset.params.{k}")), message),
+                None if key == "generator" || key == "kind" => loc.at(
+                    self.dataset.kind.span().start,
+                    Some(format!("dataset.{key}")),
+                    message,
+                ),
+                None => loc.at(
+                    self.dataset.kind.span().start,
+                    Some(format!("dataset.params.{key}")),
+                    message,
+                ),
+            });
+        }
 
         // Training.
         let t = &self.training;
@@ -417,12 +482,28 @@ impl RawSweep {
             grid.insert(k, converted);
         }
 
-        // Seeds.
+        // Seeds. The trial count is checked before anything proportional to
+        // it is allocated: `seeds = 1000000000` must not allocate 8 GB.
+        let too_many = |trials: u64, offset: usize| {
+            loc.at(
+                offset,
+                Some("seeds".into()),
+                format!(
+                    "the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"
+                ),
+            )
+        };
         let (seeds, seeds_offset) = match &self.seeds {
             None => ((0..10).collect::<Vec<u64>>(), 0),
             Some(s) => {
                 let seeds = match s.get_ref() {
-                    SeedsSpec::Count(n) => (0..*n).collect(),
+                    SeedsSpec::Count(n) => {
+                        let total = (trials as u64).saturating_mul(*n);
+                        if total > MAX_TRIALS as u64 {
+                            return Err(too_many(total, s.span().start));
+                        }
+                        (0..*n).collect()
+                    }
                     SeedsSpec::List(list) => list.clone(),
                 };
                 (seeds, s.span().start)

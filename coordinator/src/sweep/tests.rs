@@ -159,3 +159,67 @@ fn data_parallel_for_a_model_without_it_names_the_key() {
     assert!(err.contains("gpus_per_trial"), "{err}");
     spec.check_data_parallel(true).expect("supported");
 }
+
+#[test]
+fn sweep_names_are_safe_directory_names() {
+    for bad in [
+        "../../tmp/x",
+        "a/b",
+        "..",
+        ".hidden",
+        "a..b",
+        "with space",
+        "tab\tname",
+        "ünï",
+        "",
+    ] {
+        let src = minimal("").replacen("name = \"t\"", &format!("name = {bad:?}"), 1);
+        let e = parse(&src).expect_err(bad);
+        assert_eq!((e.line, e.key.as_deref()), (1, Some("name")), "{bad}: {e}");
+    }
+    let long = "n".repeat(101);
+    let e = parse(&minimal("").replacen("name = \"t\"", &format!("name = \"{long}\""), 1))
+        .expect_err("long");
+    assert!(e.message.contains("limit of 100"), "{e}");
+    for good in ["mmic-iemocap", "a.b_c-1", &"n".repeat(100)] {
+        let src = minimal("").replacen("name = \"t\"", &format!("name = \"{good}\""), 1);
+        assert!(parse(&src).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn a_huge_seed_count_is_refused_before_anything_is_allocated() {
+    // 2 configurations × 10^18 seeds would need exabytes if expanded first.
+    let src = minimal("").replacen("baseline", "seeds = 1000000000000000000\nbaseline", 1);
+    let e = parse(&src).expect_err("too many");
+    assert_eq!(e.key.as_deref(), Some("seeds"), "{e}");
+    assert!(e.message.contains("more than the limit of 100000"), "{e}");
+}
+
+#[test]
+fn dataset_parameters_are_checked_with_their_line_and_key() {
+    let with = |params: &str| {
+        minimal("").replacen(
+            "generator = \"fusion\"",
+            &format!("generator = \"fusion\"\nparams = {{ {params} }}"),
+            1,
+        )
+    };
+    for (params, key) in [
+        ("clases = 4", "dataset.params.clases"),
+        ("n_train = \"many\"", "dataset.params.n_train"),
+        ("n_train = 0", "dataset.params.n_train"),
+        ("classes = 1", "dataset.params.classes"),
+        ("n_train = 100000000000", "dataset.params.n_train"),
+        ("noise = -1.0", "dataset.params.noise"),
+    ] {
+        let e = parse(&with(params)).expect_err(params);
+        assert_eq!(e.line, 8, "{params}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{params}: {e}");
+        assert_eq!(e.file, "test.toml");
+    }
+    assert!(parse(&with("n_train = 50, classes = 4")).is_ok());
+    let bad_gen = minimal("").replacen("generator = \"fusion\"", "generator = \"fusoin\"", 1);
+    let e = parse(&bad_gen).expect_err("generator");
+    assert_eq!(e.key.as_deref(), Some("dataset.generator"), "{e}");
+}

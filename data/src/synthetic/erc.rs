@@ -118,6 +118,11 @@ fn bad<T>(key: &str, message: impl Into<String>) -> Result<T> {
 }
 
 impl ErcParams {
+    /// Checks the parameters (ranges, memory) without generating anything.
+    pub(super) fn check(&self) -> Result<()> {
+        self.resolve().map(drop)
+    }
+
     fn resolve(&self) -> Result<Spec> {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut s = match self.preset {
@@ -247,6 +252,10 @@ impl ErcParams {
         if !(s.signal.is_finite() && s.signal >= 0.0 && s.noise.is_finite() && s.noise >= 0.0) {
             return bad("signal/noise", "must be finite and >= 0");
         }
+        // Upper bound: every dialogue at max_len utterances.
+        let utterances = s.n_train.saturating_add(s.n_test).saturating_mul(s.max_len);
+        let floats = s.dims.iter().fold(0usize, |a, d| a.saturating_add(*d));
+        super::check::check_size("n_train", utterances, floats)?;
         Ok(s)
     }
 }

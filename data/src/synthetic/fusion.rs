@@ -51,7 +51,7 @@ impl Default for FusionParams {
 }
 
 impl FusionParams {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let bad = |key: &str, message: &str| {
             Err(DataError::Param {
                 key: key.to_string(),
@@ -82,7 +82,15 @@ impl FusionParams {
         if !(0.0..=1.0).contains(&self.label_noise) {
             return bad("label_noise", "must be in [0, 1]");
         }
-        Ok(())
+        let floats: usize = [self.text, self.audio, self.vision]
+            .iter()
+            .map(|[len, dim]| len.saturating_mul(*dim))
+            .fold(0usize, usize::saturating_add);
+        let count = self
+            .n_train
+            .saturating_add(self.n_valid)
+            .saturating_add(self.n_test);
+        super::check::check_size("n_train", count, floats)
     }
 }
 

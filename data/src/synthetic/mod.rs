@@ -14,9 +14,12 @@
 //! Parameter structs deserialise from a sweep file's `[dataset]` table
 //! (`deny_unknown_fields`; every field optional).
 
+mod check;
 mod erc;
 mod fusion;
 mod msa;
+
+pub use check::{GENERATORS, KINDS, MAX_GENERATED_BYTES, check_dataset, params};
 
 pub use erc::{ErcParams, ErcPreset, IEMOCAP_FREQS, MELD_FREQS, synthetic_erc};
 pub use fusion::{FusionParams, fusion_classification};

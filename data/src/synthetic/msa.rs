@@ -67,6 +67,11 @@ struct Spec {
 }
 
 impl MsaParams {
+    /// Checks the parameters (ranges, memory) without generating anything.
+    pub(super) fn check(&self) -> Result<()> {
+        self.resolve().map(drop)
+    }
+
     fn resolve(&self) -> Result<Spec> {
         let (name, counts, shapes) = match self.preset {
             MsaPreset::Mosi => (
@@ -120,6 +125,13 @@ impl MsaParams {
         if !(s.noise.is_finite() && s.noise >= 0.0) {
             return bad("noise", "must be a finite number >= 0");
         }
+        let floats = s
+            .shapes
+            .iter()
+            .map(|[len, dim]| len.saturating_mul(*dim))
+            .fold(0usize, usize::saturating_add);
+        let count = s.counts.iter().fold(0usize, |a, n| a.saturating_add(*n));
+        super::check::check_size("n_train", count, floats)?;
         Ok(s)
     }
 }

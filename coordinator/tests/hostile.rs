@@ -1,0 +1,489 @@
+//! A hostile network client against a real coordinator over loopback gRPC.
+//!
+//! With a token configured, a client without it (or with a wrong one) can
+//! neither read, submit, cancel, register, acquire, heartbeat, complete nor
+//! fail anything. With the token, malformed completions are refused with a
+//! reason, oversized ones name the limit, and the coordinator keeps serving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request};
+
+use sigsweep_coordinator::server::{self, Auth, LeaderSlot, ServerOptions};
+use sigsweep_coordinator::store::{Catalog, EmbeddedStore};
+use sigsweep_coordinator::{Coordinator, CoordinatorConfig};
+use sigsweep_proto::v1 as pb;
+use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
+use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+const SWEEP: &str = r#"name = "hostile"
+seeds = 2
+[model]
+name = "late-fusion"
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+[training]
+epochs = 1
+batch_size = 4
+lr = 0.1
+[metrics]
+select = "accuracy"
+report = { accuracy = "max", f1_weighted = "max" }
+"#;
+
+struct Server {
+    url: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path().join("state.redb")).expect("store");
+    let coordinator = Coordinator::start(
+        Catalog::new(Arc::new(store)),
+        CoordinatorConfig {
+            lease_ttl: Duration::from_secs(30),
+            max_acquire_wait: Duration::from_millis(200),
+        },
+    )
+    .await
+    .expect("start");
+    let listener = server::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let health = server::health_service(&server::HealthReporter::new());
+    let task = tokio::spawn(server::serve_slot(
+        listener,
+        LeaderSlot::leading(coordinator),
+        ServerOptions {
+            tls: None,
+            auth: Auth::with_token(TOKEN),
+        },
+        health,
+        shutdown.clone(),
+    ));
+    Server {
+        url,
+        shutdown,
+        task,
+        _dir: dir,
+    }
+}
+
+fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = token {
+        let v: MetadataValue<_> = format!("Bearer {t}").parse().expect("header");
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+fn metrics(pairs: &[(&str, f64)]) -> Option<pb::Metrics> {
+    Some(pb::Metrics {
+        values: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_token_nothing_can_be_read_or_written() {
+    let s = start().await;
+    let mut sweeps = SweepServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+    let mut workers = WorkerServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+
+    // The real user submits a sweep and a real worker registers.
+    let submitted = sweeps
+        .submit_sweep(with_token(
+            pb::SubmitSweepRequest {
+                sweep_toml: SWEEP.into(),
+                source_name: "hostile.toml".into(),
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("submit with the token")
+        .into_inner();
+    let reg = workers
+        .register(with_token(
+            pb::RegisterRequest {
+                name: "real".into(),
+                capabilities: None,
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("register with the token")
+        .into_inner();
+
+    for token in [None, Some("wrong"), Some("correct-horse-battery-stapl")] {
+        let denied = |r: Result<(), tonic::Status>, what: &str| {
+            let status = r.expect_err(what);
+            assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+            assert!(
+                !status.message().contains(TOKEN),
+                "the token leaked: {status:?}"
+            );
+        };
+        let id = submitted.sweep_id.clone();
+        denied(
+            sweeps
+                .submit_sweep(with_token(
+                    pb::SubmitSweepRequest {
+                        sweep_toml: SWEEP.replace("hostile", "forged"),
+                        source_name: "x.toml".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "submit",
+        );
+        denied(
+            sweeps
+                .get_sweep(with_token(
+                    pb::GetSweepRequest {
+                        sweep_id: id.clone(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "get",
+        );
+        denied(
+            sweeps
+                .list_sweeps(with_token(pb::ListSweepsRequest {}, token))
+                .await
+                .map(drop),
+            "list",
+        );
+        denied(
+            sweeps
+                .watch_sweep(with_token(
+                    pb::GetSweepRequest {
+                        sweep_id: id.clone(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "watch",
+        );
+        denied(
+            sweeps
+                .list_results(with_token(
+                    pb::ListResultsRequest {
+                        sweep_id: id.clone(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "results",
+        );
+        denied(
+            sweeps
+                .cancel_sweep(with_token(
+                    pb::CancelSweepRequest {
+                        sweep_id: id.clone(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "cancel",
+        );
+        // Registering under the real worker's name would fence its leases.
+        denied(
+            workers
+                .register(with_token(
+                    pb::RegisterRequest {
+                        name: "real".into(),
+                        capabilities: None,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "register",
+        );
+        denied(
+            workers
+                .acquire_trial(with_token(
+                    pb::AcquireTrialRequest {
+                        worker_id: reg.worker_id.clone(),
+                        generation: reg.generation,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "acquire",
+        );
+        denied(
+            workers
+                .heartbeat(with_token(
+                    pb::HeartbeatRequest {
+                        worker_id: reg.worker_id.clone(),
+                        generation: reg.generation,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "heartbeat",
+        );
+        denied(
+            workers
+                .complete_trial(with_token(
+                    pb::CompleteTrialRequest {
+                        worker_id: reg.worker_id.clone(),
+                        generation: reg.generation,
+                        test_metrics: metrics(&[("accuracy", 1.0)]),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "complete",
+        );
+        denied(
+            workers
+                .fail_trial(with_token(
+                    pb::FailTrialRequest {
+                        worker_id: reg.worker_id.clone(),
+                        generation: reg.generation,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "fail",
+        );
+    }
+
+    // The real worker still holds its registration (nobody fenced it) and
+    // the sweep is untouched.
+    let got = workers
+        .acquire_trial(with_token(
+            pb::AcquireTrialRequest {
+                worker_id: reg.worker_id.clone(),
+                generation: reg.generation,
+                wait_ms: 100,
+                ..Default::default()
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("the real worker is still registered")
+        .into_inner();
+    assert!(got.assignment.is_some());
+    let listed = sweeps
+        .list_sweeps(with_token(pb::ListSweepsRequest {}, Some(TOKEN)))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.sweeps.len(), 1, "no forged sweep");
+    s.shutdown.cancel();
+    s.task.await.expect("join").expect("serve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
+    let s = start().await;
+    let mut sweeps = SweepServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+    let mut workers = WorkerServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+    let t = Some(TOKEN);
+    let sweep_id = sweeps
+        .submit_sweep(with_token(
+            pb::SubmitSweepRequest {
+                sweep_toml: SWEEP.into(),
+                source_name: "hostile.toml".into(),
+            },
+            t,
+        ))
+        .await
+        .expect("submit")
+        .into_inner()
+        .sweep_id;
+    let reg = workers
+        .register(with_token(
+            pb::RegisterRequest {
+                name: "w".into(),
+                capabilities: None,
+            },
+            t,
+        ))
+        .await
+        .expect("register")
+        .into_inner();
+    let mut leases = Vec::new();
+    for _ in 0..2 {
+        let a = workers
+            .acquire_trial(with_token(
+                pb::AcquireTrialRequest {
+                    worker_id: reg.worker_id.clone(),
+                    generation: reg.generation,
+                    wait_ms: 100,
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .expect("acquire")
+            .into_inner()
+            .assignment
+            .expect("a trial");
+        leases.push((a.lease_id, a.trial.expect("trial").trial_id));
+    }
+    let complete = |lease: &str, trial: &str, test, valid| pb::CompleteTrialRequest {
+        worker_id: reg.worker_id.clone(),
+        generation: reg.generation,
+        lease_id: lease.to_string(),
+        trial_id: trial.to_string(),
+        test_metrics: test,
+        valid_metrics: valid,
+        selected_epoch: 1,
+        seconds: 1.0,
+        next: None,
+    };
+    let good = || metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]);
+
+    // Oversized: too many metrics, a huge name, a huge message.
+    let many: HashMap<String, f64> = (0..2000).map(|i| (format!("m{i}"), 0.5)).collect();
+    let err = workers
+        .complete_trial(with_token(
+            complete(
+                &leases[0].0,
+                &leases[0].1,
+                Some(pb::Metrics { values: many }),
+                good(),
+            ),
+            t,
+        ))
+        .await
+        .expect_err("too many metrics");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("1024"), "names the limit: {err:?}");
+    let long = HashMap::from([("x".repeat(500), 0.5)]);
+    let err = workers
+        .complete_trial(with_token(
+            complete(
+                &leases[0].0,
+                &leases[0].1,
+                Some(pb::Metrics { values: long }),
+                good(),
+            ),
+            t,
+        ))
+        .await
+        .expect_err("long name");
+    assert!(err.message().contains("128"), "names the limit: {err:?}");
+    let huge = HashMap::from([("accuracy".to_string(), 0.5), ("y".repeat(2 << 20), 0.1)]);
+    let err = workers
+        .complete_trial(with_token(
+            complete(
+                &leases[0].0,
+                &leases[0].1,
+                Some(pb::Metrics { values: huge }),
+                good(),
+            ),
+            t,
+        ))
+        .await
+        .expect_err("huge message");
+    assert!(
+        err.message()
+            .contains(&server::MAX_WORKER_MESSAGE_BYTES.to_string()),
+        "names the limit: {err:?}"
+    );
+
+    // A lease that is live for another trial.
+    let err = workers
+        .complete_trial(with_token(
+            complete(&leases[1].0, &leases[0].1, good(), good()),
+            t,
+        ))
+        .await
+        .expect_err("another trial's lease");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // Missing a reported metric: the trial fails once, with the reason.
+    let err = workers
+        .complete_trial(with_token(
+            complete(
+                &leases[0].0,
+                &leases[0].1,
+                metrics(&[("accuracy", 0.5)]),
+                good(),
+            ),
+            t,
+        ))
+        .await
+        .expect_err("missing f1_weighted");
+    assert!(err.message().contains("f1_weighted"), "{err:?}");
+    // Non-finite: the same.
+    let err = workers
+        .complete_trial(with_token(
+            complete(
+                &leases[1].0,
+                &leases[1].1,
+                good(),
+                metrics(&[("accuracy", f64::NAN), ("f1_weighted", 0.4)]),
+            ),
+            t,
+        ))
+        .await
+        .expect_err("NaN");
+    assert!(err.message().contains("not finite"), "{err:?}");
+
+    let results = sweeps
+        .list_results(with_token(
+            pb::ListResultsRequest {
+                sweep_id: sweep_id.clone(),
+            },
+            t,
+        ))
+        .await
+        .expect("the coordinator still serves")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 2, "{results:?}");
+    for r in &results {
+        assert_eq!(r.outcome, pb::TrialOutcome::Failed as i32, "{r:?}");
+        assert_eq!(r.attempts, 1, "failed once, without retries: {r:?}");
+    }
+    assert!(results.iter().any(|r| r.failure.contains("f1_weighted")));
+    assert!(results.iter().any(|r| r.failure.contains("not finite")));
+    let status = sweeps
+        .get_sweep(with_token(pb::GetSweepRequest { sweep_id }, t))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!((status.completed, status.failed), (0, 2));
+    s.shutdown.cancel();
+    s.task.await.expect("join").expect("serve");
+}

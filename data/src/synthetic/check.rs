@@ -1,0 +1,161 @@
+//! What each dataset kind accepts, checked without generating or reading
+//! anything: the sweep file's parser and the coordinator's submit path call
+//! [`check_dataset`] before any trial runs, and the worker goes through the
+//! same parameter structs when it builds the data.
+//!
+//! The declarations are the parameter structs themselves (`deny_unknown_fields`,
+//! typed fields, defaults in their `Default`/presets) plus their range checks
+//! (`validate`/`resolve`), which include an estimate of the memory a
+//! generator would allocate ([`MAX_GENERATED_BYTES`]).
+
+use serde::de::DeserializeOwned;
+
+use super::{ErcParams, FusionParams, MsaParams};
+use crate::formats::ErcOptions;
+use crate::{DataError, Result};
+
+/// Most memory a synthetic generator may allocate for its features: the
+/// MOSEI-shaped preset needs about 8.5 GB, `n_train = 100000000000` far more.
+pub const MAX_GENERATED_BYTES: u64 = 16 << 30;
+
+/// The dataset kinds a sweep file may name.
+pub const KINDS: &[&str] = &["synthetic", "iemocap", "meld", "m3ed", "mmsa"];
+/// The synthetic generators.
+pub const GENERATORS: &[&str] = &["fusion", "erc", "msa"];
+
+/// Deserialises dataset parameters into `T`, naming the offending key.
+pub fn params<T: DeserializeOwned>(params: &serde_json::Value) -> Result<T> {
+    let value = if params.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        params.clone()
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // An unknown field is reported at the map itself: take its name
+        // from the message (`unknown field `clases`, expected one of …`).
+        let key = if path == "." || path.is_empty() {
+            inner
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("")
+                .to_string()
+        } else {
+            path
+        };
+        DataError::Param {
+            key,
+            message: inner,
+        }
+    })
+}
+
+/// Checks a dataset's parameters against what its kind (and generator)
+/// accepts: names, types, ranges and the memory a generator would need.
+/// Reads no file.
+pub fn check_dataset(kind: &str, generator: Option<&str>, p: &serde_json::Value) -> Result<()> {
+    let unknown = |what: &str, got: &str, known: &[&str]| DataError::Param {
+        key: what.to_string(),
+        message: format!("unknown {what} `{got}`; known: {}", known.join(", ")),
+    };
+    match (kind, generator) {
+        ("synthetic", Some("fusion")) => params::<FusionParams>(p)?.validate(),
+        ("synthetic", Some("erc")) => params::<ErcParams>(p)?.check(),
+        ("synthetic", Some("msa")) => params::<MsaParams>(p)?.check(),
+        ("synthetic", Some(other)) => Err(unknown("generator", other, GENERATORS)),
+        ("synthetic", None) => Err(DataError::Param {
+            key: "generator".into(),
+            message: format!(
+                "a synthetic dataset needs `generator` ({})",
+                GENERATORS.join(", ")
+            ),
+        }),
+        ("iemocap" | "meld" | "m3ed", _) => {
+            let o = params::<ErcOptions>(p)?;
+            match o.valid_rate {
+                Some(r) if !(0.0..1.0).contains(&r) => Err(DataError::Param {
+                    key: "valid_rate".into(),
+                    message: format!("{r} is outside [0, 1)"),
+                }),
+                _ => Ok(()),
+            }
+        }
+        ("mmsa", _) => match p.as_object().and_then(|m| m.keys().next()) {
+            Some(key) => Err(DataError::Param {
+                key: key.clone(),
+                message:
+                    "an `mmsa` file takes no parameters (its splits and shapes come from the file)"
+                        .into(),
+            }),
+            None => Ok(()),
+        },
+        (other, _) => Err(unknown("kind", other, KINDS)),
+    }
+}
+
+/// Fails when `count` samples of `floats_per_sample` f32 values exceed
+/// [`MAX_GENERATED_BYTES`]; `key` names the parameter to lower.
+pub(super) fn check_size(key: &str, count: usize, floats_per_sample: usize) -> Result<()> {
+    let bytes = (count as u128) * (floats_per_sample as u128) * 4;
+    if bytes > u128::from(MAX_GENERATED_BYTES) {
+        return Err(DataError::Param {
+            key: key.to_string(),
+            message: format!(
+                "the generated features would take {:.1} GiB, more than the limit of {} GiB",
+                bytes as f64 / f64::from(1u32 << 30),
+                MAX_GENERATED_BYTES >> 30
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key_of(r: Result<()>) -> String {
+        match r {
+            Err(DataError::Param { key, .. }) => key,
+            other => panic!("expected a parameter error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_key_of_every_kind_of_mistake() {
+        let fusion = |p| check_dataset("synthetic", Some("fusion"), &p);
+        assert_eq!(key_of(fusion(json!({"clases": 4}))), "clases");
+        assert_eq!(key_of(fusion(json!({"n_train": "many"}))), "n_train");
+        assert!(key_of(fusion(json!({"n_train": 0}))).contains("n_train"));
+        assert_eq!(key_of(fusion(json!({"classes": 1}))), "classes");
+        assert_eq!(key_of(fusion(json!({"n_train": -3}))), "n_train");
+        assert_eq!(
+            key_of(fusion(json!({"n_train": 100_000_000_000u64}))),
+            "n_train"
+        );
+        assert!(fusion(json!({"n_train": 960, "classes": 3, "noise": 1.5})).is_ok());
+        let erc = |p| check_dataset("synthetic", Some("erc"), &p);
+        assert_eq!(
+            key_of(erc(json!({"n_train": 10_000_000_000u64}))),
+            "n_train"
+        );
+        assert!(erc(json!({"preset": "iemocap"})).is_ok());
+        let msa = |p| check_dataset("synthetic", Some("msa"), &p);
+        assert!(
+            msa(json!({"preset": "mosei"})).is_ok(),
+            "the MOSEI preset fits"
+        );
+        assert_eq!(key_of(msa(json!({"n_train": 1_000_000_000u64}))), "n_train");
+        assert_eq!(key_of(check_dataset("mmsa", None, &json!({"x": 1}))), "x");
+        assert_eq!(
+            key_of(check_dataset("iemocap", None, &json!({"valid_rate": 2.0}))),
+            "valid_rate"
+        );
+        assert_eq!(
+            key_of(check_dataset("synthetic", Some("nope"), &json!({}))),
+            "generator"
+        );
+    }
+}
