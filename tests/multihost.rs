@@ -607,15 +607,25 @@ fn etcd_coordinator_and_workers_on_separate_hosts_finish_a_sweep_exactly_once() 
 
     let sweep = sweep_file(dir.path());
     let sweep = sweep.to_str().expect("utf8");
-    // A client on another host without the token may not submit.
-    let out = cli(&with_remote(&["submit", sweep]));
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("token"),
-        "submit without a token from a non-loopback client must be refused: {}\n{}",
-        text(&out),
-        logs(&[&coord])
-    );
-    let out = cli(&with_remote(&["submit", sweep, "--token-file", &token]));
+    // A client on another host with neither the token nor a client
+    // certificate may not submit (nor read).
+    let anonymous = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(["--coordinator", url.as_str(), "--tls-ca", pki.ca.as_str()].iter())
+            .map(|a| a.to_string())
+            .collect()
+    };
+    for args in [&["submit", sweep][..], &["status"][..]] {
+        let out = cli(&anonymous(args));
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("token"),
+            "{args:?} without a token or certificate from a non-loopback client must be refused: {}\n{}",
+            text(&out),
+            logs(&[&coord])
+        );
+    }
+    // With the token and no certificate it may.
+    let out = cli(&anonymous(&["submit", sweep, "--token-file", &token]));
     assert!(
         out.status.success(),
         "submit: {}\n{}",

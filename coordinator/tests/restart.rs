@@ -21,7 +21,7 @@ fn sweep(name: &str, seeds: u32) -> String {
     format!(
         r#"name = "{name}"
 seeds = {seeds}
-baseline = {{ h = 1 }}
+baseline = {{ hidden = 1 }}
 [model]
 name = "late-fusion"
 [dataset]
@@ -32,7 +32,7 @@ epochs = 1
 batch_size = 4
 lr = {lr}
 [grid]
-h = [1, 2]
+hidden = [1, 2]
 [metrics]
 select = "accuracy"
 report = {{ accuracy = "max" }}

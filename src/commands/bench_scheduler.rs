@@ -72,11 +72,13 @@ fn start_etcd() -> anyhow::Result<LocalEtcd> {
 
 fn sweep_toml(trials: usize) -> (String, usize) {
     let configs = trials.div_ceil(10).max(1);
-    let values: Vec<String> = (0..configs).map(|i| i.to_string()).collect();
+    // One learning rate per configuration (a declared, unbounded training
+    // key; the simulated workers never train).
+    let values: Vec<String> = (1..=configs).map(|i| format!("{i}e-6")).collect();
     let text = format!(
         r#"name = "bench-scheduler"
 seeds = 10
-baseline = {{ i = 0 }}
+baseline = {{ lr = 1e-6 }}
 [model]
 name = "late-fusion"
 [dataset]
@@ -87,7 +89,7 @@ epochs = 1
 batch_size = 1
 lr = 0.1
 [grid]
-i = [{}]
+lr = [{}]
 [metrics]
 select = "accuracy"
 report = {{ accuracy = "max" }}

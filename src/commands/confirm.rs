@@ -136,6 +136,8 @@ pub async fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
             backend: "cpu".into(),
             lease_ttl: std::time::Duration::from_secs(5),
             no_progress: false,
+            dry_run: false,
+            retry_failed: false,
         },
         true,
     )

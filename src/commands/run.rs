@@ -30,33 +30,64 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
         .with_context(|| format!("cannot read sweep file {}", path.display()))?;
     let name = path.display().to_string();
     let spec = SweepSpec::parse(&text, &name)?;
-    match sigsweep_worker::models::accepted_params(&spec.model.name) {
-        Some(accepted) => {
-            spec.check_model_params(&accepted)?;
-            spec.check_data_parallel(sigsweep_worker::parallel::supports_data_parallel(
-                &spec.model.name,
-            ))?;
-        }
-        None => bail!(
-            "{name}: key `model.name`: unknown model `{}`; known models: {}",
-            spec.model.name,
-            sigsweep_worker::models::NAMES.join(", ")
-        ),
-    }
+    spec.check_declared()?;
+    spec.check_data_parallel(sigsweep_worker::parallel::supports_data_parallel(
+        &spec.model.name,
+    ))?;
     Ok((text, spec))
+}
+
+/// `run --dry-run`: what the sweep would run and the checks it passed.
+fn print_plan(path: &Path, spec: &SweepSpec) {
+    let configs = spec.configurations();
+    let baseline = spec.baseline_key();
+    println!("sweep file {}: `{}`", path.display(), spec.name);
+    println!(
+        "model `{}`, dataset {}",
+        spec.model.name,
+        report_spec(spec).dataset
+    );
+    println!("{} configuration(s):", configs.len());
+    for c in &configs {
+        let mark = if c.key == baseline {
+            "  (baseline)"
+        } else {
+            ""
+        };
+        println!("  {}{mark}", c.key);
+    }
+    println!(
+        "{} seed(s) -> {} trial(s)",
+        spec.seeds.len(),
+        configs.len() * spec.seeds.len()
+    );
+    println!("checks passed:");
+    for check in [
+        "sweep file: keys, types, grid, seeds, baseline, metrics, name",
+        "model parameters: names the model declares",
+        "dataset parameters: names, types and ranges the dataset kind declares, generator memory",
+        "dataset file: exists and can be opened (local runs)",
+        "resources: data parallelism supported by the model",
+    ] {
+        println!("  ok  {check}");
+    }
+    println!("nothing was started (--dry-run)");
 }
 
 /// A local run reads its dataset file itself: refuse a missing or
 /// unreadable one before any worker starts.
-fn check_local_files(spec: &SweepSpec, name: &str) -> anyhow::Result<()> {
+fn check_local_files(spec: &SweepSpec) -> anyhow::Result<()> {
     if let Some(path) = &spec.dataset.path {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("{name}: key `dataset.path`: cannot read `{path}`"))?;
-        if !meta.is_file() {
-            bail!("{name}: key `dataset.path`: `{path}` is not a file");
+        let problem = match std::fs::metadata(path) {
+            Err(e) => Some(format!("cannot read `{path}`: {e}")),
+            Ok(m) if !m.is_file() => Some(format!("`{path}` is not a file")),
+            Ok(_) => std::fs::File::open(path)
+                .err()
+                .map(|e| format!("cannot open `{path}`: {e}")),
+        };
+        if let Some(message) = problem {
+            return Err(spec.key_error("dataset", "path", message).into());
         }
-        std::fs::File::open(path)
-            .with_context(|| format!("{name}: key `dataset.path`: cannot open `{path}`"))?;
     }
     Ok(())
 }
@@ -154,7 +185,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// seeds (see `sigsweep confirm`).
 pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = load_sweep(&args.sweep)?;
-    check_local_files(&spec, &args.sweep.display().to_string())?;
+    check_local_files(&spec)?;
+    if args.dry_run {
+        print_plan(&args.sweep, &spec);
+        return Ok(ExitCode::SUCCESS);
+    }
     let state_dir = args
         .state_dir
         .clone()
@@ -180,6 +215,10 @@ pub async fn run_sweep(args: RunArgs, confirmatory: bool) -> anyhow::Result<Exit
         .submit(&text, &args.sweep.display().to_string())
         .await?;
     let sweep_id = submitted.sweep_id.clone();
+    if args.retry_failed {
+        let n = coordinator.retry_failed(&sweep_id).await?;
+        eprintln!("{n} failed trial(s) queued again");
+    }
 
     let progress = coordinator.progress(&sweep_id)?;
     let remaining = progress.total - progress.completed - progress.failed;

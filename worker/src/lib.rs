@@ -25,16 +25,3 @@ pub mod params;
 pub mod trainer;
 
 pub use trainer::{TrainError, TrialOutcome, TrialRequest};
-
-/// Training settings every model accepts (mirrors the sweep file's
-/// `[training]` table).
-pub fn sigsweep_training_keys() -> &'static [&'static str] {
-    &[
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "grad_clip",
-        "valid_fraction",
-    ]
-}

@@ -51,12 +51,24 @@ impl Params {
         self.values.keys().map(String::as_str)
     }
 
-    /// Errors on any key outside `known`.
-    pub fn check_known(&self, model: &str, known: &[&str]) -> Result<(), TrainError> {
-        for k in self.keys() {
-            if !known.contains(&k) {
-                return Err(invalid(k, format!("unknown parameter for model `{model}`")));
-            }
+    /// Checks every value against `model`'s declarations and the training
+    /// settings' (the same tables the coordinator checks sweep files with):
+    /// an undeclared key, a wrong type or a value out of range is an error.
+    pub fn check_declared(&self, model: &sigsweep_types::ModelDecl) -> Result<(), TrainError> {
+        use sigsweep_types::Scalar;
+        for (k, v) in &self.values {
+            let decl = sigsweep_types::params::training(k)
+                .or_else(|| model.param(k))
+                .ok_or_else(|| {
+                    invalid(k, format!("unknown parameter for model `{}`", model.name))
+                })?;
+            let scalar = match v {
+                Value::Float(x) => Scalar::Float(*x),
+                Value::Int(i) => Scalar::Int(*i),
+                Value::Text(s) => Scalar::Text(s),
+                Value::Bool(b) => Scalar::Bool(*b),
+            };
+            decl.check(scalar).map_err(|m| invalid(k, m))?;
         }
         Ok(())
     }

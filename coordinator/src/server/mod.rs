@@ -175,6 +175,11 @@ impl Auth {
         self
     }
 
+    /// Whether callers may authenticate with a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// Checks the caller of any sweep or worker call.
     #[allow(clippy::result_large_err)]
     pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -588,7 +593,13 @@ pub async fn serve_slot(
             tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
         );
         if let Some(ca) = &tls.client_ca_pem {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            // A verified client certificate authenticates its caller. With a
+            // token as well, a client may present either: the certificate
+            // becomes optional at the handshake and [`Auth`] asks for the
+            // token from callers without one.
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(options.auth.has_token());
         }
         builder = builder.tls_config(config)?;
     }

@@ -279,6 +279,7 @@ impl Coordinator {
     /// Submits a sweep file. The same file submitted again is the same sweep.
     pub async fn submit(&self, source: &str, source_name: &str) -> Result<Submitted> {
         let spec = SweepSpec::parse(source, source_name)?;
+        spec.check_declared()?;
         let sweep_id = spec.sweep_id();
         let total_trials = spec.trials().len() as u32;
         let record = SweepRecord {
@@ -730,6 +731,48 @@ impl Coordinator {
         }
         self.inner.work_available.notify_waiters();
         Ok(())
+    }
+
+    /// Runs a sweep's failed trials again (after the user fixed the cause):
+    /// their failed results and attempt counts are forgotten, the sweep is
+    /// running again, and they are queued. Completed trials keep their
+    /// results. Returns how many trials were queued again.
+    pub async fn retry_failed(&self, sweep_id: &str) -> Result<u32> {
+        let (trial_ids, record, spec) = {
+            let state = self.state();
+            let s = state
+                .sweeps
+                .get(sweep_id)
+                .ok_or_else(|| CoordinatorError::UnknownSweep(sweep_id.to_string()))?;
+            (s.trial_ids.clone(), s.record.clone(), s.spec.clone())
+        };
+        let mut cleared = 0u32;
+        for id in &trial_ids {
+            if self.inner.catalog.clear_failed(id).await? {
+                cleared += 1;
+                if let Some(e) = self.state().trials.get_mut(&**id) {
+                    e.done = false;
+                    e.attempts = 0;
+                }
+            }
+        }
+        if cleared == 0 {
+            return Ok(0);
+        }
+        self.inner
+            .catalog
+            .set_sweep_state(sweep_id, SweepRecordState::Running)
+            .await?;
+        // Load it again from the store: completed trials count as done,
+        // the cleared ones are queued.
+        self.state().sweeps.remove(sweep_id);
+        let record = SweepRecord {
+            state: SweepRecordState::Running,
+            ..record
+        };
+        self.load_sweep(record, (*spec).clone()).await?;
+        tracing::info!(sweep = %sweep_id, trials = cleared, "failed trials queued again");
+        Ok(cleared)
     }
 
     /// Cancels a sweep.

@@ -7,7 +7,7 @@ use crate::store::EmbeddedStore;
 
 const SWEEP: &str = r#"name = "unit"
 seeds = 3
-baseline = { h = 1 }
+baseline = { hidden = 1 }
 [model]
 name = "late-fusion"
 [dataset]
@@ -18,7 +18,7 @@ epochs = 1
 batch_size = 4
 lr = 0.1
 [grid]
-h = [1, 2]
+hidden = [1, 2]
 [metrics]
 select = "accuracy"
 report = { accuracy = "max" }

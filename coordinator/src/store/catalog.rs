@@ -206,6 +206,34 @@ impl Catalog {
         }
     }
 
+    /// Forgets a trial's failed result and its failed attempts, so that it
+    /// runs again. Returns `false` (and changes nothing) when the trial has
+    /// no stored result or a completed one.
+    pub async fn clear_failed(&self, trial_id: &str) -> StoreResult<bool> {
+        let key = format!("results/{trial_id}");
+        let Some(v) = self.store.get(&key).await? else {
+            return Ok(false);
+        };
+        let r: StoredResult = from_json(&key, &v.value)?;
+        if r.status == "completed" {
+            return Ok(false);
+        }
+        match self
+            .store
+            .delete(&key, Precondition::Version(v.version))
+            .await
+        {
+            Ok(()) => {}
+            // Replaced meanwhile (by another coordinator): leave it.
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.store
+            .delete(&format!("failures/{trial_id}"), Precondition::None)
+            .await?;
+        Ok(true)
+    }
+
     pub async fn failures(&self, trial_id: &str) -> StoreResult<FailureRecord> {
         let key = format!("failures/{trial_id}");
         match self.store.get(&key).await? {

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{MAX_TRIALS, ParamValue, SweepError, SweepSpec, TRAINING_KEYS, config_key};
+use super::{MAX_TRIALS, ParamValue, SweepError, SweepSpec, config_key, is_training_key};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,7 +324,7 @@ impl RawSweep {
         }
         let mut model_params = IndexMap::new();
         for (k, v) in &self.model.params {
-            if TRAINING_KEYS.contains(&k.as_str()) {
+            if is_training_key(k) {
                 return Err(loc.key_error(
                     "model",
                     k,

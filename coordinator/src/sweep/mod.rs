@@ -38,16 +38,12 @@ pub struct SweepError {
 /// Maximum number of trials one sweep may expand into.
 pub const MAX_TRIALS: usize = 100_000;
 
-/// Names of the training settings; grid keys may name these as well as model
-/// parameters.
-pub const TRAINING_KEYS: &[&str] = &[
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "grad_clip",
-    "valid_fraction",
-];
+/// Whether `key` names a training setting (declared in
+/// `sigsweep_types::params::TRAINING`); grid keys may name these as well as
+/// model parameters.
+pub fn is_training_key(key: &str) -> bool {
+    sigsweep_types::params::training(key).is_some()
+}
 
 /// A validated sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +112,58 @@ impl SweepSpec {
         Ok(())
     }
 
+    /// Checks the sweep against the declarations of its model and of the
+    /// training settings (`sigsweep_types::params`): the model is a known
+    /// one, and every fixed and swept parameter is declared by it, with a
+    /// value of the declared type inside the declared range. Errors name
+    /// the file, line and key. The coordinator runs this at submit time,
+    /// the CLI before it starts anything.
+    pub fn check_declared(&self) -> Result<(), SweepError> {
+        use sigsweep_types::params;
+        let locator = SpanLocator::new(&self.source, &self.source_name);
+        let Some(model) = params::model(&self.model.name) else {
+            let known: Vec<&str> = params::MODELS.iter().map(|m| m.name).collect();
+            return Err(locator.key_error(
+                "model",
+                "name",
+                format!(
+                    "unknown model `{}`; known models: {}",
+                    self.model.name,
+                    known.join(", ")
+                ),
+            ));
+        };
+        let names: Vec<&str> = model
+            .params
+            .iter()
+            .map(|p| p.name)
+            .chain(params::TRAINING.iter().map(|p| p.name))
+            .collect();
+        self.check_model_params(&names)?;
+        let check = |table: &str, key: &str, value: &ParamValue| {
+            let decl = params::training(key).or_else(|| model.param(key));
+            match decl.map(|d| d.check(value.as_scalar())) {
+                Some(Err(message)) => Err(locator.key_error(table, key, message)),
+                _ => Ok(()),
+            }
+        };
+        for (k, v) in &self.model.params {
+            check("model", k, v)?;
+        }
+        for (k, values) in &self.grid {
+            for v in values {
+                check("grid", k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An error about `key` of `[table]` in this sweep's file, at the line
+    /// where the key is written.
+    pub fn key_error(&self, table: &str, key: &str, message: String) -> SweepError {
+        SpanLocator::new(&self.source, &self.source_name).key_error(table, key, message)
+    }
+
     pub fn check_model_params(&self, known: &[&str]) -> Result<(), SweepError> {
         let locator = SpanLocator::new(&self.source, &self.source_name);
         let mut names: Vec<(&str, &str)> = self
@@ -127,7 +175,7 @@ impl SweepSpec {
         names.extend(
             self.grid
                 .keys()
-                .filter(|k| !TRAINING_KEYS.contains(&k.as_str()))
+                .filter(|k| !is_training_key(k))
                 .map(|k| (k.as_str(), "grid")),
         );
         for (name, table) in names {

@@ -34,6 +34,16 @@ impl ParamValue {
         }
     }
 
+    /// The value as the parameter declarations see it.
+    pub fn as_scalar(&self) -> sigsweep_types::Scalar<'_> {
+        match self {
+            Self::Bool(b) => sigsweep_types::Scalar::Bool(*b),
+            Self::Int(i) => sigsweep_types::Scalar::Int(*i),
+            Self::Float(x) => sigsweep_types::Scalar::Float(*x),
+            Self::Text(s) => sigsweep_types::Scalar::Text(s),
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

@@ -23,9 +23,6 @@ use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trainer::{Split, TrainError, TrialRequest, Workload};
 
-/// Parameters of `late-fusion`.
-pub const PARAMS: &[&str] = &["modality_hidden", "hidden", "dropout"];
-
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
     pub(crate) text: Linear<B>,

@@ -9,27 +9,25 @@ pub mod late_fusion;
 pub mod mmic;
 
 use crate::backend::BackendKind;
-use crate::sigsweep_training_keys;
 use crate::trainer::{LoadedDataset, TrainError, TrialRequest, Workload};
 
-/// Names of the models this worker can train.
-pub const NAMES: &[&str] = &["late-fusion", "fdcmdie", "mmic", "mmdfn"];
-
-/// Parameters a model accepts besides the training settings.
-pub fn model_params(model: &str) -> Option<&'static [&'static str]> {
-    match model {
-        "late-fusion" => Some(late_fusion::PARAMS),
-        "mmic" | "mmdfn" => Some(mmic::PARAMS),
-        "fdcmdie" => Some(fdcmdie::PARAMS),
-        _ => None,
-    }
+/// Names of the models this worker can train (declared in
+/// `sigsweep_types::params::MODELS`, which the coordinator checks sweep
+/// files against).
+pub fn names() -> Vec<&'static str> {
+    sigsweep_types::params::MODELS
+        .iter()
+        .map(|m| m.name)
+        .collect()
 }
 
-/// Every parameter name a trial of `model` may carry (model + training).
-pub fn accepted_params(model: &str) -> Option<Vec<&'static str>> {
-    let mut all: Vec<&'static str> = model_params(model)?.to_vec();
-    all.extend_from_slice(sigsweep_training_keys());
-    Some(all)
+/// Checks a trial against its model's declarations: the model exists and
+/// every parameter is declared, of the declared type, inside its range.
+/// Every trainer (plain, data-parallel, fused) calls it first.
+pub fn check_request(req: &TrialRequest) -> Result<(), TrainError> {
+    let decl = sigsweep_types::params::model(&req.model)
+        .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
+    req.params.check_declared(decl)
 }
 
 /// Builds the workload for a trial on `backend`.
@@ -38,9 +36,7 @@ pub fn build(
     data: LoadedDataset,
     backend: BackendKind,
 ) -> Result<Box<dyn Workload>, TrainError> {
-    let accepted =
-        accepted_params(&req.model).ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
-    req.params.check_known(&req.model, &accepted)?;
+    check_request(req)?;
     match backend {
         BackendKind::Cpu => build_on::<crate::backend::Cpu>(req, data, &Default::default()),
         #[cfg(feature = "cuda")]

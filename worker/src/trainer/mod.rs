@@ -66,7 +66,7 @@ pub struct TrialOutcome {
 pub enum TrainError {
     #[error("invalid parameter `{key}`: {message}")]
     InvalidParam { key: String, message: String },
-    #[error("unknown model `{0}`; known models: {known}", known = models::NAMES.join(", "))]
+    #[error("unknown model `{0}`; known models: {known}", known = models::names().join(", "))]
     UnknownModel(String),
     #[error("dataset: {0}")]
     Data(#[from] sigsweep_data::DataError),

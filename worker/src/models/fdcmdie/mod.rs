@@ -111,27 +111,6 @@ pub use contrastive::{
 };
 pub use model::{FdCmdie, FdCmdieConfig};
 
-/// Parameters of `fdcmdie`.
-pub const PARAMS: &[&str] = &[
-    "k_cl",
-    "layers",
-    "tau",
-    "margin",
-    "lambda_tri",
-    "lambda_cl",
-    "width",
-    "heads",
-    "dropout",
-    "lstm_layers",
-    "max_len",
-    "cl_samples",
-    "text_encoder",
-    "use_cl",
-    "use_cmdie",
-    "use_gap",
-    "use_cross_att2",
-];
-
 fn invalid(key: &str, message: impl Into<String>) -> TrainError {
     TrainError::InvalidParam {
         key: key.into(),

@@ -105,33 +105,6 @@ use crate::trainer::{Split, TrainError, TrialRequest, Workload};
 pub use batch::HostBatch;
 pub use net::{Mmic, MmicNet, NetConfig};
 
-/// Parameters of `mmic` / `mmdfn`.
-pub const PARAMS: &[&str] = &[
-    "losses",
-    "alpha",
-    "beta",
-    "zeta",
-    "layers",
-    "gcn_alpha",
-    "gcn_lambda",
-    "speaker_weights",
-    "gamma_a",
-    "gamma_v",
-    "gamma_t",
-    "dropout",
-    "hidden",
-    "graph_hidden",
-    "text_encoder",
-    "text_layers",
-    "scl_temperature",
-    "focal_gamma",
-    "class_weight",
-    "l2",
-    "mi_lr",
-    "ba_entropy_dim",
-    "negative_classes",
-];
-
 fn invalid(key: &str, message: impl Into<String>) -> TrainError {
     TrainError::InvalidParam {
         key: key.into(),

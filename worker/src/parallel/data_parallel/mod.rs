@@ -468,9 +468,7 @@ where
 
 /// Checks `req`'s parameters and loads its dataset.
 fn checked_dataset(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
-    let accepted = crate::models::accepted_params(&req.model)
-        .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
-    req.params.check_known(&req.model, &accepted)?;
+    crate::models::check_request(req)?;
     let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
     load_dataset(&req.dataset, req.seed, valid_fraction)
 }

@@ -293,9 +293,7 @@ pub fn run_fused_on<B: AutodiffBackend>(
     let mut run = || -> Result<(), TrainError> {
         check_same_config(requests)?;
         let req = &requests[0];
-        let accepted = crate::models::accepted_params(&req.model)
-            .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
-        req.params.check_known(&req.model, &accepted)?;
+        crate::models::check_request(req)?;
         if !supports(req) {
             return Err(TrainError::InvalidParam {
                 key: "fuse_seeds".into(),

@@ -1,0 +1,528 @@
+//! Parameter declarations: name, type, range, default and meaning of every
+//! parameter a built-in model or the training loop accepts.
+//!
+//! A declaration checks a value ([`ParamDecl::check`]); the checks are the
+//! wide bounds every trial must satisfy. A model may refuse further
+//! combinations when it is built (`hidden` odd for a bidirectional encoder,
+//! `width` not divisible by `heads`), naming the key.
+
+use std::fmt;
+
+/// A parameter value as the declarations see it (sweep files and the wire
+/// carry the same four kinds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+}
+
+impl fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write!(f, "{x:?}"),
+            Self::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// The type and range of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamKind {
+    /// An integer in `[min, max]`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A finite number in `[min, max]` (integers are accepted).
+    Float {
+        min: f64,
+        max: f64,
+    },
+    Bool,
+    /// A string; one of `choices` unless it is empty (free text, checked by
+    /// the model: e.g. a `-`-separated list).
+    Text {
+        choices: &'static [&'static str],
+    },
+}
+
+/// One declared parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamDecl {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// The default, as text (it may depend on the model: `mmdfn` and `mmic`
+    /// share declarations but not every default).
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl ParamDecl {
+    /// Checks `value` against the declared type and range; the error says
+    /// what was expected (the caller adds the file, line and key).
+    pub fn check(&self, value: Scalar<'_>) -> Result<(), String> {
+        match (self.kind, value) {
+            (ParamKind::Int { min, max }, Scalar::Int(i)) => {
+                if i < min || i > max {
+                    return Err(format!("{i} is outside the allowed range [{min}, {max}]"));
+                }
+            }
+            (ParamKind::Float { .. }, Scalar::Int(i)) => {
+                return self.check(Scalar::Float(i as f64));
+            }
+            (ParamKind::Float { min, max }, Scalar::Float(x)) => {
+                if !x.is_finite() || x < min || x > max {
+                    return Err(format!(
+                        "{x:?} is outside the allowed range [{min:?}, {max:?}]"
+                    ));
+                }
+            }
+            (ParamKind::Bool, Scalar::Bool(_)) => {}
+            (ParamKind::Text { choices }, Scalar::Text(s)) => {
+                if !choices.is_empty() && !choices.contains(&s) {
+                    return Err(format!("{s:?} is not one of: {}", choices.join(", ")));
+                }
+            }
+            (kind, got) => {
+                let want = match kind {
+                    ParamKind::Int { .. } => "an integer",
+                    ParamKind::Float { .. } => "a number",
+                    ParamKind::Bool => "true or false",
+                    ParamKind::Text { .. } => "a string",
+                };
+                return Err(format!("expected {want}, got {got}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A built-in model: its names and parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelDecl {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub params: &'static [ParamDecl],
+}
+
+impl ModelDecl {
+    pub fn param(&self, name: &str) -> Option<&'static ParamDecl> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+const fn int(
+    name: &'static str,
+    min: i64,
+    max: i64,
+    default: &'static str,
+    doc: &'static str,
+) -> ParamDecl {
+    ParamDecl {
+        name,
+        kind: ParamKind::Int { min, max },
+        default,
+        doc,
+    }
+}
+const fn float(
+    name: &'static str,
+    min: f64,
+    max: f64,
+    default: &'static str,
+    doc: &'static str,
+) -> ParamDecl {
+    ParamDecl {
+        name,
+        kind: ParamKind::Float { min, max },
+        default,
+        doc,
+    }
+}
+const fn flag(name: &'static str, default: &'static str, doc: &'static str) -> ParamDecl {
+    ParamDecl {
+        name,
+        kind: ParamKind::Bool,
+        default,
+        doc,
+    }
+}
+const fn text(
+    name: &'static str,
+    choices: &'static [&'static str],
+    default: &'static str,
+    doc: &'static str,
+) -> ParamDecl {
+    ParamDecl {
+        name,
+        kind: ParamKind::Text { choices },
+        default,
+        doc,
+    }
+}
+
+/// Widths and depths are bounded so that no sweep file can make a worker
+/// allocate without limit.
+const MAX_WIDTH: i64 = 8192;
+const MAX_DEPTH: i64 = 256;
+
+/// The training settings: `[training]` keys, also allowed as grid keys.
+pub const TRAINING: &[ParamDecl] = &[
+    int("epochs", 1, 100_000, "10", "training epochs"),
+    int(
+        "batch_size",
+        1,
+        1 << 20,
+        "model's",
+        "samples (dialogues for ERC) per optimiser step",
+    ),
+    // Wide on purpose: a diverging learning rate is a legitimate experiment
+    // (it fails its trial with the epoch and step of the non-finite loss).
+    float(
+        "lr",
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        "model's",
+        "learning rate",
+    ),
+    float(
+        "weight_decay",
+        0.0,
+        1e3,
+        "0",
+        "L2 / decoupled weight decay, as the model's optimiser applies it",
+    ),
+    float(
+        "grad_clip",
+        0.0,
+        1e12,
+        "0",
+        "gradient-norm clipping; 0 disables it",
+    ),
+    float(
+        "valid_fraction",
+        0.0,
+        0.95,
+        "0.1",
+        "validation carve of ERC files without a dev split",
+    ),
+];
+
+const LATE_FUSION: &[ParamDecl] = &[
+    int(
+        "modality_hidden",
+        1,
+        MAX_WIDTH,
+        "16",
+        "width of each modality's projection",
+    ),
+    int("hidden", 1, MAX_WIDTH, "32", "width of the fusion layer"),
+    float("dropout", 0.0, 0.95, "0", "dropout after the fusion layer"),
+];
+
+const MMIC: &[ParamDecl] = &[
+    text(
+        "losses",
+        &[],
+        "all",
+        "auxiliary losses on: all, none, or a '+'-list of scl, cpc, ba",
+    ),
+    float(
+        "alpha",
+        0.0,
+        1e6,
+        "1 (mmdfn: 0)",
+        "weight of the supervised contrastive loss, eq. (8)",
+    ),
+    float(
+        "beta",
+        0.0,
+        1e6,
+        "0.05 (mmdfn: 0)",
+        "weight of the CPC loss",
+    ),
+    float(
+        "zeta",
+        0.0,
+        1e6,
+        "0.05 (mmdfn: 0)",
+        "weight of the BA (MI) loss",
+    ),
+    int("layers", 1, MAX_DEPTH, "16", "graph convolution layers (K)"),
+    float(
+        "gcn_alpha",
+        0.0,
+        1.0,
+        "0.2",
+        "initial-residual weight of the graph layers",
+    ),
+    float(
+        "gcn_lambda",
+        0.0,
+        1e6,
+        "0.5",
+        "identity-mapping strength of the graph layers",
+    ),
+    text(
+        "speaker_weights",
+        &[],
+        "3-0-1",
+        "speaker embedding weights a-v-t, as \"a-v-t\"",
+    ),
+    float(
+        "gamma_a",
+        -1e6,
+        1e6,
+        "from speaker_weights",
+        "speaker embedding weight, audio",
+    ),
+    float(
+        "gamma_v",
+        -1e6,
+        1e6,
+        "from speaker_weights",
+        "speaker embedding weight, vision",
+    ),
+    float(
+        "gamma_t",
+        -1e6,
+        1e6,
+        "from speaker_weights",
+        "speaker embedding weight, text",
+    ),
+    float("dropout", 0.0, 0.95, "0.4", "dropout"),
+    int(
+        "hidden",
+        2,
+        MAX_WIDTH,
+        "200",
+        "encoder width (even: two directions)",
+    ),
+    int("graph_hidden", 1, MAX_WIDTH, "100", "graph layer width"),
+    text(
+        "text_encoder",
+        &["lstm", "gru"],
+        "lstm (mmdfn: gru)",
+        "text context encoder",
+    ),
+    int("text_layers", 1, MAX_DEPTH, "2", "text encoder layers"),
+    float(
+        "scl_temperature",
+        1e-6,
+        1e6,
+        "0.1",
+        "temperature τ of the contrastive loss",
+    ),
+    float(
+        "focal_gamma",
+        0.0,
+        100.0,
+        "0",
+        "focal loss γ (0: cross-entropy)",
+    ),
+    flag("class_weight", "false", "weight classes in the task loss"),
+    float(
+        "l2",
+        0.0,
+        1e3,
+        "1e-4",
+        "L2 weight decay (MM-DFN's name for weight_decay)",
+    ),
+    float(
+        "mi_lr",
+        1e-12,
+        1e3,
+        "1e-3",
+        "learning rate of the MI estimator heads",
+    ),
+    int(
+        "ba_entropy_dim",
+        1,
+        MAX_WIDTH,
+        "8",
+        "width of the BA entropy heads",
+    ),
+    text(
+        "negative_classes",
+        &[],
+        "by class names",
+        "negative classes for CPC, as \"i-j-k\"",
+    ),
+];
+
+const FDCMDIE: &[ParamDecl] = &[
+    int(
+        "k_cl",
+        1,
+        10_000,
+        "10",
+        "similar/different samples per anchor (k_cl)",
+    ),
+    int("layers", 1, MAX_DEPTH, "3", "interaction (DIPU) layers"),
+    float("tau", 1e-6, 1e6, "0.5", "NT-Xent temperature"),
+    float("margin", 0.0, 2.0, "0.5", "triplet margin"),
+    float("lambda_tri", 0.0, 1e6, "0.1", "weight of the triplet loss"),
+    float(
+        "lambda_cl",
+        0.0,
+        1e6,
+        "0.1",
+        "weight of the contrastive loss",
+    ),
+    int(
+        "width",
+        1,
+        MAX_WIDTH,
+        "128",
+        "model width (divisible by heads)",
+    ),
+    int("heads", 1, 1024, "8", "attention heads"),
+    float("dropout", 0.0, 0.95, "0.1", "dropout"),
+    int(
+        "lstm_layers",
+        1,
+        MAX_DEPTH,
+        "2",
+        "LSTM layers of the audio/vision encoders",
+    ),
+    int(
+        "max_len",
+        0,
+        100_000,
+        "50",
+        "pooled sequence length (0: keep)",
+    ),
+    int(
+        "cl_samples",
+        1,
+        10_000,
+        "2",
+        "sampled pairs per set (sampled variant)",
+    ),
+    text(
+        "text_encoder",
+        &["linear"],
+        "linear",
+        "text encoder over the file's BERT features",
+    ),
+    flag(
+        "use_cl",
+        "true",
+        "contrastive learning on (\"w/o CL\" ablation: false)",
+    ),
+    flag("use_cmdie", "true", "cross-modal interaction on"),
+    flag("use_gap", "true", "global average pooling on"),
+    flag("use_cross_att2", "true", "second cross-attention on"),
+];
+
+/// The built-in models (`mmdfn` is MMIC's baseline under its own name).
+pub const MODELS: &[ModelDecl] = &[
+    ModelDecl {
+        name: "late-fusion",
+        doc: "late-fusion baseline: per-modality projections, concatenation, MLP",
+        params: LATE_FUSION,
+    },
+    ModelDecl {
+        name: "fdcmdie",
+        doc: "FD-CMDIE (multimodal sentiment analysis)",
+        params: FDCMDIE,
+    },
+    ModelDecl {
+        name: "mmic",
+        doc: "MMIC on MM-DFN (emotion recognition in conversation)",
+        params: MMIC,
+    },
+    ModelDecl {
+        name: "mmdfn",
+        doc: "MM-DFN, MMIC's baseline",
+        params: MMIC,
+    },
+];
+
+/// The declaration of a built-in model.
+pub fn model(name: &str) -> Option<&'static ModelDecl> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// The declaration of a training setting.
+pub fn training(name: &str) -> Option<&'static ParamDecl> {
+    TRAINING.iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_types_and_ranges() {
+        let hidden = model("late-fusion")
+            .and_then(|m| m.param("hidden"))
+            .expect("declared");
+        assert!(hidden.check(Scalar::Int(16)).is_ok());
+        assert!(
+            hidden
+                .check(Scalar::Int(0))
+                .unwrap_err()
+                .contains("[1, 8192]")
+        );
+        assert!(hidden.check(Scalar::Int(-8)).is_err());
+        assert!(
+            hidden
+                .check(Scalar::Text("wide"))
+                .unwrap_err()
+                .contains("integer")
+        );
+        assert!(hidden.check(Scalar::Float(16.0)).is_err());
+        let dropout = model("mmic")
+            .and_then(|m| m.param("dropout"))
+            .expect("declared");
+        assert!(
+            dropout.check(Scalar::Int(0)).is_ok(),
+            "an integer is a number"
+        );
+        assert!(dropout.check(Scalar::Float(f64::NAN)).is_err());
+        assert!(dropout.check(Scalar::Float(0.99)).is_err());
+        let enc = model("mmdfn")
+            .and_then(|m| m.param("text_encoder"))
+            .expect("declared");
+        assert!(enc.check(Scalar::Text("gru")).is_ok());
+        assert!(
+            enc.check(Scalar::Text("transformer"))
+                .unwrap_err()
+                .contains("lstm, gru")
+        );
+        let flag = model("fdcmdie")
+            .and_then(|m| m.param("use_cl"))
+            .expect("declared");
+        assert!(flag.check(Scalar::Text("yes")).is_err());
+    }
+
+    #[test]
+    fn names_are_unique_and_documented() {
+        for m in MODELS {
+            for (i, p) in m.params.iter().enumerate() {
+                assert!(
+                    !p.doc.is_empty() && !p.default.is_empty(),
+                    "{}.{}",
+                    m.name,
+                    p.name
+                );
+                assert!(
+                    !m.params[..i].iter().any(|q| q.name == p.name),
+                    "{}: `{}` declared twice",
+                    m.name,
+                    p.name
+                );
+                assert!(
+                    training(p.name).is_none(),
+                    "{} shadows a training key",
+                    p.name
+                );
+            }
+        }
+    }
+}
