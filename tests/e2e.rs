@@ -643,3 +643,61 @@ fn a_data_parallel_trial_over_two_cpu_devices_gives_the_single_device_metrics() 
         let _ = p.wait();
     }
 }
+
+#[test]
+fn run_exits_non_zero_when_a_trial_failed_writes_the_report_and_retries_failed_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 2, 1, 64);
+    // lr = 1e30 makes the loss non-finite in the first epoch: a failure
+    // that repeats with the same seed, so it is not retried.
+    let text = std::fs::read_to_string(&sweep).expect("read");
+    let text = text
+        .replace(
+            "baseline = { modality_hidden = 8 }",
+            "baseline = { lr = 0.005 }",
+        )
+        .replace("modality_hidden = [2, 8]", "lr = [0.005, 1e30]");
+    std::fs::write(&sweep, text).expect("write");
+    let state = dir.path().join("state");
+    let args = [
+        "run",
+        sweep.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+        "--workers",
+        "2",
+        "--no-progress",
+    ];
+    let out = sigsweep(&args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 trial(s) failed"), "{err}");
+    assert!(
+        state.join("report.md").exists(),
+        "the report is written first"
+    );
+    let rows = results(&state);
+    assert_eq!(rows.len(), 4);
+    let failed: Vec<_> = rows.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 2, "{rows:?}");
+    for r in &failed {
+        assert_eq!(
+            r["attempts"], 1,
+            "a deterministic failure is not retried: {r}"
+        );
+        let reason = r["failure"].as_str().unwrap_or_default().to_lowercase();
+        assert!(reason.contains("finite") || reason.contains("nan"), "{r}");
+    }
+    // Rerunning resumes (nothing to do) and still says the sweep failed.
+    let out = sigsweep(&args);
+    assert_eq!(out.status.code(), Some(1));
+    // --retry-failed runs exactly the failed trials again.
+    let mut retry = args.to_vec();
+    retry.push("--retry-failed");
+    let out = sigsweep(&retry);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("2 failed trial(s) queued again"), "{err}");
+    assert!(err.contains("4 trials (2 already done)"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "they fail again: {err}");
+    assert_eq!(results(&state).len(), 4, "one result per trial");
+}

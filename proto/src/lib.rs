@@ -1,8 +1,9 @@
 //! sigsweep's gRPC wire contracts (tonic + prost), generated from
 //! `proto/sigsweep/v1/sigsweep.proto` at build time.
 //!
-//! This crate holds wire types only: the coordinator and the worker convert
-//! them to their domain types at the gRPC edge.
+//! This crate holds wire types, and the conversion of the one result record
+//! (`sigsweep_types::ResultRecord`) to and from its wire form, so that the
+//! coordinator and every client read results the same way.
 
 #![allow(clippy::all)]
 
@@ -35,6 +36,112 @@ impl v1::ParamValue {
     pub fn flag(v: bool) -> Self {
         Self {
             kind: Some(v1::param_value::Kind::Flag(v)),
+        }
+    }
+}
+
+impl v1::ParamValue {
+    /// A JSON scalar as a wire value (integers stay integers).
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        Some(match v {
+            serde_json::Value::Bool(b) => Self::flag(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Self::int(i),
+                None => Self::float(n.as_f64()?),
+            },
+            serde_json::Value::String(s) => Self::text(s.clone()),
+            other => Self::text(other.to_string()),
+        })
+    }
+
+    /// The wire value as JSON (`null` when the oneof is empty).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.kind {
+            Some(v1::param_value::Kind::Float(x)) => serde_json::json!(x),
+            Some(v1::param_value::Kind::Int(i)) => serde_json::json!(i),
+            Some(v1::param_value::Kind::Text(s)) => serde_json::json!(s),
+            Some(v1::param_value::Kind::Flag(b)) => serde_json::json!(b),
+            None => serde_json::Value::Null,
+        }
+    }
+}
+
+impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
+    fn from(r: &sigsweep_types::ResultRecord) -> Self {
+        Self {
+            trial_id: r.trial_id.clone(),
+            config_key: r.config_key.clone(),
+            config: r
+                .config
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some(v1::Param {
+                        name: k.clone(),
+                        value: Some(v1::ParamValue::from_json(v)?),
+                    })
+                })
+                .collect(),
+            seed: r.seed,
+            outcome: if r.is_completed() {
+                v1::TrialOutcome::Completed
+            } else {
+                v1::TrialOutcome::Failed
+            } as i32,
+            test_metrics: Some(v1::Metrics {
+                values: r.metrics.clone().into_iter().collect(),
+            }),
+            valid_metrics: Some(v1::Metrics {
+                values: r.valid_metrics.clone().into_iter().collect(),
+            }),
+            selected_epoch: r.selected_epoch.unwrap_or(0),
+            failure: r.failure.clone().unwrap_or_default(),
+            attempts: r.attempts,
+            seconds: r.seconds,
+            worker: r.worker.clone(),
+        }
+    }
+}
+
+impl v1::TrialResult {
+    /// The result record of a trial of `sweep_id` (the wire form does not
+    /// repeat the sweep id the caller asked for).
+    pub fn to_record(&self, sweep_id: &str) -> sigsweep_types::ResultRecord {
+        use sigsweep_types::TrialStatus;
+        let metrics = |m: &Option<v1::Metrics>| {
+            m.as_ref()
+                .map(|m| m.values.clone().into_iter().collect())
+                .unwrap_or_default()
+        };
+        let completed = self.outcome == v1::TrialOutcome::Completed as i32;
+        sigsweep_types::ResultRecord {
+            trial_id: self.trial_id.clone(),
+            sweep_id: sweep_id.to_string(),
+            config_key: self.config_key.clone(),
+            config: self
+                .config
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        p.value
+                            .as_ref()
+                            .map_or(serde_json::Value::Null, v1::ParamValue::to_json),
+                    )
+                })
+                .collect(),
+            seed: self.seed,
+            status: if completed {
+                TrialStatus::Completed
+            } else {
+                TrialStatus::Failed
+            },
+            metrics: metrics(&self.test_metrics),
+            valid_metrics: metrics(&self.valid_metrics),
+            selected_epoch: completed.then_some(self.selected_epoch),
+            failure: (!self.failure.is_empty()).then(|| self.failure.clone()),
+            attempts: self.attempts,
+            seconds: self.seconds,
+            worker: self.worker.clone(),
         }
     }
 }

@@ -1,7 +1,5 @@
 //! Input records and the specification of a report.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// Whether higher or lower values of a metric are better.
@@ -40,44 +38,9 @@ impl Goal {
     }
 }
 
-/// Final state of a trial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrialStatus {
-    /// Finished and produced metrics.
-    Completed,
-    /// Gave up after its attempts.
-    Failed,
-}
-
-/// One trial (configuration × seed); serialised line by line as `results.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrialRecord {
-    /// Unique trial id.
-    pub trial_id: String,
-    /// Canonical `"k=v,k2=v2"` in grid order.
-    pub config_key: String,
-    /// Grid hyperparameters only.
-    pub config: indexmap::IndexMap<String, serde_json::Value>,
-    /// Training seed (the pairing key).
-    pub seed: u64,
-    /// Completed or failed.
-    pub status: TrialStatus,
-    /// Test-split metrics at the selected epoch.
-    pub metrics: BTreeMap<String, f64>,
-    /// Validation-split metrics at the same epoch.
-    pub valid_metrics: BTreeMap<String, f64>,
-    /// Epoch selected on the validation split (or the test split, see
-    /// [`ReportSpec::selection_on_test`]).
-    #[serde(default)]
-    pub selected_epoch: Option<u32>,
-    /// Failure reason.
-    #[serde(default)]
-    pub failure: Option<String>,
-    /// Number of attempts.
-    #[serde(default)]
-    pub attempts: u32,
-}
+/// The report reads the one result record of `sigsweep_types` (the store's
+/// catalog, `results.jsonl` and `sigsweep results` hold the same type).
+pub use sigsweep_types::{ResultRecord as TrialRecord, TrialStatus};
 
 /// Significance test used against the baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

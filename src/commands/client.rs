@@ -295,72 +295,40 @@ pub async fn cancel(args: SweepRef) -> anyhow::Result<ExitCode> {
 }
 
 /// Converts a wire result into the JSON shape of `results.jsonl`.
-pub fn result_json(r: &pb::TrialResult) -> serde_json::Value {
-    let value = |v: &pb::ParamValue| match &v.kind {
-        Some(pb::param_value::Kind::Float(x)) => serde_json::json!(x),
-        Some(pb::param_value::Kind::Int(i)) => serde_json::json!(i),
-        Some(pb::param_value::Kind::Text(s)) => serde_json::json!(s),
-        Some(pb::param_value::Kind::Flag(b)) => serde_json::json!(b),
-        None => serde_json::Value::Null,
-    };
-    let config: serde_json::Map<String, serde_json::Value> = r
-        .config
-        .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.value.as_ref().map_or(serde_json::Value::Null, value),
-            )
-        })
-        .collect();
-    let metrics = |m: &Option<pb::Metrics>| -> std::collections::BTreeMap<String, f64> {
-        m.as_ref()
-            .map(|m| m.values.clone().into_iter().collect())
-            .unwrap_or_default()
-    };
-    serde_json::json!({
-        "trial_id": r.trial_id,
-        "config_key": r.config_key,
-        "config": config,
-        "seed": r.seed,
-        "status": if r.outcome == pb::TrialOutcome::Completed as i32 { "completed" } else { "failed" },
-        "metrics": metrics(&r.test_metrics),
-        "valid_metrics": metrics(&r.valid_metrics),
-        "selected_epoch": if r.outcome == pb::TrialOutcome::Completed as i32 { Some(r.selected_epoch) } else { None },
-        "failure": if r.failure.is_empty() { None } else { Some(&r.failure) },
-        "attempts": r.attempts,
-        "seconds": r.seconds,
-        "worker": r.worker,
-    })
-}
-
 /// Per-trial results from the coordinator at `url` (TLS/token settings
 /// from the environment).
-pub async fn fetch_results(url: &str, sweep: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+pub async fn fetch_results(
+    url: &str,
+    sweep: &str,
+) -> anyhow::Result<Vec<sigsweep_types::ResultRecord>> {
     fetch_results_from(&Remote::from_env(url), sweep).await
 }
 
 pub async fn fetch_results_from(
     remote: &Remote,
     sweep: &str,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+) -> anyhow::Result<Vec<sigsweep_types::ResultRecord>> {
     let list = call(remote, |mut c| {
         let sweep_id = sweep.to_string();
         async move { c.list_results(pb::ListResultsRequest { sweep_id }).await }
     })
     .await?;
-    Ok(list.results.iter().map(result_json).collect())
+    Ok(list.results.iter().map(|r| r.to_record(sweep)).collect())
 }
 
 pub async fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
-    let rows = fetch_results_from(&args.remote, &args.sweep).await?;
+    let records = fetch_results_from(&args.remote, &args.sweep).await?;
     match args.format {
         ResultsFormat::Jsonl => {
-            for r in &rows {
-                println!("{r}");
+            for r in &records {
+                println!("{}", serde_json::to_string(r)?);
             }
         }
         ResultsFormat::Csv => {
+            let rows: Vec<serde_json::Value> = records
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
             let mut config_keys: Vec<String> = Vec::new();
             let mut metric_keys: Vec<String> = Vec::new();
             for r in &rows {

@@ -38,7 +38,7 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<TrialR
         .iter()
         .filter_map(|t| all.get(&t.trial_id).cloned())
         .collect();
-    Ok((spec, super::run::to_records(&results)?))
+    Ok((spec, results))
 }
 
 async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<TrialRecord>)> {
@@ -51,8 +51,7 @@ async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<T
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
     let spec = SweepSpec::parse(&status.sweep_toml, sweep)?;
-    let rows = super::client::fetch_results(url, sweep).await?;
-    let records = super::run::parse_records(&format!("{url} sweep {sweep}"), rows)?;
+    let records = super::client::fetch_results(url, sweep).await?;
     Ok((spec, records))
 }
 

@@ -337,43 +337,6 @@ async fn follow(
     }
 }
 
-/// Converts stored results to report records. A row the report cannot
-/// read is an error naming the trial and the reason, never a silent drop
-/// (a dropped row would quietly remove a seed from a paired test).
-pub fn to_records(
-    results: &[sigsweep_coordinator::store::StoredResult],
-) -> anyhow::Result<Vec<sigsweep_report::TrialRecord>> {
-    results
-        .iter()
-        .map(|r| {
-            serde_json::to_value(r)
-                .and_then(serde_json::from_value)
-                .with_context(|| {
-                    format!(
-                        "result of trial `{}` cannot be read by the report",
-                        r.trial_id
-                    )
-                })
-        })
-        .collect()
-}
-
-/// Parses result rows (results.jsonl lines, `results --format json` rows)
-/// into report records; `source` names where they came from. A row that
-/// does not parse is an error naming the source, the row and the reason.
-pub fn parse_records(
-    source: &str,
-    rows: impl IntoIterator<Item = serde_json::Value>,
-) -> anyhow::Result<Vec<sigsweep_report::TrialRecord>> {
-    rows.into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            serde_json::from_value(v)
-                .with_context(|| format!("{source}: row {}: not a trial result", i + 1))
-        })
-        .collect()
-}
-
 /// The report spec of a sweep.
 pub fn report_spec(spec: &SweepSpec) -> sigsweep_report::ReportSpec {
     let goal = |g: sigsweep_coordinator::sweep::Goal| match g {
@@ -408,7 +371,7 @@ pub fn report_spec(spec: &SweepSpec) -> sigsweep_report::ReportSpec {
 pub fn write_outputs(
     state_dir: &Path,
     spec: &SweepSpec,
-    results: &[sigsweep_coordinator::store::StoredResult],
+    results: &[sigsweep_coordinator::store::ResultRecord],
     confirmatory: bool,
 ) -> anyhow::Result<()> {
     let mut jsonl = String::new();
@@ -419,7 +382,7 @@ pub fn write_outputs(
     std::fs::write(state_dir.join("results.jsonl"), jsonl)?;
     let mut rs = report_spec(spec);
     rs.confirmatory = confirmatory;
-    let report = sigsweep_report::build(&rs, &to_records(results)?);
+    let report = sigsweep_report::build(&rs, results);
     std::fs::write(
         state_dir.join("report.md"),
         sigsweep_report::render(&report, sigsweep_report::Format::Markdown),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sigsweep_proto::v1 as pb;
 
 use crate::service::{Assignment, SweepProgress, SweepRunState};
-use crate::store::StoredResult;
+use crate::store::ResultRecord;
 use crate::sweep::ParamValue;
 
 pub(super) fn progress_to_proto(p: &SweepProgress, with_source: bool) -> pb::SweepStatus {
@@ -42,18 +42,6 @@ fn params_to_proto<'a>(
         .collect()
 }
 
-fn json_to_param(v: &serde_json::Value) -> Option<pb::ParamValue> {
-    Some(match v {
-        serde_json::Value::Bool(b) => pb::ParamValue::flag(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => pb::ParamValue::int(i),
-            None => pb::ParamValue::float(n.as_f64()?),
-        },
-        serde_json::Value::String(s) => pb::ParamValue::text(s.clone()),
-        other => pb::ParamValue::text(other.to_string()),
-    })
-}
-
 pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
     let spec = &a.spec;
     let dataset = pb::DatasetSpec {
@@ -88,36 +76,6 @@ pub(super) fn metrics_from_proto(m: Option<pb::Metrics>) -> BTreeMap<String, f64
         .unwrap_or_default()
 }
 
-pub(super) fn result_to_proto(r: &StoredResult) -> pb::TrialResult {
-    pb::TrialResult {
-        trial_id: r.trial_id.clone(),
-        config_key: r.config_key.clone(),
-        config: r
-            .config
-            .iter()
-            .filter_map(|(k, v)| {
-                Some(pb::Param {
-                    name: k.clone(),
-                    value: Some(json_to_param(v)?),
-                })
-            })
-            .collect(),
-        seed: r.seed,
-        outcome: if r.status == "completed" {
-            pb::TrialOutcome::Completed
-        } else {
-            pb::TrialOutcome::Failed
-        } as i32,
-        test_metrics: Some(pb::Metrics {
-            values: r.metrics.clone().into_iter().collect(),
-        }),
-        valid_metrics: Some(pb::Metrics {
-            values: r.valid_metrics.clone().into_iter().collect(),
-        }),
-        selected_epoch: r.selected_epoch.unwrap_or(0),
-        failure: r.failure.clone().unwrap_or_default(),
-        attempts: r.attempts,
-        seconds: r.seconds,
-        worker: r.worker.clone(),
-    }
+pub(super) fn result_to_proto(r: &ResultRecord) -> pb::TrialResult {
+    pb::TrialResult::from(r)
 }

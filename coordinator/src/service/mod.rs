@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::{Capacity, Holder, RenewOutcome, Scheduler, TrialRef};
-use crate::store::{Catalog, StoreError, StoredResult, SweepRecord, SweepRecordState};
+use crate::store::{Catalog, ResultRecord, StoreError, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepError, SweepSpec};
 use state::{State, SweepRuntime, TrialEntry, WorkerInfo};
 pub use state::{SweepProgress, SweepRunState};
@@ -258,7 +258,7 @@ impl Coordinator {
         &self,
         record: SweepRecord,
         spec: SweepSpec,
-        all: &HashMap<String, StoredResult>,
+        all: &HashMap<String, ResultRecord>,
     ) {
         let spec = Arc::new(spec);
         let plans = spec.trials();
@@ -589,7 +589,7 @@ impl Coordinator {
                 .trials
                 .get(c.trial_id.as_str())
                 .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
-            let result = StoredResult {
+            let result = ResultRecord {
                 trial_id: c.trial_id.clone(),
                 sweep_id: entry
                     .sweeps
@@ -599,7 +599,7 @@ impl Coordinator {
                 config_key: entry.plan.config.key.clone(),
                 config: json_config(&entry.plan.config.values),
                 seed: entry.plan.seed,
-                status: "completed".into(),
+                status: sigsweep_types::TrialStatus::Completed,
                 metrics: c.test_metrics.clone(),
                 valid_metrics: c.valid_metrics.clone(),
                 selected_epoch: Some(c.selected_epoch),
@@ -685,7 +685,7 @@ impl Coordinator {
                 .trials
                 .get(trial_id)
                 .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
-            StoredResult {
+            ResultRecord {
                 trial_id: trial_id.to_string(),
                 sweep_id: entry
                     .sweeps
@@ -695,7 +695,7 @@ impl Coordinator {
                 config_key: entry.plan.config.key.clone(),
                 config: json_config(&entry.plan.config.values),
                 seed: entry.plan.seed,
-                status: "failed".into(),
+                status: sigsweep_types::TrialStatus::Failed,
                 metrics: BTreeMap::new(),
                 valid_metrics: BTreeMap::new(),
                 selected_epoch: None,
@@ -919,7 +919,7 @@ impl Coordinator {
     }
 
     /// Stored results of a sweep's trials, in trial order.
-    pub async fn results(&self, sweep_id: &str) -> Result<Vec<StoredResult>> {
+    pub async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRecord>> {
         let ids: Vec<Arc<str>> = self
             .state()
             .sweeps
@@ -987,7 +987,7 @@ fn check_protocol_metrics(spec: &SweepSpec, c: &Completion) -> Option<String> {
     let used = if spec.metrics.select_split == "test" {
         &splits[..1]
     } else {
-        &splits[..]
+        splits
     };
     for (split, metrics) in used {
         if let Some(missing) = required.iter().find(|m| !metrics.contains_key(**m)) {
@@ -1000,7 +1000,7 @@ fn check_protocol_metrics(spec: &SweepSpec, c: &Completion) -> Option<String> {
 }
 
 /// Stored results for `trial_ids`, in that order (missing ones skipped).
-pub async fn results_for(catalog: &Catalog, trial_ids: &[Arc<str>]) -> Result<Vec<StoredResult>> {
+pub async fn results_for(catalog: &Catalog, trial_ids: &[Arc<str>]) -> Result<Vec<ResultRecord>> {
     let all = catalog.results().await?;
     Ok(trial_ids
         .iter()

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::WorkerCaps;
 use crate::scheduler::Scheduler;
-use crate::store::{StoredResult, SweepRecord, SweepRecordState};
+use crate::store::{ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepSpec, TrialPlan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +85,8 @@ impl SweepRuntime {
         s
     }
 
-    pub fn count_result(&mut self, r: &StoredResult) {
-        if r.status == "completed" {
+    pub fn count_result(&mut self, r: &ResultRecord) {
+        if r.is_completed() {
             self.completed += 1;
             self.seconds_sum += r.seconds;
         } else {
@@ -191,7 +191,7 @@ impl State {
     }
 
     /// A trial reached its final outcome.
-    pub fn note_finished(&mut self, result: &StoredResult, was_running: bool) {
+    pub fn note_finished(&mut self, result: &ResultRecord, was_running: bool) {
         let r = result.clone();
         self.for_sweeps_of(&result.trial_id, |s| {
             if was_running {

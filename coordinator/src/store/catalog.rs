@@ -6,11 +6,12 @@
 //!   (precondition `Absent`), so a result reported twice is stored once;
 //! - `failures/<trial id>`: attempts that failed so far, for retry limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+
+use sigsweep_types::ResultRecord;
 
 use super::{Precondition, Store, StoreError, StoreResult};
 
@@ -32,27 +33,6 @@ pub enum SweepRecordState {
     Running,
     Finished,
     Cancelled,
-}
-
-/// A trial's final outcome, as written to `results.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredResult {
-    pub trial_id: String,
-    pub sweep_id: String,
-    pub config_key: String,
-    pub config: IndexMap<String, serde_json::Value>,
-    pub seed: u64,
-    /// `completed` or `failed`.
-    pub status: String,
-    /// Test-split metrics at the selected epoch.
-    pub metrics: BTreeMap<String, f64>,
-    /// Validation metrics at the selected epoch.
-    pub valid_metrics: BTreeMap<String, f64>,
-    pub selected_epoch: Option<u32>,
-    pub failure: Option<String>,
-    pub attempts: u32,
-    pub seconds: f64,
-    pub worker: String,
 }
 
 /// Failed attempts of a trial so far.
@@ -150,7 +130,7 @@ impl Catalog {
     }
 
     /// Stores a trial's result once; `false` if one was already stored.
-    pub async fn put_result(&self, result: &StoredResult) -> StoreResult<bool> {
+    pub async fn put_result(&self, result: &ResultRecord) -> StoreResult<bool> {
         let key = format!("results/{}", result.trial_id);
         match self
             .store
@@ -163,7 +143,7 @@ impl Catalog {
         }
     }
 
-    pub async fn result(&self, trial_id: &str) -> StoreResult<Option<StoredResult>> {
+    pub async fn result(&self, trial_id: &str) -> StoreResult<Option<ResultRecord>> {
         let key = format!("results/{trial_id}");
         match self.store.get(&key).await? {
             Some(v) => Ok(Some(from_json(&key, &v.value)?)),
@@ -172,10 +152,10 @@ impl Catalog {
     }
 
     /// Every stored result, by trial id.
-    pub async fn results(&self) -> StoreResult<HashMap<String, StoredResult>> {
+    pub async fn results(&self) -> StoreResult<HashMap<String, ResultRecord>> {
         let mut out = HashMap::new();
         for (k, v) in self.store.list("results/").await? {
-            let r: StoredResult = from_json(&k, &v.value)?;
+            let r: ResultRecord = from_json(&k, &v.value)?;
             out.insert(r.trial_id.clone(), r);
         }
         Ok(out)
@@ -214,8 +194,8 @@ impl Catalog {
         let Some(v) = self.store.get(&key).await? else {
             return Ok(false);
         };
-        let r: StoredResult = from_json(&key, &v.value)?;
-        if r.status == "completed" {
+        let r: ResultRecord = from_json(&key, &v.value)?;
+        if r.is_completed() {
             return Ok(false);
         }
         match self

@@ -17,12 +17,13 @@ mod etcd;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-pub use catalog::{Catalog, FailureRecord, StoredResult, SweepRecord, SweepRecordState};
+pub use catalog::{Catalog, FailureRecord, SweepRecord, SweepRecordState};
 pub use embedded::EmbeddedStore;
 pub use etcd::{
     EtcdCredentials, EtcdOptions, EtcdStore, EtcdTls, MAX_VALUE_BYTES as ETCD_MAX_VALUE_BYTES,
     connect_client as connect_etcd_client, parse_url as parse_etcd_url,
 };
+pub use sigsweep_types::ResultRecord;
 
 use async_trait::async_trait;
 

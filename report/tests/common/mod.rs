@@ -13,6 +13,7 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
     let config_key = format!("lr={lr},dropout={dropout}");
     TrialRecord {
         trial_id: format!("{config_key}/s{seed}"),
+        sweep_id: "mosi_grid-0000".to_string(),
         config_key,
         config,
         seed,
@@ -22,6 +23,8 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
         selected_epoch: Some(7),
         failure: None,
         attempts: 1,
+        seconds: 1.0,
+        worker: "w".to_string(),
     }
 }
 
