@@ -91,7 +91,10 @@ bind /dev/pts "$ROOT/dev/pts"
 mkdir -p "$ROOT/dev/shm"
 # The Rust toolchain, read-only: rustup's toolchains and its proxies.
 bind "$RUSTUP_HOME_HOST" "$ROOT/opt/rustup" ro
-bind "$CARGO_BIN_HOST" "$ROOT/opt/cargo-bin" ro
+# rustup's layout: the proxies in ~/.cargo/bin, the registry beside them
+# (empty, written by this run).
+mkdir -p "$ROOT/root/.cargo"
+bind "$CARGO_BIN_HOST" "$ROOT/root/.cargo/bin" ro
 
 # A clean clone (committed work only) with ../shared beside it.
 mkdir -p "$ROOT/work"
@@ -105,8 +108,8 @@ run_in_root() { # run_in_root NAME COMMAND
     chroot "$ROOT" /usr/bin/env -i \
         HOME=/root USER=root TERM=dumb LANG=C.UTF-8 \
         RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo \
-        PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        bash -lc "cd /work/sigsweep && $cmd" >"$LOGS/$name.log" 2>&1
+        PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        bash -c "cd /work/sigsweep && $cmd" >"$LOGS/$name.log" 2>&1
     rc=$?
     set -e
     echo "$name: rc=$rc, $(( $(date +%s) - t0 )) s (log: $LOGS/$name.log)"

@@ -169,7 +169,12 @@ fn is_loopback_listen(listen: &str) -> bool {
 }
 
 async fn bind(what: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let resolved = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr} ({what})"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address ({what})"))?;
+    let listener = server::bind(resolved)
         .await
         .with_context(|| format!("cannot listen on {addr} ({what})"))?;
     tracing::info!(listen = %listener.local_addr()?, what, "listening");

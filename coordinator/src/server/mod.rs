@@ -660,9 +660,22 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Binds `addr` (use port 0 for any free port).
+/// Pending connections the kernel queues before the server accepts them
+/// (capped by `net.core.somaxconn`). A fleet of workers that (re)connects
+/// at once — a coordinator restart, a large StatefulSet starting — must
+/// not overflow it.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (use port 0 for any free port) with [`LISTEN_BACKLOG`].
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 #[cfg(test)]
