@@ -6,8 +6,9 @@
 # Builds a minimal Debian 12 root (debootstrap --variant=minbase, from the
 # Debian registry this machine's apt uses) holding only what README assumes
 # of a fresh machine: build-essential, git, ca-certificates, python3, and a
-# Rust toolchain (this machine's rustup toolchains, bind-mounted read-only;
-# CARGO_HOME starts empty, so every crate comes from the registry again).
+# Rust toolchain (this machine's rustup home under a copy-on-write overlay,
+# its proxies bind-mounted read-only; the cargo registry starts empty, so
+# every crate comes from the registry again).
 # Copies in the host's resolver, CA certificates and package-client
 # configuration (apt sources and options, pip.conf) so the root reaches the
 # same registries, then clones this repository (HEAD, committed work only)
@@ -89,8 +90,16 @@ bind /sys "$ROOT/sys"
 bind /dev "$ROOT/dev"
 bind /dev/pts "$ROOT/dev/pts"
 mkdir -p "$ROOT/dev/shm"
-# The Rust toolchain, read-only: rustup's toolchains and its proxies.
-bind "$RUSTUP_HOME_HOST" "$ROOT/opt/rustup" ro
+# The Rust toolchain at rustup's usual place (its toolchain links may be
+# absolute paths there): this machine's rustup home under a copy-on-write
+# overlay, so rustup in the root may write (temp files, settings) and the
+# host's toolchains stay untouched.
+mkdir -p "$ROOT/root/.rustup" "$WORK/rustup-upper" "$WORK/rustup-work"
+rm -rf "$WORK/rustup-upper"/* "$WORK/rustup-work"/*
+mount -t overlay overlay \
+    -o "lowerdir=$RUSTUP_HOME_HOST,upperdir=$WORK/rustup-upper,workdir=$WORK/rustup-work" \
+    "$ROOT/root/.rustup"
+mounts+=("$ROOT/root/.rustup")
 # rustup's layout: the proxies in ~/.cargo/bin, the registry beside them
 # (empty, written by this run).
 mkdir -p "$ROOT/root/.cargo"
@@ -107,7 +116,7 @@ run_in_root() { # run_in_root NAME COMMAND
     set +e
     chroot "$ROOT" /usr/bin/env -i \
         HOME=/root USER=root TERM=dumb LANG=C.UTF-8 \
-        RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo \
+        RUSTUP_HOME=/root/.rustup CARGO_HOME=/root/.cargo \
         PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         bash -c "cd /work/sigsweep && $cmd" >"$LOGS/$name.log" 2>&1
     rc=$?

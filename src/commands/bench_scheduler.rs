@@ -354,6 +354,9 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    // The simulated workers' connections and the server's share this
+    // process: two descriptors per worker.
+    sigsweep_coordinator::server::raise_open_files_limit()?;
     let shutdown = CancellationToken::new();
     let listener =
         sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;

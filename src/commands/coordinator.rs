@@ -198,6 +198,10 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let plan = plan(&settings)?;
+    match server::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(limit, "open files limit (one per worker connection)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

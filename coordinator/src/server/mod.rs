@@ -666,6 +666,16 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 /// not overflow it.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
+/// Raises this process's open-files soft limit to its hard limit and
+/// returns the new soft limit. Every worker holds one connection (one file
+/// descriptor); Debian's default soft limit of 1024 would stop a coordinator
+/// at about a thousand workers: past the limit the kernel keeps new
+/// connections in the listen backlog and the server retries `accept` until a
+/// descriptor frees, so they wait instead of being served.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
 /// Binds `addr` (use port 0 for any free port) with [`LISTEN_BACKLOG`].
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
