@@ -803,6 +803,39 @@ async fn a_killed_coordinator_restarted_on_its_store_finishes_the_sweep() {
     let rows = results(&url, &id).await;
     assert_one_result_per_trial(&rows, 4);
     assert_all_completed(&rows);
+
+    // Once more, with the sweep finished: the restarted coordinator still
+    // serves it (status, list, results), exactly one result per trial.
+    let mut second = second;
+    second.kill9();
+    let third = coordinator(
+        dir.path(),
+        "coord-3",
+        port,
+        &etcd.url(),
+        &["--election-ttl", "2s"],
+    );
+    let s = wait_for(
+        &url,
+        &id,
+        Duration::from_secs(60),
+        &[&third],
+        "the finished sweep served after a restart",
+        |s| s.completed == 4,
+    )
+    .await;
+    assert_eq!((s.total, s.completed, s.failed), (4, 4, 0), "{s:?}");
+    assert_eq!(s.state, pb::SweepState::Finished as i32, "{s:?}");
+    let listed = client(&url)
+        .await
+        .list_sweeps(pb::ListSweepsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.sweeps.iter().any(|s| s.sweep_id == id), "{listed:?}");
+    let rows = results(&url, &id).await;
+    assert_one_result_per_trial(&rows, 4);
+    assert_all_completed(&rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
