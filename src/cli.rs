@@ -246,6 +246,13 @@ pub struct Remote {
         env = "SIGSWEEP_COORDINATOR"
     )]
     pub coordinator: String,
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// How a client proves who it is to a coordinator, and what it trusts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Credentials {
     /// CA (PEM) that signed the coordinator's certificate (https:// URLs).
     #[arg(long, env = "SIGSWEEP_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -255,8 +262,8 @@ pub struct Remote {
     /// Client key (PEM), for mutual TLS.
     #[arg(long, env = "SIGSWEEP_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// File holding the bearer token (required by a coordinator that has one
-    /// to submit and cancel sweeps).
+    /// File holding the bearer token (every call needs it when the
+    /// coordinator has one and no client certificate is presented).
     #[arg(long, env = "SIGSWEEP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Allow plaintext http:// to a non-loopback coordinator.
@@ -324,6 +331,8 @@ pub struct ReportArgs {
     /// Read from a running coordinator instead of a state directory.
     #[arg(long, env = "SIGSWEEP_COORDINATOR")]
     pub coordinator: Option<String>,
+    #[command(flatten)]
+    pub credentials: Credentials,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -495,6 +495,29 @@ async fn a_configured_token_is_required_for_every_call() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
+    // Every reading command takes --token-file too.
+    for args in [
+        &["results", id.as_str(), "--coordinator", url.as_str()][..],
+        &[
+            "report",
+            id.as_str(),
+            "--coordinator",
+            url.as_str(),
+            "--format",
+            "json",
+        ][..],
+    ] {
+        let out = sigsweep(args);
+        assert!(
+            !out.status.success(),
+            "{args:?} without the token: {}",
+            text(&out)
+        );
+        let mut with = args.to_vec();
+        with.extend(["--token-file", token_s]);
+        let out = sigsweep(&with);
+        assert!(out.status.success(), "{with:?}: {}", text(&out));
+    }
     let e = c
         .cancel_sweep(pb::CancelSweepRequest {
             sweep_id: id.clone(),

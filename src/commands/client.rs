@@ -24,34 +24,16 @@ pub type SweepClient = SweepServiceClient<InterceptedService<Channel, BearerAuth
 const RETRY_FOR: Duration = Duration::from_secs(60);
 
 impl Remote {
-    /// `url` with the TLS and token settings of the `SIGSWEEP_…` environment.
-    pub fn from_env(url: &str) -> Self {
-        let path = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(Into::into)
-        };
-        Self {
-            coordinator: url.to_string(),
-            tls_ca: path("SIGSWEEP_TLS_CA"),
-            tls_cert: path("SIGSWEEP_TLS_CERT"),
-            tls_key: path("SIGSWEEP_TLS_KEY"),
-            token_file: path("SIGSWEEP_TOKEN_FILE"),
-            insecure: std::env::var("SIGSWEEP_INSECURE")
-                .ok()
-                .map(|v| matches!(v.trim(), "1" | "true" | "yes" | "on")),
-        }
-    }
-
     /// The endpoint (TLS for https://) and bearer token these settings name.
     pub fn connection(&self) -> anyhow::Result<Connection> {
+        let c = &self.credentials;
         connection(
             &self.coordinator,
-            self.tls_ca.as_deref(),
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-            self.token_file.as_deref(),
-            self.insecure.unwrap_or(false),
+            c.tls_ca.as_deref(),
+            c.tls_cert.as_deref(),
+            c.tls_key.as_deref(),
+            c.token_file.as_deref(),
+            c.insecure.unwrap_or(false),
         )
     }
 }
@@ -126,7 +108,7 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn client_for(connection: &Connection) -> SweepClient {
+pub fn client_for(connection: &Connection) -> SweepClient {
     let channel = connection
         .endpoint
         .clone()
@@ -134,11 +116,6 @@ fn client_for(connection: &Connection) -> SweepClient {
         .connect_lazy();
     SweepServiceClient::with_interceptor(channel, connection.auth.clone())
         .max_decoding_message_size(16 * 1024 * 1024)
-}
-
-/// A client for `url` with the TLS/token settings of the environment.
-pub async fn connect(url: &str) -> anyhow::Result<SweepClient> {
-    Ok(client_for(&Remote::from_env(url).connection()?))
 }
 
 /// Calls the coordinator, reconnecting with backoff while it is unavailable
@@ -295,15 +272,7 @@ pub async fn cancel(args: SweepRef) -> anyhow::Result<ExitCode> {
 }
 
 /// Converts a wire result into the JSON shape of `results.jsonl`.
-/// Per-trial results from the coordinator at `url` (TLS/token settings
-/// from the environment).
-pub async fn fetch_results(
-    url: &str,
-    sweep: &str,
-) -> anyhow::Result<Vec<sigsweep_types::ResultRecord>> {
-    fetch_results_from(&Remote::from_env(url), sweep).await
-}
-
+/// Per-trial results of `sweep` from the coordinator `remote` names.
 pub async fn fetch_results_from(
     remote: &Remote,
     sweep: &str,

@@ -41,8 +41,11 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<TrialR
     Ok((spec, results))
 }
 
-async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<TrialRecord>)> {
-    let mut client = super::client::connect(url).await?;
+async fn load_remote(
+    remote: &crate::cli::Remote,
+    sweep: &str,
+) -> anyhow::Result<(SweepSpec, Vec<TrialRecord>)> {
+    let mut client = super::client::client_for(&remote.connection()?);
     let status = client
         .get_sweep(sigsweep_proto::v1::GetSweepRequest {
             sweep_id: sweep.to_string(),
@@ -51,13 +54,19 @@ async fn load_remote(url: &str, sweep: &str) -> anyhow::Result<(SweepSpec, Vec<T
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
     let spec = SweepSpec::parse(&status.sweep_toml, sweep)?;
-    let records = super::client::fetch_results(url, sweep).await?;
+    let records = super::client::fetch_results_from(remote, sweep).await?;
     Ok((spec, records))
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let (spec, records) = match &args.coordinator {
-        Some(url) => load_remote(url, &args.target).await?,
+        Some(url) => {
+            let remote = crate::cli::Remote {
+                coordinator: url.clone(),
+                credentials: args.credentials.clone(),
+            };
+            load_remote(&remote, &args.target).await?
+        }
         None => load_state_dir(Path::new(&args.target)).await?,
     };
     let mut rs = super::run::report_spec(&spec);
