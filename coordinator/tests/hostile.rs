@@ -359,62 +359,38 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             .expect("a trial");
         leases.push((a.lease_id, a.trial.expect("trial").trial_id));
     }
-    let complete = |lease: &str, trial: &str, test, valid| pb::CompleteTrialRequest {
-        worker_id: reg.worker_id.clone(),
-        generation: reg.generation,
-        lease_id: lease.to_string(),
-        trial_id: trial.to_string(),
-        test_metrics: test,
-        valid_metrics: valid,
-        selected_epoch: 1,
-        seconds: 1.0,
-        next: None,
-    };
     let good = || metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]);
+    // Sends a completion of `leases[trial]` under `leases[lease]`'s lease id
+    // and returns the refusal.
+    let mut refused = async |lease: usize, trial: usize, test, valid, what: &str| {
+        let request = pb::CompleteTrialRequest {
+            worker_id: reg.worker_id.clone(),
+            generation: reg.generation,
+            lease_id: leases[lease].0.clone(),
+            trial_id: leases[trial].1.clone(),
+            test_metrics: test,
+            valid_metrics: valid,
+            selected_epoch: 1,
+            seconds: 1.0,
+            next: None,
+        };
+        workers
+            .complete_trial(with_token(request, t))
+            .await
+            .expect_err(what)
+    };
+    let map = |values: HashMap<String, f64>| Some(pb::Metrics { values });
 
     // Oversized: too many metrics, a huge name, a huge message.
     let many: HashMap<String, f64> = (0..2000).map(|i| (format!("m{i}"), 0.5)).collect();
-    let err = workers
-        .complete_trial(with_token(
-            complete(
-                &leases[0].0,
-                &leases[0].1,
-                Some(pb::Metrics { values: many }),
-                good(),
-            ),
-            t,
-        ))
-        .await
-        .expect_err("too many metrics");
+    let err = refused(0, 0, map(many), good(), "too many metrics").await;
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("1024"), "names the limit: {err:?}");
     let long = HashMap::from([("x".repeat(500), 0.5)]);
-    let err = workers
-        .complete_trial(with_token(
-            complete(
-                &leases[0].0,
-                &leases[0].1,
-                Some(pb::Metrics { values: long }),
-                good(),
-            ),
-            t,
-        ))
-        .await
-        .expect_err("long name");
+    let err = refused(0, 0, map(long), good(), "long name").await;
     assert!(err.message().contains("128"), "names the limit: {err:?}");
     let huge = HashMap::from([("accuracy".to_string(), 0.5), ("y".repeat(2 << 20), 0.1)]);
-    let err = workers
-        .complete_trial(with_token(
-            complete(
-                &leases[0].0,
-                &leases[0].1,
-                Some(pb::Metrics { values: huge }),
-                good(),
-            ),
-            t,
-        ))
-        .await
-        .expect_err("huge message");
+    let err = refused(0, 0, map(huge), good(), "huge message").await;
     assert!(
         err.message()
             .contains(&server::MAX_WORKER_MESSAGE_BYTES.to_string()),
@@ -422,42 +398,16 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
     );
 
     // A lease that is live for another trial.
-    let err = workers
-        .complete_trial(with_token(
-            complete(&leases[1].0, &leases[0].1, good(), good()),
-            t,
-        ))
-        .await
-        .expect_err("another trial's lease");
+    let err = refused(1, 0, good(), good(), "another trial's lease").await;
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Missing a reported metric: the trial fails once, with the reason.
-    let err = workers
-        .complete_trial(with_token(
-            complete(
-                &leases[0].0,
-                &leases[0].1,
-                metrics(&[("accuracy", 0.5)]),
-                good(),
-            ),
-            t,
-        ))
-        .await
-        .expect_err("missing f1_weighted");
+    let partial = metrics(&[("accuracy", 0.5)]);
+    let err = refused(0, 0, partial, good(), "missing f1_weighted").await;
     assert!(err.message().contains("f1_weighted"), "{err:?}");
     // Non-finite: the same.
-    let err = workers
-        .complete_trial(with_token(
-            complete(
-                &leases[1].0,
-                &leases[1].1,
-                good(),
-                metrics(&[("accuracy", f64::NAN), ("f1_weighted", 0.4)]),
-            ),
-            t,
-        ))
-        .await
-        .expect_err("NaN");
+    let nan = metrics(&[("accuracy", f64::NAN), ("f1_weighted", 0.4)]);
+    let err = refused(1, 1, good(), nan, "NaN").await;
     assert!(err.message().contains("not finite"), "{err:?}");
 
     let results = sweeps
