@@ -76,7 +76,10 @@ debootstrap --variant=minbase --include=build-essential,git,ca-certificates,pyth
     || { tail -n 30 "$LOGS/debootstrap.log" >&2; exit 1; }
 boot=$(( $(date +%s) - start ))
 
-# The host's resolver, CA bundle and package clients' configuration.
+# What every installed Debian has and debootstrap leaves out: /etc/hosts
+# (`localhost` must resolve). Then the host's resolver, CA bundle and
+# package clients' configuration.
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 rm -f "$ROOT/etc/apt/sources.list"
