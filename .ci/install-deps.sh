@@ -16,6 +16,9 @@
 #                     - the Python the data tests (pickle files in the real
 #                       MMSA / MM-DFN formats) and the Python client test use;
 #                       the venv of the chart checks (.ci/helm/check.sh)
+#   procps            - `kill` (sigsweep run stops its workers with it) and
+#                       `pgrep` (the e2e tests find slot processes); not in a
+#                       minimal Debian (found by .ci/fresh-machine.sh)
 #   npm, unzip        - the chart checks fetch Helm 3 and 4 from the npm
 #                       registry (sha256-pinned) and unpack them
 #   pkg-config, libssl-dev are NOT needed: TLS is rustls everywhere.
@@ -54,6 +57,7 @@ wkt_present() {
 wkt_present || missing+=(libprotobuf-dev)
 need_cmd etcd || missing+=(etcd-server)
 need_cmd ip || missing+=(iproute2)
+need_cmd pgrep || missing+=(procps)
 need_cmd npm || missing+=(npm)
 need_cmd unzip || missing+=(unzip)
 need_cmd "$PYTHON" || missing+=(python3)
@@ -80,6 +84,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -127,6 +132,7 @@ protoc -I "$tmp" --descriptor_set_out="$tmp/out.pb" "$tmp/wkt.proto" 2>"$tmp/pro
     || fail "protoc cannot compile a file importing google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $(cat "$tmp/protoc.err")"
 etcd --version >/dev/null 2>&1 || fail "etcd --version failed (install etcd-server)"
 need_cmd ip || fail "ip is not on PATH (install iproute2)"
+need_cmd pgrep || fail "pgrep is not on PATH (install procps)"
 need_cmd npm || fail "npm is not on PATH (install npm)"
 need_cmd unzip || fail "unzip is not on PATH (install unzip)"
 "$PYTHON" -m venv --help >/dev/null 2>&1 || fail "$PYTHON -m venv is unavailable (install python3-venv)"

@@ -145,3 +145,84 @@ impl v1::TrialResult {
         }
     }
 }
+
+impl From<&sigsweep_types::ModelDecl> for v1::ModelDeclaration {
+    fn from(m: &sigsweep_types::ModelDecl) -> Self {
+        use sigsweep_types::ParamKind;
+        let params = m
+            .params
+            .iter()
+            .map(|p| {
+                let (kind, min, max, choices) = match &p.kind {
+                    ParamKind::Int { min, max } => ("int", *min as f64, *max as f64, Vec::new()),
+                    ParamKind::Float { min, max } => ("float", *min, *max, Vec::new()),
+                    ParamKind::Bool => ("bool", 0.0, 0.0, Vec::new()),
+                    ParamKind::Text { choices } => (
+                        "text",
+                        0.0,
+                        0.0,
+                        choices.iter().map(|c| c.to_string()).collect(),
+                    ),
+                };
+                v1::ParamDeclaration {
+                    name: p.name.to_string(),
+                    kind: kind.to_string(),
+                    min,
+                    max,
+                    choices,
+                    default: p.default.to_string(),
+                    doc: p.doc.to_string(),
+                }
+            })
+            .collect();
+        Self {
+            name: m.name.to_string(),
+            doc: m.doc.to_string(),
+            params,
+        }
+    }
+}
+
+impl v1::ModelDeclaration {
+    /// The declaration this message carries; an error names what is wrong.
+    pub fn to_decl(&self) -> Result<sigsweep_types::ModelDecl, String> {
+        use sigsweep_types::{ParamDecl, ParamKind};
+        let params = self
+            .params
+            .iter()
+            .map(|p| {
+                let kind = match p.kind.as_str() {
+                    "int" => ParamKind::Int {
+                        min: p.min as i64,
+                        max: p.max as i64,
+                    },
+                    "float" => ParamKind::Float {
+                        min: p.min,
+                        max: p.max,
+                    },
+                    "bool" => ParamKind::Bool,
+                    "text" => ParamKind::Text {
+                        choices: p.choices.iter().cloned().map(Into::into).collect(),
+                    },
+                    other => {
+                        return Err(format!(
+                            "parameter `{}`: unknown kind `{other}` (int, float, bool, text)",
+                            p.name
+                        ));
+                    }
+                };
+                Ok(ParamDecl {
+                    name: p.name.clone().into(),
+                    kind,
+                    default: p.default.clone().into(),
+                    doc: p.doc.clone().into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(sigsweep_types::ModelDecl {
+            name: self.name.clone().into(),
+            doc: self.doc.clone().into(),
+            params: params.into(),
+        })
+    }
+}

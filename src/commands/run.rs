@@ -30,7 +30,8 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
         .with_context(|| format!("cannot read sweep file {}", path.display()))?;
     let name = path.display().to_string();
     let spec = SweepSpec::parse(&text, &name)?;
-    spec.check_declared()?;
+    // Local workers are this binary: its built-in models.
+    spec.check_declared(&[])?;
     spec.check_data_parallel(sigsweep_worker::parallel::supports_data_parallel(
         &spec.model.name,
     ))?;

@@ -6,6 +6,7 @@
 //! combinations when it is built (`hidden` odd for a bidirectional encoder,
 //! `width` not divisible by `heads`), naming the key.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A parameter value as the declarations see it (sweep files and the wire
@@ -29,8 +30,12 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
+/// Text held by a declaration: borrowed for the built-in tables, owned for
+/// declarations a worker registers at run time.
+pub type Text = Cow<'static, str>;
+
 /// The type and range of a parameter.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ParamKind {
     /// An integer in `[min, max]`.
     Int {
@@ -46,27 +51,27 @@ pub enum ParamKind {
     /// A string; one of `choices` unless it is empty (free text, checked by
     /// the model: e.g. a `-`-separated list).
     Text {
-        choices: &'static [&'static str],
+        choices: Cow<'static, [Text]>,
     },
 }
 
 /// One declared parameter.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParamDecl {
-    pub name: &'static str,
+    pub name: Text,
     pub kind: ParamKind,
     /// The default, as text (it may depend on the model: `mmdfn` and `mmic`
     /// share declarations but not every default).
-    pub default: &'static str,
-    pub doc: &'static str,
+    pub default: Text,
+    pub doc: Text,
 }
 
 impl ParamDecl {
     /// Checks `value` against the declared type and range; the error says
     /// what was expected (the caller adds the file, line and key).
     pub fn check(&self, value: Scalar<'_>) -> Result<(), String> {
-        match (self.kind, value) {
-            (ParamKind::Int { min, max }, Scalar::Int(i)) => {
+        match (&self.kind, value) {
+            (&ParamKind::Int { min, max }, Scalar::Int(i)) => {
                 if i < min || i > max {
                     return Err(format!("{i} is outside the allowed range [{min}, {max}]"));
                 }
@@ -74,7 +79,7 @@ impl ParamDecl {
             (ParamKind::Float { .. }, Scalar::Int(i)) => {
                 return self.check(Scalar::Float(i as f64));
             }
-            (ParamKind::Float { min, max }, Scalar::Float(x)) => {
+            (&ParamKind::Float { min, max }, Scalar::Float(x)) => {
                 if !x.is_finite() || x < min || x > max {
                     return Err(format!(
                         "{x:?} is outside the allowed range [{min:?}, {max:?}]"
@@ -83,7 +88,7 @@ impl ParamDecl {
             }
             (ParamKind::Bool, Scalar::Bool(_)) => {}
             (ParamKind::Text { choices }, Scalar::Text(s)) => {
-                if !choices.is_empty() && !choices.contains(&s) {
+                if !choices.is_empty() && !choices.iter().any(|c| c == s) {
                     return Err(format!("{s:?} is not one of: {}", choices.join(", ")));
                 }
             }
@@ -101,16 +106,16 @@ impl ParamDecl {
     }
 }
 
-/// A built-in model: its names and parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A model: its name and parameters (built in, or registered by a worker).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelDecl {
-    pub name: &'static str,
-    pub doc: &'static str,
-    pub params: &'static [ParamDecl],
+    pub name: Text,
+    pub doc: Text,
+    pub params: Cow<'static, [ParamDecl]>,
 }
 
 impl ModelDecl {
-    pub fn param(&self, name: &str) -> Option<&'static ParamDecl> {
+    pub fn param(&self, name: &str) -> Option<&ParamDecl> {
         self.params.iter().find(|p| p.name == name)
     }
 }
@@ -122,12 +127,7 @@ const fn int(
     default: &'static str,
     doc: &'static str,
 ) -> ParamDecl {
-    ParamDecl {
-        name,
-        kind: ParamKind::Int { min, max },
-        default,
-        doc,
-    }
+    decl(name, ParamKind::Int { min, max }, default, doc)
 }
 const fn float(
     name: &'static str,
@@ -136,32 +136,31 @@ const fn float(
     default: &'static str,
     doc: &'static str,
 ) -> ParamDecl {
-    ParamDecl {
-        name,
-        kind: ParamKind::Float { min, max },
-        default,
-        doc,
-    }
+    decl(name, ParamKind::Float { min, max }, default, doc)
 }
 const fn flag(name: &'static str, default: &'static str, doc: &'static str) -> ParamDecl {
-    ParamDecl {
-        name,
-        kind: ParamKind::Bool,
-        default,
-        doc,
-    }
+    decl(name, ParamKind::Bool, default, doc)
 }
 const fn text(
     name: &'static str,
-    choices: &'static [&'static str],
+    choices: &'static [Text],
+    default: &'static str,
+    doc: &'static str,
+) -> ParamDecl {
+    let choices = Cow::Borrowed(choices);
+    decl(name, ParamKind::Text { choices }, default, doc)
+}
+const fn decl(
+    name: &'static str,
+    kind: ParamKind,
     default: &'static str,
     doc: &'static str,
 ) -> ParamDecl {
     ParamDecl {
-        name,
-        kind: ParamKind::Text { choices },
-        default,
-        doc,
+        name: Cow::Borrowed(name),
+        kind,
+        default: Cow::Borrowed(default),
+        doc: Cow::Borrowed(doc),
     }
 }
 
@@ -305,7 +304,7 @@ const MMIC: &[ParamDecl] = &[
     int("graph_hidden", 1, MAX_WIDTH, "100", "graph layer width"),
     text(
         "text_encoder",
-        &["lstm", "gru"],
+        &[Cow::Borrowed("lstm"), Cow::Borrowed("gru")],
         "lstm (mmdfn: gru)",
         "text context encoder",
     ),
@@ -405,7 +404,7 @@ const FDCMDIE: &[ParamDecl] = &[
     ),
     text(
         "text_encoder",
-        &["linear"],
+        &[Cow::Borrowed("linear")],
         "linear",
         "text encoder over the file's BERT features",
     ),
@@ -422,24 +421,24 @@ const FDCMDIE: &[ParamDecl] = &[
 /// The built-in models (`mmdfn` is MMIC's baseline under its own name).
 pub const MODELS: &[ModelDecl] = &[
     ModelDecl {
-        name: "late-fusion",
-        doc: "late-fusion baseline: per-modality projections, concatenation, MLP",
-        params: LATE_FUSION,
+        name: Cow::Borrowed("late-fusion"),
+        doc: Cow::Borrowed("late-fusion baseline: per-modality projections, concatenation, MLP"),
+        params: Cow::Borrowed(LATE_FUSION),
     },
     ModelDecl {
-        name: "fdcmdie",
-        doc: "FD-CMDIE (multimodal sentiment analysis)",
-        params: FDCMDIE,
+        name: Cow::Borrowed("fdcmdie"),
+        doc: Cow::Borrowed("FD-CMDIE (multimodal sentiment analysis)"),
+        params: Cow::Borrowed(FDCMDIE),
     },
     ModelDecl {
-        name: "mmic",
-        doc: "MMIC on MM-DFN (emotion recognition in conversation)",
-        params: MMIC,
+        name: Cow::Borrowed("mmic"),
+        doc: Cow::Borrowed("MMIC on MM-DFN (emotion recognition in conversation)"),
+        params: Cow::Borrowed(MMIC),
     },
     ModelDecl {
-        name: "mmdfn",
-        doc: "MM-DFN, MMIC's baseline",
-        params: MMIC,
+        name: Cow::Borrowed("mmdfn"),
+        doc: Cow::Borrowed("MM-DFN, MMIC's baseline"),
+        params: Cow::Borrowed(MMIC),
     },
 ];
 
@@ -518,7 +517,7 @@ mod tests {
                     p.name
                 );
                 assert!(
-                    training(p.name).is_none(),
+                    training(&p.name).is_none(),
                     "{} shadows a training key",
                     p.name
                 );

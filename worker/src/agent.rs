@@ -382,6 +382,12 @@ async fn register(
                 gpu_memory_bytes: 0,
                 cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
                 trials_per_gpu: config.trials_per_gpu,
+                // Every model this worker can train, with what it accepts:
+                // the coordinator checks sweeps for them at submit.
+                models: sigsweep_types::params::MODELS
+                    .iter()
+                    .map(pb::ModelDeclaration::from)
+                    .collect(),
             }),
         };
         match session.client.register(req).await {

@@ -79,3 +79,53 @@ pub(super) fn metrics_from_proto(m: Option<pb::Metrics>) -> BTreeMap<String, f64
 pub(super) fn result_to_proto(r: &ResultRecord) -> pb::TrialResult {
     pb::TrialResult::from(r)
 }
+
+/// Most models, parameters per model, choices per parameter and bytes per
+/// text one registration may declare.
+const MAX_MODELS: usize = 64;
+const MAX_PARAMS: usize = 256;
+const MAX_CHOICES: usize = 256;
+const MAX_TEXT: usize = 1024;
+
+/// The model declarations of a registration, bounded (an `INVALID_ARGUMENT`
+/// names the limit or what is malformed).
+#[allow(clippy::result_large_err)]
+pub(super) fn declarations_from_proto(
+    models: &[pb::ModelDeclaration],
+) -> Result<Vec<sigsweep_types::ModelDecl>, tonic::Status> {
+    let invalid = |m: String| tonic::Status::invalid_argument(m);
+    if models.len() > MAX_MODELS {
+        return Err(invalid(format!(
+            "{} model declarations, more than the limit of {MAX_MODELS}",
+            models.len()
+        )));
+    }
+    models
+        .iter()
+        .map(|m| {
+            let too_long = std::iter::once(&m.name)
+                .chain([&m.doc])
+                .chain(m.params.iter().flat_map(|p| {
+                    [&p.name, &p.kind, &p.default, &p.doc]
+                        .into_iter()
+                        .chain(p.choices.iter())
+                }))
+                .any(|t| t.len() > MAX_TEXT);
+            if m.name.is_empty() || too_long {
+                return Err(invalid(format!(
+                    "model declaration `{}`: names must be non-empty and texts at most {MAX_TEXT} bytes",
+                    m.name.chars().take(64).collect::<String>()
+                )));
+            }
+            if m.params.len() > MAX_PARAMS || m.params.iter().any(|p| p.choices.len() > MAX_CHOICES)
+            {
+                return Err(invalid(format!(
+                    "model declaration `{}`: more than {MAX_PARAMS} parameters or {MAX_CHOICES} choices",
+                    m.name
+                )));
+            }
+            m.to_decl()
+                .map_err(|e| invalid(format!("model declaration `{}`: {e}", m.name)))
+        })
+        .collect()
+}

@@ -373,7 +373,9 @@ impl WorkerService for WorkerApi {
             ));
         }
         let caps = req.capabilities.unwrap_or_default();
+        let models = convert::declarations_from_proto(&caps.models)?;
         let coordinator = self.slot.require()?;
+        coordinator.declare_models(&models)?;
         let reg = coordinator.register(
             &req.name,
             WorkerCaps {

@@ -81,6 +81,10 @@ pub struct WorkerCaps {
     pub trials_per_gpu: u32,
 }
 
+/// Most models the coordinator keeps declarations of, beyond the built-in
+/// ones (a registration that would exceed it is refused, naming it).
+pub const MAX_DECLARED_MODELS: usize = 256;
+
 /// A trial handed to a worker.
 #[derive(Debug, Clone)]
 pub struct Assignment {
@@ -279,7 +283,9 @@ impl Coordinator {
     /// Submits a sweep file. The same file submitted again is the same sweep.
     pub async fn submit(&self, source: &str, source_name: &str) -> Result<Submitted> {
         let spec = SweepSpec::parse(source, source_name)?;
-        spec.check_declared()?;
+        let declared: Vec<sigsweep_types::ModelDecl> =
+            self.state().declared.values().cloned().collect();
+        spec.check_declared(&declared)?;
         let sweep_id = spec.sweep_id();
         let total_trials = spec.trials().len() as u32;
         let record = SweepRecord {
@@ -341,6 +347,31 @@ impl Coordinator {
             worker_id,
             generation,
         }
+    }
+
+    /// Keeps the declarations of the models a registering worker can train
+    /// beyond the built-in ones (whose declarations the coordinator has
+    /// itself), so that sweeps for them are checked at submit. The latest
+    /// declaration of a name wins; at most [`MAX_DECLARED_MODELS`] are kept.
+    pub fn declare_models(&self, models: &[sigsweep_types::ModelDecl]) -> Result<()> {
+        let custom: Vec<&sigsweep_types::ModelDecl> = models
+            .iter()
+            .filter(|m| sigsweep_types::params::model(&m.name).is_none())
+            .collect();
+        let mut state = self.state();
+        let new = custom
+            .iter()
+            .filter(|m| !state.declared.contains_key(m.name.as_ref()))
+            .count();
+        if state.declared.len() + new > MAX_DECLARED_MODELS {
+            return Err(CoordinatorError::Invalid(format!(
+                "the coordinator keeps the declarations of at most {MAX_DECLARED_MODELS} models besides the built-in ones"
+            )));
+        }
+        for m in custom {
+            state.declared.insert(m.name.to_string(), m.clone());
+        }
+        Ok(())
     }
 
     /// Checks that `worker_id` is registered with `generation`, notes that it

@@ -148,6 +148,9 @@ pub(super) struct State {
     pub scheduler: Scheduler,
     pub workers: HashMap<String, WorkerInfo>,
     pub next_generation: u64,
+    /// Models that registered workers declared beyond the built-in ones,
+    /// by name (the latest declaration wins).
+    pub declared: std::collections::BTreeMap<String, sigsweep_types::ModelDecl>,
 }
 
 impl State {
@@ -158,6 +161,7 @@ impl State {
             scheduler,
             workers: HashMap::new(),
             next_generation: first_generation,
+            declared: std::collections::BTreeMap::new(),
         }
     }
 

@@ -321,3 +321,65 @@ async fn fused_sweeps_hand_out_the_seeds_of_one_configuration_together() {
         .expect("acquire");
     assert_eq!(got.len(), 1);
 }
+
+#[tokio::test]
+async fn sweeps_for_a_model_a_worker_declared_are_checked_against_its_declaration() {
+    use sigsweep_types::{ModelDecl, ParamDecl, ParamKind};
+    use std::borrow::Cow;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = |value: &str| {
+        SWEEP
+            .replace("name = \"late-fusion\"", "name = \"my-model\"")
+            .replace("baseline = { hidden = 1 }", "baseline = { depth = 1 }")
+            .replace("hidden = [1, 2]", &format!("depth = [1, {value}]"))
+    };
+    // Nobody declared `my-model` yet.
+    let e = c
+        .submit(&sweep("2"), "mine.toml")
+        .await
+        .expect_err("unknown");
+    assert!(e.to_string().contains("unknown model `my-model`"), "{e}");
+    let decl = ModelDecl {
+        name: "my-model".into(),
+        doc: "a user's own burn model".into(),
+        params: vec![ParamDecl {
+            name: "depth".into(),
+            kind: ParamKind::Int { min: 1, max: 8 },
+            default: "2".into(),
+            doc: "layers".into(),
+        }]
+        .into(),
+    };
+    c.declare_models(&[decl]).expect("declare");
+    let e = c
+        .submit(&sweep("9"), "mine.toml")
+        .await
+        .expect_err("out of range");
+    let e = e.to_string();
+    assert!(
+        e.contains("mine.toml:") && e.contains("grid.depth") && e.contains("[1, 8]"),
+        "{e}"
+    );
+    let e = c
+        .submit(
+            &sweep("2").replace("[model]\n", "[model]\nwidth = 3\n"),
+            "mine.toml",
+        )
+        .await
+        .expect_err("undeclared");
+    assert!(e.to_string().contains("model.width"), "{e}");
+    c.submit(&sweep("2"), "mine.toml")
+        .await
+        .expect("declared and valid");
+    // A worker cannot redefine a built-in model.
+    let fake = ModelDecl {
+        name: Cow::Borrowed("late-fusion"),
+        doc: "".into(),
+        params: Vec::new().into(),
+    };
+    c.declare_models(&[fake]).expect("ignored");
+    c.submit(SWEEP, "unit.toml")
+        .await
+        .expect("built-in declaration kept");
+}

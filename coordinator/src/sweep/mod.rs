@@ -21,6 +21,7 @@ pub use value::ParamValue;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sigsweep_types::ModelDecl;
 
 use file::{RawSweep, SpanLocator};
 
@@ -113,21 +114,28 @@ impl SweepSpec {
     }
 
     /// Checks the sweep against the declarations of its model and of the
-    /// training settings (`sigsweep_types::params`): the model is a known
-    /// one, and every fixed and swept parameter is declared by it, with a
-    /// value of the declared type inside the declared range. Errors name
-    /// the file, line and key. The coordinator runs this at submit time,
-    /// the CLI before it starts anything.
-    pub fn check_declared(&self) -> Result<(), SweepError> {
+    /// training settings (`sigsweep_types::params`): the model is a built-in
+    /// one or one of `registered` (declared by workers), and every fixed and
+    /// swept parameter is declared by it, with a value of the declared type
+    /// inside the declared range. Errors name the file, line and key. The
+    /// coordinator runs this at submit time, the CLI before it starts
+    /// anything.
+    pub fn check_declared(&self, registered: &[ModelDecl]) -> Result<(), SweepError> {
         use sigsweep_types::params;
         let locator = SpanLocator::new(&self.source, &self.source_name);
-        let Some(model) = params::model(&self.model.name) else {
-            let known: Vec<&str> = params::MODELS.iter().map(|m| m.name).collect();
+        let found = params::model(&self.model.name).or_else(|| {
+            registered
+                .iter()
+                .find(|m| m.name == self.model.name.as_str())
+        });
+        let Some(model) = found else {
+            let mut known: Vec<&str> = params::MODELS.iter().map(|m| m.name.as_ref()).collect();
+            known.extend(registered.iter().map(|m| m.name.as_ref()));
             return Err(locator.key_error(
                 "model",
                 "name",
                 format!(
-                    "unknown model `{}`; known models: {}",
+                    "unknown model `{}`; known models: {} (a worker that trains another model declares it when it registers)",
                     self.model.name,
                     known.join(", ")
                 ),
@@ -136,8 +144,8 @@ impl SweepSpec {
         let names: Vec<&str> = model
             .params
             .iter()
-            .map(|p| p.name)
-            .chain(params::TRAINING.iter().map(|p| p.name))
+            .chain(params::TRAINING.iter())
+            .map(|p| p.name.as_ref())
             .collect();
         self.check_model_params(&names)?;
         let check = |table: &str, key: &str, value: &ParamValue| {

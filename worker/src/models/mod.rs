@@ -17,7 +17,7 @@ use crate::trainer::{LoadedDataset, TrainError, TrialRequest, Workload};
 pub fn names() -> Vec<&'static str> {
     sigsweep_types::params::MODELS
         .iter()
-        .map(|m| m.name)
+        .map(|m| m.name.as_ref())
         .collect()
 }
 
