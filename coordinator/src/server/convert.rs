@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use sigsweep_proto::v1 as pb;
 
 use crate::service::{Assignment, SweepProgress, SweepRunState};
-use crate::store::ResultRecord;
 use crate::sweep::ParamValue;
 
 pub(super) fn progress_to_proto(p: &SweepProgress, with_source: bool) -> pb::SweepStatus {
@@ -74,10 +73,6 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
 pub(super) fn metrics_from_proto(m: Option<pb::Metrics>) -> BTreeMap<String, f64> {
     m.map(|m| m.values.into_iter().collect())
         .unwrap_or_default()
-}
-
-pub(super) fn result_to_proto(r: &ResultRecord) -> pb::TrialResult {
-    pb::TrialResult::from(r)
 }
 
 /// Most models, parameters per model, choices per parameter and bytes per

@@ -39,7 +39,7 @@ use sigsweep_proto::v1::sweep_service_server::{SweepService, SweepServiceServer}
 use sigsweep_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
 
 use crate::service::{Completion, Coordinator, CoordinatorError, WorkerCaps};
-use convert::{assignment_to_proto, metrics_from_proto, progress_to_proto, result_to_proto};
+use convert::{assignment_to_proto, metrics_from_proto, progress_to_proto};
 
 /// Largest gRPC message of the sweep service (sweep files and result lists
 /// stay far below).
@@ -354,7 +354,7 @@ impl SweepService for SweepApi {
             .results(&request.into_inner().sweep_id)
             .await?
             .iter()
-            .map(result_to_proto)
+            .map(pb::TrialResult::from)
             .collect();
         Ok(Response::new(pb::ListResultsResponse { results }))
     }

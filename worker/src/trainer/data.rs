@@ -30,23 +30,11 @@ pub enum LoadedDataset {
     Erc(ErcDataset),
 }
 
+/// The dataset's parameters as `T`, deserialised the way the sweep file's
+/// parse-time check does (`sigsweep_data::synthetic::params`, which names
+/// the offending key).
 fn params<T: DeserializeOwned>(req: &DatasetRequest) -> Result<T, TrainError> {
-    let value = if req.params.is_null() {
-        serde_json::Value::Object(Default::default())
-    } else {
-        req.params.clone()
-    };
-    serde_json::from_value(value).map_err(|e| {
-        TrainError::Dataset(format!(
-            "invalid parameters for {} `{}`: {e}",
-            req.kind,
-            if req.generator.is_empty() {
-                &req.path
-            } else {
-                &req.generator
-            }
-        ))
-    })
+    Ok(sigsweep_data::synthetic::params(&req.params)?)
 }
 
 /// Loads or generates the dataset. Synthetic data is drawn from `seed`;
