@@ -16,9 +16,11 @@
 //!   0–5, Python 2 and 3), the container of every published feature file.
 //! - [`formats`]: loaders from those files into [`seq::SeqDataset`] and
 //!   [`erc::ErcDataset`], format detection, and `inspect` summaries.
+//! - [`DataError`] (`error.rs`): what went wrong, naming the file.
 //! - [`metrics`]: accuracy/F1 (scikit-learn conventions) and the MMSA
 //!   regression metrics, checked against `shared/golden/metrics.json`.
 
+mod error;
 pub mod erc;
 pub mod formats;
 pub mod metrics;
@@ -26,25 +28,4 @@ pub mod pickle;
 pub mod seq;
 pub mod synthetic;
 
-/// Errors raised while reading or generating a dataset.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Pickle {
-        path: String,
-        #[source]
-        source: pickle::PickleError,
-    },
-    #[error("invalid dataset parameter `{key}`: {message}")]
-    Param { key: String, message: String },
-}
-
-pub type Result<T, E = DataError> = std::result::Result<T, E>;
+pub use error::{DataError, Result};

@@ -1,5 +1,6 @@
 //! Self-contained HTML page: inline CSS, the tables, and inline SVG plots (see [`crate::plots`]).
 
+use crate::escape::html as escape;
 use crate::plots::{paired_svg, pairs, sensitivity_points, sensitivity_svg};
 use crate::report::Report;
 use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
@@ -20,21 +21,6 @@ tr.baseline{background:#f4f6fa}\
 .plots figcaption{font-size:.8em;color:#555;max-width:440px}\
 sup{color:#2a7d2a}";
 
-/// Escape text for HTML.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
-}
 
 fn cell(c: &Cell) -> String {
     let mut s = escape(&c.text);

@@ -34,6 +34,7 @@
 
 pub mod build;
 pub mod csv;
+pub mod escape;
 pub mod html;
 pub mod json;
 pub mod latex;

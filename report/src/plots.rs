@@ -99,8 +99,8 @@ fn y_range(lo: f64, hi: f64) -> Result<std::ops::Range<f64>, String> {
 fn failed(what: &str, e: impl std::fmt::Display) -> String {
     format!(
         "<p class=\"plot-error\">{} unavailable: {}</p>",
-        crate::html::escape(what),
-        crate::html::escape(&e.to_string())
+        crate::escape::html(what),
+        crate::escape::html(&e.to_string())
     )
 }
 

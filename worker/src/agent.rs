@@ -37,9 +37,8 @@ use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
 
 use crate::backend::BackendKind;
-use crate::params::{Params, Value};
-use crate::trainer::{
-    self, DatasetRequest, EpochReport, Split, TrainError, TrialOutcome, TrialRequest,
+use crate::trial::{
+    DatasetRequest, EpochReport, Params, Split, TrainError, TrialOutcome, TrialRequest, Value,
 };
 
 /// Worker settings.
@@ -484,59 +483,6 @@ enum Ending {
     LeaseLost,
 }
 
-/// Trains a group of trials on one thread: one trial (data-parallel over
-/// `devices` when more than one), or several seeds of one configuration
-/// (fused into one model when the model supports it, otherwise one after
-/// another).
-fn train_group(
-    requests: Vec<Result<TrialRequest, TrainError>>,
-    backend: BackendKind,
-    devices: u32,
-    progress: &mut dyn FnMut(usize, EpochReport),
-    cancel: &AtomicBool,
-) -> Vec<Result<TrialOutcome, TrainError>> {
-    if devices > 1 {
-        return requests
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.and_then(|req| {
-                    if !crate::parallel::supports_data_parallel(&req.model) {
-                        return Err(TrainError::InvalidParam {
-                            key: "gpus_per_trial".into(),
-                            message: format!(
-                                "data parallelism is not implemented for `{}`",
-                                req.model
-                            ),
-                        });
-                    }
-                    crate::parallel::data_parallel::run_data_parallel(
-                        &req,
-                        backend,
-                        devices as usize,
-                        &mut |p| progress(i, p),
-                        cancel,
-                    )
-                })
-            })
-            .collect();
-    }
-    let fusable = requests.len() > 1
-        && requests
-            .iter()
-            .all(|r| r.as_ref().is_ok_and(crate::parallel::supports_fusion));
-    if fusable {
-        let reqs: Vec<TrialRequest> = requests.into_iter().filter_map(Result::ok).collect();
-        return crate::parallel::fused::run_fused(&reqs, backend, progress, cancel);
-    }
-    requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.and_then(|req| trainer::run_trial(&req, backend, &mut |p| progress(i, p), cancel))
-        })
-        .collect()
-}
 
 /// Trains `group` while heartbeating its leases (and the reservation's).
 /// Once training has started, reports `previous` and reserves the next
@@ -582,7 +528,7 @@ async fn run_assignments(
                 let _ = progress_tx.send((i, r));
             };
             let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                train_group(requests, backend, devices, &mut progress, &thread_cancel)
+                crate::execute::run(requests, backend, devices, &mut progress, &thread_cancel)
             }))
             .unwrap_or_else(|p| {
                 let msg = p

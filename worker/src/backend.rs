@@ -207,6 +207,20 @@ fn rayon_pool(threads: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// burn's CPU backend keeps one process-wide RNG (seeded per trial), so
+/// trials in one process run one at a time: every strategy holds this while
+/// it seeds the backend and trains. Code that seeds it and builds models
+/// outside the strategies (tests, benchmarks) must hold it too. It is not
+/// reentrant: do not hold it around a strategy.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the process-wide training lock (see [`TRAINING`]).
+pub fn training_guard() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{count_visible, cuda_ordinals};
@@ -236,3 +250,4 @@ mod tests {
         assert!(count_visible("-1").is_err());
     }
 }
+

@@ -1,27 +1,46 @@
 //! The sigsweep worker: pulls trials from the coordinator over gRPC and
 //! trains them with burn.
 //!
-//! Layout:
-//! - [`agent`]: the gRPC loop — register, acquire a trial under a lease,
-//!   heartbeat (progress, cancellation), complete or fail, drain on SIGTERM;
-//! - [`trainer`]: runs one trial on its own thread — builds the dataset and
-//!   the model from the trial's parameters, trains epoch by epoch, selects
-//!   the epoch on the validation metric and reports test metrics there;
-//! - [`models`]: the model registry and the models (late-fusion baseline, …);
-//! - [`params`]: typed access to a trial's hyperparameters;
-//! - [`backend`]: the burn backends (CPU ndarray; CUDA behind `cuda`);
-//! - [`parallel`]: data parallelism inside a trial and seed fusion across
-//!   trials (HFTA), with benchmark hooks.
+//! Layers, each depending only on the ones above it in this list:
+//! - [`backend`], [`tensor`]: burn only — devices, the process-wide training
+//!   lock, tensor helpers;
+//! - [`trial`]: the contract — what a trial is ([`TrialRequest`], its
+//!   [`trial::Params`] and dataset), what a model provides
+//!   ([`trial::Workload`], [`trial::Sharded`]), what comes back
+//!   ([`TrialOutcome`], [`TrainError`]) and the one epoch-selection rule;
+//! - [`models`]: the implementations; `models/mod.rs` is the registry and
+//!   the only place a model name is matched;
+//! - [`strategy`]: plain, data-parallel and fused training, which drive the
+//!   models through the contract;
+//! - [`execute`]: chooses the strategy for a leased group of trials;
+//! - [`agent`]: the gRPC loop — register, acquire trials under a lease,
+//!   heartbeat (progress, cancellation), complete or fail, drain on SIGTERM.
 //!
 //! Training never runs on the async runtime: the agent spawns a thread per
-//! trial and talks to it through a channel and a cancel flag checked every
+//! group and talks to it through a channel and a cancel flag checked every
 //! step.
 
 pub mod agent;
 pub mod backend;
+pub mod execute;
 pub mod models;
-pub mod parallel;
-pub mod params;
-pub mod trainer;
+pub mod strategy;
+pub mod tensor;
+pub mod trial;
 
-pub use trainer::{TrainError, TrialOutcome, TrialRequest};
+pub use trial::{TrainError, TrialOutcome, TrialRequest};
+
+// The paths of the first layout (`parallel`, `params`, `trainer`), kept so
+// that code written against them (the equivalence tests among it) still
+// builds; new code uses `strategy` and `trial`.
+pub use strategy as parallel;
+pub use trial::params;
+/// The first layout's `trainer` module: the trial contract plus the plain
+/// strategy's entry point.
+pub mod trainer {
+    pub use crate::strategy::plain::run_trial;
+    pub use crate::trial::{
+        DatasetRequest, EpochReport, LoadedDataset, Split, TrainError, TrialOutcome,
+        TrialRequest, Workload, load_dataset,
+    };
+}

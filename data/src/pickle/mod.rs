@@ -37,167 +37,29 @@
 //! Values shared through the memo (the same Python object referenced twice)
 //! are copied into each place they appear.
 
+mod error;
 mod numpy;
+mod value;
 mod vm;
 
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-pub use numpy::{ArrayData, DType, NdArray};
-
-/// A value decoded from a pickle.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    /// An integer too large for `i64`: little-endian two's complement bytes
-    /// (as in the `LONG1`/`LONG4` opcodes).
-    BigInt(Vec<u8>),
-    Float(f64),
-    Str(String),
-    /// `bytes` and `bytearray`.
-    Bytes(Vec<u8>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    /// `set` and `frozenset`.
-    Set(Vec<Value>),
-    /// Entries in insertion order; a key set twice keeps its last value.
-    Dict(Vec<(Value, Value)>),
-    NdArray(NdArray),
-    /// A numpy dtype object on its own (not as part of an array).
-    DType(DType),
-    /// A reference to a class or function (`GLOBAL`/`STACK_GLOBAL`) that was
-    /// never called.
-    Global {
-        module: String,
-        name: String,
-    },
-    /// An instance of a class this reader does not know, recorded inert:
-    /// `class` is `module.name`, `args` the constructor arguments, `state`
-    /// what `BUILD` set, `items`/`entries` what `APPEND(S)`/`SETITEM(S)` added.
-    Object {
-        class: String,
-        args: Vec<Value>,
-        state: Option<Box<Value>>,
-        items: Vec<Value>,
-        entries: Vec<(Value, Value)>,
-    },
-}
-
-impl Value {
-    /// A short name of the variant, for error messages.
-    pub fn type_name(&self) -> String {
-        match self {
-            Value::None => "None".into(),
-            Value::Bool(_) => "bool".into(),
-            Value::Int(_) | Value::BigInt(_) => "int".into(),
-            Value::Float(_) => "float".into(),
-            Value::Str(_) => "str".into(),
-            Value::Bytes(_) => "bytes".into(),
-            Value::List(v) => format!("list of {}", v.len()),
-            Value::Tuple(v) => format!("tuple of {}", v.len()),
-            Value::Set(v) => format!("set of {}", v.len()),
-            Value::Dict(v) => format!("dict of {}", v.len()),
-            Value::NdArray(a) => format!("ndarray {} {:?}", a.dtype, a.shape),
-            Value::DType(d) => format!("dtype {d}"),
-            Value::Global { module, name } => format!("global {module}.{name}"),
-            Value::Object { class, .. } => format!("object {class}"),
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_int(&self) -> Option<i64> {
-        match self {
-            Value::Int(i) => Some(*i),
-            Value::Bool(b) => Some(i64::from(*b)),
-            _ => None,
-        }
-    }
-
-    /// The number as `f64` (ints, floats, bools).
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Float(f) => Some(*f),
-            Value::Int(i) => Some(*i as f64),
-            Value::Bool(b) => Some(f64::from(u8::from(*b))),
-            _ => None,
-        }
-    }
-
-    /// The elements of a list, tuple or set.
-    pub fn as_seq(&self) -> Option<&[Value]> {
-        match self {
-            Value::List(v) | Value::Tuple(v) | Value::Set(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn as_dict(&self) -> Option<&[(Value, Value)]> {
-        match self {
-            Value::Dict(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn as_array(&self) -> Option<&NdArray> {
-        match self {
-            Value::NdArray(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// Looks up a string key in a dict.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.as_dict()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
-    }
-}
-
-/// Why a pickle could not be read: what went wrong, at which byte offset,
-/// and while executing which opcode (when one was being executed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PickleError {
-    /// Offset of the opcode being executed (or of the end of input).
-    pub offset: u64,
-    /// The opcode's name, e.g. `BINUNICODE`.
-    pub opcode: Option<&'static str>,
-    pub message: String,
-}
-
-impl fmt::Display for PickleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pickle: {} (byte {}", self.message, self.offset)?;
-        if let Some(op) = self.opcode {
-            write!(f, ", opcode {op}")?;
-        }
-        write!(f, ")")
-    }
-}
-
-impl std::error::Error for PickleError {}
+pub use error::PickleError;
+pub use value::{ArrayData, DType, NdArray, Value};
 
 /// Reads one pickle from `reader` (stops at its `STOP` opcode).
-pub fn from_reader<R: Read>(reader: R) -> Result<Value, PickleError> {
+pub fn from_reader<R: Read>(reader: R) -> Result<value::Value, error::PickleError> {
     vm::Machine::new(reader).run()
 }
 
 /// Reads one pickle from a byte slice; bytes after `STOP` are ignored.
-pub fn from_slice(bytes: &[u8]) -> Result<Value, PickleError> {
+pub fn from_slice(bytes: &[u8]) -> Result<value::Value, error::PickleError> {
     from_reader(bytes)
 }
 
 /// Reads the pickle file at `path`, buffered.
-pub fn from_path(path: &Path) -> crate::Result<Value> {
+pub fn from_path(path: &Path) -> crate::Result<value::Value> {
     let file = std::fs::File::open(path).map_err(|source| crate::DataError::Io {
         path: path.display().to_string(),
         source,

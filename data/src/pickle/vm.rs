@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 
-use super::numpy::{self, ArrayData, DType, NdArray};
-use super::{PickleError, Value};
+use super::error::PickleError;
+use super::numpy;
+use super::value::{ArrayData, DType, NdArray, Value};
 
 type H = usize;
 

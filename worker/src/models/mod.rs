@@ -1,5 +1,13 @@
-//! The model registry: which models exist, which parameters each accepts,
-//! and how to build a [`Workload`] for a trial.
+//! The model registry: which models exist, what data each trains on, which
+//! strategies each supports, and how to build its workload. [`REGISTRY`] is
+//! the only place a model name is matched; everything else (the strategies,
+//! the agent's plan) asks [`lookup`] and matches the typed [`Kind`], so a
+//! model added here without a strategy's support is a compile error there,
+//! not a silent fall-through.
+//!
+//! Parameter declarations (names, types, ranges, docs) live in
+//! `sigsweep_types::params::MODELS`, which the coordinator checks sweep
+//! files against; [`check_request`] checks a trial against the same table.
 //!
 //! Every model is generic over the burn backend; [`build`] instantiates it
 //! on the backend the worker runs.
@@ -8,26 +16,145 @@ pub mod fdcmdie;
 pub mod late_fusion;
 pub mod mmic;
 
-use crate::backend::BackendKind;
-use crate::trainer::{LoadedDataset, TrainError, TrialRequest, Workload};
+use burn::tensor::backend::AutodiffBackend;
 
-/// Names of the models this worker can train (declared in
-/// `sigsweep_types::params::MODELS`, which the coordinator checks sweep
-/// files against).
+use crate::backend::BackendKind;
+use crate::trial::{LoadedDataset, ShardedVisitor, TrainError, TrialRequest, Workload};
+
+/// Which implementation a registry entry builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    LateFusion,
+    FdCmdie,
+    Mmic(mmic::Variant),
+}
+
+/// The dataset shape a model consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Per-sample sequences (synthetic fusion/msa, mmsa files).
+    Seq,
+    /// Dialogues (synthetic erc, iemocap, meld, m3ed files).
+    Erc,
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Seq => "sequence datasets (synthetic fusion/msa, mmsa)",
+            Self::Erc => "dialogue datasets (synthetic erc, iemocap, meld, m3ed)",
+        }
+    }
+}
+
+/// One model of the registry.
+#[derive(Debug)]
+pub struct Entry {
+    /// The name a sweep file's `model.name` gives.
+    pub name: &'static str,
+    pub kind: Kind,
+    pub shape: Shape,
+    /// Whether its trials can train data-parallel (`gpus_per_trial > 1`).
+    pub data_parallel: bool,
+}
+
+/// Every model this worker can train.
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "late-fusion",
+        kind: Kind::LateFusion,
+        shape: Shape::Seq,
+        data_parallel: true,
+    },
+    Entry {
+        name: "fdcmdie",
+        kind: Kind::FdCmdie,
+        shape: Shape::Seq,
+        data_parallel: true,
+    },
+    Entry {
+        name: "mmic",
+        kind: Kind::Mmic(mmic::Variant::Mmic),
+        shape: Shape::Erc,
+        data_parallel: true,
+    },
+    Entry {
+        name: "mmdfn",
+        kind: Kind::Mmic(mmic::Variant::MmDfn),
+        shape: Shape::Erc,
+        data_parallel: true,
+    },
+];
+
+/// Names of the models this worker can train.
 pub fn names() -> Vec<&'static str> {
-    sigsweep_types::params::MODELS
+    REGISTRY.iter().map(|e| e.name).collect()
+}
+
+/// The registry entry of `name`.
+pub fn lookup(name: &str) -> Result<&'static Entry, TrainError> {
+    REGISTRY
         .iter()
-        .map(|m| m.name.as_ref())
-        .collect()
+        .find(|e| e.name == name)
+        .ok_or_else(|| TrainError::UnknownModel {
+            name: name.to_string(),
+            known: names().into_iter().map(String::from).collect(),
+        })
 }
 
 /// Checks a trial against its model's declarations: the model exists and
 /// every parameter is declared, of the declared type, inside its range.
-/// Every trainer (plain, data-parallel, fused) calls it first.
-pub fn check_request(req: &TrialRequest) -> Result<(), TrainError> {
-    let decl = sigsweep_types::params::model(&req.model)
-        .ok_or_else(|| TrainError::UnknownModel(req.model.clone()))?;
-    req.params.check_declared(decl)
+/// Every strategy calls it (through [`load_checked`]) before it trains.
+pub fn check_request(req: &TrialRequest) -> Result<&'static Entry, TrainError> {
+    let entry = lookup(&req.model)?;
+    let decl = sigsweep_types::params::model(entry.name).ok_or_else(|| {
+        TrainError::Backend(format!(
+            "model `{}` has no parameter declaration in sigsweep_types",
+            entry.name
+        ))
+    })?;
+    req.params.check_declared(decl)?;
+    Ok(entry)
+}
+
+/// Whether the seeds of `req`'s configuration can train as one fused model
+/// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping
+/// (norm clipping couples a parameter's seed slices).
+pub fn supports_fusion(req: &TrialRequest) -> bool {
+    match lookup(&req.model).map(|e| e.kind) {
+        Ok(Kind::LateFusion) => true,
+        Ok(Kind::FdCmdie) => req.params.f64("grad_clip", 0.0).is_ok_and(|c| c <= 0.0),
+        Ok(Kind::Mmic(_)) | Err(_) => false,
+    }
+}
+
+/// Whether `model`'s trials can train data-parallel (`gpus_per_trial > 1`).
+pub fn supports_data_parallel(model: &str) -> bool {
+    lookup(model).is_ok_and(|e| e.data_parallel)
+}
+
+/// Checks `req` ([`check_request`]), loads its dataset and checks that the
+/// dataset has the shape the model trains on.
+pub fn load_checked(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
+    let entry = check_request(req)?;
+    let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
+    let data = crate::trial::load_dataset(&req.dataset, req.seed, valid_fraction)?;
+    let shape = match &data {
+        LoadedDataset::Seq(_) => Shape::Seq,
+        LoadedDataset::Erc(_) => Shape::Erc,
+    };
+    if shape != entry.shape {
+        let other = match shape {
+            Shape::Seq => "sequences",
+            Shape::Erc => "dialogues",
+        };
+        return Err(TrainError::Dataset(format!(
+            "{} trains on {}, not {other}",
+            entry.name,
+            entry.shape.describe()
+        )));
+    }
+    Ok(data)
 }
 
 /// Builds the workload for a trial on `backend`.
@@ -36,7 +163,6 @@ pub fn build(
     data: LoadedDataset,
     backend: BackendKind,
 ) -> Result<Box<dyn Workload>, TrainError> {
-    check_request(req)?;
     match backend {
         BackendKind::Cpu => build_on::<crate::backend::Cpu>(req, data, &Default::default()),
         #[cfg(feature = "cuda")]
@@ -53,33 +179,65 @@ pub fn build(
     }
 }
 
-fn build_on<B: burn::tensor::backend::AutodiffBackend>(
+/// A dataset of the wrong shape for `name` (callers check with
+/// [`load_checked`] first; this is the error if one did not).
+fn wrong_shape(entry: &Entry) -> TrainError {
+    TrainError::Dataset(format!(
+        "{} trains on {}",
+        entry.name,
+        entry.shape.describe()
+    ))
+}
+
+fn build_on<B: AutodiffBackend>(
     req: &TrialRequest,
     data: LoadedDataset,
     device: &B::Device,
 ) -> Result<Box<dyn Workload>, TrainError> {
-    match req.model.as_str() {
-        "late-fusion" => match data {
-            LoadedDataset::Seq(d) => Ok(Box::new(late_fusion::LateFusionWorkload::<B>::new(
-                req, d, device,
-            )?)),
-            LoadedDataset::Erc(_) => Err(TrainError::Dataset(
-                "late-fusion trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues"
-                    .into(),
-            )),
-        },
-        "fdcmdie" => match data {
-            LoadedDataset::Seq(d) => Ok(Box::new(fdcmdie::FdCmdieWorkload::<B>::new(req, d, device)?)),
-            LoadedDataset::Erc(_) => Err(TrainError::Dataset(
-                "fdcmdie trains on sequence regression datasets (synthetic msa, mmsa), not dialogues".into(),
-            )),
-        },
-        "mmic" | "mmdfn" => match data {
-            LoadedDataset::Erc(d) => Ok(Box::new(mmic::MmicWorkload::<B>::new(req, d, device)?)),
-            LoadedDataset::Seq(_) => Err(TrainError::Dataset(
-                "mmic trains on dialogue datasets (synthetic erc, iemocap, meld, m3ed), not sequences".into(),
-            )),
-        },
-        other => Err(TrainError::UnknownModel(other.to_string())),
+    let entry = check_request(req)?;
+    Ok(match (entry.kind, data) {
+        (Kind::LateFusion, LoadedDataset::Seq(d)) => {
+            Box::new(late_fusion::LateFusionWorkload::<B>::new(req, d, device)?)
+        }
+        (Kind::FdCmdie, LoadedDataset::Seq(d)) => {
+            Box::new(fdcmdie::FdCmdieWorkload::<B>::new(req, d, device)?)
+        }
+        (Kind::Mmic(variant), LoadedDataset::Erc(d)) => Box::new(
+            mmic::MmicWorkload::<B>::with_variant(variant, req, d, device)?,
+        ),
+        _ => return Err(wrong_shape(entry)),
+    })
+}
+
+/// Builds `req`'s workload on `device` of backend `B` (the plain
+/// constructor) and hands it, as a [`Sharded`](crate::trial::Sharded)
+/// workload, to `visitor` (the data-parallel strategy's loop).
+pub fn build_sharded<B: AutodiffBackend, V: ShardedVisitor<B>>(
+    req: &TrialRequest,
+    data: LoadedDataset,
+    device: &B::Device,
+    visitor: V,
+) -> Result<V::Output, TrainError> {
+    let entry = check_request(req)?;
+    if !entry.data_parallel {
+        return Err(TrainError::InvalidParam {
+            key: "gpus_per_trial".into(),
+            message: format!(
+                "data parallelism is not implemented for `{}`; use gpus_per_trial = 1",
+                entry.name
+            ),
+        });
     }
+    Ok(match (entry.kind, data) {
+        (Kind::LateFusion, LoadedDataset::Seq(d)) => {
+            visitor.visit(late_fusion::LateFusionWorkload::<B>::new(req, d, device)?)
+        }
+        (Kind::FdCmdie, LoadedDataset::Seq(d)) => {
+            visitor.visit(fdcmdie::FdCmdieWorkload::<B>::new(req, d, device)?)
+        }
+        (Kind::Mmic(variant), LoadedDataset::Erc(d)) => visitor.visit(
+            mmic::MmicWorkload::<B>::with_variant(variant, req, d, device)?,
+        ),
+        _ => return Err(wrong_shape(entry)),
+    })
 }

@@ -87,6 +87,8 @@
 pub mod contrastive;
 pub mod model;
 
+mod sharded;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -103,7 +105,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trainer::{Split, TrainError, TrialRequest, Workload};
+use crate::trial::{Split, TrainError, TrialRequest, Workload};
 
 pub use contrastive::{
     ClSets, build_pairs, build_sets, label_class, nt_xent, nt_xent_batched, retrieval_features,
@@ -284,7 +286,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         // Draw every weight now, in the module's visiting order: lazily
         // they would be drawn in order of first use, interleaved with
         // dropout masks, and a fused model could not reproduce them.
-        crate::parallel::materialize::<B, _>(&model);
+        crate::tensor::materialize::<B, _>(&model);
         let optim = AdamWConfig::new()
             .with_weight_decay(weight_decay as f32)
             .with_grad_clipping(

@@ -82,6 +82,8 @@ pub mod losses;
 pub mod net;
 pub mod rnn;
 
+mod sharded;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -98,9 +100,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
-use crate::parallel::data_parallel::ReplicaOptim;
-use crate::params::Params;
-use crate::trainer::{Split, TrainError, TrialRequest, Workload};
+use crate::trial::{Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload};
 
 pub use batch::HostBatch;
 pub use net::{Mmic, MmicNet, NetConfig};
@@ -175,10 +175,20 @@ pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
     }
 }
 
+/// Which model's defaults a trial starts from: MMIC, or the MM-DFN
+/// baseline (the same network with the auxiliary losses off and a GRU text
+/// encoder). The registry maps the model names to variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Mmic,
+    MmDfn,
+}
+
 impl MmicConfig {
-    /// Reads the trial parameters; `mmdfn` changes the defaults only.
-    pub fn from_params(model: &str, p: &Params, data: &ErcDataset) -> Result<Self, TrainError> {
-        let mmdfn = model == "mmdfn";
+    /// Reads the trial parameters; [`Variant::MmDfn`] changes the defaults
+    /// only.
+    pub fn from_params(variant: Variant, p: &Params, data: &ErcDataset) -> Result<Self, TrainError> {
+        let mmdfn = variant == Variant::MmDfn;
         let def = if mmdfn { 0.0 } else { 1.0 };
         let alpha = p.f64_in("alpha", def, 0.0, 1e6)?;
         let beta = p.f64_in("beta", if mmdfn { 0.0 } else { 0.05 }, 0.0, 1e6)?;
@@ -483,12 +493,24 @@ pub(crate) fn aux_losses<B: AutodiffBackend>(
 }
 
 impl<B: AutodiffBackend> MmicWorkload<B> {
+    /// The MMIC workload of `req` (its defaults; see [`Self::with_variant`]).
     pub fn new(
         req: &TrialRequest,
         data: ErcDataset,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        let cfg = MmicConfig::from_params(&req.model, &req.params, &data)?;
+        Self::with_variant(Variant::Mmic, req, data, device)
+    }
+
+    /// The workload of `req` with `variant`'s defaults (the registry passes
+    /// the variant its entry names).
+    pub fn with_variant(
+        variant: Variant,
+        req: &TrialRequest,
+        data: ErcDataset,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let cfg = MmicConfig::from_params(variant, &req.params, &data)?;
         if data.train.is_empty() {
             return Err(TrainError::Dataset("no training dialogues".into()));
         }
@@ -733,7 +755,7 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
 /// `iemocap` preset: dims 100/1582/342, 6 classes, 108 train dialogues of
 /// mean length ≈ 48; batch 16 dialogues → 7 steps per epoch, K = 16).
 pub fn bench_params() -> Params {
-    use crate::params::Value;
+    use crate::trial::Value;
     let mut p = Params::default();
     p.insert("alpha", Value::Float(1.0));
     p.insert("beta", Value::Float(0.05));

@@ -47,7 +47,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::trainer::TrainError;
+use crate::trial::TrainError;
 
 /// Sums one tensor per replica and returns the sum to each replica.
 ///
@@ -246,7 +246,7 @@ mod nccl {
     use cudarc::nccl::{Comm, ReduceOp, group_end, group_start};
 
     use super::AllReduce;
-    use crate::trainer::TrainError;
+    use crate::trial::TrainError;
 
     fn nccl_error(what: &str, e: impl std::fmt::Debug) -> TrainError {
         TrainError::Backend(format!("NCCL {what}: {e:?}"))
@@ -318,7 +318,7 @@ mod nccl {
             let devices: Vec<B::Device> = tensors.iter().map(Tensor::device).collect();
             let mut buffers = Vec::with_capacity(tensors.len());
             for (t, comm) in tensors.into_iter().zip(&comms.0) {
-                let host = super::super::fused::values(t);
+                let host = crate::tensor::to_f32_vec(t);
                 buffers.push(
                     comm.stream()
                         .clone_htod(&host)

@@ -8,17 +8,15 @@ use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{DataParallel, Sharded, lost, shard_ranges};
-use crate::models::late_fusion::{LateFusion, LateFusionWorkload, batch, mean_loss};
-use crate::parallel::allreduce::AllReduce;
-use crate::trainer::{Split, TrainError};
+use super::{LateFusion, LateFusionWorkload, batch, mean_loss};
+use crate::trial::{Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
     type Model = LateFusion<B>;
     type Optim = OptimizerAdaptor<AdamW, LateFusion<B>, B>;
 
     fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError> {
-        let model = self.model.take().ok_or_else(lost)?;
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
         Ok((model, self.optim.clone()))
     }
 
@@ -26,9 +24,9 @@ impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
         LateFusionWorkload::epoch_batches(self)
     }
 
-    fn step<R: AllReduce<B::InnerBackend>>(
+    fn step<D: Replicas<B, Self::Model>>(
         &mut self,
-        dp: &mut DataParallel<B, Self::Model, Self::Optim, R>,
+        dp: &mut D,
         idx: &[usize],
     ) -> Result<f64, TrainError> {
         let n = idx.len();

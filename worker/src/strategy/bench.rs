@@ -18,11 +18,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{run_data_parallel, run_fused};
+use super::{run_data_parallel, run_fused, run_trial};
 use crate::backend::BackendKind;
 use crate::models::late_fusion::split_metrics;
-use crate::params::Value;
-use crate::trainer::{LoadedDataset, Split, TrainError, TrialRequest, load_dataset, run_trial};
+use crate::trial::{LoadedDataset, Split, TrainError, TrialRequest, Value, load_dataset};
 
 /// Timings of one benchmark run.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -36,182 +36,24 @@
 //! protocol of [`crate::trainer::run_trial`]: evaluate on valid and test
 //! after every epoch, select the epoch on the selection metric).
 
+mod common;
 pub mod fdcmdie;
 pub mod late_fusion;
 pub mod layers;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
-use burn::optim::{GradientsParams, Optimizer};
-use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
-use sigsweep_data::seq::{Array3, SeqSplit};
-
-use super::Selector;
-use crate::backend::BackendKind;
-use crate::trainer::{EpochReport, TrainError, TrialOutcome, TrialRequest};
+use common::FusedTrainer;
+use crate::backend::{BackendKind, training_guard};
+use crate::models::{self, Kind};
+use crate::trial::{EpochReport, Selector, TrainError, TrialOutcome, TrialRequest};
 
 pub use fdcmdie::FusedFdCmdie;
 pub use late_fusion::FusedLateFusion;
 pub use layers::FusedLinear;
-
-/// Whether `req`'s seeds can train as one fused model (`fuse_seeds`); the
-/// agent trains the others one after another.
-pub fn supports(req: &TrialRequest) -> bool {
-    match req.model.as_str() {
-        "late-fusion" => true,
-        // Norm clipping couples a parameter's slices (see the module docs).
-        "fdcmdie" => req.params.f64("grad_clip", 0.0).is_ok_and(|c| c <= 0.0),
-        _ => false,
-    }
-}
-
-pub(crate) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_default()
-}
-
-/// A fused model with its optimiser and every seed's data, as [`run_loop`]
-/// drives it.
-pub(crate) trait FusedTrainer {
-    /// Samples in every seed's training split.
-    fn train_len(&self) -> usize;
-    fn batch_size(&self) -> usize;
-    /// Every seed's shuffled training order for the next epoch.
-    fn orders(&mut self) -> Vec<Vec<usize>>;
-    /// One optimiser step on the samples `idx[k]` of every seed `k`: returns
-    /// every seed's loss value and trains the seeds that are `active` and
-    /// whose loss is finite (none when there is no such seed).
-    fn step(&mut self, idx: &[&[usize]], active: &[bool]) -> Result<Vec<f64>, TrainError>;
-    /// Every seed's `(valid, test)` metrics.
-    #[allow(clippy::type_complexity)]
-    fn evaluate(&self) -> Result<Vec<(BTreeMap<String, f64>, BTreeMap<String, f64>)>, TrainError>;
-}
-
-/// The sum of the losses `[K]` of the seeds that are active and finite, the
-/// fused objective of one step; `None` when no seed is left.
-fn live_total<B: Backend>(
-    losses: Tensor<B, 1>,
-    values: &[f64],
-    active: &[bool],
-) -> Option<Tensor<B, 1>> {
-    let live: Vec<i64> = (0..values.len())
-        .filter(|&i| active[i] && values[i].is_finite())
-        .map(|i| i as i64)
-        .collect();
-    if live.is_empty() {
-        return None;
-    }
-    if live.len() == values.len() {
-        return Some(losses.sum());
-    }
-    let device = losses.device();
-    let n = live.len();
-    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(live, [n]), &device);
-    Some(losses.select(0, idx).sum())
-}
-
-/// One optimiser step of a fused model on the summed losses `[K]` of the
-/// seeds that are `active` and whose loss `values` are finite; the model
-/// comes back unchanged when no seed is left.
-pub(crate) fn step_live<B, M, O>(
-    model: M,
-    optim: &mut O,
-    lr: f64,
-    losses: Tensor<B, 1>,
-    values: &[f64],
-    active: &[bool],
-) -> M
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
-{
-    match live_total(losses, values, active) {
-        Some(total) => {
-            let grads = GradientsParams::from_grads(total.backward(), &model);
-            optim.step(lr, model, grads)
-        }
-        None => model,
-    }
-}
-
-/// Each seed's order of its `n` training samples, shuffled by its own RNG.
-pub(crate) fn shuffled_orders<'a>(
-    n: usize,
-    rngs: impl Iterator<Item = &'a mut ChaCha8Rng>,
-) -> Vec<Vec<usize>> {
-    rngs.map(|rng| {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(rng);
-        order
-    })
-    .collect()
-}
-
-/// The samples `idx[k]` of `splits[k]`, stacked `[K, n, len, dim]` per
-/// modality (text, audio, vision).
-pub(crate) fn stacked<B: Backend>(
-    splits: &[&SeqSplit],
-    idx: &[&[usize]],
-    device: &B::Device,
-) -> [Tensor<B, 4>; 3] {
-    let one = |get: fn(&SeqSplit) -> &Array3| {
-        let mut data = Vec::new();
-        let mut shape = [0usize; 3];
-        for (s, i) in splits.iter().zip(idx) {
-            let a = get(s).gather(i);
-            shape = a.shape;
-            data.extend_from_slice(&a.data);
-        }
-        Tensor::from_data(
-            TensorData::new(data, [splits.len(), shape[0], shape[1], shape[2]]),
-            device,
-        )
-    };
-    [one(|s| &s.text), one(|s| &s.audio), one(|s| &s.vision)]
-}
-
-/// The labels of the samples `idx[k]` of `splits[k]`, `K × n` row-major.
-pub(crate) fn stacked_labels(splits: &[&SeqSplit], idx: &[&[usize]]) -> Vec<f32> {
-    splits
-        .iter()
-        .zip(idx)
-        .flat_map(|(sp, i)| i.iter().map(|&j| sp.labels[j]))
-        .collect()
-}
-
-/// Runs `forward` over every seed's split (all of the same length) in
-/// chunks of `chunk` samples, the same indices for every seed; `forward`
-/// returns `K × chunk` values row-major. Returns each seed's values in
-/// sample order.
-pub(crate) fn predict_chunks<B: Backend>(
-    splits: &[&SeqSplit],
-    chunk: usize,
-    device: &B::Device,
-    forward: impl Fn([Tensor<B, 4>; 3]) -> Vec<f32>,
-) -> Vec<Vec<f32>> {
-    let k = splits.len();
-    let n = splits[0].len();
-    let mut preds: Vec<Vec<f32>> = vec![Vec::with_capacity(n); k];
-    let order: Vec<usize> = (0..n).collect();
-    for part in order.chunks(chunk) {
-        let idx: Vec<&[usize]> = vec![part; k];
-        let flat = forward(stacked::<B>(splits, &idx, device));
-        for (p, row) in preds.iter_mut().zip(flat.chunks(part.len())) {
-            p.extend_from_slice(row);
-        }
-    }
-    preds
-}
 
 /// Checks that `requests` differ only in their seed (and trial id).
 fn check_same_config(requests: &[TrialRequest]) -> Result<(), TrainError> {
@@ -286,15 +128,15 @@ pub fn run_fused_on<B: AutodiffBackend>(
     if requests.is_empty() {
         return Vec::new();
     }
-    let _guard = super::training_guard();
+    let _guard = training_guard();
     let start = Instant::now();
     let k = requests.len();
     let mut results: Vec<Option<Result<TrialOutcome, TrainError>>> = (0..k).map(|_| None).collect();
     let mut run = || -> Result<(), TrainError> {
         check_same_config(requests)?;
         let req = &requests[0];
-        crate::models::check_request(req)?;
-        if !supports(req) {
+        let entry = models::check_request(req)?;
+        if !models::supports_fusion(req) {
             return Err(TrainError::InvalidParam {
                 key: "fuse_seeds".into(),
                 message: format!(
@@ -304,9 +146,15 @@ pub fn run_fused_on<B: AutodiffBackend>(
             });
         }
         let epochs = req.params.positive("epochs", 10)? as u32;
-        let mut trainer: Box<dyn FusedTrainer> = match req.model.as_str() {
-            "late-fusion" => Box::new(late_fusion::LateFusionTrainer::<B>::new(requests, device)?),
-            _ => Box::new(fdcmdie::FdCmdieTrainer::<B>::new(requests, device)?),
+        let mut trainer: Box<dyn FusedTrainer> = match entry.kind {
+            Kind::LateFusion => Box::new(late_fusion::LateFusionTrainer::<B>::new(requests, device)?),
+            Kind::FdCmdie => Box::new(fdcmdie::FdCmdieTrainer::<B>::new(requests, device)?),
+            Kind::Mmic(_) => {
+                return Err(TrainError::InvalidParam {
+                    key: "fuse_seeds".into(),
+                    message: format!("seed fusion is not implemented for `{}`", req.model),
+                });
+            }
         };
         run_loop(
             trainer.as_mut(),
@@ -340,7 +188,10 @@ fn duplicate(e: &TrainError) -> TrainError {
             key: key.clone(),
             message: message.clone(),
         },
-        TrainError::UnknownModel(m) => TrainError::UnknownModel(m.clone()),
+        TrainError::UnknownModel { name, known } => TrainError::UnknownModel {
+            name: name.clone(),
+            known: known.clone(),
+        },
         TrainError::Data(d) => TrainError::Dataset(d.to_string()),
         TrainError::Dataset(d) => TrainError::Dataset(d.clone()),
         TrainError::NonFinite {

@@ -14,7 +14,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, Lstm, Relu};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 
-use crate::trainer::TrainError;
+use crate::trial::TrainError;
 
 fn err(message: impl Into<String>) -> TrainError {
     TrainError::Backend(message.into())

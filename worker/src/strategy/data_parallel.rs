@@ -53,76 +53,27 @@
 //! Each is tested against the plain trainer (same per-epoch losses, metrics
 //! and selected epoch) in `worker/tests/{parallel,fdcmdie,mmic}.rs`.
 
-use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use sigsweep_data::seq::SeqDataset;
-
 use super::allreduce::{AllReduce, InProcessAllReduce, add_grads, all_reduce_grads};
-use super::{Selector, training_guard};
-use crate::backend::BackendKind;
-use crate::trainer::{
-    EpochReport, LoadedDataset, Split, TrainError, TrialOutcome, TrialRequest, load_dataset,
+use crate::backend::{BackendKind, training_guard};
+use crate::models;
+use crate::tensor::materialize;
+use crate::trial::{
+    EpochReport, LocalPart, ReplicaOptim, Replicas, Selector, Sharded, ShardedVisitor, Split,
+    TrainError, TrialOutcome, TrialRequest, check_mean_loss,
 };
-
-mod fdcmdie;
-mod late_fusion;
-mod mmic;
-
-/// Forces every lazily initialised parameter of `model` to take its value
-/// (in the module's visiting order). Call before cloning a model into
-/// replicas. For `late-fusion` the visiting order equals the order of first
-/// use in `forward`, so materialising here draws the same weights as the
-/// unfused trainer's first forward pass.
-pub fn materialize<B: Backend, M: Module<B>>(model: &M) {
-    struct Touch;
-    impl<B: Backend> ModuleVisitor<B> for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let _ = param.val();
-        }
-    }
-    model.visit(&mut Touch);
-}
-
-/// How a replica updates its model from gradients: a burn optimiser
-/// (`OptimizerAdaptor`: Adam, AdamW, SGD…), or a model's composite of
-/// several (MMIC steps its mutual-information heads with their own
-/// optimiser).
-pub trait ReplicaOptim<B: AutodiffBackend, M>: Clone + Send {
-    fn update(&mut self, lr: f64, model: M, grads: GradientsParams) -> M;
-}
-
-impl<B, M, O> ReplicaOptim<B, M> for OptimizerAdaptor<O, M, B>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    O: SimpleOptimizer<B::InnerBackend>,
-{
-    fn update(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
-        self.step(lr, model, grads)
-    }
-}
 
 struct Replica<B: AutodiffBackend, M, O> {
     device: B::Device,
     model: Option<M>,
     optim: O,
-}
-
-/// The part of a replica's forward pass that [`DataParallel::step_gathered`]
-/// keeps until the batch-wide loss is known: the replica's share of the
-/// per-sample loss and its rows of the features the batch-wide loss reads.
-pub struct LocalPart<B: AutodiffBackend> {
-    pub loss: Tensor<B, 1>,
-    pub features: Vec<Tensor<B, 2>>,
 }
 
 /// One replica's rows of every gathered feature's gradient (`None`: the
@@ -232,7 +183,7 @@ where
         F: Fn(&M, S, &B::Device) -> Tensor<B, 1> + Sync,
     {
         let results = self.on_replicas(shards, |replica, shard| {
-            let model = replica.model.as_ref().ok_or_else(lost)?;
+            let model = replica.model.as_ref().ok_or_else(TrainError::model_lost)?;
             let l = loss(model, shard, &replica.device);
             let value = l.clone().into_scalar().elem::<f64>();
             Ok((value, GradientsParams::from_grads(l.backward(), model)))
@@ -280,7 +231,7 @@ where
         LocalPart<B>: Send,
     {
         let parts = self.on_replicas(shards, |replica, shard| {
-            let model = replica.model.as_ref().ok_or_else(lost)?;
+            let model = replica.model.as_ref().ok_or_else(TrainError::model_lost)?;
             Ok(local(model, shard, &replica.device))
         })?;
         let mut total: f64 = parts
@@ -302,7 +253,7 @@ where
                 Tensor::from_inner(Tensor::cat(pieces, 0)).require_grad()
             })
             .collect();
-        let model0 = self.replicas[0].model.as_ref().ok_or_else(lost)?;
+        let model0 = self.replicas[0].model.as_ref().ok_or_else(TrainError::model_lost)?;
         let mut feature_grads: Vec<Option<Tensor<B::InnerBackend, 2>>> = vec![None; n_features];
         let mut head_grads = None;
         if let Some((objective, value)) = global(model0, leaves.clone()) {
@@ -338,7 +289,7 @@ where
             })
             .collect();
         let mut grads = self.on_replicas(inputs, |replica, (part, slices)| {
-            let model = replica.model.as_ref().ok_or_else(lost)?;
+            let model = replica.model.as_ref().ok_or_else(TrainError::model_lost)?;
             let mut objective = part.loss;
             for (feature, g) in part.features.into_iter().zip(slices) {
                 if let Some(g) = g {
@@ -366,10 +317,10 @@ where
         mut grads: Vec<GradientsParams>,
     ) -> Result<(), TrainError> {
         grads.resize_with(self.replicas.len(), GradientsParams::new);
-        let template = self.replicas[0].model.as_ref().ok_or_else(lost)?;
+        let template = self.replicas[0].model.as_ref().ok_or_else(TrainError::model_lost)?;
         all_reduce_grads::<B, M, R>(template, &mut grads, &self.devices, &self.reduce)?;
         self.on_replicas(grads, |replica, g| {
-            let model = replica.model.take().ok_or_else(lost)?;
+            let model = replica.model.take().ok_or_else(TrainError::model_lost)?;
             replica.model = Some(replica.optim.update(lr, model, g));
             Ok(())
         })?;
@@ -377,115 +328,103 @@ where
     }
 }
 
-fn lost() -> TrainError {
-    TrainError::Backend("model lost after a failed step".into())
-}
-
-/// Contiguous shards of a batch of `n` samples over `g` replicas: chunks of
-/// `ceil(n / g)` in batch order (fewer than `g` when `n < g`).
-pub(crate) fn shard_ranges(n: usize, g: usize) -> Vec<Range<usize>> {
-    let size = n.div_ceil(g.max(1)).max(1);
-    (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect()
-}
-
-/// A model's side of a data-parallel trial, as [`run_loop`] drives it.
-/// Implemented by the model's plain workload itself, so the data-parallel
-/// trial is built by the same constructor (same dataset, initialisation,
-/// shuffle and sampling RNGs) and draws its batches the same way.
-pub(crate) trait Sharded<B: AutodiffBackend> {
-    type Model: AutodiffModule<B>;
-    type Optim: ReplicaOptim<B, Self::Model>;
-    /// Takes the freshly built model and its optimiser out of the workload.
-    fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError>;
-    /// The next epoch's batches (sample indices), as the plain trainer
-    /// draws them (it consumes the shuffle RNG).
-    fn epoch_batches(&mut self) -> Vec<Vec<usize>>;
-    /// One optimiser step of `dp` on `batch`: shards it over the replicas
-    /// (each shard's loss scaled so that the shares sum to the batch loss)
-    /// and returns the batch loss.
-    fn step<R: AllReduce<B::InnerBackend>>(
-        &mut self,
-        dp: &mut DataParallel<B, Self::Model, Self::Optim, R>,
-        batch: &[usize],
-    ) -> Result<f64, TrainError>;
-    /// Metrics of `model` (inference mode) on `split`.
-    fn evaluate_with(
-        &self,
-        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
-        split: Split,
-    ) -> Result<BTreeMap<String, f64>, TrainError>;
-}
-
-/// The epoch loop of a data-parallel trial, with [`crate::trainer::run_trial`]'s
-/// protocol (evaluate on valid and test after every epoch, select the epoch,
-/// fail on a non-finite loss with its epoch and step).
-fn run_loop<B, W, R>(
-    req: &TrialRequest,
-    mut workload: W,
-    devices: &[B::Device],
-    reduce: R,
-    progress: &mut dyn FnMut(EpochReport),
-    cancel: &AtomicBool,
-) -> Result<TrialOutcome, TrainError>
+impl<B, M, O, R> Replicas<B, M> for DataParallel<B, M, O, R>
 where
     B: AutodiffBackend,
-    W: Sharded<B>,
+    M: AutodiffModule<B>,
+    O: ReplicaOptim<B, M>,
     R: AllReduce<B::InnerBackend>,
 {
-    let start = Instant::now();
-    let epochs = req.params.positive("epochs", 10)? as u32;
-    let (model, optim) = workload.take_model()?;
-    let mut dp = DataParallel::new(model, devices, optim, reduce)?;
-    let mut selector = Selector::new(req);
-    for epoch in 1..=epochs {
-        let mut total = 0.0;
-        let mut steps = 0usize;
-        for (step, batch) in workload.epoch_batches().iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
-            let value = workload.step(&mut dp, batch)?;
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    what: "training loss",
-                    value,
-                    epoch,
-                    step: step + 1,
-                });
-            }
-            total += value;
-            steps += 1;
-        }
-        let loss = total / steps.max(1) as f64;
-        crate::trainer::check_mean_loss(loss, epoch)?;
-        let model = dp.model(0).ok_or_else(lost)?.valid();
-        let valid = workload.evaluate_with(&model, Split::Valid)?;
-        let test = workload.evaluate_with(&model, Split::Test)?;
-        selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+    fn replicas(&self) -> usize {
+        DataParallel::replicas(self)
     }
-    selector.finish(start.elapsed().as_secs_f64())
+
+    fn step<S, F>(&mut self, lr: f64, shards: Vec<S>, loss: F) -> Result<f64, TrainError>
+    where
+        S: Send,
+        F: Fn(&M, S, &B::Device) -> Tensor<B, 1> + Sync,
+    {
+        DataParallel::step(self, lr, shards, loss)
+    }
+
+    fn step_gathered<S, F, G>(
+        &mut self,
+        lr: f64,
+        shards: Vec<S>,
+        local: F,
+        global: G,
+    ) -> Result<f64, TrainError>
+    where
+        S: Send,
+        F: Fn(&M, S, &B::Device) -> LocalPart<B> + Sync,
+        G: FnOnce(&M, Vec<Tensor<B, 2>>) -> Option<(Tensor<B, 1>, f64)>,
+        LocalPart<B>: Send,
+    {
+        DataParallel::step_gathered(self, lr, shards, local, global)
+    }
 }
 
-/// Checks `req`'s parameters and loads its dataset.
-fn checked_dataset(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
-    crate::models::check_request(req)?;
-    let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
-    load_dataset(&req.dataset, req.seed, valid_fraction)
+/// The epoch loop of a data-parallel trial, with the plain strategy's
+/// protocol (evaluate on valid and test after every epoch, select the epoch,
+/// fail on a non-finite loss with its epoch and step). A [`ShardedVisitor`]:
+/// the registry builds the model's workload and hands it here.
+struct Loop<'a, B: AutodiffBackend, R> {
+    req: &'a TrialRequest,
+    devices: &'a [B::Device],
+    reduce: R,
+    progress: &'a mut dyn FnMut(EpochReport),
+    cancel: &'a AtomicBool,
 }
 
-/// Checks `req`'s parameters and loads its sequence dataset.
-pub(crate) fn seq_dataset(req: &TrialRequest) -> Result<SeqDataset, TrainError> {
-    match checked_dataset(req)? {
-        LoadedDataset::Seq(d) => Ok(d),
-        _ => Err(TrainError::Dataset(format!(
-            "{} trains on sequence datasets (synthetic fusion/msa, mmsa), not dialogues",
-            req.model
-        ))),
+impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Loop<'_, B, R> {
+    type Output = Result<TrialOutcome, TrainError>;
+
+    fn visit<W: Sharded<B>>(self, mut workload: W) -> Self::Output {
+        let Self {
+            req,
+            devices,
+            reduce,
+            progress,
+            cancel,
+        } = self;
+        let start = Instant::now();
+        let epochs = req.params.positive("epochs", 10)? as u32;
+        let (model, optim) = workload.take_model()?;
+        let mut dp = DataParallel::new(model, devices, optim, reduce)?;
+        let mut selector = Selector::new(req);
+        for epoch in 1..=epochs {
+            let mut total = 0.0;
+            let mut steps = 0usize;
+            for (step, batch) in workload.epoch_batches().iter().enumerate() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(TrainError::Cancelled);
+                }
+                let value = workload.step(&mut dp, batch)?;
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        what: "training loss",
+                        value,
+                        epoch,
+                        step: step + 1,
+                    });
+                }
+                total += value;
+                steps += 1;
+            }
+            let loss = total / steps.max(1) as f64;
+            check_mean_loss(loss, epoch)?;
+            let model = dp.model(0).ok_or_else(TrainError::model_lost)?.valid();
+            let valid = workload.evaluate_with(&model, Split::Valid)?;
+            let test = workload.evaluate_with(&model, Split::Test)?;
+            selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+        }
+        selector.finish(start.elapsed().as_secs_f64())
     }
 }
 
 /// Builds `req`'s workload on the first device (with the plain trainer's
-/// constructor) and runs it on replicas `devices` of backend `B`.
+/// constructor, through the registry) and runs it on replicas `devices` of
+/// backend `B`.
 fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
     req: &TrialRequest,
     devices: Vec<B::Device>,
@@ -494,38 +433,15 @@ fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
     cancel: &AtomicBool,
 ) -> Result<TrialOutcome, TrainError> {
     let _guard = training_guard();
-    let device0 = &devices[0];
-    match req.model.as_str() {
-        "mmic" | "mmdfn" => {
-            let data = match checked_dataset(req)? {
-                LoadedDataset::Erc(d) => d,
-                LoadedDataset::Seq(_) => {
-                    return Err(TrainError::Dataset(format!(
-                        "{} trains on dialogue datasets (synthetic erc, iemocap, meld, m3ed), not sequences",
-                        req.model
-                    )));
-                }
-            };
-            let w = crate::models::mmic::MmicWorkload::<B>::new(req, data, device0)?;
-            run_loop(req, w, &devices, reduce, progress, cancel)
-        }
-        "late-fusion" => {
-            let data = seq_dataset(req)?;
-            let w = crate::models::late_fusion::LateFusionWorkload::<B>::new(req, data, device0)?;
-            run_loop(req, w, &devices, reduce, progress, cancel)
-        }
-        "fdcmdie" => {
-            let data = seq_dataset(req)?;
-            let w = crate::models::fdcmdie::FdCmdieWorkload::<B>::new(req, data, device0)?;
-            run_loop(req, w, &devices, reduce, progress, cancel)
-        }
-        other => Err(TrainError::InvalidParam {
-            key: "gpus_per_trial".into(),
-            message: format!(
-                "data parallelism supports late-fusion, fdcmdie and mmic, not `{other}`; use gpus_per_trial = 1"
-            ),
-        }),
-    }
+    let data = models::load_checked(req)?;
+    let visitor = Loop {
+        req,
+        devices: &devices,
+        reduce,
+        progress,
+        cancel,
+    };
+    models::build_sharded::<B, _>(req, data, &devices[0], visitor)?
 }
 
 /// Runs a trial data-parallel over `devices` replicas, with
@@ -579,16 +495,3 @@ pub fn run_data_parallel(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::shard_ranges;
-
-    #[test]
-    fn shards_are_contiguous_and_cover_the_batch() {
-        assert_eq!(shard_ranges(33, 2), vec![0..17, 17..33]);
-        assert_eq!(shard_ranges(10, 3), vec![0..4, 4..8, 8..10]);
-        assert_eq!(shard_ranges(1, 2), vec![0..1]);
-        assert_eq!(shard_ranges(0, 2), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(shard_ranges(4, 1), vec![0..4]);
-    }
-}

@@ -7,7 +7,7 @@ use sigsweep_data::erc::ErcDataset;
 use sigsweep_data::seq::SeqDataset;
 use sigsweep_data::synthetic;
 
-use super::TrainError;
+use super::error::TrainError;
 
 /// Where a trial's data comes from.
 #[derive(Debug, Clone, Default)]

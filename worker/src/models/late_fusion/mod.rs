@@ -5,6 +5,8 @@
 //! Linear(hidden → classes, or 1 for regression). Cross-entropy for
 //! classification, L1 for regression; AdamW.
 
+mod sharded;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trainer::{Split, TrainError, TrialRequest, Workload};
+use crate::trial::{Split, TrainError, TrialRequest, Workload};
 
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
@@ -107,7 +109,7 @@ pub struct LateFusionSettings {
 }
 
 impl LateFusionSettings {
-    pub fn from_params(p: &crate::params::Params) -> Result<Self, TrainError> {
+    pub fn from_params(p: &crate::trial::Params) -> Result<Self, TrainError> {
         Ok(Self {
             modality_hidden: p.positive("modality_hidden", 16)?,
             hidden: p.positive("hidden", 32)?,

@@ -1,5 +1,11 @@
-//! Throughput features for small models: data parallelism inside a trial
-//! and seed fusion across trials.
+//! The strategies that train trials: [`plain`] (one trial, one device),
+//! [`data_parallel`] (one trial over several devices) and [`fused`] (the
+//! seeds of one configuration as one batched model). Each drives a model
+//! through the workload contract of [`crate::trial`] and applies the same
+//! epoch-selection rule ([`crate::trial::outcome`]); [`crate::execute`]
+//! chooses between them.
+//!
+//! Data parallelism and fusion are throughput features for small models.
 //!
 //! Our models have 1–3 M parameters, so one trial leaves a GPU mostly idle.
 //! Two ways to use the hardware better, both generic over the burn backend
@@ -29,7 +35,7 @@
 //!   elementwise, so its update is the unfused update.
 //! - [`bench`]: timing hooks for `sigsweep bench train`.
 //!
-//! Both trainers keep [`crate::trainer::run_trial`]'s protocol: evaluate on
+//! Both trainers keep [`plain::run_trial`]'s protocol: evaluate on
 //! valid and test after every epoch, select the epoch on the selection
 //! metric (first on ties), report test metrics there, and fail on a
 //! non-finite training loss (fused: only that seed fails).
@@ -38,37 +44,13 @@ pub mod allreduce;
 pub mod bench;
 pub mod data_parallel;
 pub mod fused;
+pub mod plain;
 
+pub use crate::backend::training_guard;
+pub use crate::models::{supports_data_parallel, supports_fusion};
+pub use crate::tensor::materialize;
 pub use allreduce::{AllReduce, InProcessAllReduce, all_reduce_grads};
 pub use bench::{BenchReport, bench_data_parallel, bench_fused, bench_sequential};
-pub use data_parallel::{DataParallel, materialize, run_data_parallel};
+pub use data_parallel::{DataParallel, run_data_parallel};
 pub use fused::{FusedFdCmdie, FusedLateFusion, FusedLinear, run_fused};
-
-use std::sync::MutexGuard;
-
-pub(crate) use crate::trainer::Selector;
-
-/// Holds the trainer's process-wide lock. burn's CPU backend has one global
-/// RNG; code that seeds it and builds models outside the trainers (tests,
-/// benchmarks) must hold this so that a concurrent trial does not reseed it.
-/// The trainers in this module take it themselves: do not hold it around
-/// them (it is not reentrant).
-pub fn training_guard() -> MutexGuard<'static, ()> {
-    crate::trainer::TRAINING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Whether the seeds of `req`'s configuration can train as one fused model
-/// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping.
-pub fn supports_fusion(req: &crate::trainer::TrialRequest) -> bool {
-    fused::supports(req)
-}
-
-/// Models whose trials can train data-parallel (`gpus_per_trial > 1`):
-/// every model of the registry (see [`data_parallel`]); a model added
-/// without a data-parallel trainer answers `false` here and is refused at
-/// submit time.
-pub fn supports_data_parallel(model: &str) -> bool {
-    matches!(model, "late-fusion" | "fdcmdie" | "mmic" | "mmdfn")
-}
+pub use plain::run_trial;

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 
-use crate::trainer::TrainError;
+use super::error::TrainError;
 
 /// A hyperparameter value as sent by the coordinator.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,17 +16,15 @@ use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{DataParallel, Sharded, lost, shard_ranges};
-use crate::models::fdcmdie::{FdCmdie, FdCmdieWorkload, anchor_shard, batch_loss};
-use crate::parallel::allreduce::AllReduce;
-use crate::trainer::{Split, TrainError};
+use super::{FdCmdie, FdCmdieWorkload, anchor_shard, batch_loss};
+use crate::trial::{Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
     type Model = FdCmdie<B>;
     type Optim = OptimizerAdaptor<AdamW, FdCmdie<B>, B>;
 
     fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError> {
-        let model = self.model.take().ok_or_else(lost)?;
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
         Ok((model, self.optim.clone()))
     }
 
@@ -34,9 +32,9 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
         FdCmdieWorkload::epoch_batches(self)
     }
 
-    fn step<R: AllReduce<B::InnerBackend>>(
+    fn step<D: Replicas<B, Self::Model>>(
         &mut self,
-        dp: &mut DataParallel<B, Self::Model, Self::Optim, R>,
+        dp: &mut D,
         idx: &[usize],
     ) -> Result<f64, TrainError> {
         let b = idx.len();
@@ -72,7 +70,7 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
 
 #[cfg(test)]
 mod tests {
-    use crate::models::fdcmdie::anchor_shard;
+    use super::anchor_shard;
 
     /// 3 anchors (10, 11, 12), 2 similar (1x) and 2 different (2x) samples
     /// each: a shard keeps its anchors' own samples in the same layout.

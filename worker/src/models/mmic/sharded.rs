@@ -9,7 +9,7 @@
 //! auxiliary losses are not per sample — SupCon and CPC use the whole
 //! batch as negatives, the BA entropy groups the whole batch by valence and
 //! remembers the previous batch — so they go through
-//! [`DataParallel::step_gathered`]: every replica's fusion features `F`
+//! [`Replicas::step_gathered`]: every replica's fusion features `F`
 //! and graph inputs `x^a, x^v, x^t` are gathered on the first device (in
 //! batch order), [`aux_losses`] runs there once on the whole batch (with
 //! the first replica's CPC and BA heads, and the trial's one BA memory), and
@@ -26,17 +26,15 @@ use burn::tensor::backend::AutodiffBackend;
 
 use sigsweep_data::erc::Dialogue;
 
-use super::{DataParallel, LocalPart, Sharded, lost, shard_ranges};
-use crate::models::mmic::{HostBatch, LossParts, Mmic, MmicOptim, MmicWorkload, aux_losses};
-use crate::parallel::allreduce::AllReduce;
-use crate::trainer::{Split, TrainError};
+use super::{HostBatch, LossParts, Mmic, MmicOptim, MmicWorkload, aux_losses};
+use crate::trial::{LocalPart, Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
     type Model = Mmic<B>;
     type Optim = MmicOptim<B>;
 
     fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError> {
-        let model = self.model.take().ok_or_else(lost)?;
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
         Ok((model, self.optim.clone()))
     }
 
@@ -44,9 +42,9 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
         MmicWorkload::epoch_batches(self)
     }
 
-    fn step<R: AllReduce<B::InnerBackend>>(
+    fn step<D: Replicas<B, Self::Model>>(
         &mut self,
-        dp: &mut DataParallel<B, Self::Model, Self::Optim, R>,
+        dp: &mut D,
         idx: &[usize],
     ) -> Result<f64, TrainError> {
         let dialogues: Vec<&Dialogue> = idx.iter().map(|&i| &self.data.train[i]).collect();

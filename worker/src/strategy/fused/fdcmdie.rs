@@ -22,12 +22,13 @@ use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::SeqSplit;
 
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
-use super::{
-    FusedTrainer, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live, values,
+use super::common::{
+    FusedTrainer, seq_dataset, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live,
 };
+use crate::tensor::to_f32_vec as values;
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
 use crate::models::fdcmdie::{FdCmdieWorkload, build_pairs, nt_xent_batched, triplet_batched};
-use crate::trainer::{LoadedDataset, TrainError, TrialRequest, load_dataset};
+use crate::trial::{TrainError, TrialRequest};
 
 type Res<T> = Result<T, TrainError>;
 
@@ -413,15 +414,7 @@ impl<B: AutodiffBackend> FdCmdieTrainer<B> {
     pub(crate) fn new(requests: &[TrialRequest], device: &B::Device) -> Res<Self> {
         let mut seeds = Vec::with_capacity(requests.len());
         for req in requests {
-            let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
-            let data = match load_dataset(&req.dataset, req.seed, valid_fraction)? {
-                LoadedDataset::Seq(d) => d,
-                LoadedDataset::Erc(_) => {
-                    return Err(TrainError::Dataset(
-                        "fdcmdie trains on sequence regression datasets (synthetic msa, mmsa), not dialogues".into(),
-                    ));
-                }
-            };
+            let data = seq_dataset(req)?;
             seeds.push(FdCmdieWorkload::<B>::new(req, data, device)?);
         }
         let shapes = |w: &FdCmdieWorkload<B>| w.splits().map(split_shapes);

@@ -1,0 +1,39 @@
+//! The plain strategy: one trial, one device, the epoch loop over a
+//! [`Workload`](crate::trial::Workload) built by the model registry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::backend::{BackendKind, training_guard};
+use crate::models;
+use crate::trial::{
+    EpochReport, Selector, Split, TrainError, TrialOutcome, TrialRequest, check_mean_loss,
+};
+
+/// Runs a trial to the end on the calling thread (never call it on the async
+/// runtime). `progress` is called after every epoch.
+pub fn run_trial(
+    req: &TrialRequest,
+    backend: BackendKind,
+    progress: &mut dyn FnMut(EpochReport),
+    cancel: &AtomicBool,
+) -> Result<TrialOutcome, TrainError> {
+    let _guard = training_guard();
+    let start = Instant::now();
+    let epochs = req.params.positive("epochs", 10)? as u32;
+    let dataset = models::load_checked(req)?;
+    let mut workload = models::build(req, dataset, backend)?;
+
+    let mut selector = Selector::new(req);
+    for epoch in 1..=epochs {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TrainError::Cancelled);
+        }
+        let loss = workload.train_epoch(epoch, cancel)?;
+        check_mean_loss(loss, epoch)?;
+        let valid = workload.evaluate(Split::Valid)?;
+        let test = workload.evaluate(Split::Test)?;
+        selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+    }
+    selector.finish(start.elapsed().as_secs_f64())
+}

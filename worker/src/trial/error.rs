@@ -1,0 +1,45 @@
+//! Why a trial failed.
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid parameter `{key}`: {message}")]
+    InvalidParam { key: String, message: String },
+    /// `known` is filled by the model registry (`crate::models`), the one
+    /// place that knows which models exist.
+    #[error("unknown model `{name}`; known models: {known}", known = known.join(", "))]
+    UnknownModel { name: String, known: Vec<String> },
+    #[error("dataset: {0}")]
+    Data(#[from] sigsweep_data::DataError),
+    #[error("dataset: {0}")]
+    Dataset(String),
+    #[error("training diverged: {what} is {value} at epoch {epoch}, step {step}")]
+    NonFinite {
+        what: &'static str,
+        value: f64,
+        epoch: u32,
+        step: usize,
+    },
+    #[error("selection metric `{0}` is not produced by this model/dataset")]
+    MissingMetric(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl TrainError {
+    /// Failures that will happen again with the same trial (bad parameters,
+    /// bad data, divergence) as opposed to transient ones.
+    pub fn is_deterministic(&self) -> bool {
+        !matches!(self, Self::Cancelled | Self::Backend(_))
+    }
+}
+
+
+impl TrainError {
+    /// A model was taken out of its replica or workload and not put back
+    /// (a step failed half-way).
+    pub fn model_lost() -> Self {
+        Self::Backend("model lost after a failed step".into())
+    }
+}

@@ -1,0 +1,23 @@
+//! The trial contract: what a strategy is asked to run ([`TrialRequest`]),
+//! with which parameters ([`Params`]) and data ([`LoadedDataset`]), what a
+//! model must provide ([`Workload`], [`Sharded`]), what comes back
+//! ([`TrialOutcome`], [`TrainError`]) and the one epoch-selection rule
+//! ([`Selector`]).
+//!
+//! Nothing here knows a model or a strategy: `models/` implements the
+//! contract, `strategy/` drives it, `execute` chooses the strategy.
+
+pub mod data;
+pub mod error;
+pub mod outcome;
+pub mod params;
+pub mod request;
+pub mod workload;
+
+pub use data::{DatasetRequest, LoadedDataset, load_dataset};
+pub use error::TrainError;
+pub(crate) use outcome::{Selector, check_mean_loss};
+pub use outcome::{EpochReport, TrialOutcome};
+pub use params::{Params, Value};
+pub use request::{Split, TrialRequest};
+pub use workload::{LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, shard_ranges};

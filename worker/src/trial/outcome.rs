@@ -1,0 +1,149 @@
+//! What a trial produces, and the one epoch-selection rule every strategy
+//! (plain, data-parallel, fused) applies through [`Selector`].
+//!
+//! Protocol: after every epoch the model is evaluated on the validation and
+//! test splits; the epoch with the best value of the selection metric on its
+//! split is kept (the first one on ties), and the test metrics of that epoch
+//! are the trial's result. A non-finite mean training loss fails the trial
+//! ([`check_mean_loss`]).
+
+use std::collections::BTreeMap;
+
+use super::error::TrainError;
+use super::request::{Split, TrialRequest};
+
+/// Progress after one epoch.
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub train_loss: f64,
+    pub valid_metrics: BTreeMap<String, f64>,
+}
+
+/// A finished trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialOutcome {
+    pub selected_epoch: u32,
+    pub valid_metrics: BTreeMap<String, f64>,
+    pub test_metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+    pub epochs: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+/// Fails an epoch whose mean training loss is not finite.
+pub(crate) fn check_mean_loss(loss: f64, epoch: u32) -> Result<(), TrainError> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite {
+            what: "mean training loss",
+            value: loss,
+            epoch,
+            step: 0,
+        })
+    }
+}
+
+/// The best epoch so far.
+struct Best {
+    value: f64,
+    epoch: u32,
+    valid: BTreeMap<String, f64>,
+    test: BTreeMap<String, f64>,
+}
+
+/// Epoch selection of one trial: the epoch with the best value of the
+/// selection metric on its split (the first on ties) wins, and its test
+/// metrics are the trial's result. Shared by every trainer (plain, fused,
+/// data-parallel) so they cannot drift apart.
+pub(crate) struct Selector {
+    select: String,
+    higher_is_better: bool,
+    split: Split,
+    best: Option<Best>,
+    history: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+impl Selector {
+    pub(crate) fn new(req: &TrialRequest) -> Self {
+        Self {
+            select: req.select.clone(),
+            higher_is_better: req.select_higher_is_better,
+            split: req.select_split,
+            best: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Records one finished epoch; errors when the selection metric is missing.
+    pub(crate) fn record(
+        &mut self,
+        epoch: u32,
+        loss: f64,
+        valid: BTreeMap<String, f64>,
+        test: BTreeMap<String, f64>,
+    ) -> Result<(), TrainError> {
+        let source = if self.split == Split::Test {
+            &test
+        } else {
+            &valid
+        };
+        let value = *source
+            .get(&self.select)
+            .ok_or_else(|| TrainError::MissingMetric(self.select.clone()))?;
+        let better = match &self.best {
+            None => true,
+            Some(b) => {
+                if self.higher_is_better {
+                    value > b.value
+                } else {
+                    value < b.value
+                }
+            }
+        };
+        self.history.push((loss, valid.clone()));
+        if better && value.is_finite() {
+            self.best = Some(Best {
+                value,
+                epoch,
+                valid,
+                test,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a finished epoch and reports its progress.
+    pub(crate) fn end_epoch(
+        &mut self,
+        epoch: u32,
+        epochs: u32,
+        loss: f64,
+        valid: BTreeMap<String, f64>,
+        test: BTreeMap<String, f64>,
+        progress: &mut dyn FnMut(EpochReport),
+    ) -> Result<(), TrainError> {
+        self.record(epoch, loss, valid.clone(), test)?;
+        progress(EpochReport {
+            epoch,
+            epochs,
+            train_loss: loss,
+            valid_metrics: valid,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
+        let best = self
+            .best
+            .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
+        Ok(TrialOutcome {
+            selected_epoch: best.epoch,
+            valid_metrics: best.valid,
+            test_metrics: best.test,
+            seconds,
+            epochs: self.history,
+        })
+    }
+}
