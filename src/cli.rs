@@ -196,7 +196,7 @@ pub struct RunArgs {
     pub backend: String,
     /// Lease TTL: a trial whose worker stops heartbeating returns to the
     /// queue after this long (e.g. 5s).
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "SIGSWEEP_LEASE_TTL")]
+    #[arg(long, default_value = "5s", value_parser = sigsweep_types::duration::parse, env = "SIGSWEEP_LEASE_TTL")]
     pub lease_ttl: std::time::Duration,
     /// No progress bar (plain log lines instead).
     #[arg(long)]
@@ -374,44 +374,4 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Parses durations like `500ms`, `30s`, `5m`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            unit = "ms".into();
-        }
-        let n: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(format!("invalid duration unit in `{s}` (use ms, s, m, h)")),
-        };
-        any = true;
-    }
-    if !num.is_empty() {
-        if any {
-            return Err(format!("invalid duration `{s}`: number without a unit"));
-        }
-        total = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
 }

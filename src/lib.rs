@@ -1,15 +1,21 @@
-//! The `sigsweep` command-line tool: every subcommand's logic, so that
-//! `main.rs` stays thin and tests can call commands directly.
+//! The `sigsweep` command-line tool: it parses, calls a library, prints.
 //!
 //! - [`cli`]: the clap definitions (flags, their `SIGSWEEP_…` environment
 //!   variables, help texts);
-//! - [`commands`]: one module per subcommand (`run`, `worker`, `coordinator`,
-//!   `report`, `stats`, `data`, the remote client commands);
-//! - [`config`]: layered configuration of the coordinator and the worker
-//!   (defaults, `--config` file, environment, flags);
-//! - [`logging`]: tracing-subscriber set-up (text or JSON).
+//! - [`config`]: layered settings of the coordinator and the worker
+//!   (defaults, `--config` file, environment, flags), resolved into the
+//!   libraries' `NodeConfig` and `AgentConfig`;
+//! - [`commands`]: one module per subcommand; no command imports another;
+//! - [`local`]: a sweep on this machine (`run`, `confirm`);
+//! - [`steps`]: what several commands share (a sweep file, a coordinator's
+//!   API, the progress bar);
+//! - [`logging`], [`signals`]: tracing-subscriber set-up; shutdown on the
+//!   first signal, exit on the second.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod local;
 pub mod logging;
+pub mod signals;
+pub mod steps;

@@ -16,7 +16,10 @@
 //! - [`election`]: leader election among coordinators over etcd
 //!   (distributed mode, with [`store::EtcdStore`]).
 
+pub mod bench;
 pub mod election;
+pub mod local;
+pub mod node;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -20,8 +20,8 @@
 //! - [`metrics`]: accuracy/F1 (scikit-learn conventions) and the MMSA
 //!   regression metrics, checked against `shared/golden/metrics.json`.
 
-mod error;
 pub mod erc;
+mod error;
 pub mod formats;
 pub mod metrics;
 pub mod pickle;

@@ -7,6 +7,10 @@
 
 #![allow(clippy::all)]
 
+mod error_code;
+
+pub use error_code::ErrorCode;
+
 pub mod v1 {
     tonic::include_proto!("sigsweep.v1");
 

@@ -328,7 +328,7 @@ fn apply_correction(rows: &mut [Row], idx: &[usize], correction: Correction, m: 
     // Pad to the full family size so that a subset (ASO fallback rows) is still corrected for m.
     let mut padded = raw.clone();
     padded.resize(m.max(raw.len()), 1.0);
-    let adj = adjust(&padded, correction.to_stats());
+    let adj = adjust(&padded, correction);
     for (k, &i) in idx.iter().enumerate() {
         if let (Some(c), Some(p)) = (
             rows.get_mut(i).and_then(|r| r.comparison.as_mut()),

@@ -21,7 +21,6 @@ tr.baseline{background:#f4f6fa}\
 .plots figcaption{font-size:.8em;color:#555;max-width:440px}\
 sup{color:#2a7d2a}";
 
-
 fn cell(c: &Cell) -> String {
     let mut s = escape(&c.text);
     if c.bold && !s.is_empty() {

@@ -40,8 +40,10 @@ pub mod json;
 pub mod latex;
 pub mod markdown;
 pub mod model;
+pub mod outputs;
 pub mod plots;
 pub mod report;
+pub mod scores;
 pub mod term;
 pub mod view;
 

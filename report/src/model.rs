@@ -2,41 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Whether higher or lower values of a metric are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Goal {
-    /// Higher is better (accuracy, F1, correlation).
-    Max,
-    /// Lower is better (MAE, loss).
-    Min,
-}
-
-impl Goal {
-    /// Whether `a` is strictly better than `b` under this goal.
-    pub fn better(self, a: f64, b: f64) -> bool {
-        match self {
-            Goal::Max => a > b,
-            Goal::Min => a < b,
-        }
-    }
-
-    /// `+1` for [`Goal::Max`], `-1` for [`Goal::Min`]: multiply a value to make higher better.
-    pub fn sign(self) -> f64 {
-        match self {
-            Goal::Max => 1.0,
-            Goal::Min => -1.0,
-        }
-    }
-
-    /// `"max"` or `"min"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Goal::Max => "max",
-            Goal::Min => "min",
-        }
-    }
-}
+pub use sigsweep_types::Goal;
 
 /// The report reads the one result record of `sigsweep_types` (the store's
 /// catalog, `results.jsonl` and `sigsweep results` hold the same type).
@@ -91,59 +57,9 @@ impl TestKind {
     }
 }
 
-/// Multiple-comparison correction across the non-baseline configurations of one metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Correction {
-    /// Holm–Bonferroni (CLI `holm`).
-    #[default]
-    Holm,
-    /// Benjamini–Hochberg (CLI `bh`).
-    #[serde(rename = "bh")]
-    BenjaminiHochberg,
-    /// Bonferroni (CLI `bonferroni`).
-    Bonferroni,
-    /// None (CLI `none`).
-    None,
-}
-
-impl Correction {
-    /// CLI name.
-    pub fn cli_name(self) -> &'static str {
-        match self {
-            Correction::Holm => "holm",
-            Correction::BenjaminiHochberg => "bh",
-            Correction::Bonferroni => "bonferroni",
-            Correction::None => "none",
-        }
-    }
-
-    /// Parse a CLI name.
-    pub fn from_cli(s: &str) -> Option<Self> {
-        match s {
-            "holm" => Some(Correction::Holm),
-            "bh" => Some(Correction::BenjaminiHochberg),
-            "bonferroni" => Some(Correction::Bonferroni),
-            "none" => Some(Correction::None),
-            _ => None,
-        }
-    }
-
-    /// The statistics crate's equivalent.
-    pub fn to_stats(self) -> sigsweep_stats::Correction {
-        match self {
-            Correction::Holm => sigsweep_stats::Correction::Holm,
-            Correction::BenjaminiHochberg => sigsweep_stats::Correction::BenjaminiHochberg,
-            Correction::Bonferroni => sigsweep_stats::Correction::Bonferroni,
-            Correction::None => sigsweep_stats::Correction::None,
-        }
-    }
-
-    /// Name used in captions.
-    pub fn label(self) -> &'static str {
-        self.to_stats().label()
-    }
-}
+/// Multiple-comparison correction across the non-baseline configurations of one metric
+/// (one definition, in the statistics crate).
+pub use sigsweep_stats::Correction;
 
 /// What to report and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,13 +1,12 @@
-//! One module per subcommand.
+//! One module per subcommand. Each parses its arguments, calls a library
+//! and prints; no command imports another (the steps several share are in
+//! [`crate::steps`], the local run in [`crate::local`]).
 
 pub mod bench;
-pub mod bench_scheduler;
-pub mod client;
 pub mod confirm;
 pub mod coordinator;
-pub mod data;
+pub mod remote;
 pub mod report;
-pub mod run;
 pub mod stats;
 pub mod worker;
 
@@ -27,19 +26,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Run(args) => runtime()?.block_on(crate::local::run(args, false)),
         Command::Worker(args) => runtime()?.block_on(worker::run(args)),
         Command::Coordinator(args) => runtime()?.block_on(coordinator::run(args)),
-        Command::Submit(args) => runtime()?.block_on(client::submit(args)),
-        Command::Status(args) => runtime()?.block_on(client::status(args)),
-        Command::Watch(args) => runtime()?.block_on(client::watch(args)),
-        Command::Cancel(args) => runtime()?.block_on(client::cancel(args)),
-        Command::Results(args) => runtime()?.block_on(client::results(args)),
+        Command::Submit(args) => runtime()?.block_on(remote::submit(args)),
+        Command::Status(args) => runtime()?.block_on(remote::status(args)),
+        Command::Watch(args) => runtime()?.block_on(remote::watch(args)),
+        Command::Cancel(args) => runtime()?.block_on(remote::cancel(args)),
+        Command::Results(args) => runtime()?.block_on(remote::results(args)),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => stats::run(args),
         Command::Data {
             command: DataCommand::Inspect { path, format, json },
-        } => data::inspect(&path, &format, json),
+        } => {
+            let format: sigsweep_data::formats::Format =
+                format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let inspection = sigsweep_data::formats::inspect(&path, format)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                println!("{inspection}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Confirm(args) => runtime()?.block_on(confirm::run(args)),
         Command::Bench {
             command: BenchCommand::Train(args),
@@ -47,27 +56,5 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Scheduler(args),
         } => runtime()?.block_on(bench::scheduler(args)),
-    }
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -23,6 +23,27 @@ pub enum Correction {
 }
 
 impl Correction {
+    /// CLI name.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Correction::Holm => "holm",
+            Correction::BenjaminiHochberg => "bh",
+            Correction::Bonferroni => "bonferroni",
+            Correction::None => "none",
+        }
+    }
+
+    /// Parses a CLI name (`fdr_bh`, statsmodels' name, is accepted for `bh`).
+    pub fn from_cli(s: &str) -> Option<Self> {
+        match s {
+            "holm" => Some(Correction::Holm),
+            "bh" | "fdr_bh" => Some(Correction::BenjaminiHochberg),
+            "bonferroni" => Some(Correction::Bonferroni),
+            "none" => Some(Correction::None),
+            _ => None,
+        }
+    }
+
     /// Short human-readable name used in captions.
     pub fn label(self) -> &'static str {
         match self {

@@ -250,4 +250,3 @@ mod tests {
         assert!(count_visible("-1").is_err());
     }
 }
-

@@ -85,7 +85,9 @@ pub fn run(
         Plan::Plain => requests
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.and_then(|req| run_trial(&req, backend, &mut |p| progress(i, p), cancel)))
+            .map(|(i, r)| {
+                r.and_then(|req| run_trial(&req, backend, &mut |p| progress(i, p), cancel))
+            })
             .collect(),
     }
 }
@@ -131,7 +133,14 @@ mod tests {
         let fd = || request("fdcmdie", &[]);
         assert_eq!(plan(&[fd(), fd()], 1), Plan::Fused { seeds: 2 });
         let failed = Err(TrainError::Cancelled);
-        assert_eq!(plan(&[lf(), failed], 1), Plan::Plain, "a failed request breaks the group");
-        assert_eq!(plan(&[request("nope", &[]), request("nope", &[])], 1), Plan::Plain);
+        assert_eq!(
+            plan(&[lf(), failed], 1),
+            Plan::Plain,
+            "a failed request breaks the group"
+        );
+        assert_eq!(
+            plan(&[request("nope", &[]), request("nope", &[])], 1),
+            Plan::Plain
+        );
     }
 }

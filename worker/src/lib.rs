@@ -13,6 +13,9 @@
 //! - [`strategy`]: plain, data-parallel and fused training, which drive the
 //!   models through the contract;
 //! - [`execute`]: chooses the strategy for a leased group of trials;
+//! - [`bench`]: `sigsweep bench train`'s measurements;
+//! - [`supervisor`]: worker processes supervised by a parent (slots, local
+//!   runs);
 //! - [`agent`]: the gRPC loop — register, acquire trials under a lease,
 //!   heartbeat (progress, cancellation), complete or fail, drain on SIGTERM.
 //!
@@ -22,13 +25,17 @@
 
 pub mod agent;
 pub mod backend;
+pub mod bench;
 pub mod execute;
 pub mod models;
 pub mod strategy;
+pub mod supervisor;
 pub mod tensor;
 pub mod trial;
 
 pub use trial::{TrainError, TrialOutcome, TrialRequest};
+
+pub use sigsweep_types::host::default_name;
 
 // The paths of the first layout (`parallel`, `params`, `trainer`), kept so
 // that code written against them (the equivalence tests among it) still
@@ -40,7 +47,7 @@ pub use trial::params;
 pub mod trainer {
     pub use crate::strategy::plain::run_trial;
     pub use crate::trial::{
-        DatasetRequest, EpochReport, LoadedDataset, Split, TrainError, TrialOutcome,
-        TrialRequest, Workload, load_dataset,
+        DatasetRequest, EpochReport, LoadedDataset, Split, TrainError, TrialOutcome, TrialRequest,
+        Workload, load_dataset,
     };
 }

@@ -51,16 +51,24 @@ pub const MAX_WORKER_MESSAGE_BYTES: usize = 1024 * 1024;
 
 impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Self {
+        use sigsweep_proto::ErrorCode;
         let msg = e.to_string();
         match e {
             CoordinatorError::Sweep(_) | CoordinatorError::Invalid(_) => {
-                Status::invalid_argument(msg)
+                ErrorCode::Invalid.attach(Status::invalid_argument(msg))
             }
-            CoordinatorError::UnknownSweep(_) | CoordinatorError::UnknownTrial(_) => {
-                Status::not_found(msg)
+            CoordinatorError::UnknownSweep(_) => {
+                ErrorCode::UnknownSweep.attach(Status::not_found(msg))
             }
-            CoordinatorError::UnknownWorker(_) => Status::not_found(msg),
-            CoordinatorError::StaleGeneration { .. } => Status::failed_precondition(msg),
+            CoordinatorError::UnknownTrial(_) => {
+                ErrorCode::UnknownTrial.attach(Status::not_found(msg))
+            }
+            CoordinatorError::UnknownWorker(_) => {
+                ErrorCode::UnknownWorker.attach(Status::not_found(msg))
+            }
+            CoordinatorError::StaleGeneration { .. } => {
+                ErrorCode::StaleGeneration.attach(Status::failed_precondition(msg))
+            }
             // A deposed leader's write was refused: the caller retries and
             // lands on the new leader.
             CoordinatorError::Store(

@@ -114,13 +114,7 @@ impl TrainingSection {
     }
 }
 
-/// Whether a higher or a lower value of a metric is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Goal {
-    Max,
-    Min,
-}
+pub use sigsweep_types::Goal;
 
 /// Which metrics select epochs and which are reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,9 +9,12 @@
 //! only — so extending a grid or adding seeds keeps the ids (and therefore the
 //! stored results) of the trials that were already there.
 
+mod confirm;
 mod file;
+mod report;
 mod value;
 
+pub use confirm::Confirmation;
 pub use file::{
     DatasetSection, Goal, MetricsSection, ModelSection, ResourcesSection, SeedsSpec,
     TrainingSection,
@@ -161,6 +164,24 @@ impl SweepSpec {
         for (k, values) in &self.grid {
             for v in values {
                 check("grid", k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For a run on this machine, which reads the dataset file itself:
+    /// refuses a missing or unreadable file before any worker starts.
+    pub fn check_local_files(&self) -> Result<(), SweepError> {
+        if let Some(path) = &self.dataset.path {
+            let problem = match std::fs::metadata(path) {
+                Err(e) => Some(format!("cannot read `{path}`: {e}")),
+                Ok(m) if !m.is_file() => Some(format!("`{path}` is not a file")),
+                Ok(_) => std::fs::File::open(path)
+                    .err()
+                    .map(|e| format!("cannot open `{path}`: {e}")),
+            };
+            if let Some(message) = problem {
+                return Err(self.key_error("dataset", "path", message));
             }
         }
         Ok(())

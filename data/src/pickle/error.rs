@@ -24,4 +24,3 @@ impl fmt::Display for PickleError {
 }
 
 impl std::error::Error for PickleError {}
-

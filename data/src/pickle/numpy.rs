@@ -136,6 +136,7 @@ pub(crate) fn scalar(dtype: &DType, raw: &[u8]) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pickle::NdArray;
 
     #[test]
     fn parses_dtype_descriptions() {

@@ -120,7 +120,6 @@ impl Value {
     }
 }
 
-
 /// A numpy dtype: byte order (`<`, `>`, `|` or `=`), kind (`b`, `i`, `u`,
 /// `f`, `S`, `U`, `O`, …) and item size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,4 +354,3 @@ impl NdArray {
         }
     }
 }
-

@@ -19,7 +19,7 @@ pub mod mmic;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendKind;
-use crate::trial::{LoadedDataset, ShardedVisitor, TrainError, TrialRequest, Workload};
+use crate::trial::{LoadedDataset, ShardedVisitor, TrainError, TrialRequest, Value, Workload};
 
 /// Which implementation a registry entry builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,34 @@ pub struct Entry {
     pub shape: Shape,
     /// Whether its trials can train data-parallel (`gpus_per_trial > 1`).
     pub data_parallel: bool,
+    /// Epochs of a full trial in its paper (for `bench train`'s trials per
+    /// device-hour).
+    pub paper_epochs: u32,
+    /// `bench train`'s training settings (the paper's batch size and rate).
+    bench: fn() -> Vec<(&'static str, Value)>,
+}
+
+impl Entry {
+    /// The training settings `bench train` starts from.
+    pub fn bench_params(&self) -> Vec<(&'static str, Value)> {
+        (self.bench)()
+    }
+}
+
+fn bench_default() -> Vec<(&'static str, Value)> {
+    vec![("batch_size", Value::Int(32)), ("lr", Value::Float(1e-3))]
+}
+
+fn bench_fdcmdie() -> Vec<(&'static str, Value)> {
+    vec![
+        ("batch_size", Value::Int(32)),
+        ("lr", Value::Float(1e-4)),
+        ("layers", Value::Int(3)),
+    ]
+}
+
+fn bench_mmic() -> Vec<(&'static str, Value)> {
+    vec![("batch_size", Value::Int(16)), ("lr", Value::Float(3e-4))]
 }
 
 /// Every model this worker can train.
@@ -65,24 +93,32 @@ pub const REGISTRY: &[Entry] = &[
         kind: Kind::LateFusion,
         shape: Shape::Seq,
         data_parallel: true,
+        paper_epochs: 12,
+        bench: bench_default,
     },
     Entry {
         name: "fdcmdie",
         kind: Kind::FdCmdie,
         shape: Shape::Seq,
         data_parallel: true,
+        paper_epochs: 50,
+        bench: bench_fdcmdie,
     },
     Entry {
         name: "mmic",
         kind: Kind::Mmic(mmic::Variant::Mmic),
         shape: Shape::Erc,
         data_parallel: true,
+        paper_epochs: 30,
+        bench: bench_mmic,
     },
     Entry {
         name: "mmdfn",
         kind: Kind::Mmic(mmic::Variant::MmDfn),
         shape: Shape::Erc,
         data_parallel: true,
+        paper_epochs: 30,
+        bench: bench_mmic,
     },
 ];
 

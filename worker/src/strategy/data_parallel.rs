@@ -253,7 +253,10 @@ where
                 Tensor::from_inner(Tensor::cat(pieces, 0)).require_grad()
             })
             .collect();
-        let model0 = self.replicas[0].model.as_ref().ok_or_else(TrainError::model_lost)?;
+        let model0 = self.replicas[0]
+            .model
+            .as_ref()
+            .ok_or_else(TrainError::model_lost)?;
         let mut feature_grads: Vec<Option<Tensor<B::InnerBackend, 2>>> = vec![None; n_features];
         let mut head_grads = None;
         if let Some((objective, value)) = global(model0, leaves.clone()) {
@@ -317,7 +320,10 @@ where
         mut grads: Vec<GradientsParams>,
     ) -> Result<(), TrainError> {
         grads.resize_with(self.replicas.len(), GradientsParams::new);
-        let template = self.replicas[0].model.as_ref().ok_or_else(TrainError::model_lost)?;
+        let template = self.replicas[0]
+            .model
+            .as_ref()
+            .ok_or_else(TrainError::model_lost)?;
         all_reduce_grads::<B, M, R>(template, &mut grads, &self.devices, &self.reduce)?;
         self.on_replicas(grads, |replica, g| {
             let model = replica.model.take().ok_or_else(TrainError::model_lost)?;
@@ -494,4 +500,3 @@ pub fn run_data_parallel(
         )),
     }
 }
-

@@ -35,7 +35,6 @@ impl TrainError {
     }
 }
 
-
 impl TrainError {
     /// A model was taken out of its replica or workload and not put back
     /// (a step failed half-way).

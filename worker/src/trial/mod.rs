@@ -16,8 +16,10 @@ pub mod workload;
 
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
-pub(crate) use outcome::{Selector, check_mean_loss};
 pub use outcome::{EpochReport, TrialOutcome};
+pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
 pub use request::{Split, TrialRequest};
-pub use workload::{LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, shard_ranges};
+pub use workload::{
+    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, shard_ranges,
+};

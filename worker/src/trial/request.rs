@@ -27,4 +27,3 @@ pub struct TrialRequest {
     /// protocols that select on test).
     pub select_split: Split,
 }
-

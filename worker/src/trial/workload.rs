@@ -25,7 +25,6 @@ pub trait Workload {
     fn evaluate(&self, split: Split) -> Result<BTreeMap<String, f64>, TrainError>;
 }
 
-
 /// How a replica updates its model from gradients: a burn optimiser
 /// (`OptimizerAdaptor`: Adam, AdamW, SGD…), or a model's composite of
 /// several (MMIC steps its mutual-information heads with their own

@@ -187,7 +187,11 @@ pub enum Variant {
 impl MmicConfig {
     /// Reads the trial parameters; [`Variant::MmDfn`] changes the defaults
     /// only.
-    pub fn from_params(variant: Variant, p: &Params, data: &ErcDataset) -> Result<Self, TrainError> {
+    pub fn from_params(
+        variant: Variant,
+        p: &Params,
+        data: &ErcDataset,
+    ) -> Result<Self, TrainError> {
         let mmdfn = variant == Variant::MmDfn;
         let def = if mmdfn { 0.0 } else { 1.0 };
         let alpha = p.f64_in("alpha", def, 0.0, 1e6)?;

@@ -151,7 +151,6 @@ pub(crate) fn predict_chunks<B: Backend>(
     preds
 }
 
-
 /// Checks `req` and loads its (sequence) dataset, as the plain strategy
 /// does for the seed's own trial.
 pub(crate) fn seq_dataset(req: &TrialRequest) -> Result<SeqDataset, TrainError> {

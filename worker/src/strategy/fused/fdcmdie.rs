@@ -21,13 +21,13 @@ use burn::tensor::backend::AutodiffBackend;
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::SeqSplit;
 
-use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use super::common::{
-    FusedTrainer, seq_dataset, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live,
+    FusedTrainer, predict_chunks, seq_dataset, shuffled_orders, stacked, stacked_labels, step_live,
 };
-use crate::tensor::to_f32_vec as values;
+use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
 use crate::models::fdcmdie::{FdCmdieWorkload, build_pairs, nt_xent_batched, triplet_batched};
+use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
 
 type Res<T> = Result<T, TrainError>;

@@ -14,15 +14,15 @@ use rand_chacha::ChaCha8Rng;
 
 use sigsweep_data::seq::{SeqDataset, SeqSplit, Task};
 
-use super::layers::FusedLinear;
 use super::common::{
-    FusedTrainer, seq_dataset, predict_chunks, shuffled_orders, stacked, stacked_labels, step_live,
+    FusedTrainer, predict_chunks, seq_dataset, shuffled_orders, stacked, stacked_labels, step_live,
 };
-use crate::tensor::to_f32_vec as values;
+use super::layers::FusedLinear;
 use crate::models::late_fusion::{
     LateFusion, LateFusionSettings, outputs, shuffle_rng, split_metrics,
 };
 use crate::tensor::materialize;
+use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
 
 /// `K` `late-fusion` models, one per seed, as one batched model.

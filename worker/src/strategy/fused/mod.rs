@@ -46,10 +46,10 @@ use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use common::FusedTrainer;
 use crate::backend::{BackendKind, training_guard};
 use crate::models::{self, Kind};
 use crate::trial::{EpochReport, Selector, TrainError, TrialOutcome, TrialRequest};
+use common::FusedTrainer;
 
 pub use fdcmdie::FusedFdCmdie;
 pub use late_fusion::FusedLateFusion;
@@ -147,7 +147,9 @@ pub fn run_fused_on<B: AutodiffBackend>(
         }
         let epochs = req.params.positive("epochs", 10)? as u32;
         let mut trainer: Box<dyn FusedTrainer> = match entry.kind {
-            Kind::LateFusion => Box::new(late_fusion::LateFusionTrainer::<B>::new(requests, device)?),
+            Kind::LateFusion => {
+                Box::new(late_fusion::LateFusionTrainer::<B>::new(requests, device)?)
+            }
             Kind::FdCmdie => Box::new(fdcmdie::FdCmdieTrainer::<B>::new(requests, device)?),
             Kind::Mmic(_) => {
                 return Err(TrainError::InvalidParam {

@@ -1,25 +1,49 @@
-//! `sigsweep bench scheduler`: a real coordinator (embedded store or a local
+//! The scheduler benchmark (`sigsweep bench scheduler`): a real coordinator (embedded store or a local
 //! etcd) on loopback and N simulated workers — real gRPC clients, one
 //! connection each, that register, acquire, "train" by sleeping T ms and
 //! complete. Prints trials/s and the makespan's overhead over M×T/N.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use sigsweep_coordinator::store::{Catalog, EmbeddedStore, EtcdOptions, EtcdStore, Store};
-use sigsweep_coordinator::{Coordinator, CoordinatorConfig};
+use crate::store::{Catalog, EmbeddedStore, EtcdOptions, EtcdStore, Store};
+use crate::{Coordinator, CoordinatorConfig};
 use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
 
-use crate::cli::{BenchProtocol, BenchSchedulerArgs};
+/// How the simulated workers talk to the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The real worker's: report, start and reserve in one call while a
+    /// trial trains.
+    Reserve,
+    /// Acquire after each trial, report in the background (for comparison).
+    Acquire,
+}
 
-/// A throw-away etcd on loopback (killed on drop).
+/// The scheduler benchmark's settings (`sigsweep bench scheduler`).
+#[derive(Debug, Clone)]
+pub struct SchedulerBench {
+    pub workers: usize,
+    pub trials: usize,
+    /// Simulated training time per trial.
+    pub trial_ms: u64,
+    /// `embedded` or `etcd`.
+    pub store: String,
+    pub protocol: Protocol,
+    /// An etcd to use (`store = etcd`); without one, a local etcd-server is
+    /// started for the run.
+    pub etcd_url: Option<String>,
+}
+
+/// A throw-away etcd on loopback for the benchmark (killed on drop). The
+/// test harness (`sigsweep-testkit`) has the full launcher (TLS, pause,
+/// restart); this one only starts and reports errors instead of panicking.
 struct LocalEtcd {
     child: std::process::Child,
     url: String,
@@ -315,7 +339,8 @@ async fn acquiring_worker(
     Ok(stats)
 }
 
-pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark and returns its report (several lines of text).
+pub async fn run(args: &SchedulerBench) -> anyhow::Result<String> {
     if args.workers == 0 || args.trials == 0 {
         bail!("--workers and --trials must be positive");
     }
@@ -356,12 +381,11 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     .await?;
     // The simulated workers' connections and the server's share this
     // process: two descriptors per worker.
-    sigsweep_coordinator::server::raise_open_files_limit()?;
+    crate::server::raise_open_files_limit()?;
     let shutdown = CancellationToken::new();
-    let listener =
-        sigsweep_coordinator::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let listener = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(sigsweep_coordinator::server::serve(
+    let server = tokio::spawn(crate::server::serve(
         listener,
         coordinator.clone(),
         shutdown.clone(),
@@ -385,10 +409,10 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let handles: Vec<_> = (0..args.workers)
         .map(|i| match args.protocol {
-            BenchProtocol::Reserve => {
+            Protocol::Reserve => {
                 tokio::spawn(simulated_worker(url.clone(), i, trial, done.clone()))
             }
-            BenchProtocol::Acquire => {
+            Protocol::Acquire => {
                 tokio::spawn(acquiring_worker(url.clone(), i, trial, done.clone()))
             }
         })
@@ -417,35 +441,36 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let _ = server.await;
 
+    let mut lines = Vec::new();
     let ideal = trials as f64 * trial.as_secs_f64() / args.workers as f64;
-    println!(
+    lines.push(format!(
         "store: {description}; {} simulated workers ({:?} protocol); {trials} trials of {} ms (submit of the {trials}-trial sweep: {submit_s:.2} s)",
         args.workers, args.protocol, args.trial_ms
-    );
-    println!(
+    ));
+    lines.push(format!(
         "completed {completed} trials in {makespan:.3} s: {:.0} trials/s",
         trials as f64 / makespan
-    );
+    ));
     if ideal > 0.0 {
-        println!(
+        lines.push(format!(
             "makespan {makespan:.3} s vs ideal M×T/N = {ideal:.3} s: overhead {:+.2}%",
             (makespan - ideal) / ideal * 100.0
-        );
+        ));
     }
     if completed > 0 {
-        println!(
+        lines.push(format!(
             "per trial, mean over workers: idle waiting for an assignment {:.3} ms, simulated training {:.3} ms (asked for {} ms)",
             acquire_s / completed as f64 * 1e3,
             train_s / completed as f64 * 1e3,
             args.trial_ms
-        );
-        println!(
+        ));
+        lines.push(format!(
             "trials started from a reservation: {reserved} of {completed} ({:.1}%)",
             reserved as f64 / completed as f64 * 100.0
-        );
+        ));
     }
     if completed as usize != trials {
         bail!("completed {completed} trials, expected {trials}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(lines.join("\n"))
 }

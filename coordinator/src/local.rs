@@ -1,0 +1,118 @@
+//! A coordinator in the CLI's own process, for `sigsweep run`: an embedded
+//! store in a state directory, served on a loopback port while local worker
+//! processes train; and reading such a directory back (`report`,
+//! `confirm`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Catalog, EmbeddedStore};
+use crate::sweep::SweepSpec;
+use crate::{Coordinator, CoordinatorConfig};
+use sigsweep_types::ResultRecord;
+
+/// The state file of a state directory.
+pub const STATE_FILE: &str = "state.redb";
+
+/// A coordinator over the embedded store of one state directory.
+pub struct LocalRun {
+    pub coordinator: Coordinator,
+    pub state_dir: PathBuf,
+}
+
+/// The coordinator of a [`LocalRun`], served on loopback.
+pub struct Serving {
+    /// `http://127.0.0.1:PORT`, for the workers.
+    pub url: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl LocalRun {
+    /// Opens (or creates) the state in `state_dir` (and its `logs/`) and
+    /// loads it.
+    pub async fn open(state_dir: &Path, lease_ttl: Duration) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(state_dir.join("logs"))
+            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+        let store = EmbeddedStore::open(state_dir.join(STATE_FILE)).with_context(|| {
+            format!(
+                "cannot open the state in {} (is another sigsweep using it?)",
+                state_dir.display()
+            )
+        })?;
+        let coordinator = Coordinator::start(
+            Catalog::new(Arc::new(store)),
+            CoordinatorConfig {
+                lease_ttl,
+                max_acquire_wait: Duration::from_secs(2),
+            },
+        )
+        .await?;
+        Ok(Self {
+            coordinator,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    /// Serves the coordinator on a free loopback port.
+    pub async fn serve(&self) -> anyhow::Result<Serving> {
+        let shutdown = CancellationToken::new();
+        let listener = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            self.coordinator.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Serving {
+            url: format!("http://{addr}"),
+            shutdown,
+            server,
+        })
+    }
+}
+
+impl Serving {
+    /// Stops serving and waits for the server to end.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+    }
+}
+
+/// The last sweep submitted in `dir` and its results, one per trial of the
+/// sweep (trials without a result yet are left out).
+pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<ResultRecord>)> {
+    let path = dir.join(STATE_FILE);
+    if !path.exists() {
+        bail!(
+            "{} holds no sigsweep state (no {STATE_FILE})",
+            dir.display()
+        );
+    }
+    let store = EmbeddedStore::open(&path).with_context(|| {
+        format!(
+            "cannot open {} (is a sweep still running there?)",
+            path.display()
+        )
+    })?;
+    let catalog = Catalog::new(Arc::new(store));
+    let mut sweeps = catalog.sweeps().await?;
+    sweeps.sort_by_key(|s| s.submitted_at);
+    let record = sweeps
+        .pop()
+        .with_context(|| format!("{} holds no sweep", dir.display()))?;
+    let spec = SweepSpec::parse(&record.source, &record.source_name)?;
+    let all = catalog.results().await?;
+    let results = spec
+        .trials()
+        .iter()
+        .filter_map(|t| all.get(&t.trial_id).cloned())
+        .collect();
+    Ok((spec, results))
+}

@@ -1,0 +1,103 @@
+//! The client commands: `submit`, `status`, `watch`, `cancel`, `results`
+//! (over [`sigsweep_client::SweepApi`]).
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use sigsweep_proto::v1 as pb;
+
+use crate::cli::{Remote, ResultsArgs, ResultsFormat, StatusArgs, SubmitArgs, SweepRef};
+
+fn api(remote: &Remote) -> anyhow::Result<sigsweep_client::SweepApi> {
+    crate::steps::sweep_api(&remote.coordinator, &remote.credentials)
+}
+
+fn print_status(s: &pb::SweepStatus) {
+    let state = match pb::SweepState::try_from(s.state) {
+        Ok(pb::SweepState::Running) => "running",
+        Ok(pb::SweepState::Finished) => "finished",
+        Ok(pb::SweepState::Cancelled) => "cancelled",
+        _ => "unknown",
+    };
+    println!(
+        "{}  {state:<9}  {}/{} done, {} failed, {} running, {} queued",
+        s.sweep_id, s.completed, s.total, s.failed, s.running, s.queued
+    );
+}
+
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let (text, _) = crate::steps::load_sweep(&args.sweep)?;
+    let r = api(&args.remote)?
+        .submit(&text, &args.sweep.display().to_string())
+        .await?;
+    println!("{}", r.sweep_id);
+    let again = if r.created {
+        ""
+    } else {
+        " (already submitted)"
+    };
+    eprintln!("{} trials{again}", r.total_trials);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = api(&args.remote)?;
+    let sweeps = match &args.sweep {
+        Some(id) => vec![api.status(id).await?],
+        None => api.list().await?,
+    };
+    if sweeps.is_empty() {
+        println!("no sweeps");
+    }
+    sweeps.iter().for_each(print_status);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
+    let api = api(&args.remote)?;
+    let bar = crate::steps::progress_bar(0);
+    let mut last = None;
+    'watch: loop {
+        let mut stream = api.watch(&args.sweep).await?;
+        while let Some(s) = stream.next().await {
+            let s = match s {
+                Ok(s) => s,
+                // The coordinator went away (restart, new leader): watch again.
+                Err(s) if s.code() == Code::Unavailable || s.code() == Code::Unknown => {
+                    continue 'watch;
+                }
+                Err(s) => bail!("{}", s.message()),
+            };
+            bar.set_length(u64::from(s.total));
+            bar.set_position(u64::from(s.completed + s.failed));
+            bar.set_message(format!(
+                "done {} · failed {} · running {}",
+                s.completed, s.failed, s.running
+            ));
+            last = Some(s);
+        }
+        break;
+    }
+    bar.finish();
+    if let Some(s) = last {
+        print_status(&s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(args: SweepRef) -> anyhow::Result<ExitCode> {
+    print_status(&api(&args.remote)?.cancel(&args.sweep).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
+    let records = api(&args.remote)?.results(&args.sweep).await?;
+    match args.format {
+        ResultsFormat::Jsonl => print!("{}", sigsweep_report::outputs::results_jsonl(&records)),
+        ResultsFormat::Csv => print!("{}", sigsweep_report::outputs::results_csv(&records)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

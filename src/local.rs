@@ -1,0 +1,225 @@
+//! A whole sweep on this machine (`sigsweep run`, `sigsweep confirm`) — an in-process
+//! coordinator over the state directory's embedded store
+//! ([`sigsweep_coordinator::local`]), N worker processes of this binary
+//! ([`sigsweep_worker::supervisor`], replaced when they die), a progress
+//! bar, and at the end `results.jsonl`, `report.md`, `report.html` and the
+//! report on stdout. Running it again resumes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+use sigsweep_coordinator::local::LocalRun;
+use sigsweep_coordinator::service::SweepRunState;
+use sigsweep_coordinator::sweep::SweepSpec;
+use sigsweep_worker::supervisor::{Pool, Restart};
+
+use crate::cli::RunArgs;
+
+/// `run --dry-run`: what the sweep would run and the checks it passed.
+fn print_plan(path: &Path, spec: &SweepSpec) {
+    let configs = spec.configurations();
+    let baseline = spec.baseline_key();
+    println!("sweep file {}: `{}`", path.display(), spec.name);
+    println!(
+        "model `{}`, dataset {}",
+        spec.model.name,
+        spec.dataset_label()
+    );
+    println!("{} configuration(s):", configs.len());
+    for c in &configs {
+        let mark = if c.key == baseline {
+            "  (baseline)"
+        } else {
+            ""
+        };
+        println!("  {}{mark}", c.key);
+    }
+    let trials = configs.len() * spec.seeds.len();
+    println!("{} seed(s) -> {trials} trial(s)", spec.seeds.len());
+    println!("checks passed:");
+    for check in [
+        "sweep file: keys, types, grid, seeds, baseline, metrics, name",
+        "model parameters: names the model declares",
+        "dataset parameters: names, types and ranges the dataset kind declares, generator memory",
+        "dataset file: exists and can be opened (local runs)",
+        "resources: data parallelism supported by the model",
+    ] {
+        println!("  ok  {check}");
+    }
+    println!("nothing was started (--dry-run)");
+}
+
+/// The local worker processes: this binary's `worker`, one core each.
+fn workers(n: usize, url: &str, backend: &str, logs: &Path) -> anyhow::Result<Pool> {
+    let exe = std::env::current_exe().context("cannot find the sigsweep executable")?;
+    let mut commands = Vec::new();
+    for i in 0..n {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("worker-{i}.log")))
+            .context("cannot open worker log")?;
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "worker",
+            "--coordinator",
+            url,
+            "--name",
+            &format!("local-{i}"),
+        ])
+        .args([
+            "--backend",
+            backend,
+            "--orphan-timeout",
+            "30s",
+            "--drain-timeout",
+            "2s",
+        ])
+        .env("MATMUL_NUM_THREADS", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("SIGSWEEP_STATE_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+        commands.push((format!("worker {i}"), cmd));
+    }
+    let policy = Restart {
+        max: 20,
+        on_clean_exit: true,
+        kill_after: Some(Duration::from_secs(5)),
+    };
+    Ok(Pool::start(commands, policy))
+}
+
+/// Runs a sweep; `confirmatory` marks its report as a confirmation on fresh
+/// seeds (see `sigsweep confirm`).
+pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
+    let (text, spec) = crate::steps::load_sweep(&args.sweep)?;
+    spec.check_local_files()?;
+    if args.dry_run {
+        print_plan(&args.sweep, &spec);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("sigsweep-state").join(&spec.name));
+    let local = LocalRun::open(&state_dir, args.lease_ttl).await?;
+    let coordinator = &local.coordinator;
+    let sweep_id = coordinator
+        .submit(&text, &args.sweep.display().to_string())
+        .await?
+        .sweep_id;
+    if args.retry_failed {
+        let n = coordinator.retry_failed(&sweep_id).await?;
+        eprintln!("{n} failed trial(s) queued again");
+    }
+    let progress = coordinator.progress(&sweep_id)?;
+    let remaining = progress.total - progress.completed - progress.failed;
+    eprintln!(
+        "sweep {sweep_id}: {} configurations × {} seeds = {} trials ({} already done); state in {}",
+        spec.configurations().len(),
+        spec.seeds.len(),
+        progress.total,
+        progress.completed + progress.failed,
+        state_dir.display()
+    );
+    if remaining > 0 && progress.state == SweepRunState::Running {
+        let serving = local.serve().await?;
+        let n = args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, remaining as usize);
+        let logs = state_dir.join("logs");
+        let mut pool = workers(n, &serving.url, &args.backend, &logs)?;
+        eprintln!(
+            "{n} worker processes on {} (logs in {})",
+            serving.url,
+            logs.display()
+        );
+        let outcome = follow(&local, &sweep_id, &mut pool, args.no_progress).await;
+        pool.stop().await;
+        serving.stop().await;
+        outcome?;
+    }
+    let results = coordinator.results(&sweep_id).await?;
+    let mut rs = spec.report_spec();
+    rs.confirmatory = confirmatory;
+    let report = sigsweep_report::build(&rs, &results);
+    sigsweep_report::outputs::write_outputs(&state_dir, &report, &results)
+        .with_context(|| format!("cannot write the outputs into {}", state_dir.display()))?;
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let term = sigsweep_report::Format::Term { color };
+    println!("{}", sigsweep_report::render(&report, term));
+    eprintln!(
+        "wrote {0}/results.jsonl, {0}/report.md and {0}/report.html",
+        state_dir.display()
+    );
+    let failed = coordinator.progress(&sweep_id)?.failed;
+    if failed > 0 {
+        // The report is written; the exit status still says that the sweep
+        // is incomplete (fix the cause, then `run --retry-failed`).
+        eprintln!(
+            "{failed} trial(s) failed; see the report (after fixing the cause, rerun with --retry-failed)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows progress until the sweep ends, a signal arrives or the workers
+/// keep dying.
+async fn follow(
+    local: &LocalRun,
+    sweep_id: &str,
+    pool: &mut Pool,
+    plain: bool,
+) -> anyhow::Result<()> {
+    let mut watch = local.coordinator.watch(sweep_id)?;
+    let total = watch.borrow().total;
+    let bar = if plain {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::steps::progress_bar(u64::from(total))
+    };
+    let signal = crate::signals::signal();
+    tokio::pin!(signal);
+    let mut last_logged = (u32::MAX, u32::MAX);
+    loop {
+        let p = watch.borrow_and_update().clone();
+        bar.set_position(u64::from(p.completed + p.failed));
+        bar.set_message(format!(
+            "done {} · failed {} · running {}",
+            p.completed, p.failed, p.running
+        ));
+        if bar.is_hidden() && (p.completed, p.failed) != last_logged {
+            last_logged = (p.completed, p.failed);
+            tracing::info!(
+                done = p.completed,
+                failed = p.failed,
+                running = p.running,
+                total = p.total,
+                "progress"
+            );
+        }
+        if p.state != SweepRunState::Running {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::select! {
+            () = &mut signal => {
+                bar.abandon();
+                bail!("interrupted: finished trials are saved; run the same command again to resume");
+            }
+            why = pool.next_failure() => {
+                bar.abandon();
+                bail!("worker processes keep exiting ({why}); see {}", local.state_dir.join("logs").display());
+            }
+            _ = watch.changed() => {}
+        }
+    }
+}

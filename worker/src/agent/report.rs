@@ -1,0 +1,159 @@
+//! Reporting finished trials: complete, fail or release, retried through
+//! coordinator outages.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use sigsweep_proto::v1 as pb;
+
+use crate::trial::{TrainError, TrialOutcome};
+
+use sigsweep_client::{ErrorCode, is_transient};
+
+use super::config::{AgentConfig, AgentError};
+use super::convert::metrics;
+use super::session::{Finished, Session, register, send_acquire};
+
+/// Reports a finished group's outcomes; `next`, when given, rides on the
+/// last completion (or goes on its own after a failure) and its answer is
+/// returned.
+pub(super) async fn report_finished(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    finished: Finished,
+    next: Option<pb::AcquireTrialRequest>,
+) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    let n = finished.leases.len();
+    let mut carried = None;
+    let mut sent = false;
+    for (i, ((lease_id, spec), result)) in finished.leases.iter().zip(finished.results).enumerate()
+    {
+        let with_next = if i + 1 == n && result.is_ok() {
+            next.clone()
+        } else {
+            None
+        };
+        sent |= with_next.is_some();
+        carried = report_outcome(
+            session,
+            config,
+            shutdown,
+            (lease_id, &spec.trial_id),
+            result,
+            finished.released,
+            with_next,
+        )
+        .await?;
+    }
+    match next {
+        Some(next) if !sent || carried.is_none() => Ok(send_acquire(session, next).await),
+        _ => Ok(carried),
+    }
+}
+
+/// Reports one trial's outcome: completed, failed, or handed back.
+pub(super) async fn report_outcome(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    (lease_id, trial_id): (&str, &str),
+    result: Result<TrialOutcome, TrainError>,
+    released: bool,
+    next: Option<pb::AcquireTrialRequest>,
+) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    match result {
+        Ok(outcome) => {
+            tracing::info!(trial = %trial_id, epoch = outcome.selected_epoch, seconds = outcome.seconds, "trial completed");
+            let req = pb::CompleteTrialRequest {
+                worker_id: String::new(),
+                generation: 0,
+                lease_id: lease_id.to_string(),
+                trial_id: trial_id.to_string(),
+                test_metrics: Some(metrics(&outcome.test_metrics)),
+                valid_metrics: Some(metrics(&outcome.valid_metrics)),
+                selected_epoch: outcome.selected_epoch,
+                seconds: outcome.seconds,
+                next,
+            };
+            let reply = report_with_retry(session, config, shutdown, |s| {
+                let mut r = req.clone();
+                r.worker_id = s.worker_id.clone();
+                r.generation = s.generation;
+                let mut c = s.client.clone();
+                async move { c.complete_trial(r).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+            Ok(reply.and_then(|r| r.next))
+        }
+        Err(e) => {
+            let release =
+                matches!(e, TrainError::Cancelled) && (released || shutdown.is_cancelled());
+            if !release {
+                tracing::warn!(trial = %trial_id, error = %e, "trial failed");
+            }
+            let req = pb::FailTrialRequest {
+                worker_id: String::new(),
+                generation: 0,
+                lease_id: lease_id.to_string(),
+                trial_id: trial_id.to_string(),
+                reason: if release {
+                    "worker shut down".into()
+                } else {
+                    e.to_string()
+                },
+                retryable: release || !e.is_deterministic(),
+                release,
+            };
+            report_with_retry(session, config, shutdown, |s| {
+                let mut r = req.clone();
+                r.worker_id = s.worker_id.clone();
+                r.generation = s.generation;
+                let mut c = s.client.clone();
+                async move { c.fail_trial(r).await.map(|_| ()) }
+            })
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Sends a final report, retrying through coordinator outages (and a
+/// re-registration if the coordinator restarted meanwhile). None when the
+/// coordinator rejected it for good.
+pub(super) async fn report_with_retry<F, Fut, T>(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    mut send: F,
+) -> Result<Option<T>, AgentError>
+where
+    F: FnMut(&Session) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let start = Instant::now();
+    loop {
+        match send(session).await {
+            Ok(reply) => return Ok(Some(reply)),
+            Err(s) if ErrorCode::of(&s) == Some(ErrorCode::UnknownWorker) => {
+                register(session, config, shutdown).await?;
+            }
+            Err(s) if is_transient(&s) => {
+                if start.elapsed() > config.orphan_timeout {
+                    return Err(AgentError::Orphaned(config.orphan_timeout));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                session.reconnect();
+                let _ = register(session, config, shutdown).await;
+            }
+            Err(s) => {
+                // e.g. a stale generation or an unknown trial: the coordinator
+                // has moved on; the trial will be (or was) run elsewhere.
+                tracing::warn!(status = %s, "report rejected; dropping it");
+                return Ok(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! `sigsweep bench train`: training throughput of one model on a synthetic
+//! dataset of a published dataset's shapes — samples/s, seconds per epoch,
+//! trials per device-hour and peak memory, in four modes ([`Mode`]). The
+//! fused and data-parallel modes measure their baseline side by side in the
+//! same run.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indexmap::IndexMap;
+
+use crate::backend::BackendKind;
+use crate::models;
+use crate::strategy::bench as pb;
+use crate::trial::{
+    DatasetRequest, LoadedDataset, Params, Split, TrialRequest, Value, load_dataset,
+};
+
+mod gpu;
+
+use gpu::GpuSampler;
+
+/// What `bench train` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One trial, `train_epoch` timed alone (no evaluation).
+    Single,
+    /// `k` single-trial benchmarks at once, one process each.
+    Packed,
+    /// `seeds` seeds as one fused model against the same seeds one after
+    /// another.
+    Fused,
+    /// One trial data-parallel over `devices` devices against one device.
+    Dp,
+}
+
+/// A training benchmark's settings (the CLI's `bench train` flags).
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    pub model: String,
+    /// synthetic-fusion, synthetic-iemocap, synthetic-meld, synthetic-mosi
+    /// or synthetic-mosei.
+    pub dataset: String,
+    pub epochs: u32,
+    pub backend: String,
+    /// Extra model parameters, `key=value`.
+    pub params: Vec<String>,
+    pub threads: usize,
+    pub mode: Mode,
+    pub k: usize,
+    pub seeds: usize,
+    pub devices: usize,
+    /// Epochs of a full trial (default: the paper's budget for the model).
+    pub trial_epochs: Option<u32>,
+    /// Quiet per-epoch lines (the caller prints JSON).
+    pub json: bool,
+    /// How to start this benchmark again in a child process (`packed`
+    /// mode): the program and the arguments before `bench train`'s flags.
+    pub exe: Vec<String>,
+}
+
+/// (generator, generator parameters) of each benchmark dataset.
+fn dataset(name: &str) -> anyhow::Result<(String, serde_json::Value)> {
+    Ok(match name {
+        "synthetic-fusion" => ("fusion".into(), serde_json::json!({})),
+        "synthetic-iemocap" => ("erc".into(), serde_json::json!({ "preset": "iemocap" })),
+        "synthetic-meld" => ("erc".into(), serde_json::json!({ "preset": "meld" })),
+        "synthetic-mosi" => ("msa".into(), serde_json::json!({ "preset": "mosi" })),
+        "synthetic-mosei" => ("msa".into(), serde_json::json!({ "preset": "mosei" })),
+        other => bail!(
+            "unknown benchmark dataset `{other}`; expected synthetic-fusion, synthetic-iemocap, synthetic-meld, synthetic-mosi or synthetic-mosei"
+        ),
+    })
+}
+
+fn parse_param(kv: &str) -> anyhow::Result<(String, Value)> {
+    let (k, v) = kv
+        .split_once('=')
+        .with_context(|| format!("--param `{kv}`: expected KEY=VALUE"))?;
+    let value = if let Ok(i) = v.parse::<i64>() {
+        Value::Int(i)
+    } else if let Ok(x) = v.parse::<f64>() {
+        Value::Float(x)
+    } else if let Ok(b) = v.parse::<bool>() {
+        Value::Bool(b)
+    } else {
+        Value::Text(v.to_string())
+    };
+    Ok((k.trim().to_string(), value))
+}
+
+/// Peak resident memory of this process (VmHWM), bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A training run's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainFigures {
+    pub mode: String,
+    pub model: String,
+    pub dataset: String,
+    pub backend: String,
+    pub shapes: String,
+    pub unit: String,
+    /// Training samples (or utterances) per epoch of one trial.
+    pub samples_per_epoch: usize,
+    /// Trials trained at once (1, k packed, or K fused seeds).
+    pub concurrent_trials: usize,
+    /// Steady-state seconds per epoch of one trial (wall time).
+    pub seconds_per_epoch: f64,
+    /// Samples per second summed over the concurrent trials.
+    pub samples_per_second: f64,
+    /// Trials per device-hour at `trial_epochs` epochs per trial.
+    pub trials_per_gpu_hour: f64,
+    pub trial_epochs: u32,
+    pub peak_rss_mib: f64,
+    pub gpu_mean_utilization_pct: Option<f64>,
+    pub gpu_peak_memory_mib: Option<f64>,
+    /// For fused/dp: the baseline measured side by side in the same run.
+    pub baseline_samples_per_second: Option<f64>,
+    pub speedup_vs_baseline: Option<f64>,
+}
+
+fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
+    let (generator, gen_params) = dataset(&args.dataset)?;
+    let mut values: IndexMap<String, Value> = IndexMap::new();
+    values.insert("epochs".into(), Value::Int(i64::from(args.epochs)));
+    for (k, v) in models::lookup(&args.model)?.bench_params() {
+        values.insert(k.into(), v);
+    }
+    for kv in &args.params {
+        let (k, v) = parse_param(kv)?;
+        values.insert(k, v);
+    }
+    Ok(TrialRequest {
+        trial_id: "bench".into(),
+        seed: 0,
+        model: args.model.clone(),
+        params: Params::new(values),
+        dataset: DatasetRequest {
+            kind: "synthetic".into(),
+            generator,
+            path: String::new(),
+            params: gen_params,
+        },
+        select: String::new(),
+        select_higher_is_better: true,
+        select_split: Split::Valid,
+    })
+}
+
+fn describe(data: &LoadedDataset) -> (&'static str, usize, String) {
+    match data {
+        LoadedDataset::Seq(d) => (
+            "samples",
+            d.train.len(),
+            format!(
+                "{} train samples; text {}x{}, audio {}x{}, vision {}x{}",
+                d.train.len(),
+                d.lens()[0],
+                d.dims()[0],
+                d.lens()[1],
+                d.dims()[1],
+                d.lens()[2],
+                d.dims()[2]
+            ),
+        ),
+        LoadedDataset::Erc(d) => (
+            "utterances",
+            d.train.iter().map(|x| x.len()).sum(),
+            format!(
+                "{} train dialogues, {} utterances; dims text {}, audio {}, visual {}; {} classes",
+                d.train.len(),
+                d.train.iter().map(|x| x.len()).sum::<usize>(),
+                d.dims[0],
+                d.dims[1],
+                d.dims[2],
+                d.n_classes
+            ),
+        ),
+    }
+}
+
+/// One trial, `train_epoch` timed alone (no evaluation).
+fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigures> {
+    let req = request(args)?;
+    let data = load_dataset(&req.dataset, req.seed, 0.1)?;
+    let (unit, samples, shapes) = describe(&data);
+    let mut workload = models::build(&req, data, backend)?;
+    let cancel = AtomicBool::new(false);
+    let sampler = GpuSampler::start(backend);
+    let mut times = Vec::new();
+    for epoch in 1..=args.epochs {
+        let start = Instant::now();
+        let loss = workload.train_epoch(epoch, &cancel)?;
+        let s = start.elapsed().as_secs_f64();
+        if !args.json {
+            eprintln!(
+                "epoch {epoch}: {s:.3} s, {:.1} {unit}/s, loss {loss:.4}",
+                samples as f64 / s
+            );
+        }
+        times.push(s);
+    }
+    let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
+    // The first epoch includes one-off costs (allocation, kernel compilation).
+    let steady: &[f64] = if times.len() > 1 { &times[1..] } else { &times };
+    let spe = steady.iter().sum::<f64>() / steady.len() as f64;
+    let te = args
+        .trial_epochs
+        .unwrap_or(models::lookup(&args.model)?.paper_epochs);
+    Ok(TrainFigures {
+        mode: "single".into(),
+        model: args.model.clone(),
+        dataset: args.dataset.clone(),
+        backend: backend.to_string(),
+        shapes,
+        unit: unit.into(),
+        samples_per_epoch: samples,
+        concurrent_trials: 1,
+        seconds_per_epoch: spe,
+        samples_per_second: samples as f64 / spe,
+        trials_per_gpu_hour: 3600.0 / (spe * f64::from(te)),
+        trial_epochs: te,
+        peak_rss_mib: peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / 1048576.0),
+        gpu_mean_utilization_pct: util,
+        gpu_peak_memory_mib: mem,
+        baseline_samples_per_second: None,
+        speedup_vs_baseline: None,
+    })
+}
+
+/// `k` single-trial benchmarks at once, each in its own process (own CUDA
+/// context), sharing the device.
+fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigures> {
+    let Some((exe, prefix)) = args.exe.split_first() else {
+        bail!("packed mode needs the command that starts a benchmark process");
+    };
+    let mut base: Vec<String> = prefix.to_vec();
+    base.extend([
+        "bench".into(),
+        "train".into(),
+        "--model".into(),
+        args.model.clone(),
+        "--dataset".into(),
+        args.dataset.clone(),
+        "--epochs".into(),
+        args.epochs.to_string(),
+        "--backend".into(),
+        args.backend.clone(),
+        "--threads".into(),
+        args.threads.to_string(),
+        "--json".into(),
+    ]);
+    for p in &args.params {
+        base.push("--param".into());
+        base.push(p.clone());
+    }
+    if let Some(te) = args.trial_epochs {
+        base.push("--trial-epochs".into());
+        base.push(te.to_string());
+    }
+    let sampler = GpuSampler::start(backend);
+    let children: Vec<_> = (0..args.k.max(1))
+        .map(|_| {
+            std::process::Command::new(exe)
+                .args(&base)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()
+        .context("cannot start benchmark processes")?;
+    let mut figures = Vec::new();
+    for c in children {
+        let out = c.wait_with_output()?;
+        if !out.status.success() {
+            bail!("a packed benchmark process failed ({})", out.status);
+        }
+        let f: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("benchmark output")?;
+        figures.push(f);
+    }
+    let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
+    let num = |f: &serde_json::Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+    let first = &figures[0];
+    let sps: f64 = figures.iter().map(|f| num(f, "samples_per_second")).sum();
+    let spe = figures
+        .iter()
+        .map(|f| num(f, "seconds_per_epoch"))
+        .sum::<f64>()
+        / figures.len() as f64;
+    let te = num(first, "trial_epochs") as u32;
+    Ok(TrainFigures {
+        mode: format!("packed x{}", figures.len()),
+        model: args.model.clone(),
+        dataset: args.dataset.clone(),
+        backend: backend.to_string(),
+        shapes: first["shapes"].as_str().unwrap_or_default().to_string(),
+        unit: first["unit"].as_str().unwrap_or_default().to_string(),
+        samples_per_epoch: num(first, "samples_per_epoch") as usize,
+        concurrent_trials: figures.len(),
+        seconds_per_epoch: spe,
+        samples_per_second: sps,
+        trials_per_gpu_hour: figures.iter().map(|f| num(f, "trials_per_gpu_hour")).sum(),
+        trial_epochs: te,
+        peak_rss_mib: figures.iter().map(|f| num(f, "peak_rss_mib")).sum(),
+        gpu_mean_utilization_pct: util,
+        gpu_peak_memory_mib: mem,
+        baseline_samples_per_second: None,
+        speedup_vs_baseline: None,
+    })
+}
+
+/// Fused seeds against the same seeds one after another (side by side in
+/// one run; both timings include per-epoch evaluation).
+fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<TrainFigures> {
+    let req = request(args)?;
+    let seeds: Vec<u64> = (0..args.seeds.max(1) as u64).collect();
+    let te = args
+        .trial_epochs
+        .unwrap_or(models::lookup(&args.model)?.paper_epochs);
+    let data = load_dataset(&req.dataset, req.seed, 0.1)?;
+    let (unit, samples, shapes) = describe(&data);
+    drop(data);
+    let sampler = GpuSampler::start(backend);
+    let (baseline, run, mode, concurrent) = if dp {
+        let one = pb::bench_data_parallel(&req, 0, args.epochs, 1, backend)?;
+        let many = pb::bench_data_parallel(&req, 0, args.epochs, args.devices, backend)?;
+        (one, many, format!("data parallel x{}", args.devices), 1)
+    } else {
+        // Warm up both sides at their own shapes (kernel compilation and
+        // autotuning on CUDA) so neither timing pays it.
+        let _ = pb::bench_fused(&req, &seeds, 1, backend)?;
+        let _ = pb::bench_sequential(&req, &seeds[..1], 1, backend)?;
+        let seq = pb::bench_sequential(&req, &seeds, args.epochs, backend)?;
+        let fus = pb::bench_fused(&req, &seeds, args.epochs, backend)?;
+        (seq, fus, format!("fused x{}", seeds.len()), seeds.len())
+    };
+    let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
+    let per_trial_epoch = run.seconds_per_epoch;
+    Ok(TrainFigures {
+        mode,
+        model: args.model.clone(),
+        dataset: args.dataset.clone(),
+        backend: backend.to_string(),
+        shapes,
+        unit: unit.into(),
+        samples_per_epoch: samples,
+        concurrent_trials: concurrent,
+        seconds_per_epoch: per_trial_epoch,
+        samples_per_second: run.samples_per_second,
+        trials_per_gpu_hour: concurrent as f64 * 3600.0 / (per_trial_epoch * f64::from(te)),
+        trial_epochs: te,
+        peak_rss_mib: peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / 1048576.0),
+        gpu_mean_utilization_pct: util,
+        gpu_peak_memory_mib: mem,
+        baseline_samples_per_second: Some(baseline.samples_per_second),
+        speedup_vs_baseline: Some(run.samples_per_second / baseline.samples_per_second),
+    })
+}
+
+/// Runs the benchmark `args` describes.
+pub fn train(args: &TrainBench) -> anyhow::Result<TrainFigures> {
+    let backend: BackendKind = args.backend.parse().map_err(anyhow::Error::msg)?;
+    crate::backend::check_available(backend).map_err(anyhow::Error::msg)?;
+    crate::backend::set_cpu_threads(args.threads);
+    match args.mode {
+        Mode::Single => single(args, backend),
+        Mode::Packed => packed(args, backend),
+        Mode::Fused => fused(args, backend, false),
+        Mode::Dp => fused(args, backend, true),
+    }
+}
+
+impl TrainFigures {
+    /// The figures as the text `bench train` prints.
+    pub fn summary(&self) -> String {
+        let f = self;
+        let mut out = format!(
+            "model {} on {} ({}, mode {}): {}\n{:.3} s/epoch per trial, {:.1} {}/s over {} concurrent trial(s); {:.1} trials per device-hour at {} epochs/trial\n",
+            f.model,
+            f.dataset,
+            f.backend,
+            f.mode,
+            f.shapes,
+            f.seconds_per_epoch,
+            f.samples_per_second,
+            f.unit,
+            f.concurrent_trials,
+            f.trials_per_gpu_hour,
+            f.trial_epochs
+        );
+        if let (Some(b), Some(x)) = (f.baseline_samples_per_second, f.speedup_vs_baseline) {
+            out.push_str(&format!(
+                "baseline measured in the same run: {b:.1} {}/s; speed-up {x:.2}x\n",
+                f.unit
+            ));
+        }
+        out.push_str(&format!("peak RSS {:.0} MiB", f.peak_rss_mib));
+        if let (Some(u), Some(m)) = (f.gpu_mean_utilization_pct, f.gpu_peak_memory_mib) {
+            out.push_str(&format!(
+                "; GPU utilisation {u:.0}% mean, GPU memory {m:.0} MiB peak"
+            ));
+        }
+        out
+    }
+}
