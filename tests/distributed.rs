@@ -35,40 +35,17 @@ fn sweep_file(
     } else {
         "modality_hidden = 8"
     };
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "{name}"
-seeds = {seeds}
-baseline = {{ {baseline} }}
-
-[model]
-name = "late-fusion"
-hidden = 16
-
-[dataset]
-kind = "synthetic"
-generator = "fusion"
-params = {{ n_train = {n_train}, n_valid = 64, n_test = 64, classes = 3, noise = 1.0 }}
-
-[training]
-epochs = {epochs}
-batch_size = 32
-lr = 0.005
-
-[grid]
-{grid}
-
-[metrics]
-select = "accuracy"
-report = {{ accuracy = "max" }}
-{extra}
-"#
-        ),
-    )
-    .expect("write sweep");
-    path
+    common::fixture::TinySweep {
+        name: name.into(),
+        seeds,
+        epochs,
+        n_train,
+        grid: grid.into(),
+        baseline: baseline.into(),
+        report: r#"{ accuracy = "max" }"#.into(),
+        tail: extra.into(),
+    }
+    .write(dir)
 }
 
 fn coordinator(dir: &Path, what: &str, port: u16, store: &str, extra: &[&str]) -> Proc {

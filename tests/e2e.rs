@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
 
 /// Starts a coordinator on loopback with an embedded store in `store`
@@ -28,39 +30,13 @@ fn start_coordinator(store: &Path, extra: &[&str]) -> (std::process::Child, Stri
 
 /// A tiny sweep: 2 configurations × `seeds` seeds, small synthetic data.
 fn tiny_sweep(dir: &Path, seeds: u32, epochs: u32, n_train: u32) -> PathBuf {
-    let path = dir.join("tiny.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "tiny"
-seeds = {seeds}
-baseline = {{ modality_hidden = 8 }}
-
-[model]
-name = "late-fusion"
-hidden = 16
-
-[dataset]
-kind = "synthetic"
-generator = "fusion"
-params = {{ n_train = {n_train}, n_valid = 64, n_test = 64, classes = 3, noise = 1.0 }}
-
-[training]
-epochs = {epochs}
-batch_size = 32
-lr = 0.005
-
-[grid]
-modality_hidden = [2, 8]
-
-[metrics]
-select = "accuracy"
-report = {{ accuracy = "max", f1_weighted = "max" }}
-"#
-        ),
-    )
-    .expect("write sweep");
-    path
+    common::fixture::TinySweep {
+        seeds,
+        epochs,
+        n_train,
+        ..Default::default()
+    }
+    .write(dir)
 }
 
 fn sigsweep(args: &[&str]) -> Output {

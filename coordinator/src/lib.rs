@@ -17,7 +17,7 @@
 //!   (distributed mode, with [`store::EtcdStore`]).
 
 pub mod bench;
-pub mod election;
+pub mod etcd;
 pub mod local;
 pub mod node;
 pub mod scheduler;
@@ -26,4 +26,5 @@ pub mod service;
 pub mod store;
 pub mod sweep;
 
+pub use etcd::election;
 pub use service::{Coordinator, CoordinatorConfig, CoordinatorError};

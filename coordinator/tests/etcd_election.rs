@@ -2,8 +2,7 @@
 //! takes over after the leader resigns or stops renewing its lease, and a
 //! leader cut off from etcd gives up before its lease can expire.
 
-#[path = "common/etcd.rs"]
-mod etcd_harness;
+use sigsweep_testkit::etcd as etcd_harness;
 
 use std::time::{Duration, Instant};
 

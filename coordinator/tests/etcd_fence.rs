@@ -4,8 +4,7 @@
 //! leader has not noticed yet — while the new leader's writes succeed; a
 //! refused write ends the term in `run_leader_loop`.
 
-#[path = "common/etcd.rs"]
-mod etcd_harness;
+use sigsweep_testkit::etcd as etcd_harness;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

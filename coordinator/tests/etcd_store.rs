@@ -2,8 +2,7 @@
 //! back: calls fail with `Unavailable` within the request timeout instead of
 //! hanging, then succeed again with the data intact.
 
-#[path = "common/etcd.rs"]
-mod etcd_harness;
+use sigsweep_testkit::etcd as etcd_harness;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! another CA, a server from another CA, plaintext) within the request
 //! timeout, never hanging.
 
-#[path = "common/etcd.rs"]
-mod etcd_harness;
+use sigsweep_testkit::etcd as etcd_harness;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -6,16 +6,11 @@
 //! reason, oversized ones name the limit, and the coordinator keeps serving.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
 
-use sigsweep_coordinator::server::{self, Auth, LeaderSlot, ServerOptions};
-use sigsweep_coordinator::store::{Catalog, EmbeddedStore};
-use sigsweep_coordinator::{Coordinator, CoordinatorConfig};
+use sigsweep_coordinator::server::{self, Auth, ServerOptions};
 use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use sigsweep_proto::v1::worker_service_client::WorkerServiceClient;
@@ -38,47 +33,12 @@ select = "accuracy"
 report = { accuracy = "max", f1_weighted = "max" }
 "#;
 
-struct Server {
-    url: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open(dir.path().join("state.redb")).expect("store");
-    let coordinator = Coordinator::start(
-        Catalog::new(Arc::new(store)),
-        CoordinatorConfig {
-            lease_ttl: Duration::from_secs(30),
-            max_acquire_wait: Duration::from_millis(200),
-        },
-    )
+async fn start() -> sigsweep_testkit::node::Node {
+    sigsweep_testkit::node::start_node(ServerOptions {
+        tls: None,
+        auth: Auth::with_token(TOKEN),
+    })
     .await
-    .expect("start");
-    let listener = server::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let shutdown = CancellationToken::new();
-    let health = server::health_service(&server::HealthReporter::new());
-    let task = tokio::spawn(server::serve_slot(
-        listener,
-        LeaderSlot::leading(coordinator),
-        ServerOptions {
-            tls: None,
-            auth: Auth::with_token(TOKEN),
-        },
-        health,
-        shutdown.clone(),
-    ));
-    Server {
-        url,
-        shutdown,
-        task,
-        _dir: dir,
-    }
 }
 
 fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {

@@ -3,8 +3,7 @@
 //! WatchSweep (a finished sweep's watch ends at once) and ListResults, with
 //! exact counts.
 
-#[path = "common/etcd.rs"]
-mod etcd_harness;
+use sigsweep_testkit::etcd as etcd_harness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

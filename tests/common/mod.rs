@@ -1,7 +1,15 @@
-//! Shared test harness: the real etcd launcher lives with the coordinator's
-//! tests and is included from there.
+//! The test harness of the root package's tests: `sigsweep-testkit`, plus
+//! the path of the binary under test.
 
-#[path = "../../coordinator/tests/common/etcd.rs"]
-pub mod etcd;
+// Each test binary uses a part of it.
+#![allow(unused_imports, dead_code)]
 
-pub mod proc;
+pub use sigsweep_testkit::{etcd, fixture};
+
+pub mod proc {
+    pub use sigsweep_testkit::free_port;
+    pub use sigsweep_testkit::proc::*;
+
+    /// The `sigsweep` binary under test.
+    pub const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
+}

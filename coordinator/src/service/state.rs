@@ -6,10 +6,17 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::WorkerCaps;
 use crate::scheduler::Scheduler;
 use crate::store::{ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepSpec, TrialPlan};
+
+/// What a worker reports about itself.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerCaps {
+    pub backend: String,
+    pub gpus: Vec<u32>,
+    pub trials_per_gpu: u32,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepRunState {

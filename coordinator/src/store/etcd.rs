@@ -35,20 +35,20 @@
 //! deposed, which ends the leader's term (see
 //! [`crate::election::run_leader_loop`]).
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KvClient, SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse, TxnResponse,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{Precondition, Store, StoreError, StoreResult, Version, Versioned};
-use crate::election::Fence;
+use crate::etcd::Fence;
+use crate::etcd::connect::host_port;
+use crate::etcd::errors::store_error;
+
+pub use crate::etcd::connect::{EtcdCredentials, EtcdOptions, EtcdTls, connect_client, parse_url};
 
 /// Largest value the etcd store accepts.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -56,133 +56,6 @@ pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 const LIST_PAGE: i64 = 128;
 /// Largest gRPC response the store decodes (a full page of maximal values).
 const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
-
-/// How to reach etcd.
-#[derive(Debug, Clone)]
-pub struct EtcdOptions {
-    /// Prefix of every key the store writes; a `/` is appended if missing.
-    pub key_prefix: String,
-    /// Bound on every request; a call that takes longer fails with
-    /// [`StoreError::Unavailable`].
-    pub request_timeout: Duration,
-    /// Bound on establishing a connection to one endpoint.
-    pub connect_timeout: Duration,
-    /// etcd user authentication.
-    pub credentials: Option<EtcdCredentials>,
-    /// TLS settings: when set, endpoints are reached over `https`.
-    pub tls: Option<EtcdTls>,
-}
-
-impl Default for EtcdOptions {
-    fn default() -> Self {
-        Self {
-            key_prefix: "/sigsweep/".to_string(),
-            request_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(3),
-            credentials: None,
-            tls: None,
-        }
-    }
-}
-
-/// An etcd user name and password.
-#[derive(Clone)]
-pub struct EtcdCredentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for EtcdCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdCredentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// TLS files for etcd connections.
-#[derive(Debug, Clone, Default)]
-pub struct EtcdTls {
-    /// CA certificate(s) (PEM) that signed the server certificates. Required:
-    /// this build trusts no system roots.
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for mutual TLS; needs `key`.
-    pub cert: Option<PathBuf>,
-    /// Client private key (PEM), for mutual TLS; needs `cert`.
-    pub key: Option<PathBuf>,
-}
-
-impl EtcdTls {
-    /// Reads and checks the files into a client TLS configuration; errors
-    /// name the file at fault.
-    fn load(&self) -> StoreResult<TlsOptions> {
-        let ca = self.ca.as_ref().ok_or_else(|| {
-            tls_error(
-                "etcd TLS needs the CA certificate that signed the etcd server certificates \
-                 (--etcd-ca / SIGSWEEP_ETCD_CA); this build trusts no system roots"
-                    .to_string(),
-            )
-        })?;
-        let ca_pem = read_tls_file("CA certificate", ca)?;
-        check_certificates("CA certificate", ca, &ca_pem)?;
-        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca_pem));
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let cert_pem = read_tls_file("client certificate", cert)?;
-                check_certificates("client certificate", cert, &cert_pem)?;
-                let key_pem = read_tls_file("client key", key)?;
-                if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
-                    return Err(tls_error(format!(
-                        "the etcd client key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                        key.display()
-                    )));
-                }
-                tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
-            }
-            (None, None) => {}
-            (Some(_), None) => {
-                return Err(tls_error(
-                    "an etcd client certificate (--etcd-cert) needs its key (--etcd-key)".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(tls_error(
-                    "an etcd client key (--etcd-key) needs its certificate (--etcd-cert)".into(),
-                ));
-            }
-        }
-        Ok(tls)
-    }
-}
-
-fn read_tls_file(what: &str, path: &std::path::Path) -> StoreResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        tls_error(format!(
-            "cannot read the etcd {what} {}: {e}",
-            path.display()
-        ))
-    })
-}
-
-fn check_certificates(what: &str, path: &std::path::Path, pem: &[u8]) -> StoreResult<()> {
-    let mut certs = CertificateDer::pem_slice_iter(pem);
-    match certs.next() {
-        Some(Ok(_)) if certs.all(|c| c.is_ok()) => Ok(()),
-        Some(_) => Err(tls_error(format!(
-            "the etcd {what} {} holds a malformed PEM certificate",
-            path.display()
-        ))),
-        None => Err(tls_error(format!(
-            "the etcd {what} {} holds no PEM certificate",
-            path.display()
-        ))),
-    }
-}
-
-fn tls_error(message: String) -> StoreError {
-    StoreError::Internal(message)
-}
 
 /// Durable state in etcd. Cheap to clone: clones share one connection.
 #[derive(Clone)]
@@ -281,7 +154,7 @@ impl EtcdStore {
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> StoreResult<T> {
         match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(|e| map_error(what, e, self.tls)),
+            Ok(result) => result.map_err(|e| store_error(what, e, self.tls)),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "etcd {what} timed out after {:?}",
                 self.timeout
@@ -466,94 +339,6 @@ impl Store for EtcdStore {
     }
 }
 
-/// Parses `etcd://HOST:PORT[,HOST:PORT…]` into `http://HOST:PORT`
-/// endpoints, and `etcds://…` into `https://HOST:PORT` endpoints.
-pub fn parse_url(url: &str) -> StoreResult<Vec<String>> {
-    let invalid = |why: &str| {
-        StoreError::Internal(format!(
-            "invalid etcd url `{url}`: {why} (expected etcd://HOST:PORT[,HOST:PORT...], \
-             or etcds://... for TLS)"
-        ))
-    };
-    let (rest, scheme) = match url.split_once("://") {
-        Some(("etcd", rest)) => (rest, "http"),
-        Some(("etcds", rest)) => (rest, "https"),
-        _ => return Err(invalid("the scheme must be etcd:// or etcds://")),
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let mut endpoints = Vec::new();
-    for part in rest.split(',').map(str::trim) {
-        if part.is_empty() {
-            return Err(invalid("empty endpoint"));
-        }
-        if part.contains(['/', '@', '?', '#']) {
-            return Err(invalid(&format!(
-                "endpoint `{part}` must be HOST:PORT (credentials go in the options, not the url)"
-            )));
-        }
-        let (host, port) = part
-            .rsplit_once(':')
-            .ok_or_else(|| invalid(&format!("endpoint `{part}` has no port")))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(invalid(&format!("endpoint `{part}` must be HOST:PORT")));
-        }
-        endpoints.push(format!("{scheme}://{part}"));
-    }
-    Ok(endpoints)
-}
-
-/// `HOST:PORT` of an `http://` or `https://` endpoint.
-fn host_port(endpoint: &str) -> &str {
-    endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest)
-}
-
-/// Connects an etcd client to `endpoints` (`http://HOST:PORT` or
-/// `https://HOST:PORT`) with the timeouts, credentials and TLS settings of
-/// `options`. With TLS settings every endpoint is reached over `https`;
-/// `https` endpoints without them are refused.
-pub async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> StoreResult<Client> {
-    let tls = options.tls.as_ref().map(EtcdTls::load).transpose()?;
-    let endpoints: Vec<String> = match &tls {
-        Some(_) => endpoints
-            .iter()
-            .map(|e| format!("https://{}", host_port(e)))
-            .collect(),
-        None if endpoints.iter().any(|e| e.starts_with("https://")) => {
-            return Err(tls_error(
-                "etcds:// needs TLS settings: at least the CA certificate of the etcd servers \
-                 (--etcd-ca / SIGSWEEP_ETCD_CA)"
-                    .to_string(),
-            ));
-        }
-        None => endpoints.to_vec(),
-    };
-    let mut connect = ConnectOptions::new()
-        .with_timeout(options.request_timeout)
-        .with_connect_timeout(options.connect_timeout)
-        .with_keep_alive(Duration::from_secs(10), options.request_timeout)
-        .with_keep_alive_while_idle(true)
-        .with_require_leader(true);
-    if let Some(creds) = &options.credentials {
-        connect = connect
-            .with_user(creds.username.clone(), creds.password.clone())
-            .with_auto_token_refresh(true);
-    }
-    let tls_on = tls.is_some();
-    if let Some(tls) = tls {
-        connect = connect.with_tls(tls);
-    }
-    let timeout = options.connect_timeout + options.request_timeout;
-    match tokio::time::timeout(timeout, Client::connect(&endpoints, Some(connect))).await {
-        Ok(result) => result.map_err(|e| map_error("connect", e, tls_on)),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "connecting to etcd at {} timed out after {timeout:?}",
-            endpoints.join(",")
-        ))),
-    }
-}
-
 fn conflict(key: &str) -> StoreError {
     StoreError::Conflict {
         key: key.to_string(),
@@ -592,54 +377,8 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// Connection problems, timeouts and a cluster without leader are
-/// retryable; everything else is not. `tls`: the connection uses TLS (a
-/// connection closed under it may be etcd refusing the client certificate).
-fn map_error(what: &str, error: etcd_client::Error, tls: bool) -> StoreError {
-    use etcd_client::Error as E;
-    use tonic::Code;
-    let retryable = match &error {
-        E::TransportError(_) | E::IoError(_) => true,
-        E::GRpcStatus(status) => matches!(
-            status.code(),
-            Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Aborted
-                | Code::ResourceExhausted
-                | Code::Unknown
-        ),
-        _ => false,
-    };
-    let mut message = crate::election::describe_error(&error);
-    // With TLS 1.3 the server checks the client certificate after the
-    // client's side of the handshake is done, so its refusal may arrive
-    // as an alert (hinted above) or as a plain closed connection; so may
-    // TLS to a plaintext endpoint, and plaintext to a TLS endpoint.
-    let lower = message.to_lowercase();
-    let closed = ["connection closed", "connection reset", "broken pipe"]
-        .iter()
-        .any(|c| lower.contains(c));
-    if closed && crate::election::tls_hint(&message).is_none() {
-        message.push_str(if tls {
-            " (etcd closed the TLS connection: if this persists, check that the endpoint serves \
-             TLS (https) and that etcd accepts this client's certificate: etcd started with \
-             --client-cert-auth needs --etcd-cert/--etcd-key signed by a CA it trusts)"
-        } else {
-            " (etcd closed the connection: if this persists and etcd serves TLS, give its CA \
-             with --etcd-ca, and --etcd-cert/--etcd-key if it requires client certificates)"
-        });
-    }
-    if retryable {
-        StoreError::Unavailable(format!("etcd {what}: {message}"))
-    } else {
-        StoreError::Internal(format!("etcd {what}: {message}"))
-    }
-}
-
 #[cfg(test)]
-#[path = "../../tests/common/etcd.rs"]
-pub(crate) mod test_etcd;
+pub(crate) use sigsweep_testkit::etcd as test_etcd;
 
 #[cfg(test)]
 mod tests {

@@ -39,6 +39,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::errors::{describe_error, is_retryable};
+pub use super::fence::Fence;
+
 /// Pause between retries of a failed request.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// Bound on one lease request (grant, keep-alive, revoke) or key check.
@@ -55,59 +58,6 @@ pub enum ElectionError {
 }
 
 pub type ElectionResult<T> = Result<T, ElectionError>;
-
-/// What a leader's writes are conditioned on: its leader key, at the
-/// revision etcd created it at (see the module docs). Cheap to clone.
-#[derive(Clone)]
-pub struct Fence {
-    key: Vec<u8>,
-    revision: i64,
-    lost: CancellationToken,
-}
-
-impl std::fmt::Debug for Fence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fence")
-            .field("key", &String::from_utf8_lossy(&self.key))
-            .field("revision", &self.revision)
-            .field("deposed", &self.is_deposed())
-            .finish()
-    }
-}
-
-impl Fence {
-    /// A fence on `key` at creation revision `revision`; `lost` is
-    /// cancelled when the fence is deposed (and deposes it when cancelled).
-    pub fn new(key: impl Into<Vec<u8>>, revision: i64, lost: CancellationToken) -> Self {
-        Self {
-            key: key.into(),
-            revision,
-            lost,
-        }
-    }
-
-    /// The leader key.
-    pub fn key(&self) -> &[u8] {
-        &self.key
-    }
-
-    /// The leader key's creation revision.
-    pub fn revision(&self) -> i64 {
-        self.revision
-    }
-
-    /// Whether leadership is known to be over (lost, resigned, or a write
-    /// was refused).
-    pub fn is_deposed(&self) -> bool {
-        self.lost.is_cancelled()
-    }
-
-    /// Records that leadership is over, e.g. because etcd refused a fenced
-    /// write: the leader's [`LeaderGuard::lost`] fires.
-    pub fn depose(&self) {
-        self.lost.cancel();
-    }
-}
 
 /// Proof of leadership, until [`LeaderGuard::lost`] completes.
 #[must_use = "dropping the guard gives up leadership after the lease TTL"]
@@ -479,91 +429,19 @@ async fn request<T>(
     }
 }
 
-fn map_error(error: etcd_client::Error) -> ElectionError {
-    use etcd_client::Error as E;
-    use tonic::Code;
-    match &error {
-        E::TransportError(_) | E::IoError(_) => ElectionError::Unavailable(describe_error(&error)),
-        E::GRpcStatus(status)
-            if matches!(
-                status.code(),
-                Code::Unavailable
-                    | Code::DeadlineExceeded
-                    | Code::Cancelled
-                    | Code::Aborted
-                    | Code::ResourceExhausted
-                    | Code::Unknown
-            ) =>
-        {
-            ElectionError::Unavailable(describe_error(&error))
-        }
-        _ => ElectionError::Internal(describe_error(&error)),
-    }
-}
-
-/// An etcd client error with its causes, and a hint when TLS is what
-/// failed: `Unknown error: transport error: …: received fatal alert:
-/// BadCertificate (etcd refused this client's certificate: …)` rather than
-/// just `transport error`.
-pub(crate) fn describe_error(error: &etcd_client::Error) -> String {
-    let message = match error {
-        etcd_client::Error::GRpcStatus(status) => {
-            let mut message = format!("{}: {}", status.code(), status.message());
-            append_causes(&mut message, std::error::Error::source(status));
-            message
-        }
-        _ => {
-            let mut message = error.to_string();
-            append_causes(&mut message, std::error::Error::source(error));
-            message
-        }
-    };
-    match tls_hint(&message) {
-        Some(hint) => format!("{message} ({hint})"),
-        None => message,
-    }
-}
-
-fn append_causes(message: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-}
-
-/// What a TLS failure most likely means, from rustls' wording.
-pub(crate) fn tls_hint(message: &str) -> Option<&'static str> {
-    let has = |needle: &str| message.contains(needle);
-    if has("BadCertificate") || has("CertificateRequired") || has("UnknownCA") {
-        Some(
-            "etcd refused this client's TLS certificate: give --etcd-cert/--etcd-key \
-             signed by a CA etcd trusts (its --trusted-ca-file)",
-        )
-    } else if has("UnknownIssuer") || has("NotValidForName") || has("invalid peer certificate") {
-        Some(
-            "etcd's server certificate is not trusted: --etcd-ca must be the CA that signed it, \
-             and it must name the host in the store URL",
-        )
-    } else if has("tls handshake eof")
-        || has("InvalidContentType")
-        || has("CorruptMessage")
-        || has("HandshakeFailure")
-    {
-        Some("TLS handshake failed: does this etcd endpoint serve TLS (https)?")
-    } else {
-        None
-    }
-}
-
 /// Aborts a background task when dropped.
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+fn map_error(error: etcd_client::Error) -> ElectionError {
+    if is_retryable(&error) {
+        ElectionError::Unavailable(describe_error(&error))
+    } else {
+        ElectionError::Internal(describe_error(&error))
     }
 }

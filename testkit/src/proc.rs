@@ -1,14 +1,26 @@
 //! Child processes of the integration tests: output appended to a log file
 //! (shown when an assertion fails), SIGKILLed and reaped on drop.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `sigsweep` binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_sigsweep");
+/// The `sigsweep` binary under test: `$SIGSWEEP_BIN`, else `sigsweep` in
+/// the target directory of the running test (`target/<profile>/`, the
+/// parent of the test's `deps/`).
+pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGSWEEP_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test executable");
+    let dir = exe.parent().expect("deps/");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
+    dir.join("sigsweep")
+}
 
 pub struct Proc {
     child: Option<Child>,
@@ -46,7 +58,7 @@ impl Proc {
 
     /// Starts `sigsweep ARGS` with extra environment variables.
     pub fn spawn(what: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command.args(args);
         for (k, v) in env {
             command.env(k, v);
@@ -109,13 +121,4 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }

@@ -8,16 +8,14 @@
 //! TLS instead (certificates made by the test), optionally requiring client
 //! certificates.
 //!
-//! Shared by the unit tests in `src/store/etcd.rs` (through `#[path]`) and
-//! the `tests/etcd_*.rs` integration tests, and by the root package's
-//! `tests/distributed.rs`.
+//! Used by the coordinator's etcd tests (unit and integration) and the root
+//! package's `tests/distributed.rs`.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 /// Longest wait for etcd to answer after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -334,11 +332,4 @@ fn find_etcd() -> PathBuf {
              run `.ci/install-deps.sh` (installs the `etcd-server` package)"
         ),
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
 }

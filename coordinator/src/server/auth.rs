@@ -1,0 +1,120 @@
+//! Who may call: the interceptor in front of the sweep service, the worker
+//! service and reflection (verified client certificate, or the bearer
+//! token; loopback only without either unless allowed), and the endpoint's
+//! TLS settings.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+/// Who may call the sweep and worker services (every RPC but the gRPC
+/// health service, which is served on its own port).
+///
+/// - A caller that presented a client certificate the server verified
+///   (mutual TLS) is authenticated by it.
+/// - With a token, every other caller must send it
+///   (`authorization: Bearer …`, compared in constant time, never logged).
+/// - Without a token, loopback callers are accepted and others refused,
+///   unless the operator chose [`Auth::allow_unauthenticated`] (`--insecure`).
+#[derive(Clone, Default)]
+pub struct Auth {
+    token: Option<Arc<str>>,
+    allow_unauthenticated: bool,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Requires `token` (surrounding whitespace is ignored; must not be empty).
+    pub fn with_token(token: &str) -> Self {
+        let token = token.trim();
+        Self {
+            token: (!token.is_empty()).then(|| Arc::from(token)),
+            allow_unauthenticated: false,
+        }
+    }
+
+    /// Without a token, also accepts unauthenticated non-loopback callers
+    /// (the operator's `--insecure`). Has no effect when a token is set.
+    pub fn allow_unauthenticated(mut self, allow: bool) -> Self {
+        self.allow_unauthenticated = allow;
+        self
+    }
+
+    /// Whether callers may authenticate with a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Checks the caller of any sweep or worker call.
+    #[allow(clippy::result_large_err)]
+    pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+            // tonic only hands over certificates its verifier accepted
+            // against the configured client CA.
+            return Ok(());
+        }
+        match &self.token {
+            Some(token) => {
+                let sent = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match sent {
+                    Some(sent) if constant_time_eq(sent.as_bytes(), token.as_bytes()) => Ok(()),
+                    Some(_) => Err(Status::unauthenticated("invalid bearer token")),
+                    None => Err(Status::unauthenticated(
+                        "missing bearer token (send `authorization: Bearer <token>`; the CLI and workers take --token-file or SIGSWEEP_TOKEN_FILE)",
+                    )),
+                }
+            }
+            None if self.allow_unauthenticated => Ok(()),
+            None => match request.remote_addr() {
+                Some(addr) if addr.ip().is_loopback() => Ok(()),
+                _ => Err(Status::unauthenticated(
+                    "no token is configured on the coordinator: only loopback clients are served (configure --token-file or mutual TLS, or start the coordinator with --insecure to serve unauthenticated clients)",
+                )),
+            },
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// TLS for the gRPC endpoint, as PEM bytes.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// With a CA, clients must present a certificate it signed (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of [`serve_slot`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub tls: Option<TlsSettings>,
+    pub auth: Auth,
+}

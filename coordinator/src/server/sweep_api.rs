@@ -1,0 +1,121 @@
+//! The sweep service: submit, status, watch, cancel, results.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use sigsweep_proto::v1 as pb;
+use sigsweep_proto::v1::sweep_service_server::SweepService;
+
+use super::convert::progress_to_proto;
+use super::leader::LeaderSlot;
+
+/// The sweep service (users, CLI).
+#[derive(Clone)]
+pub struct SweepApi {
+    pub(super) slot: LeaderSlot,
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::SweepStatus, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl SweepService for SweepApi {
+    async fn submit_sweep(
+        &self,
+        request: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        let coordinator = self.slot.require()?;
+        let req = request.into_inner();
+        let name = if req.source_name.is_empty() {
+            "<submitted>".to_string()
+        } else {
+            req.source_name
+        };
+        let s = coordinator.submit(&req.sweep_toml, &name).await?;
+        Ok(Response::new(pb::SubmitSweepResponse {
+            sweep_id: s.sweep_id,
+            total_trials: s.total_trials,
+            created: s.created,
+        }))
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::SweepStatus>, Status> {
+        let p = self
+            .slot
+            .require()?
+            .progress(&request.into_inner().sweep_id)?;
+        Ok(Response::new(progress_to_proto(&p, true)))
+    }
+
+    async fn list_sweeps(
+        &self,
+        _request: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let sweeps = self
+            .slot
+            .require()?
+            .list()
+            .iter()
+            .map(|p| progress_to_proto(p, false))
+            .collect();
+        Ok(Response::new(pb::ListSweepsResponse { sweeps }))
+    }
+
+    type WatchSweepStream = StatusStream;
+
+    async fn watch_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<Self::WatchSweepStream>, Status> {
+        let mut rx = self.slot.require()?.watch(&request.into_inner().sweep_id)?;
+        let (tx, out) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let terminal = p.state != crate::service::SweepRunState::Running;
+                if tx.send(Ok(progress_to_proto(&p, false))).await.is_err() || terminal {
+                    return;
+                }
+                // Throttle: at most ~10 updates a second.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let stream: StatusStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(out));
+        Ok(Response::new(stream))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::SweepStatus>, Status> {
+        let p = self
+            .slot
+            .require()?
+            .cancel(&request.into_inner().sweep_id)
+            .await?;
+        Ok(Response::new(progress_to_proto(&p, false)))
+    }
+
+    async fn list_results(
+        &self,
+        request: Request<pb::ListResultsRequest>,
+    ) -> Result<Response<pb::ListResultsResponse>, Status> {
+        let results = self
+            .slot
+            .require()?
+            .results(&request.into_inner().sweep_id)
+            .await?
+            .iter()
+            .map(pb::TrialResult::from)
+            .collect();
+        Ok(Response::new(pb::ListResultsResponse { results }))
+    }
+}

@@ -1,0 +1,335 @@
+//! Workers and leases: registration, acquiring and reserving trials,
+//! heartbeats, releases and lease expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::state::WorkerInfo;
+use super::*;
+use crate::scheduler::{Capacity, Holder, RenewOutcome};
+
+impl Coordinator {
+    /// Registers a worker; a known worker id gets a new generation and its
+    /// old leases are fenced off.
+    pub fn register(&self, name: &str, caps: WorkerCaps) -> Registration {
+        let mut state = self.state();
+        let generation = state.next_generation;
+        state.next_generation += 1;
+        let worker_id = if name.is_empty() {
+            format!("worker-{generation}")
+        } else {
+            name.to_string()
+        };
+        let fenced = state.scheduler.fence(&worker_id, generation);
+        state.workers.insert(
+            worker_id.clone(),
+            WorkerInfo {
+                generation,
+                caps,
+                last_seen: Instant::now(),
+            },
+        );
+        for lease in &fenced {
+            state.note_requeued(&lease.trial.trial_id);
+        }
+        drop(state);
+        if !fenced.is_empty() {
+            self.inner.work_available.notify_waiters();
+        }
+        tracing::info!(worker = %worker_id, generation, "worker registered");
+        Registration {
+            worker_id,
+            generation,
+        }
+    }
+
+    /// Keeps the declarations of the models a registering worker can train
+    /// beyond the built-in ones (whose declarations the coordinator has
+    /// itself), so that sweeps for them are checked at submit. The latest
+    /// declaration of a name wins; at most [`MAX_DECLARED_MODELS`] are kept.
+    pub fn declare_models(&self, models: &[sigsweep_types::ModelDecl]) -> Result<()> {
+        let custom: Vec<&sigsweep_types::ModelDecl> = models
+            .iter()
+            .filter(|m| sigsweep_types::params::model(&m.name).is_none())
+            .collect();
+        let mut state = self.state();
+        let new = custom
+            .iter()
+            .filter(|m| !state.declared.contains_key(m.name.as_ref()))
+            .count();
+        if state.declared.len() + new > MAX_DECLARED_MODELS {
+            return Err(CoordinatorError::Invalid(format!(
+                "the coordinator keeps the declarations of at most {MAX_DECLARED_MODELS} models besides the built-in ones"
+            )));
+        }
+        for m in custom {
+            state.declared.insert(m.name.to_string(), m.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks that `worker_id` is registered with `generation`, notes that it
+    /// is alive, and returns it as a lease holder.
+    pub(super) fn check_worker(
+        state: &mut State,
+        worker_id: &str,
+        generation: u64,
+    ) -> Result<Holder> {
+        let info = state
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| CoordinatorError::UnknownWorker(worker_id.to_string()))?;
+        if info.generation != generation {
+            return Err(CoordinatorError::StaleGeneration {
+                worker: worker_id.to_string(),
+                got: generation,
+                current: info.generation,
+            });
+        }
+        info.last_seen = Instant::now();
+        Ok(Holder {
+            worker_id: worker_id.to_string(),
+            generation,
+        })
+    }
+
+    /// Leases a trial to a worker, waiting up to `wait` for one.
+    pub async fn acquire(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        wait: Duration,
+    ) -> Result<Option<Assignment>> {
+        let deadline = Instant::now() + wait.min(self.inner.config.max_acquire_wait);
+        loop {
+            let notified = self.inner.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(a) = self.try_acquire(worker_id, generation)? {
+                return Ok(Some(a));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Like [`Coordinator::acquire`], but may return up to `max` trials:
+    /// further seeds of the same configuration when the sweep fuses seeds.
+    pub async fn acquire_many(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Assignment>> {
+        let deadline = Instant::now() + wait.min(self.inner.config.max_acquire_wait);
+        loop {
+            let notified = self.inner.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.try_acquire_many(worker_id, generation, max.max(1))?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    pub(super) fn try_acquire(
+        &self,
+        worker_id: &str,
+        generation: u64,
+    ) -> Result<Option<Assignment>> {
+        Ok(self
+            .try_acquire_many(worker_id, generation, 1)?
+            .into_iter()
+            .next())
+    }
+
+    pub(super) fn try_acquire_many(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        max: usize,
+    ) -> Result<Vec<Assignment>> {
+        self.lease_for(worker_id, generation, max, false)
+    }
+
+    /// Leases the trials a busy worker will start after its running ones (a
+    /// reservation: see [`crate::scheduler`]); never waits. The worker
+    /// heartbeats a reservation like any lease, and marks it started with
+    /// its first heartbeat after starting it.
+    pub fn reserve(&self, worker_id: &str, generation: u64, max: usize) -> Result<Vec<Assignment>> {
+        self.lease_for(worker_id, generation, max.max(1), true)
+    }
+
+    pub(super) fn lease_for(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        max: usize,
+        reserve: bool,
+    ) -> Result<Vec<Assignment>> {
+        let mut state = self.state();
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
+        let capacity = state
+            .workers
+            .get(worker_id)
+            .map_or(Capacity::gpus(0), |w| Capacity {
+                gpu_slots: w.caps.gpus.len() as u32,
+                sharers: w.caps.trials_per_gpu.max(1),
+            });
+        let now = Instant::now();
+        let leases = if reserve {
+            state.scheduler.reserve_group(holder, capacity, max, now)
+        } else {
+            state.scheduler.acquire_group(holder, capacity, max, now)
+        };
+        let mut out = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let entry = state
+                .trials
+                .get_mut(&lease.trial.trial_id)
+                .ok_or_else(|| CoordinatorError::UnknownTrial(lease.trial.trial_id.to_string()))?;
+            // Taking over a reservation that never started is not an attempt.
+            let taken_over = lease.taken_from.is_some();
+            if !taken_over {
+                entry.attempts += 1;
+            }
+            out.push(Assignment {
+                lease_id: lease.lease_id.clone(),
+                attempt: entry.attempts,
+                sweep_id: lease.trial.sweep_id.to_string(),
+                spec: entry.spec.clone(),
+                trial: entry.plan.clone(),
+            });
+            if !taken_over {
+                state.note_started(&lease.trial.trial_id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks leases of a reservation as started (the worker's first
+    /// heartbeat for them). Returns the ones that are gone or cancelled.
+    pub fn start_reserved(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        lease_ids: &[String],
+    ) -> Result<Vec<String>> {
+        if lease_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.state();
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
+        let now = Instant::now();
+        Ok(lease_ids
+            .iter()
+            .filter(|id| {
+                !matches!(
+                    state.scheduler.renew(id, &holder, true, now),
+                    RenewOutcome::Renewed { cancelled: false }
+                )
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Renews a lease. Returns `(lease_valid, cancel)`. A worker that kept
+    /// running through a coordinator restart re-adopts its trial here.
+    /// `reserved` is true while the lease is a reservation the worker has
+    /// not started.
+    pub fn heartbeat(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        lease_id: &str,
+        trial_id: &str,
+        reserved: bool,
+    ) -> Result<(bool, bool)> {
+        let mut state = self.state();
+        let holder = Self::check_worker(&mut state, worker_id, generation)?;
+        let now = Instant::now();
+        match state.scheduler.renew(lease_id, &holder, !reserved, now) {
+            RenewOutcome::Renewed { cancelled } => Ok((true, cancelled)),
+            RenewOutcome::NotHolder => Ok((false, false)),
+            RenewOutcome::Unknown => {
+                if !trial_id.is_empty() && state.scheduler.adopt(trial_id, lease_id, holder, now) {
+                    state.note_started(trial_id);
+                    tracing::info!(worker = %worker_id, trial = %trial_id, "lease re-adopted");
+                    Ok((true, false))
+                } else {
+                    Ok((false, false))
+                }
+            }
+        }
+    }
+
+    /// Hands a trial back without counting a failure (a draining worker).
+    pub fn release(&self, worker_id: &str, generation: u64, trial_id: &str) -> Result<()> {
+        {
+            let mut state = self.state();
+            Self::check_worker(&mut state, worker_id, generation)?;
+            state.scheduler.requeue(trial_id);
+            state.note_requeued(trial_id);
+        }
+        self.inner.work_available.notify_waiters();
+        Ok(())
+    }
+
+    /// Expires overdue leases; returns how many trials went back to the queue.
+    pub fn expire_leases(&self) -> usize {
+        let expired = {
+            let mut state = self.state();
+            let expired = state.scheduler.expire(Instant::now());
+            for l in &expired {
+                state.note_requeued(&l.trial.trial_id);
+                tracing::warn!(trial = %l.trial.trial_id, worker = %l.holder.worker_id, "lease expired; trial re-queued");
+            }
+            expired.len()
+        };
+        if expired > 0 {
+            self.inner.work_available.notify_waiters();
+            let sweeps: Vec<Arc<str>> = self
+                .state()
+                .sweeps
+                .keys()
+                .map(|k| Arc::from(k.as_str()))
+                .collect();
+            for s in sweeps {
+                self.publish(&s);
+            }
+        }
+        expired
+    }
+
+    /// Runs lease expiry until `shutdown`.
+    pub async fn run_expiry(self, shutdown: CancellationToken) {
+        let period = (self.inner.config.lease_ttl / 4).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => { self.expire_leases(); }
+            }
+        }
+    }
+
+    /// Number of workers seen within the last lease TTL.
+    pub fn live_workers(&self) -> usize {
+        let ttl = self.inner.config.lease_ttl;
+        self.state()
+            .workers
+            .values()
+            .filter(|w| w.last_seen.elapsed() <= ttl)
+            .count()
+    }
+}

@@ -1,0 +1,256 @@
+//! Outcomes: completions (checked against their bounds, lease and the
+//! sweep's protocol) and failures.
+
+use std::collections::BTreeMap;
+
+use super::sweeps::json_config;
+use super::*;
+use crate::store::ResultRecord;
+use crate::sweep::SweepSpec;
+
+impl Coordinator {
+    /// Stores a completed trial. Returns whether it was stored (false for a
+    /// duplicate).
+    ///
+    /// A completion is checked before anything is stored: its size against
+    /// [`MAX_METRICS`] and [`MAX_METRIC_NAME`] (an `Invalid` error naming
+    /// the limit), its lease (one that is live for another trial is refused),
+    /// and its metrics against the sweep's protocol: every reported metric
+    /// and the selection metric must be there, finite, for each split the
+    /// protocol uses. A completion that fails the last check fails its trial
+    /// for good (the same training would report the same metrics), with a
+    /// reason naming the metric, and the call answers `Invalid`.
+    pub async fn complete(&self, c: Completion) -> Result<bool> {
+        check_metric_bounds("test_metrics", &c.test_metrics)?;
+        check_metric_bounds("valid_metrics", &c.valid_metrics)?;
+        let protocol_error = {
+            let mut state = self.state();
+            Self::check_worker(&mut state, &c.worker_id, c.generation)?;
+            if let Some(lease) = state.scheduler.lease_by_id(&c.lease_id)
+                && &*lease.trial.trial_id != c.trial_id.as_str()
+            {
+                return Err(CoordinatorError::Invalid(format!(
+                    "lease `{}` is held for another trial, not `{}`",
+                    c.lease_id, c.trial_id
+                )));
+            }
+            let entry = state
+                .trials
+                .get(c.trial_id.as_str())
+                .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
+            check_protocol_metrics(&entry.spec, &c)
+        };
+        if let Some(reason) = protocol_error {
+            self.fail_with(&c.worker_id, c.generation, &c.trial_id, &reason, false)
+                .await?;
+            return Err(CoordinatorError::Invalid(format!(
+                "completion refused and the trial failed: {reason}"
+            )));
+        }
+        let (result, sweeps) = {
+            let mut state = self.state();
+            Self::check_worker(&mut state, &c.worker_id, c.generation)?;
+            // The lease must be this worker's, or nobody's (expired, or
+            // unknown after a coordinator restart).
+            if let Some(lease) = state.scheduler.lease_of(&c.trial_id)
+                && (lease.holder.worker_id != c.worker_id
+                    || lease.holder.generation != c.generation)
+            {
+                tracing::info!(trial = %c.trial_id, worker = %c.worker_id, "completion from a worker that lost its lease; storing if first");
+            }
+            let entry = state
+                .trials
+                .get(c.trial_id.as_str())
+                .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
+            let result = ResultRecord {
+                trial_id: c.trial_id.clone(),
+                sweep_id: entry
+                    .sweeps
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                config_key: entry.plan.config.key.clone(),
+                config: json_config(&entry.plan.config.values),
+                seed: entry.plan.seed,
+                status: sigsweep_types::TrialStatus::Completed,
+                metrics: c.test_metrics.clone(),
+                valid_metrics: c.valid_metrics.clone(),
+                selected_epoch: Some(c.selected_epoch),
+                failure: None,
+                attempts: entry.attempts.max(1),
+                seconds: c.seconds,
+                worker: c.worker_id.clone(),
+            };
+            (result, entry.sweeps.clone())
+        };
+        let stored = self.inner.catalog.put_result(&result).await?;
+        {
+            let mut state = self.state();
+            let was_done = state
+                .trials
+                .get(c.trial_id.as_str())
+                .is_some_and(|e| e.done);
+            if let Some(e) = state.trials.get_mut(c.trial_id.as_str()) {
+                e.done = true;
+            }
+            let had_lease = state.scheduler.finish(&c.trial_id).is_some();
+            if stored && !was_done {
+                state.note_finished(&result, had_lease);
+            }
+        }
+        self.after_change(Some(&sweeps)).await;
+        Ok(stored)
+    }
+
+    /// Records a failed attempt; the trial is retried until `max_retries`,
+    /// then stored as failed with its reason. Returns whether it will retry.
+    pub async fn fail(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        trial_id: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        self.fail_with(worker_id, generation, trial_id, reason, true)
+            .await
+    }
+
+    /// Like [`Coordinator::fail`]; a failure that is not `retryable` (bad
+    /// parameters, a missing file, a wrong format, a divergence from the
+    /// same seed: the same attempt would fail the same way) fails the trial
+    /// at once, without retries.
+    pub async fn fail_with(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        trial_id: &str,
+        reason: &str,
+        retryable: bool,
+    ) -> Result<bool> {
+        let (max_retries, sweeps) = {
+            let mut state = self.state();
+            Self::check_worker(&mut state, worker_id, generation)?;
+            let entry = state
+                .trials
+                .get(trial_id)
+                .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
+            if entry.done {
+                return Ok(false);
+            }
+            (entry.spec.resources.max_retries, entry.sweeps.clone())
+        };
+        let failures = self.inner.catalog.record_failure(trial_id, reason).await?;
+        let retry = retryable && failures.attempts <= max_retries;
+        tracing::warn!(trial = %trial_id, worker = %worker_id, attempts = failures.attempts, retry, reason, "trial failed");
+        if retry {
+            {
+                let mut state = self.state();
+                state.scheduler.requeue(trial_id);
+                state.note_requeued(trial_id);
+            }
+            self.inner.work_available.notify_waiters();
+            self.after_change(Some(&sweeps)).await;
+            return Ok(true);
+        }
+        let result = {
+            let state = self.state();
+            let entry = state
+                .trials
+                .get(trial_id)
+                .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
+            ResultRecord {
+                trial_id: trial_id.to_string(),
+                sweep_id: entry
+                    .sweeps
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                config_key: entry.plan.config.key.clone(),
+                config: json_config(&entry.plan.config.values),
+                seed: entry.plan.seed,
+                status: sigsweep_types::TrialStatus::Failed,
+                metrics: BTreeMap::new(),
+                valid_metrics: BTreeMap::new(),
+                selected_epoch: None,
+                failure: Some(reason.to_string()),
+                attempts: failures.attempts,
+                seconds: 0.0,
+                worker: worker_id.to_string(),
+            }
+        };
+        let stored = self.inner.catalog.put_result(&result).await?;
+        {
+            let mut state = self.state();
+            let was_done = state.trials.get(trial_id).is_some_and(|e| e.done);
+            if let Some(e) = state.trials.get_mut(trial_id) {
+                e.done = true;
+            }
+            let had_lease = state.scheduler.finish(trial_id).is_some();
+            if stored && !was_done {
+                state.note_finished(&result, had_lease);
+            }
+        }
+        self.after_change(Some(&sweeps)).await;
+        Ok(false)
+    }
+}
+
+/// Most metrics one completion may carry per split.
+pub const MAX_METRICS: usize = 1024;
+
+/// Longest metric name, in bytes.
+pub const MAX_METRIC_NAME: usize = 128;
+
+pub(super) fn check_metric_bounds(field: &str, metrics: &BTreeMap<String, f64>) -> Result<()> {
+    if metrics.len() > MAX_METRICS {
+        return Err(CoordinatorError::Invalid(format!(
+            "{field} has {} metrics, more than the limit of {MAX_METRICS}",
+            metrics.len()
+        )));
+    }
+    if let Some(name) = metrics.keys().find(|k| k.len() > MAX_METRIC_NAME) {
+        return Err(CoordinatorError::Invalid(format!(
+            "{field}: a metric name of {} bytes is longer than the limit of {MAX_METRIC_NAME} (`{}…`)",
+            name.len(),
+            name.chars().take(32).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Why a completion does not satisfy its sweep's protocol, if it does not:
+/// a non-finite value, or a reported or selection metric missing from a
+/// split the protocol uses (test always; validation when epochs are
+/// selected on it).
+pub(super) fn check_protocol_metrics(spec: &SweepSpec, c: &Completion) -> Option<String> {
+    let splits: &[(&str, &BTreeMap<String, f64>)] = if spec.metrics.select_split == "test" {
+        &[("test", &c.test_metrics), ("valid", &c.valid_metrics)]
+    } else {
+        &[("valid", &c.valid_metrics), ("test", &c.test_metrics)]
+    };
+    for (split, metrics) in splits {
+        if let Some((name, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+            return Some(format!("{split} metric `{name}` is not finite ({v})"));
+        }
+    }
+    let required: Vec<&str> = spec
+        .metrics
+        .report
+        .keys()
+        .map(String::as_str)
+        .chain(std::iter::once(spec.metrics.select.as_str()))
+        .collect();
+    let used = if spec.metrics.select_split == "test" {
+        &splits[..1]
+    } else {
+        splits
+    };
+    for (split, metrics) in used {
+        if let Some(missing) = required.iter().find(|m| !metrics.contains_key(**m)) {
+            return Some(format!(
+                "the {split} metrics lack `{missing}`, which the sweep's [metrics] names"
+            ));
+        }
+    }
+    None
+}
