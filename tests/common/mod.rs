@@ -6,6 +6,10 @@
 
 pub use sigsweep_testkit::{etcd, fixture};
 
+pub mod cluster;
+pub mod local;
+pub mod netns;
+
 pub mod proc {
     pub use sigsweep_testkit::free_port;
     pub use sigsweep_testkit::proc::*;

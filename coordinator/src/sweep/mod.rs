@@ -10,11 +10,14 @@
 //! stored results) of the trials that were already there.
 
 mod confirm;
+mod error;
 mod file;
+mod locate;
 mod report;
 mod value;
 
 pub use confirm::Confirmation;
+pub use error::SweepError;
 pub use file::{
     DatasetSection, Goal, MetricsSection, ModelSection, ResourcesSection, SeedsSpec,
     TrainingSection,
@@ -26,18 +29,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sigsweep_types::ModelDecl;
 
-use file::{RawSweep, SpanLocator};
-
-/// An error in a sweep file: where it is and what is wrong.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
-#[error("{file}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
-pub struct SweepError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub key: Option<String>,
-    pub message: String,
-}
+use file::RawSweep;
+use locate::SpanLocator;
 
 /// Maximum number of trials one sweep may expand into.
 pub const MAX_TRIALS: usize = 100_000;

@@ -1,0 +1,108 @@
+//! Where in a sweep file a key is: byte offsets to lines, columns and key
+//! names, for errors that name file, line and key.
+
+use super::error::SweepError;
+
+/// Maps byte offsets of the source to lines, columns and keys.
+pub(super) struct SpanLocator<'a> {
+    source: &'a str,
+    file: &'a str,
+}
+
+impl<'a> SpanLocator<'a> {
+    pub(super) fn new(source: &'a str, file: &'a str) -> Self {
+        Self { source, file }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, column)
+    }
+
+    /// The dotted key at `offset`: the enclosing `[table]` and the `key =` of
+    /// the line.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.source.len());
+        let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.source[offset..]
+            .find('\n')
+            .map_or(self.source.len(), |i| offset + i);
+        let line = &self.source[line_start..line_end];
+        let table = self.source[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && !l.starts_with("[["))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            return Some(
+                trimmed
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string(),
+            );
+        }
+        let key = line.split('=').next().map(str::trim).filter(|k| {
+            line.contains('=')
+                && !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '"')
+        });
+        match (table, key) {
+            (Some(t), Some(k)) => Some(format!("{t}.{}", k.trim_matches('"'))),
+            (None, Some(k)) => Some(k.trim_matches('"').to_string()),
+            (t, None) => t,
+        }
+    }
+
+    pub(super) fn at(
+        &self,
+        offset: usize,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> SweepError {
+        let (line, column) = self.line_col(offset);
+        SweepError {
+            file: self.file.to_string(),
+            line,
+            column,
+            key,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> SweepError {
+        let offset = e.span().map_or(0, |s| s.start);
+        let mut message = e.message().trim().to_string();
+        let key = e.span().and_then(|s| self.key_at(s.start));
+        if e.span().is_none() {
+            message = e.to_string().trim().to_string();
+        }
+        self.at(offset, key, message)
+    }
+
+    /// An error about `key` in `[table]`: points at the line where the key is
+    /// written (or the table header if the key cannot be found).
+    pub(super) fn key_error(&self, table: &str, key: &str, message: String) -> SweepError {
+        let header = format!("[{table}]");
+        let table_start = self.source.find(&header).map_or(0, |i| i + header.len());
+        let mut offset = table_start;
+        let mut pos = table_start;
+        for line in self.source[table_start..].split_inclusive('\n') {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                break;
+            }
+            if t.split('=').next().map(str::trim) == Some(key) && t.contains('=') {
+                offset = pos + (line.len() - t.len());
+                break;
+            }
+            pos += line.len();
+        }
+        self.at(offset, Some(format!("{table}.{key}")), message)
+    }
+}

@@ -1,0 +1,224 @@
+//! MMIC's (and the MM-DFN baseline's) settings, read from a trial's
+//! parameters: [`MmicConfig::from_params`], with [`Variant`]'s defaults.
+
+use sigsweep_data::erc::ErcDataset;
+
+use super::net::NetConfig;
+use crate::trial::{Params, TrainError};
+
+pub(super) fn invalid(key: &str, message: impl Into<String>) -> TrainError {
+    TrainError::InvalidParam {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Everything a trial of `mmic` is configured with.
+#[derive(Debug, Clone)]
+pub struct MmicConfig {
+    pub net: NetConfig,
+    pub alpha: f64,
+    pub beta: f64,
+    pub zeta: f64,
+    pub tau: f64,
+    pub focal_gamma: f64,
+    pub class_weight: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub mi_lr: f64,
+    pub batch_size: usize,
+    /// Per class: in the negative-valence group.
+    pub negative: Vec<bool>,
+}
+
+fn parse_dash_list(key: &str, s: &str) -> Result<Vec<f64>, TrainError> {
+    s.split('-')
+        .map(|x| {
+            x.trim().parse::<f64>().map_err(|_| {
+                invalid(
+                    key,
+                    format!("`{s}` is not a dash-separated list of numbers"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Negative-valence classes of a dataset by class name (see module docs).
+pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
+    const NEG: &[&str] = &[
+        "sad",
+        "ang",
+        "fru",
+        "dis",
+        "fea",
+        "sadness",
+        "anger",
+        "angry",
+        "frustrated",
+        "frustration",
+        "disgust",
+        "fear",
+    ];
+    let c = data.n_classes;
+    let by_name: Vec<bool> = (0..c)
+        .map(|i| {
+            data.class_names
+                .get(i)
+                .is_some_and(|n| NEG.contains(&n.to_lowercase().as_str()))
+        })
+        .collect();
+    if by_name.iter().any(|&b| b) {
+        by_name
+    } else {
+        (0..c).map(|i| i >= c.div_ceil(2)).collect()
+    }
+}
+
+/// Which model's defaults a trial starts from: MMIC, or the MM-DFN
+/// baseline (the same network with the auxiliary losses off and a GRU text
+/// encoder). The registry maps the model names to variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Mmic,
+    MmDfn,
+}
+
+impl MmicConfig {
+    /// Reads the trial parameters; [`Variant::MmDfn`] changes the defaults
+    /// only.
+    pub fn from_params(
+        variant: Variant,
+        p: &Params,
+        data: &ErcDataset,
+    ) -> Result<Self, TrainError> {
+        let mmdfn = variant == Variant::MmDfn;
+        let def = if mmdfn { 0.0 } else { 1.0 };
+        let alpha = p.f64_in("alpha", def, 0.0, 1e6)?;
+        let beta = p.f64_in("beta", if mmdfn { 0.0 } else { 0.05 }, 0.0, 1e6)?;
+        let zeta = p.f64_in("zeta", if mmdfn { 0.0 } else { 0.05 }, 0.0, 1e6)?;
+        // `losses`: which auxiliary losses are on ("all", "none", or a
+        // '+'-list of scl, cpc, ba); the others get weight 0. Lets one grid
+        // key express MMIC, its ablations and the MM-DFN baseline.
+        let on = p.text("losses", "all")?;
+        let (mut alpha, mut beta, mut zeta) = (alpha, beta, zeta);
+        if on != "all" {
+            let parts: Vec<&str> = if on == "none" {
+                Vec::new()
+            } else {
+                on.split('+').map(str::trim).collect()
+            };
+            if let Some(bad) = parts.iter().find(|x| !["scl", "cpc", "ba"].contains(x)) {
+                return Err(invalid(
+                    "losses",
+                    format!(
+                        "unknown loss `{bad}`: expected all, none, or a '+'-list of scl, cpc, ba"
+                    ),
+                ));
+            }
+            if !parts.contains(&"scl") {
+                alpha = 0.0;
+            }
+            if !parts.contains(&"cpc") {
+                beta = 0.0;
+            }
+            if !parts.contains(&"ba") {
+                zeta = 0.0;
+            }
+        }
+        let sw = parse_dash_list("speaker_weights", &p.text("speaker_weights", "3-0-1")?)?;
+        if sw.len() != 3 {
+            return Err(invalid(
+                "speaker_weights",
+                "expected three weights \"a-v-t\"",
+            ));
+        }
+        let gammas = [
+            p.f64("gamma_a", sw[0])?,
+            p.f64("gamma_v", sw[1])?,
+            p.f64("gamma_t", sw[2])?,
+        ];
+        let text_lstm = match p
+            .text("text_encoder", if mmdfn { "gru" } else { "lstm" })?
+            .as_str()
+        {
+            "lstm" => true,
+            "gru" => false,
+            other => {
+                return Err(invalid(
+                    "text_encoder",
+                    format!("`{other}`: expected lstm or gru"),
+                ));
+            }
+        };
+        let hidden = p.positive("hidden", 200)?;
+        if hidden % 2 != 0 {
+            return Err(invalid("hidden", "must be even (two directions)"));
+        }
+        // `weight_decay` (training key, always sent by the coordinator, 0 by
+        // default) or its alias `l2` (MM-DFN's name); a non-zero
+        // `weight_decay` that disagrees with `l2` is an error.
+        let wd_training = p.f64("weight_decay", f64::NAN)?;
+        let wd_l2 = p.f64("l2", f64::NAN)?;
+        let weight_decay = match (wd_training.is_nan(), wd_l2.is_nan()) {
+            (true, true) => 1e-4,
+            (false, true) => wd_training,
+            (true, false) => wd_l2,
+            (false, false) if wd_training == 0.0 || wd_training == wd_l2 => wd_l2,
+            (false, false) => {
+                return Err(invalid(
+                    "l2",
+                    "`l2` and a non-zero `weight_decay` disagree; give one of them",
+                ));
+            }
+        };
+        let c = data.n_classes;
+        let neg_text = p.text("negative_classes", "")?;
+        let negative = if neg_text.is_empty() {
+            negative_classes(data)
+        } else {
+            let ids = parse_dash_list("negative_classes", &neg_text)?;
+            let mut v = vec![false; c];
+            for id in ids {
+                let i = id as usize;
+                if id < 0.0 || i >= c || id.fract() != 0.0 {
+                    return Err(invalid(
+                        "negative_classes",
+                        format!("{id} is not a class index below {c}"),
+                    ));
+                }
+                v[i] = true;
+            }
+            v
+        };
+        Ok(Self {
+            net: NetConfig {
+                dims: data.dims,
+                n_classes: c,
+                hidden,
+                graph_hidden: p.positive("graph_hidden", 100)?,
+                layers: p.positive("layers", 16)?,
+                text_lstm,
+                text_layers: p.positive("text_layers", 2)?,
+                dropout: p.f64_in("dropout", 0.4, 0.0, 0.95)?,
+                gammas,
+                gcn_alpha: p.f64_in("gcn_alpha", 0.2, 0.0, 1.0)?,
+                gcn_lambda: p.f64_in("gcn_lambda", 0.5, 0.0, 1e6)?,
+                ent_dim: p.positive("ba_entropy_dim", 8)?,
+            },
+            alpha,
+            beta,
+            zeta,
+            tau: p.f64_in("scl_temperature", 0.1, 1e-6, 1e6)?,
+            focal_gamma: p.f64_in("focal_gamma", 0.0, 0.0, 100.0)?,
+            class_weight: p.bool("class_weight", false)?,
+            lr: p.f64("lr", 3e-4)?,
+            weight_decay,
+            grad_clip: p.f64("grad_clip", 0.0)?,
+            mi_lr: p.f64("mi_lr", 1e-3)?,
+            batch_size: p.positive("batch_size", 16)?,
+            negative,
+        })
+    }
+}
