@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::state::TrialEntry;
 use super::sweeps::json_config;
 use super::*;
 use crate::store::ResultRecord;
@@ -63,23 +64,17 @@ impl Coordinator {
                 .get(c.trial_id.as_str())
                 .ok_or_else(|| CoordinatorError::UnknownTrial(c.trial_id.clone()))?;
             let result = ResultRecord {
-                trial_id: c.trial_id.clone(),
-                sweep_id: entry
-                    .sweeps
-                    .first()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                config_key: entry.plan.config.key.clone(),
-                config: json_config(&entry.plan.config.values),
-                seed: entry.plan.seed,
-                status: sigsweep_types::TrialStatus::Completed,
                 metrics: c.test_metrics.clone(),
                 valid_metrics: c.valid_metrics.clone(),
                 selected_epoch: Some(c.selected_epoch),
-                failure: None,
                 attempts: entry.attempts.max(1),
                 seconds: c.seconds,
-                worker: c.worker_id.clone(),
+                ..record_of(
+                    &c.trial_id,
+                    entry,
+                    sigsweep_types::TrialStatus::Completed,
+                    &c.worker_id,
+                )
             };
             (result, entry.sweeps.clone())
         };
@@ -159,23 +154,14 @@ impl Coordinator {
                 .get(trial_id)
                 .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
             ResultRecord {
-                trial_id: trial_id.to_string(),
-                sweep_id: entry
-                    .sweeps
-                    .first()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                config_key: entry.plan.config.key.clone(),
-                config: json_config(&entry.plan.config.values),
-                seed: entry.plan.seed,
-                status: sigsweep_types::TrialStatus::Failed,
-                metrics: BTreeMap::new(),
-                valid_metrics: BTreeMap::new(),
-                selected_epoch: None,
                 failure: Some(reason.to_string()),
                 attempts: failures.attempts,
-                seconds: 0.0,
-                worker: worker_id.to_string(),
+                ..record_of(
+                    trial_id,
+                    entry,
+                    sigsweep_types::TrialStatus::Failed,
+                    worker_id,
+                )
             }
         };
         let stored = self.inner.catalog.put_result(&result).await?;
@@ -253,4 +239,34 @@ pub(super) fn check_protocol_metrics(spec: &SweepSpec, c: &Completion) -> Option
         }
     }
     None
+}
+
+/// The result record of `trial_id` as the sweep defines it (identity,
+/// configuration, seed), with `status` and `worker` and no outcome yet: the
+/// one place a record is built from a trial.
+fn record_of(
+    trial_id: &str,
+    entry: &TrialEntry,
+    status: sigsweep_types::TrialStatus,
+    worker: &str,
+) -> ResultRecord {
+    ResultRecord {
+        trial_id: trial_id.to_string(),
+        sweep_id: entry
+            .sweeps
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        config_key: entry.plan.config.key.clone(),
+        config: json_config(&entry.plan.config.values),
+        seed: entry.plan.seed,
+        status,
+        metrics: BTreeMap::new(),
+        valid_metrics: BTreeMap::new(),
+        selected_epoch: None,
+        failure: None,
+        attempts: 0,
+        seconds: 0.0,
+        worker: worker.to_string(),
+    }
 }

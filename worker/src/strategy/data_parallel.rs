@@ -53,7 +53,7 @@
 //! Each is tested against the plain trainer (same per-epoch losses, metrics
 //! and selected epoch) in `worker/tests/{parallel,fdcmdie,mmic}.rs`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -67,7 +67,7 @@ use crate::models;
 use crate::tensor::materialize;
 use crate::trial::{
     EpochReport, LocalPart, ReplicaOptim, Replicas, Selector, Sharded, ShardedVisitor, Split,
-    TrainError, TrialOutcome, TrialRequest, check_mean_loss,
+    TrainError, TrialOutcome, TrialRequest, check_mean_loss, train_epoch_steps,
 };
 
 struct Replica<B: AutodiffBackend, M, O> {
@@ -399,25 +399,10 @@ impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Lo
         let mut dp = DataParallel::new(model, devices, optim, reduce)?;
         let mut selector = Selector::new(req);
         for epoch in 1..=epochs {
-            let mut total = 0.0;
-            let mut steps = 0usize;
-            for (step, batch) in workload.epoch_batches().iter().enumerate() {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(TrainError::Cancelled);
-                }
-                let value = workload.step(&mut dp, batch)?;
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        what: "training loss",
-                        value,
-                        epoch,
-                        step: step + 1,
-                    });
-                }
-                total += value;
-                steps += 1;
-            }
-            let loss = total / steps.max(1) as f64;
+            let batches = workload.epoch_batches();
+            let loss = train_epoch_steps(&batches, epoch, cancel, |batch| {
+                workload.step(&mut dp, batch)
+            })?;
             check_mean_loss(loss, epoch)?;
             let model = dp.model(0).ok_or_else(TrainError::model_lost)?.valid();
             let valid = workload.evaluate_with(&model, Split::Valid)?;

@@ -16,7 +16,7 @@ pub mod workload;
 
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
-pub use outcome::{EpochReport, TrialOutcome};
+pub use outcome::{EpochReport, TrialOutcome, train_epoch_steps};
 pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
 pub use request::{Split, TrialRequest};

@@ -8,6 +8,7 @@
 //! ([`check_mean_loss`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::TrainError;
 use super::request::{Split, TrialRequest};
@@ -29,6 +30,38 @@ pub struct TrialOutcome {
     pub test_metrics: BTreeMap<String, f64>,
     pub seconds: f64,
     pub epochs: Vec<(f64, BTreeMap<String, f64>)>,
+}
+
+/// One training epoch: `step` trains on each batch in order and returns its
+/// loss; the epoch stops with [`TrainError::Cancelled`] when `cancel` is set
+/// between steps, and with [`TrainError::NonFinite`] (naming the epoch and
+/// the 1-based step) at the first non-finite loss. A step that sees a
+/// non-finite loss should return it without updating the model. Returns the
+/// mean loss over the steps. Every trainer's epoch (each model's plain
+/// workload, the data-parallel strategy) goes through here.
+pub fn train_epoch_steps<T>(
+    batches: &[T],
+    epoch: u32,
+    cancel: &AtomicBool,
+    mut step: impl FnMut(&T) -> Result<f64, TrainError>,
+) -> Result<f64, TrainError> {
+    let mut total = 0.0;
+    for (i, batch) in batches.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TrainError::Cancelled);
+        }
+        let value = step(batch)?;
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                what: "training loss",
+                value,
+                epoch,
+                step: i + 1,
+            });
+        }
+        total += value;
+    }
+    Ok(total / batches.len().max(1) as f64)
 }
 
 /// Fails an epoch whose mean training loss is not finite.

@@ -90,7 +90,7 @@ pub mod model;
 mod sharded;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -105,7 +105,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trial::{Split, TrainError, TrialRequest, Workload};
+use crate::trial::{Split, TrainError, TrialRequest, Workload, train_epoch_steps};
 
 pub use contrastive::{
     ClSets, build_pairs, build_sets, label_class, nt_xent, nt_xent_batched, retrieval_features,
@@ -406,33 +406,26 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
 impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
         let batches = self.epoch_batches();
-        let mut model = self
-            .model
-            .take()
-            .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
-        let mut total = 0.0;
-        let mut steps = 0usize;
-        for (step, idx) in batches.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
+        let mut slot = self.model.take();
+        // The step reads the workload (`step_loss`) while it updates the
+        // optimiser state: the state is moved out for the epoch.
+        let mut optim = self.optim.clone();
+        let (lr, lambda_cl) = (self.settings.lr, self.settings.lambda_cl);
+        let mean = train_epoch_steps(&batches, epoch, cancel, |idx| {
+            let model = slot.take().ok_or_else(TrainError::model_lost)?;
             let (loss, mae, cl) = self.step_loss(&model, idx);
-            let value = mae + self.settings.lambda_cl * cl;
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    what: "training loss",
-                    value,
-                    epoch,
-                    step: step + 1,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = self.optim.step(self.settings.lr, model, grads);
-            total += value;
-            steps += 1;
-        }
-        self.model = Some(model);
-        Ok(total / steps.max(1) as f64)
+            let value = mae + lambda_cl * cl;
+            slot = Some(if value.is_finite() {
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                optim.step(lr, model, grads)
+            } else {
+                model
+            });
+            Ok(value)
+        });
+        self.optim = optim;
+        self.model = slot;
+        mean
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {

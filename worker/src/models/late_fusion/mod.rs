@@ -8,7 +8,7 @@
 mod sharded;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trial::{Split, TrainError, TrialRequest, Workload};
+use crate::trial::{Split, TrainError, TrialRequest, Workload, train_epoch_steps};
 
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
@@ -268,36 +268,24 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
         let batches = self.epoch_batches();
         let split = &self.data.train;
-        let mut model = self
-            .model
-            .take()
-            .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
-        let mut total = 0.0;
-        let mut steps = 0usize;
-        for (step, idx) in batches.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
+        let mut slot = self.model.take();
+        let mean = train_epoch_steps(&batches, epoch, cancel, |idx| {
+            let model = slot.take().ok_or_else(TrainError::model_lost)?;
             let [t, a, v] = batch::<B>(split, idx, &self.device);
             let out = model.forward(t, a, v);
             let labels: Vec<f32> = idx.iter().map(|&i| split.labels[i]).collect();
             let loss = mean_loss(out, labels, self.data.task, &self.device);
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    what: "training loss",
-                    value,
-                    epoch,
-                    step: step + 1,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = self.optim.step(self.lr, model, grads);
-            total += value;
-            steps += 1;
-        }
-        self.model = Some(model);
-        Ok(total / steps.max(1) as f64)
+            slot = Some(if value.is_finite() {
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                self.optim.step(self.lr, model, grads)
+            } else {
+                model
+            });
+            Ok(value)
+        });
+        self.model = slot;
+        mean
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {

@@ -88,7 +88,7 @@ mod sharded;
 pub use config::{MmicConfig, Variant, negative_classes};
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
@@ -103,7 +103,9 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
-use crate::trial::{Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload};
+use crate::trial::{
+    Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
+};
 
 pub use batch::HostBatch;
 pub use net::{Mmic, MmicNet, NetConfig};
@@ -497,38 +499,12 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
         let batches = self.epoch_batches();
         let train = std::mem::take(&mut self.data.train);
-        let mut total = 0.0;
-        let mut steps = 0usize;
-        let mut result = Ok(());
-        for (step, idx) in batches.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                result = Err(TrainError::Cancelled);
-                break;
-            }
+        let mean = train_epoch_steps(&batches, epoch, cancel, |idx| {
             let batch: Vec<&Dialogue> = idx.iter().map(|&i| &train[i]).collect();
-            match self.train_step(&batch) {
-                Ok(parts) if parts.total.is_finite() => {
-                    total += parts.total;
-                    steps += 1;
-                }
-                Ok(parts) => {
-                    result = Err(TrainError::NonFinite {
-                        what: "training loss",
-                        value: parts.total,
-                        epoch,
-                        step: step + 1,
-                    });
-                    break;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+            self.train_step(&batch).map(|parts| parts.total)
+        });
         self.data.train = train;
-        result?;
-        Ok(total / steps.max(1) as f64)
+        mean
     }
 
     fn evaluate(&self, which: Split) -> Result<BTreeMap<String, f64>, TrainError> {
