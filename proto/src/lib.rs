@@ -230,3 +230,29 @@ impl v1::ModelDeclaration {
         })
     }
 }
+
+impl From<&sigsweep_types::ParamValue> for v1::ParamValue {
+    fn from(v: &sigsweep_types::ParamValue) -> Self {
+        use sigsweep_types::ParamValue as P;
+        match v {
+            P::Bool(b) => Self::flag(*b),
+            P::Int(i) => Self::int(*i),
+            P::Float(x) => Self::float(*x),
+            P::Text(s) => Self::text(s.clone()),
+        }
+    }
+}
+
+impl v1::ParamValue {
+    /// The value this wire value carries; `None` when the oneof is empty.
+    pub fn to_param(&self) -> Option<sigsweep_types::ParamValue> {
+        use sigsweep_types::ParamValue as P;
+        use v1::param_value::Kind;
+        Some(match self.kind.as_ref()? {
+            Kind::Float(x) => P::Float(*x),
+            Kind::Int(i) => P::Int(*i),
+            Kind::Text(s) => P::Text(s.clone()),
+            Kind::Flag(b) => P::Bool(*b),
+        })
+    }
+}

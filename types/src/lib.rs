@@ -13,7 +13,9 @@ pub mod host;
 pub mod layered;
 pub mod params;
 pub mod record;
+pub mod value;
 
 pub use goal::Goal;
 pub use params::{ModelDecl, ParamDecl, ParamKind, Scalar};
 pub use record::{ResultRecord, TrialStatus};
+pub use value::ParamValue;

@@ -222,7 +222,7 @@ impl RawSweep {
                     format!("`{k}` is a training setting: set it in [training]"),
                 ));
             }
-            let pv = ParamValue::from_toml(v).ok_or_else(|| {
+            let pv = super::value::from_toml(v).ok_or_else(|| {
                 loc.key_error("model", k, "must be a number, a string or a boolean".into())
             })?;
             model_params.insert(k.clone(), pv);
@@ -343,7 +343,7 @@ impl RawSweep {
             }
             let mut converted: Vec<ParamValue> = Vec::new();
             for v in values.get_ref() {
-                let pv = ParamValue::from_toml(v.get_ref()).ok_or_else(|| {
+                let pv = super::value::from_toml(v.get_ref()).ok_or_else(|| {
                     loc.at(
                         v.span().start,
                         key_name.clone(),
@@ -444,7 +444,7 @@ impl RawSweep {
                             format!("`{k}` is not a grid key"),
                         ));
                     };
-                    let pv = ParamValue::from_toml(value.get_ref())
+                    let pv = super::value::from_toml(value.get_ref())
                         .filter(|pv| values.contains(pv))
                         .ok_or_else(|| {
                             loc.at(

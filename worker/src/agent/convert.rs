@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 
 use sigsweep_proto::v1 as pb;
 
-use crate::trial::{DatasetRequest, Params, Split, TrainError, TrialRequest, Value};
+use crate::trial::{DatasetRequest, Params, Split, TrainError, TrialRequest};
 
 /// Converts a wire assignment into a trial request.
 pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> {
@@ -13,7 +13,7 @@ pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> 
         let v = p
             .value
             .as_ref()
-            .and_then(Value::from_proto)
+            .and_then(sigsweep_proto::ParamValue::to_param)
             .ok_or_else(|| TrainError::InvalidParam {
                 key: p.name.clone(),
                 message: "empty value".into(),

@@ -4,26 +4,8 @@ use indexmap::IndexMap;
 
 use super::error::TrainError;
 
-/// A hyperparameter value as sent by the coordinator.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Float(f64),
-    Int(i64),
-    Text(String),
-    Bool(bool),
-}
-
-impl Value {
-    pub fn from_proto(v: &sigsweep_proto::ParamValue) -> Option<Self> {
-        use sigsweep_proto::param_value::Kind;
-        Some(match v.kind.as_ref()? {
-            Kind::Float(x) => Self::Float(*x),
-            Kind::Int(i) => Self::Int(*i),
-            Kind::Text(s) => Self::Text(s.clone()),
-            Kind::Flag(b) => Self::Bool(*b),
-        })
-    }
-}
+/// A hyperparameter value (the one type of every crate).
+pub use sigsweep_types::ParamValue as Value;
 
 /// Resolved hyperparameters of one trial.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,20 +37,13 @@ impl Params {
     /// settings' (the same tables the coordinator checks sweep files with):
     /// an undeclared key, a wrong type or a value out of range is an error.
     pub fn check_declared(&self, model: &sigsweep_types::ModelDecl) -> Result<(), TrainError> {
-        use sigsweep_types::Scalar;
         for (k, v) in &self.values {
             let decl = sigsweep_types::params::training(k)
                 .or_else(|| model.param(k))
                 .ok_or_else(|| {
                     invalid(k, format!("unknown parameter for model `{}`", model.name))
                 })?;
-            let scalar = match v {
-                Value::Float(x) => Scalar::Float(*x),
-                Value::Int(i) => Scalar::Int(*i),
-                Value::Text(s) => Scalar::Text(s),
-                Value::Bool(b) => Scalar::Bool(*b),
-            };
-            decl.check(scalar).map_err(|m| invalid(k, m))?;
+            decl.check(v.as_scalar()).map_err(|m| invalid(k, m))?;
         }
         Ok(())
     }
