@@ -112,7 +112,7 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<Result
     let results = spec
         .trials()
         .iter()
-        .filter_map(|t| all.get(&t.trial_id).cloned())
+        .filter_map(|t| all.get(t.trial_id.as_str()).cloned())
         .collect();
     Ok((spec, results))
 }

@@ -73,7 +73,7 @@ impl v1::ParamValue {
 impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
     fn from(r: &sigsweep_types::ResultRecord) -> Self {
         Self {
-            trial_id: r.trial_id.clone(),
+            trial_id: r.trial_id.to_string(),
             config_key: r.config_key.clone(),
             config: r
                 .config
@@ -101,7 +101,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             failure: r.failure.clone().unwrap_or_default(),
             attempts: r.attempts,
             seconds: r.seconds,
-            worker: r.worker.clone(),
+            worker: r.worker.to_string(),
         }
     }
 }
@@ -118,8 +118,8 @@ impl v1::TrialResult {
         };
         let completed = self.outcome == v1::TrialOutcome::Completed as i32;
         sigsweep_types::ResultRecord {
-            trial_id: self.trial_id.clone(),
-            sweep_id: sweep_id.to_string(),
+            trial_id: self.trial_id.clone().into(),
+            sweep_id: sweep_id.into(),
             config_key: self.config_key.clone(),
             config: self
                 .config
@@ -145,7 +145,7 @@ impl v1::TrialResult {
             failure: (!self.failure.is_empty()).then(|| self.failure.clone()),
             attempts: self.attempts,
             seconds: self.seconds,
-            worker: self.worker.clone(),
+            worker: self.worker.clone().into(),
         }
     }
 }

@@ -69,7 +69,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
             TrialStatus::Failed => {
                 g.failed += 1;
                 failures.push(FailedTrial {
-                    trial_id: r.trial_id.clone(),
+                    trial_id: r.trial_id.to_string(),
                     config_key: r.config_key.clone(),
                     seed: r.seed,
                     attempts: r.attempts,

@@ -44,7 +44,7 @@ pub fn results_csv(records: &[ResultRecord]) -> Result<String, csv::Error> {
     w.write_record(&header)?;
     for r in records {
         let mut row = vec![
-            r.trial_id.clone(),
+            r.trial_id.to_string(),
             r.seed.to_string(),
             r.status.as_str().to_string(),
         ];

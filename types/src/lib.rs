@@ -10,12 +10,14 @@
 pub mod duration;
 pub mod goal;
 pub mod host;
+pub mod ids;
 pub mod layered;
 pub mod params;
 pub mod record;
 pub mod value;
 
 pub use goal::Goal;
+pub use ids::{SweepId, TrialId, WorkerId};
 pub use params::{ModelDecl, ParamDecl, ParamKind, Scalar};
 pub use record::{ResultRecord, TrialStatus};
 pub use value::ParamValue;

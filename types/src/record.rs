@@ -43,10 +43,10 @@ impl PartialEq<&str> for TrialStatus {
 pub struct ResultRecord {
     /// Unique trial id (a digest of the sweep's fixed settings, the
     /// configuration and the seed).
-    pub trial_id: String,
+    pub trial_id: crate::TrialId,
     /// The sweep that first ran the trial.
     #[serde(default)]
-    pub sweep_id: String,
+    pub sweep_id: crate::SweepId,
     /// Canonical `"k=v,k2=v2"` in grid order (`default` for an empty grid).
     pub config_key: String,
     /// Grid hyperparameters only.
@@ -72,7 +72,7 @@ pub struct ResultRecord {
     pub seconds: f64,
     /// The worker that reported it.
     #[serde(default)]
-    pub worker: String,
+    pub worker: crate::WorkerId,
 }
 
 impl ResultRecord {

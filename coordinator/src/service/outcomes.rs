@@ -251,11 +251,11 @@ fn record_of(
     worker: &str,
 ) -> ResultRecord {
     ResultRecord {
-        trial_id: trial_id.to_string(),
+        trial_id: trial_id.into(),
         sweep_id: entry
             .sweeps
             .first()
-            .map(|s| s.to_string())
+            .map(|s| s.as_ref().into())
             .unwrap_or_default(),
         config_key: entry.plan.config.key.clone(),
         config: json_config(&entry.plan.config.values),
@@ -267,6 +267,6 @@ fn record_of(
         failure: None,
         attempts: 0,
         seconds: 0.0,
-        worker: worker.to_string(),
+        worker: worker.into(),
     }
 }

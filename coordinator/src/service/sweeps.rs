@@ -38,7 +38,7 @@ impl Coordinator {
             for plan in plans {
                 let trial_id: Arc<str> = Arc::from(plan.trial_id.as_str());
                 runtime.trial_ids.push(trial_id.clone());
-                if let Some(r) = results.get(&plan.trial_id) {
+                if let Some(r) = results.get(plan.trial_id.as_str()) {
                     runtime.count_result(r);
                 }
                 let entry = state
@@ -83,7 +83,7 @@ impl Coordinator {
         &self,
         record: SweepRecord,
         spec: SweepSpec,
-        all: &HashMap<String, ResultRecord>,
+        all: &HashMap<sigsweep_types::TrialId, ResultRecord>,
     ) {
         let spec = Arc::new(spec);
         let plans = spec.trials();

@@ -152,7 +152,7 @@ impl Catalog {
     }
 
     /// Every stored result, by trial id.
-    pub async fn results(&self) -> StoreResult<HashMap<String, ResultRecord>> {
+    pub async fn results(&self) -> StoreResult<HashMap<sigsweep_types::TrialId, ResultRecord>> {
         let mut out = HashMap::new();
         for (k, v) in self.store.list("results/").await? {
             let r: ResultRecord = from_json(&k, &v.value)?;

@@ -12,8 +12,8 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
     config.insert("dropout".to_string(), serde_json::json!(dropout));
     let config_key = format!("lr={lr},dropout={dropout}");
     TrialRecord {
-        trial_id: format!("{config_key}/s{seed}"),
-        sweep_id: "mosi_grid-0000".to_string(),
+        trial_id: format!("{config_key}/s{seed}").into(),
+        sweep_id: "mosi_grid-0000".into(),
         config_key,
         config,
         seed,
@@ -24,7 +24,7 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
         failure: None,
         attempts: 1,
         seconds: 1.0,
-        worker: "w".to_string(),
+        worker: "w".into(),
     }
 }
 
