@@ -10,7 +10,8 @@ use sigsweep_stats::{
 
 use crate::model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 use crate::report::{
-    ALPHA, ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, UsedTest,
+    ALPHA, ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
+    UsedTest,
 };
 
 /// Seed of the permutation test's Monte Carlo branch (n > 20) and of the ASO bootstrap.
@@ -386,6 +387,7 @@ fn compare_row(
         .collect();
     let nan = f64::NAN;
     let mut out = RowComparison {
+        seeds: SeedCounts::of(a.iter().copied().zip(b.iter().copied()), goal),
         used: UsedTest::None,
         n_pairs: common.len(),
         excluded_seeds: excluded.clone(),

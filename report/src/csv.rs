@@ -1,7 +1,7 @@
 //! CSV rendering: one row per metric × configuration with raw numbers (RFC 4180 quoting).
 //!
 //! Columns: `metric,goal,config_key,<grid keys…>,n,mean,std,is_baseline,is_best,is_winner,
-//! test_used,n_pairs,delta,ci95_lo,ci95_hi,dz,p,p_adj,significant,exploratory`. Non-finite or
+//! test_used,n_pairs,delta,seed_wins,seed_ties,seed_losses,ci95_lo,ci95_hi,dz,p,p_adj,significant,exploratory`. Non-finite or
 //! missing numbers are empty fields; floats use Rust's shortest round-trip representation.
 
 use crate::report::{Report, UsedTest};
@@ -40,6 +40,9 @@ pub fn render(r: &Report) -> String {
             "test_used",
             "n_pairs",
             "delta",
+            "seed_wins",
+            "seed_ties",
+            "seed_losses",
             "ci95_lo",
             "ci95_hi",
             "dz",
@@ -74,7 +77,7 @@ pub fn render(r: &Report) -> String {
             match &row.comparison {
                 None => {
                     f.push("baseline".to_string());
-                    f.extend(std::iter::repeat_n(String::new(), 7));
+                    f.extend(std::iter::repeat_n(String::new(), 10));
                     f.push("false".to_string());
                     f.push("false".to_string());
                 }
@@ -88,7 +91,9 @@ pub fn render(r: &Report) -> String {
                         .to_string(),
                     );
                     f.push(c.n_pairs.to_string());
-                    f.extend([c.delta, c.ci95[0], c.ci95[1], c.dz, c.p, c.p_adj].map(num));
+                    f.push(num(c.delta));
+                    f.extend([c.seeds.wins, c.seeds.ties, c.seeds.losses].map(|k| k.to_string()));
+                    f.extend([c.ci95[0], c.ci95[1], c.dz, c.p, c.p_adj].map(num));
                     f.push(c.significant.to_string());
                     f.push(c.exploratory.to_string());
                 }

@@ -49,7 +49,9 @@ pub mod view;
 
 pub use build::build;
 pub use model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
-pub use report::{ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, UsedTest};
+pub use report::{
+    ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts, UsedTest,
+};
 
 /// Output format of [`render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

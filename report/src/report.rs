@@ -23,6 +23,10 @@ pub enum UsedTest {
 /// A configuration compared with the baseline on one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowComparison {
+    /// Seed by seed against the baseline, direction-aware: on how many
+    /// paired seeds this configuration was better, equal or worse.
+    #[serde(default)]
+    pub seeds: SeedCounts,
     /// Paired, Welch fallback, or none.
     pub used: UsedTest,
     /// Seeds used in the comparison (pairs, or the smaller group for Welch).
@@ -50,6 +54,41 @@ pub struct RowComparison {
     pub no_difference: bool,
     /// Winner chosen on the same seeds: the comparison is exploratory.
     pub exploratory: bool,
+}
+
+/// Seed-by-seed outcome of a comparison: "improved on `wins` of
+/// `wins + ties + losses` seeds". The unit of replication is the seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedCounts {
+    pub wins: usize,
+    pub ties: usize,
+    pub losses: usize,
+}
+
+impl SeedCounts {
+    /// Counts the pairs `(mine, baseline)` under `goal`.
+    pub fn of(pairs: impl IntoIterator<Item = (f64, f64)>, goal: crate::Goal) -> Self {
+        let mut c = Self::default();
+        for (mine, base) in pairs {
+            if goal.better(mine, base) {
+                c.wins += 1;
+            } else if goal.better(base, mine) {
+                c.losses += 1;
+            } else {
+                c.ties += 1;
+            }
+        }
+        c
+    }
+
+    /// `k/n (W–T–L)`, as the tables print it.
+    pub fn label(&self) -> String {
+        let n = self.wins + self.ties + self.losses;
+        format!(
+            "{}/{n} ({}–{}–{})",
+            self.wins, self.wins, self.ties, self.losses
+        )
+    }
 }
 
 /// One configuration in one metric table.
@@ -157,4 +196,21 @@ pub struct Report {
     pub failures: Vec<FailedTrial>,
     /// Notes about pairing, fallbacks and input problems, in order.
     pub notes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeedCounts;
+    use crate::Goal;
+
+    #[test]
+    fn seed_counts_follow_the_metric_direction() {
+        let pairs = [(0.7, 0.6), (0.5, 0.5), (0.4, 0.6)];
+        let max = SeedCounts::of(pairs, Goal::Max);
+        assert_eq!((max.wins, max.ties, max.losses), (1, 1, 1));
+        let mae = SeedCounts::of([(0.2, 0.3), (0.2, 0.3), (0.4, 0.3)], Goal::Min);
+        assert_eq!((mae.wins, mae.ties, mae.losses), (2, 0, 1));
+        assert_eq!(mae.label(), "2/3 (2–0–1)");
+        assert_eq!(SeedCounts::default().label(), "0/0 (0–0–0)");
+    }
 }

@@ -155,7 +155,7 @@ pub fn caption(r: &Report, t: &MetricTable) -> String {
         )
     };
     let mut s = format!(
-        "{} on {} ({}): mean ± std over seeds; n = seeds used. Δ = config − baseline ({}) with 95% CI, paired by seed: only seeds completed in both are compared. {}. Bold: best mean.",
+        "{} on {} ({}): mean ± std over seeds; n = seeds used. Δ = config − baseline ({}) with 95% CI, paired by seed: only seeds completed in both are compared. Better on: the paired seeds on which the configuration beats the baseline (wins–ties–losses). {}. Bold: best mean.",
         t.metric,
         r.dataset,
         goal_words(t.goal),
@@ -228,6 +228,7 @@ pub fn table_view(r: &Report, t: &MetricTable) -> TableView {
             "n",
             "mean ± std",
             "Δ [95% CI]",
+            "better on (W–T–L)",
             "d_z",
             pcol,
             &format!("{pcol}_adj"),
@@ -253,6 +254,7 @@ pub fn table_view(r: &Report, t: &MetricTable) -> TableView {
                 cells.push(Cell::plain("–"));
                 cells.push(Cell::plain("–"));
                 cells.push(Cell::plain("–"));
+                cells.push(Cell::plain("–"));
             }
             Some(c) => {
                 let ci = if c.ci95[0].is_nan() {
@@ -261,6 +263,7 @@ pub fn table_view(r: &Report, t: &MetricTable) -> TableView {
                     format!(" [{}, {}]", fdelta(c.ci95[0], dec), fdelta(c.ci95[1], dec))
                 };
                 cells.push(Cell::plain(format!("{}{}", fdelta(c.delta, dec), ci)));
+                cells.push(Cell::plain(c.seeds.label()));
                 cells.push(Cell::plain(fnum(c.dz, 2)));
                 cells.push(Cell::plain(fp(c.p)));
                 cells.push(Cell {
