@@ -67,7 +67,7 @@ pub struct SeedCounts {
 
 impl SeedCounts {
     /// Counts the pairs `(mine, baseline)` under `goal`.
-    pub fn of(pairs: impl IntoIterator<Item = (f64, f64)>, goal: crate::Goal) -> Self {
+    pub fn of(pairs: impl IntoIterator<Item = (f64, f64)>, goal: crate::model::Goal) -> Self {
         let mut c = Self::default();
         for (mine, base) in pairs {
             if goal.better(mine, base) {
