@@ -436,7 +436,7 @@ fn run_on<B: AutodiffBackend, R: AllReduce<B::InnerBackend>>(
 }
 
 /// Runs a trial data-parallel over `devices` replicas, with
-/// [`crate::trainer::run_trial`]'s protocol (same dataset, initialisation,
+/// [`crate::strategy::plain::run_trial`]'s protocol (same dataset, initialisation,
 /// data order, contrastive samples and epoch selection; only the batch is
 /// split). On the CPU backend the replicas are threads; on CUDA, GPUs
 /// `0..devices`.

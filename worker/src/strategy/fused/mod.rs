@@ -8,7 +8,7 @@
 //! # Invariants (per-slice equivalence)
 //!
 //! - **Initialisation**: slice `k` is copied from the unfused model built
-//!   exactly as [`crate::trainer::run_trial`] builds it for seed `k`
+//!   exactly as [`crate::strategy::plain::run_trial`] builds it for seed `k`
 //!   (`B::seed(device, seed_k)`, the model's constructor, parameters
 //!   materialised in the module's visiting order).
 //! - **Data**: seed `k` trains on its own dataset (synthetic data derives
@@ -33,7 +33,7 @@
 //!
 //! Each seed's [`TrialOutcome::seconds`] is the wall time of the whole fused
 //! run. [`run_loop`] is the epoch loop every fused model shares (the
-//! protocol of [`crate::trainer::run_trial`]: evaluate on valid and test
+//! protocol of [`crate::strategy::plain::run_trial`]: evaluate on valid and test
 //! after every epoch, select the epoch on the selection metric).
 
 mod common;
@@ -83,7 +83,7 @@ fn check_same_config(requests: &[TrialRequest]) -> Result<(), TrainError> {
 
 /// Trains the seeds of `requests` (one configuration, several seeds) as one
 /// fused model; returns one result per request, in order, each equal (up to
-/// floating-point order, with dropout 0) to [`crate::trainer::run_trial`] on
+/// floating-point order, with dropout 0) to [`crate::strategy::plain::run_trial`] on
 /// that request. `progress(k, report)` is called after every epoch for every
 /// still-running seed `k`.
 pub fn run_fused(
