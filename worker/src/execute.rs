@@ -3,7 +3,7 @@
 //! carries it out on the calling (training) thread.
 //!
 //! - One trial with `devices > 1`: data-parallel over `devices` replicas
-//!   (refused for a model the registry does not mark data-parallel).
+//!   (the registry refuses a model it does not mark data-parallel).
 //! - Several seeds of one configuration whose model can fuse them
 //!   ([`crate::models::supports_fusion`]): one fused model.
 //! - Otherwise every trial on its own, one after another.
@@ -63,17 +63,10 @@ pub fn run(
         Plan::DataParallel { devices } => requests
             .into_iter()
             .enumerate()
+            // The registry refuses a model without data parallelism
+            // (`models::build_sharded`), naming `gpus_per_trial`.
             .map(|(i, r)| {
                 r.and_then(|req| {
-                    if !models::supports_data_parallel(&req.model) {
-                        return Err(TrainError::InvalidParam {
-                            key: "gpus_per_trial".into(),
-                            message: format!(
-                                "data parallelism is not implemented for `{}`",
-                                req.model
-                            ),
-                        });
-                    }
                     run_data_parallel(&req, backend, devices, &mut |p| progress(i, p), cancel)
                 })
             })
