@@ -195,6 +195,15 @@ fn corpus() -> Vec<(&'static str, String, &'static str, usize)> {
             "metrics.select_split",
             24,
         ),
+        (
+            "selection on an empty validation split",
+            r(
+                "generator = \"fusion\"\nparams = { n_train = 64, n_valid = 32, n_test = 32, classes = 3 }",
+                "generator = \"erc\"\nparams = { preset = \"small\", valid_rate = 0.0 }",
+            ),
+            "dataset.params.valid_rate",
+            12,
+        ),
         ("not TOML", r("[grid]", "[grid"), "", 19),
     ]
 }

@@ -161,7 +161,8 @@ pub fn f1_macro(truth: &[usize], pred: &[usize], n_classes: usize) -> f64 {
 }
 
 /// All classification metrics: `accuracy`, `f1_weighted`, `f1_macro` and
-/// `f1_class_<i>` for every class `i` in `0..n_classes`.
+/// `f1_class_<i>` for every class `i` in `0..n_classes`; none (an empty
+/// map) for an empty split.
 ///
 /// # Panics
 /// If the slices differ in length.
@@ -170,6 +171,11 @@ pub fn classification_metrics(
     pred: &[usize],
     n_classes: usize,
 ) -> BTreeMap<String, f64> {
+    // A split without examples has no metrics (not zeros a report could
+    // mistake for scores).
+    if truth.is_empty() {
+        return BTreeMap::new();
+    }
     let confusion = Confusion::new(truth, pred, n_classes);
     let f1 = confusion.f1();
     let mut out = BTreeMap::new();
@@ -293,6 +299,10 @@ pub fn non0_binary<T: Copy + Into<f64>>(truth: &[T], pred: &[T]) -> (f64, f64) {
 /// # Panics
 /// If the slices differ in length.
 pub fn regression_metrics<T: Copy + Into<f64>>(truth: &[T], pred: &[T]) -> BTreeMap<String, f64> {
+    // A split without examples has no metrics.
+    if truth.is_empty() {
+        return BTreeMap::new();
+    }
     let (has0_acc2, has0_f1) = has0_binary(truth, pred);
     let (non0_acc2, non0_f1) = non0_binary(truth, pred);
     [

@@ -320,10 +320,30 @@ const MMIC: &[ParamDecl] = &[
         "focal_gamma",
         0.0,
         100.0,
-        "0",
+        "0 (mmdfn: 0.5)",
         "focal loss γ (0: cross-entropy)",
     ),
-    flag("class_weight", "false", "weight classes in the task loss"),
+    flag(
+        "class_weight",
+        "false (mmdfn: true on IEMOCAP, as its scripts)",
+        "weight classes in the task loss",
+    ),
+    text(
+        "class_weight_scheme",
+        &[
+            Cow::Borrowed("inverse_frequency"),
+            Cow::Borrowed("balanced"),
+        ],
+        "inverse_frequency",
+        "class weights: 1/freq (MM-DFN's vectors on IEMOCAP and MELD) or N/(C·count)",
+    ),
+    float(
+        "adam_epsilon",
+        0.0,
+        1.0,
+        "1e-8",
+        "Adam's ε (PyTorch's default, as MM-DFN and MMIM)",
+    ),
     float(
         "l2",
         0.0,
@@ -395,12 +415,18 @@ const FDCMDIE: &[ParamDecl] = &[
         "50",
         "pooled sequence length (0: keep)",
     ),
+    text(
+        "cl_pairs",
+        &[Cow::Borrowed("all"), Cow::Borrowed("sampled")],
+        "all",
+        "contrastive pairs: all k_cl similar and different samples (paper), or cl_samples drawn per set",
+    ),
     int(
         "cl_samples",
         1,
         10_000,
         "2",
-        "sampled pairs per set (sampled variant)",
+        "samples drawn with replacement per set (cl_pairs = \"sampled\")",
     ),
     text(
         "text_encoder",

@@ -7,10 +7,12 @@ use burn::prelude::*;
 use indexmap::IndexMap;
 
 use sigsweep_worker::backend::BackendKind;
-use sigsweep_worker::models::fdcmdie::contrastive::{build_pairs, different_slot, similar_slot};
+use sigsweep_worker::models::fdcmdie::contrastive::{
+    ClPairs, build_pairs, cl_loss, different_slot, similar_slot,
+};
 use sigsweep_worker::models::fdcmdie::model::{Dipu, Gap};
 use sigsweep_worker::models::fdcmdie::{
-    FdCmdie, FdCmdieConfig, build_sets, label_class, nt_xent, pool_time, select_sets, triplet,
+    FdCmdie, FdCmdieConfig, build_sets, label_class, pool_time, select_sets,
 };
 use sigsweep_worker::parallel::{run_data_parallel, run_fused};
 use sigsweep_worker::params::{Params, Value};
@@ -113,29 +115,31 @@ fn nt_xent_and_triplet_match_hand_computation() {
     );
     let tau = 0.5;
     let (s02, s01, s03) = (1.0 / 2f64.sqrt(), 0.0, -1.0);
-    // Positives (0,2) and (1,4); negatives of anchor 0: (0,1), (0,3); anchor 1: (1,3).
-    let pos = [(0, 2), (1, 4)];
-    let neg = [(0, 1), (0, 3), (1, 3)];
-    let l0 = -s02 / tau + ((s02 / tau).exp() + (s01 / tau).exp() + (s03 / tau).exp()).ln();
+    // Positives (0,2) and (1,4); negatives of anchor row 0: (0,1), (0,3);
+    // of row 1: (1,3). Eq. (9) as printed: the denominator of (α,β) runs
+    // over every other pair starting at α.
+    let pairs = ClPairs {
+        positive: vec![(0, 2), (1, 4)],
+        negative: vec![(0, 1), (0, 3), (1, 3)],
+        // Triplets with cosine distance and margin 0.5:
+        // (0, 2, 1): max(0, (1 - s02) - (1 - 0) + 0.5) = max(0, 0.5 - s02) = 0
+        // (0, 1, 2): max(0, 1 - (1 - s02) + 0.5) = s02 + 0.5
+        // (0, 2, 3): max(0, (1 - s02) - 2 + 0.5) = 0
+        triplets: vec![(0, 2, 1), (0, 1, 2), (0, 2, 3)],
+    };
+    let l0 = -s02 / tau + ((s01 / tau).exp() + (s03 / tau).exp()).ln();
     // cos(1,4) = 1, cos(1,3) = 0.
-    let l1 = -1.0 / tau + ((1.0 / tau).exp() + 0f64.exp()).ln();
-    let got = nt_xent(z.clone(), &pos, &neg, tau)
-        .into_scalar()
-        .elem::<f64>();
+    let l1 = -1.0 / tau + 0f64.exp().ln();
+    // Sums over pairs and triplets, divided by the 2 anchors (eq. 12).
+    let (nt, tri) = cl_loss(z, &pairs, &[], 2, tau, 0.5);
+    let nt = nt.into_scalar().elem::<f64>();
     assert!(
-        close(got, (l0 + l1) / 2.0, 1e-5),
-        "nt-xent {got} vs {}",
+        close(nt, (l0 + l1) / 2.0, 1e-5),
+        "nt-xent {nt} vs {}",
         (l0 + l1) / 2.0
     );
-
-    // Triplets with cosine distance and margin 0.5:
-    // (0, 2, 1): max(0, (1 - s02) - (1 - 0) + 0.5) = max(0, 0.5 - s02) = 0
-    // (0, 1, 2): max(0, 1 - (1 - s02) + 0.5) = s02 + 0.5
-    // (0, 2, 3): max(0, (1 - s02) - 2 + 0.5) = 0
-    let got = triplet(z, &[(0, 2, 1), (0, 1, 2), (0, 2, 3)], 0.5)
-        .into_scalar()
-        .elem::<f64>();
-    assert!(close(got, (s02 + 0.5) / 3.0, 1e-5), "triplet {got}");
+    let tri = tri.into_scalar().elem::<f64>();
+    assert!(close(tri, (s02 + 0.5) / 2.0, 1e-5), "triplet {tri}");
 }
 
 #[test]

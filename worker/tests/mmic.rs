@@ -168,8 +168,10 @@ fn one_graph_layer_matches_hand_computation() {
 }
 
 /// SupCon reference over explicit views (rows normalised), mean over
-/// anchors with positives.
-fn scl_ref(views: &[Vec<f64>], labels: &[usize], tau: f64) -> f64 {
+/// anchors with positives. `copies`: the views are `[z; z']` of `n` rows
+/// each, and the denominator of anchor `a` leaves out `a` and its copy
+/// `(a + n) mod 2n` (MMIC eq. 8, `A(i) = I − {i, N + i}`).
+fn scl_ref(views: &[Vec<f64>], labels: &[usize], tau: f64, copies: Option<usize>) -> f64 {
     let norm = |v: &Vec<f64>| {
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         v.iter().map(|x| x / n).collect::<Vec<_>>()
@@ -180,7 +182,11 @@ fn scl_ref(views: &[Vec<f64>], labels: &[usize], tau: f64) -> f64 {
     let mut total = 0.0;
     let mut anchors = 0;
     for a in 0..m {
-        let denom: f64 = (0..m).filter(|&k| k != a).map(|k| s(a, k).exp()).sum();
+        let copy = copies.map(|n| (a + n) % m);
+        let denom: f64 = (0..m)
+            .filter(|&k| k != a && Some(k) != copy)
+            .map(|k| s(a, k).exp())
+            .sum();
         let pos: Vec<usize> = (0..m)
             .filter(|&p| p != a && labels[p] == labels[a])
             .collect();
@@ -208,11 +214,17 @@ fn supcon_with_and_without_copy() {
     let labels = [0usize, 0, 1, 2];
     let tau = 0.5;
     let without = to_vec(supcon_loss(t2::<I>(&z), &labels, tau, false))[0];
-    assert!(close(without, scl_ref(&z, &labels, tau), 1e-4), "{without}");
+    assert!(
+        close(without, scl_ref(&z, &labels, tau, None), 1e-4),
+        "{without}"
+    );
     let with = to_vec(supcon_loss(t2::<I>(&z), &labels, tau, true))[0];
     let views: Vec<Vec<f64>> = z.iter().chain(z.iter()).cloned().collect();
     let labels2: Vec<usize> = labels.iter().chain(labels.iter()).copied().collect();
-    assert!(close(with, scl_ref(&views, &labels2, tau), 1e-4), "{with}");
+    assert!(
+        close(with, scl_ref(&views, &labels2, tau, Some(4)), 1e-4),
+        "{with}"
+    );
 }
 
 #[test]
@@ -241,7 +253,7 @@ fn no_gradient_through_the_detached_copy() {
                 live[i][j] += delta;
                 let copy = if both { live.clone() } else { z0.clone() };
                 let views: Vec<Vec<f64>> = live.into_iter().chain(copy).collect();
-                scl_ref(&views, &labels2, tau)
+                scl_ref(&views, &labels2, tau, Some(3))
             };
             fd_live.push((f(eps, false) - f(-eps, false)) / (2.0 * eps));
             fd_both.push((f(eps, true) - f(-eps, true)) / (2.0 * eps));
@@ -555,4 +567,34 @@ fn data_parallel_matches_the_plain_trial() {
         let losses: Vec<f64> = plain.epochs.iter().map(|(l, _)| *l).collect();
         assert!(losses[2] < losses[0], "{what}: did not train: {losses:?}");
     }
+}
+
+/// Selecting epochs on a validation split that does not exist is an error
+/// naming the keys; selecting on test leaves the result without validation
+/// metrics (not zeros).
+#[test]
+fn an_empty_validation_split_is_never_scored() {
+    use std::collections::BTreeMap;
+
+    use sigsweep_worker::backend::BackendKind;
+    let cancel = AtomicBool::new(false);
+    let mut req = request("mmdfn", 1, &[("epochs", Value::Int(2))]);
+    req.dataset.params =
+        serde_json::json!({ "preset": "small", "n_train": 20, "n_test": 10, "valid_rate": 0.0 });
+    let err = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect_err("no valid split");
+    let text = err.to_string();
+    assert!(text.contains("select_split"), "{text}");
+    assert!(err.is_deterministic(), "{text}");
+    req.select_split = Split::Test;
+    let mut reported = Vec::new();
+    let out = run_trial(
+        &req,
+        BackendKind::Cpu,
+        &mut |r| reported.push(r.valid_metrics.clone()),
+        &cancel,
+    )
+    .expect("selection on test");
+    assert!(out.valid_metrics.is_empty(), "{:?}", out.valid_metrics);
+    assert!(out.test_metrics.contains_key("f1_weighted"));
+    assert!(reported.iter().all(BTreeMap::is_empty));
 }

@@ -513,6 +513,40 @@ impl RawSweep {
             }
         };
 
+        // The selection split must exist: with no validation split every
+        // epoch would score the same and the first would be kept silently.
+        if select_split == "valid" {
+            let params_json = serde_json::to_value(&dataset_params).unwrap_or_default();
+            let empty = sigsweep_data::synthetic::empty_validation(
+                &kind,
+                self.dataset.generator.as_deref(),
+                &params_json,
+                self.training.valid_fraction,
+            )
+            .ok()
+            .flatten();
+            if let Some((key, why)) = empty {
+                let message = format!(
+                    "{why}, but epochs are selected on it (metrics.select_split = \"valid\"): \
+                     give the validation split a positive {key}, or select on the test split \
+                     with metrics.select_split = \"test\" (MM-DFN's protocol; the report says so)"
+                );
+                return Err(match (key, self.dataset.params.get(key)) {
+                    ("valid_rate", Some(v)) => loc.at(
+                        v.span().start,
+                        Some("dataset.params.valid_rate".into()),
+                        message,
+                    ),
+                    ("valid_rate", None) => loc.at(
+                        self.dataset.kind.span().start,
+                        Some("dataset.params.valid_rate".into()),
+                        message,
+                    ),
+                    _ => loc.key_error("training", "valid_fraction", message),
+                });
+            }
+        }
+
         // Resources.
         if self.resources.trials_per_gpu == 0 {
             return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));

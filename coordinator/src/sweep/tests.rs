@@ -223,3 +223,61 @@ fn dataset_parameters_are_checked_with_their_line_and_key() {
     let e = parse(&bad_gen).expect_err("generator");
     assert_eq!(e.key.as_deref(), Some("dataset.generator"), "{e}");
 }
+
+/// An ERC sweep selecting on an empty validation split is refused at parse
+/// time naming the setting that empties it; selecting on test is allowed.
+#[test]
+fn an_empty_selection_split_is_an_error_naming_the_keys() {
+    let erc = |dataset: &str, training: &str, metrics: &str| {
+        format!(
+            r#"name = "t"
+[model]
+name = "mmic"
+[dataset]
+{dataset}
+[training]
+epochs = 2
+batch_size = 8
+lr = 0.01
+{training}
+[metrics]
+select = "accuracy"
+{metrics}
+report = {{ accuracy = "max" }}
+"#
+        )
+    };
+    let synthetic = "kind = \"synthetic\"\ngenerator = \"erc\"\nparams = { preset = \"small\", valid_rate = 0.0 }";
+    let err = parse(&erc(synthetic, "", "")).expect_err("no validation split");
+    assert_eq!(err.key.as_deref(), Some("dataset.params.valid_rate"));
+    assert_eq!(err.line, 7, "{err}");
+    assert!(err.message.contains("select_split"), "{}", err.message);
+    parse(&erc(synthetic, "", "select_split = \"test\"")).expect("selection on test");
+    // The synthetic preset's own rate is not zero.
+    parse(&erc(
+        "kind = \"synthetic\"\ngenerator = \"erc\"\nparams = { preset = \"small\" }",
+        "",
+        "",
+    ))
+    .expect("preset valid_rate");
+
+    // An IEMOCAP file without valid_rate takes [training] valid_fraction.
+    let file = "kind = \"iemocap\"\npath = \"features.pkl\"";
+    let err = parse(&erc(file, "valid_fraction = 0.0", "")).expect_err("no carve");
+    assert_eq!(err.key.as_deref(), Some("training.valid_fraction"));
+    assert_eq!(err.line, 11, "{err}");
+    let err = parse(&erc(
+        "kind = \"iemocap\"\npath = \"features.pkl\"\nparams = { valid_rate = 0.0 }",
+        "",
+        "",
+    ))
+    .expect_err("valid_rate 0");
+    assert_eq!(err.key.as_deref(), Some("dataset.params.valid_rate"));
+    parse(&erc(file, "", "")).expect("the default carve");
+    parse(&erc(
+        file,
+        "valid_fraction = 0.0",
+        "select_split = \"test\"",
+    ))
+    .expect("on test");
+}

@@ -94,6 +94,34 @@ pub fn check_dataset(kind: &str, generator: Option<&str>, p: &serde_json::Value)
     }
 }
 
+/// Why a dataset has no validation split, when that is known before
+/// anything is read or generated: `Some((key, why))` names the setting that
+/// empties it — `valid_rate` (a dataset parameter) or `valid_fraction` (the
+/// sweep's `[training]` key, used by IEMOCAP and MELD files without
+/// `valid_rate`). `None` when the split is non-empty or only the file can
+/// tell (M3ED's dev split, MMSA files, a tiny carve). `valid_fraction` is
+/// the sweep's `[training] valid_fraction`.
+pub fn empty_validation(
+    kind: &str,
+    generator: Option<&str>,
+    p: &serde_json::Value,
+    valid_fraction: f64,
+) -> Result<Option<(&'static str, String)>> {
+    let zero = |key: &'static str, rate: f64| {
+        (rate <= 0.0).then(|| (key, format!("{key} = {rate} leaves no validation split")))
+    };
+    Ok(match (kind, generator) {
+        ("synthetic", Some("erc")) => {
+            zero("valid_rate", params::<ErcParams>(p)?.resolved_valid_rate()?)
+        }
+        ("iemocap" | "meld", _) => match params::<ErcOptions>(p)?.valid_rate {
+            Some(rate) => zero("valid_rate", rate),
+            None => zero("valid_fraction", valid_fraction),
+        },
+        _ => None,
+    })
+}
+
 /// Fails when `count` samples of `floats_per_sample` f32 values exceed
 /// [`MAX_GENERATED_BYTES`]; `key` names the parameter to lower.
 pub(super) fn check_size(key: &str, count: usize, floats_per_sample: usize) -> Result<()> {

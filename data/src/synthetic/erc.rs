@@ -123,6 +123,12 @@ impl ErcParams {
         self.resolve().map(drop)
     }
 
+    /// The fraction of training dialogues the generator moves to `valid`
+    /// (the preset's unless `valid_rate` is set).
+    pub fn resolved_valid_rate(&self) -> Result<f64> {
+        Ok(self.resolve()?.valid_rate)
+    }
+
     fn resolve(&self) -> Result<Spec> {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut s = match self.preset {

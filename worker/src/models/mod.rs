@@ -19,7 +19,9 @@ pub mod mmic;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendKind;
-use crate::trial::{LoadedDataset, ShardedVisitor, TrainError, TrialRequest, Value, Workload};
+use crate::trial::{
+    LoadedDataset, ShardedVisitor, Split, TrainError, TrialRequest, Value, Workload,
+};
 
 /// Which implementation a registry entry builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,16 @@ pub fn load_checked(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
             entry.name,
             entry.shape.describe()
         )));
+    }
+    if req.select_split == Split::Valid && data.split_len(Split::Valid) == 0 {
+        return Err(TrainError::InvalidParam {
+            key: "metrics.select_split".into(),
+            message: "the dataset has no validation split (check `valid_rate` or \
+                      `[training] valid_fraction`), but epochs are selected on it; \
+                      select on the test split with select_split = \"test\" or give \
+                      the validation split examples"
+                .into(),
+        });
     }
     Ok(data)
 }

@@ -7,6 +7,7 @@
 //! Nothing here knows a model or a strategy: `models/` implements the
 //! contract, `strategy/` drives it, `execute` chooses the strategy.
 
+pub mod clip;
 pub mod data;
 pub mod error;
 pub mod outcome;
@@ -14,6 +15,7 @@ pub mod params;
 pub mod request;
 pub mod workload;
 
+pub use clip::{Clipped, clip_grad_norm, grad_norm};
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
 pub use outcome::{EpochReport, TrialOutcome, train_epoch_steps};

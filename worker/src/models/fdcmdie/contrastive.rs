@@ -235,84 +235,199 @@ fn index<B: Backend>(idx: Vec<i64>, device: &B::Device) -> Tensor<B, 1, Int> {
     Tensor::from_data(TensorData::new(idx, [n]), device)
 }
 
-/// NT-Xent (eq. 9) over the rows of `z` `[r, d]`: for every positive pair
-/// `(α, β)`, `−log(e^{s(α,β)/τ} / (e^{s(α,β)/τ} + Σ_{(α,γ)∈N} e^{s(α,γ)/τ}))`
-/// with cosine similarity `s` and the negatives that share the anchor `α`;
-/// averaged over the positive pairs.
-pub fn nt_xent<B: Backend>(
-    z: Tensor<B, 2>,
-    positive: &[(usize, usize)],
-    negative: &[(usize, usize)],
-    tau: f64,
-) -> Tensor<B, 1> {
-    nt_xent_batched(z.unsqueeze_dim(0), positive, negative, tau)
+/// Additive mask of a denominator term that is not there.
+const ABSENT: f32 = -1e30;
+
+/// Pairs of one contrastive batch whose samples are present, per seed.
+///
+/// The slots of an extended batch (see [`ClPairs`]) are fixed by the batch
+/// size and the number of slots per anchor; a slot is *inactive* when its
+/// anchor has fewer similar (or different) samples than slots — a class
+/// with fewer than `k_cl` other samples — and every pair touching an
+/// inactive slot is left out of eqs. (9)–(12).
+fn row_active(active: &[bool], e: usize, row: usize) -> bool {
+    active.is_empty() || e == 0 || active.get(row % e).copied().unwrap_or(true)
 }
 
-/// [`nt_xent`] of `K` independent matrices `z` `[K, r, d]` with the same
-/// pairs (one per fused seed): `[K]`.
-pub fn nt_xent_batched<B: Backend>(
+/// FD-CMDIE's contrastive loss, eqs. (9)–(12), of `K` independent matrices
+/// `z` `[K, 6e, d]` (one per fused seed; `K = 1` unfused) over `b` anchors,
+/// with the pairs of [`build_pairs`] and, per seed, which of the `e` slots
+/// of the extended batch are present (`active[k]`; empty = all):
+///
+/// * eq. (9): `ℓ^i = Σ_{(α,β)∈P^i} −log(e^{s(α,β)/τ} / Σ_{(α,γ)∈P^i∪N^i, γ≠β} e^{s(α,γ)/τ})`
+///   with cosine similarity `s` — the denominator as printed: every pair of
+///   anchor i's that starts at `α`, positive or negative, except `(α,β)`;
+/// * eqs. (10)–(11): `ℓ_Tri^i = Σ max(0, d(a,p) − d(a,n) + margin)`, `d = 1 − s`;
+/// * eq. (12): `L_cl = (1/n) Σ_i ℓ^i + λ_Tri · (1/n) Σ_i ℓ_Tri^i`, `n = b`.
+///
+/// Returns `[NT-Xent part, triplet part]` per seed as `([K], [K])`; the
+/// caller weighs the triplet part by `λ_Tri`. A positive pair whose anchor
+/// row has no other present pair has an empty denominator and is skipped.
+pub fn cl_loss_batched<B: Backend>(
     z: Tensor<B, 3>,
-    positive: &[(usize, usize)],
-    negative: &[(usize, usize)],
+    pairs: &ClPairs,
+    active: &[Vec<bool>],
+    b: usize,
     tau: f64,
-) -> Tensor<B, 1> {
+    margin: f64,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let device = z.device();
     let [k, r, _] = z.dims();
+    let e = r / 6;
     let zn = normalize(z);
-    let sims = zn.clone().matmul(zn.swap_dims(1, 2)); // [K, r, r]
-    let mut mask = vec![0f32; r * r];
-    for &(a, g) in negative {
-        mask[a * r + g] = 1.0;
-    }
-    let mask = Tensor::<B, 3>::from_data(TensorData::new(mask, [1, r, r]), &device);
-    let negsum = (sims.clone().div_scalar(tau).exp() * mask).sum_dim(2); // [K, r, 1]
-    let q = positive.len();
-    let a_idx = index::<B>(positive.iter().map(|&(a, _)| a as i64).collect(), &device);
-    let p_idx: Vec<i64> = (0..k)
-        .flat_map(|_| positive.iter().map(|&(_, p)| p as i64))
+    // Every pair of P ∪ N once: positives first, then negatives.
+    let all: Vec<(usize, usize)> = pairs
+        .positive
+        .iter()
+        .chain(&pairs.negative)
+        .copied()
         .collect();
-    let p_idx = Tensor::<B, 3, Int>::from_data(TensorData::new(p_idx, [k, q, 1]), &device);
-    let s_ap = sims
-        .select(1, a_idx.clone())
-        .gather(2, p_idx)
-        .div_scalar(tau); // [K, q, 1]
-    let neg = negsum.select(1, a_idx);
-    let loss = (s_ap.clone().exp() + neg).log() - s_ap;
-    loss.reshape([k, q]).mean_dim(1).reshape([k])
-}
+    let pick = |rows: Vec<i64>| zn.clone().select(1, index::<B>(rows, &device));
+    let left = pick(all.iter().map(|&(a, _)| a as i64).collect());
+    let right = pick(all.iter().map(|&(_, g)| g as i64).collect());
+    let sims = (left * right)
+        .sum_dim(2)
+        .reshape([k, all.len()])
+        .div_scalar(tau);
+    // Partners of each row: the indices (into `all`) of the pairs starting there.
+    let mut partners: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for (u, &(a, _)) in all.iter().enumerate() {
+        partners.entry(a).or_default().push(u);
+    }
+    let q = pairs.positive.len();
+    let m = pairs
+        .positive
+        .iter()
+        .map(|(a, _)| partners[a].len().saturating_sub(1))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut gather = Vec::with_capacity(k * q * m);
+    let mut mask = Vec::with_capacity(k * q * m);
+    let mut weight = Vec::with_capacity(k * q);
+    for seed in 0..k {
+        let act = active.get(seed).map(Vec::as_slice).unwrap_or(&[]);
+        for (u, &(a, g)) in pairs.positive.iter().enumerate() {
+            let mut present = 0;
+            let list = &partners[&a];
+            for slot in 0..m {
+                let other = list.iter().copied().filter(|&v| v != u).nth(slot);
+                match other {
+                    Some(v) if row_active(act, e, all[v].1) => {
+                        gather.push(v as i64);
+                        mask.push(0.0);
+                        present += 1;
+                    }
+                    _ => {
+                        gather.push(u as i64);
+                        mask.push(ABSENT);
+                    }
+                }
+            }
+            let on = row_active(act, e, a) && row_active(act, e, g) && present > 0;
+            weight.push(if on { 1.0f32 } else { 0.0 });
+        }
+    }
+    let gather = Tensor::<B, 2, Int>::from_data(TensorData::new(gather, [k, q * m]), &device);
+    let mask = Tensor::<B, 3>::from_data(TensorData::new(mask, [k, q, m]), &device);
+    let weight = Tensor::<B, 2>::from_data(TensorData::new(weight, [k, q]), &device);
+    let s_pos = sims.clone().slice([0..k, 0..q]);
+    let terms = sims.gather(1, gather).reshape([k, q, m]) + mask;
+    let top = terms.clone().max_dim(2).detach();
+    let denom = ((terms - top.clone()).exp().sum_dim(2).log() + top).reshape([k, q]);
+    let nt = ((denom - s_pos) * weight).sum_dim(1).reshape([k]) / b.max(1) as f64;
 
-/// Triplet loss (eqs. 10–11) with cosine distance `d = 1 − s`:
-/// mean over triplets of `max(0, d(a,p) − d(a,n) + margin)`.
-pub fn triplet<B: Backend>(
-    z: Tensor<B, 2>,
-    triplets: &[(usize, usize, usize)],
-    margin: f64,
-) -> Tensor<B, 1> {
-    triplet_batched(z.unsqueeze_dim(0), triplets, margin)
-}
-
-/// [`triplet`] of `K` independent matrices `z` `[K, r, d]`: `[K]`.
-pub fn triplet_batched<B: Backend>(
-    z: Tensor<B, 3>,
-    triplets: &[(usize, usize, usize)],
-    margin: f64,
-) -> Tensor<B, 1> {
-    let device = z.device();
-    let [k, _, _] = z.dims();
-    let zn = normalize(z);
-    let pick = |f: fn(&(usize, usize, usize)) -> usize| {
-        zn.clone().select(
-            1,
-            index::<B>(triplets.iter().map(|t| f(t) as i64).collect(), &device),
-        )
+    let tri = if pairs.triplets.is_empty() {
+        Tensor::zeros([k], &device)
+    } else {
+        let t = &pairs.triplets;
+        let (a, p, n) = (
+            pick(t.iter().map(|x| x.0 as i64).collect()),
+            pick(t.iter().map(|x| x.1 as i64).collect()),
+            pick(t.iter().map(|x| x.2 as i64).collect()),
+        );
+        let s_ap = (a.clone() * p).sum_dim(2);
+        let s_an = (a * n).sum_dim(2);
+        // d(a,p) − d(a,n) = s(a,n) − s(a,p).
+        (s_an - s_ap)
+            .add_scalar(margin)
+            .clamp_min(0.0)
+            .reshape([k, t.len()])
+            .sum_dim(1)
+            .reshape([k])
+            / b.max(1) as f64
     };
-    let (a, p, n) = (pick(|t| t.0), pick(|t| t.1), pick(|t| t.2));
-    let s_ap = (a.clone() * p).sum_dim(2);
-    let s_an = (a * n).sum_dim(2);
-    (s_an - s_ap)
-        .add_scalar(margin)
-        .clamp_min(0.0)
-        .reshape([k, triplets.len()])
-        .mean_dim(1)
-        .reshape([k])
+    (nt, tri)
+}
+
+/// [`cl_loss_batched`] of one matrix `z` `[6e, d]` with every slot in
+/// `active` (empty = all present): `(NT-Xent part, triplet part)`.
+pub fn cl_loss<B: Backend>(
+    z: Tensor<B, 2>,
+    pairs: &ClPairs,
+    active: &[bool],
+    b: usize,
+    tau: f64,
+    margin: f64,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    cl_loss_batched(
+        z.unsqueeze_dim(0),
+        pairs,
+        &[active.to_vec()],
+        b,
+        tau,
+        margin,
+    )
+}
+
+/// Which contrastive samples an anchor is paired with (`cl_pairs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMode {
+    /// The paper: every member of `similar^i` and `different^i` (k_cl each).
+    All,
+    /// ConFEDE-style: `cl_samples` members drawn with replacement from each
+    /// set per step.
+    Sampled,
+}
+
+/// The samples of one contrastive batch: the `b` anchors, then `per_anchor`
+/// similar-sample slots per anchor, then `per_anchor` different-sample
+/// slots per anchor; `active[slot]` is false for a padding slot (an anchor
+/// with fewer set members than slots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClBatch {
+    pub samples: Vec<usize>,
+    pub active: Vec<bool>,
+    pub per_anchor: usize,
+}
+
+/// The extended batch of `anchors` with [`PairMode::All`]: each anchor's
+/// whole similar and different set, padded to `k` slots with the anchor
+/// itself (inactive). A set that is only the anchor (select_sets' fallback
+/// when it has no peer) contributes no pair.
+pub fn all_members(sets: &ClSets, anchors: &[usize], k: usize) -> ClBatch {
+    let mut samples = anchors.to_vec();
+    let mut active = vec![true; anchors.len()];
+    for pool in [&sets.similar, &sets.different] {
+        for &i in anchors {
+            let members: Vec<usize> = pool[i].iter().copied().filter(|&j| j != i).collect();
+            for slot in 0..k {
+                match members.get(slot) {
+                    Some(&j) => {
+                        samples.push(j);
+                        active.push(true);
+                    }
+                    None => {
+                        samples.push(i);
+                        active.push(false);
+                    }
+                }
+            }
+        }
+    }
+    ClBatch {
+        samples,
+        active,
+        per_anchor: k,
+    }
 }

@@ -22,30 +22,36 @@
 //!    private dissimilarity encoders, each LayerNorm → Linear(width → width)
 //!    → Tanh → Dropout(`dropout`), per time step → `T_s, V_s, A_s, T_d, V_d, A_d`.
 //! 4. **Contrastive learning** (§2.3.2, training only, `use_cl`):
-//!    * sets [design, ConFEDE-style]: per training sample, time-averaged raw
-//!      features (true lengths where the file has them), concatenated
-//!      `[t; v; a]`, min-max scaled per dimension over the training split;
-//!      cosine similarity (eqs. 7–8); labels rounded to 7 classes (clip to
-//!      [-3, 3], round half to even). `similar^i` = the `k_cl` most similar
-//!      same-class samples (excluding i), `different^i` = the `k_cl` least
-//!      similar other-class samples. Precomputed once per trial.
-//!    * sampling [design, ConFEDE]: per step and anchor, `cl_samples`
-//!      (default 2) samples are drawn with replacement from each set; they
-//!      are run through the encoders (not the interaction network) with
-//!      the batch, so they receive gradients.
+//!    * sets: cosine similarity (eqs. 7–8); labels rounded to 7 classes
+//!      (clip to [-3, 3], round half to even). `similar^i` = the `k_cl`
+//!      most similar same-class samples (excluding i), `different^i` = the
+//!      `k_cl` least similar other-class samples. Precomputed once per
+//!      trial. **Open deviation** [design, ConFEDE-style]: eq. (8) scores
+//!      the extracted features `F_m`; here the scores use time-averaged raw
+//!      input features (true lengths where the file has them),
+//!      concatenated `[t; v; a]` and min-max scaled per dimension over the
+//!      training split, computed once before training.
+//!    * pairing (paper, `cl_pairs = "all"`, the default): each anchor is
+//!      paired with **every** member of its two sets ("使用这两个集合里的所有样本"):
+//!      2 + 5·k_cl positive and 3 + 6·k_cl negative pairs per anchor (52 and
+//!      63 on MOSI). The anchors' set members are run through the encoders
+//!      (not the interaction network) with the batch, so they receive
+//!      gradients. A set with fewer than k_cl members (a small class) pairs
+//!      with the members it has. `cl_pairs = "sampled"` (ConFEDE's sampler,
+//!      kept as an option): `cl_samples` members drawn with replacement
+//!      from each set per step and anchor, otherwise the same equations.
 //!    * representations [design]: time-averaged decoupled features.
 //!    * pairs (paper): positives in-sample `(T_s,V_s)`, `(T_s,A_s)` of the
-//!      anchor and of each drawn similar sample; cross-sample
-//!      `(X_s^i, X_s^j)` for similar j; negatives in-sample `(T_s, X_d)` of the
 //!      anchor and of each similar sample; cross-sample `(X_s^i, X_s^j)` for
-//!      different j.
-//!    * NT-Xent (eq. 9) [design reading]: for each positive pair `(α,β)` the
-//!      denominator is the positive plus every negative pair with the same
-//!      first element `α`; temperature `tau`. Triplets: anchor `T_s^i`,
-//!      positives `V_s^i, A_s^i`, negatives `T_d^i, V_d^i, A_d^i`, cosine
-//!      distance, `margin`. Both are **means** over pairs/triplets and
-//!      anchors (the paper's Σ inside ℓ^i would scale with `cl_samples`)
-//!      [design]. `L_cl = NT-Xent + lambda_tri · triplet`.
+//!      similar j; negatives in-sample `(T_s, X_d)` of the anchor and of each
+//!      similar sample; cross-sample `(X_s^i, X_s^j)` for different j.
+//!    * NT-Xent (eq. 9, as printed): for each positive pair `(α,β)` of
+//!      anchor i, the denominator sums `e^{s(α,γ)/τ}` over every pair
+//!      `(α,γ) ∈ P^i ∪ N^i` with `γ ≠ β`; `ℓ^i` is the **sum** over `P^i`.
+//!      Triplets (eqs. 10–11): anchor `T_s^i`, positives `V_s^i, A_s^i`,
+//!      negatives `T_d^i, V_d^i, A_d^i`, cosine distance, `margin`, summed
+//!      per anchor. Eq. (12): `L_cl = (1/n) Σ_i ℓ^i + lambda_tri · (1/n)
+//!      Σ_i ℓ_Tri^i` over the batch's n anchors.
 //! 5. **CMDIE** (§2.4): `G_s^{[0]}` = `T_s, V_s, A_s` concatenated along
 //!    time [design: the paper only says "built from"]. Each of the `layers`
 //!    layers has one DIPU per modality (separate weights per modality and
@@ -77,12 +83,14 @@
 //! # Parameters
 //! `k_cl` (10), `layers` (3), `tau` (0.5), `margin` (0.5), `lambda_tri` (0.1),
 //! `lambda_cl` (0.1) — Table 2 (MOSI); `width` (128 [design]), `heads` (8),
-//! `dropout` (0.1 [design]), `lstm_layers` (2), `max_len` (50), `cl_samples`
-//! (2), `text_encoder` ("linear"), `use_cl`, `use_cmdie`, `use_gap`,
+//! `dropout` (0.1 [design]), `lstm_layers` (2), `max_len` (50), `cl_pairs`
+//! ("all"), `cl_samples` (2, sampled pairs only), `text_encoder` ("linear"), `use_cl`, `use_cmdie`, `use_gap`,
 //! `use_cross_att2` (all true). Training keys: `lr` (1e-4), `batch_size`
 //! (32), `weight_decay` (0), `grad_clip` (0 = off), `epochs`.
+//! `grad_clip` clips the global gradient norm (as `clip_grad_norm_`).
 //! Randomness: weights and dropout from `B::seed(seed)`; shuffling from
-//! stream 100 and contrastive sampling from stream 101 of the trial seed.
+//! stream 100 and contrastive sampling (sampled pairs) from stream 101 of
+//! the trial seed.
 
 pub mod contrastive;
 pub mod model;
@@ -94,8 +102,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
@@ -105,11 +112,13 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trial::{Split, TrainError, TrialRequest, Workload, train_epoch_steps};
+use crate::trial::{
+    Clipped, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
+};
 
 pub use contrastive::{
-    ClSets, build_pairs, build_sets, label_class, nt_xent, nt_xent_batched, retrieval_features,
-    select_sets, triplet, triplet_batched,
+    ClBatch, ClSets, PairMode, all_members, build_pairs, build_sets, cl_loss, cl_loss_batched,
+    label_class, retrieval_features, select_sets,
 };
 pub use model::{FdCmdie, FdCmdieConfig};
 
@@ -168,6 +177,7 @@ pub struct Settings {
     pub lambda_tri: f64,
     pub lambda_cl: f64,
     pub cl_samples: usize,
+    pub pairs: PairMode,
     pub use_cl: bool,
     pub max_len: usize,
     pub lr: f64,
@@ -184,7 +194,7 @@ impl Settings {
 
 pub struct FdCmdieWorkload<B: AutodiffBackend> {
     pub(crate) model: Option<FdCmdie<B>>,
-    pub(crate) optim: OptimizerAdaptor<AdamW, FdCmdie<B>, B>,
+    pub(crate) optim: Optim<B>,
     pub(crate) train: SeqSplit,
     pub(crate) valid: SeqSplit,
     pub(crate) test: SeqSplit,
@@ -195,6 +205,9 @@ pub struct FdCmdieWorkload<B: AutodiffBackend> {
     pub(crate) shuffle: ChaCha8Rng,
     sampler: ChaCha8Rng,
 }
+
+/// AdamW with global-norm clipping (`grad_clip`, off at 0).
+pub(crate) type Optim<B> = Clipped<OptimizerAdaptor<AdamW, FdCmdie<B>, B>>;
 
 fn tensor3<B: Backend>(a: &Array3, device: &B::Device) -> Tensor<B, 3> {
     Tensor::from_data(TensorData::new(a.data.clone(), a.shape.to_vec()), device)
@@ -245,6 +258,16 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
             lambda_tri: p.f64_in("lambda_tri", 0.1, 0.0, 1e6)?,
             lambda_cl: p.f64_in("lambda_cl", 0.1, 0.0, 1e6)?,
             cl_samples: p.positive("cl_samples", 2)?,
+            pairs: match p.text("cl_pairs", "all")?.as_str() {
+                "all" => PairMode::All,
+                "sampled" => PairMode::Sampled,
+                other => {
+                    return Err(invalid(
+                        "cl_pairs",
+                        format!("`{other}`: expected all or sampled"),
+                    ));
+                }
+            },
             use_cl: p.bool("use_cl", true)?,
             max_len: p.usize("max_len", 50)?,
             lr: p.f64("lr", 1e-4)?,
@@ -287,12 +310,12 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         // they would be drawn in order of first use, interleaved with
         // dropout masks, and a fused model could not reproduce them.
         crate::tensor::materialize::<B, _>(&model);
-        let optim = AdamWConfig::new()
-            .with_weight_decay(weight_decay as f32)
-            .with_grad_clipping(
-                (grad_clip > 0.0).then_some(GradientClippingConfig::Norm(grad_clip as f32)),
-            )
-            .init::<B, FdCmdie<B>>();
+        let optim = Clipped::new(
+            AdamWConfig::new()
+                .with_weight_decay(weight_decay as f32)
+                .init::<B, FdCmdie<B>>(),
+            grad_clip,
+        );
         Ok(Self {
             model: Some(model),
             optim,
@@ -313,9 +336,22 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         &self.sets
     }
 
-    /// Samples of one contrastive batch: the anchors, then `p` similar
-    /// samples per anchor, then `p` different samples per anchor.
-    pub(crate) fn extended(&mut self, anchors: &[usize]) -> Vec<usize> {
+    /// The contrastive batch of `anchors` (see [`ClBatch`]): with
+    /// [`PairMode::All`] every member of each anchor's two sets; with
+    /// [`PairMode::Sampled`] `cl_samples` members of each set drawn with
+    /// replacement from the trial's sampler (stream 101). Without
+    /// contrastive learning, just the anchors.
+    pub(crate) fn extended(&mut self, anchors: &[usize]) -> ClBatch {
+        if !self.settings.contrastive() {
+            return ClBatch {
+                samples: anchors.to_vec(),
+                active: vec![true; anchors.len()],
+                per_anchor: 0,
+            };
+        }
+        if self.settings.pairs == PairMode::All {
+            return all_members(&self.sets, anchors, self.settings.k_cl);
+        }
         let p = self.settings.cl_samples;
         let mut idx = anchors.to_vec();
         for pool in [&self.sets.similar, &self.sets.different] {
@@ -326,17 +362,17 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
                 }
             }
         }
-        idx
+        ClBatch {
+            active: vec![true; idx.len()],
+            samples: idx,
+            per_anchor: p,
+        }
     }
 
     /// Loss of one batch: MAE + λ_cl·(NT-Xent + λ_tri·triplet). Returns the
     /// total and its parts `(mae, cl)` as numbers.
     fn step_loss(&mut self, model: &FdCmdie<B>, idx: &[usize]) -> (Tensor<B, 1>, f64, f64) {
-        let all = if self.settings.contrastive() {
-            self.extended(idx)
-        } else {
-            idx.to_vec()
-        };
+        let all = self.extended(idx);
         batch_loss(
             model,
             &self.train,
@@ -417,7 +453,7 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
             let value = mae + lambda_cl * cl;
             slot = Some(if value.is_finite() {
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                optim.step(lr, model, grads)
+                optim.update(lr, model, grads)
             } else {
                 model
             });
@@ -439,52 +475,62 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
 }
 
 /// Loss of one batch of `b` anchors on `model`: MAE + λ_cl·(NT-Xent +
-/// λ_tri·triplet). `all` holds the anchors, then — with contrastive
-/// learning — `cl_samples` similar samples per anchor, then `cl_samples`
-/// different samples per anchor (the layout of
-/// [`FdCmdieWorkload::extended`]). Returns the total and its parts
-/// `(mae, cl)` as numbers. Every term is a mean over anchors with the same
-/// number of pairs per anchor, so a shard's loss scaled by `b_i / b` is its
-/// share of the whole batch's loss (data parallelism relies on this).
+/// λ_tri·triplet), eqs. (9)–(12) and (31)–(32). `all` holds the anchors
+/// and — with contrastive learning — their similar and different samples
+/// (the layout of [`FdCmdieWorkload::extended`]). Returns the total and its
+/// parts `(mae, cl)` as numbers. The MAE is a mean over anchors and the
+/// contrastive terms are sums over each anchor's own pairs divided by `b`,
+/// so a shard's loss scaled by `b_i / b` is its share of the whole batch's
+/// loss (data parallelism relies on this).
 pub(crate) fn batch_loss<B: AutodiffBackend>(
     model: &FdCmdie<B>,
     split: &SeqSplit,
     s: &Settings,
-    all: &[usize],
+    all: &ClBatch,
     b: usize,
     device: &B::Device,
 ) -> (Tensor<B, 1>, f64, f64) {
     let use_cl = s.contrastive();
-    let [t, a, v] = batch::<B>(split, all, device);
+    let [t, a, v] = batch::<B>(split, &all.samples, device);
     let dec = model.encode(t, a, v);
     let head = if use_cl { dec.head(b) } else { dec.clone() };
     let pred = model.fuse(head).prediction;
-    let labels: Vec<f32> = all[..b].iter().map(|&i| split.labels[i]).collect();
+    let labels: Vec<f32> = all.samples[..b].iter().map(|&i| split.labels[i]).collect();
     let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [b]), device);
     let mae = (pred.squeeze_dim::<1>(1) - y).abs().mean();
     let mae_value: f64 = mae.clone().into_scalar().elem::<f64>();
     if !use_cl {
         return (mae, mae_value, 0.0);
     }
-    let pairs = build_pairs(b, s.cl_samples, s.cl_samples);
+    let pairs = build_pairs(b, all.per_anchor, all.per_anchor);
     let z = dec.contrastive_matrix();
-    let cl = nt_xent(z.clone(), &pairs.positive, &pairs.negative, s.tau)
-        + triplet(z, &pairs.triplets, s.margin).mul_scalar(s.lambda_tri);
+    let (nt, tri) = cl_loss(z, &pairs, &all.active, b, s.tau, s.margin);
+    let cl = nt + tri.mul_scalar(s.lambda_tri);
     let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
     (mae + cl.mul_scalar(s.lambda_cl), mae_value, cl_value)
 }
 
-/// The samples of anchors `range` (of a batch of `b`) in a contrastive batch
-/// `all` laid out as [`FdCmdieWorkload::extended`] lays it out, in the same
-/// layout: those anchors, their `p` similar samples each, their `p`
-/// different samples each. Without contrastive learning (`all.len() == b`)
-/// just the anchors.
-pub(crate) fn anchor_shard(
-    all: &[usize],
+/// The part of a contrastive batch (laid out as
+/// [`FdCmdieWorkload::extended`] lays it out) that belongs to anchors
+/// `range` of its `b`, in the same layout: those anchors, their similar
+/// slots, their different slots. Without contrastive samples just the
+/// anchors.
+pub(crate) fn anchor_shard(all: &ClBatch, b: usize, range: std::ops::Range<usize>) -> ClBatch {
+    ClBatch {
+        samples: shard_slots(&all.samples, b, all.per_anchor, range.clone()),
+        active: shard_slots(&all.active, b, all.per_anchor, range),
+        per_anchor: all.per_anchor,
+    }
+}
+
+/// The slots of anchors `range` in a batch of `b` anchors with `p` similar
+/// and `p` different slots each.
+pub(crate) fn shard_slots<T: Clone>(
+    all: &[T],
     b: usize,
     p: usize,
     range: std::ops::Range<usize>,
-) -> Vec<usize> {
+) -> Vec<T> {
     let mut out = all[range.clone()].to_vec();
     if all.len() > b {
         for base in [b, b + b * p] {

@@ -4,24 +4,22 @@
 //! contiguous shard of the anchors together with *their* drawn similar and
 //! different samples. The model is per sample (LayerNorm, LSTMs and
 //! attention never mix samples) and every contrastive pair lies within one
-//! anchor's group with the same number of pairs per anchor, so each term
-//! of the loss is a mean over anchors: a shard of `b_i` anchors scaled by
+//! anchor's group, so every term of the loss is a sum over anchors divided
+//! by the batch's `b` (the MAE a mean): a shard of `b_i` anchors scaled by
 //! `b_i / b` is exactly its share of the batch loss, and the summed
-//! gradients are the full-batch gradient. Gradient clipping acts on that
+//! gradients are the full-batch gradient. Global-norm clipping acts on that
 //! sum inside the optimiser, so `grad_clip` works here (unlike fusion).
 
 use std::collections::BTreeMap;
 
-use burn::optim::AdamW;
-use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{FdCmdie, FdCmdieWorkload, anchor_shard, batch_loss};
+use super::{ClBatch, FdCmdie, FdCmdieWorkload, Optim, anchor_shard, batch_loss};
 use crate::trial::{Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
     type Model = FdCmdie<B>;
-    type Optim = OptimizerAdaptor<AdamW, FdCmdie<B>, B>;
+    type Optim = Optim<B>;
 
     fn take_model(&mut self) -> Result<(Self::Model, Self::Optim), TrainError> {
         let model = self.model.take().ok_or_else(TrainError::model_lost)?;
@@ -38,15 +36,10 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
         idx: &[usize],
     ) -> Result<f64, TrainError> {
         let b = idx.len();
-        let all = if self.settings.contrastive() {
-            self.extended(idx)
-        } else {
-            idx.to_vec()
-        };
-        let p = self.settings.cl_samples;
-        let shards: Vec<(Vec<usize>, usize)> = shard_ranges(b, dp.replicas())
+        let all = self.extended(idx);
+        let shards: Vec<(ClBatch, usize)> = shard_ranges(b, dp.replicas())
             .into_iter()
-            .map(|r| (anchor_shard(&all, b, p, r.clone()), r.len()))
+            .map(|r| (anchor_shard(&all, b, r.clone()), r.len()))
             .collect();
         let (split, settings) = (&self.train, &self.settings);
         dp.step(
@@ -70,7 +63,7 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
 
 #[cfg(test)]
 mod tests {
-    use super::anchor_shard;
+    use super::super::shard_slots as anchor_shard;
 
     /// 3 anchors (10, 11, 12), 2 similar (1x) and 2 different (2x) samples
     /// each: a shard keeps its anchors' own samples in the same layout.

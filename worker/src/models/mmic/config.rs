@@ -22,11 +22,14 @@ pub struct MmicConfig {
     pub zeta: f64,
     pub tau: f64,
     pub focal_gamma: f64,
-    pub class_weight: bool,
+    /// Per-class weights of the task loss (empty: unweighted).
+    pub class_weights: Vec<f32>,
     pub lr: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
     pub mi_lr: f64,
+    /// Adam's ε (PyTorch's 1e-8 by default, as MM-DFN and MMIM run).
+    pub adam_epsilon: f64,
     pub batch_size: usize,
     /// Per class: in the negative-valence group.
     pub negative: Vec<bool>,
@@ -73,6 +76,78 @@ pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
         by_name
     } else {
         (0..c).map(|i| i >= c.div_ceil(2)).collect()
+    }
+}
+
+/// IEMOCAP's class order (MM-DFN's `target_names`).
+const IEMOCAP_CLASSES: &[&str] = &["hap", "sad", "neu", "ang", "exc", "fru"];
+/// MM-DFN's IEMOCAP class frequencies: it weighs class c by `1 / freq_c`.
+const IEMOCAP_FREQ: &[f32] = &[0.086747, 0.144406, 0.227883, 0.160585, 0.127711, 0.252668];
+/// MELD's class order and MM-DFN's MELD class frequencies.
+const MELD_CLASSES: &[&str] = &["neu", "sur", "fea", "sad", "joy", "dis", "ang"];
+const MELD_FREQ: &[f32] = &[
+    0.466750766,
+    0.122094071,
+    0.027752748,
+    0.071544422,
+    0.171742656,
+    0.026401153,
+    0.113714183,
+];
+
+fn is_iemocap(names: &[String]) -> bool {
+    names
+        .iter()
+        .map(String::as_str)
+        .eq(IEMOCAP_CLASSES.iter().copied())
+}
+
+/// The task loss's class weights (see [`MmicConfig::from_params`]):
+/// * `inverse_frequency` (MM-DFN): `1 / freq_c`, with MM-DFN's hard-coded
+///   frequencies for IEMOCAP and MELD (recognised by their class names) and
+///   the training split's utterance frequencies otherwise; the mean weight
+///   is about the class count, as in MM-DFN;
+/// * `balanced` (scikit-learn's): `N / (C · count_c)`, mean weight about 1.
+///
+/// A class absent from the training split gets weight 0.
+pub fn class_weights(data: &ErcDataset, scheme: &str) -> Result<Vec<f32>, TrainError> {
+    let c = data.n_classes;
+    let names: Vec<&str> = data.class_names.iter().map(String::as_str).collect();
+    let mut counts = vec![0usize; c];
+    for d in &data.train {
+        for &l in &d.labels {
+            if l < c {
+                counts[l] += 1;
+            }
+        }
+    }
+    let total: usize = counts.iter().sum();
+    let inverse = |k: usize, w: f32| if k == 0 { 0.0 } else { w };
+    match scheme {
+        "inverse_frequency" => {
+            let fixed = if names == IEMOCAP_CLASSES {
+                Some(IEMOCAP_FREQ)
+            } else if names == MELD_CLASSES {
+                Some(MELD_FREQ)
+            } else {
+                None
+            };
+            Ok(match fixed {
+                Some(freq) => freq.iter().map(|f| 1.0 / f).collect(),
+                None => counts
+                    .iter()
+                    .map(|&k| inverse(k, total as f32 / k.max(1) as f32))
+                    .collect(),
+            })
+        }
+        "balanced" => Ok(counts
+            .iter()
+            .map(|&k| inverse(k, total as f32 / (c * k.max(1)) as f32))
+            .collect()),
+        other => Err(invalid(
+            "class_weight_scheme",
+            format!("`{other}`: expected inverse_frequency or balanced"),
+        )),
     }
 }
 
@@ -173,6 +248,15 @@ impl MmicConfig {
                 ));
             }
         };
+        // MM-DFN's IEMOCAP script trains with `--class_weight`, its MELD
+        // script without: the `mmdfn` default follows the dataset.
+        let class_weight = p.bool("class_weight", mmdfn && is_iemocap(&data.class_names))?;
+        let scheme = p.text("class_weight_scheme", "inverse_frequency")?;
+        let class_weights = if class_weight {
+            class_weights(data, &scheme)?
+        } else {
+            Vec::new()
+        };
         let c = data.n_classes;
         let neg_text = p.text("negative_classes", "")?;
         let negative = if neg_text.is_empty() {
@@ -211,13 +295,14 @@ impl MmicConfig {
             beta,
             zeta,
             tau: p.f64_in("scl_temperature", 0.1, 1e-6, 1e6)?,
-            focal_gamma: p.f64_in("focal_gamma", 0.0, 0.0, 100.0)?,
-            class_weight: p.bool("class_weight", false)?,
+            focal_gamma: p.f64_in("focal_gamma", if mmdfn { 0.5 } else { 0.0 }, 0.0, 100.0)?,
+            class_weights,
             lr: p.f64("lr", 3e-4)?,
             weight_decay,
             grad_clip: p.f64("grad_clip", 0.0)?,
             mi_lr: p.f64("mi_lr", 1e-3)?,
-            batch_size: p.positive("batch_size", 16)?,
+            adam_epsilon: p.f64_in("adam_epsilon", 1e-8, 0.0, 1.0)?,
+            batch_size: p.positive("batch_size", if mmdfn { 32 } else { 16 })?,
             negative,
         })
     }

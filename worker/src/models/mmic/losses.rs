@@ -48,10 +48,13 @@ pub fn focal_loss<B: Backend>(
 /// Supervised contrastive loss (SupCon, MMIC eq. 7–9) over the rows of `z`
 /// (L2-normalised here), temperature `tau`, averaged over anchors.
 ///
-/// `with_copy`: the views are `[z; detach(z)]` (2N rows), so every anchor
-/// has at least its own detached copy as a positive; the copies are
-/// constants, gradients reach `z` only through its live rows. Without the
-/// copy, anchors without a positive are left out of the mean (0 if none).
+/// `with_copy`: the views are `X = [z; detach(z)]` (eq. 7, 2N rows). As eqs.
+/// (8)–(9) print them, the positives of anchor `i` are `P(i)`: every row
+/// with its label but `i` itself, so its own copy `N + i` is one; the
+/// denominator runs over `A(i) = I − {i, N + i}`: every row but the anchor
+/// and its copy. The copies are constants, gradients reach `z` only through
+/// its live rows. Without the copy (`with_copy = false`), `A(i) = I − {i}`
+/// and anchors without a positive are left out of the mean (0 if none).
 pub fn supcon_loss<B: Backend>(
     z: Tensor<B, 2>,
     labels: &[usize],
@@ -80,6 +83,10 @@ pub fn supcon_loss<B: Backend>(
     let mut inv_count = vec![0f32; views];
     for a in 0..views {
         not_self[a * views + a] = 0.0;
+        if with_copy {
+            // A(i) = I − {i, N + i}: the anchor's copy is no denominator term.
+            not_self[a * views + (a + n) % views] = 0.0;
+        }
         let mut count = 0usize;
         for b in 0..views {
             if a != b && labels[a % n] == labels[b % n] {

@@ -2,9 +2,11 @@
 //! learning and hierarchical mutual-information maximisation (CCL 2023),
 //! for emotion recognition in conversation.
 //!
-//! With `alpha = beta = zeta = 0` the model is MM-DFN (graph_type GDF,
-//! spec section C); the `mmdfn` alias only changes the defaults
-//! (`alpha = beta = zeta = 0`, `text_encoder = "gru"`).
+//! The `mmdfn` model is MM-DFN (graph_type GDF, spec section C) trained as
+//! its `run_train_erc.py` and scripts train it: the auxiliary losses off
+//! (`alpha = beta = zeta = 0`), the GRU text encoder, focal loss γ 0.5,
+//! its class weights on IEMOCAP, batch 32, Adam ε 1e-8 with coupled L2.
+//! `mmic` with `losses = "none"` is NOT MM-DFN unless those settings match.
 //!
 //! # Forward pass (spec C, paper §3)
 //! * text: `Linear(Dt → hidden)` then a `text_layers`-layer (default 2)
@@ -31,17 +33,27 @@
 //! # Losses
 //! `L = L_task + alpha·L_SCL + beta·L_CPC + zeta·L_BA` (paper eq. 20).
 //! `losses` (default "all") switches auxiliary losses off without touching
-//! their weights: "none" (= MM-DFN), "scl" (= −MI), "cpc+ba" (= −Contrast),
-//! so one grid key can hold MMIC, its ablations and the baseline.
-//! * `L_task`: cross-entropy averaged over the batch's utterances, or the
-//!   focal loss with `focal_gamma > 0`; `class_weight = true` weighs
-//!   class c by `N / (C·count_c)` over the training utterances. The L2
-//!   term is Adam's (coupled) weight decay `weight_decay` (alias `l2`).
-//! * `L_SCL`: SupCon over `[F; detach(F)]`, `scl_temperature` (0.1).
+//! their weights: "none" (= MM-DFN's loss), "scl" (= −MI), "cpc+ba"
+//! (= −Contrast), so one grid key can hold MMIC and its ablations. The
+//! `mmdfn` model is MM-DFN's training as its code runs it (below); compare
+//! against it by making `model.name` a grid key.
+//! * `L_task`: MM-DFN's focal loss `−mean_i (1 − p_i)^γ · w_{y_i} · log p_i`
+//!   (`focal_gamma`; 0 = cross-entropy; `mmdfn` default 0.5 as its scripts),
+//!   class weights with `class_weight = true` (`mmdfn` default: on for
+//!   IEMOCAP, off elsewhere, as its two scripts): `class_weight_scheme =
+//!   "inverse_frequency"` weighs class c by `1/freq_c` — MM-DFN's
+//!   hard-coded IEMOCAP and MELD vectors (mean weight ≈ C), the training
+//!   split's frequencies on other datasets — and `"balanced"` by
+//!   `N / (C·count_c)` (mean 1). The L2 term is Adam's coupled weight
+//!   decay `weight_decay` (alias `l2`), Adam ε = `adam_epsilon` (1e-8,
+//!   PyTorch's).
+//! * `L_SCL` (eqs. 7–9): SupCon over `X = [F; detach(F)]`,
+//!   `scl_temperature` (0.1); positives `P(i)` = same label but `i` (so the
+//!   anchor's own copy is one), denominator over `A(i) = I − {i, N + i}`.
 //! * `L_CPC`: Σ_m InfoNCE between `x^m` and `G_φ^m(F)` (Linear 900 → 200).
 //! * `L_BA = −Σ_{m∈{a,v}} (lld(x^t → x^m) + H(x^m))`.
 //!
-//! # [design] choices (paper / spec silent)
+//! # [design] choices (paper / spec silent) and deviations
 //! * SCL representation = the classifier input `F`; rows L2-normalised;
 //!   mean over the 2N anchors (the paper writes a sum); the copy's views
 //!   are constants (gradient reaches `F` only through its live rows).
@@ -60,21 +72,29 @@
 //!   IEMOCAP {sad, ang, fru}; MELD/M3ED {sad, ang, dis, fea} by class
 //!   name; datasets without known names (synthetic `small`) use the upper
 //!   half of the class indices; `negative_classes = "1-3-5"` overrides.
-//! * Two-stage MMIM update in ONE forward/backward per batch: stage 0's
-//!   loss `−Σ lld` is computed on detached `(x, y)` and only its
-//!   gradients reach the BA heads (their own Adam, `mi_lr` 1e-3, weight
-//!   decay 1e-4, clip-norm 1); the main loss uses the heads with detached
-//!   parameters and steps everything else. Unlike MMIM, stage 1 sees the
-//!   heads from before (not after) this batch's stage-0 step.
+//! * **Deviation from MMIM's schedule.** MMIM alternates whole passes:
+//!   every epoch is a full pass of stage 0 over the training set (only
+//!   the BA heads learn, from `−Σ lld` on detached inputs) followed by a
+//!   full pass of stage 1 (the main loss, heads fixed). Here both stages
+//!   run in ONE forward/backward per batch: stage 0's loss is computed on
+//!   detached `(x, y)` and only its gradients reach the BA heads (their
+//!   own Adam, `mi_lr` 1e-3, weight decay 1e-4, global-norm clip 1 as
+//!   MMIM); the main loss uses the heads with detached parameters and
+//!   steps everything else. So each epoch is one pass, and stage 1 of a
+//!   batch sees the heads from before that batch's stage-0 step.
 //! * Recurrences run as packed sequences (the backward direction ignores
 //!   trailing padding; MM-DFN runs unpacked).
-//! * All modules (CPC and BA heads included) are always allocated, so the
-//!   same seed gives the same initial network for every α, β, ζ — paired
-//!   comparisons against the MM-DFN baseline start from identical weights.
+//! * Every weight is drawn eagerly when the model is built, in the
+//!   module's order, before any dropout mask, and all modules (CPC and BA
+//!   heads included) are always allocated: the same seed gives the same
+//!   initial network for every α, β, ζ and for the plain and the
+//!   data-parallel trainer.
 //! * Unused-but-allocated MM-DFN modules (spec C.8) are omitted.
-//! * Optimiser: Adam with coupled L2 (`weight_decay`), clip-norm `grad_clip`
-//!   when > 0 (MM-DFN: none); batches = `batch_size` dialogues (default 16,
-//!   MMIC paper), reshuffled every epoch from the trial seed.
+//! * Optimiser: Adam with coupled L2 (`weight_decay`), clipping of the
+//!   global gradient norm at `grad_clip` when > 0, as
+//!   `torch.nn.utils.clip_grad_norm_` (MM-DFN: none); batches =
+//!   `batch_size` dialogues (`mmic` 16 as the MMIC paper, `mmdfn` 32 as
+//!   MM-DFN), reshuffled every epoch from the trial seed.
 
 pub mod batch;
 pub mod graph;
@@ -85,12 +105,11 @@ pub mod rnn;
 mod config;
 mod sharded;
 
-pub use config::{MmicConfig, Variant, negative_classes};
+pub use config::{MmicConfig, Variant, class_weights, negative_classes};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
@@ -104,7 +123,8 @@ use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
 use crate::trial::{
-    Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
+    Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload, clip_grad_norm,
+    train_epoch_steps,
 };
 
 pub use batch::HostBatch;
@@ -132,7 +152,12 @@ pub struct MmicOptim<B: AutodiffBackend> {
     main: Optim<B>,
     mi: Optim<B>,
     mi_lr: f64,
+    /// Global-norm clipping of the network's gradients (`grad_clip`).
+    clip: Option<f64>,
 }
+
+/// MMIM clips the mutual-information heads' gradients at a global norm of 1.
+const MI_CLIP: f64 = 1.0;
 
 impl<B: AutodiffBackend> ReplicaOptim<B, Mmic<B>> for MmicOptim<B> {
     fn update(&mut self, lr: f64, model: Mmic<B>, mut grads: GradientsParams) -> Mmic<B> {
@@ -152,11 +177,15 @@ impl<B: AutodiffBackend> ReplicaOptim<B, Mmic<B>> for MmicOptim<B> {
             into: GradientsParams::new(),
         };
         model.mi.visit(&mut heads);
-        let heads = heads.into;
+        let mut heads = heads.into;
+        if let Some(max) = self.clip {
+            clip_grad_norm::<B, _>(&model, &mut grads, max);
+        }
         let model = self.main.step(lr, model, grads);
         if heads.is_empty() {
             model
         } else {
+            clip_grad_norm::<B, _>(&model, &mut heads, MI_CLIP);
             self.mi.step(self.mi_lr, model, heads)
         }
     }
@@ -309,41 +338,24 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         if cfg.negative.len() != data.n_classes {
             return Err(TrainError::Dataset("class count mismatch".into()));
         }
-        let class_weights = if cfg.class_weight {
-            let mut counts = vec![0usize; data.n_classes];
-            let mut total = 0usize;
-            for d in &data.train {
-                for &l in &d.labels {
-                    counts[l] += 1;
-                    total += 1;
-                }
-            }
-            counts
-                .iter()
-                .map(|&k| {
-                    if k == 0 {
-                        0.0
-                    } else {
-                        total as f32 / (data.n_classes * k) as f32
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let class_weights = cfg.class_weights.clone();
         B::seed(device, req.seed);
         let model = Mmic::new(&cfg.net, device);
-        let clip =
-            (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip as f32));
+        // Draw every weight now, in the module's visiting order, before any
+        // dropout mask: lazily they would be drawn in order of first use,
+        // interleaved with dropout, and the data-parallel trainer (whose
+        // replicas draw dropout in another order) would start from another
+        // network for the same seed.
+        crate::tensor::materialize::<B, _>(&model);
         let main = AdamConfig::new()
+            .with_epsilon(cfg.adam_epsilon as f32)
             .with_weight_decay(
                 (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
             )
-            .with_grad_clipping(clip)
             .init::<B, Mmic<B>>();
         let mi = AdamConfig::new()
+            .with_epsilon(cfg.adam_epsilon as f32)
             .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
-            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
             .init::<B, Mmic<B>>();
         Ok(Self {
             model: Some(model),
@@ -351,6 +363,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
                 main,
                 mi,
                 mi_lr: cfg.mi_lr,
+                clip: (cfg.grad_clip > 0.0).then_some(cfg.grad_clip),
             },
             data,
             cfg,

@@ -26,7 +26,7 @@ use super::common::{
 };
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
-use crate::models::fdcmdie::{FdCmdieWorkload, build_pairs, nt_xent_batched, triplet_batched};
+use crate::models::fdcmdie::{ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched};
 use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
 
@@ -486,15 +486,18 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         let b = idx[0].len();
         let s = self.seeds[0].settings.clone();
         let use_cl = s.use_cl && s.lambda_cl > 0.0;
-        // Each seed draws its own contrastive samples, as unfused.
-        let all: Vec<Vec<usize>> = self
+        // Each seed draws its own contrastive samples, as unfused; every
+        // seed's batch has the same slots (anchors, then the same number of
+        // similar and different slots per anchor), only which are present
+        // differs.
+        let all: Vec<ClBatch> = self
             .seeds
             .iter_mut()
             .zip(idx)
-            .map(|(w, i)| if use_cl { w.extended(i) } else { i.to_vec() })
+            .map(|(w, i)| w.extended(i))
             .collect();
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(|w| &w.train).collect();
-        let all_idx: Vec<&[usize]> = all.iter().map(Vec::as_slice).collect();
+        let all_idx: Vec<&[usize]> = all.iter().map(|c| c.samples.as_slice()).collect();
         let [t, a, v] = stacked::<B>(&splits, &all_idx, &self.device);
         let labels = stacked_labels(&splits, idx);
         let model = self
@@ -508,10 +511,12 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         let mae = (pred - y).abs().mean_dim(1).reshape([k]);
         let mae_values = values(mae.clone());
         let (losses, numbers) = if use_cl {
-            let pairs = build_pairs(b, s.cl_samples, s.cl_samples);
+            let per_anchor = all[0].per_anchor;
+            let pairs = build_pairs(b, per_anchor, per_anchor);
             let z = dec.contrastive_matrix();
-            let cl = nt_xent_batched(z.clone(), &pairs.positive, &pairs.negative, s.tau)
-                + triplet_batched(z, &pairs.triplets, s.margin).mul_scalar(s.lambda_tri);
+            let active: Vec<Vec<bool>> = all.iter().map(|c| c.active.clone()).collect();
+            let (nt, tri) = cl_loss_batched(z, &pairs, &active, b, s.tau, s.margin);
+            let cl = nt + tri.mul_scalar(s.lambda_tri);
             let cl_values = values(cl.clone());
             let numbers = mae_values
                 .iter()
