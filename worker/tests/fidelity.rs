@@ -58,11 +58,11 @@ fn close(got: f64, want: f64, tol: f64) -> bool {
 /// anchors, `k` similar slots per anchor, `k` different slots per anchor;
 /// six feature blocks `[T_s; V_s; A_s; T_d; V_d; A_d]` over those slots.
 fn fdcmdie_batch(case: &Json) -> (Vec<Vec<f64>>, Vec<bool>, usize, usize) {
-    let b = case["b"].as_u64().unwrap() as usize;
-    let k = case["k"].as_u64().unwrap() as usize;
+    let b = case["b"].as_u64().expect("golden case") as usize;
+    let k = case["k"].as_u64().expect("golden case") as usize;
     let anchors: Vec<Vec<Vec<f64>>> = case["anchors"]
         .as_array()
-        .unwrap()
+        .expect("golden case")
         .iter()
         .map(matrix)
         .collect();
@@ -75,8 +75,13 @@ fn fdcmdie_batch(case: &Json) -> (Vec<Vec<f64>>, Vec<bool>, usize, usize) {
         active[i] = true;
     }
     for (key, slot) in [("similar", 0usize), ("different", 1)] {
-        for (i, set) in case[key].as_array().unwrap().iter().enumerate() {
-            for (q, f) in set.as_array().unwrap().iter().enumerate() {
+        for (i, set) in case[key]
+            .as_array()
+            .expect("golden case")
+            .iter()
+            .enumerate()
+        {
+            for (q, f) in set.as_array().expect("golden case").iter().enumerate() {
                 let s = if slot == 0 {
                     similar_slot(b, k, i, q)
                 } else {
@@ -101,15 +106,15 @@ fn fdcmdie_batch(case: &Json) -> (Vec<Vec<f64>>, Vec<bool>, usize, usize) {
 
 #[test]
 fn fdcmdie_contrastive_loss_matches_eqs_9_to_12() {
-    for case in golden()["fdcmdie"].as_array().unwrap() {
+    for case in golden()["fdcmdie"].as_array().expect("golden case") {
         let (rows, active, b, k) = fdcmdie_batch(case);
         let pairs = build_pairs(b, k, k);
-        let tau = case["tau"].as_f64().unwrap();
-        let margin = case["margin"].as_f64().unwrap();
+        let tau = case["tau"].as_f64().expect("golden case");
+        let margin = case["margin"].as_f64().expect("golden case");
         let (nt, tri) = cl_loss(t2::<I>(&rows), &pairs, &active, b, tau, margin);
         let (nt, tri) = (scalar(nt), scalar(tri));
-        let want_nt = case["nt_xent"].as_f64().unwrap();
-        let want_tri = case["triplet"].as_f64().unwrap();
+        let want_nt = case["nt_xent"].as_f64().expect("golden case");
+        let want_tri = case["triplet"].as_f64().expect("golden case");
         assert!(close(nt, want_nt, 1e-4), "NT-Xent {nt} vs {want_nt}");
         assert!(close(tri, want_tri, 1e-4), "triplet {tri} vs {want_tri}");
         // The positives the loss uses: those whose slots are both present.
@@ -162,22 +167,22 @@ fn every_anchor_has_two_plus_five_k_positive_pairs() {
 
 #[test]
 fn mmic_supcon_leaves_anchor_and_copy_out_of_the_denominator() {
-    for case in golden()["supcon"].as_array().unwrap() {
+    for case in golden()["supcon"].as_array().expect("golden case") {
         let z = matrix(&case["z"]);
         let labels: Vec<usize> = floats(&case["labels"])
             .iter()
             .map(|&x| x as usize)
             .collect();
-        let tau = case["tau"].as_f64().unwrap();
+        let tau = case["tau"].as_f64().expect("golden case");
         let got = scalar(supcon_loss(t2::<I>(&z), &labels, tau, true));
-        let want = case["loss"].as_f64().unwrap();
+        let want = case["loss"].as_f64().expect("golden case");
         assert!(close(got, want, 1e-4), "SCL {got} vs {want}");
     }
 }
 
 #[test]
 fn mmdfn_focal_loss_with_its_class_weights() {
-    for case in golden()["focal"].as_array().unwrap() {
+    for case in golden()["focal"].as_array().expect("golden case") {
         let logits = matrix(&case["logits"]);
         let labels: Vec<usize> = floats(&case["labels"])
             .iter()
@@ -187,9 +192,9 @@ fn mmdfn_focal_loss_with_its_class_weights() {
             .iter()
             .map(|&w| w as f32)
             .collect();
-        let gamma = case["gamma"].as_f64().unwrap();
+        let gamma = case["gamma"].as_f64().expect("golden case");
         let got = scalar(focal_loss(t2::<I>(&logits), &labels, gamma, &weights));
-        let want = case["loss"].as_f64().unwrap();
+        let want = case["loss"].as_f64().expect("golden case");
         assert!(close(got, want, 1e-4), "focal {got} vs {want}");
     }
 }
@@ -218,17 +223,17 @@ fn dataset(names: &[&str], labels: &[usize]) -> ErcDataset {
 #[test]
 fn mmdfn_class_weights_are_its_inverse_frequencies() {
     let iemocap = dataset(&["hap", "sad", "neu", "ang", "exc", "fru"], &[0, 1, 2]);
-    let w = class_weights(&iemocap, "inverse_frequency").unwrap();
+    let w = class_weights(&iemocap, "inverse_frequency").expect("golden case");
     let freq = [0.086747, 0.144406, 0.227883, 0.160585, 0.127711, 0.252668];
     for (got, f) in w.iter().zip(freq) {
         assert!(close(f64::from(*got), 1.0 / f, 1e-6), "{got} vs 1/{f}");
     }
     // Other datasets: 1/freq over the training utterances (mean ≈ C) …
     let other = dataset(&["a", "b", "c"], &[0, 0, 0, 1, 2, 2]);
-    let w = class_weights(&other, "inverse_frequency").unwrap();
+    let w = class_weights(&other, "inverse_frequency").expect("golden case");
     assert_eq!(w, vec![2.0, 6.0, 3.0]);
     // … and the balanced scheme N / (C · count) (mean ≈ 1).
-    let w = class_weights(&other, "balanced").unwrap();
+    let w = class_weights(&other, "balanced").expect("golden case");
     assert_eq!(w, vec![2.0 / 3.0, 2.0, 1.0]);
     assert!(class_weights(&other, "sqrt").is_err());
 }

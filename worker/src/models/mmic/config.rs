@@ -81,11 +81,13 @@ pub fn negative_classes(data: &ErcDataset) -> Vec<bool> {
 
 /// IEMOCAP's class order (MM-DFN's `target_names`).
 const IEMOCAP_CLASSES: &[&str] = &["hap", "sad", "neu", "ang", "exc", "fru"];
-/// MM-DFN's IEMOCAP class frequencies: it weighs class c by `1 / freq_c`.
-const IEMOCAP_FREQ: &[f32] = &[0.086747, 0.144406, 0.227883, 0.160585, 0.127711, 0.252668];
-/// MELD's class order and MM-DFN's MELD class frequencies.
+/// MM-DFN's IEMOCAP class frequencies (it weighs class c by `1 / freq_c`)
+/// are the synthetic IEMOCAP preset's.
+const IEMOCAP_FREQ: &[f64] = &sigsweep_data::synthetic::IEMOCAP_FREQS;
+/// MELD's class order and MM-DFN's MELD class frequencies, to its nine
+/// digits.
 const MELD_CLASSES: &[&str] = &["neu", "sur", "fea", "sad", "joy", "dis", "ang"];
-const MELD_FREQ: &[f32] = &[
+const MELD_FREQ: &[f64] = &[
     0.466750766,
     0.122094071,
     0.027752748,
@@ -133,7 +135,7 @@ pub fn class_weights(data: &ErcDataset, scheme: &str) -> Result<Vec<f32>, TrainE
                 None
             };
             Ok(match fixed {
-                Some(freq) => freq.iter().map(|f| 1.0 / f).collect(),
+                Some(freq) => freq.iter().map(|f| (1.0 / f) as f32).collect(),
                 None => counts
                     .iter()
                     .map(|&k| inverse(k, total as f32 / k.max(1) as f32))
