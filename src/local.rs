@@ -26,7 +26,7 @@ fn print_plan(path: &Path, spec: &SweepSpec) {
     println!("sweep file {}: `{}`", path.display(), spec.name);
     println!(
         "model `{}`, dataset {}",
-        spec.model.name,
+        spec.models().join("`, `"),
         spec.dataset_label()
     );
     println!("{} configuration(s):", configs.len());

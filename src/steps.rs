@@ -17,9 +17,7 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
         .with_context(|| format!("cannot read sweep file {}", path.display()))?;
     let spec = SweepSpec::parse(&text, &path.display().to_string())?;
     spec.check_declared(&[])?;
-    spec.check_data_parallel(sigsweep_worker::models::supports_data_parallel(
-        &spec.model.name,
-    ))?;
+    spec.check_data_parallel(sigsweep_worker::models::supports_data_parallel)?;
     Ok((text, spec))
 }
 

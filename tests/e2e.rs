@@ -473,3 +473,75 @@ fn run_exits_non_zero_when_a_trial_failed_writes_the_report_and_retries_failed_t
     assert_eq!(out.status.code(), Some(1), "they fail again: {err}");
     assert_eq!(results(&state).len(), 4, "one result per trial");
 }
+
+/// One sweep trains two models paired by seed (`model` as a grid key):
+/// MMIC's own parameters reach only the MMIC trials (a `mmdfn` worker would
+/// refuse them), every configuration gets every seed, and the report
+/// compares MMIC with the MM-DFN baseline.
+#[test]
+fn a_sweep_compares_two_models_paired_by_seed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = dir.path().join("models.toml");
+    std::fs::write(
+        &sweep,
+        r#"name = "models"
+seeds = 2
+baseline = { model = "mmdfn" }
+
+[model]
+hidden = 16
+graph_hidden = 8
+layers = 2
+alpha = 1.0
+beta = 0.0
+zeta = 0.0
+
+[dataset]
+kind = "synthetic"
+generator = "erc"
+params = { preset = "small", n_train = 16, n_test = 8 }
+
+[training]
+epochs = 2
+batch_size = 8
+lr = 0.001
+
+[grid]
+model = ["mmic", "mmdfn"]
+
+[metrics]
+select = "f1_weighted"
+report = { f1_weighted = "max" }
+"#,
+    )
+    .expect("write sweep");
+    let state = dir.path().join("state");
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+        "--workers",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exact_results(&state, 4);
+    let rows = results(&state);
+    for model in ["mmic", "mmdfn"] {
+        let seeds: HashSet<u64> = rows
+            .iter()
+            .filter(|r| r["config_key"] == format!("model={model}"))
+            .map(|r| r["seed"].as_u64().expect("seed"))
+            .collect();
+        assert_eq!(seeds, HashSet::from([0, 1]), "{model}");
+    }
+    let report = std::fs::read_to_string(state.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("baseline (model=mmdfn)") && report.contains("| mmic | 2 |"),
+        "{report}"
+    );
+}

@@ -223,6 +223,8 @@ const LATE_FUSION: &[ParamDecl] = &[
     float("dropout", 0.0, 0.95, "0", "dropout after the fusion layer"),
 ];
 
+/// MMIC's parameters: first those of its auxiliary losses (MMIC only), then
+/// MM-DFN's, which the `mmdfn` model takes alone ([`MMDFN`]).
 const MMIC: &[ParamDecl] = &[
     text(
         "losses",
@@ -234,22 +236,37 @@ const MMIC: &[ParamDecl] = &[
         "alpha",
         0.0,
         1e6,
-        "1 (mmdfn: 0)",
+        "1",
         "weight of the supervised contrastive loss, eq. (8)",
     ),
+    float("beta", 0.0, 1e6, "0.05", "weight of the CPC loss"),
+    float("zeta", 0.0, 1e6, "0.05", "weight of the BA (MI) loss"),
     float(
-        "beta",
-        0.0,
+        "scl_temperature",
+        1e-6,
         1e6,
-        "0.05 (mmdfn: 0)",
-        "weight of the CPC loss",
+        "0.1",
+        "temperature τ of the contrastive loss",
     ),
     float(
-        "zeta",
-        0.0,
-        1e6,
-        "0.05 (mmdfn: 0)",
-        "weight of the BA (MI) loss",
+        "mi_lr",
+        1e-12,
+        1e3,
+        "1e-3",
+        "learning rate of the MI estimator heads",
+    ),
+    int(
+        "ba_entropy_dim",
+        1,
+        MAX_WIDTH,
+        "8",
+        "width of the BA entropy heads",
+    ),
+    text(
+        "negative_classes",
+        &[],
+        "by class names",
+        "negative classes for CPC, as \"i-j-k\"",
     ),
     int("layers", 1, MAX_DEPTH, "16", "graph convolution layers (K)"),
     float(
@@ -310,13 +327,6 @@ const MMIC: &[ParamDecl] = &[
     ),
     int("text_layers", 1, MAX_DEPTH, "2", "text encoder layers"),
     float(
-        "scl_temperature",
-        1e-6,
-        1e6,
-        "0.1",
-        "temperature τ of the contrastive loss",
-    ),
-    float(
         "focal_gamma",
         0.0,
         100.0,
@@ -351,27 +361,13 @@ const MMIC: &[ParamDecl] = &[
         "1e-4",
         "L2 weight decay (MM-DFN's name for weight_decay)",
     ),
-    float(
-        "mi_lr",
-        1e-12,
-        1e3,
-        "1e-3",
-        "learning rate of the MI estimator heads",
-    ),
-    int(
-        "ba_entropy_dim",
-        1,
-        MAX_WIDTH,
-        "8",
-        "width of the BA entropy heads",
-    ),
-    text(
-        "negative_classes",
-        &[],
-        "by class names",
-        "negative classes for CPC, as \"i-j-k\"",
-    ),
 ];
+
+/// How many auxiliary-loss parameters lead [`MMIC`].
+const MMIC_ONLY: usize = 8;
+
+/// MM-DFN's parameters: MMIC's without its auxiliary losses.
+const MMDFN: &[ParamDecl] = MMIC.split_at(MMIC_ONLY).1;
 
 const FDCMDIE: &[ParamDecl] = &[
     int(
@@ -463,8 +459,8 @@ pub const MODELS: &[ModelDecl] = &[
     },
     ModelDecl {
         name: Cow::Borrowed("mmdfn"),
-        doc: Cow::Borrowed("MM-DFN, MMIC's baseline"),
-        params: Cow::Borrowed(MMIC),
+        doc: Cow::Borrowed("MM-DFN as its code trains it (MMIC's baseline)"),
+        params: Cow::Borrowed(MMDFN),
     },
 ];
 
@@ -511,9 +507,24 @@ mod tests {
         );
         assert!(dropout.check(Scalar::Float(f64::NAN)).is_err());
         assert!(dropout.check(Scalar::Float(0.99)).is_err());
-        let enc = model("mmdfn")
-            .and_then(|m| m.param("text_encoder"))
-            .expect("declared");
+        // MM-DFN has no auxiliary losses; MMIC has them and all of MM-DFN's.
+        let (mmdfn, mmic) = (model("mmdfn").expect("mmdfn"), model("mmic").expect("mmic"));
+        for only in [
+            "losses",
+            "alpha",
+            "beta",
+            "zeta",
+            "scl_temperature",
+            "mi_lr",
+            "ba_entropy_dim",
+            "negative_classes",
+        ] {
+            assert!(mmdfn.param(only).is_none(), "{only}");
+            assert!(mmic.param(only).is_some(), "{only}");
+        }
+        assert!(mmdfn.params.iter().all(|p| mmic.param(&p.name).is_some()));
+        assert!(mmdfn.param("focal_gamma").is_some());
+        let enc = mmdfn.param("text_encoder").expect("declared");
         assert!(enc.check(Scalar::Text("gru")).is_ok());
         assert!(
             enc.check(Scalar::Text("transformer"))

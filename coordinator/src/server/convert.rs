@@ -57,7 +57,11 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
             sweep_id: a.sweep_id.clone(),
             config_key: a.trial.config.key.clone(),
             seed: a.trial.seed,
-            model: spec.model.name.clone(),
+            model: if a.trial.model.is_empty() {
+                spec.model.name.clone()
+            } else {
+                a.trial.model.clone()
+            },
             params: params_to_proto(a.trial.params.iter()),
             dataset: Some(dataset),
             metrics: Some(pb::MetricSpec {

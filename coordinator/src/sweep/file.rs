@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::locate::SpanLocator;
-use super::{MAX_TRIALS, ParamValue, SweepError, SweepSpec, config_key, is_training_key};
+use super::{
+    MAX_TRIALS, MODEL_KEY, ParamValue, SweepError, SweepSpec, applies, config_key, is_training_key,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,6 +15,7 @@ pub(super) struct RawSweep {
     name: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
     model: RawModel,
     dataset: RawDataset,
     training: TrainingSection,
@@ -27,9 +30,11 @@ pub(super) struct RawSweep {
     resources: ResourcesSection,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct RawModel {
-    name: Spanned<String>,
+    /// Optional when the grid names the models (`model = [...]`).
+    #[serde(default)]
+    name: Option<Spanned<String>>,
     #[serde(flatten)]
     params: IndexMap<String, toml::Value>,
 }
@@ -62,6 +67,10 @@ struct RawMetrics {
 pub struct ModelSection {
     pub name: String,
     pub params: IndexMap<String, ParamValue>,
+    /// `[model.<name>]`: fixed parameters (training settings included) of one
+    /// model of a swept `model`, over `params` and `[training]`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub per_model: IndexMap<String, IndexMap<String, ParamValue>>,
 }
 
 /// Where the data comes from.
@@ -204,17 +213,98 @@ impl RawSweep {
             return Err(loc.at(self.name.span().start, Some("name".into()), message));
         }
 
-        // Model.
-        let model_name = self.model.name.get_ref().trim().to_string();
-        if model_name.is_empty() {
-            return Err(loc.at(
-                self.model.name.span().start,
-                Some("model.name".into()),
-                "must not be empty",
-            ));
-        }
+        // Model: `[model] name`, or the grid's `model` key (one sweep, several
+        // models paired by seed); the grid's first model stands for the sweep.
+        let grid_models = self.grid.iter().find(|(k, _)| k.get_ref() == MODEL_KEY);
+        let model_name = match (&self.model.name, grid_models) {
+            (Some(name), None) => {
+                let n = name.get_ref().trim().to_string();
+                if n.is_empty() {
+                    return Err(loc.at(
+                        name.span().start,
+                        Some("model.name".into()),
+                        "must not be empty",
+                    ));
+                }
+                n
+            }
+            (Some(name), Some(_)) => {
+                return Err(loc.at(
+                    name.span().start,
+                    Some("model.name".into()),
+                    "the grid names the models (`model = [...]`): leave `name` out of [model]",
+                ));
+            }
+            (None, Some((key, values))) => {
+                let mut first = None;
+                for v in values.get_ref() {
+                    match v.get_ref().as_str().map(str::trim) {
+                        Some(n) if !n.is_empty() => {
+                            first.get_or_insert_with(|| n.to_string());
+                        }
+                        _ => {
+                            return Err(loc.at(
+                                v.span().start,
+                                Some(format!("grid.{MODEL_KEY}")),
+                                "model names are non-empty strings",
+                            ));
+                        }
+                    }
+                }
+                first.ok_or_else(|| {
+                    loc.at(
+                        key.span().start,
+                        Some(format!("grid.{MODEL_KEY}")),
+                        "the list of models is empty",
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(loc.key_error(
+                    "model",
+                    "name",
+                    "name the model: `name = \"...\"` in [model], or `model = [...]` in [grid]"
+                        .into(),
+                ));
+            }
+        };
         let mut model_params = IndexMap::new();
+        let mut per_model: IndexMap<String, IndexMap<String, ParamValue>> = IndexMap::new();
+        let swept_models: Vec<String> = grid_models
+            .map(|(_, values)| {
+                values
+                    .get_ref()
+                    .iter()
+                    .filter_map(|v| v.get_ref().as_str().map(|m| m.trim().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for (k, v) in &self.model.params {
+            if let toml::Value::Table(table) = v {
+                let table_name = format!("model.{k}");
+                if !swept_models.contains(k) {
+                    return Err(loc.key_error(
+                        "model",
+                        k,
+                        format!(
+                            "[{table_name}] sets parameters of one model of a swept `model`, but `{k}` is not in the grid's `model` list"
+                        ),
+                    ));
+                }
+                let mut params = IndexMap::new();
+                for (pk, pv) in table {
+                    let value = super::value::from_toml(pv).ok_or_else(|| {
+                        loc.key_error(
+                            &table_name,
+                            pk,
+                            "must be a number, a string or a boolean".into(),
+                        )
+                    })?;
+                    params.insert(pk.clone(), value);
+                }
+                per_model.insert(k.clone(), params);
+                continue;
+            }
             if is_training_key(k) {
                 return Err(loc.key_error(
                     "model",
@@ -462,7 +552,15 @@ impl RawSweep {
                         })?;
                     baseline.insert(k.clone(), pv);
                 }
-                if let Some(missing) = grid.keys().find(|k| !baseline.contains_key(*k)) {
+                let baseline_model = match baseline.get(MODEL_KEY) {
+                    Some(ParamValue::Text(m)) => m.clone(),
+                    _ => model_name.clone(),
+                };
+                let swept = grid.contains_key(MODEL_KEY);
+                if let Some(missing) = grid
+                    .keys()
+                    .find(|k| !baseline.contains_key(*k) && (!swept || applies(&baseline_model, k)))
+                {
                     return Err(loc.at(
                         b.span().start,
                         Some("baseline".into()),
@@ -475,6 +573,15 @@ impl RawSweep {
                     .filter_map(|k| baseline.get(k).map(|v| (k.clone(), v.clone())))
                     .collect();
             }
+        }
+        // A key the baseline's model does not take is not part of its
+        // configuration (the grid's configurations drop it the same way).
+        let baseline_model = match baseline.get(MODEL_KEY) {
+            Some(ParamValue::Text(m)) => m.clone(),
+            _ => model_name.clone(),
+        };
+        if grid.contains_key(MODEL_KEY) {
+            baseline.retain(|k, _| applies(&baseline_model, k));
         }
         debug_assert!(grid.is_empty() || !config_key(&baseline).is_empty());
 
@@ -558,6 +665,7 @@ impl RawSweep {
             model: ModelSection {
                 name: model_name,
                 params: model_params,
+                per_model,
             },
             dataset: DatasetSection {
                 kind,

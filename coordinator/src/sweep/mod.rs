@@ -35,6 +35,21 @@ use locate::SpanLocator;
 /// Maximum number of trials one sweep may expand into.
 pub const MAX_TRIALS: usize = 100_000;
 
+/// The grid key that names the model of a configuration (`[model] name`
+/// swept: `model = ["mmic", "mmdfn"]`), so that one sweep compares models
+/// paired by seed.
+pub const MODEL_KEY: &str = "model";
+
+/// Whether the parameter `key` applies to a trial of `model`: the model
+/// key and training settings always do; a model parameter does when the
+/// model declares it. Models without a built-in declaration (declared by
+/// workers) take every parameter, and their workers check them.
+pub fn applies(model: &str, key: &str) -> bool {
+    key == MODEL_KEY
+        || is_training_key(key)
+        || sigsweep_types::params::model(model).is_none_or(|m| m.param(key).is_some())
+}
+
 /// Whether `key` names a training setting (declared in
 /// `sigsweep_types::params::TRAINING`); grid keys may name these as well as
 /// model parameters.
@@ -76,6 +91,10 @@ pub struct TrialPlan {
     pub trial_id: String,
     pub config: Configuration,
     pub seed: u64,
+    /// The model this trial trains (the configuration's `model`, or the
+    /// sweep's `[model] name`).
+    #[serde(default)]
+    pub model: String,
     /// Every resolved hyperparameter (fixed model and training parameters with
     /// the grid point applied), in a stable order.
     pub params: IndexMap<String, ParamValue>,
@@ -94,15 +113,16 @@ impl SweepSpec {
     /// the model accepts; an unknown one is an error naming its line.
     /// Checks that `gpus_per_trial > 1` (data parallelism) is only asked of
     /// a model whose trainer supports it.
-    pub fn check_data_parallel(&self, supported: bool) -> Result<(), SweepError> {
-        if self.resources.gpus_per_trial > 1 && !supported {
+    pub fn check_data_parallel(&self, supported: impl Fn(&str) -> bool) -> Result<(), SweepError> {
+        let unsupported = self.models().into_iter().find(|m| !supported(m));
+        if let (true, Some(model)) = (self.resources.gpus_per_trial > 1, unsupported) {
             let locator = SpanLocator::new(&self.source, &self.source_name);
             return Err(locator.key_error(
                 "resources",
                 "gpus_per_trial",
                 format!(
-                    "data parallelism (gpus_per_trial = {}) is not implemented for `{}`; use gpus_per_trial = 1 (and trials_per_gpu to pack small trials)",
-                    self.resources.gpus_per_trial, self.model.name
+                    "data parallelism (gpus_per_trial = {}) is not implemented for `{model}`; use gpus_per_trial = 1 (and trials_per_gpu to pack small trials)",
+                    self.resources.gpus_per_trial
                 ),
             ));
         }
@@ -119,42 +139,82 @@ impl SweepSpec {
     pub fn check_declared(&self, registered: &[ModelDecl]) -> Result<(), SweepError> {
         use sigsweep_types::params;
         let locator = SpanLocator::new(&self.source, &self.source_name);
-        let found = params::model(&self.model.name).or_else(|| {
-            registered
-                .iter()
-                .find(|m| m.name == self.model.name.as_str())
-        });
-        let Some(model) = found else {
-            let mut known: Vec<&str> = params::MODELS.iter().map(|m| m.name.as_ref()).collect();
-            known.extend(registered.iter().map(|m| m.name.as_ref()));
-            return Err(locator.key_error(
-                "model",
-                "name",
-                format!(
-                    "unknown model `{}`; known models: {} (a worker that trains another model declares it when it registers)",
-                    self.model.name,
+        let swept = self.grid.contains_key(MODEL_KEY);
+        let mut models: Vec<&ModelDecl> = Vec::new();
+        for name in self.models() {
+            let found = params::model(name).or_else(|| registered.iter().find(|m| m.name == name));
+            let Some(model) = found else {
+                let mut known: Vec<&str> = params::MODELS.iter().map(|m| m.name.as_ref()).collect();
+                known.extend(registered.iter().map(|m| m.name.as_ref()));
+                let message = format!(
+                    "unknown model `{name}`; known models: {} (a worker that trains another model declares it when it registers)",
                     known.join(", ")
-                ),
-            ));
-        };
-        let names: Vec<&str> = model
-            .params
+                );
+                return Err(if swept {
+                    locator.key_error("grid", MODEL_KEY, message)
+                } else {
+                    locator.key_error("model", "name", message)
+                });
+            };
+            models.push(model);
+        }
+        let names: Vec<&str> = models
             .iter()
+            .flat_map(|m| m.params.iter())
             .chain(params::TRAINING.iter())
             .map(|p| p.name.as_ref())
             .collect();
         self.check_model_params(&names)?;
+        // A value is checked against every model that declares its key.
         let check = |table: &str, key: &str, value: &ParamValue| {
-            let decl = params::training(key).or_else(|| model.param(key));
-            match decl.map(|d| d.check(value.as_scalar())) {
-                Some(Err(message)) => Err(locator.key_error(table, key, message)),
-                _ => Ok(()),
+            if let Some(d) = params::training(key) {
+                return d
+                    .check(value.as_scalar())
+                    .map_err(|m| locator.key_error(table, key, m));
             }
+            for model in &models {
+                if let Some(Err(message)) = model.param(key).map(|d| d.check(value.as_scalar())) {
+                    return Err(locator.key_error(
+                        table,
+                        key,
+                        if swept {
+                            format!("{message} (for model `{}`)", model.name)
+                        } else {
+                            message
+                        },
+                    ));
+                }
+            }
+            Ok(())
         };
         for (k, v) in &self.model.params {
             check("model", k, v)?;
         }
+        for (name, table) in &self.model.per_model {
+            let decl = models.iter().find(|m| m.name == name.as_str());
+            let section = format!("model.{name}");
+            for (k, v) in table {
+                let found = params::training(k).or_else(|| decl.and_then(|m| m.param(k)));
+                match found {
+                    None if decl.is_some_and(|m| params::model(&m.name).is_some()) => {
+                        return Err(locator.key_error(
+                            &section,
+                            k,
+                            format!("unknown parameter `{k}` for model `{name}`"),
+                        ));
+                    }
+                    Some(d) => {
+                        d.check(v.as_scalar())
+                            .map_err(|m| locator.key_error(&section, k, m))?;
+                    }
+                    None => {}
+                }
+            }
+        }
         for (k, values) in &self.grid {
+            if k == MODEL_KEY {
+                continue;
+            }
             for v in values {
                 check("grid", k, v)?;
             }
@@ -197,7 +257,7 @@ impl SweepSpec {
         names.extend(
             self.grid
                 .keys()
-                .filter(|k| !is_training_key(k))
+                .filter(|k| !is_training_key(k) && k.as_str() != MODEL_KEY)
                 .map(|k| (k.as_str(), "grid")),
         );
         for (name, table) in names {
@@ -209,7 +269,7 @@ impl SweepSpec {
                     name,
                     format!(
                         "unknown parameter `{name}` for model `{}`; it accepts: {}",
-                        self.model.name,
+                        self.models().join("`, `"),
                         expected.join(", ")
                     ),
                 ));
@@ -263,12 +323,48 @@ impl SweepSpec {
             }
             out = next;
         }
+        // A configuration holds only what applies to its model: with
+        // `model = ["mmic", "mmdfn"]` and `alpha = [0, 1]`, `mmdfn` (which
+        // has no `alpha`) is one configuration, not two.
+        let mut seen = std::collections::HashSet::new();
         out.into_iter()
-            .map(|values| Configuration {
-                key: config_key(&values),
-                values,
+            .filter_map(|mut values| {
+                let model = self.model_of(&values).to_string();
+                values.retain(|k, _| self.applies(&model, k));
+                let key = config_key(&values);
+                seen.insert(key.clone())
+                    .then_some(Configuration { key, values })
             })
             .collect()
+    }
+
+    /// Whether parameter `key` applies to a trial of `model` in this sweep:
+    /// always with one model (the declarations are checked separately);
+    /// with a swept model, when the model declares it ([`applies`]).
+    pub fn applies(&self, model: &str, key: &str) -> bool {
+        !self.grid.contains_key(MODEL_KEY) || applies(model, key)
+    }
+
+    /// The model of a configuration: its `model` value, else `[model] name`.
+    pub fn model_of<'a>(&'a self, values: &'a IndexMap<String, ParamValue>) -> &'a str {
+        match values.get(MODEL_KEY) {
+            Some(ParamValue::Text(m)) => m,
+            _ => &self.model.name,
+        }
+    }
+
+    /// Every model the sweep trains, in grid order.
+    pub fn models(&self) -> Vec<&str> {
+        match self.grid.get(MODEL_KEY) {
+            Some(values) => values
+                .iter()
+                .filter_map(|v| match v {
+                    ParamValue::Text(m) => Some(m.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            None => vec![self.model.name.as_str()],
+        }
     }
 
     /// The baseline configuration's canonical key.
@@ -286,6 +382,7 @@ impl SweepSpec {
             for &seed in &self.seeds {
                 trials.push(TrialPlan {
                     trial_id: trial_id(&fingerprint, &config, seed),
+                    model: self.model_of(&config.values).to_string(),
                     config: config.clone(),
                     seed,
                     params: params.clone(),
@@ -316,13 +413,18 @@ impl SweepSpec {
         spec
     }
 
+    /// Every parameter of a configuration's trials: the training settings,
+    /// then the fixed model parameters, the model's own `[model.<name>]`
+    /// table and the grid point, each over the one before, that apply to
+    /// its model (a parameter applies to the models that declare it).
     fn resolve(&self, config: &Configuration) -> IndexMap<String, ParamValue> {
+        let model = self.model_of(&config.values);
         let mut params = self.training.as_params();
-        for (k, v) in &self.model.params {
-            params.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &config.values {
-            params.insert(k.clone(), v.clone());
+        let own = self.model.per_model.get(model).into_iter().flatten();
+        for (k, v) in self.model.params.iter().chain(own).chain(&config.values) {
+            if k != MODEL_KEY && self.applies(model, k) {
+                params.insert(k.clone(), v.clone());
+            }
         }
         params
     }

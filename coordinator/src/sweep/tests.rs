@@ -152,12 +152,12 @@ fn data_parallel_for_a_model_without_it_names_the_key() {
     let text = "name = \"x\"\nseeds = 2\nbaseline = { a = 1 }\n[model]\nname = \"mmic\"\n[dataset]\nkind = \"synthetic\"\ngenerator = \"erc\"\n[training]\nepochs = 1\nbatch_size = 2\nlr = 0.1\n[grid]\na = [1, 2]\n[metrics]\nselect = \"accuracy\"\nreport = { accuracy = \"max\" }\n[resources]\ngpus_per_trial = 2\n";
     let spec = SweepSpec::parse(text, "dp.toml").expect("parses");
     let err = spec
-        .check_data_parallel(false)
+        .check_data_parallel(|_| false)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("dp.toml:19"), "{err}");
     assert!(err.contains("gpus_per_trial"), "{err}");
-    spec.check_data_parallel(true).expect("supported");
+    spec.check_data_parallel(|_| true).expect("supported");
 }
 
 #[test]
@@ -280,4 +280,106 @@ report = {{ accuracy = "max" }}
         "select_split = \"test\"",
     ))
     .expect("on test");
+}
+
+/// `model` as a grid key: one sweep trains several models paired by seed;
+/// a parameter applies to the models that declare it, so a model without a
+/// swept parameter is one configuration, and the baseline may name a model.
+#[test]
+fn the_model_is_a_grid_key_and_parameters_follow_their_model() {
+    let src = r#"name = "t"
+seeds = 3
+baseline = { model = "mmdfn", layers = 4 }
+[model]
+text_encoder = "gru"
+scl_temperature = 0.2
+[model.mmdfn]
+batch_size = 32
+focal_gamma = 1.0
+[dataset]
+kind = "synthetic"
+generator = "erc"
+[training]
+epochs = 2
+batch_size = 8
+lr = 0.01
+[grid]
+model = ["mmic", "mmdfn"]
+alpha = [0.0, 1.0]
+layers = [4, 8]
+[metrics]
+select = "accuracy"
+report = { accuracy = "max" }
+"#;
+    let spec = parse(src).expect("parses");
+    spec.check_declared(&[])
+        .expect("declared by one of the models");
+    assert_eq!(spec.models(), vec!["mmic", "mmdfn"]);
+    let keys: Vec<String> = spec.configurations().into_iter().map(|c| c.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "model=mmic,alpha=0.0,layers=4",
+            "model=mmic,alpha=0.0,layers=8",
+            "model=mmic,alpha=1.0,layers=4",
+            "model=mmic,alpha=1.0,layers=8",
+            "model=mmdfn,layers=4",
+            "model=mmdfn,layers=8",
+        ]
+    );
+    assert_eq!(spec.baseline_key(), "model=mmdfn,layers=4");
+    let trials = spec.trials();
+    assert_eq!(trials.len(), 6 * 3);
+    let mmdfn = trials.iter().find(|t| t.model == "mmdfn").expect("mmdfn");
+    assert!(!mmdfn.params.contains_key("alpha"));
+    assert!(!mmdfn.params.contains_key("scl_temperature"));
+    assert!(!mmdfn.params.contains_key("model"));
+    assert_eq!(mmdfn.params["text_encoder"], ParamValue::Text("gru".into()));
+    // `[model.mmdfn]` sets MM-DFN's own batch size and focal γ.
+    assert_eq!(mmdfn.params["batch_size"], ParamValue::Int(32));
+    assert_eq!(mmdfn.params["focal_gamma"], ParamValue::Float(1.0));
+    let mmic = trials.iter().find(|t| t.model == "mmic").expect("mmic");
+    assert_eq!(mmic.params["scl_temperature"], ParamValue::Float(0.2));
+    assert_eq!(mmic.params["alpha"], ParamValue::Float(0.0));
+    assert_eq!(mmic.params["batch_size"], ParamValue::Int(8));
+    assert!(!mmic.params.contains_key("focal_gamma"));
+    // A table for a model the sweep does not train, or a key its model
+    // does not declare, is refused.
+    let err = parse(&src.replace("[model.mmdfn]", "[model.late-fusion]")).expect_err("not swept");
+    assert_eq!(err.key.as_deref(), Some("model.late-fusion"), "{err}");
+    let err = parse(&src.replace("focal_gamma = 1.0", "alpha = 1.0"))
+        .expect("parses")
+        .check_declared(&[])
+        .expect_err("mmdfn has no alpha");
+    assert_eq!(err.key.as_deref(), Some("model.mmdfn.alpha"), "{err}");
+    // The seeds pair across models: the same seeds for every configuration.
+    let seeds: Vec<u64> = trials
+        .iter()
+        .filter(|t| t.model == "mmdfn")
+        .map(|t| t.seed)
+        .collect();
+    assert_eq!(seeds, [0, 1, 2, 0, 1, 2]);
+
+    // `[model] name` and a swept model do not mix; unknown models are named.
+    let both = src.replace("[model]\n", "[model]\nname = \"mmic\"\n");
+    let err = parse(&both).expect_err("name and grid");
+    assert_eq!(err.key.as_deref(), Some("model.name"), "{err}");
+    let unknown = parse(&src.replace("\"mmdfn\"]", "\"mmdfn\", \"mmdnf\"]"))
+        .expect("parses")
+        .check_declared(&[])
+        .expect_err("unknown model");
+    assert_eq!(unknown.key.as_deref(), Some("grid.model"), "{unknown}");
+    // A parameter no model declares is refused.
+    let err = parse(&src.replace("layers = [4, 8]", "layers = [4, 8]\nlayerz = [1]"))
+        .expect("parses")
+        .check_declared(&[])
+        .expect_err("unknown parameter");
+    assert_eq!(err.key.as_deref(), Some("grid.layerz"), "{err}");
+    // A baseline that omits a key its model takes is refused.
+    let err = parse(&src.replace(
+        "baseline = { model = \"mmdfn\", layers = 4 }",
+        "baseline = { model = \"mmic\", layers = 4 }",
+    ))
+    .expect_err("alpha missing");
+    assert_eq!(err.key.as_deref(), Some("baseline"), "{err}");
 }
