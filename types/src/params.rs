@@ -347,6 +347,12 @@ const MMIC: &[ParamDecl] = &[
         "inverse_frequency",
         "class weights: 1/freq (MM-DFN's vectors on IEMOCAP and MELD) or N/(C·count)",
     ),
+    text(
+        "batch_order",
+        &[Cow::Borrowed("reshuffle"), Cow::Borrowed("fixed")],
+        "reshuffle",
+        "batch order: reshuffled every epoch, or the same every epoch (MM-DFN re-seeds before every pass)",
+    ),
     float(
         "adam_epsilon",
         0.0,

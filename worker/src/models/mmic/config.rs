@@ -31,6 +31,8 @@ pub struct MmicConfig {
     /// Adam's ε (PyTorch's 1e-8 by default, as MM-DFN and MMIM run).
     pub adam_epsilon: f64,
     pub batch_size: usize,
+    /// `batch_order = "fixed"`: the same batch order every epoch (MM-DFN).
+    pub fixed_order: bool,
     /// Per class: in the negative-valence group.
     pub negative: Vec<bool>,
 }
@@ -305,6 +307,16 @@ impl MmicConfig {
             mi_lr: p.f64("mi_lr", 1e-3)?,
             adam_epsilon: p.f64_in("adam_epsilon", 1e-8, 0.0, 1.0)?,
             batch_size: p.positive("batch_size", if mmdfn { 32 } else { 16 })?,
+            fixed_order: match p.text("batch_order", "reshuffle")?.as_str() {
+                "reshuffle" => false,
+                "fixed" => true,
+                other => {
+                    return Err(invalid(
+                        "batch_order",
+                        format!("`{other}`: expected reshuffle or fixed"),
+                    ));
+                }
+            },
             negative,
         })
     }

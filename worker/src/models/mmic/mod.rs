@@ -94,7 +94,11 @@
 //!   global gradient norm at `grad_clip` when > 0, as
 //!   `torch.nn.utils.clip_grad_norm_` (MM-DFN: none); batches =
 //!   `batch_size` dialogues (`mmic` 16 as the MMIC paper, `mmdfn` 32 as
-//!   MM-DFN), reshuffled every epoch from the trial seed.
+//!   MM-DFN), reshuffled every epoch from the trial seed. MM-DFN re-seeds
+//!   its RNGs before every pass over the data, so its batch order (and its
+//!   dropout masks) repeat every epoch: `batch_order = "fixed"` repeats the
+//!   first epoch's order every epoch (the dropout masks still differ);
+//!   the default is `"reshuffle"` for both models.
 
 pub mod batch;
 pub mod graph;
@@ -141,6 +145,9 @@ pub struct LossParts {
 }
 
 type Optim<B> = OptimizerAdaptor<Adam, Mmic<B>, B>;
+
+/// RNG stream of the batch order (of the trial seed).
+const SHUFFLE_STREAM: u64 = 100;
 
 /// MMIC's two optimisers as one update: the network's Adam (coupled L2,
 /// optional clip-norm) on every gradient except the mutual-information
@@ -199,6 +206,8 @@ pub struct MmicWorkload<B: AutodiffBackend> {
     pub(crate) class_weights: Vec<f32>,
     pub(crate) device: B::Device,
     rng: ChaCha8Rng,
+    /// The trial seed (a fixed batch order redraws the same order from it).
+    seed: u64,
     /// Previous batch's detached ỹ per BA head, `[negative, non-negative]`.
     pub(crate) memory: Memory<B>,
     /// Loss parts of the last training step.
@@ -369,7 +378,8 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             cfg,
             class_weights,
             device: device.clone(),
-            rng: sigsweep_data::synthetic::rng(req.seed, 100),
+            rng: sigsweep_data::synthetic::rng(req.seed, SHUFFLE_STREAM),
+            seed: req.seed,
             memory: vec![[None, None], [None, None]],
             last: LossParts::default(),
         })
@@ -447,10 +457,14 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
     }
 
     /// The next epoch's batches (indices of non-empty training dialogues,
-    /// reshuffled from the trial's RNG, `batch_size` dialogues each); resets
+    /// reshuffled from the trial's RNG, `batch_size` dialogues each; with
+    /// `batch_order = "fixed"` the first epoch's order every epoch); resets
     /// the BA memory, as every epoch starts without one.
     pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
         self.memory = vec![[None, None], [None, None]];
+        if self.cfg.fixed_order {
+            self.rng = sigsweep_data::synthetic::rng(self.seed, SHUFFLE_STREAM);
+        }
         let mut order: Vec<usize> = (0..self.data.train.len())
             .filter(|&i| !self.data.train[i].is_empty())
             .collect();
@@ -545,4 +559,54 @@ pub fn bench_params() -> Params {
     p.insert("weight_decay", Value::Float(1e-4));
     p.insert("dropout", Value::Float(0.4));
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MmicWorkload, Variant};
+    use crate::backend::Cpu;
+    use crate::trial::{DatasetRequest, Params, Split, TrialRequest, Value};
+
+    fn workload(order: &str) -> MmicWorkload<Cpu> {
+        let mut params = Params::default();
+        for (k, v) in [
+            ("batch_size", Value::Int(4)),
+            ("hidden", Value::Int(8)),
+            ("graph_hidden", Value::Int(4)),
+            ("layers", Value::Int(1)),
+            ("batch_order", Value::Text(order.into())),
+        ] {
+            params.insert(k, v);
+        }
+        let req = TrialRequest {
+            trial_id: "t".into(),
+            seed: 3,
+            model: "mmdfn".into(),
+            params,
+            dataset: DatasetRequest::default(),
+            select: "accuracy".into(),
+            select_higher_is_better: true,
+            select_split: Split::Valid,
+        };
+        let spec = serde_json::json!({ "preset": "small", "n_train": 24, "n_test": 4 });
+        let data = sigsweep_data::synthetic::synthetic_erc(
+            &serde_json::from_value(spec).expect("params"),
+            3,
+        )
+        .expect("data");
+        MmicWorkload::with_variant(Variant::MmDfn, &req, data, &Default::default())
+            .expect("workload")
+    }
+
+    /// `batch_order = "fixed"` repeats the first epoch's batches (MM-DFN
+    /// re-seeds before every pass); the default reshuffles.
+    #[test]
+    fn a_fixed_batch_order_repeats_every_epoch() {
+        let mut fixed = workload("fixed");
+        let first = fixed.epoch_batches();
+        assert_eq!(fixed.epoch_batches(), first);
+        let mut shuffled = workload("reshuffle");
+        assert_eq!(shuffled.epoch_batches(), first, "same first epoch");
+        assert_ne!(shuffled.epoch_batches(), first);
+    }
 }
