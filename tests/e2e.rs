@@ -16,19 +16,7 @@ fn run_writes_results_and_report_and_resumes_without_training() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 3, 3, 128);
     let state = dir.path().join("state");
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().expect("utf8"),
-        "--state-dir",
-        state.to_str().expect("utf8"),
-        "--workers",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&sweep, &state, "2");
     assert_exact_results(&state, 6);
     let report = std::fs::read_to_string(state.join("report.md")).expect("report.md");
     assert!(
@@ -40,19 +28,7 @@ fn run_writes_results_and_report_and_resumes_without_training() {
     // Same command, same state dir: nothing is trained again.
     let before = metrics_by_trial(&state);
     let start = Instant::now();
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().expect("utf8"),
-        "--state-dir",
-        state.to_str().expect("utf8"),
-        "--workers",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&sweep, &state, "2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("6 already done"));
     assert!(
         !state.join("logs").join("worker-0.log").exists()
@@ -68,19 +44,7 @@ fn per_trial_metrics_do_not_depend_on_the_number_of_workers() {
     let one = dir.path().join("one");
     let two = dir.path().join("two");
     for (state, workers) in [(&one, "1"), (&two, "2")] {
-        let out = sigsweep(&[
-            "run",
-            sweep.to_str().expect("utf8"),
-            "--state-dir",
-            state.to_str().expect("utf8"),
-            "--workers",
-            workers,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&sweep, state, workers);
     }
     let a = metrics_by_trial(&one);
     assert_eq!(a.len(), 6);
@@ -516,19 +480,7 @@ report = { f1_weighted = "max" }
     )
     .expect("write sweep");
     let state = dir.path().join("state");
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().expect("utf8"),
-        "--state-dir",
-        state.to_str().expect("utf8"),
-        "--workers",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&sweep, &state, "2");
     assert_exact_results(&state, 4);
     let rows = results(&state);
     for model in ["mmic", "mmdfn"] {

@@ -46,6 +46,24 @@ pub fn sigsweep(args: &[&str]) -> Output {
         .expect("run sigsweep")
 }
 
+/// `sigsweep run SWEEP --state-dir STATE --workers N`, which must succeed.
+pub fn run_ok(sweep: &Path, state: &Path, workers: &str) -> Output {
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().expect("utf8"),
+        "--state-dir",
+        state.to_str().expect("utf8"),
+        "--workers",
+        workers,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn results(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("results.jsonl"))
         .expect("results.jsonl")
