@@ -12,7 +12,7 @@ use sigsweep_worker::models::fdcmdie::contrastive::{
 };
 use sigsweep_worker::models::fdcmdie::model::{Dipu, Gap};
 use sigsweep_worker::models::fdcmdie::{
-    FdCmdie, FdCmdieConfig, build_sets, label_class, pool_time, select_sets,
+    FdCmdie, FdCmdieConfig, build_sets, label_class, pool_time, pooled_lengths, select_sets,
 };
 use sigsweep_worker::parallel::{run_data_parallel, run_fused};
 use sigsweep_worker::params::{Params, Value};
@@ -154,7 +154,7 @@ fn gap_weights_sum_to_one() {
             &dev(),
         )
     };
-    let out = gap.forward([g(), g(), g()]);
+    let out = gap.forward([g(), g(), g()], &None);
     assert_eq!(out.pooled.dims(), [4, 7, 16]);
     assert_eq!(out.weights.dims(), [4, 3]);
     let sums: Vec<f32> = out
@@ -218,7 +218,7 @@ fn shapes_through_dipu_and_model() {
         .init::<Nd>(&d);
     for cross2 in [true, false] {
         let unit = Dipu::<Nd>::new(16, 4, 0.0, cross2, &d);
-        let (g, x) = unit.forward(&pe, r([2, 19, 16]), r([2, 5, 16]));
+        let (g, x) = unit.forward(&pe, r([2, 19, 16]), r([2, 5, 16]), (&None, &None));
         assert_eq!(g.dims(), [2, 19, 16]);
         assert_eq!(x.dims(), [2, 5, 16]);
     }
@@ -228,16 +228,93 @@ fn shapes_through_dipu_and_model() {
 fn temporal_pooling_averages_windows() {
     let mut a = sigsweep_data::seq::Array3::zeros([1, 5, 1]);
     a.data = vec![1.0, 3.0, 5.0, 7.0, 9.0];
-    let p = pool_time(&a, 2); // window 3 → [1,3,5], [7,9]
+    let p = pool_time(&a, 2, None); // window 3 → [1,3,5], [7,9]
     assert_eq!(p.shape, [1, 2, 1]);
     assert_eq!(p.data, vec![3.0, 8.0]);
     let mosi = sigsweep_data::seq::Array3::zeros([1, 375, 5]);
-    assert_eq!(pool_time(&mosi, 50).shape, [1, 47, 5]);
+    assert_eq!(pool_time(&mosi, 50, None).shape, [1, 47, 5]);
     assert_eq!(
-        pool_time(&sigsweep_data::seq::Array3::zeros([1, 500, 20]), 50).shape,
+        pool_time(&sigsweep_data::seq::Array3::zeros([1, 500, 20]), 50, None).shape,
         [1, 50, 20]
     );
-    assert_eq!(pool_time(&a, 0).shape, [1, 5, 1]);
+    assert_eq!(pool_time(&a, 0, None).shape, [1, 5, 1]);
+    // Real length 4 of 5: the last window holds one real frame (7), not 9.
+    let p = pool_time(&a, 2, Some(&[4]));
+    assert_eq!(p.data, vec![3.0, 7.0]);
+    // Real length 2: the second window holds none and stays zero.
+    let p = pool_time(&a, 2, Some(&[2]));
+    assert_eq!(p.data, vec![2.0, 0.0]);
+    assert_eq!(pooled_lengths(&[5, 4, 3, 2, 0], 5, 2), vec![2, 2, 1, 1, 1]);
+    assert_eq!(pooled_lengths(&[3], 5, 0), vec![3]);
+}
+
+/// Padding never reaches a prediction: what the padded frames hold, and how
+/// much padding the last modality (audio, last in `G_s`) carries, leave the
+/// output of the real frames unchanged.
+#[test]
+fn padding_is_masked_out_of_the_prediction() {
+    let device = dev();
+    let config = |la: usize| FdCmdieConfig {
+        dims: [6, 3, 4],
+        lens: [4, la, 5],
+        width: 8,
+        heads: 2,
+        layers: 2,
+        dropout: 0.0,
+        lstm_layers: 2,
+        use_cmdie: true,
+        use_gap: true,
+        use_cross_att2: true,
+    };
+    let model = FdCmdie::<Nd>::new(&config(9), &device);
+    let seq = |l: usize, d: usize, real: usize, seed: f32, pad: f32| {
+        let data: Vec<f32> = (0..l * d)
+            .map(|i| {
+                if i / d < real {
+                    ((i as f32 + seed) * 0.37).sin()
+                } else {
+                    pad
+                }
+            })
+            .collect();
+        Tensor::<Nd, 3>::from_data(TensorData::new(data, [1, l, d]), &device)
+    };
+    let mask = |l: usize, real: usize| {
+        let data: Vec<f32> = (0..l).map(|t| if t < real { 1.0 } else { 0.0 }).collect();
+        Some(Tensor::<Nd, 2>::from_data(
+            TensorData::new(data, [1, l]),
+            &device,
+        ))
+    };
+    let run = |la: usize, pad: f32| {
+        let out = model.forward_masked(
+            seq(4, 6, 4, 1.0, 0.0),
+            seq(la, 3, 3, 2.0, pad),
+            seq(5, 4, 2, 3.0, pad),
+            [None, mask(5, 2), mask(la, 3)],
+        );
+        out.into_data().iter::<f32>().next().expect("one value")
+    };
+    let base = run(6, 0.0);
+    for (la, pad) in [(6, 5.0), (9, 0.0), (9, -3.0), (3, 0.0)] {
+        let got = run(la, pad);
+        assert!(
+            (got - base).abs() < 1e-5,
+            "audio padded to {la} with {pad}: {got} vs {base}"
+        );
+    }
+    // Unmasked, the padding changes the output (the test can fail).
+    let unmasked = model
+        .forward(
+            seq(4, 6, 4, 1.0, 0.0),
+            seq(6, 3, 3, 2.0, 5.0),
+            seq(5, 4, 2, 3.0, 5.0),
+        )
+        .into_data()
+        .iter::<f32>()
+        .next()
+        .expect("one value");
+    assert!((unmasked - base).abs() > 1e-4, "{unmasked} vs {base}");
 }
 
 fn request(seed: u64, extra: &[(&str, Value)]) -> TrialRequest {

@@ -10,7 +10,14 @@
 //!    window `ceil(len / max_len)` before the encoders (MOSI unaligned:
 //!    audio 375 → 47, vision 500 → 50). Done once on the host. The paper
 //!    feeds the raw sequences; attention over 375/500 frames is the cost
-//!    this avoids. Padding frames are averaged in like any other frame.
+//!    this avoids. With MMSA's `audio_lengths`/`vision_lengths` (unaligned
+//!    files) the padding frames are left out: a window averages only the
+//!    real frames it holds, and the pooled lengths mark the real steps.
+//!    **Padding** is masked everywhere after that: the LSTMs are
+//!    unidirectional (trailing padding never reaches a real step), every
+//!    time mean (GAP, prediction, contrastive features) runs over the real
+//!    steps, and no attention attends to a padding key (burn's `mask_pad`).
+//!    Text has no lengths in MMSA files and is taken whole.
 //! 2. **Feature extraction** (§2.2): text = the frozen 768-d BERT token
 //!    features of MMSA's `text` field projected by Linear(768 → `width`)
 //!    (`text_encoder = "linear"`, the only encoder for now). NeoBERT (the
@@ -26,11 +33,16 @@
 //!      (clip to [-3, 3], round half to even). `similar^i` = the `k_cl`
 //!      most similar same-class samples (excluding i), `different^i` = the
 //!      `k_cl` least similar other-class samples. Precomputed once per
-//!      trial. **Open deviation** [design, ConFEDE-style]: eq. (8) scores
-//!      the extracted features `F_m`; here the scores use time-averaged raw
+//!      trial. **Deviation** [design, ConFEDE-style]: eq. (8) scores the
+//!      extracted features `F_m`; here the scores use time-averaged raw
 //!      input features (true lengths where the file has them),
 //!      concatenated `[t; v; a]` and min-max scaled per dimension over the
-//!      training split, computed once before training.
+//!      training split, computed once before training. Why: `F_m` change
+//!      with every step, so scoring them means re-encoding the whole
+//!      training set and rebuilding the sets at some interval the paper does
+//!      not give (per step, per epoch?), and before training they are random
+//!      projections of these same inputs; ConFEDE, the closest public
+//!      precedent (same τ, λ and k), builds its sets once from the inputs.
 //!    * pairing (paper, `cl_pairs = "all"`, the default): each anchor is
 //!      paired with **every** member of its two sets ("使用这两个集合里的所有样本"):
 //!      2 + 5·k_cl positive and 3 + 6·k_cl negative pairs per anchor (52 and
@@ -120,7 +132,7 @@ pub use contrastive::{
     ClBatch, ClSets, PairMode, all_members, build_pairs, build_sets, cl_loss, cl_loss_batched,
     label_class, retrieval_features, select_sets,
 };
-pub use model::{FdCmdie, FdCmdieConfig};
+pub use model::{FdCmdie, FdCmdieConfig, StepMask};
 
 fn invalid(key: &str, message: impl Into<String>) -> TrainError {
     TrainError::InvalidParam {
@@ -131,8 +143,11 @@ fn invalid(key: &str, message: impl Into<String>) -> TrainError {
 
 /// Average-pools `[n, len, dim]` over time to at most `max_len` steps
 /// (window `ceil(len / max_len)`, last window may be shorter). `max_len = 0`
-/// or `len <= max_len` returns a copy.
-pub fn pool_time(a: &Array3, max_len: usize) -> Array3 {
+/// or `len <= max_len` returns a copy. With `lengths` (MMSA's
+/// `audio_lengths`/`vision_lengths`), sample i's frames from `lengths[i]` on
+/// are padding: a window averages only the real frames it holds, and one
+/// that holds none stays zero.
+pub fn pool_time(a: &Array3, max_len: usize, lengths: Option<&[usize]>) -> Array3 {
     let [n, len, dim] = a.shape;
     if max_len == 0 || len <= max_len {
         return a.clone();
@@ -142,8 +157,15 @@ pub fn pool_time(a: &Array3, max_len: usize) -> Array3 {
     let mut out = Array3::zeros([n, out_len, dim]);
     for i in 0..n {
         let x = a.sample(i);
+        let real = lengths
+            .and_then(|l| l.get(i).copied())
+            .unwrap_or(len)
+            .min(len);
         for t in 0..out_len {
-            let (s, e) = (t * w, ((t + 1) * w).min(len));
+            let (s, e) = (t * w, ((t + 1) * w).min(real));
+            if s >= e {
+                continue;
+            }
             let row = &mut out.data[(i * out_len + t) * dim..(i * out_len + t + 1) * dim];
             for f in s..e {
                 for (r, v) in row.iter_mut().zip(&x[f * dim..(f + 1) * dim]) {
@@ -156,16 +178,71 @@ pub fn pool_time(a: &Array3, max_len: usize) -> Array3 {
     out
 }
 
+/// Real steps of each sample after [`pool_time`] to `max_len` steps:
+/// `ceil(length / window)`, at least 1.
+pub fn pooled_lengths(lengths: &[usize], len: usize, max_len: usize) -> Vec<usize> {
+    let w = if max_len == 0 || len <= max_len {
+        1
+    } else {
+        len.div_ceil(max_len)
+    };
+    lengths
+        .iter()
+        .map(|&l| l.min(len).div_ceil(w).max(1))
+        .collect()
+}
+
 fn pool_split(s: &SeqSplit, max_len: usize) -> SeqSplit {
+    let pooled = |a: &Array3, lengths: &Option<Vec<usize>>| {
+        (
+            pool_time(a, max_len, lengths.as_deref()),
+            lengths
+                .as_ref()
+                .map(|l| pooled_lengths(l, a.shape[1], max_len)),
+        )
+    };
+    let (audio, audio_lengths) = pooled(&s.audio, &s.audio_lengths);
+    let (vision, vision_lengths) = pooled(&s.vision, &s.vision_lengths);
     SeqSplit {
         ids: s.ids.clone(),
-        text: pool_time(&s.text, max_len),
-        audio: pool_time(&s.audio, max_len),
-        vision: pool_time(&s.vision, max_len),
-        audio_lengths: s.audio_lengths.clone(),
-        vision_lengths: s.vision_lengths.clone(),
+        text: pool_time(&s.text, max_len, None),
+        audio,
+        vision,
+        audio_lengths,
+        vision_lengths,
         labels: s.labels.clone(),
     }
+}
+
+/// The step masks (T, V, A) of samples `idx` of `split`: `None` for text
+/// (the file gives no token lengths) and for a modality whose samples are
+/// all real in this batch, else `[b, l]` with 1 for the real steps.
+pub(crate) fn step_masks(split: &SeqSplit, idx: &[usize]) -> [Option<(Vec<f32>, [usize; 2])>; 3] {
+    let one = |a: &Array3, lengths: &Option<Vec<usize>>| {
+        let lengths = lengths.as_ref()?;
+        let l = a.shape[1];
+        let real: Vec<usize> = idx.iter().map(|&i| lengths[i].clamp(1, l.max(1))).collect();
+        if real.iter().all(|&r| r >= l) {
+            return None;
+        }
+        let mut m = vec![0f32; idx.len() * l];
+        for (row, &r) in m.chunks_mut(l.max(1)).zip(&real) {
+            row[..r.min(l)].iter_mut().for_each(|x| *x = 1.0);
+        }
+        Some((m, [idx.len(), l]))
+    };
+    [
+        None,
+        one(&split.vision, &split.vision_lengths),
+        one(&split.audio, &split.audio_lengths),
+    ]
+}
+
+fn mask_tensors<B: Backend>(
+    masks: [Option<(Vec<f32>, [usize; 2])>; 3],
+    device: &B::Device,
+) -> [StepMask<B>; 3] {
+    masks.map(|m| m.map(|(data, shape)| Tensor::from_data(TensorData::new(data, shape), device)))
 }
 
 /// Resolved settings of a trial.
@@ -213,12 +290,21 @@ fn tensor3<B: Backend>(a: &Array3, device: &B::Device) -> Tensor<B, 3> {
     Tensor::from_data(TensorData::new(a.data.clone(), a.shape.to_vec()), device)
 }
 
-fn batch<B: Backend>(split: &SeqSplit, idx: &[usize], device: &B::Device) -> [Tensor<B, 3>; 3] {
-    [
-        tensor3(&split.text.gather(idx), device),
-        tensor3(&split.audio.gather(idx), device),
-        tensor3(&split.vision.gather(idx), device),
-    ]
+/// Samples `idx` of `split`: `[text, audio, vision]` and the step masks
+/// (T, V, A) of their padding.
+fn batch<B: Backend>(
+    split: &SeqSplit,
+    idx: &[usize],
+    device: &B::Device,
+) -> ([Tensor<B, 3>; 3], [StepMask<B>; 3]) {
+    (
+        [
+            tensor3(&split.text.gather(idx), device),
+            tensor3(&split.audio.gather(idx), device),
+            tensor3(&split.vision.gather(idx), device),
+        ],
+        mask_tensors(step_masks(split, idx), device),
+    )
 }
 
 impl<B: AutodiffBackend> FdCmdieWorkload<B> {
@@ -413,8 +499,13 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         let mut preds = Vec::with_capacity(split.len());
         let order: Vec<usize> = (0..split.len()).collect();
         for idx in order.chunks(128) {
-            let [t, a, v] = batch::<B::InnerBackend>(split, idx, &self.device);
-            preds.extend(model.forward(t, a, v).into_data().iter::<f32>());
+            let ([t, a, v], masks) = batch::<B::InnerBackend>(split, idx, &self.device);
+            preds.extend(
+                model
+                    .forward_masked(t, a, v, masks)
+                    .into_data()
+                    .iter::<f32>(),
+            );
         }
         preds
     }
@@ -491,8 +582,8 @@ pub(crate) fn batch_loss<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (Tensor<B, 1>, f64, f64) {
     let use_cl = s.contrastive();
-    let [t, a, v] = batch::<B>(split, &all.samples, device);
-    let dec = model.encode(t, a, v);
+    let ([t, a, v], masks) = batch::<B>(split, &all.samples, device);
+    let dec = model.encode_masked(t, a, v, masks);
     let head = if use_cl { dec.head(b) } else { dec.clone() };
     let pred = model.fuse(head).prediction;
     let labels: Vec<f32> = all.samples[..b].iter().map(|&i| split.labels[i]).collect();

@@ -32,6 +32,50 @@ pub fn time_mean<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
     x.mean_dim(1).squeeze_dim(1)
 }
 
+/// Which time steps of a `[b, l, ·]` sequence are real (`[b, l]`, 1 for a
+/// frame, 0 for padding); `None` when every step of every sample is.
+pub type StepMask<B> = Option<Tensor<B, 2>>;
+
+/// Mean over the real time steps: `[b, l, d] → [b, d]` (the plain mean
+/// without a mask).
+pub fn masked_time_mean<B: Backend>(x: Tensor<B, 3>, mask: &StepMask<B>) -> Tensor<B, 2> {
+    match mask {
+        None => time_mean(x),
+        Some(m) => {
+            let [b, l] = m.dims();
+            let count = m.clone().sum_dim(1).clamp_min(1.0); // [b, 1]
+            (x * m.clone().reshape([b, l, 1])).sum_dim(1).squeeze_dim(1) / count
+        }
+    }
+}
+
+/// The padding of a step mask as attention wants it (true = padding).
+pub fn padding<B: Backend>(mask: &StepMask<B>) -> Option<Tensor<B, 2, Bool>> {
+    mask.as_ref().map(|m| m.clone().lower_elem(0.5))
+}
+
+/// The step mask of sequences concatenated along time (`None` parts are
+/// all real).
+pub fn concat_masks<B: Backend>(
+    parts: &[(&StepMask<B>, usize)],
+    b: usize,
+    device: &B::Device,
+) -> StepMask<B> {
+    if parts.iter().all(|(m, _)| m.is_none()) {
+        return None;
+    }
+    Some(Tensor::cat(
+        parts
+            .iter()
+            .map(|(m, l)| match m {
+                Some(m) => m.clone(),
+                None => Tensor::ones([b, *l], device),
+            })
+            .collect(),
+        1,
+    ))
+}
+
 /// LayerNorm → Linear → Tanh → Dropout, per time step (§2.3.1).
 #[derive(Module, Debug)]
 pub struct Projector<B: Backend> {
@@ -161,40 +205,53 @@ impl<B: Backend> Dipu<B> {
         }
     }
 
-    /// `g: [b, lg, d]`, `x: [b, lx, d]` → (`G_{sX→G}` `[b, lg, d]`, `X_d'` `[b, lx, d]`).
+    /// `g: [b, lg, d]`, `x: [b, lx, d]` → (`G_{sX→G}` `[b, lg, d]`, `X_d'`
+    /// `[b, lx, d]`). Padding steps of `g` and `x` (their masks) are never
+    /// attended to as keys.
     pub fn forward(
         &self,
         pe: &PositionalEncoding<B>,
         g: Tensor<B, 3>,
         x: Tensor<B, 3>,
+        masks: (&StepMask<B>, &StepMask<B>),
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let (pad_g, pad_x) = (padding(masks.0), padding(masks.1));
         // (13)-(14): add position, normalise.
         let g0 = self.ln_g0.forward(pe.forward(g));
         let x0 = self.ln_x0.forward(pe.forward(x));
-        let att = |m: &MultiHeadAttention<B>, q: Tensor<B, 3>, kv: Tensor<B, 3>| {
-            m.forward(MhaInput::new(q, kv.clone(), kv)).context
+        let att = |m: &MultiHeadAttention<B>,
+                   q: Tensor<B, 3>,
+                   kv: Tensor<B, 3>,
+                   pad: &Option<Tensor<B, 2, Bool>>| {
+            let input = MhaInput::new(q, kv.clone(), kv);
+            let input = match pad {
+                Some(p) => input.mask_pad(p.clone()),
+                None => input,
+            };
+            m.forward(input).context
         };
         // (16)-(17): first cross-attention.
         let g1 = self
             .ln_g1
-            .forward(att(&self.cross_g, g0.clone(), x0.clone()) + g0.clone());
+            .forward(att(&self.cross_g, g0.clone(), x0.clone(), &pad_x) + g0.clone());
         let x1 = self
             .ln_x1
-            .forward(att(&self.cross_x, x0.clone(), g0.clone()) + x0.clone());
+            .forward(att(&self.cross_x, x0.clone(), g0.clone(), &pad_g) + x0.clone());
         // (19)-(20): self-attention.
         let g2 = self
             .ln_g2
-            .forward(att(&self.self_g, g1.clone(), g1.clone()) + g1);
+            .forward(att(&self.self_g, g1.clone(), g1.clone(), &pad_g) + g1);
         let x2 = self
             .ln_x2
-            .forward(att(&self.self_x, x1.clone(), x1.clone()) + x1);
+            .forward(att(&self.self_x, x1.clone(), x1.clone(), &pad_x) + x1);
         // (21)-(22): second cross-attention against the position-encoded inputs,
         // with the projections of the first one.
         let (g3, x3) = if self.cross2 {
             (
                 self.ln_g3
-                    .forward(att(&self.cross_g, g2.clone(), x0.clone()) + g2),
-                self.ln_x3.forward(att(&self.cross_x, x2.clone(), g0) + x2),
+                    .forward(att(&self.cross_g, g2.clone(), x0.clone(), &pad_x) + g2),
+                self.ln_x3
+                    .forward(att(&self.cross_x, x2.clone(), g0, &pad_g) + x2),
             )
         } else {
             (g2, x2)
@@ -241,19 +298,20 @@ impl<B: Backend> Gap<B> {
         }
     }
 
-    pub fn forward(&self, gs: [Tensor<B, 3>; 3]) -> GapOutput<B> {
+    /// The three enhanced sequences share the global sequence's `mask`.
+    pub fn forward(&self, gs: [Tensor<B, 3>; 3], mask: &StepMask<B>) -> GapOutput<B> {
         let mut gated = Vec::with_capacity(3);
         let mut gates = Vec::with_capacity(3);
         let mut scores = Vec::with_capacity(3);
         for (m, g) in gs.into_iter().enumerate() {
             let normed = self.norms[m].forward(g);
             // (25): scalar gate from the time-pooled normalised sequence.
-            let gate = sigmoid(self.gates[m].forward(time_mean(normed.clone()))); // [b, 1]
+            let gate = sigmoid(self.gates[m].forward(masked_time_mean(normed.clone(), mask))); // [b, 1]
             let [b, _] = gate.dims();
             // (26)
             let gm = normed * gate.clone().reshape([b, 1, 1]);
             // (27): attention score from the time-pooled gated sequence.
-            scores.push(self.score.forward(time_mean(gm.clone())));
+            scores.push(self.score.forward(masked_time_mean(gm.clone(), mask)));
             gates.push(gate);
             gated.push(gm);
         }
@@ -290,6 +348,8 @@ pub struct Decoupled<B: Backend> {
     pub sim: [Tensor<B, 3>; 3],
     /// Dissimilarity features `T_d, V_d, A_d` `[b, l_m, d]`.
     pub dis: [Tensor<B, 3>; 3],
+    /// Real time steps of each modality (T, V, A; `None`: all).
+    pub masks: [StepMask<B>; 3],
 }
 
 impl<B: Backend> Decoupled<B> {
@@ -299,20 +359,47 @@ impl<B: Backend> Decoupled<B> {
             let [_, l, d] = x.dims();
             x.clone().slice([0..n, 0..l, 0..d])
         };
+        let cut_mask = |m: &StepMask<B>| {
+            m.as_ref().map(|m| {
+                let [_, l] = m.dims();
+                m.clone().slice([0..n, 0..l])
+            })
+        };
         Self {
             sim: [cut(&self.sim[0]), cut(&self.sim[1]), cut(&self.sim[2])],
             dis: [cut(&self.dis[0]), cut(&self.dis[1]), cut(&self.dis[2])],
+            masks: [
+                cut_mask(&self.masks[0]),
+                cut_mask(&self.masks[1]),
+                cut_mask(&self.masks[2]),
+            ],
         }
     }
 
-    /// Time-pooled features stacked as `[T_s; V_s; A_s; T_d; V_d; A_d]`
-    /// (`[6·b, d]`), the layout of [`super::contrastive::build_pairs`].
+    /// The step mask of the similarity sequences concatenated along time
+    /// (`G_s^{[0]}`).
+    pub fn global_mask(&self) -> StepMask<B> {
+        let [b, _, _] = self.sim[0].dims();
+        let device = self.sim[0].device();
+        let parts: Vec<(&StepMask<B>, usize)> = self
+            .masks
+            .iter()
+            .zip(&self.sim)
+            .map(|(m, x)| (m, x.dims()[1]))
+            .collect();
+        concat_masks(&parts, b, &device)
+    }
+
+    /// Time-pooled features (over the real steps) stacked as `[T_s; V_s;
+    /// A_s; T_d; V_d; A_d]` (`[6·b, d]`), the layout of
+    /// [`super::contrastive::build_pairs`].
     pub fn contrastive_matrix(&self) -> Tensor<B, 2> {
         Tensor::cat(
             self.sim
                 .iter()
                 .chain(self.dis.iter())
-                .map(|x| time_mean(x.clone()))
+                .zip(self.masks.iter().chain(self.masks.iter()))
+                .map(|(x, m)| masked_time_mean(x.clone(), m))
                 .collect(),
             0,
         )
@@ -382,12 +469,28 @@ impl<B: Backend> FdCmdie<B> {
         }
     }
 
-    /// Feature extraction + decoupling. Inputs `[b, l_m, d_m]`.
+    /// Feature extraction + decoupling. Inputs `[b, l_m, d_m]`, every step
+    /// real.
     pub fn encode(
         &self,
         text: Tensor<B, 3>,
         audio: Tensor<B, 3>,
         vision: Tensor<B, 3>,
+    ) -> Decoupled<B> {
+        self.encode_masked(text, audio, vision, [None, None, None])
+    }
+
+    /// [`Self::encode`] of sequences with padding: `masks` (T, V, A) mark
+    /// the real steps. The extraction is per step (Linear) or causal (the
+    /// unidirectional LSTMs), so trailing padding never reaches a real
+    /// step; the masks go with the features to every later pooling and
+    /// attention.
+    pub fn encode_masked(
+        &self,
+        text: Tensor<B, 3>,
+        audio: Tensor<B, 3>,
+        vision: Tensor<B, 3>,
+        masks: [StepMask<B>; 3],
     ) -> Decoupled<B> {
         let f = [
             self.text.forward(text),
@@ -401,12 +504,14 @@ impl<B: Backend> FdCmdie<B> {
             m += 1;
             out
         });
-        Decoupled { sim, dis }
+        Decoupled { sim, dis, masks }
     }
 
     /// Cross-modal deep interaction + prediction.
     pub fn fuse(&self, dec: Decoupled<B>) -> FusionOutput<B> {
         // [design] G_s^{[0]}: the similarity sequences concatenated along time.
+        let global_mask = dec.global_mask();
+        let masks = dec.masks;
         let mut global = Tensor::cat(dec.sim.to_vec(), 1);
         let mut dis = dec.dis;
         let mut gap_weights = Vec::new();
@@ -414,14 +519,14 @@ impl<B: Backend> FdCmdie<B> {
             for layer in &self.layers {
                 let mut enhanced = Vec::with_capacity(3);
                 let mut next = Vec::with_capacity(3);
-                for (unit, x) in layer.units.iter().zip(dis) {
-                    let (g, xd) = unit.forward(&self.pe, global.clone(), x);
+                for ((unit, x), mask) in layer.units.iter().zip(dis).zip(&masks) {
+                    let (g, xd) = unit.forward(&self.pe, global.clone(), x, (&global_mask, mask));
                     enhanced.push(g);
                     next.push(xd);
                 }
                 let [gt, gv, ga]: [Tensor<B, 3>; 3] = enhanced.try_into().expect("three units");
                 global = if self.use_gap {
-                    let out = layer.gap.forward([gt, gv, ga]);
+                    let out = layer.gap.forward([gt, gv, ga], &global_mask);
                     gap_weights.push(out.weights);
                     out.pooled
                 } else {
@@ -432,10 +537,10 @@ impl<B: Backend> FdCmdie<B> {
         }
         let fused = Tensor::cat(
             vec![
-                time_mean(global.clone()),
-                time_mean(dis[0].clone()),
-                time_mean(dis[1].clone()),
-                time_mean(dis[2].clone()),
+                masked_time_mean(global.clone(), &global_mask),
+                masked_time_mean(dis[0].clone(), &masks[0]),
+                masked_time_mean(dis[1].clone(), &masks[1]),
+                masked_time_mean(dis[2].clone(), &masks[2]),
             ],
             1,
         );
@@ -455,6 +560,18 @@ impl<B: Backend> FdCmdie<B> {
         audio: Tensor<B, 3>,
         vision: Tensor<B, 3>,
     ) -> Tensor<B, 2> {
-        self.fuse(self.encode(text, audio, vision)).prediction
+        self.forward_masked(text, audio, vision, [None, None, None])
+    }
+
+    /// [`Self::forward`] of padded sequences (`masks`: T, V, A).
+    pub fn forward_masked(
+        &self,
+        text: Tensor<B, 3>,
+        audio: Tensor<B, 3>,
+        vision: Tensor<B, 3>,
+        masks: [StepMask<B>; 3],
+    ) -> Tensor<B, 2> {
+        self.fuse(self.encode_masked(text, audio, vision, masks))
+            .prediction
     }
 }

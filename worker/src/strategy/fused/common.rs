@@ -135,7 +135,7 @@ pub(crate) fn predict_chunks<B: Backend>(
     splits: &[&SeqSplit],
     chunk: usize,
     device: &B::Device,
-    forward: impl Fn([Tensor<B, 4>; 3]) -> Vec<f32>,
+    forward: impl Fn([Tensor<B, 4>; 3], &[&[usize]]) -> Vec<f32>,
 ) -> Vec<Vec<f32>> {
     let k = splits.len();
     let n = splits[0].len();
@@ -143,7 +143,7 @@ pub(crate) fn predict_chunks<B: Backend>(
     let order: Vec<usize> = (0..n).collect();
     for part in order.chunks(chunk) {
         let idx: Vec<&[usize]> = vec![part; k];
-        let flat = forward(stacked::<B>(splits, &idx, device));
+        let flat = forward(stacked::<B>(splits, &idx, device), &idx);
         for (p, row) in preds.iter_mut().zip(flat.chunks(part.len())) {
             p.extend_from_slice(row);
         }

@@ -26,15 +26,74 @@ use super::common::{
 };
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
-use crate::models::fdcmdie::{ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched};
+use crate::models::fdcmdie::{ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched, step_masks};
 use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
 
 type Res<T> = Result<T, TrainError>;
 
-/// Mean over the time axis: `[K, B, L, d]` → `[K, B, d]`.
-fn time_mean<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
-    x.mean_dim(2).squeeze_dim(2)
+/// Step masks of every seed's sequences, `[K, B, L]` (1 = real step);
+/// `None` when every step of every seed's samples is real.
+pub type FusedMask<B> = Option<Tensor<B, 3>>;
+
+/// Mean over the (real) time steps: `[K, B, L, d]` → `[K, B, d]`, as
+/// [`crate::models::fdcmdie::model::masked_time_mean`] per seed.
+fn time_mean<B: Backend>(x: Tensor<B, 4>, mask: &FusedMask<B>) -> Tensor<B, 3> {
+    match mask {
+        None => x.mean_dim(2).squeeze_dim(2),
+        Some(m) => {
+            let [k, b, l] = m.dims();
+            let count = m.clone().sum_dim(2).clamp_min(1.0); // [K, B, 1]
+            (x * m.clone().reshape([k, b, l, 1]))
+                .sum_dim(2)
+                .squeeze_dim(2)
+                / count
+        }
+    }
+}
+
+/// The padding of a fused step mask as attention wants it: `[K·B, L]`,
+/// true = padding.
+fn padding<B: Backend>(mask: &FusedMask<B>) -> Option<Tensor<B, 2, Bool>> {
+    mask.as_ref().map(|m| {
+        let [k, b, l] = m.dims();
+        m.clone().reshape([k * b, l]).lower_elem(0.5)
+    })
+}
+
+/// The step masks (T, V, A) of samples `idx[k]` of `splits[k]`, stacked
+/// over the seeds (a seed whose samples are all real gets ones).
+fn stacked_masks<B: Backend>(
+    splits: &[&SeqSplit],
+    idx: &[&[usize]],
+    device: &B::Device,
+) -> [FusedMask<B>; 3] {
+    let per_seed: Vec<_> = splits
+        .iter()
+        .zip(idx)
+        .map(|(s, i)| step_masks(s, i))
+        .collect();
+    let lens = [
+        splits[0].text.shape[1],
+        splits[0].vision.shape[1],
+        splits[0].audio.shape[1],
+    ];
+    std::array::from_fn(|m| {
+        if per_seed.iter().all(|masks| masks[m].is_none()) {
+            return None;
+        }
+        let mut data = Vec::new();
+        for (masks, i) in per_seed.iter().zip(idx) {
+            match &masks[m] {
+                Some((d, _)) => data.extend_from_slice(d),
+                None => data.extend(std::iter::repeat_n(1.0f32, i.len() * lens[m])),
+            }
+        }
+        Some(Tensor::from_data(
+            TensorData::new(data, [idx.len(), idx[0].len(), lens[m]]),
+            device,
+        ))
+    })
 }
 
 fn ffn<B: Backend>(ffns: &[&Ffn<B>], dropout: f64) -> Res<FusedFfn<B>> {
@@ -149,7 +208,9 @@ impl<B: Backend> FusedDipu<B> {
         pe: &PositionalEncoding<B>,
         g: Tensor<B, 4>,
         x: Tensor<B, 4>,
+        masks: (&FusedMask<B>, &FusedMask<B>),
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (pad_g, pad_x) = (padding(masks.0), padding(masks.1));
         let pos = |t: Tensor<B, 4>| {
             let [k, b, l, d] = t.dims();
             pe.forward(t.reshape([k * b, l, d])).reshape([k, b, l, d])
@@ -158,22 +219,22 @@ impl<B: Backend> FusedDipu<B> {
         let x0 = self.ln_x0.forward4(pos(x));
         let g1 = self
             .ln_g1
-            .forward4(self.cross_g.forward(g0.clone(), x0.clone()) + g0.clone());
+            .forward4(self.cross_g.forward(g0.clone(), x0.clone(), &pad_x) + g0.clone());
         let x1 = self
             .ln_x1
-            .forward4(self.cross_x.forward(x0.clone(), g0.clone()) + x0.clone());
+            .forward4(self.cross_x.forward(x0.clone(), g0.clone(), &pad_g) + x0.clone());
         let g2 = self
             .ln_g2
-            .forward4(self.self_g.forward(g1.clone(), g1.clone()) + g1);
+            .forward4(self.self_g.forward(g1.clone(), g1.clone(), &pad_g) + g1);
         let x2 = self
             .ln_x2
-            .forward4(self.self_x.forward(x1.clone(), x1.clone()) + x1);
+            .forward4(self.self_x.forward(x1.clone(), x1.clone(), &pad_x) + x1);
         let (g3, x3) = if self.cross2 {
             (
                 self.ln_g3
-                    .forward4(self.cross_g.forward(g2.clone(), x0.clone()) + g2),
+                    .forward4(self.cross_g.forward(g2.clone(), x0.clone(), &pad_x) + g2),
                 self.ln_x3
-                    .forward4(self.cross_x.forward(x2.clone(), g0) + x2),
+                    .forward4(self.cross_x.forward(x2.clone(), g0, &pad_g) + x2),
             )
         } else {
             (g2, x2)
@@ -206,15 +267,15 @@ impl<B: Backend> FusedGap<B> {
         })
     }
 
-    fn forward(&self, gs: [Tensor<B, 4>; 3]) -> Tensor<B, 4> {
+    fn forward(&self, gs: [Tensor<B, 4>; 3], mask: &FusedMask<B>) -> Tensor<B, 4> {
         let mut gated = Vec::with_capacity(3);
         let mut scores = Vec::with_capacity(3);
         for (m, g) in gs.into_iter().enumerate() {
             let normed = self.norms[m].forward4(g);
-            let gate = sigmoid(self.gates[m].forward(time_mean(normed.clone()))); // [K, B, 1]
+            let gate = sigmoid(self.gates[m].forward(time_mean(normed.clone(), mask))); // [K, B, 1]
             let [k, b, _] = gate.dims();
             let gm = normed * gate.reshape([k, b, 1, 1]);
-            scores.push(self.score.forward(time_mean(gm.clone())));
+            scores.push(self.score.forward(time_mean(gm.clone(), mask)));
             gated.push(gm);
         }
         let weights = softmax(Tensor::cat(scores, 2), 2); // [K, B, 3]
@@ -240,16 +301,43 @@ pub struct FusedInteraction<B: Backend> {
 pub struct FusedDecoupled<B: Backend> {
     pub sim: [Tensor<B, 4>; 3],
     pub dis: [Tensor<B, 4>; 3],
+    pub masks: [FusedMask<B>; 3],
 }
 
 impl<B: Backend> FusedDecoupled<B> {
     /// The first `n` samples of every seed.
     fn head(&self, n: usize) -> Self {
         let cut = |x: &Tensor<B, 4>| x.clone().narrow(1, 0, n);
+        let cut_mask = |m: &FusedMask<B>| m.as_ref().map(|m| m.clone().narrow(1, 0, n));
         Self {
             sim: [cut(&self.sim[0]), cut(&self.sim[1]), cut(&self.sim[2])],
             dis: [cut(&self.dis[0]), cut(&self.dis[1]), cut(&self.dis[2])],
+            masks: [
+                cut_mask(&self.masks[0]),
+                cut_mask(&self.masks[1]),
+                cut_mask(&self.masks[2]),
+            ],
         }
+    }
+
+    /// The step mask of the similarity sequences concatenated along time.
+    fn global_mask(&self) -> FusedMask<B> {
+        if self.masks.iter().all(Option::is_none) {
+            return None;
+        }
+        let parts = self
+            .masks
+            .iter()
+            .zip(&self.sim)
+            .map(|(m, x)| match m {
+                Some(m) => m.clone(),
+                None => {
+                    let [k, b, l, _] = x.dims();
+                    Tensor::ones([k, b, l], &x.device())
+                }
+            })
+            .collect();
+        Some(Tensor::cat(parts, 2))
     }
 
     /// Every seed's contrastive matrix `[T_s; V_s; A_s; T_d; V_d; A_d]`: `[K, 6·E, d]`.
@@ -258,7 +346,8 @@ impl<B: Backend> FusedDecoupled<B> {
             self.sim
                 .iter()
                 .chain(self.dis.iter())
-                .map(|x| time_mean(x.clone()))
+                .zip(self.masks.iter().chain(self.masks.iter()))
+                .map(|(x, m)| time_mean(x.clone(), m))
                 .collect(),
             1,
         )
@@ -326,12 +415,14 @@ impl<B: Backend> FusedFdCmdie<B> {
         })
     }
 
-    /// Feature extraction + decoupling. Inputs `[K, B, l_m, d_m]`.
+    /// Feature extraction + decoupling. Inputs `[K, B, l_m, d_m]`, `masks`
+    /// their real steps (T, V, A).
     pub fn encode(
         &self,
         text: Tensor<B, 4>,
         audio: Tensor<B, 4>,
         vision: Tensor<B, 4>,
+        masks: [FusedMask<B>; 3],
     ) -> FusedDecoupled<B> {
         let f = [
             self.text.forward4(text),
@@ -345,25 +436,27 @@ impl<B: Backend> FusedFdCmdie<B> {
             m += 1;
             out
         });
-        FusedDecoupled { sim, dis }
+        FusedDecoupled { sim, dis, masks }
     }
 
     /// Interaction + prediction: `[K, B, 1]`.
     pub fn fuse(&self, dec: FusedDecoupled<B>) -> Tensor<B, 3> {
+        let global_mask = dec.global_mask();
+        let masks = dec.masks;
         let mut global = Tensor::cat(dec.sim.to_vec(), 2);
         let mut dis = dec.dis;
         if self.use_cmdie {
             for layer in &self.layers {
                 let mut enhanced = Vec::with_capacity(3);
                 let mut next = Vec::with_capacity(3);
-                for (unit, x) in layer.units.iter().zip(dis) {
-                    let (g, xd) = unit.forward(&self.pe, global.clone(), x);
+                for ((unit, x), mask) in layer.units.iter().zip(dis).zip(&masks) {
+                    let (g, xd) = unit.forward(&self.pe, global.clone(), x, (&global_mask, mask));
                     enhanced.push(g);
                     next.push(xd);
                 }
                 let [gt, gv, ga]: [Tensor<B, 4>; 3] = enhanced.try_into().expect("three units");
                 global = if self.use_gap {
-                    layer.gap.forward([gt, gv, ga])
+                    layer.gap.forward([gt, gv, ga], &global_mask)
                 } else {
                     (gt + gv + ga).div_scalar(3.0)
                 };
@@ -371,26 +464,28 @@ impl<B: Backend> FusedFdCmdie<B> {
             }
         }
         let [dt, dv, da] = dis;
+        let [mt, mv, ma] = &masks;
         let fused = Tensor::cat(
             vec![
-                time_mean(global),
-                time_mean(dt),
-                time_mean(dv),
-                time_mean(da),
+                time_mean(global, &global_mask),
+                time_mean(dt, mt),
+                time_mean(dv, mv),
+                time_mean(da, ma),
             ],
             2,
         );
         self.head.forward(fused)
     }
 
-    /// `[K, B, l_m, d_m]` ×3 → `[K, B, 1]`.
+    /// `[K, B, l_m, d_m]` ×3 (with their step masks) → `[K, B, 1]`.
     pub fn forward(
         &self,
         text: Tensor<B, 4>,
         audio: Tensor<B, 4>,
         vision: Tensor<B, 4>,
+        masks: [FusedMask<B>; 3],
     ) -> Tensor<B, 3> {
-        self.fuse(self.encode(text, audio, vision))
+        self.fuse(self.encode(text, audio, vision, masks))
     }
 }
 
@@ -460,7 +555,10 @@ impl<B: AutodiffBackend> FdCmdieTrainer<B> {
             &splits,
             128,
             &self.device,
-            |[t, a, v]| values(model.forward(t, a, v)),
+            |[t, a, v], idx| {
+                let masks = stacked_masks(&splits, idx, &self.device);
+                values(model.forward(t, a, v, masks))
+            },
         ))
     }
 }
@@ -499,12 +597,13 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(|w| &w.train).collect();
         let all_idx: Vec<&[usize]> = all.iter().map(|c| c.samples.as_slice()).collect();
         let [t, a, v] = stacked::<B>(&splits, &all_idx, &self.device);
+        let masks = stacked_masks::<B>(&splits, &all_idx, &self.device);
         let labels = stacked_labels(&splits, idx);
         let model = self
             .model
             .take()
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
-        let dec = model.encode(t, a, v);
+        let dec = model.encode(t, a, v, masks);
         let head = if use_cl { dec.head(b) } else { dec.clone() };
         let pred = model.fuse(head).reshape([k, b]);
         let y = Tensor::<B, 2>::from_data(TensorData::new(labels, [k, b]), &self.device);

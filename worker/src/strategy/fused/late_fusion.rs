@@ -134,7 +134,7 @@ fn evaluate_fused<B: Backend>(
     splits: &[&SeqSplit],
     device: &B::Device,
 ) -> Vec<BTreeMap<String, f64>> {
-    let preds = predict_chunks::<B>(splits, 256, device, |[t, a, v]| {
+    let preds = predict_chunks::<B>(splits, 256, device, |[t, a, v], _| {
         let out = model.forward(t, a, v);
         match task {
             Task::Classification { .. } => out

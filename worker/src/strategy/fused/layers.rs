@@ -247,9 +247,9 @@ impl<B: Backend> FusedLstm<B> {
     }
 }
 
-/// `K` multi-head attentions (burn's `MultiHeadAttention` without masks:
-/// scores `Q·Kᵀ / sqrt(d_k)`, dropout on the scores, softmax, output
-/// projection).
+/// `K` multi-head attentions (burn's `MultiHeadAttention`: scores
+/// `Q·Kᵀ / sqrt(d_k)`, dropout on the scores, padding keys filled with its
+/// `min_float`, softmax, output projection).
 #[derive(Module, Debug)]
 pub struct FusedMha<B: Backend> {
     pub query: FusedLinear<B>,
@@ -259,6 +259,7 @@ pub struct FusedMha<B: Backend> {
     dropout: Dropout,
     n_heads: usize,
     d_k: usize,
+    min_float: f64,
 }
 
 impl<B: Backend> FusedMha<B> {
@@ -278,6 +279,7 @@ impl<B: Backend> FusedMha<B> {
             dropout: DropoutConfig::new(dropout).init(),
             n_heads: first.n_heads,
             d_k: first.d_k,
+            min_float: first.min_float,
         })
     }
 
@@ -290,8 +292,14 @@ impl<B: Backend> FusedMha<B> {
             .swap_dims(1, 2)
     }
 
-    /// Query `[K, B, Lq, d]`, key/value `[K, B, Lk, d]` → context `[K, B, Lq, d]`.
-    pub fn forward(&self, query: Tensor<B, 4>, kv: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// Query `[K, B, Lq, d]`, key/value `[K, B, Lk, d]` → context `[K, B, Lq, d]`;
+    /// `pad` `[K·B, Lk]` marks the padding keys (true), never attended to.
+    pub fn forward(
+        &self,
+        query: Tensor<B, 4>,
+        kv: Tensor<B, 4>,
+        pad: &Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 4> {
         let [k, b, lq, d] = query.dims();
         let q = self.heads(query, &self.query);
         let key = self.heads(kv.clone(), &self.key);
@@ -299,7 +307,12 @@ impl<B: Backend> FusedMha<B> {
         let scores = q
             .matmul(key.transpose())
             .div_scalar((self.d_k as f32).sqrt());
-        let weights = softmax(self.dropout.forward(scores), 3);
+        let mut scores = self.dropout.forward(scores);
+        if let Some(pad) = pad {
+            let [kb, lk] = pad.dims();
+            scores = scores.mask_fill(pad.clone().reshape([kb, 1, 1, lk]), self.min_float);
+        }
+        let weights = softmax(scores, 3);
         let context = weights.matmul(value).swap_dims(1, 2).reshape([k, b, lq, d]);
         self.output.forward4(context)
     }
