@@ -54,7 +54,13 @@ fn print_plan(path: &Path, spec: &SweepSpec) {
 }
 
 /// The local worker processes: this binary's `worker`, one core each.
-fn workers(n: usize, url: &str, backend: &str, logs: &Path) -> anyhow::Result<Pool> {
+fn workers(
+    n: usize,
+    url: &str,
+    backend: &str,
+    logs: &Path,
+    artifacts: &Path,
+) -> anyhow::Result<Pool> {
     let exe = std::env::current_exe().context("cannot find the sigsweep executable")?;
     let mut commands = Vec::new();
     for i in 0..n {
@@ -79,6 +85,8 @@ fn workers(n: usize, url: &str, backend: &str, logs: &Path) -> anyhow::Result<Po
             "--drain-timeout",
             "2s",
         ])
+        .arg("--artifacts")
+        .arg(artifacts)
         .env("MATMUL_NUM_THREADS", "1")
         .env("RAYON_NUM_THREADS", "1")
         .env_remove("SIGSWEEP_STATE_DIR")
@@ -135,7 +143,11 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .clamp(1, remaining as usize);
         let logs = state_dir.join("logs");
-        let mut pool = workers(n, &serving.url, &args.backend, &logs)?;
+        // An absolute path: the workers run in this directory too, but the
+        // path is what their results name.
+        let artifacts = std::path::absolute(state_dir.join("artifacts"))
+            .context("cannot resolve the artifacts directory")?;
+        let mut pool = workers(n, &serving.url, &args.backend, &logs, &artifacts)?;
         eprintln!(
             "{n} worker processes on {} (logs in {})",
             serving.url,

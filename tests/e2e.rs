@@ -441,7 +441,10 @@ fn run_exits_non_zero_when_a_trial_failed_writes_the_report_and_retries_failed_t
 /// One sweep trains two models paired by seed (`model` as a grid key):
 /// MMIC's own parameters reach only the MMIC trials (a `mmdfn` worker would
 /// refuse them), every configuration gets every seed, and the report
-/// compares MMIC with the MM-DFN baseline.
+/// compares MMIC with the MM-DFN baseline. Each trial saves its test
+/// predictions (`save = ["predictions"]`): one line per test utterance in
+/// the artifacts directory, named by the result, and the stored accuracy is
+/// the one the predictions give.
 #[test]
 fn a_sweep_compares_two_models_paired_by_seed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -469,13 +472,14 @@ params = { preset = "small", n_train = 16, n_test = 8 }
 epochs = 2
 batch_size = 8
 lr = 0.001
+save = ["predictions"]
 
 [grid]
 model = ["mmic", "mmdfn"]
 
 [metrics]
 select = "f1_weighted"
-report = { f1_weighted = "max" }
+report = { f1_weighted = "max", accuracy = "max" }
 "#,
     )
     .expect("write sweep");
@@ -496,4 +500,35 @@ report = { f1_weighted = "max" }
         report.contains("baseline (model=mmdfn)") && report.contains("| mmic | 2 |"),
         "{report}"
     );
+    for r in &rows {
+        let id = r["trial_id"].as_str().expect("id");
+        let relative = r["predictions"].as_str().expect("predictions named");
+        assert_eq!(relative, format!("predictions/{id}.jsonl"));
+        let text = std::fs::read_to_string(state.join("artifacts").join(relative))
+            .expect("predictions file");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert!(!lines.is_empty());
+        let ids: HashSet<&str> = lines
+            .iter()
+            .map(|l| l["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids.len(), lines.len(), "example ids are unique");
+        let correct = lines.iter().filter(|l| l["gold"] == l["pred"]).count();
+        let accuracy = correct as f64 / lines.len() as f64;
+        let stored = r["metrics"]["accuracy"].as_f64().expect("accuracy");
+        assert!((accuracy - stored).abs() < 1e-9, "{accuracy} vs {stored}");
+        for l in &lines {
+            let logp: Vec<f64> = l["log_probs"]
+                .as_array()
+                .expect("log_probs")
+                .iter()
+                .map(|v| v.as_f64().expect("number"))
+                .collect();
+            let total: f64 = logp.iter().map(|v| v.exp()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
+        }
+    }
 }

@@ -156,6 +156,7 @@ fn completion(
         selected_epoch: 1,
         seconds: trial.as_secs_f64(),
         next,
+        predictions: String::new(),
     }
 }
 

@@ -69,6 +69,7 @@ async fn finish(c: &Coordinator, limit: usize) -> usize {
                 valid_metrics: m,
                 selected_epoch: 1,
                 seconds: 1.0,
+                predictions: None,
             })
             .await
             .expect("complete")

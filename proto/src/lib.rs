@@ -102,6 +102,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             attempts: r.attempts,
             seconds: r.seconds,
             worker: r.worker.to_string(),
+            predictions: r.predictions.clone().unwrap_or_default(),
         }
     }
 }
@@ -146,6 +147,7 @@ impl v1::TrialResult {
             attempts: self.attempts,
             seconds: self.seconds,
             worker: self.worker.clone().into(),
+            predictions: (!self.predictions.is_empty()).then(|| self.predictions.clone()),
         }
     }
 }

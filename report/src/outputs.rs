@@ -93,6 +93,7 @@ mod tests {
             attempts: 1,
             seconds: 1.0,
             worker: "w".into(),
+            predictions: None,
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

@@ -202,6 +202,11 @@ pub const TRAINING: &[ParamDecl] = &[
         "0",
         "gradient-norm clipping; 0 disables it",
     ),
+    flag(
+        "save_predictions",
+        "false",
+        "write the per-example test predictions of the selected epoch (`[training] save = [\"predictions\"]`)",
+    ),
     float(
         "valid_fraction",
         0.0,
@@ -346,6 +351,12 @@ const MMIC: &[ParamDecl] = &[
         ],
         "inverse_frequency",
         "class weights: 1/freq (MM-DFN's vectors on IEMOCAP and MELD) or N/(C·count)",
+    ),
+    text(
+        "rnn_padding",
+        &[Cow::Borrowed("packed"), Cow::Borrowed("unpacked")],
+        "packed",
+        "recurrences over packed sequences, or through the padding as MM-DFN's unpacked GRUs",
     ),
     text(
         "batch_order",

@@ -73,6 +73,17 @@ pub struct ResultRecord {
     /// The worker that reported it.
     #[serde(default)]
     pub worker: crate::WorkerId,
+    /// The trial's per-example test predictions at the selected epoch
+    /// (`[training] save = ["predictions"]`), relative to the workers'
+    /// artifacts directory: `predictions/<trial_id>.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<String>,
+}
+
+/// Where a trial's per-example test predictions live, relative to the
+/// workers' artifacts directory (what [`ResultRecord::predictions`] holds).
+pub fn predictions_path(trial_id: &str) -> String {
+    format!("predictions/{trial_id}.jsonl")
 }
 
 impl ResultRecord {

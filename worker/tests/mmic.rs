@@ -535,6 +535,11 @@ fn data_parallel_matches_the_plain_trial() {
             ],
         ),
         ("mmdfn", 2, vec![]),
+        (
+            "mmdfn",
+            2,
+            vec![("rnn_padding", Value::Text("unpacked".into()))],
+        ),
     ];
     for (model, replicas, extra) in cases {
         let mut params: Vec<(&str, Value)> = if model == "mmic" {
@@ -597,4 +602,54 @@ fn an_empty_validation_split_is_never_scored() {
     assert!(out.valid_metrics.is_empty(), "{:?}", out.valid_metrics);
     assert!(out.test_metrics.contains_key("f1_weighted"));
     assert!(reported.iter().all(BTreeMap::is_empty));
+}
+
+/// `rnn_padding = "unpacked"` runs the recurrences through the padding, as
+/// MM-DFN's GRUs on padded tensors: a dialogue's outputs then depend on the
+/// longest dialogue of its batch, which packed sequences never do.
+#[test]
+fn unpacked_recurrences_see_the_batch_padding() {
+    use sigsweep_worker::models::mmic::{HostBatch, MmicNet, NetConfig};
+    let data = sigsweep_data::synthetic::synthetic_erc(
+        &serde_json::from_value(
+            serde_json::json!({ "preset": "small", "n_train": 12, "n_test": 2 }),
+        )
+        .expect("params"),
+        4,
+    )
+    .expect("data");
+    let mut dialogues: Vec<&sigsweep_data::erc::Dialogue> = data.train.iter().collect();
+    dialogues.sort_by_key(|d| d.len());
+    let (short, long) = (dialogues[0], dialogues[dialogues.len() - 1]);
+    assert!(short.len() < long.len());
+    let cfg = NetConfig {
+        dims: data.dims,
+        n_classes: data.n_classes,
+        hidden: 8,
+        graph_hidden: 4,
+        layers: 2,
+        text_lstm: false,
+        text_layers: 2,
+        dropout: 0.0,
+        gammas: [3.0, 0.0, 1.0],
+        gcn_alpha: 0.2,
+        gcn_lambda: 0.5,
+        ent_dim: 2,
+    };
+    let net = MmicNet::<I>::new(&cfg, &dev());
+    let logits = |hb: &HostBatch| {
+        let out = to_vec(net.forward(hb, &cfg, &dev()).logits);
+        out[..short.len() * data.n_classes].to_vec()
+    };
+    let alone = HostBatch::new(&[short], data.dims);
+    let batched = HostBatch::new(&[short, long], data.dims);
+    assert_all_close(&logits(&batched), &logits(&alone), 1e-5);
+    let unpacked_alone = logits(&alone.unpacked(0));
+    let unpacked = logits(&batched.unpacked(0));
+    let moved = unpacked
+        .iter()
+        .zip(&unpacked_alone)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(moved > 1e-4, "padding changed nothing ({moved})");
 }

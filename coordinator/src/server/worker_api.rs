@@ -94,6 +94,7 @@ impl WorkerService for WorkerApi {
                 valid_metrics: metrics_from_proto(req.valid_metrics),
                 selected_epoch: req.selected_epoch,
                 seconds: req.seconds,
+                predictions: (!req.predictions.is_empty()).then_some(req.predictions),
             })
             .await?;
         let next = match req.next {

@@ -100,6 +100,9 @@ pub struct Completion {
     pub valid_metrics: BTreeMap<String, f64>,
     pub selected_epoch: u32,
     pub seconds: f64,
+    /// `predictions/<trial_id>.jsonl` when the worker saved the trial's
+    /// predictions in its artifacts directory.
+    pub predictions: Option<String>,
 }
 
 /// Result of a submission.

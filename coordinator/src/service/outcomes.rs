@@ -24,6 +24,17 @@ impl Coordinator {
     pub async fn complete(&self, c: Completion) -> Result<bool> {
         check_metric_bounds("test_metrics", &c.test_metrics)?;
         check_metric_bounds("valid_metrics", &c.valid_metrics)?;
+        // A worker names only its own trial's file, relative to the
+        // artifacts directory: never a path of its choosing.
+        if let Some(p) = &c.predictions
+            && *p != sigsweep_types::record::predictions_path(&c.trial_id)
+        {
+            return Err(CoordinatorError::Invalid(format!(
+                "predictions must be `{}`, not `{}`",
+                sigsweep_types::record::predictions_path(&c.trial_id),
+                p.chars().take(64).collect::<String>()
+            )));
+        }
         let protocol_error = {
             let mut state = self.state();
             Self::check_worker(&mut state, &c.worker_id, c.generation)?;
@@ -69,6 +80,7 @@ impl Coordinator {
                 selected_epoch: Some(c.selected_epoch),
                 attempts: entry.attempts.max(1),
                 seconds: c.seconds,
+                predictions: c.predictions.clone(),
                 ..record_of(
                     &c.trial_id,
                     entry,
@@ -268,5 +280,6 @@ fn record_of(
         attempts: 0,
         seconds: 0.0,
         worker: worker.into(),
+        predictions: None,
     }
 }

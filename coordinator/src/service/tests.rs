@@ -54,6 +54,7 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
         valid_metrics: metrics(0.4),
         selected_epoch: 1,
         seconds: 1.0,
+        predictions: None,
     })
     .await
     .expect("complete")
@@ -231,6 +232,7 @@ async fn a_restarted_worker_fences_its_old_generation() {
             valid_metrics: metrics(0.1),
             selected_epoch: 1,
             seconds: 1.0,
+            predictions: None,
         })
         .await
         .expect_err("stale generation");
@@ -382,4 +384,43 @@ async fn sweeps_for_a_model_a_worker_declared_are_checked_against_its_declaratio
     c.submit(SWEEP, "unit.toml")
         .await
         .expect("built-in declaration kept");
+}
+
+/// A completion names its predictions only as the trial's own file in the
+/// artifacts directory; any other path is refused and nothing is stored.
+#[tokio::test]
+async fn predictions_are_only_the_trials_own_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let s = c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let reg = c.register("w", WorkerCaps::default());
+    let a = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("a trial");
+    let with = |p: &str| Completion {
+        worker_id: reg.worker_id.clone(),
+        generation: reg.generation,
+        lease_id: a.lease_id.clone(),
+        trial_id: a.trial.trial_id.clone(),
+        test_metrics: metrics(0.5),
+        valid_metrics: metrics(0.4),
+        selected_epoch: 1,
+        seconds: 1.0,
+        predictions: Some(p.to_string()),
+    };
+    for bad in [
+        "../../etc/passwd",
+        "/tmp/x.jsonl",
+        "predictions/other.jsonl",
+    ] {
+        let err = c.complete(with(bad)).await.expect_err(bad);
+        assert!(err.to_string().contains("predictions must be"), "{err}");
+    }
+    assert!(c.results(&s.sweep_id).await.expect("results").is_empty());
+    let own = format!("predictions/{}.jsonl", a.trial.trial_id);
+    assert!(c.complete(with(&own)).await.expect("own file"));
+    let stored = c.results(&s.sweep_id).await.expect("results");
+    assert_eq!(stored[0].predictions.as_deref(), Some(own.as_str()));
 }

@@ -99,7 +99,14 @@ pub struct TrainingSection {
     /// has no validation split.
     #[serde(default = "default_valid_fraction")]
     pub valid_fraction: f64,
+    /// What each trial saves in its worker's artifacts directory:
+    /// `"predictions"` (per-example test predictions at the selected epoch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub save: Vec<String>,
 }
+
+/// What a trial can save (`[training] save`).
+pub const SAVE_KINDS: &[&str] = &["predictions"];
 
 fn default_valid_fraction() -> f64 {
     0.1
@@ -120,6 +127,9 @@ impl TrainingSection {
             "valid_fraction".into(),
             ParamValue::Float(self.valid_fraction),
         );
+        if self.save.iter().any(|s| s == "predictions") {
+            p.insert("save_predictions".into(), ParamValue::Bool(true));
+        }
         p
     }
 }
@@ -410,6 +420,16 @@ impl RawSweep {
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return Err(loc.key_error("training", "lr", "must be a positive number".into()));
+        }
+        if let Some(bad) = t.save.iter().find(|s| !SAVE_KINDS.contains(&s.as_str())) {
+            return Err(loc.key_error(
+                "training",
+                "save",
+                format!(
+                    "cannot save `{bad}`; a trial saves: {} (weights and checkpoints are not written yet)",
+                    SAVE_KINDS.join(", ")
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&t.valid_fraction) {
             return Err(loc.key_error("training", "valid_fraction", "must be in [0, 1)".into()));

@@ -25,6 +25,7 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
         attempts: 1,
         seconds: 1.0,
         worker: "w".into(),
+        predictions: None,
     }
 }
 

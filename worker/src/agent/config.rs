@@ -31,6 +31,9 @@ pub struct AgentConfig {
     /// Compute threads of the CPU backend: 1 per worker process, so N
     /// workers use N cores and results do not depend on thread counts.
     pub threads: usize,
+    /// Where trials write what their sweep saves (`predictions/…`); a
+    /// trial that saves something fails on a worker without it.
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -48,6 +51,7 @@ impl Default for AgentConfig {
             // set `fuse_seeds = true` (others are handed out one at a time).
             fuse_max: 16,
             threads: 1,
+            artifacts: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use tonic::Status;
 
 use sigsweep_proto::v1 as pb;
 
-use crate::trial::{TrainError, TrialOutcome};
+use crate::trial::{Prediction, TrainError, TrialOutcome};
 
 use sigsweep_client::{ErrorCode, is_transient};
 
@@ -64,6 +64,17 @@ pub(super) async fn report_outcome(
     released: bool,
     next: Option<pb::AcquireTrialRequest>,
 ) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    // Predictions go to the artifacts directory; the completion names them.
+    let (result, predictions) = match result {
+        Ok(mut outcome) => match outcome.predictions.take() {
+            None => (Ok(outcome), String::new()),
+            Some(p) => match write_predictions(config.artifacts.as_deref(), trial_id, &p) {
+                Ok(path) => (Ok(outcome), path),
+                Err(e) => (Err(e), String::new()),
+            },
+        },
+        Err(e) => (Err(e), String::new()),
+    };
     match result {
         Ok(outcome) => {
             tracing::info!(trial = %trial_id, epoch = outcome.selected_epoch, seconds = outcome.seconds, "trial completed");
@@ -77,6 +88,7 @@ pub(super) async fn report_outcome(
                 selected_epoch: outcome.selected_epoch,
                 seconds: outcome.seconds,
                 next,
+                predictions,
             };
             let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
@@ -156,4 +168,47 @@ where
             }
         }
     }
+}
+
+/// Writes a trial's predictions, one JSON line per test example, to
+/// `ARTIFACTS/predictions/<trial_id>.jsonl` (through a temporary file, so
+/// a reader never sees half a file) and returns that path relative to
+/// `ARTIFACTS`. A worker without an artifacts directory cannot keep them:
+/// the trial fails, retryably (another worker may have one).
+fn write_predictions(
+    artifacts: Option<&std::path::Path>,
+    trial_id: &str,
+    predictions: &[Prediction],
+) -> Result<String, TrainError> {
+    let artifacts = artifacts.ok_or_else(|| {
+        TrainError::Backend(
+            "the sweep saves predictions ([training] save) but this worker has no --artifacts directory".into(),
+        )
+    })?;
+    if trial_id.is_empty()
+        || !trial_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(TrainError::Backend(format!(
+            "trial id `{trial_id}` is not a file name"
+        )));
+    }
+    let relative = sigsweep_types::record::predictions_path(trial_id);
+    let path = artifacts.join(&relative);
+    let io =
+        |e: std::io::Error| TrainError::Backend(format!("cannot write {}: {e}", path.display()));
+    let dir = path.parent().unwrap_or(artifacts);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut text = String::new();
+    for p in predictions {
+        let line = serde_json::to_string(p)
+            .map_err(|e| TrainError::Backend(format!("prediction of `{}`: {e}", p.id)))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let tmp = dir.join(format!(".{trial_id}.jsonl.tmp"));
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(relative)
 }

@@ -81,6 +81,11 @@ pub struct WorkerSettings {
     #[arg(long, env = "SIGSWEEP_CHECKPOINT_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where trials write what their sweep saves (`[training] save`):
+    /// `predictions/<trial_id>.jsonl`. A volume every worker shares.
+    #[arg(long, env = "SIGSWEEP_ARTIFACTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<PathBuf>,
     /// CA (PEM) that signed the coordinator's certificate (https:// URLs).
     #[arg(long, env = "SIGSWEEP_TLS_CA")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +120,7 @@ sigsweep_types::layered!(WorkerSettings {
     exit_when_idle,
     threads,
     checkpoint_dir,
+    artifacts,
     tls_ca,
     tls_cert,
     tls_key,
@@ -170,6 +176,7 @@ impl WorkerSettings {
             exit_when_idle: self.exit_when_idle.or(d.exit_when_idle),
             fuse_max: d.fuse_max,
             threads: self.threads.unwrap_or(d.threads),
+            artifacts: self.artifacts.clone().or(d.artifacts),
         };
         Ok((config, slots))
     }

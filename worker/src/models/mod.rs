@@ -159,6 +159,10 @@ pub fn check_request(req: &TrialRequest) -> Result<&'static Entry, TrainError> {
 /// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping
 /// (norm clipping couples a parameter's seed slices).
 pub fn supports_fusion(req: &TrialRequest) -> bool {
+    // The fused trainers do not write per-example predictions.
+    if req.params.bool("save_predictions", false).unwrap_or(true) {
+        return false;
+    }
     match lookup(&req.model).map(|e| e.kind) {
         Ok(Kind::LateFusion) => true,
         Ok(Kind::FdCmdie) => req.params.f64("grad_clip", 0.0).is_ok_and(|c| c <= 0.0),

@@ -397,7 +397,9 @@ impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Lo
         let epochs = req.params.positive("epochs", 10)? as u32;
         let (model, optim) = workload.take_model()?;
         let mut dp = DataParallel::new(model, devices, optim, reduce)?;
+        let save = req.params.bool("save_predictions", false)?;
         let mut selector = Selector::new(req);
+        let mut predictions = None;
         for epoch in 1..=epochs {
             let batches = workload.epoch_batches();
             let loss = train_epoch_steps(&batches, epoch, cancel, |batch| {
@@ -408,8 +410,14 @@ impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Lo
             let valid = workload.evaluate_with(&model, Split::Valid)?;
             let test = workload.evaluate_with(&model, Split::Test)?;
             selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+            if save && selector.is_best(epoch) {
+                predictions = Some(workload.predictions_with(&model, Split::Test)?);
+            }
         }
-        selector.finish(start.elapsed().as_secs_f64())
+        Ok(TrialOutcome {
+            predictions,
+            ..selector.finish(start.elapsed().as_secs_f64())?
+        })
     }
 }
 

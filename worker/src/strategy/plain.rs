@@ -24,7 +24,9 @@ pub fn run_trial(
     let dataset = models::load_checked(req)?;
     let mut workload = models::build(req, dataset, backend)?;
 
+    let save = req.params.bool("save_predictions", false)?;
     let mut selector = Selector::new(req);
+    let mut predictions = None;
     for epoch in 1..=epochs {
         if cancel.load(Ordering::Relaxed) {
             return Err(TrainError::Cancelled);
@@ -34,6 +36,12 @@ pub fn run_trial(
         let valid = workload.evaluate(Split::Valid)?;
         let test = workload.evaluate(Split::Test)?;
         selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+        if save && selector.is_best(epoch) {
+            predictions = Some(workload.predictions(Split::Test)?);
+        }
     }
-    selector.finish(start.elapsed().as_secs_f64())
+    Ok(TrialOutcome {
+        predictions,
+        ..selector.finish(start.elapsed().as_secs_f64())?
+    })
 }

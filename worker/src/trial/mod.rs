@@ -18,10 +18,11 @@ pub mod workload;
 pub use clip::{Clipped, clip_grad_norm, grad_norm};
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
-pub use outcome::{EpochReport, TrialOutcome, train_epoch_steps};
+pub use outcome::{EpochReport, Prediction, TrialOutcome, train_epoch_steps};
 pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
 pub use request::{Split, TrialRequest};
 pub use workload::{
-    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, shard_ranges,
+    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_predictions,
+    shard_ranges,
 };

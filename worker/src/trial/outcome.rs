@@ -30,6 +30,25 @@ pub struct TrialOutcome {
     pub test_metrics: BTreeMap<String, f64>,
     pub seconds: f64,
     pub epochs: Vec<(f64, BTreeMap<String, f64>)>,
+    /// The test predictions of the selected epoch, when the trial saves them
+    /// (`save_predictions`).
+    pub predictions: Option<Vec<Prediction>>,
+}
+
+/// One test example's prediction: a line of a trial's predictions file
+/// (`predictions/<trial_id>.jsonl` in the worker's artifacts directory).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prediction {
+    /// The example's id in the dataset file: MMSA's `id`; for dialogues
+    /// `<dialogue id>/<utterance index>` (0-based, in dialogue order).
+    pub id: String,
+    /// The gold label (a class index) or value.
+    pub gold: f64,
+    /// The predicted class index or value.
+    pub pred: f64,
+    /// Log-probabilities of the classes (classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_probs: Option<Vec<f32>>,
 }
 
 /// One training epoch: `step` trains on each batch in order and returns its
@@ -167,6 +186,11 @@ impl Selector {
         Ok(())
     }
 
+    /// Whether `epoch` is the best so far (the one a trial would keep).
+    pub(crate) fn is_best(&self, epoch: u32) -> bool {
+        self.best.as_ref().is_some_and(|b| b.epoch == epoch)
+    }
+
     pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
         let best = self
             .best
@@ -177,6 +201,7 @@ impl Selector {
             test_metrics: best.test,
             seconds,
             epochs: self.history,
+            predictions: None,
         })
     }
 }

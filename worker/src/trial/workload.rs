@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::error::TrainError;
+use super::outcome::Prediction;
 use super::request::Split;
 
 /// One model + dataset pair being trained.
@@ -23,6 +24,21 @@ pub trait Workload {
     fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError>;
     /// Metrics of the current model on `split`.
     fn evaluate(&self, split: Split) -> Result<BTreeMap<String, f64>, TrainError>;
+    /// Per-example predictions of the current model on `split` (for
+    /// `[training] save = ["predictions"]`). A model that cannot give them
+    /// says so.
+    fn predictions(&self, split: Split) -> Result<Vec<Prediction>, TrainError> {
+        let _ = split;
+        Err(no_predictions())
+    }
+}
+
+/// The error of a model that does not write predictions.
+pub fn no_predictions() -> TrainError {
+    TrainError::InvalidParam {
+        key: "training.save".into(),
+        message: "this model does not write per-example predictions".into(),
+    }
 }
 
 /// How a replica updates its model from gradients: a burn optimiser
@@ -114,6 +130,15 @@ pub trait Sharded<B: AutodiffBackend> {
         model: &<Self::Model as AutodiffModule<B>>::InnerModule,
         split: Split,
     ) -> Result<BTreeMap<String, f64>, TrainError>;
+    /// Per-example predictions of `model` (inference mode) on `split`.
+    fn predictions_with(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+        split: Split,
+    ) -> Result<Vec<Prediction>, TrainError> {
+        let _ = (model, split);
+        Err(no_predictions())
+    }
 }
 
 /// What to do with a [`Sharded`] workload once the registry has built it:

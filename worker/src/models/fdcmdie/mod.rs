@@ -125,7 +125,7 @@ use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trial::{
-    Clipped, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
+    Clipped, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
 };
 
 pub use contrastive::{
@@ -510,6 +510,29 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         preds
     }
 
+    /// Per-sample predictions of `model` on `which` (ids: MMSA's `id`).
+    pub(crate) fn predictions_with(
+        &self,
+        model: &FdCmdie<B::InnerBackend>,
+        which: Split,
+    ) -> Vec<Prediction> {
+        let split = match which {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
+        };
+        self.predict_with(model, split)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Prediction {
+                id: split.ids.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                gold: f64::from(split.labels[i]),
+                pred: f64::from(v),
+                log_probs: None,
+            })
+            .collect()
+    }
+
     /// Regression metrics of `model` on `which`.
     pub(crate) fn evaluate_with(
         &self,
@@ -562,6 +585,15 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
         Ok(self.evaluate_with(&model, which))
+    }
+
+    fn predictions(&self, which: Split) -> Result<Vec<Prediction>, TrainError> {
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(TrainError::model_lost)?
+            .valid();
+        Ok(self.predictions_with(&model, which))
     }
 }
 

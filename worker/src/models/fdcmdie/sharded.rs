@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{ClBatch, FdCmdie, FdCmdieWorkload, Optim, anchor_shard, batch_loss};
-use crate::trial::{Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
     type Model = FdCmdie<B>;
@@ -58,6 +58,14 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
         split: Split,
     ) -> Result<BTreeMap<String, f64>, TrainError> {
         Ok(FdCmdieWorkload::evaluate_with(self, model, split))
+    }
+
+    fn predictions_with(
+        &self,
+        model: &FdCmdie<B::InnerBackend>,
+        split: Split,
+    ) -> Result<Vec<Prediction>, TrainError> {
+        Ok(FdCmdieWorkload::predictions_with(self, model, split))
     }
 }
 

@@ -16,6 +16,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -23,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trial::{Split, TrainError, TrialRequest, Workload, train_epoch_steps};
+use crate::trial::{Prediction, Split, TrainError, TrialRequest, Workload, train_epoch_steps};
 
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
@@ -192,6 +193,53 @@ pub fn evaluate_model<B: Backend>(
     split_metrics(task, split, &preds)
 }
 
+/// Per-example predictions of `model` on `split`: ids from the split,
+/// log-probabilities for classification.
+pub fn predictions_of<B: Backend>(
+    model: &LateFusion<B>,
+    task: Task,
+    split: &SeqSplit,
+    device: &B::Device,
+) -> Vec<Prediction> {
+    let mut out = Vec::with_capacity(split.len());
+    let order: Vec<usize> = (0..split.len()).collect();
+    for idx in order.chunks(256) {
+        let [t, a, v] = batch::<B>(split, idx, device);
+        let y = model.forward(t, a, v);
+        match task {
+            Task::Classification { n_classes } => {
+                let logp = crate::tensor::to_f32_vec(log_softmax(y, 1));
+                for (&i, row) in idx.iter().zip(logp.chunks(n_classes.max(1))) {
+                    let pred = row
+                        .iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |best, (k, &v)| {
+                            if v > best.1 { (k, v) } else { best }
+                        })
+                        .0;
+                    out.push(Prediction {
+                        id: split.ids.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                        gold: f64::from(split.labels[i]),
+                        pred: pred as f64,
+                        log_probs: Some(row.to_vec()),
+                    });
+                }
+            }
+            Task::Regression => {
+                for (&i, v) in idx.iter().zip(crate::tensor::to_f32_vec(y)) {
+                    out.push(Prediction {
+                        id: split.ids.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                        gold: f64::from(split.labels[i]),
+                        pred: f64::from(v),
+                        log_probs: None,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Metrics of predictions `preds` (class indices as `f32`, or values) on `split`.
 pub fn split_metrics(task: Task, split: &SeqSplit, preds: &[f32]) -> BTreeMap<String, f64> {
     match task {
@@ -249,6 +297,20 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
             .collect()
     }
 
+    /// Per-example predictions of `model` on `which`.
+    pub(crate) fn predictions_with(
+        &self,
+        model: &LateFusion<B::InnerBackend>,
+        which: Split,
+    ) -> Vec<Prediction> {
+        let split = match which {
+            Split::Train => &self.data.train,
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
+        };
+        predictions_of::<B::InnerBackend>(model, self.data.task, split, &self.device)
+    }
+
     /// Metrics of `model` on `which`.
     pub(crate) fn evaluate_with(
         &self,
@@ -295,5 +357,14 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
         Ok(self.evaluate_with(&model, which))
+    }
+
+    fn predictions(&self, which: Split) -> Result<Vec<Prediction>, TrainError> {
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(TrainError::model_lost)?
+            .valid();
+        Ok(self.predictions_with(&model, which))
     }
 }

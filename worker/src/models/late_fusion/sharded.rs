@@ -9,7 +9,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{LateFusion, LateFusionWorkload, batch, mean_loss};
-use crate::trial::{Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
     type Model = LateFusion<B>;
@@ -49,5 +49,13 @@ impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
         split: Split,
     ) -> Result<BTreeMap<String, f64>, TrainError> {
         Ok(LateFusionWorkload::evaluate_with(self, model, split))
+    }
+
+    fn predictions_with(
+        &self,
+        model: &LateFusion<B::InnerBackend>,
+        split: Split,
+    ) -> Result<Vec<Prediction>, TrainError> {
+        Ok(LateFusionWorkload::predictions_with(self, model, split))
     }
 }

@@ -129,4 +129,23 @@ impl HostBatch {
             party_pos,
         }
     }
+
+    /// MM-DFN's unpacked recurrences: the text and speaker sequences run
+    /// `len` steps (at least this batch's longest dialogue) through their
+    /// padding, as PyTorch's `nn.GRU` runs on a padded tensor without
+    /// packing, so the backward direction starts at the padded end. The
+    /// text's padding steps hold zero features (the text projection makes
+    /// them its bias, as MM-DFN's `linear_l` does); a speaker's padding steps
+    /// are zero vectors (MM-DFN's `U_parties_`).
+    pub fn unpacked(mut self, len: usize) -> Self {
+        let len = len.max(self.t_max);
+        let (b, dt) = (self.b, self.dims[0]);
+        self.text_tm.resize(len * b * dt, 0.0);
+        self.t_max = len;
+        self.text_masks = vec![None; len];
+        let pad = self.n as i64;
+        self.party_steps.resize(len, vec![pad; self.q]);
+        self.party_masks = vec![None; len];
+        self
+    }
 }

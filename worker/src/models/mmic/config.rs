@@ -33,6 +33,8 @@ pub struct MmicConfig {
     pub batch_size: usize,
     /// `batch_order = "fixed"`: the same batch order every epoch (MM-DFN).
     pub fixed_order: bool,
+    /// `rnn_padding = "unpacked"`: recurrences run through the padding (MM-DFN).
+    pub unpacked_rnn: bool,
     /// Per class: in the negative-valence group.
     pub negative: Vec<bool>,
 }
@@ -307,6 +309,16 @@ impl MmicConfig {
             mi_lr: p.f64("mi_lr", 1e-3)?,
             adam_epsilon: p.f64_in("adam_epsilon", 1e-8, 0.0, 1.0)?,
             batch_size: p.positive("batch_size", if mmdfn { 32 } else { 16 })?,
+            unpacked_rnn: match p.text("rnn_padding", "packed")?.as_str() {
+                "packed" => false,
+                "unpacked" => true,
+                other => {
+                    return Err(invalid(
+                        "rnn_padding",
+                        format!("`{other}`: expected packed or unpacked"),
+                    ));
+                }
+            },
             fixed_order: match p.text("batch_order", "reshuffle")?.as_str() {
                 "reshuffle" => false,
                 "fixed" => true,

@@ -82,8 +82,12 @@
 //!   MMIM); the main loss uses the heads with detached parameters and
 //!   steps everything else. So each epoch is one pass, and stage 1 of a
 //!   batch sees the heads from before that batch's stage-0 step.
-//! * Recurrences run as packed sequences (the backward direction ignores
-//!   trailing padding; MM-DFN runs unpacked).
+//! * Recurrences run as packed sequences by default (the backward direction
+//!   ignores trailing padding). MM-DFN runs its GRUs on padded tensors
+//!   without packing, so its backward direction starts in the padding of
+//!   the batch's longest dialogue: `rnn_padding = "unpacked"` does the same
+//!   (text and speaker GRUs; data-parallel shards pad to the whole batch's
+//!   longest dialogue, so they still equal the plain trainer).
 //! * Every weight is drawn eagerly when the model is built, in the
 //!   module's order, before any dropout mask, and all modules (CPC and BA
 //!   heads included) are always allocated: the same seed gives the same
@@ -119,6 +123,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -127,7 +132,7 @@ use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
 use crate::trial::{
-    Params, ReplicaOptim, Split, TrainError, TrialRequest, Workload, clip_grad_norm,
+    Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload, clip_grad_norm,
     train_epoch_steps,
 };
 
@@ -444,7 +449,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             .model
             .take()
             .ok_or_else(|| TrainError::Backend("model lost after a failed step".into()))?;
-        let hb = HostBatch::new(dialogues, self.data.dims);
+        let hb = self.host_batch(dialogues, 0);
         let (loss, mi_loss, parts) = self.losses(&model, &hb);
         let objective = match mi_loss {
             Some(m) => loss + m,
@@ -454,6 +459,18 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         self.model = Some(self.optim.update(self.cfg.lr, model, grads));
         self.last = parts.clone();
         Ok(parts)
+    }
+
+    /// The host-side batch of `dialogues`; with `rnn_padding = "unpacked"`
+    /// its recurrences run through the padding up to `pad_to` steps (or the
+    /// longest dialogue), as MM-DFN's.
+    pub(crate) fn host_batch(&self, dialogues: &[&Dialogue], pad_to: usize) -> HostBatch {
+        let hb = HostBatch::new(dialogues, self.data.dims);
+        if self.cfg.unpacked_rnn {
+            hb.unpacked(pad_to)
+        } else {
+            hb
+        }
     }
 
     /// The next epoch's batches (indices of non-empty training dialogues,
@@ -494,12 +511,55 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         let mut preds = Vec::new();
         let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
         for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
-            let hb = HostBatch::new(chunk, self.data.dims);
+            let hb = self.host_batch(chunk, 0);
             let fwd = model.net.forward(&hb, &self.cfg.net, &self.device);
             let arg = fwd.logits.argmax(1).into_data();
             preds.extend(arg.iter::<i64>().map(|x| x as usize));
         }
         preds
+    }
+
+    /// Per-utterance predictions of `model` on `which`, in dialogue order:
+    /// id `<dialogue id>/<utterance index>`, gold and predicted class, and
+    /// the log-probabilities.
+    pub(crate) fn predictions_with(
+        &self,
+        model: &Mmic<B::InnerBackend>,
+        which: Split,
+    ) -> Vec<Prediction> {
+        let dialogues = match which {
+            Split::Train => &self.data.train,
+            Split::Valid => &self.data.valid,
+            Split::Test => &self.data.test,
+        };
+        let c = self.data.n_classes;
+        let mut out = Vec::new();
+        let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
+        for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
+            let hb = self.host_batch(chunk, 0);
+            let fwd = model.net.forward(&hb, &self.cfg.net, &self.device);
+            let logp = crate::tensor::to_f32_vec(log_softmax(fwd.logits, 1));
+            let mut rows = logp.chunks(c.max(1));
+            for d in chunk {
+                for (t, &gold) in d.labels.iter().enumerate() {
+                    let row = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
+                    let pred = row
+                        .iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |best, (k, &v)| {
+                            if v > best.1 { (k, v) } else { best }
+                        })
+                        .0;
+                    out.push(Prediction {
+                        id: format!("{}/{t}", d.id),
+                        gold: gold as f64,
+                        pred: pred as f64,
+                        log_probs: Some(row),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Classification metrics of `model` on `which`.
@@ -541,6 +601,15 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
             .ok_or_else(|| TrainError::Backend("model lost".into()))?
             .valid();
         Ok(self.evaluate_with(&model, which))
+    }
+
+    fn predictions(&self, which: Split) -> Result<Vec<Prediction>, TrainError> {
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(TrainError::model_lost)?
+            .valid();
+        Ok(self.predictions_with(&model, which))
     }
 }
 

@@ -27,7 +27,7 @@ use burn::tensor::backend::AutodiffBackend;
 use sigsweep_data::erc::Dialogue;
 
 use super::{HostBatch, LossParts, Mmic, MmicOptim, MmicWorkload, aux_losses};
-use crate::trial::{LocalPart, Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{LocalPart, Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
     type Model = Mmic<B>;
@@ -48,10 +48,10 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
         idx: &[usize],
     ) -> Result<f64, TrainError> {
         let dialogues: Vec<&Dialogue> = idx.iter().map(|&i| &self.data.train[i]).collect();
-        let dims = self.data.dims;
+        let longest = dialogues.iter().map(|d| d.len()).max().unwrap_or(0);
         let shards: Vec<HostBatch> = shard_ranges(dialogues.len(), dp.replicas())
             .into_iter()
-            .map(|r| HostBatch::new(&dialogues[r], dims))
+            .map(|r| self.host_batch(&dialogues[r], longest))
             .collect();
         let n: usize = shards.iter().map(|hb| hb.n).sum();
         let labels: Vec<usize> = shards
@@ -117,5 +117,13 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
         split: Split,
     ) -> Result<BTreeMap<String, f64>, TrainError> {
         Ok(MmicWorkload::evaluate_with(self, model, split))
+    }
+
+    fn predictions_with(
+        &self,
+        model: &Mmic<B::InnerBackend>,
+        split: Split,
+    ) -> Result<Vec<Prediction>, TrainError> {
+        Ok(MmicWorkload::predictions_with(self, model, split))
     }
 }
