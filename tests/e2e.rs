@@ -532,3 +532,71 @@ report = { f1_weighted = "max", accuracy = "max" }
         }
     }
 }
+
+/// `[training] save = ["checkpoints"]`: a worker killed (SIGKILL) in the
+/// middle of a trial leaves its last epoch's checkpoint; the trial is
+/// leased again, resumes from it, and every stored metric is bitwise the
+/// one of an uninterrupted run.
+#[test]
+fn a_trial_killed_mid_training_resumes_from_its_checkpoint_bitwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = tiny_sweep(dir.path(), 1, 60, 3000);
+    let text = std::fs::read_to_string(&tiny)
+        .expect("read")
+        .replace("lr = 0.005", "lr = 0.005\nsave = [\"checkpoints\"]");
+    let sweep = dir.path().join("ckpt.toml");
+    std::fs::write(&sweep, text).expect("write");
+
+    let quiet = dir.path().join("quiet");
+    run_ok(&sweep, &quiet, "1");
+
+    let state = dir.path().join("killed");
+    let run = Command::new(BIN)
+        .args([
+            "run",
+            sweep.to_str().expect("utf8"),
+            "--state-dir",
+            state.to_str().expect("utf8"),
+            "--workers",
+            "1",
+            "--lease-ttl",
+            "1s",
+            "--no-progress",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    // Kill the worker once a trial has a checkpoint (an epoch is done).
+    let checkpoints = state.join("artifacts").join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let saved = std::fs::read_dir(&checkpoints)
+            .map(|d| d.flatten().any(|e| e.path().join("latest").exists()))
+            .unwrap_or(false);
+        if saved {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim = *children_of(run.id()).first().expect("a worker");
+    let status = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = run.wait_with_output().expect("run finishes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exact_results(&state, 2);
+    let logs = std::fs::read_to_string(state.join("logs").join("worker-0.log")).expect("log");
+    assert!(logs.contains("resuming from a checkpoint"), "{logs}");
+    assert_eq!(metrics_by_trial(&state), metrics_by_trial(&quiet));
+    let leftover = std::fs::read_dir(&checkpoints).map_or(0, |d| d.count());
+    assert_eq!(leftover, 0, "finished trials remove their checkpoints");
+}

@@ -203,6 +203,11 @@ pub const TRAINING: &[ParamDecl] = &[
         "gradient-norm clipping; 0 disables it",
     ),
     flag(
+        "save_checkpoints",
+        "false",
+        "write a checkpoint after every epoch and resume from it (`[training] save = [\"checkpoints\"]`)",
+    ),
+    flag(
         "save_predictions",
         "false",
         "write the per-example test predictions of the selected epoch (`[training] save = [\"predictions\"]`)",

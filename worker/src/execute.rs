@@ -104,6 +104,7 @@ mod tests {
             select: "acc".into(),
             select_higher_is_better: true,
             select_split: Split::Valid,
+            checkpoint: None,
         })
     }
 

@@ -40,6 +40,7 @@ fn request(
         select: select.into(),
         select_higher_is_better: select != "mae",
         select_split: Split::Valid,
+        checkpoint: None,
     }
 }
 

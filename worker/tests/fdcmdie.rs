@@ -348,6 +348,7 @@ fn request(seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
         select: "mae".into(),
         select_higher_is_better: false,
         select_split: Split::Valid,
+        checkpoint: None,
     }
 }
 

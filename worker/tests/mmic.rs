@@ -366,6 +366,7 @@ fn request(model: &str, seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
         select: "f1_weighted".into(),
         select_higher_is_better: true,
         select_split: Split::Valid,
+        checkpoint: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn request(seed: u64, epochs: i64, batch_size: i64) -> TrialRequest {
         select: "accuracy".into(),
         select_higher_is_better: true,
         select_split: Split::Valid,
+        checkpoint: None,
     }
 }
 

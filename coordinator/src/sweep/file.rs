@@ -106,7 +106,7 @@ pub struct TrainingSection {
 }
 
 /// What a trial can save (`[training] save`).
-pub const SAVE_KINDS: &[&str] = &["predictions"];
+pub const SAVE_KINDS: &[&str] = &["predictions", "checkpoints"];
 
 fn default_valid_fraction() -> f64 {
     0.1
@@ -129,6 +129,9 @@ impl TrainingSection {
         );
         if self.save.iter().any(|s| s == "predictions") {
             p.insert("save_predictions".into(), ParamValue::Bool(true));
+        }
+        if self.save.iter().any(|s| s == "checkpoints") {
+            p.insert("save_checkpoints".into(), ParamValue::Bool(true));
         }
         p
     }
@@ -426,7 +429,7 @@ impl RawSweep {
                 "training",
                 "save",
                 format!(
-                    "cannot save `{bad}`; a trial saves: {} (weights and checkpoints are not written yet)",
+                    "cannot save `{bad}`; a trial saves: {} (weights are not written yet)",
                     SAVE_KINDS.join(", ")
                 ),
             ));
@@ -675,6 +678,17 @@ impl RawSweep {
         }
 
         // Resources.
+        if self.resources.gpus_per_trial > 1
+            && self.training.save.iter().any(|s| s == "checkpoints")
+        {
+            return Err(loc.key_error(
+                "training",
+                "save",
+                "checkpoints are written by trials on one device; a data-parallel trial \
+                 (gpus_per_trial > 1) cannot save them yet"
+                    .into(),
+            ));
+        }
         if self.resources.trials_per_gpu == 0 {
             return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));
         }

@@ -13,7 +13,7 @@ use sigsweep_proto::v1 as pb;
 use crate::trial::{EpochReport, TrainError, TrialOutcome, TrialRequest};
 
 use super::config::{AgentConfig, AgentError};
-use super::convert::{metrics, trial_request};
+use super::convert::{metrics, trial_request, with_checkpoint};
 use super::report::report_finished;
 use super::session::{
     Finished, Group, Session, group_of, register, release_group, renew_reservation, send_acquire,
@@ -57,8 +57,11 @@ pub(super) async fn run_assignments(
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let backend = config.backend;
     let thread_cancel = cancel.clone();
-    let requests: Vec<Result<TrialRequest, TrainError>> =
-        leases.iter().map(|(_, spec)| trial_request(spec)).collect();
+    let artifacts = config.artifacts.clone();
+    let requests: Vec<Result<TrialRequest, TrainError>> = leases
+        .iter()
+        .map(|(_, spec)| trial_request(spec).and_then(|r| with_checkpoint(r, artifacts.as_deref())))
+        .collect();
     let devices = leases.first().map_or(1, |(_, spec)| spec.gpus.max(1));
     let n = requests.len();
     std::thread::Builder::new()

@@ -47,6 +47,41 @@ pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> 
         } else {
             Split::Valid
         },
+        checkpoint: None,
+    })
+}
+
+/// Where `req` keeps its checkpoints: `ARTIFACTS/checkpoints/<trial_id>`
+/// when its sweep saves them (`save_checkpoints`). A worker without an
+/// artifacts directory cannot: the trial fails, retryably (another worker
+/// may have one).
+pub fn with_checkpoint(
+    req: TrialRequest,
+    artifacts: Option<&std::path::Path>,
+) -> Result<TrialRequest, TrainError> {
+    if !req.params.bool("save_checkpoints", false)? {
+        return Ok(req);
+    }
+    let artifacts = artifacts.ok_or_else(|| {
+        TrainError::Backend(
+            "the sweep saves checkpoints ([training] save) but this worker has no --artifacts directory".into(),
+        )
+    })?;
+    if req.trial_id.is_empty()
+        || !req
+            .trial_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(TrainError::Backend(format!(
+            "trial id `{}` is not a file name",
+            req.trial_id
+        )));
+    }
+    let dir = artifacts.join("checkpoints").join(&req.trial_id);
+    Ok(TrialRequest {
+        checkpoint: Some(dir),
+        ..req
     })
 }
 

@@ -151,6 +151,7 @@ fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
         select: String::new(),
         select_higher_is_better: true,
         select_split: Split::Valid,
+        checkpoint: None,
     })
 }
 

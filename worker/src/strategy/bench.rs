@@ -72,6 +72,7 @@ fn requests(
             select: metric.clone(),
             select_higher_is_better: true,
             select_split: Split::Valid,
+            checkpoint: None,
             ..template.clone()
         })
         .collect())

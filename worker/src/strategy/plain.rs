@@ -7,7 +7,8 @@ use std::time::Instant;
 use crate::backend::{BackendKind, training_guard};
 use crate::models;
 use crate::trial::{
-    EpochReport, Selector, Split, TrainError, TrialOutcome, TrialRequest, check_mean_loss,
+    Checkpoint, EpochReport, Selector, Split, TrainError, TrialOutcome, TrialRequest,
+    check_mean_loss,
 };
 
 /// Runs a trial to the end on the calling thread (never call it on the async
@@ -27,7 +28,31 @@ pub fn run_trial(
     let save = req.params.bool("save_predictions", false)?;
     let mut selector = Selector::new(req);
     let mut predictions = None;
-    for epoch in 1..=epochs {
+    let mut first = 1;
+    if let Some(dir) = &req.checkpoint {
+        // A checkpoint that cannot be read is removed, and the trial fails
+        // (retryably: the next attempt starts afresh).
+        let resumed = Checkpoint::load(dir).and_then(|c| match c {
+            None => Ok(None),
+            Some(c) => workload.restore(&c.workload).map(|()| Some(c)),
+        });
+        match resumed {
+            Ok(None) => {}
+            Ok(Some(c)) => {
+                tracing::info!(trial = %req.trial_id, epoch = c.epoch, "resuming from a checkpoint");
+                selector.restore(&c.selector);
+                predictions = c.predictions;
+                first = c.epoch + 1;
+            }
+            Err(e) => {
+                Checkpoint::remove(dir);
+                return Err(TrainError::Backend(format!(
+                    "unreadable checkpoint removed ({e}); the next attempt starts afresh"
+                )));
+            }
+        }
+    }
+    for epoch in first..=epochs {
         if cancel.load(Ordering::Relaxed) {
             return Err(TrainError::Cancelled);
         }
@@ -39,9 +64,22 @@ pub fn run_trial(
         if save && selector.is_best(epoch) {
             predictions = Some(workload.predictions(Split::Test)?);
         }
+        if let Some(dir) = &req.checkpoint {
+            Checkpoint {
+                epoch,
+                selector: selector.state(),
+                predictions: predictions.clone(),
+                workload: workload.state()?,
+            }
+            .save(dir)?;
+        }
     }
-    Ok(TrialOutcome {
+    let outcome = TrialOutcome {
         predictions,
         ..selector.finish(start.elapsed().as_secs_f64())?
-    })
+    };
+    if let Some(dir) = &req.checkpoint {
+        Checkpoint::remove(dir);
+    }
+    Ok(outcome)
 }

@@ -7,6 +7,7 @@
 //! Nothing here knows a model or a strategy: `models/` implements the
 //! contract, `strategy/` drives it, `execute` chooses the strategy.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod data;
 pub mod error;
@@ -15,14 +16,18 @@ pub mod params;
 pub mod request;
 pub mod workload;
 
+pub use checkpoint::{
+    Checkpoint, EpochSeed, WorkloadState, epoch_seed, record_bytes, record_from, rng_position,
+    set_rng_position,
+};
 pub use clip::{Clipped, clip_grad_norm, grad_norm};
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
-pub use outcome::{EpochReport, Prediction, TrialOutcome, train_epoch_steps};
+pub use outcome::{EpochReport, Prediction, SelectorState, TrialOutcome, train_epoch_steps};
 pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
 pub use request::{Split, TrialRequest};
 pub use workload::{
-    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_predictions,
-    shard_ranges,
+    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_checkpoints,
+    no_predictions, shard_ranges,
 };

@@ -97,6 +97,29 @@ pub(crate) fn check_mean_loss(loss: f64, epoch: u32) -> Result<(), TrainError> {
     }
 }
 
+/// A [`Selector`]'s progress, as a checkpoint stores it: every number as its
+/// bits, so a resumed trial compares exactly the same values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SelectorState {
+    best: Option<BestBits>,
+    history: Vec<(u64, Bits)>,
+}
+
+/// Metrics as bits.
+type Bits = Vec<(String, u64)>;
+/// The best epoch as bits: (value, epoch, valid, test).
+type BestBits = (u64, u32, Bits, Bits);
+
+fn bits(m: &BTreeMap<String, f64>) -> Bits {
+    m.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect()
+}
+
+fn unbits(m: &[(String, u64)]) -> BTreeMap<String, f64> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), f64::from_bits(*v)))
+        .collect()
+}
+
 /// The best epoch so far.
 struct Best {
     value: f64,
@@ -184,6 +207,36 @@ impl Selector {
             valid_metrics: valid,
         });
         Ok(())
+    }
+
+    /// What a checkpoint keeps of the selector (exact: numbers as bits).
+    pub(crate) fn state(&self) -> SelectorState {
+        SelectorState {
+            best: self
+                .best
+                .as_ref()
+                .map(|b| (b.value.to_bits(), b.epoch, bits(&b.valid), bits(&b.test))),
+            history: self
+                .history
+                .iter()
+                .map(|(loss, valid)| (loss.to_bits(), bits(valid)))
+                .collect(),
+        }
+    }
+
+    /// Continues from a checkpoint's [`Self::state`].
+    pub(crate) fn restore(&mut self, state: &SelectorState) {
+        self.best = state.best.as_ref().map(|(value, epoch, valid, test)| Best {
+            value: f64::from_bits(*value),
+            epoch: *epoch,
+            valid: unbits(valid),
+            test: unbits(test),
+        });
+        self.history = state
+            .history
+            .iter()
+            .map(|(loss, valid)| (f64::from_bits(*loss), unbits(valid)))
+            .collect();
     }
 
     /// Whether `epoch` is the best so far (the one a trial would keep).

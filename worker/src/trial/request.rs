@@ -26,4 +26,7 @@ pub struct TrialRequest {
     /// Split the selection metric is read from (Valid, or Test to reproduce
     /// protocols that select on test).
     pub select_split: Split,
+    /// Where the trial keeps its per-epoch checkpoints and resumes from
+    /// (`[training] save = ["checkpoints"]` on a worker with `--artifacts`).
+    pub checkpoint: Option<std::path::PathBuf>,
 }

@@ -13,6 +13,7 @@ use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::checkpoint::WorkloadState;
 use super::error::TrainError;
 use super::outcome::Prediction;
 use super::request::Split;
@@ -30,6 +31,25 @@ pub trait Workload {
     fn predictions(&self, split: Split) -> Result<Vec<Prediction>, TrainError> {
         let _ = split;
         Err(no_predictions())
+    }
+    /// The trainer's state after an epoch, for a checkpoint: weights,
+    /// optimiser state, RNG positions, counters.
+    fn state(&self) -> Result<WorkloadState, TrainError> {
+        Err(no_checkpoints())
+    }
+    /// Continues from a checkpoint's [`Self::state`] (on a workload built
+    /// afresh for the same trial).
+    fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
+        let _ = state;
+        Err(no_checkpoints())
+    }
+}
+
+/// The error of a model that does not write checkpoints.
+pub fn no_checkpoints() -> TrainError {
+    TrainError::InvalidParam {
+        key: "training.save".into(),
+        message: "this model does not write checkpoints".into(),
     }
 }
 

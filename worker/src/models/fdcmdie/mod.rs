@@ -114,7 +114,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
@@ -125,7 +125,8 @@ use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trial::{
-    Clipped, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
+    Clipped, EpochSeed, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
+    WorkloadState, record_bytes, record_from, rng_position, set_rng_position, train_epoch_steps,
 };
 
 pub use contrastive::{
@@ -281,6 +282,7 @@ pub struct FdCmdieWorkload<B: AutodiffBackend> {
     pub(crate) device: B::Device,
     pub(crate) shuffle: ChaCha8Rng,
     sampler: ChaCha8Rng,
+    epoch: EpochSeed,
 }
 
 /// AdamW with global-norm clipping (`grad_clip`, off at 0).
@@ -414,6 +416,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
             device: device.clone(),
             shuffle: sigsweep_data::synthetic::rng(req.seed, 100),
             sampler: sigsweep_data::synthetic::rng(req.seed, 101),
+            epoch: EpochSeed::new(req.seed),
         })
     }
 
@@ -472,6 +475,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
     /// The next epoch's batches: the training split reshuffled from the
     /// trial's shuffle RNG (stream 100), cut into `batch_size` chunks.
     pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        self.epoch.start::<B>(&self.device);
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut self.shuffle);
         order
@@ -594,6 +598,41 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
             .ok_or_else(TrainError::model_lost)?
             .valid();
         Ok(self.predictions_with(&model, which))
+    }
+
+    fn state(&self) -> Result<WorkloadState, TrainError> {
+        let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
+        Ok(WorkloadState {
+            parts: vec![
+                (
+                    "model".into(),
+                    record_bytes::<B, _>(model.clone().into_record())?,
+                ),
+                (
+                    "optim".into(),
+                    record_bytes::<B, _>(self.optim.inner.to_record())?,
+                ),
+            ],
+            meta: serde_json::json!({
+                "epoch": self.epoch.started,
+                "shuffle": rng_position(&self.shuffle),
+                "sampler": rng_position(&self.sampler),
+            }),
+        })
+    }
+
+    fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
+        self.model =
+            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
+        self.optim.inner = self
+            .optim
+            .inner
+            .clone()
+            .load_record(record_from::<B, _>(state.part("optim")?, &self.device)?);
+        self.epoch.started = state.meta("epoch")?;
+        set_rng_position(&mut self.shuffle, &state.meta::<String>("shuffle")?)?;
+        set_rng_position(&mut self.sampler, &state.meta::<String>("sampler")?)
     }
 }
 

@@ -24,7 +24,10 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
-use crate::trial::{Prediction, Split, TrainError, TrialRequest, Workload, train_epoch_steps};
+use crate::trial::{
+    EpochSeed, Prediction, Split, TrainError, TrialRequest, Workload, WorkloadState, record_bytes,
+    record_from, rng_position, set_rng_position, train_epoch_steps,
+};
 
 #[derive(Module, Debug)]
 pub struct LateFusion<B: Backend> {
@@ -95,6 +98,7 @@ pub struct LateFusionWorkload<B: AutodiffBackend> {
     pub(crate) batch_size: usize,
     pub(crate) lr: f64,
     rng: ChaCha8Rng,
+    epoch: EpochSeed,
 }
 
 /// Hyperparameters of `late-fusion` read from a trial (shared by the plain,
@@ -273,6 +277,10 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
             s.dropout,
             device,
         );
+        // Every weight now, before any epoch re-seeds the backend (the
+        // visiting order is the order of first use, so these are the weights
+        // a lazy first forward pass would draw).
+        crate::tensor::materialize::<B, _>(&model);
         let optim = s.optimizer_config().init::<B, LateFusion<B>>();
         Ok(Self {
             model: Some(model),
@@ -282,6 +290,7 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
             batch_size: s.batch_size,
             lr: s.lr,
             rng: shuffle_rng(req.seed),
+            epoch: EpochSeed::new(req.seed),
         })
     }
 
@@ -289,6 +298,7 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
     /// trial's shuffle RNG, cut into `batch_size` chunks (the last may be
     /// short). Every trainer of this model draws its batches here.
     pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        self.epoch.start::<B>(&self.device);
         let mut order: Vec<usize> = (0..self.data.train.len()).collect();
         order.shuffle(&mut self.rng);
         order
@@ -366,5 +376,37 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
             .ok_or_else(TrainError::model_lost)?
             .valid();
         Ok(self.predictions_with(&model, which))
+    }
+
+    fn state(&self) -> Result<WorkloadState, TrainError> {
+        let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
+        Ok(WorkloadState {
+            parts: vec![
+                (
+                    "model".into(),
+                    record_bytes::<B, _>(model.clone().into_record())?,
+                ),
+                (
+                    "optim".into(),
+                    record_bytes::<B, _>(self.optim.to_record())?,
+                ),
+            ],
+            meta: serde_json::json!({
+                "epoch": self.epoch.started,
+                "shuffle": rng_position(&self.rng),
+            }),
+        })
+    }
+
+    fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
+        self.model =
+            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
+        self.optim = self
+            .optim
+            .clone()
+            .load_record(record_from::<B, _>(state.part("optim")?, &self.device)?);
+        self.epoch.started = state.meta("epoch")?;
+        set_rng_position(&mut self.rng, &state.meta::<String>("shuffle")?)
     }
 }

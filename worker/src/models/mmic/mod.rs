@@ -132,7 +132,8 @@ use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
 use crate::trial::{
-    Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload, clip_grad_norm,
+    EpochSeed, Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
+    WorkloadState, clip_grad_norm, record_bytes, record_from, rng_position, set_rng_position,
     train_epoch_steps,
 };
 
@@ -213,6 +214,7 @@ pub struct MmicWorkload<B: AutodiffBackend> {
     rng: ChaCha8Rng,
     /// The trial seed (a fixed batch order redraws the same order from it).
     seed: u64,
+    epoch: EpochSeed,
     /// Previous batch's detached ỹ per BA head, `[negative, non-negative]`.
     pub(crate) memory: Memory<B>,
     /// Loss parts of the last training step.
@@ -385,6 +387,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             device: device.clone(),
             rng: sigsweep_data::synthetic::rng(req.seed, SHUFFLE_STREAM),
             seed: req.seed,
+            epoch: EpochSeed::new(req.seed),
             memory: vec![[None, None], [None, None]],
             last: LossParts::default(),
         })
@@ -478,6 +481,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
     /// `batch_order = "fixed"` the first epoch's order every epoch); resets
     /// the BA memory, as every epoch starts without one.
     pub(crate) fn epoch_batches(&mut self) -> Vec<Vec<usize>> {
+        self.epoch.start::<B>(&self.device);
         self.memory = vec![[None, None], [None, None]];
         if self.cfg.fixed_order {
             self.rng = sigsweep_data::synthetic::rng(self.seed, SHUFFLE_STREAM);
@@ -611,6 +615,42 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
             .valid();
         Ok(self.predictions_with(&model, which))
     }
+
+    fn state(&self) -> Result<WorkloadState, TrainError> {
+        let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
+        Ok(WorkloadState {
+            parts: vec![
+                (
+                    "model".into(),
+                    record_bytes::<B, _>(model.clone().into_record())?,
+                ),
+                (
+                    "optim-main".into(),
+                    record_bytes::<B, _>(self.optim.main.to_record())?,
+                ),
+                (
+                    "optim-mi".into(),
+                    record_bytes::<B, _>(self.optim.mi.to_record())?,
+                ),
+            ],
+            meta: serde_json::json!({
+                "epoch": self.epoch.started,
+                "shuffle": rng_position(&self.rng),
+            }),
+        })
+    }
+
+    fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
+        let model = self.model.take().ok_or_else(TrainError::model_lost)?;
+        self.model =
+            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
+        let main = record_from::<B, _>(state.part("optim-main")?, &self.device)?;
+        let mi = record_from::<B, _>(state.part("optim-mi")?, &self.device)?;
+        self.optim.main = self.optim.main.clone().load_record(main);
+        self.optim.mi = self.optim.mi.clone().load_record(mi);
+        self.epoch.started = state.meta("epoch")?;
+        set_rng_position(&mut self.rng, &state.meta::<String>("shuffle")?)
+    }
 }
 
 /// Trial parameters of the IEMOCAP-shaped benchmark workload (synthetic
@@ -656,6 +696,7 @@ mod tests {
             select: "accuracy".into(),
             select_higher_is_better: true,
             select_split: Split::Valid,
+            checkpoint: None,
         };
         let spec = serde_json::json!({ "preset": "small", "n_train": 24, "n_test": 4 });
         let data = sigsweep_data::synthetic::synthetic_erc(
