@@ -199,7 +199,7 @@ pub fn load_checked(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
             entry.shape.describe()
         )));
     }
-    if req.select_split == Split::Valid && data.split_len(Split::Valid) == 0 {
+    if req.select_split == Split::Valid && split_len(&data, Split::Valid) == 0 {
         return Err(TrainError::InvalidParam {
             key: "metrics.select_split".into(),
             message: "the dataset has no validation split (check `valid_rate` or \
@@ -210,6 +210,25 @@ pub fn load_checked(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
         });
     }
     Ok(data)
+}
+
+/// How many examples (utterances for dialogue data) `split` of `data` holds.
+fn split_len(data: &LoadedDataset, split: Split) -> usize {
+    match data {
+        LoadedDataset::Seq(d) => match split {
+            Split::Train => d.train.len(),
+            Split::Valid => d.valid.len(),
+            Split::Test => d.test.len(),
+        },
+        LoadedDataset::Erc(d) => {
+            let dialogues = match split {
+                Split::Train => &d.train,
+                Split::Valid => &d.valid,
+                Split::Test => &d.test,
+            };
+            dialogues.iter().map(|x| x.labels.len()).sum()
+        }
+    }
 }
 
 /// Builds the workload for a trial on `backend`.

@@ -17,8 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use super::error::TrainError;
@@ -117,6 +119,68 @@ pub fn record_from<B: Backend, R: Record<B>>(
     BinBytesRecorder::<FullPrecisionSettings>::default()
         .load(bytes.to_vec(), device)
         .map_err(|e| TrainError::Backend(format!("cannot read a checkpoint record: {e}")))
+}
+
+/// The checkpoint state of a trainer made of a model, its optimisers
+/// (`optim-<name>` parts), the RNGs it draws from (`rng-<name>`) and its
+/// epoch counter: what every built-in workload saves.
+pub fn save_trainer<B, M, O>(
+    model: &M,
+    optims: &[(&str, &O)],
+    rngs: &[(&str, &rand_chacha::ChaCha8Rng)],
+    epoch: &EpochSeed,
+) -> Result<WorkloadState, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let mut parts = vec![(
+        "model".to_string(),
+        record_bytes::<B, _>(model.clone().into_record())?,
+    )];
+    for (name, o) in optims {
+        parts.push((
+            format!("optim-{name}"),
+            record_bytes::<B, _>(o.to_record())?,
+        ));
+    }
+    let mut meta = serde_json::Map::new();
+    meta.insert("epoch".into(), epoch.started.into());
+    for (name, r) in rngs {
+        meta.insert(format!("rng-{name}"), rng_position(r).into());
+    }
+    Ok(WorkloadState {
+        parts,
+        meta: meta.into(),
+    })
+}
+
+/// Restores what [`save_trainer`] saved: returns the model with the saved
+/// weights and puts the optimisers, RNGs and epoch counter where they were.
+pub fn restore_trainer<B, M, O>(
+    state: &WorkloadState,
+    model: M,
+    optims: &mut [(&str, &mut O)],
+    rngs: &mut [(&str, &mut rand_chacha::ChaCha8Rng)],
+    epoch: &mut EpochSeed,
+    device: &B::Device,
+) -> Result<M, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B> + Clone,
+{
+    let model = model.load_record(record_from::<B, _>(state.part("model")?, device)?);
+    for (name, o) in optims.iter_mut() {
+        let record = record_from::<B, _>(state.part(&format!("optim-{name}"))?, device)?;
+        **o = o.clone().load_record(record);
+    }
+    for (name, r) in rngs.iter_mut() {
+        set_rng_position(r, &state.meta::<String>(&format!("rng-{name}"))?)?;
+    }
+    epoch.started = state.meta("epoch")?;
+    Ok(model)
 }
 
 /// One saved epoch of a trial.

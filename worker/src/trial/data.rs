@@ -8,7 +8,6 @@ use sigsweep_data::seq::SeqDataset;
 use sigsweep_data::synthetic;
 
 use super::error::TrainError;
-use super::request::Split;
 
 /// Where a trial's data comes from.
 #[derive(Debug, Clone, Default)]
@@ -29,27 +28,6 @@ pub struct DatasetRequest {
 pub enum LoadedDataset {
     Seq(SeqDataset),
     Erc(ErcDataset),
-}
-
-impl LoadedDataset {
-    /// How many examples (utterances for dialogue data) `split` holds.
-    pub fn split_len(&self, split: Split) -> usize {
-        match self {
-            Self::Seq(d) => match split {
-                Split::Train => d.train.len(),
-                Split::Valid => d.valid.len(),
-                Split::Test => d.test.len(),
-            },
-            Self::Erc(d) => {
-                let dialogues = match split {
-                    Split::Train => &d.train,
-                    Split::Valid => &d.valid,
-                    Split::Test => &d.test,
-                };
-                dialogues.iter().map(|x| x.labels.len()).sum()
-            }
-        }
-    }
 }
 
 /// The dataset's parameters as `T`, deserialised the way the sweep file's

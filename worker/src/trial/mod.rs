@@ -17,8 +17,8 @@ pub mod request;
 pub mod workload;
 
 pub use checkpoint::{
-    Checkpoint, EpochSeed, WorkloadState, epoch_seed, record_bytes, record_from, rng_position,
-    set_rng_position,
+    Checkpoint, EpochSeed, WorkloadState, epoch_seed, record_bytes, record_from, restore_trainer,
+    rng_position, save_trainer, set_rng_position,
 };
 pub use clip::{Clipped, clip_grad_norm, grad_norm};
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};

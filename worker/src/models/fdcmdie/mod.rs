@@ -114,7 +114,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
@@ -126,7 +126,7 @@ use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trial::{
     Clipped, EpochSeed, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
-    WorkloadState, record_bytes, record_from, rng_position, set_rng_position, train_epoch_steps,
+    WorkloadState, restore_trainer, save_trainer, train_epoch_steps,
 };
 
 pub use contrastive::{
@@ -602,37 +602,28 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
 
     fn state(&self) -> Result<WorkloadState, TrainError> {
         let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
-        Ok(WorkloadState {
-            parts: vec![
-                (
-                    "model".into(),
-                    record_bytes::<B, _>(model.clone().into_record())?,
-                ),
-                (
-                    "optim".into(),
-                    record_bytes::<B, _>(self.optim.inner.to_record())?,
-                ),
-            ],
-            meta: serde_json::json!({
-                "epoch": self.epoch.started,
-                "shuffle": rng_position(&self.shuffle),
-                "sampler": rng_position(&self.sampler),
-            }),
-        })
+        save_trainer::<B, _, _>(
+            model,
+            &[("main", &self.optim.inner)],
+            &[("shuffle", &self.shuffle), ("sampler", &self.sampler)],
+            &self.epoch,
+        )
     }
 
     fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
         let model = self.model.take().ok_or_else(TrainError::model_lost)?;
-        self.model =
-            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
-        self.optim.inner = self
-            .optim
-            .inner
-            .clone()
-            .load_record(record_from::<B, _>(state.part("optim")?, &self.device)?);
-        self.epoch.started = state.meta("epoch")?;
-        set_rng_position(&mut self.shuffle, &state.meta::<String>("shuffle")?)?;
-        set_rng_position(&mut self.sampler, &state.meta::<String>("sampler")?)
+        self.model = Some(restore_trainer::<B, _, _>(
+            state,
+            model,
+            &mut [("main", &mut self.optim.inner)],
+            &mut [
+                ("shuffle", &mut self.shuffle),
+                ("sampler", &mut self.sampler),
+            ],
+            &mut self.epoch,
+            &self.device,
+        )?);
+        Ok(())
     }
 }
 

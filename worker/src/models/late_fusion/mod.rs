@@ -25,8 +25,8 @@ use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trial::{
-    EpochSeed, Prediction, Split, TrainError, TrialRequest, Workload, WorkloadState, record_bytes,
-    record_from, rng_position, set_rng_position, train_epoch_steps,
+    EpochSeed, Prediction, Split, TrainError, TrialRequest, Workload, WorkloadState,
+    restore_trainer, save_trainer, train_epoch_steps,
 };
 
 #[derive(Module, Debug)]
@@ -380,33 +380,24 @@ impl<B: AutodiffBackend> Workload for LateFusionWorkload<B> {
 
     fn state(&self) -> Result<WorkloadState, TrainError> {
         let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
-        Ok(WorkloadState {
-            parts: vec![
-                (
-                    "model".into(),
-                    record_bytes::<B, _>(model.clone().into_record())?,
-                ),
-                (
-                    "optim".into(),
-                    record_bytes::<B, _>(self.optim.to_record())?,
-                ),
-            ],
-            meta: serde_json::json!({
-                "epoch": self.epoch.started,
-                "shuffle": rng_position(&self.rng),
-            }),
-        })
+        save_trainer::<B, _, _>(
+            model,
+            &[("main", &self.optim)],
+            &[("shuffle", &self.rng)],
+            &self.epoch,
+        )
     }
 
     fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
         let model = self.model.take().ok_or_else(TrainError::model_lost)?;
-        self.model =
-            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
-        self.optim = self
-            .optim
-            .clone()
-            .load_record(record_from::<B, _>(state.part("optim")?, &self.device)?);
-        self.epoch.started = state.meta("epoch")?;
-        set_rng_position(&mut self.rng, &state.meta::<String>("shuffle")?)
+        self.model = Some(restore_trainer::<B, _, _>(
+            state,
+            model,
+            &mut [("main", &mut self.optim)],
+            &mut [("shuffle", &mut self.rng)],
+            &mut self.epoch,
+            &self.device,
+        )?);
+        Ok(())
     }
 }

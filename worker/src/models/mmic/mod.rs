@@ -133,8 +133,7 @@ use sigsweep_data::metrics::classification_metrics;
 
 use crate::trial::{
     EpochSeed, Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
-    WorkloadState, clip_grad_norm, record_bytes, record_from, rng_position, set_rng_position,
-    train_epoch_steps,
+    WorkloadState, clip_grad_norm, restore_trainer, save_trainer, train_epoch_steps,
 };
 
 pub use batch::HostBatch;
@@ -618,38 +617,26 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
 
     fn state(&self) -> Result<WorkloadState, TrainError> {
         let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
-        Ok(WorkloadState {
-            parts: vec![
-                (
-                    "model".into(),
-                    record_bytes::<B, _>(model.clone().into_record())?,
-                ),
-                (
-                    "optim-main".into(),
-                    record_bytes::<B, _>(self.optim.main.to_record())?,
-                ),
-                (
-                    "optim-mi".into(),
-                    record_bytes::<B, _>(self.optim.mi.to_record())?,
-                ),
-            ],
-            meta: serde_json::json!({
-                "epoch": self.epoch.started,
-                "shuffle": rng_position(&self.rng),
-            }),
-        })
+        save_trainer::<B, _, _>(
+            model,
+            &[("main", &self.optim.main), ("mi", &self.optim.mi)],
+            &[("shuffle", &self.rng)],
+            &self.epoch,
+        )
     }
 
     fn restore(&mut self, state: &WorkloadState) -> Result<(), TrainError> {
         let model = self.model.take().ok_or_else(TrainError::model_lost)?;
-        self.model =
-            Some(model.load_record(record_from::<B, _>(state.part("model")?, &self.device)?));
-        let main = record_from::<B, _>(state.part("optim-main")?, &self.device)?;
-        let mi = record_from::<B, _>(state.part("optim-mi")?, &self.device)?;
-        self.optim.main = self.optim.main.clone().load_record(main);
-        self.optim.mi = self.optim.mi.clone().load_record(mi);
-        self.epoch.started = state.meta("epoch")?;
-        set_rng_position(&mut self.rng, &state.meta::<String>("shuffle")?)
+        let MmicOptim { main, mi, .. } = &mut self.optim;
+        self.model = Some(restore_trainer::<B, _, _>(
+            state,
+            model,
+            &mut [("main", main), ("mi", mi)],
+            &mut [("shuffle", &mut self.rng)],
+            &mut self.epoch,
+            &self.device,
+        )?);
+        Ok(())
     }
 }
 
