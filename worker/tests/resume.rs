@@ -185,3 +185,48 @@ fn an_unreadable_checkpoint_is_removed() {
     assert!(!ckpt.exists());
     run_trial(&req, BackendKind::Cpu, &mut |_| {}, &AtomicBool::new(false)).expect("afresh");
 }
+
+/// A cancelled trial keeps its checkpoint; one that then fails for good
+/// (here: its selection metric is missing) leaves none behind.
+#[test]
+fn only_an_interrupted_trial_keeps_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = dir.path().join("ckpt");
+    let req = TrialRequest {
+        checkpoint: Some(ckpt.clone()),
+        ..request(
+            "late-fusion",
+            serde_json::json!({ "n_train": 64, "n_valid": 16, "n_test": 16, "classes": 3 }),
+            "fusion",
+            &[],
+        )
+    };
+    let cancel = AtomicBool::new(false);
+    let stopped = run_trial(
+        &req,
+        BackendKind::Cpu,
+        &mut |_| cancel.store(true, Ordering::Relaxed),
+        &cancel,
+    );
+    assert!(stopped.is_err());
+    assert!(
+        ckpt.join("latest").exists(),
+        "a cancelled trial keeps its checkpoint"
+    );
+    let failing = TrialRequest {
+        select: "no_such_metric".into(),
+        ..req
+    };
+    let err = run_trial(
+        &failing,
+        BackendKind::Cpu,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .expect_err("missing metric");
+    assert!(err.is_deterministic(), "{err}");
+    assert!(
+        !ckpt.exists(),
+        "a trial failed for good removes its checkpoint"
+    );
+}

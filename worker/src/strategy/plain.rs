@@ -52,34 +52,43 @@ pub fn run_trial(
             }
         }
     }
-    for epoch in first..=epochs {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(TrainError::Cancelled);
-        }
-        let loss = workload.train_epoch(epoch, cancel)?;
-        check_mean_loss(loss, epoch)?;
-        let valid = workload.evaluate(Split::Valid)?;
-        let test = workload.evaluate(Split::Test)?;
-        selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
-        if save && selector.is_best(epoch) {
-            predictions = Some(workload.predictions(Split::Test)?);
-        }
-        if let Some(dir) = &req.checkpoint {
-            Checkpoint {
-                epoch,
-                selector: selector.state(),
-                predictions: predictions.clone(),
-                workload: workload.state()?,
+    let train = || -> Result<TrialOutcome, TrainError> {
+        for epoch in first..=epochs {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
             }
-            .save(dir)?;
+            let loss = workload.train_epoch(epoch, cancel)?;
+            check_mean_loss(loss, epoch)?;
+            let valid = workload.evaluate(Split::Valid)?;
+            let test = workload.evaluate(Split::Test)?;
+            selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
+            if save && selector.is_best(epoch) {
+                predictions = Some(workload.predictions(Split::Test)?);
+            }
+            if let Some(dir) = &req.checkpoint {
+                Checkpoint {
+                    epoch,
+                    selector: selector.state(),
+                    predictions: predictions.clone(),
+                    workload: workload.state()?,
+                }
+                .save(dir)?;
+            }
         }
-    }
-    let outcome = TrialOutcome {
-        predictions,
-        ..selector.finish(start.elapsed().as_secs_f64())?
+        Ok(TrialOutcome {
+            predictions: predictions.take(),
+            ..selector.finish(start.elapsed().as_secs_f64())?
+        })
     };
-    if let Some(dir) = &req.checkpoint {
+    let outcome = train();
+    // A finished trial, or one that would fail the same way again, needs
+    // no checkpoint; a cancelled or crashed one resumes from it.
+    if let Some(dir) = &req.checkpoint
+        && outcome
+            .as_ref()
+            .map_or_else(TrainError::is_deterministic, |_| true)
+    {
         Checkpoint::remove(dir);
     }
-    Ok(outcome)
+    outcome
 }
