@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -58,23 +58,7 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
     // reservations a worker goes straight from one trial to the next.
     let sweep = tiny_sweep(dir.path(), 4, 60, 3000);
     let state = dir.path().join("state");
-    let run = Command::new(BIN)
-        .args([
-            "run",
-            sweep.to_str().expect("utf8"),
-            "--state-dir",
-            state.to_str().expect("utf8"),
-            "--workers",
-            "2",
-            "--lease-ttl",
-            "1s",
-            "--no-progress",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn run");
+    let run = spawn_run(&sweep, &state, "2", "warn");
     // Wait until both workers are up, then kill one with SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(60);
     let victim = loop {
@@ -551,23 +535,7 @@ fn a_trial_killed_mid_training_resumes_from_its_checkpoint_bitwise() {
     run_ok(&sweep, &quiet, "1");
 
     let state = dir.path().join("killed");
-    let run = Command::new(BIN)
-        .args([
-            "run",
-            sweep.to_str().expect("utf8"),
-            "--state-dir",
-            state.to_str().expect("utf8"),
-            "--workers",
-            "1",
-            "--lease-ttl",
-            "1s",
-            "--no-progress",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn run");
+    let run = spawn_run(&sweep, &state, "1", "info");
     // Kill the worker once a trial has a checkpoint (an epoch is done).
     let checkpoints = state.join("artifacts").join("checkpoints");
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -64,6 +64,29 @@ pub fn run_ok(sweep: &Path, state: &Path, workers: &str) -> Output {
     out
 }
 
+/// Starts `sigsweep run SWEEP` with `workers` workers, a 1 s lease (so a
+/// killed worker's trial is leased again quickly) and `RUST_LOG=log`; the
+/// caller waits for it.
+pub fn spawn_run(sweep: &Path, state: &Path, workers: &str, log: &str) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "run",
+            sweep.to_str().expect("utf8"),
+            "--state-dir",
+            state.to_str().expect("utf8"),
+            "--workers",
+            workers,
+            "--lease-ttl",
+            "1s",
+            "--no-progress",
+        ])
+        .env("RUST_LOG", log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run")
+}
+
 pub fn results(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("results.jsonl"))
         .expect("results.jsonl")
