@@ -70,17 +70,7 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "workers never started");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let status = Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = run.wait_with_output().expect("run finishes");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kill_and_finish(run, victim);
     assert_exact_results(&state, 8);
 }
 
@@ -550,17 +540,7 @@ fn a_trial_killed_mid_training_resumes_from_its_checkpoint_bitwise() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let victim = *children_of(run.id()).first().expect("a worker");
-    let status = Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = run.wait_with_output().expect("run finishes");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kill_and_finish(run, victim);
     assert_exact_results(&state, 2);
     let logs = std::fs::read_to_string(state.join("logs").join("worker-0.log")).expect("log");
     assert!(logs.contains("resuming from a checkpoint"), "{logs}");

@@ -87,6 +87,23 @@ pub fn spawn_run(sweep: &Path, state: &Path, workers: &str, log: &str) -> std::p
         .expect("spawn run")
 }
 
+/// Kills worker process `victim` of the `sigsweep run` process `run` with
+/// SIGKILL and waits for the run, which must still succeed.
+pub fn kill_and_finish(run: std::process::Child, victim: u32) -> Output {
+    let status = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = run.wait_with_output().expect("run finishes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn results(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("results.jsonl"))
         .expect("results.jsonl")

@@ -68,10 +68,19 @@ pub(super) async fn report_outcome(
     let (result, predictions) = match result {
         Ok(mut outcome) => match outcome.predictions.take() {
             None => (Ok(outcome), String::new()),
-            Some(p) => match write_predictions(config.artifacts.as_deref(), trial_id, &p) {
-                Ok(path) => (Ok(outcome), path),
-                Err(e) => (Err(e), String::new()),
-            },
+            Some(p) => {
+                // File I/O stays off the async runtime.
+                let (artifacts, id) = (config.artifacts.clone(), trial_id.to_string());
+                let written = tokio::task::spawn_blocking(move || {
+                    write_predictions(artifacts.as_deref(), &id, &p)
+                })
+                .await
+                .unwrap_or_else(|e| Err(TrainError::Backend(format!("writing predictions: {e}"))));
+                match written {
+                    Ok(path) => (Ok(outcome), path),
+                    Err(e) => (Err(e), String::new()),
+                }
+            }
         },
         Err(e) => (Err(e), String::new()),
     };
