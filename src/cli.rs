@@ -68,11 +68,50 @@ pub enum Command {
     /// Rerun the winner and the baseline of a finished sweep on fresh seeds
     /// and report the confirmatory comparison.
     Confirm(ConfirmArgs),
+    /// Load a weights file (safetensors), run a split of a dataset in
+    /// inference mode and write its per-example predictions (JSON lines).
+    Predict(PredictArgs),
     /// Benchmarks (training throughput, scheduler throughput).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The weights file (`weights/<trial_id>.safetensors` of a sweep that
+    /// saves `weights`, or a PyTorch `state_dict` saved as safetensors).
+    pub weights: PathBuf,
+    /// Where the predictions go (one JSON line per example).
+    #[arg(long, default_value = "predictions.jsonl")]
+    pub out: PathBuf,
+    /// The model (default: the one the file names).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Model parameters over the file's, `key=value` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// The dataset: a file (with --format), or synthetic-iemocap,
+    /// synthetic-meld, synthetic-mosi, synthetic-mosei, synthetic-fusion
+    /// (default: the trial's own dataset, named in the file).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// The file's format: iemocap, meld, m3ed or mmsa.
+    #[arg(long, default_value = "iemocap")]
+    pub format: String,
+    /// Loader parameters of the file, as JSON (e.g. `{"valid_rate": 0.1}`).
+    #[arg(long)]
+    pub data_params: Option<String>,
+    /// Seed of synthetic data (default: the file's trial seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The split: test, valid or train.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

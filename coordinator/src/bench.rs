@@ -157,6 +157,7 @@ fn completion(
         seconds: trial.as_secs_f64(),
         next,
         predictions: String::new(),
+        weights: String::new(),
     }
 }
 

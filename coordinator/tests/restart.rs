@@ -70,6 +70,7 @@ async fn finish(c: &Coordinator, limit: usize) -> usize {
                 selected_epoch: 1,
                 seconds: 1.0,
                 predictions: None,
+                weights: None,
             })
             .await
             .expect("complete")

@@ -103,6 +103,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             seconds: r.seconds,
             worker: r.worker.to_string(),
             predictions: r.predictions.clone().unwrap_or_default(),
+            weights: r.weights.clone().unwrap_or_default(),
         }
     }
 }
@@ -148,6 +149,7 @@ impl v1::TrialResult {
             seconds: self.seconds,
             worker: self.worker.clone().into(),
             predictions: (!self.predictions.is_empty()).then(|| self.predictions.clone()),
+            weights: (!self.weights.is_empty()).then(|| self.weights.clone()),
         }
     }
 }

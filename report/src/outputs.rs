@@ -94,6 +94,7 @@ mod tests {
             seconds: 1.0,
             worker: "w".into(),
             predictions: None,
+            weights: None,
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod confirm;
 pub mod coordinator;
+pub mod predict;
 pub mod remote;
 pub mod report;
 pub mod stats;
@@ -50,6 +51,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Confirm(args) => runtime()?.block_on(confirm::run(args)),
+        Command::Predict(args) => predict::run(args),
         Command::Bench {
             command: BenchCommand::Train(args),
         } => bench::train(args),

@@ -208,6 +208,11 @@ pub const TRAINING: &[ParamDecl] = &[
         "write a checkpoint after every epoch and resume from it (`[training] save = [\"checkpoints\"]`)",
     ),
     flag(
+        "save_weights",
+        "false",
+        "write the selected epoch's weights as safetensors (`[training] save = [\"weights\"]`)",
+    ),
+    flag(
         "save_predictions",
         "false",
         "write the per-example test predictions of the selected epoch (`[training] save = [\"predictions\"]`)",

@@ -78,12 +78,23 @@ pub struct ResultRecord {
     /// artifacts directory: `predictions/<trial_id>.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictions: Option<String>,
+    /// The selected epoch's weights (`[training] save = ["weights"]`) as
+    /// safetensors, relative to the workers' artifacts directory:
+    /// `weights/<trial_id>.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
 }
 
 /// Where a trial's per-example test predictions live, relative to the
 /// workers' artifacts directory (what [`ResultRecord::predictions`] holds).
 pub fn predictions_path(trial_id: &str) -> String {
     format!("predictions/{trial_id}.jsonl")
+}
+
+/// Where a trial's selected-epoch weights live, relative to the workers'
+/// artifacts directory (what [`ResultRecord::weights`] holds).
+pub fn weights_path(trial_id: &str) -> String {
+    format!("weights/{trial_id}.safetensors")
 }
 
 impl ResultRecord {

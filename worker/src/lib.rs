@@ -28,6 +28,7 @@ pub mod backend;
 pub mod bench;
 pub mod execute;
 pub mod models;
+pub mod predict;
 pub mod strategy;
 pub mod supervisor;
 pub mod tensor;

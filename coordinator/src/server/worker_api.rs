@@ -95,6 +95,7 @@ impl WorkerService for WorkerApi {
                 selected_epoch: req.selected_epoch,
                 seconds: req.seconds,
                 predictions: (!req.predictions.is_empty()).then_some(req.predictions),
+                weights: (!req.weights.is_empty()).then_some(req.weights),
             })
             .await?;
         let next = match req.next {

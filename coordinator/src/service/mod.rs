@@ -103,6 +103,9 @@ pub struct Completion {
     /// `predictions/<trial_id>.jsonl` when the worker saved the trial's
     /// predictions in its artifacts directory.
     pub predictions: Option<String>,
+    /// `weights/<trial_id>.safetensors` when the worker saved the selected
+    /// epoch's weights in its artifacts directory.
+    pub weights: Option<String>,
 }
 
 /// Result of a submission.

@@ -26,14 +26,27 @@ impl Coordinator {
         check_metric_bounds("valid_metrics", &c.valid_metrics)?;
         // A worker names only its own trial's file, relative to the
         // artifacts directory: never a path of its choosing.
-        if let Some(p) = &c.predictions
-            && *p != sigsweep_types::record::predictions_path(&c.trial_id)
-        {
-            return Err(CoordinatorError::Invalid(format!(
-                "predictions must be `{}`, not `{}`",
+        let own = [
+            (
+                "predictions",
+                &c.predictions,
                 sigsweep_types::record::predictions_path(&c.trial_id),
-                p.chars().take(64).collect::<String>()
-            )));
+            ),
+            (
+                "weights",
+                &c.weights,
+                sigsweep_types::record::weights_path(&c.trial_id),
+            ),
+        ];
+        for (what, given, expected) in own {
+            if let Some(p) = given
+                && *p != expected
+            {
+                return Err(CoordinatorError::Invalid(format!(
+                    "{what} must be `{expected}`, not `{}`",
+                    p.chars().take(64).collect::<String>()
+                )));
+            }
         }
         let protocol_error = {
             let mut state = self.state();
@@ -81,6 +94,7 @@ impl Coordinator {
                 attempts: entry.attempts.max(1),
                 seconds: c.seconds,
                 predictions: c.predictions.clone(),
+                weights: c.weights.clone(),
                 ..record_of(
                     &c.trial_id,
                     entry,
@@ -281,5 +295,6 @@ fn record_of(
         seconds: 0.0,
         worker: worker.into(),
         predictions: None,
+        weights: None,
     }
 }

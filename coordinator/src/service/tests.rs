@@ -55,6 +55,7 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
         selected_epoch: 1,
         seconds: 1.0,
         predictions: None,
+        weights: None,
     })
     .await
     .expect("complete")
@@ -233,6 +234,7 @@ async fn a_restarted_worker_fences_its_old_generation() {
             selected_epoch: 1,
             seconds: 1.0,
             predictions: None,
+            weights: None,
         })
         .await
         .expect_err("stale generation");
@@ -409,6 +411,7 @@ async fn predictions_are_only_the_trials_own_file() {
         selected_epoch: 1,
         seconds: 1.0,
         predictions: Some(p.to_string()),
+        weights: None,
     };
     for bad in [
         "../../etc/passwd",

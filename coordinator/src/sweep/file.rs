@@ -100,13 +100,15 @@ pub struct TrainingSection {
     #[serde(default = "default_valid_fraction")]
     pub valid_fraction: f64,
     /// What each trial saves in its worker's artifacts directory:
-    /// `"predictions"` (per-example test predictions at the selected epoch).
+    /// `"predictions"` (per-example test predictions at the selected epoch),
+    /// `"weights"` (the selected epoch's weights as safetensors) and
+    /// `"checkpoints"` (every epoch's state, to resume from).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub save: Vec<String>,
 }
 
 /// What a trial can save (`[training] save`).
-pub const SAVE_KINDS: &[&str] = &["predictions", "checkpoints"];
+pub const SAVE_KINDS: &[&str] = &["predictions", "weights", "checkpoints"];
 
 fn default_valid_fraction() -> f64 {
     0.1
@@ -129,6 +131,9 @@ impl TrainingSection {
         );
         if self.save.iter().any(|s| s == "predictions") {
             p.insert("save_predictions".into(), ParamValue::Bool(true));
+        }
+        if self.save.iter().any(|s| s == "weights") {
+            p.insert("save_weights".into(), ParamValue::Bool(true));
         }
         if self.save.iter().any(|s| s == "checkpoints") {
             p.insert("save_checkpoints".into(), ParamValue::Bool(true));

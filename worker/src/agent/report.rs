@@ -64,25 +64,24 @@ pub(super) async fn report_outcome(
     released: bool,
     next: Option<pb::AcquireTrialRequest>,
 ) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
-    // Predictions go to the artifacts directory; the completion names them.
-    let (result, predictions) = match result {
-        Ok(mut outcome) => match outcome.predictions.take() {
-            None => (Ok(outcome), String::new()),
-            Some(p) => {
-                // File I/O stays off the async runtime.
-                let (artifacts, id) = (config.artifacts.clone(), trial_id.to_string());
-                let written = tokio::task::spawn_blocking(move || {
-                    write_predictions(artifacts.as_deref(), &id, &p)
-                })
-                .await
-                .unwrap_or_else(|e| Err(TrainError::Backend(format!("writing predictions: {e}"))));
-                match written {
-                    Ok(path) => (Ok(outcome), path),
-                    Err(e) => (Err(e), String::new()),
-                }
+    // Predictions and weights go to the artifacts directory; the
+    // completion names them.
+    let (result, predictions, weights) = match result {
+        Ok(mut outcome) if outcome.predictions.is_some() || outcome.weights.is_some() => {
+            let (p, w) = (outcome.predictions.take(), outcome.weights.take());
+            // File I/O stays off the async runtime.
+            let (artifacts, id) = (config.artifacts.clone(), trial_id.to_string());
+            let written = tokio::task::spawn_blocking(move || {
+                write_artifacts(artifacts.as_deref(), &id, p.as_deref(), w.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| Err(TrainError::Backend(format!("writing artifacts: {e}"))));
+            match written {
+                Ok((p, w)) => (Ok(outcome), p, w),
+                Err(e) => (Err(e), String::new(), String::new()),
             }
-        },
-        Err(e) => (Err(e), String::new()),
+        }
+        other => (other, String::new(), String::new()),
     };
     match result {
         Ok(outcome) => {
@@ -98,6 +97,7 @@ pub(super) async fn report_outcome(
                 seconds: outcome.seconds,
                 next,
                 predictions,
+                weights,
             };
             let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
@@ -179,19 +179,21 @@ where
     }
 }
 
-/// Writes a trial's predictions, one JSON line per test example, to
-/// `ARTIFACTS/predictions/<trial_id>.jsonl` (through a temporary file, so
-/// a reader never sees half a file) and returns that path relative to
-/// `ARTIFACTS`. A worker without an artifacts directory cannot keep them:
-/// the trial fails, retryably (another worker may have one).
-fn write_predictions(
+/// Writes a trial's predictions (one JSON line per test example, to
+/// `ARTIFACTS/predictions/<trial_id>.jsonl`) and weights (to
+/// `ARTIFACTS/weights/<trial_id>.safetensors`) and returns those paths
+/// relative to `ARTIFACTS` (empty for what the trial did not save). A
+/// worker without an artifacts directory cannot keep them: the trial fails,
+/// retryably (another worker may have one).
+fn write_artifacts(
     artifacts: Option<&std::path::Path>,
     trial_id: &str,
-    predictions: &[Prediction],
-) -> Result<String, TrainError> {
+    predictions: Option<&[Prediction]>,
+    weights: Option<&crate::trial::Weights>,
+) -> Result<(String, String), TrainError> {
     let artifacts = artifacts.ok_or_else(|| {
         TrainError::Backend(
-            "the sweep saves predictions ([training] save) but this worker has no --artifacts directory".into(),
+            "the sweep saves predictions or weights ([training] save) but this worker has no --artifacts directory".into(),
         )
     })?;
     if trial_id.is_empty()
@@ -203,21 +205,39 @@ fn write_predictions(
             "trial id `{trial_id}` is not a file name"
         )));
     }
-    let relative = sigsweep_types::record::predictions_path(trial_id);
-    let path = artifacts.join(&relative);
+    let mut paths = (String::new(), String::new());
+    if let Some(predictions) = predictions {
+        let text = crate::trial::predictions_jsonl(predictions)?;
+        let relative = sigsweep_types::record::predictions_path(trial_id);
+        write_atomically(artifacts, &relative, text.as_bytes())?;
+        paths.0 = relative;
+    }
+    if let Some(weights) = weights {
+        let relative = sigsweep_types::record::weights_path(trial_id);
+        write_atomically(artifacts, &relative, &weights.to_safetensors()?)?;
+        paths.1 = relative;
+    }
+    Ok(paths)
+}
+
+/// Writes `ARTIFACTS/relative` through a temporary file beside it, so a
+/// reader never sees half a file.
+fn write_atomically(
+    artifacts: &std::path::Path,
+    relative: &str,
+    bytes: &[u8],
+) -> Result<(), TrainError> {
+    let path = artifacts.join(relative);
     let io =
         |e: std::io::Error| TrainError::Backend(format!("cannot write {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(artifacts);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut text = String::new();
-    for p in predictions {
-        let line = serde_json::to_string(p)
-            .map_err(|e| TrainError::Backend(format!("prediction of `{}`: {e}", p.id)))?;
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let tmp = dir.join(format!(".{trial_id}.jsonl.tmp"));
-    std::fs::write(&tmp, text).map_err(io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(relative)
+    Ok(())
 }

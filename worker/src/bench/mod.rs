@@ -61,7 +61,7 @@ pub struct TrainBench {
 }
 
 /// (generator, generator parameters) of each benchmark dataset.
-fn dataset(name: &str) -> anyhow::Result<(String, serde_json::Value)> {
+pub fn dataset(name: &str) -> anyhow::Result<(String, serde_json::Value)> {
     Ok(match name {
         "synthetic-fusion" => ("fusion".into(), serde_json::json!({})),
         "synthetic-iemocap" => ("erc".into(), serde_json::json!({ "preset": "iemocap" })),
@@ -74,7 +74,8 @@ fn dataset(name: &str) -> anyhow::Result<(String, serde_json::Value)> {
     })
 }
 
-fn parse_param(kv: &str) -> anyhow::Result<(String, Value)> {
+/// A `--param KEY=VALUE` flag: an integer, a number, a boolean or text.
+pub fn parse_param(kv: &str) -> anyhow::Result<(String, Value)> {
     let (k, v) = kv
         .split_once('=')
         .with_context(|| format!("--param `{kv}`: expected KEY=VALUE"))?;

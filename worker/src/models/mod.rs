@@ -159,9 +159,10 @@ pub fn check_request(req: &TrialRequest) -> Result<&'static Entry, TrainError> {
 /// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping
 /// (norm clipping couples a parameter's seed slices).
 pub fn supports_fusion(req: &TrialRequest) -> bool {
-    // The fused trainers write neither per-example predictions nor
+    // The fused trainers write neither per-example predictions, weights nor
     // checkpoints.
     if req.params.bool("save_predictions", false).unwrap_or(true)
+        || req.params.bool("save_weights", false).unwrap_or(true)
         || req.params.bool("save_checkpoints", false).unwrap_or(true)
     {
         return false;

@@ -400,6 +400,8 @@ impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Lo
         let save = req.params.bool("save_predictions", false)?;
         let mut selector = Selector::new(req);
         let mut predictions = None;
+        let save_weights = req.params.bool("save_weights", false)?;
+        let mut weights = None;
         for epoch in 1..=epochs {
             let batches = workload.epoch_batches();
             let loss = train_epoch_steps(&batches, epoch, cancel, |batch| {
@@ -413,9 +415,13 @@ impl<B: AutodiffBackend, R: AllReduce<B::InnerBackend>> ShardedVisitor<B> for Lo
             if save && selector.is_best(epoch) {
                 predictions = Some(workload.predictions_with(&model, Split::Test)?);
             }
+            if save_weights && selector.is_best(epoch) {
+                weights = Some(workload.weights_with(&model)?.describe(req, epoch));
+            }
         }
         Ok(TrialOutcome {
             predictions,
+            weights,
             ..selector.finish(start.elapsed().as_secs_f64())?
         })
     }

@@ -28,6 +28,8 @@ pub fn run_trial(
     let save = req.params.bool("save_predictions", false)?;
     let mut selector = Selector::new(req);
     let mut predictions = None;
+    let save_weights = req.params.bool("save_weights", false)?;
+    let mut weights = None;
     let mut first = 1;
     if let Some(dir) = &req.checkpoint {
         // A checkpoint that cannot be read is removed, and the trial fails
@@ -42,6 +44,7 @@ pub fn run_trial(
                 tracing::info!(trial = %req.trial_id, epoch = c.epoch, "resuming from a checkpoint");
                 selector.restore(&c.selector);
                 predictions = c.predictions;
+                weights = c.weights;
                 first = c.epoch + 1;
             }
             Err(e) => {
@@ -65,11 +68,15 @@ pub fn run_trial(
             if save && selector.is_best(epoch) {
                 predictions = Some(workload.predictions(Split::Test)?);
             }
+            if save_weights && selector.is_best(epoch) {
+                weights = Some(workload.weights()?.describe(req, epoch));
+            }
             if let Some(dir) = &req.checkpoint {
                 Checkpoint {
                     epoch,
                     selector: selector.state(),
                     predictions: predictions.clone(),
+                    weights: weights.clone(),
                     workload: workload.state()?,
                 }
                 .save(dir)?;
@@ -77,6 +84,7 @@ pub fn run_trial(
         }
         Ok(TrialOutcome {
             predictions: predictions.take(),
+            weights: weights.take(),
             ..selector.finish(start.elapsed().as_secs_f64())?
         })
     };

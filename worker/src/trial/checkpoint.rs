@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::TrainError;
 use super::outcome::{Prediction, SelectorState};
+use super::weights::Weights;
+
+/// The selected epoch's weights in a checkpoint.
+const BEST_WEIGHTS: &str = "best.safetensors";
 
 /// A workload's state after an epoch: named binary parts (burn records of
 /// the model and of each optimiser) and the rest as JSON (RNG positions,
@@ -190,6 +194,8 @@ pub struct Checkpoint {
     pub epoch: u32,
     pub selector: SelectorState,
     pub predictions: Option<Vec<Prediction>>,
+    /// The selected epoch's weights kept so far (`best.safetensors`).
+    pub weights: Option<Weights>,
     pub workload: WorkloadState,
 }
 
@@ -199,6 +205,8 @@ struct StateFile {
     selector: SelectorState,
     #[serde(default)]
     predictions: Option<Vec<Prediction>>,
+    #[serde(default)]
+    weights: bool,
     meta: serde_json::Value,
     parts: Vec<String>,
 }
@@ -223,9 +231,14 @@ impl Checkpoint {
             epoch: self.epoch,
             selector: self.selector.clone(),
             predictions: self.predictions.clone(),
+            weights: self.weights.is_some(),
             meta: self.workload.meta.clone(),
             parts: self.workload.parts.iter().map(|(n, _)| n.clone()).collect(),
         };
+        if let Some(w) = &self.weights {
+            let path = target.join(BEST_WEIGHTS);
+            std::fs::write(&path, w.to_safetensors()?).map_err(|e| io(&path, e))?;
+        }
         let path = target.join("state.json");
         let text = serde_json::to_vec(&state).map_err(|e| io(&path, e))?;
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
@@ -268,8 +281,16 @@ impl Checkpoint {
             let p = target.join(format!("{part}.bin"));
             parts.push((part.clone(), std::fs::read(&p).map_err(|e| io(&p, e))?));
         }
+        let weights = if state.weights {
+            let p = target.join(BEST_WEIGHTS);
+            let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
+            Some(Weights::from_safetensors(&bytes)?)
+        } else {
+            None
+        };
         Ok(Some(Self {
             epoch: state.epoch,
+            weights,
             selector: state.selector,
             predictions: state.predictions,
             workload: WorkloadState {

@@ -10,7 +10,7 @@ use sigsweep_data::synthetic;
 use super::error::TrainError;
 
 /// Where a trial's data comes from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct DatasetRequest {
     /// `synthetic` or a file format (`iemocap`, `meld`, `m3ed`, `mmsa`).
     pub kind: String,

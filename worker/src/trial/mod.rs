@@ -14,6 +14,7 @@ pub mod error;
 pub mod outcome;
 pub mod params;
 pub mod request;
+pub mod weights;
 pub mod workload;
 
 pub use checkpoint::{
@@ -23,11 +24,14 @@ pub use checkpoint::{
 pub use clip::{Clipped, clip_grad_norm, grad_norm};
 pub use data::{DatasetRequest, LoadedDataset, load_dataset};
 pub use error::TrainError;
-pub use outcome::{EpochReport, Prediction, SelectorState, TrialOutcome, train_epoch_steps};
+pub use outcome::{
+    EpochReport, Prediction, SelectorState, TrialOutcome, predictions_jsonl, train_epoch_steps,
+};
 pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
 pub use request::{Split, TrialRequest};
+pub use weights::{Named, Weights};
 pub use workload::{
     LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_checkpoints,
-    no_predictions, shard_ranges,
+    no_predictions, no_weights, shard_ranges,
 };

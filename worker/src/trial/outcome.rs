@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::TrainError;
 use super::request::{Split, TrialRequest};
+use super::weights::Weights;
 
 /// Progress after one epoch.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub struct TrialOutcome {
     /// The test predictions of the selected epoch, when the trial saves them
     /// (`save_predictions`).
     pub predictions: Option<Vec<Prediction>>,
+    /// The weights of the selected epoch, when the trial saves them
+    /// (`save_weights`).
+    pub weights: Option<Weights>,
 }
 
 /// One test example's prediction: a line of a trial's predictions file
@@ -49,6 +53,18 @@ pub struct Prediction {
     /// Log-probabilities of the classes (classification only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_probs: Option<Vec<f32>>,
+}
+
+/// A predictions file's text: one JSON line per example.
+pub fn predictions_jsonl(predictions: &[Prediction]) -> Result<String, TrainError> {
+    let mut text = String::new();
+    for p in predictions {
+        let line = serde_json::to_string(p)
+            .map_err(|e| TrainError::Backend(format!("prediction of `{}`: {e}", p.id)))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// One training epoch: `step` trains on each batch in order and returns its
@@ -255,6 +271,7 @@ impl Selector {
             seconds,
             epochs: self.history,
             predictions: None,
+            weights: None,
         })
     }
 }

@@ -29,6 +29,11 @@ impl Params {
         self.values.insert(key.to_string(), value);
     }
 
+    /// Every parameter, in order.
+    pub fn values(&self) -> &IndexMap<String, Value> {
+        &self.values
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
     }

@@ -17,6 +17,7 @@ use super::checkpoint::WorkloadState;
 use super::error::TrainError;
 use super::outcome::Prediction;
 use super::request::Split;
+use super::weights::Weights;
 
 /// One model + dataset pair being trained.
 pub trait Workload {
@@ -31,6 +32,17 @@ pub trait Workload {
     fn predictions(&self, split: Split) -> Result<Vec<Prediction>, TrainError> {
         let _ = split;
         Err(no_predictions())
+    }
+    /// The current weights in the model's exchange form (safetensors names
+    /// and PyTorch layouts; `[training] save = ["weights"]`).
+    fn weights(&self) -> Result<Weights, TrainError> {
+        Err(no_weights())
+    }
+    /// Replaces the model's weights by those of a weights file
+    /// (`sigsweep predict`); strict: every tensor, nothing else.
+    fn load_weights(&mut self, weights: Weights) -> Result<(), TrainError> {
+        let _ = weights;
+        Err(no_weights())
     }
     /// The trainer's state after an epoch, for a checkpoint: weights,
     /// optimiser state, RNG positions, counters.
@@ -50,6 +62,14 @@ pub fn no_checkpoints() -> TrainError {
     TrainError::InvalidParam {
         key: "training.save".into(),
         message: "this model does not write checkpoints".into(),
+    }
+}
+
+/// The error of a model that has no weights file.
+pub fn no_weights() -> TrainError {
+    TrainError::InvalidParam {
+        key: "training.save".into(),
+        message: "this model does not read or write weights files".into(),
     }
 }
 
@@ -158,6 +178,15 @@ pub trait Sharded<B: AutodiffBackend> {
     ) -> Result<Vec<Prediction>, TrainError> {
         let _ = (model, split);
         Err(no_predictions())
+    }
+    /// The weights file of `model` (inference mode), as
+    /// [`Workload::weights`] writes it.
+    fn weights_with(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+    ) -> Result<Weights, TrainError> {
+        let _ = model;
+        Err(no_weights())
     }
 }
 

@@ -125,8 +125,8 @@ use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
 use crate::trial::{
-    Clipped, EpochSeed, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
-    WorkloadState, restore_trainer, save_trainer, train_epoch_steps,
+    Clipped, EpochSeed, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Weights,
+    Workload, WorkloadState, restore_trainer, save_trainer, train_epoch_steps,
 };
 
 pub use contrastive::{
@@ -598,6 +598,14 @@ impl<B: AutodiffBackend> Workload for FdCmdieWorkload<B> {
             .ok_or_else(TrainError::model_lost)?
             .valid();
         Ok(self.predictions_with(&model, which))
+    }
+
+    fn weights(&self) -> Result<Weights, TrainError> {
+        Weights::of_slot(self.model.as_ref())
+    }
+
+    fn load_weights(&mut self, weights: Weights) -> Result<(), TrainError> {
+        weights.load_strict(&mut self.model)
     }
 
     fn state(&self) -> Result<WorkloadState, TrainError> {

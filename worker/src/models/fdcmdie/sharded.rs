@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{ClBatch, FdCmdie, FdCmdieWorkload, Optim, anchor_shard, batch_loss};
-use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, Weights, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
     type Model = FdCmdie<B>;
@@ -66,6 +66,10 @@ impl<B: AutodiffBackend> Sharded<B> for FdCmdieWorkload<B> {
         split: Split,
     ) -> Result<Vec<Prediction>, TrainError> {
         Ok(FdCmdieWorkload::predictions_with(self, model, split))
+    }
+
+    fn weights_with(&self, model: &FdCmdie<B::InnerBackend>) -> Result<Weights, TrainError> {
+        Ok(Weights::from_module(model))
     }
 }
 

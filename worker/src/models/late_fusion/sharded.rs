@@ -9,7 +9,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{LateFusion, LateFusionWorkload, batch, mean_loss};
-use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{Prediction, Replicas, Sharded, Split, TrainError, Weights, shard_ranges};
 
 impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
     type Model = LateFusion<B>;
@@ -57,5 +57,9 @@ impl<B: AutodiffBackend> Sharded<B> for LateFusionWorkload<B> {
         split: Split,
     ) -> Result<Vec<Prediction>, TrainError> {
         Ok(LateFusionWorkload::predictions_with(self, model, split))
+    }
+
+    fn weights_with(&self, model: &LateFusion<B::InnerBackend>) -> Result<Weights, TrainError> {
+        Ok(Weights::from_module(model))
     }
 }

@@ -16,6 +16,9 @@ pub(super) fn invalid(key: &str, message: impl Into<String>) -> TrainError {
 /// Everything a trial of `mmic` is configured with.
 #[derive(Debug, Clone)]
 pub struct MmicConfig {
+    /// Which model: `mmic`, or `mmdfn` (MM-DFN exactly; its weights file is
+    /// MM-DFN's `state_dict`).
+    pub variant: Variant,
     pub net: NetConfig,
     pub alpha: f64,
     pub beta: f64,
@@ -283,6 +286,7 @@ impl MmicConfig {
             v
         };
         Ok(Self {
+            variant,
             net: NetConfig {
                 dims: data.dims,
                 n_classes: c,

@@ -109,6 +109,7 @@ pub mod graph;
 pub mod losses;
 pub mod net;
 pub mod rnn;
+pub mod weights;
 
 mod config;
 mod sharded;
@@ -132,8 +133,8 @@ use sigsweep_data::erc::{Dialogue, ErcDataset};
 use sigsweep_data::metrics::classification_metrics;
 
 use crate::trial::{
-    EpochSeed, Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Workload,
-    WorkloadState, clip_grad_norm, restore_trainer, save_trainer, train_epoch_steps,
+    EpochSeed, Params, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Weights,
+    Workload, WorkloadState, clip_grad_norm, restore_trainer, save_trainer, train_epoch_steps,
 };
 
 pub use batch::HostBatch;
@@ -613,6 +614,18 @@ impl<B: AutodiffBackend> Workload for MmicWorkload<B> {
             .ok_or_else(TrainError::model_lost)?
             .valid();
         Ok(self.predictions_with(&model, which))
+    }
+
+    fn weights(&self) -> Result<Weights, TrainError> {
+        let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
+        weights::export(model, self.cfg.variant, self.data.n_speakers)
+    }
+
+    fn load_weights(&mut self, file: Weights) -> Result<(), TrainError> {
+        let model = self.model.as_ref().ok_or_else(TrainError::model_lost)?;
+        let model = weights::import(model.clone(), file, self.cfg.variant, self.data.n_speakers)?;
+        self.model = Some(model);
+        Ok(())
     }
 
     fn state(&self) -> Result<WorkloadState, TrainError> {

@@ -27,7 +27,9 @@ use burn::tensor::backend::AutodiffBackend;
 use sigsweep_data::erc::Dialogue;
 
 use super::{HostBatch, LossParts, Mmic, MmicOptim, MmicWorkload, aux_losses};
-use crate::trial::{LocalPart, Prediction, Replicas, Sharded, Split, TrainError, shard_ranges};
+use crate::trial::{
+    LocalPart, Prediction, Replicas, Sharded, Split, TrainError, Weights, shard_ranges,
+};
 
 impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
     type Model = Mmic<B>;
@@ -125,5 +127,9 @@ impl<B: AutodiffBackend> Sharded<B> for MmicWorkload<B> {
         split: Split,
     ) -> Result<Vec<Prediction>, TrainError> {
         Ok(MmicWorkload::predictions_with(self, model, split))
+    }
+
+    fn weights_with(&self, model: &Mmic<B::InnerBackend>) -> Result<Weights, TrainError> {
+        super::weights::export(model, self.cfg.variant, self.data.n_speakers)
     }
 }
