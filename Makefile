@@ -8,7 +8,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps quickstart test lint chart-checks
+.PHONY: deps quickstart test lint chart-checks test-pytorch
 
 deps:
 	@bash .ci/install-deps.sh
@@ -26,3 +26,14 @@ lint: deps
 
 chart-checks:
 	bash .ci/helm/check.sh
+
+# The checks that need PyTorch (torch from PyPI is several GB with its CUDA
+# wheels, so it stays out of `make test`): mmdfn's weights load strictly
+# into our own PyTorch MM-DFN and give the trial's log-probabilities.
+TORCH_VERSION ?= 2.5.1
+TORCH_VENV ?= .venv-torch
+test-pytorch: deps
+	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet 'torch==$(TORCH_VERSION)' 'numpy<3'
+	$(CARGO) build --release --locked
+	TORCH_PYTHON=$(TORCH_VENV)/bin/python bash tests/python/pytorch_checks.sh

@@ -416,9 +416,10 @@ fn run_exits_non_zero_when_a_trial_failed_writes_the_report_and_retries_failed_t
 /// MMIC's own parameters reach only the MMIC trials (a `mmdfn` worker would
 /// refuse them), every configuration gets every seed, and the report
 /// compares MMIC with the MM-DFN baseline. Each trial saves its test
-/// predictions (`save = ["predictions"]`): one line per test utterance in
-/// the artifacts directory, named by the result, and the stored accuracy is
-/// the one the predictions give.
+/// predictions and weights (`save = ["predictions", "weights"]`): one line
+/// per test utterance in the artifacts directory, named by the result, and
+/// the stored accuracy is the one the predictions give; `sigsweep predict`
+/// on the weights file writes exactly the same predictions file.
 #[test]
 fn a_sweep_compares_two_models_paired_by_seed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -446,7 +447,7 @@ params = { preset = "small", n_train = 16, n_test = 8 }
 epochs = 2
 batch_size = 8
 lr = 0.001
-save = ["predictions"]
+save = ["predictions", "weights"]
 
 [grid]
 model = ["mmic", "mmdfn"]
@@ -504,6 +505,26 @@ report = { f1_weighted = "max", accuracy = "max" }
             let total: f64 = logp.iter().map(|v| v.exp()).sum();
             assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
         }
+        let weights = r["weights"].as_str().expect("weights named");
+        assert_eq!(weights, format!("weights/{id}.safetensors"));
+        let again = dir.path().join(format!("predicted-{id}.jsonl"));
+        let out = Command::new(BIN)
+            .arg("predict")
+            .arg(state.join("artifacts").join(weights))
+            .arg("--out")
+            .arg(&again)
+            .output()
+            .expect("sigsweep predict");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let predicted = std::fs::read_to_string(&again).expect("predicted");
+        assert_eq!(
+            predicted, text,
+            "sigsweep predict reproduces {id}'s predictions"
+        );
     }
 }
 

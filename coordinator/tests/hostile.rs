@@ -334,6 +334,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             seconds: 1.0,
             next: None,
             predictions: String::new(),
+            weights: String::new(),
         };
         workers
             .complete_trial(with_token(request, t))

@@ -107,6 +107,15 @@ fn assert_same(a: &TrialOutcome, b: &TrialOutcome, what: &str) {
     };
     assert_eq!(bits(a), bits(b), "{what}: every epoch's loss bitwise");
     assert_eq!(a.predictions, b.predictions, "{what}: predictions");
+    let bits = |o: &TrialOutcome| {
+        o.weights.as_ref().map(|w| {
+            w.tensors
+                .iter()
+                .map(|(k, t)| (k.clone(), t.data.iter().map(|x| x.to_bits()).collect()))
+                .collect::<Vec<(String, Vec<u32>)>>()
+        })
+    };
+    assert_eq!(bits(a), bits(b), "{what}: weights bitwise");
 }
 
 #[test]
@@ -128,6 +137,7 @@ fn a_resumed_trial_ends_bitwise_equal_to_an_uninterrupted_one() {
                 ("layers", Value::Int(2)),
                 ("zeta", Value::Float(0.05)),
                 ("save_predictions", Value::Bool(true)),
+                ("save_weights", Value::Bool(true)),
             ],
         ),
         request(

@@ -388,8 +388,9 @@ async fn sweeps_for_a_model_a_worker_declared_are_checked_against_its_declaratio
         .expect("built-in declaration kept");
 }
 
-/// A completion names its predictions only as the trial's own file in the
-/// artifacts directory; any other path is refused and nothing is stored.
+/// A completion names its predictions and weights only as the trial's own
+/// files in the artifacts directory; any other path is refused and nothing
+/// is stored.
 #[tokio::test]
 async fn predictions_are_only_the_trials_own_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -421,9 +422,27 @@ async fn predictions_are_only_the_trials_own_file() {
         let err = c.complete(with(bad)).await.expect_err(bad);
         assert!(err.to_string().contains("predictions must be"), "{err}");
     }
-    assert!(c.results(&s.sweep_id).await.expect("results").is_empty());
     let own = format!("predictions/{}.jsonl", a.trial.trial_id);
-    assert!(c.complete(with(&own)).await.expect("own file"));
+    let own_weights = format!("weights/{}.safetensors", a.trial.trial_id);
+    for bad in [
+        "../weights/x.safetensors",
+        "/etc/shadow",
+        "weights/other.safetensors",
+    ] {
+        let c2 = Completion {
+            weights: Some(bad.to_string()),
+            ..with(&own)
+        };
+        let err = c.complete(c2).await.expect_err(bad);
+        assert!(err.to_string().contains("weights must be"), "{err}");
+    }
+    assert!(c.results(&s.sweep_id).await.expect("results").is_empty());
+    let done = Completion {
+        weights: Some(own_weights.clone()),
+        ..with(&own)
+    };
+    assert!(c.complete(done).await.expect("own files"));
     let stored = c.results(&s.sweep_id).await.expect("results");
     assert_eq!(stored[0].predictions.as_deref(), Some(own.as_str()));
+    assert_eq!(stored[0].weights.as_deref(), Some(own_weights.as_str()));
 }

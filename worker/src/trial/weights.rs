@@ -399,7 +399,7 @@ mod tests {
         b: Vec<Linear<B>>,
     }
 
-    fn two(device: &<Cpu as Backend>::Device) -> Two<Cpu> {
+    fn two<B: Backend>(device: &B::Device) -> Two<B> {
         Two {
             a: LinearConfig::new(3, 2).init(device),
             b: vec![LinearConfig::new(2, 4).with_bias(false).init(device)],
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn module_paths_and_pytorch_layouts() {
         let device = Default::default();
-        let m = two(&device);
+        let m = two::<Cpu>(&device);
         let w = Weights::from_module(&m);
         let names: Vec<&str> = w.tensors.keys().map(String::as_str).collect();
         assert_eq!(names, ["a.bias", "a.weight", "b.0.weight"]);
@@ -423,13 +423,13 @@ mod tests {
     #[test]
     fn safetensors_round_trip_is_bitwise_and_loads_back() {
         let device = Default::default();
-        let m = two(&device);
+        let m = two::<Cpu>(&device);
         let mut w = Weights::from_module(&m);
         w.metadata.insert("model".into(), "two".into());
         let bytes = w.to_safetensors().expect("write");
         let mut back = Weights::from_safetensors(&bytes).expect("read");
         assert_eq!(back, w);
-        let fresh = two(&device);
+        let fresh = two::<Cpu>(&device);
         let loaded = back.load_module(fresh).expect("load");
         back.expect_empty().expect("all used");
         assert_eq!(Weights::from_module(&loaded).tensors, w.tensors);
@@ -438,20 +438,25 @@ mod tests {
     #[test]
     fn wrong_shapes_missing_and_extra_tensors_are_named() {
         let device = Default::default();
-        let mut w = Weights::from_module(&two(&device));
+        let mut w = Weights::from_module(&two::<Cpu>(&device));
         w.insert("a.weight", Named::zeros(vec![3, 2]));
-        let err = w.clone().load_module(two(&device)).expect_err("shape");
+        let err = w
+            .clone()
+            .load_module(two::<Cpu>(&device))
+            .expect_err("shape");
         assert!(
             err.to_string().contains("`a.weight` has shape [3, 2]"),
             "{err}"
         );
-        let mut missing = Weights::from_module(&two(&device));
+        let mut missing = Weights::from_module(&two::<Cpu>(&device));
         missing.tensors.remove("b.0.weight");
-        let err = missing.load_module(two(&device)).expect_err("missing");
+        let err = missing
+            .load_module(two::<Cpu>(&device))
+            .expect_err("missing");
         assert!(err.to_string().contains("no tensor `b.0.weight`"), "{err}");
-        let mut extra = Weights::from_module(&two(&device));
+        let mut extra = Weights::from_module(&two::<Cpu>(&device));
         extra.insert("c.weight", Named::zeros(vec![1]));
-        let _ = extra.load_module(two(&device)).expect("loads");
+        let _ = extra.load_module(two::<Cpu>(&device)).expect("loads");
         let err = extra.expect_empty().expect_err("extra");
         assert!(err.to_string().contains("c.weight"), "{err}");
         let err = Weights::from_safetensors(b"not a file").expect_err("garbage");
