@@ -391,12 +391,28 @@ impl Scheduler {
         self.leases.remove(&lease_id)
     }
 
-    /// Ends a lease and puts its trial back at the front of the queue (a
-    /// retry, or a worker draining).
-    pub fn requeue(&mut self, trial_id: &str) {
-        if let Some(lease) = self.finish(trial_id) {
-            self.enqueue_front(lease.trial);
+    /// Ends a trial's lease and puts the trial back at the front of the
+    /// queue (a retry, or a worker draining). A trial without a lease
+    /// (already queued again, or finished) stays as it is. Returns whether a
+    /// lease ended.
+    pub fn requeue(&mut self, trial_id: &str) -> bool {
+        let Some(lease_id) = self.running.remove(trial_id) else {
+            return false;
+        };
+        match self.leases.remove(&lease_id) {
+            Some(lease) => {
+                self.enqueue_front(lease.trial);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Whether `holder` holds the lease of `trial_id` (a report about a
+    /// trial from a worker that lost its lease must not end the lease of the
+    /// worker that runs it now).
+    pub fn holds(&self, trial_id: &str, holder: &Holder) -> bool {
+        self.lease_of(trial_id).is_some_and(|l| &l.holder == holder)
     }
 
     /// Expires every lease past its deadline and re-queues its trial.

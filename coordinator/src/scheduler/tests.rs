@@ -212,6 +212,30 @@ fn an_idle_worker_takes_over_a_reservation_that_has_not_started() {
     assert_eq!(s.reserved_len(), 0);
 }
 
+/// Requeueing a trial that has no lease (already queued again) leaves it
+/// queued: it neither disappears nor goes in twice.
+#[test]
+fn requeue_without_a_lease_keeps_the_trial_queued() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    s.enqueue(trial(0));
+    assert!(!s.requeue("t0"));
+    assert_eq!(s.queued_len(), 1);
+    let l = s.acquire(holder("w", 1), CPU, now).expect("lease");
+    assert!(s.holds("t0", &holder("w", 1)));
+    assert!(!s.holds("t0", &holder("v", 1)));
+    assert!(s.requeue(&l.trial.trial_id));
+    assert!(!s.requeue("t0"));
+    assert_eq!(s.queued_len(), 1);
+    assert_eq!(
+        &*s.acquire(holder("v", 1), CPU, now)
+            .expect("again")
+            .trial
+            .trial_id,
+        "t0"
+    );
+}
+
 #[test]
 fn a_started_reservation_is_not_taken_over() {
     let now = Instant::now();

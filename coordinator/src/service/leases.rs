@@ -276,9 +276,16 @@ impl Coordinator {
     pub fn release(&self, worker_id: &str, generation: u64, trial_id: &str) -> Result<()> {
         {
             let mut state = self.state();
-            Self::check_worker(&mut state, worker_id, generation)?;
-            state.scheduler.requeue(trial_id);
-            state.note_requeued(trial_id);
+            let holder = Self::check_worker(&mut state, worker_id, generation)?;
+            // Only the lease's holder hands it back: a worker whose
+            // reservation was taken over releases nothing of the new holder's.
+            if !state.scheduler.holds(trial_id, &holder) {
+                tracing::debug!(trial = %trial_id, worker = %worker_id, "release of a lease this worker does not hold; ignored");
+                return Ok(());
+            }
+            if state.scheduler.requeue(trial_id) {
+                state.note_requeued(trial_id);
+            }
         }
         self.inner.work_available.notify_waiters();
         Ok(())

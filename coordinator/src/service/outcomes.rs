@@ -150,12 +150,21 @@ impl Coordinator {
     ) -> Result<bool> {
         let (max_retries, sweeps) = {
             let mut state = self.state();
-            Self::check_worker(&mut state, worker_id, generation)?;
+            let holder = Self::check_worker(&mut state, worker_id, generation)?;
             let entry = state
                 .trials
                 .get(trial_id)
                 .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
             if entry.done {
+                return Ok(false);
+            }
+            // A worker that lost its lease (taken over, expired and leased
+            // again) reports about a trial another worker runs now: that
+            // worker's outcome counts, not this one.
+            if state.scheduler.lease_of(trial_id).is_some()
+                && !state.scheduler.holds(trial_id, &holder)
+            {
+                tracing::info!(trial = %trial_id, worker = %worker_id, "failure from a worker that lost its lease; ignored");
                 return Ok(false);
             }
             (entry.spec.resources.max_retries, entry.sweeps.clone())
@@ -166,8 +175,9 @@ impl Coordinator {
         if retry {
             {
                 let mut state = self.state();
-                state.scheduler.requeue(trial_id);
-                state.note_requeued(trial_id);
+                if state.scheduler.requeue(trial_id) {
+                    state.note_requeued(trial_id);
+                }
             }
             self.inner.work_available.notify_waiters();
             self.after_change(Some(&sweeps)).await;

@@ -446,3 +446,67 @@ async fn predictions_are_only_the_trials_own_file() {
     assert_eq!(stored[0].predictions.as_deref(), Some(own.as_str()));
     assert_eq!(stored[0].weights.as_deref(), Some(own_weights.as_str()));
 }
+
+/// A worker whose reservation was taken over hands it back (stale), and the
+/// worker that took it over fails it retryably: the trial goes back to the
+/// queue once and runs again. (Before, the stale release ended the new
+/// holder's lease and queued the trial, and the new holder's failure then
+/// took it out of the queue for good: the sweep never finished.)
+#[tokio::test]
+async fn a_stale_release_does_not_lose_a_taken_over_trial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let s = c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let busy = c.register("busy", WorkerCaps::default());
+    let idle = c.register("idle", WorkerCaps::default());
+    let first = c
+        .acquire(&busy.worker_id, busy.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("a trial");
+    // Reserve everything else, so that the idle worker must take over.
+    let mut reserved = Vec::new();
+    loop {
+        let r = c
+            .reserve(&busy.worker_id, busy.generation, 1)
+            .expect("reserve");
+        if r.is_empty() {
+            break;
+        }
+        reserved.extend(r);
+    }
+    let taken = c
+        .acquire(&idle.worker_id, idle.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("takes over a reservation");
+    let id = taken.trial.trial_id.clone();
+    assert_ne!(id, first.trial.trial_id);
+    // The reserving worker hands back what it no longer holds.
+    c.release(&busy.worker_id, busy.generation, &id)
+        .expect("release");
+    assert_eq!(
+        c.progress(&s.sweep_id).expect("progress").running,
+        1 + reserved.len() as u32,
+        "the taken-over trial is still running"
+    );
+    // …and a stale failure report of it is ignored too.
+    assert!(
+        !c.fail(&busy.worker_id, busy.generation, &id, "stale")
+            .await
+            .expect("fail")
+    );
+    // The new holder fails it: it is queued again, once, and runs again.
+    assert!(
+        c.fail(&idle.worker_id, idle.generation, &id, "backend: flaky")
+            .await
+            .expect("fail")
+    );
+    let again = c
+        .acquire(&idle.worker_id, idle.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("the retried trial");
+    assert_eq!(again.trial.trial_id, id);
+    assert_eq!(again.attempt, 2);
+}
