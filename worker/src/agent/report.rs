@@ -136,7 +136,12 @@ pub(super) async fn report_outcome(
                 async move { c.fail_trial(r).await.map(|_| ()) }
             })
             .await?;
-            Ok(None)
+            // A failure carries no piggybacked request: send it on its own
+            // (the start of a reservation, the next reservation or trial).
+            Ok(match next {
+                Some(n) if !shutdown.is_cancelled() => send_acquire(session, n).await,
+                _ => None,
+            })
         }
     }
 }
