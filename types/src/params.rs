@@ -365,8 +365,8 @@ const MMIC: &[ParamDecl] = &[
     text(
         "rnn_padding",
         &[Cow::Borrowed("packed"), Cow::Borrowed("unpacked")],
-        "packed",
-        "recurrences over packed sequences, or through the padding as MM-DFN's unpacked GRUs",
+        "unpacked",
+        "recurrences through the batch's padding as MM-DFN's unpacked GRUs, or over packed sequences",
     ),
     text(
         "batch_order",

@@ -311,10 +311,16 @@ impl Scheduler {
         id: Option<String>,
         now: Instant,
     ) -> Lease {
+        // A fresh id never reuses one in use: after a coordinator restart,
+        // re-adopted leases keep the ids an earlier coordinator minted.
         let lease_id = id.unwrap_or_else(|| {
-            let id = format!("l{}", self.next_lease);
-            self.next_lease += 1;
-            id
+            loop {
+                let id = format!("l{}", self.next_lease);
+                self.next_lease += 1;
+                if !self.leases.contains_key(&id) {
+                    break id;
+                }
+            }
         });
         let lease = Lease {
             lease_id: lease_id.clone(),
@@ -368,6 +374,11 @@ impl Scheduler {
             return false;
         };
         self.queued.remove(trial_id);
+        // Later fresh ids count on from the adopted one.
+        let n = lease_number(lease_id);
+        if n != u64::MAX {
+            self.next_lease = self.next_lease.max(n + 1);
+        }
         self.lease(trial, holder, Some(lease_id.to_string()), now);
         true
     }

@@ -212,6 +212,35 @@ fn an_idle_worker_takes_over_a_reservation_that_has_not_started() {
     assert_eq!(s.reserved_len(), 0);
 }
 
+/// After a coordinator restart a worker re-adopts its trial under the lease
+/// id an earlier coordinator minted; fresh leases never reuse it (a reused
+/// id would replace the adopted lease, and the adopting worker's
+/// completion would be refused as "held for another trial").
+#[test]
+fn fresh_lease_ids_never_collide_with_adopted_ones() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Duration::from_secs(10));
+    for i in 0..4 {
+        s.enqueue(trial(i));
+    }
+    assert!(s.adopt("t1", "l2", holder("a", 1), now));
+    assert!(s.adopt("t3", "l7", holder("a", 1), now));
+    assert!(
+        !s.adopt("t0", "l2", holder("b", 1), now),
+        "an id in use is refused"
+    );
+    let fresh: Vec<String> = (0..2)
+        .map(|_| s.acquire(holder("b", 1), CPU, now).expect("lease").lease_id)
+        .collect();
+    assert!(
+        !fresh.contains(&"l2".to_string()) && !fresh.contains(&"l7".to_string()),
+        "{fresh:?}"
+    );
+    assert_eq!(s.lease_by_id("l2").map(|l| &*l.trial.trial_id), Some("t1"));
+    assert_eq!(s.lease_by_id("l7").map(|l| &*l.trial.trial_id), Some("t3"));
+    assert_eq!(s.running_len(), 4);
+}
+
 /// Requeueing a trial that has no lease (already queued again) leaves it
 /// queued: it neither disappears nor goes in twice.
 #[test]

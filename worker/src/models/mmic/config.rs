@@ -313,7 +313,7 @@ impl MmicConfig {
             mi_lr: p.f64("mi_lr", 1e-3)?,
             adam_epsilon: p.f64_in("adam_epsilon", 1e-8, 0.0, 1.0)?,
             batch_size: p.positive("batch_size", if mmdfn { 32 } else { 16 })?,
-            unpacked_rnn: match p.text("rnn_padding", "packed")?.as_str() {
+            unpacked_rnn: match p.text("rnn_padding", "unpacked")?.as_str() {
                 "packed" => false,
                 "unpacked" => true,
                 other => {

@@ -82,12 +82,17 @@
 //!   MMIM); the main loss uses the heads with detached parameters and
 //!   steps everything else. So each epoch is one pass, and stage 1 of a
 //!   batch sees the heads from before that batch's stage-0 step.
-//! * Recurrences run as packed sequences by default (the backward direction
-//!   ignores trailing padding). MM-DFN runs its GRUs on padded tensors
-//!   without packing, so its backward direction starts in the padding of
-//!   the batch's longest dialogue: `rnn_padding = "unpacked"` does the same
-//!   (text and speaker GRUs; data-parallel shards pad to the whole batch's
-//!   longest dialogue, so they still equal the plain trainer).
+//! * Recurrences run as MM-DFN runs them, by default (`rnn_padding =
+//!   "unpacked"`): its GRUs run on padded tensors without packing, so the
+//!   backward direction starts in the padding of the batch's longest
+//!   dialogue, and an utterance's output depends on which dialogues share
+//!   its batch (evaluation batches are the split's dialogues in file order,
+//!   `batch_size` at a time, as MM-DFN's test loader). This holds for the
+//!   text and speaker GRUs; data-parallel shards pad to the whole batch's
+//!   longest dialogue, so they still equal the plain trainer. MMIC is built
+//!   on MM-DFN's code and inherits it. `rnn_padding = "packed"` runs packed
+//!   sequences instead (the backward direction ignores trailing padding;
+//!   outputs do not depend on the batch).
 //! * Every weight is drawn eagerly when the model is built, in the
 //!   module's order, before any dropout mask, and all modules (CPC and BA
 //!   heads included) are always allocated: the same seed gives the same
@@ -496,6 +501,17 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
             .collect()
     }
 
+    /// Dialogues per evaluation batch: `batch_size`, as MM-DFN's test
+    /// loader, when the recurrences run through the padding (then the batch
+    /// matters); at least 16 with packed recurrences (it does not).
+    fn eval_batch(&self) -> usize {
+        if self.cfg.unpacked_rnn {
+            self.cfg.batch_size
+        } else {
+            self.cfg.batch_size.max(16)
+        }
+    }
+
     /// Predicted class of every utterance of `dialogues`, in order.
     pub fn predict(&self, dialogues: &[Dialogue]) -> Result<Vec<usize>, TrainError> {
         let model = self
@@ -514,7 +530,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
     ) -> Vec<usize> {
         let mut preds = Vec::new();
         let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
-        for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
+        for chunk in refs.chunks(self.eval_batch()) {
             let hb = self.host_batch(chunk, 0);
             let fwd = model.net.forward(&hb, &self.cfg.net, &self.device);
             let arg = fwd.logits.argmax(1).into_data();
@@ -539,7 +555,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         let c = self.data.n_classes;
         let mut out = Vec::new();
         let refs: Vec<&Dialogue> = dialogues.iter().filter(|d| !d.is_empty()).collect();
-        for chunk in refs.chunks(self.cfg.batch_size.max(16)) {
+        for chunk in refs.chunks(self.eval_batch()) {
             let hb = self.host_batch(chunk, 0);
             let fwd = model.net.forward(&hb, &self.cfg.net, &self.device);
             let logp = crate::tensor::to_f32_vec(log_softmax(fwd.logits, 1));
