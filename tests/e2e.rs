@@ -505,6 +505,16 @@ report = { f1_weighted = "max", accuracy = "max" }
             let total: f64 = logp.iter().map(|v| v.exp()).sum();
             assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
         }
+        // Every epoch's loss and metrics are stored; the selected one's are
+        // the result's.
+        let history = r["history"].as_array().expect("history");
+        assert_eq!(history.len(), 2, "one entry per epoch");
+        let selected = r["selected_epoch"].as_u64().expect("selected");
+        let at = &history[selected as usize - 1];
+        assert_eq!(at["epoch"].as_u64(), Some(selected));
+        assert_eq!(at["valid"], r["valid_metrics"]);
+        assert_eq!(at["test"], r["metrics"]);
+        assert!(at["train_loss"].as_f64().is_some_and(f64::is_finite));
         let weights = r["weights"].as_str().expect("weights named");
         assert_eq!(weights, format!("weights/{id}.safetensors"));
         let again = dir.path().join(format!("predicted-{id}.jsonl"));

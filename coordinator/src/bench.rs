@@ -158,6 +158,7 @@ fn completion(
         next,
         predictions: String::new(),
         weights: String::new(),
+        history: Vec::new(),
     }
 }
 

@@ -335,6 +335,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             next: None,
             predictions: String::new(),
             weights: String::new(),
+            history: Vec::new(),
         };
         workers
             .complete_trial(with_token(request, t))

@@ -71,6 +71,7 @@ async fn finish(c: &Coordinator, limit: usize) -> usize {
                 seconds: 1.0,
                 predictions: None,
                 weights: None,
+                history: Vec::new(),
             })
             .await
             .expect("complete")

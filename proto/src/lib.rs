@@ -104,6 +104,39 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             worker: r.worker.to_string(),
             predictions: r.predictions.clone().unwrap_or_default(),
             weights: r.weights.clone().unwrap_or_default(),
+            history: r.history.iter().map(v1::EpochMetrics::from).collect(),
+        }
+    }
+}
+
+impl From<&sigsweep_types::EpochRecord> for v1::EpochMetrics {
+    fn from(e: &sigsweep_types::EpochRecord) -> Self {
+        Self {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            valid: Some(v1::Metrics {
+                values: e.valid.clone().into_iter().collect(),
+            }),
+            test: Some(v1::Metrics {
+                values: e.test.clone().into_iter().collect(),
+            }),
+        }
+    }
+}
+
+impl v1::EpochMetrics {
+    /// The record form of one epoch.
+    pub fn to_record(&self) -> sigsweep_types::EpochRecord {
+        let metrics = |m: &Option<v1::Metrics>| {
+            m.as_ref()
+                .map(|m| m.values.clone().into_iter().collect())
+                .unwrap_or_default()
+        };
+        sigsweep_types::EpochRecord {
+            epoch: self.epoch,
+            train_loss: self.train_loss,
+            valid: metrics(&self.valid),
+            test: metrics(&self.test),
         }
     }
 }
@@ -150,6 +183,11 @@ impl v1::TrialResult {
             worker: self.worker.clone().into(),
             predictions: (!self.predictions.is_empty()).then(|| self.predictions.clone()),
             weights: (!self.weights.is_empty()).then(|| self.weights.clone()),
+            history: self
+                .history
+                .iter()
+                .map(v1::EpochMetrics::to_record)
+                .collect(),
         }
     }
 }

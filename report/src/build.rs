@@ -10,7 +10,7 @@ use sigsweep_stats::{
 
 use crate::model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 use crate::report::{
-    ALPHA, ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
+    ALPHA, ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
     UsedTest,
 };
 
@@ -146,7 +146,9 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
         ));
     }
 
+    let curves = curves(spec, &groups);
     let mut report = Report {
+        curves,
         sweep_name: spec.sweep_name.clone(),
         dataset: spec.dataset.clone(),
         grid_keys: spec.grid_keys.clone(),
@@ -165,6 +167,49 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     };
     mark_exploratory(&mut report);
     report
+}
+
+/// The learning curve of every configuration whose results carry a
+/// history: the selection metric on its split, mean ± std over seeds per
+/// epoch (non-finite values left out), and the epochs the seeds selected.
+fn curves(spec: &ReportSpec, groups: &[Group]) -> Vec<Curve> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let mut by_epoch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+            let mut selected = Vec::new();
+            for r in g.completed.iter().filter(|r| !r.history.is_empty()) {
+                for e in &r.history {
+                    let split = if spec.selection_on_test {
+                        &e.test
+                    } else {
+                        &e.valid
+                    };
+                    if let Some(v) = split.get(&spec.select_metric).filter(|v| v.is_finite()) {
+                        by_epoch.entry(e.epoch).or_default().push(*v);
+                    }
+                }
+                selected.extend(r.selected_epoch);
+            }
+            if by_epoch.is_empty() {
+                return None;
+            }
+            let points = by_epoch
+                .into_iter()
+                .map(|(epoch, v)| {
+                    let m = mean(&v);
+                    let s = if v.len() > 1 { std(&v) } else { 0.0 };
+                    (epoch, m, s, v.len())
+                })
+                .collect();
+            Some(Curve {
+                config_key: g.key.clone(),
+                is_baseline: g.key == spec.baseline_key,
+                points,
+                selected,
+            })
+        })
+        .collect()
 }
 
 fn values_by_seed(g: &Group, metric: &str) -> BTreeMap<u64, f64> {

@@ -1,7 +1,7 @@
 //! Self-contained HTML page: inline CSS, the tables, and inline SVG plots (see [`crate::plots`]).
 
 use crate::escape::html as escape;
-use crate::plots::{paired_svg, pairs, sensitivity_points, sensitivity_svg};
+use crate::plots::{curves_svg, paired_svg, pairs, sensitivity_points, sensitivity_svg};
 use crate::report::Report;
 use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
 
@@ -137,6 +137,23 @@ pub fn render(r: &Report) -> String {
             }
             out.push_str("</div>\n");
         }
+    }
+    if !r.curves.is_empty() {
+        let split = if r.selection_on_test {
+            "test"
+        } else {
+            "validation"
+        };
+        let seeds: usize = r.curves.iter().map(|c| c.selected.len()).sum();
+        out.push_str(&format!(
+            "<h2>Learning curves</h2>\n<p class=\"caption\">{} on the {split} split after every epoch: the mean over seeds per configuration with a ± 1 std band; dots mark the epochs the seeds selected (larger when several chose the same epoch; {seeds} seed(s) in all). The baseline is black.</p>\n<div class=\"plots\"><figure>{}</figure></div>\n",
+            escape(&r.select_metric),
+            curves_svg(
+                &format!("{} ({split}) per epoch", r.select_metric),
+                &r.select_metric,
+                &r.curves
+            )
+        ));
     }
     if !r.notes.is_empty() {
         out.push_str("<h2>Notes</h2>\n<ul>\n");

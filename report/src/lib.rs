@@ -50,8 +50,10 @@ pub mod view;
 pub use build::build;
 pub use model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 pub use report::{
-    ConfigSummary, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts, UsedTest,
+    ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
+    UsedTest,
 };
+pub use sigsweep_types::EpochRecord;
 
 /// Output format of [`render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

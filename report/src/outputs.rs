@@ -95,6 +95,7 @@ mod tests {
             worker: "w".into(),
             predictions: None,
             weights: None,
+            history: Vec::new(),
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

@@ -9,6 +9,9 @@
 //!   seed, a line joining each pair (a slope chart); green lines improve in the metric's
 //!   direction, red ones get worse.
 //!
+//! * **Learning curves** ([`curves_svg`]): per configuration, the selection metric after every
+//!   epoch (mean over seeds, ± 1 std band), with the epochs the seeds selected marked.
+//!
 //! Plotting failures never panic: they yield a short HTML note instead of an SVG.
 
 use plotters::coord::ranged1d::SegmentValue;
@@ -190,6 +193,109 @@ fn draw_sensitivity(
         };
         Circle::new((SegmentValue::CenterOf(i), p.mean), 4, style)
     }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// Colours of the learning curves, in configuration order (the baseline is
+/// black).
+const PALETTE: [RGBColor; 8] = [
+    BLUE,
+    RGBColor(255, 127, 14),
+    GOOD,
+    BAD,
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// SVG of the learning curves: per configuration the mean over seeds of
+/// the selection metric after every epoch, a ± 1 std band, and a marker at
+/// every epoch a seed selected (larger when several seeds chose it).
+pub fn curves_svg(title: &str, metric: &str, curves: &[crate::report::Curve]) -> String {
+    if curves.iter().all(|c| c.points.is_empty()) {
+        return failed("learning curves", "no history");
+    }
+    let mut buf = String::new();
+    match draw_curves(&mut buf, title, metric, curves) {
+        Ok(()) => buf,
+        Err(e) => failed("learning curves", e),
+    }
+}
+
+fn draw_curves(
+    buf: &mut String,
+    title: &str,
+    metric: &str,
+    curves: &[crate::report::Curve],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let points = curves.iter().flat_map(|c| c.points.iter());
+    let (mut lo, mut hi, mut last) = (f64::INFINITY, f64::NEG_INFINITY, 1u32);
+    for &(epoch, m, s, _) in points {
+        lo = lo.min(m - s);
+        hi = hi.max(m + s);
+        last = last.max(epoch);
+    }
+    let root = SVGBackend::with_string(buf, (2 * W, H + 60)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.5f64..(f64::from(last) + 0.5), y_range(lo, hi)?)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(metric)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    let mut colour = PALETTE.iter().cycle();
+    for c in curves.iter().filter(|c| !c.points.is_empty()) {
+        let col = if c.is_baseline {
+            BLACK
+        } else {
+            *colour.next().unwrap_or(&BLUE)
+        };
+        let upper = c.points.iter().map(|&(e, m, s, _)| (f64::from(e), m + s));
+        let lower = c
+            .points
+            .iter()
+            .rev()
+            .map(|&(e, m, s, _)| (f64::from(e), m - s));
+        chart.draw_series(std::iter::once(Polygon::new(
+            upper.chain(lower).collect::<Vec<_>>(),
+            col.mix(0.12),
+        )))?;
+        let label = if c.is_baseline {
+            format!("{} (baseline)", c.config_key)
+        } else {
+            c.config_key.clone()
+        };
+        chart
+            .draw_series(LineSeries::new(
+                c.points.iter().map(|&(e, m, _, _)| (f64::from(e), m)),
+                col.stroke_width(2),
+            ))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
+        let mut chosen: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+        for &e in &c.selected {
+            *chosen.entry(e).or_default() += 1;
+        }
+        chart.draw_series(chosen.into_iter().filter_map(|(e, n)| {
+            let &(_, m, _, _) = c.points.iter().find(|p| p.0 == e)?;
+            let r = 3 + (n as i32).min(6);
+            Some(Circle::new((f64::from(e), m), r, col.filled()))
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }

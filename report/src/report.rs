@@ -133,6 +133,20 @@ pub struct MetricTable {
     pub power: PowerAnalysis,
 }
 
+/// One configuration's learning curve: the selection metric on the
+/// selection split after every epoch, over the seeds whose results carry a
+/// history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    pub config_key: String,
+    pub is_baseline: bool,
+    /// Per epoch (in order): `(epoch, mean, std, seeds)`; std is 0 for one
+    /// seed.
+    pub points: Vec<(u32, f64, f64, usize)>,
+    /// The epoch each seed selected, one entry per seed.
+    pub selected: Vec<u32>,
+}
+
 /// Summary of one configuration across metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSummary {
@@ -196,6 +210,10 @@ pub struct Report {
     pub failures: Vec<FailedTrial>,
     /// Notes about pairing, fallbacks and input problems, in order.
     pub notes: Vec<String>,
+    /// Learning curves of the selection metric, per configuration (empty
+    /// when no result carries a history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curves: Vec<Curve>,
 }
 
 #[cfg(test)]

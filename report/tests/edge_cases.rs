@@ -236,3 +236,50 @@ proptest! {
         all_formats(&r);
     }
 }
+
+/// Learning curves: per configuration and epoch, the mean and std over
+/// seeds of the selection metric on the validation split; the selected
+/// epochs; the HTML draws them. Results without a history have no curve.
+#[test]
+fn learning_curves_average_the_seeds_histories() {
+    let epoch = |e: u32, loss: f64, v: f64| EpochRecord {
+        epoch: e,
+        train_loss: loss,
+        valid: std::collections::BTreeMap::from([("acc_2".to_string(), v)]),
+        test: std::collections::BTreeMap::from([("acc_2".to_string(), v - 0.1)]),
+    };
+    let mut records = Vec::new();
+    for (seed, vals, chosen) in [(0, [0.5, 0.7, 0.6], 2), (1, [0.7, 0.5, 0.8], 3)] {
+        let mut r = record(0.001, 0.1, seed, 0.6, 1.0, 0.7);
+        r.history = (1..=3)
+            .map(|e| epoch(e, 1.0 / f64::from(e), vals[e as usize - 1]))
+            .collect();
+        r.selected_epoch = Some(chosen);
+        records.push(r);
+    }
+    records.push(record(0.01, 0.1, 0, 0.6, 1.0, 0.7)); // no history: no curve
+    let report = build(&spec(), &records);
+    assert_eq!(report.curves.len(), 1);
+    let c = &report.curves[0];
+    assert_eq!(c.config_key, "lr=0.001,dropout=0.1");
+    assert!(c.is_baseline);
+    assert_eq!(c.selected, vec![2, 3]);
+    let expected = [(1, 0.6), (2, 0.6), (3, 0.7)];
+    for (p, (e, m)) in c.points.iter().zip(expected) {
+        assert_eq!(p.0, e);
+        assert!((p.1 - m).abs() < 1e-12, "{p:?}");
+        assert!(
+            (p.2 - 0.1f64.hypot(0.1)).abs() < 1e-12,
+            "std of two values 0.1 apart: {p:?}"
+        );
+        assert_eq!(p.3, 2);
+    }
+    let html = render(&report, Format::Html);
+    assert!(html.contains("<h2>Learning curves</h2>"), "{html}");
+    let section = &html[html.find("<h2>Learning curves</h2>").unwrap_or(0)..];
+    assert!(section.contains("<svg"), "the curves are drawn");
+    // Without histories there is no section.
+    let plain = build(&spec(), &records[2..]);
+    assert!(plain.curves.is_empty());
+    assert!(!render(&plain, Format::Html).contains("Learning curves"));
+}

@@ -19,5 +19,5 @@ pub mod value;
 pub use goal::Goal;
 pub use ids::{SweepId, TrialId, WorkerId};
 pub use params::{ModelDecl, ParamDecl, ParamKind, Scalar};
-pub use record::{ResultRecord, TrialStatus};
+pub use record::{EpochRecord, ResultRecord, TrialStatus};
 pub use value::ParamValue;

@@ -83,6 +83,25 @@ pub struct ResultRecord {
     /// `weights/<trial_id>.safetensors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
+    /// Every epoch the trial trained: its mean training loss and the
+    /// metrics of both splits (learning curves; the selected epoch is
+    /// `selected_epoch`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<EpochRecord>,
+}
+
+/// One epoch of a trial: the mean training loss and the metrics of the
+/// validation and test splits after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: u32,
+    pub train_loss: f64,
+    #[serde(default)]
+    pub valid: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub test: BTreeMap<String, f64>,
 }
 
 /// Where a trial's per-example test predictions live, relative to the

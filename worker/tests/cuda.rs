@@ -55,7 +55,8 @@ fn assert_same(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
     let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol;
     assert_eq!(got.selected_epoch, plain.selected_epoch, "{what}");
     assert_eq!(got.epochs.len(), plain.epochs.len(), "{what}");
-    for ((gl, gv), (pl, pv)) in got.epochs.iter().zip(&plain.epochs) {
+    for (ga, gb) in got.epochs.iter().zip(&plain.epochs) {
+        let (gl, gv, pl, pv) = (&ga.train_loss, &ga.valid, &gb.train_loss, &gb.valid);
         assert!(
             close(*gl, *pl, 1e-4 * pl.abs().max(1.0)),
             "{what}: loss {gl} vs {pl}"

@@ -361,7 +361,7 @@ fn trains_on_synthetic_msa_and_beats_the_mean() {
     );
     let cancel = AtomicBool::new(false);
     let out = run_trial(&req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("trial runs");
-    let losses: Vec<f64> = out.epochs.iter().map(|(l, _)| *l).collect();
+    let losses: Vec<f64> = out.epochs.iter().map(|e| e.train_loss).collect();
     eprintln!(
         "losses {losses:?}\ntest {:?}\n{:.1}s",
         out.test_metrics, out.seconds
@@ -547,7 +547,8 @@ fn fused_seeds_match_unfused_trials() {
 fn assert_same_training(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
     assert_eq!(got.selected_epoch, plain.selected_epoch, "{what}");
     assert_eq!(got.epochs.len(), plain.epochs.len(), "{what}");
-    for ((gl, gv), (pl, pv)) in got.epochs.iter().zip(&plain.epochs) {
+    for (ga, gb) in got.epochs.iter().zip(&plain.epochs) {
+        let (gl, gv, pl, pv) = (&ga.train_loss, &ga.valid, &gb.train_loss, &gb.valid);
         assert!(
             close(*gl, *pl, 1e-4 * pl.abs().max(1.0)),
             "{what}: loss {gl} vs {pl}"

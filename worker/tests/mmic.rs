@@ -409,7 +409,7 @@ fn mmic_learns_synthetic_dialogues() {
     );
     let cancel = AtomicBool::new(false);
     let out = run_trial(&req, Default::default(), &mut |_| {}, &cancel).expect("trial");
-    let losses: Vec<f64> = out.epochs.iter().map(|(l, _)| *l).collect();
+    let losses: Vec<f64> = out.epochs.iter().map(|e| e.train_loss).collect();
     eprintln!(
         "mmic losses {losses:?}, test {:?}, {:.1}s",
         out.test_metrics.get("f1_weighted"),
@@ -428,7 +428,7 @@ fn mmdfn_baseline_learns_and_is_deterministic() {
     let req = request("mmdfn", 5, &[("epochs", Value::Int(10))]);
     let cancel = AtomicBool::new(false);
     let a = run_trial(&req, Default::default(), &mut |_| {}, &cancel).expect("trial");
-    let losses: Vec<f64> = a.epochs.iter().map(|(l, _)| *l).collect();
+    let losses: Vec<f64> = a.epochs.iter().map(|e| e.train_loss).collect();
     assert!(
         losses.last().expect("test setup") < &losses[0],
         "{losses:?}"
@@ -557,7 +557,8 @@ fn data_parallel_matches_the_plain_trial() {
             .expect("data parallel");
         assert_eq!(dp.selected_epoch, plain.selected_epoch, "{what}");
         assert_eq!(dp.epochs.len(), 3, "{what}");
-        for ((dl, dv), (pl, pv)) in dp.epochs.iter().zip(&plain.epochs) {
+        for (ga, gb) in dp.epochs.iter().zip(&plain.epochs) {
+            let (dl, dv, pl, pv) = (&ga.train_loss, &ga.valid, &gb.train_loss, &gb.valid);
             assert!(
                 close(*dl, *pl, 1e-4 * pl.abs().max(1.0)),
                 "{what}: loss {dl} vs {pl}"
@@ -570,7 +571,7 @@ fn data_parallel_matches_the_plain_trial() {
             let d = dp.test_metrics[k];
             assert!(close(d, *v, 1e-4), "{what}: test {k} {d} vs {v}");
         }
-        let losses: Vec<f64> = plain.epochs.iter().map(|(l, _)| *l).collect();
+        let losses: Vec<f64> = plain.epochs.iter().map(|e| e.train_loss).collect();
         assert!(losses[2] < losses[0], "{what}: did not train: {losses:?}");
     }
 }

@@ -108,7 +108,8 @@ fn assert_outcomes_close(what: &str, a: &TrialOutcome, b: &TrialOutcome) {
         1e-4,
     );
     assert_eq!(a.epochs.len(), b.epochs.len());
-    for (e, ((la, va), (lb, vb))) in a.epochs.iter().zip(&b.epochs).enumerate() {
+    for (e, (ea, eb)) in a.epochs.iter().zip(&b.epochs).enumerate() {
+        let (la, va, lb, vb) = (&ea.train_loss, &ea.valid, &eb.train_loss, &eb.valid);
         assert!(
             (la - lb).abs() < 1e-4,
             "{what}: epoch {} loss {la} vs {lb}",

@@ -102,7 +102,7 @@ fn assert_same(a: &TrialOutcome, b: &TrialOutcome, what: &str) {
     let bits = |o: &TrialOutcome| {
         o.epochs
             .iter()
-            .map(|(l, _)| l.to_bits())
+            .map(|e| e.train_loss.to_bits())
             .collect::<Vec<_>>()
     };
     assert_eq!(bits(a), bits(b), "{what}: every epoch's loss bitwise");

@@ -96,6 +96,11 @@ impl WorkerService for WorkerApi {
                 seconds: req.seconds,
                 predictions: (!req.predictions.is_empty()).then_some(req.predictions),
                 weights: (!req.weights.is_empty()).then_some(req.weights),
+                history: req
+                    .history
+                    .iter()
+                    .map(pb::EpochMetrics::to_record)
+                    .collect(),
             })
             .await?;
         let next = match req.next {

@@ -106,6 +106,8 @@ pub struct Completion {
     /// `weights/<trial_id>.safetensors` when the worker saved the selected
     /// epoch's weights in its artifacts directory.
     pub weights: Option<String>,
+    /// Every epoch's training loss and metrics.
+    pub history: Vec<sigsweep_types::EpochRecord>,
 }
 
 /// Result of a submission.

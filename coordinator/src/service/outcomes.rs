@@ -24,6 +24,7 @@ impl Coordinator {
     pub async fn complete(&self, c: Completion) -> Result<bool> {
         check_metric_bounds("test_metrics", &c.test_metrics)?;
         check_metric_bounds("valid_metrics", &c.valid_metrics)?;
+        check_history(&c.history)?;
         // A worker names only its own trial's file, relative to the
         // artifacts directory: never a path of its choosing.
         let own = [
@@ -95,6 +96,7 @@ impl Coordinator {
                 seconds: c.seconds,
                 predictions: c.predictions.clone(),
                 weights: c.weights.clone(),
+                history: c.history.clone(),
                 ..record_of(
                     &c.trial_id,
                     entry,
@@ -217,6 +219,57 @@ impl Coordinator {
     }
 }
 
+/// Most epochs one completion's history may hold.
+pub const MAX_HISTORY_EPOCHS: usize = 10_000;
+
+/// Most metric values a completion's whole history may hold.
+pub const MAX_HISTORY_VALUES: usize = 200_000;
+
+/// A completion's history: bounded (epochs, values, names) and finite, with
+/// epochs strictly increasing from 1, so that it can be stored, sent back
+/// and written as JSON.
+pub(super) fn check_history(history: &[sigsweep_types::EpochRecord]) -> Result<()> {
+    if history.len() > MAX_HISTORY_EPOCHS {
+        return Err(CoordinatorError::Invalid(format!(
+            "history has {} epochs, more than the limit of {MAX_HISTORY_EPOCHS}",
+            history.len()
+        )));
+    }
+    let values: usize = history.iter().map(|e| e.valid.len() + e.test.len()).sum();
+    if values > MAX_HISTORY_VALUES {
+        return Err(CoordinatorError::Invalid(format!(
+            "history holds {values} metric values, more than the limit of {MAX_HISTORY_VALUES}"
+        )));
+    }
+    let mut last = 0;
+    for e in history {
+        if e.epoch <= last {
+            return Err(CoordinatorError::Invalid(format!(
+                "history epochs must increase from 1: epoch {} after {last}",
+                e.epoch
+            )));
+        }
+        last = e.epoch;
+        if !e.train_loss.is_finite() {
+            return Err(CoordinatorError::Invalid(format!(
+                "history: epoch {} has a non-finite training loss",
+                e.epoch
+            )));
+        }
+        for (split, m) in [("valid", &e.valid), ("test", &e.test)] {
+            check_metric_bounds(split, m)?;
+            if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(CoordinatorError::Invalid(format!(
+                    "history: epoch {} {split} metric `{}` is not finite",
+                    e.epoch,
+                    k.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Most metrics one completion may carry per split.
 pub const MAX_METRICS: usize = 1024;
 
@@ -306,5 +359,6 @@ fn record_of(
         worker: worker.into(),
         predictions: None,
         weights: None,
+        history: Vec::new(),
     }
 }

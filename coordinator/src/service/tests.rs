@@ -56,6 +56,7 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
         seconds: 1.0,
         predictions: None,
         weights: None,
+        history: Vec::new(),
     })
     .await
     .expect("complete")
@@ -235,6 +236,7 @@ async fn a_restarted_worker_fences_its_old_generation() {
             seconds: 1.0,
             predictions: None,
             weights: None,
+            history: Vec::new(),
         })
         .await
         .expect_err("stale generation");
@@ -388,6 +390,31 @@ async fn sweeps_for_a_model_a_worker_declared_are_checked_against_its_declaratio
         .expect("built-in declaration kept");
 }
 
+/// A completion's history is bounded, finite and in epoch order; anything
+/// else is refused before it is stored.
+#[test]
+fn a_completion_history_must_be_finite_and_in_order() {
+    use super::outcomes::check_history;
+    let e = |epoch: u32, loss: f64, v: f64| sigsweep_types::EpochRecord {
+        epoch,
+        train_loss: loss,
+        valid: BTreeMap::from([("acc".to_string(), v)]),
+        test: BTreeMap::new(),
+    };
+    assert!(check_history(&[e(1, 0.5, 0.1), e(2, 0.4, 0.2)]).is_ok());
+    for (bad, why) in [
+        (vec![e(1, f64::NAN, 0.1)], "non-finite training loss"),
+        (vec![e(1, 0.5, f64::INFINITY)], "not finite"),
+        (vec![e(2, 0.5, 0.1), e(2, 0.4, 0.1)], "must increase"),
+        (vec![e(0, 0.5, 0.1)], "must increase"),
+    ] {
+        let err = check_history(&bad).expect_err(why);
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let long: Vec<_> = (1..=10_001).map(|i| e(i, 0.1, 0.1)).collect();
+    assert!(check_history(&long).is_err());
+}
+
 /// A completion names its predictions and weights only as the trial's own
 /// files in the artifacts directory; any other path is refused and nothing
 /// is stored.
@@ -413,6 +440,7 @@ async fn predictions_are_only_the_trials_own_file() {
         seconds: 1.0,
         predictions: Some(p.to_string()),
         weights: None,
+        history: Vec::new(),
     };
     for bad in [
         "../../etc/passwd",

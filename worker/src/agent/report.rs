@@ -98,6 +98,7 @@ pub(super) async fn report_outcome(
                 next,
                 predictions,
                 weights,
+                history: outcome.epochs.iter().map(pb::EpochMetrics::from).collect(),
             };
             let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();

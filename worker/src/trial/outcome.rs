@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::error::TrainError;
 use super::request::{Split, TrialRequest};
 use super::weights::Weights;
+pub use sigsweep_types::EpochRecord;
 
 /// Progress after one epoch.
 #[derive(Debug, Clone)]
@@ -30,7 +31,8 @@ pub struct TrialOutcome {
     pub valid_metrics: BTreeMap<String, f64>,
     pub test_metrics: BTreeMap<String, f64>,
     pub seconds: f64,
-    pub epochs: Vec<(f64, BTreeMap<String, f64>)>,
+    /// Every epoch: mean training loss, validation and test metrics.
+    pub epochs: Vec<EpochRecord>,
     /// The test predictions of the selected epoch, when the trial saves them
     /// (`save_predictions`).
     pub predictions: Option<Vec<Prediction>>,
@@ -118,7 +120,8 @@ pub(crate) fn check_mean_loss(loss: f64, epoch: u32) -> Result<(), TrainError> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SelectorState {
     best: Option<BestBits>,
-    history: Vec<(u64, Bits)>,
+    /// Per epoch: (training loss, validation, test).
+    history: Vec<(u64, Bits, Bits)>,
 }
 
 /// Metrics as bits.
@@ -153,7 +156,7 @@ pub(crate) struct Selector {
     higher_is_better: bool,
     split: Split,
     best: Option<Best>,
-    history: Vec<(f64, BTreeMap<String, f64>)>,
+    history: Vec<EpochRecord>,
 }
 
 impl Selector {
@@ -193,7 +196,12 @@ impl Selector {
                 }
             }
         };
-        self.history.push((loss, valid.clone()));
+        self.history.push(EpochRecord {
+            epoch,
+            train_loss: loss,
+            valid: valid.clone(),
+            test: test.clone(),
+        });
         if better && value.is_finite() {
             self.best = Some(Best {
                 value,
@@ -235,7 +243,7 @@ impl Selector {
             history: self
                 .history
                 .iter()
-                .map(|(loss, valid)| (loss.to_bits(), bits(valid)))
+                .map(|e| (e.train_loss.to_bits(), bits(&e.valid), bits(&e.test)))
                 .collect(),
         }
     }
@@ -251,7 +259,13 @@ impl Selector {
         self.history = state
             .history
             .iter()
-            .map(|(loss, valid)| (f64::from_bits(*loss), unbits(valid)))
+            .enumerate()
+            .map(|(i, (loss, valid, test))| EpochRecord {
+                epoch: i as u32 + 1,
+                train_loss: f64::from_bits(*loss),
+                valid: unbits(valid),
+                test: unbits(test),
+            })
             .collect();
     }
 
