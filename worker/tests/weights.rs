@@ -263,4 +263,21 @@ fn a_file_that_does_not_fit_is_refused_by_name() {
 
     // A refused file leaves the model as it was.
     assert_eq!(bits(&b.weights().expect("weights")), before);
+
+    // The never-used MM-DFN modules must be there, in any shape (MM-DFN's
+    // speaker count per dataset is its own).
+    let mut speakers = good.clone();
+    speakers.insert(
+        "graph_model.speaker_embeddings.weight",
+        Named::zeros(vec![9, 16]),
+    );
+    b.load_weights(speakers)
+        .expect("an unused tensor's shape does not matter");
+    let mut unused = good.clone();
+    unused.tensors.remove("gatedatt.transform_av.bias");
+    let err = b.load_weights(unused).expect_err("missing unused tensor");
+    assert!(
+        err.to_string().contains("gatedatt.transform_av.bias"),
+        "{err}"
+    );
 }

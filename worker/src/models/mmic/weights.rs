@@ -19,7 +19,8 @@
 //! MM-DFN's `state_dict` also holds modules its GDF forward never calls
 //! (`att_model`, `gatedatt`, `graph_model.{a,v,l}_fc`, `feature_fc`,
 //! `final_fc` and the embeddings): they are written as zeros of MM-DFN's
-//! shapes and ignored on reading. A text LSTM (`text_encoder = "lstm"`,
+//! shapes; on reading they must be there (strict names) and are ignored,
+//! whatever their shape. A text LSTM (`text_encoder = "lstm"`,
 //! `mmic` only) is written under `lstm_l` with LSTM shapes.
 
 use burn::prelude::*;
@@ -225,8 +226,16 @@ pub fn import<B: Backend>(
                 let t = file.take(&name, &own.tensors[&k].shape)?;
                 folded.push((k, t));
             }
-            Op::Unused(s) => {
-                file.take(&name, &s)?;
+            Op::Unused(_) => {
+                // Present, as in MM-DFN's `state_dict`, but never used: its
+                // shape (the speaker count of MM-DFN's own configuration,
+                // say) does not matter.
+                if file.tensors.remove(&name).is_none() {
+                    return Err(TrainError::InvalidParam {
+                        key: "weights".into(),
+                        message: format!("the file has no tensor `{name}`"),
+                    });
+                }
             }
         }
     }
