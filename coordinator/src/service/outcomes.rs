@@ -163,8 +163,10 @@ impl Coordinator {
             // A worker that lost its lease (taken over, expired and leased
             // again) reports about a trial another worker runs now: that
             // worker's outcome counts, not this one.
-            if state.scheduler.lease_of(trial_id).is_some()
-                && !state.scheduler.holds(trial_id, &holder)
+            if state
+                .scheduler
+                .lease_of(trial_id)
+                .is_some_and(|l| l.holder != holder)
             {
                 tracing::info!(trial = %trial_id, worker = %worker_id, "failure from a worker that lost its lease; ignored");
                 return Ok(false);
