@@ -17,6 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${TORCH_PYTHON:-python3}
+# A relative path is made absolute: the checks run from tests/python.
+if [[ "$PY" == */* ]]; then
+    PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+fi
 SIGSWEEP=${SIGSWEEP:-$PWD/target/release/sigsweep}
 "$PY" -c 'import torch, numpy' || { echo "test-pytorch: $PY has no torch" >&2; exit 1; }
 work=$(mktemp -d)
