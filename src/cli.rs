@@ -367,6 +367,11 @@ pub struct ReportArgs {
     /// permutation, aso.
     #[arg(long, default_value = "t")]
     pub test: String,
+    /// The workers' artifacts directory, where the trials' predictions
+    /// files are (default: `artifacts/` in the state directory). With
+    /// predictions the report adds its per-example tests.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
     /// Read from a running coordinator instead of a state directory.
     #[arg(long, env = "SIGSWEEP_COORDINATOR")]
     pub coordinator: Option<String>,

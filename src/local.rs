@@ -161,7 +161,10 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
     let results = coordinator.results(&sweep_id).await?;
     let mut rs = spec.report_spec();
     rs.confirmatory = confirmatory;
-    let report = sigsweep_report::build(&rs, &results);
+    let (predictions, load_notes) =
+        sigsweep_report::per_example::load_predictions(&state_dir.join("artifacts"), &results);
+    let mut report = sigsweep_report::build_with_predictions(&rs, &results, &predictions);
+    report.notes.extend(load_notes);
     sigsweep_report::outputs::write_outputs(&state_dir, &report, &results)
         .with_context(|| format!("cannot write the outputs into {}", state_dir.display()))?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -66,68 +66,178 @@ pub fn accuracy<T: PartialEq>(truth: &[T], pred: &[T]) -> f64 {
     hits as f64 / truth.len() as f64
 }
 
-/// Per-class counts used by every F1 variant.
+/// A confusion matrix over classes `0..n_classes`: `count(t, p)` examples
+/// with truth `t` predicted as `p`. Every classification metric here is
+/// computed from one, and a caller that weighs examples (a bootstrap
+/// resample counts an example as often as it was drawn) builds one with
+/// [`ConfusionMatrix::add`] and gets the same definitions.
+///
+/// Labels outside `0..n_classes` count for accuracy but for no class: an
+/// outside truth predicted as `k` is a false positive of `k`, a truth `k`
+/// predicted outside is a false negative of `k`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Confusion {
-    tp: Vec<usize>,
-    fp: Vec<usize>,
-    fn_: Vec<usize>,
-    support: Vec<usize>,
+pub struct ConfusionMatrix {
+    n: usize,
+    /// `(n + 1) × (n + 1)`, row = truth, column = prediction; index `n`
+    /// stands for every label outside `0..n`.
+    counts: Vec<u64>,
+    /// Examples whose truth and prediction are the same outside label.
+    outside_hits: u64,
 }
 
-impl Confusion {
-    fn new(truth: &[usize], pred: &[usize], n_classes: usize) -> Self {
-        check_len(truth.len(), pred.len());
-        let mut c = Confusion {
-            tp: vec![0; n_classes],
-            fp: vec![0; n_classes],
-            fn_: vec![0; n_classes],
-            support: vec![0; n_classes],
-        };
-        for (&t, &p) in truth.iter().zip(pred) {
-            if t < n_classes {
-                c.support[t] += 1;
-            }
-            if t == p {
-                if t < n_classes {
-                    c.tp[t] += 1;
-                }
-            } else {
-                if t < n_classes {
-                    c.fn_[t] += 1;
-                }
-                if p < n_classes {
-                    c.fp[p] += 1;
-                }
-            }
+impl ConfusionMatrix {
+    /// An empty matrix.
+    pub fn new(n_classes: usize) -> Self {
+        Self {
+            n: n_classes,
+            counts: vec![0; (n_classes + 1) * (n_classes + 1)],
+            outside_hits: 0,
         }
-        c
     }
 
-    fn f1(&self) -> Vec<f64> {
-        (0..self.tp.len())
+    /// The matrix of `truth` against `pred`, each example once.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn of(truth: &[usize], pred: &[usize], n_classes: usize) -> Self {
+        check_len(truth.len(), pred.len());
+        let mut m = Self::new(n_classes);
+        for (&t, &p) in truth.iter().zip(pred) {
+            m.add(t, p, 1);
+        }
+        m
+    }
+
+    /// Counts one example `weight` times.
+    pub fn add(&mut self, truth: usize, pred: usize, weight: u64) {
+        if truth >= self.n && truth == pred {
+            self.outside_hits += weight;
+        }
+        let (t, p) = (truth.min(self.n), pred.min(self.n));
+        if let Some(c) = self.counts.get_mut(t * (self.n + 1) + p) {
+            *c += weight;
+        }
+    }
+
+    /// Number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.n
+    }
+
+    /// Examples with truth `truth` predicted as `pred`; `n_classes` stands
+    /// for every label outside the classes.
+    pub fn count(&self, truth: usize, pred: usize) -> u64 {
+        if truth <= self.n && pred <= self.n {
+            self.counts
+                .get(truth * (self.n + 1) + pred)
+                .copied()
+                .unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// All counted examples.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Fraction of examples predicted correctly (0.0 when empty).
+    pub fn accuracy(&self) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            return 0.0;
+        }
+        let hits: u64 = (0..self.n).map(|k| self.count(k, k)).sum::<u64>() + self.outside_hits;
+        hits as f64 / total as f64
+    }
+
+    /// Truth count of class `k` (its support).
+    fn support(&self, k: usize) -> u64 {
+        (0..=self.n).map(|p| self.count(k, p)).sum()
+    }
+
+    /// F1 of each class `0..n` (sklearn `average=None`, zero_division=0).
+    pub fn f1(&self) -> Vec<f64> {
+        (0..self.n)
             .map(|k| {
-                let denom = 2 * self.tp[k] + self.fp[k] + self.fn_[k];
+                let tp = self.count(k, k);
+                let fp: u64 = (0..=self.n)
+                    .filter(|&t| t != k)
+                    .map(|t| self.count(t, k))
+                    .sum();
+                let fn_: u64 = (0..=self.n)
+                    .filter(|&p| p != k)
+                    .map(|p| self.count(k, p))
+                    .sum();
+                let denom = 2 * tp + fp + fn_;
                 if denom == 0 {
                     0.0
                 } else {
-                    2.0 * self.tp[k] as f64 / denom as f64
+                    2.0 * tp as f64 / denom as f64
                 }
             })
             .collect()
     }
 
-    fn weighted_f1(&self) -> f64 {
-        let total: usize = self.support.iter().sum();
+    /// Support-weighted mean of the per-class F1 (sklearn `average='weighted'`).
+    pub fn f1_weighted(&self) -> f64 {
+        let support: Vec<u64> = (0..self.n).map(|k| self.support(k)).collect();
+        let total: u64 = support.iter().sum();
         if total == 0 {
             return 0.0;
         }
         self.f1()
             .iter()
-            .zip(&self.support)
+            .zip(&support)
             .map(|(f, &s)| f * s as f64)
             .sum::<f64>()
             / total as f64
+    }
+
+    /// Unweighted mean of the per-class F1 over all `n` classes.
+    pub fn f1_macro(&self) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        self.f1().iter().sum::<f64>() / self.n as f64
+    }
+
+    /// One classification metric by name (`accuracy`, `f1_weighted`,
+    /// `f1_macro`, `f1_class_<k>`); `None` for another name.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "accuracy" => Some(self.accuracy()),
+            "f1_weighted" => Some(self.f1_weighted()),
+            "f1_macro" => Some(self.f1_macro()),
+            _ => {
+                let k: usize = name.strip_prefix("f1_class_")?.parse().ok()?;
+                (k < self.n).then(|| self.f1().get(k).copied().unwrap_or(0.0))
+            }
+        }
+    }
+
+    /// Whether `name` is a classification metric [`ConfusionMatrix::metric`] knows.
+    pub fn knows(name: &str) -> bool {
+        matches!(name, "accuracy" | "f1_weighted" | "f1_macro")
+            || name
+                .strip_prefix("f1_class_")
+                .is_some_and(|k| k.parse::<usize>().is_ok())
+    }
+
+    /// The metrics of [`classification_metrics`] (empty when nothing was counted).
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        if self.total() == 0 {
+            return BTreeMap::new();
+        }
+        let mut out = BTreeMap::new();
+        out.insert("accuracy".to_string(), self.accuracy());
+        out.insert("f1_weighted".to_string(), self.f1_weighted());
+        out.insert("f1_macro".to_string(), self.f1_macro());
+        for (k, v) in self.f1().iter().enumerate() {
+            out.insert(format!("f1_class_{k}"), *v);
+        }
+        out
     }
 }
 
@@ -136,7 +246,7 @@ impl Confusion {
 /// # Panics
 /// If the slices differ in length.
 pub fn f1_per_class(truth: &[usize], pred: &[usize], n_classes: usize) -> Vec<f64> {
-    Confusion::new(truth, pred, n_classes).f1()
+    ConfusionMatrix::of(truth, pred, n_classes).f1()
 }
 
 /// Support-weighted mean of the per-class F1 (sklearn `average='weighted'`).
@@ -144,7 +254,7 @@ pub fn f1_per_class(truth: &[usize], pred: &[usize], n_classes: usize) -> Vec<f6
 /// # Panics
 /// If the slices differ in length.
 pub fn f1_weighted(truth: &[usize], pred: &[usize], n_classes: usize) -> f64 {
-    Confusion::new(truth, pred, n_classes).weighted_f1()
+    ConfusionMatrix::of(truth, pred, n_classes).f1_weighted()
 }
 
 /// Unweighted mean of the per-class F1 over all `n_classes` classes
@@ -153,11 +263,7 @@ pub fn f1_weighted(truth: &[usize], pred: &[usize], n_classes: usize) -> f64 {
 /// # Panics
 /// If the slices differ in length.
 pub fn f1_macro(truth: &[usize], pred: &[usize], n_classes: usize) -> f64 {
-    if n_classes == 0 {
-        return 0.0;
-    }
-    let f1 = f1_per_class(truth, pred, n_classes);
-    f1.iter().sum::<f64>() / n_classes as f64
+    ConfusionMatrix::of(truth, pred, n_classes).f1_macro()
 }
 
 /// All classification metrics: `accuracy`, `f1_weighted`, `f1_macro` and
@@ -176,21 +282,7 @@ pub fn classification_metrics(
     if truth.is_empty() {
         return BTreeMap::new();
     }
-    let confusion = Confusion::new(truth, pred, n_classes);
-    let f1 = confusion.f1();
-    let mut out = BTreeMap::new();
-    out.insert("accuracy".to_string(), accuracy(truth, pred));
-    out.insert("f1_weighted".to_string(), confusion.weighted_f1());
-    let macro_f1 = if n_classes == 0 {
-        0.0
-    } else {
-        f1.iter().sum::<f64>() / n_classes as f64
-    };
-    out.insert("f1_macro".to_string(), macro_f1);
-    for (k, v) in f1.iter().enumerate() {
-        out.insert(format!("f1_class_{k}"), *v);
-    }
-    out
+    ConfusionMatrix::of(truth, pred, n_classes).metrics()
 }
 
 fn to_f64<T: Copy + Into<f64>>(xs: &[T]) -> Vec<f64> {
@@ -293,6 +385,39 @@ pub fn non0_binary<T: Copy + Into<f64>>(truth: &[T], pred: &[T]) -> (f64, f64) {
     binary(truth, pred, |t| t != 0.0, |x| x > 0.0)
 }
 
+/// Names of the MMSA regression metrics, in [`regression_metrics`] order.
+pub const REGRESSION_METRICS: [&str; 9] = [
+    "mae",
+    "corr",
+    "acc7",
+    "acc5",
+    "acc3",
+    "has0_acc2",
+    "has0_f1",
+    "non0_acc2",
+    "non0_f1",
+];
+
+/// One MMSA regression metric by name (see [`REGRESSION_METRICS`]); `None`
+/// for another name. Computes only that metric.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn regression_metric<T: Copy + Into<f64>>(name: &str, truth: &[T], pred: &[T]) -> Option<f64> {
+    Some(match name {
+        "mae" => mae(truth, pred),
+        "corr" => pearson(truth, pred),
+        "acc7" => multiclass_acc(truth, pred, 3.0),
+        "acc5" => multiclass_acc(truth, pred, 2.0),
+        "acc3" => multiclass_acc(truth, pred, 1.0),
+        "has0_acc2" => has0_binary(truth, pred).0,
+        "has0_f1" => has0_binary(truth, pred).1,
+        "non0_acc2" => non0_binary(truth, pred).0,
+        "non0_f1" => non0_binary(truth, pred).1,
+        _ => return None,
+    })
+}
+
 /// All MMSA regression metrics: `mae`, `corr`, `acc7`, `acc5`, `acc3`,
 /// `has0_acc2`, `has0_f1`, `non0_acc2`, `non0_f1` (fractions, unrounded).
 ///
@@ -303,22 +428,10 @@ pub fn regression_metrics<T: Copy + Into<f64>>(truth: &[T], pred: &[T]) -> BTree
     if truth.is_empty() {
         return BTreeMap::new();
     }
-    let (has0_acc2, has0_f1) = has0_binary(truth, pred);
-    let (non0_acc2, non0_f1) = non0_binary(truth, pred);
-    [
-        ("mae", mae(truth, pred)),
-        ("corr", pearson(truth, pred)),
-        ("acc7", multiclass_acc(truth, pred, 3.0)),
-        ("acc5", multiclass_acc(truth, pred, 2.0)),
-        ("acc3", multiclass_acc(truth, pred, 1.0)),
-        ("has0_acc2", has0_acc2),
-        ("has0_f1", has0_f1),
-        ("non0_acc2", non0_acc2),
-        ("non0_f1", non0_f1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    REGRESSION_METRICS
+        .iter()
+        .filter_map(|k| regression_metric(k, truth, pred).map(|v| (k.to_string(), v)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     let curves = curves(spec, &groups);
     let mut report = Report {
         curves,
+        examples: None,
         sweep_name: spec.sweep_name.clone(),
         dataset: spec.dataset.clone(),
         grid_keys: spec.grid_keys.clone(),
@@ -166,6 +167,25 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
         notes,
     };
     mark_exploratory(&mut report);
+    report
+}
+
+/// [`build()`], plus the per-example analysis of the trials' `predictions`
+/// (by trial id; see [`crate::per_example`]).
+pub fn build_with_predictions(
+    spec: &ReportSpec,
+    records: &[TrialRecord],
+    predictions: &BTreeMap<String, crate::per_example::Predictions>,
+) -> Report {
+    let mut report = build(spec, records);
+    let mut notes = std::mem::take(&mut report.notes);
+    report.examples =
+        crate::per_example::analyze(spec, &report, records, predictions, &mut |s: String| {
+            if !notes.contains(&s) {
+                notes.push(s);
+            }
+        });
+    report.notes = notes;
     report
 }
 

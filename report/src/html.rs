@@ -3,7 +3,10 @@
 use crate::escape::html as escape;
 use crate::plots::{curves_svg, paired_svg, pairs, sensitivity_points, sensitivity_svg};
 use crate::report::Report;
-use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
+use crate::view::{
+    Cell, PlainTable, banners, example_tables, examples_intro, failure_lines, table_view,
+    winner_line,
+};
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\
 table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}\
@@ -155,6 +158,20 @@ pub fn render(r: &Report) -> String {
             )
         ));
     }
+    if let Some(intro) = examples_intro(r) {
+        out.push_str(&format!(
+            "<h2>Per-example analysis</h2>\n<p class=\"caption\">{}</p>\n",
+            escape(&intro)
+        ));
+        for t in example_tables(r) {
+            plain_table(&mut out, &t);
+        }
+        if let Some(e) = &r.examples {
+            for c in &e.confusion {
+                confusion_html(&mut out, c);
+            }
+        }
+    }
     if !r.notes.is_empty() {
         out.push_str("<h2>Notes</h2>\n<ul>\n");
         for n in &r.notes {
@@ -175,4 +192,64 @@ pub fn render(r: &Report) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// A [`PlainTable`] under a level-3 heading, with its caption.
+fn plain_table(out: &mut String, t: &PlainTable) {
+    out.push_str(&format!(
+        "<h3>{}</h3>\n<table>\n<thead><tr>",
+        escape(&t.title)
+    ));
+    for (i, h) in t.header.iter().enumerate() {
+        let class = if i < t.left { " class=\"h\"" } else { "" };
+        out.push_str(&format!("<th{class}>{}</th>", escape(h)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for (i, c) in row.iter().enumerate() {
+            let class = if i < t.left { " class=\"h\"" } else { "" };
+            out.push_str(&format!("<td{class}>{}</td>", escape(c)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str(&format!(
+        "</tbody>\n</table>\n<p class=\"caption\">{}</p>\n",
+        escape(&t.caption)
+    ));
+}
+
+/// A confusion matrix as a table whose cells are shaded by their share of
+/// the row (the true class).
+fn confusion_html(out: &mut String, c: &crate::per_example::Confusion) {
+    out.push_str(&format!(
+        "<h3>Confusion matrix: {} ({})</h3>\n<table class=\"confusion\">\n<thead><tr><th class=\"h\">truth \\ predicted</th>",
+        escape(&c.config_key),
+        escape(&c.role)
+    ));
+    for k in 0..c.counts.len() {
+        out.push_str(&format!("<th>{k}</th>"));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for (k, row) in c.counts.iter().enumerate() {
+        let total: u64 = row.iter().sum();
+        out.push_str(&format!("<tr><th class=\"h\">{k}</th>"));
+        for (j, n) in row.iter().enumerate() {
+            let share = if total == 0 {
+                0.0
+            } else {
+                *n as f64 / total as f64
+            };
+            let rgb = if j == k { "44,160,44" } else { "214,39,40" };
+            out.push_str(&format!(
+                "<td style=\"background:rgba({rgb},{share:.3})\" title=\"{:.1}% of true class {k}\">{n}</td>",
+                share * 100.0
+            ));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str(&format!(
+        "</tbody>\n</table>\n<p class=\"caption\">Test examples by true class (rows) and predicted class (columns), summed over {} seed(s); shading: share of the row (green: correct, red: confused).</p>\n",
+        c.seeds.len()
+    ));
 }

@@ -29,6 +29,7 @@
 //! | [`model`] | input types: [`TrialRecord`], [`ReportSpec`], [`Goal`], [`TestKind`], [`Correction`] |
 //! | [`report`](mod@report) | output types: [`Report`], [`MetricTable`], [`Row`], [`RowComparison`] |
 //! | [`build`](mod@build) | [`build()`]: records → report (pure, never panics) |
+//! | [`per_example`] | tests over test examples from the trials' predictions: paired bootstrap, McNemar, per-class F1, confusion |
 //! | [`view`] | format-neutral captions, cells and number formatting |
 //! | [`term`], [`markdown`], [`latex`], [`csv`], [`json`], [`html`], [`plots`] | renderers |
 
@@ -41,13 +42,14 @@ pub mod latex;
 pub mod markdown;
 pub mod model;
 pub mod outputs;
+pub mod per_example;
 pub mod plots;
 pub mod report;
 pub mod scores;
 pub mod term;
 pub mod view;
 
-pub use build::build;
+pub use build::{build, build_with_predictions};
 pub use model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 pub use report::{
     ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,

@@ -1,7 +1,10 @@
 //! GitHub-flavoured Markdown rendering.
 
 use crate::report::Report;
-use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
+use crate::view::{
+    Cell, PlainTable, banners, confusion_tables, example_tables, examples_intro, failure_lines,
+    table_view, winner_line,
+};
 
 /// Escape characters with meaning inside GitHub table cells and inline text. Underscores
 /// inside words (`acc_2`) are left alone since GitHub does not treat them as emphasis.
@@ -82,6 +85,15 @@ pub fn render(r: &Report) -> String {
         }
         out.push('\n');
     }
+    if let Some(intro) = examples_intro(r) {
+        out.push_str(&format!(
+            "## Per-example analysis\n\n{}\n\n",
+            escape(&intro)
+        ));
+        for t in example_tables(r).iter().chain(&confusion_tables(r)) {
+            plain_table(&mut out, t);
+        }
+    }
     if !r.notes.is_empty() {
         out.push_str("## Notes\n\n");
         for n in &r.notes {
@@ -98,4 +110,20 @@ pub fn render(r: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A [`PlainTable`] under a level-3 heading, with its caption.
+pub fn plain_table(out: &mut String, t: &PlainTable) {
+    out.push_str(&format!("### {}\n\n", escape(&t.title)));
+    let header: Vec<String> = t.header.iter().map(|h| escape(h)).collect();
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    let align: Vec<&str> = (0..t.header.len())
+        .map(|i| if i < t.left { ":--" } else { "--:" })
+        .collect();
+    out.push_str(&format!("| {} |\n", align.join(" | ")));
+    for row in &t.rows {
+        let cells: Vec<String> = row.iter().map(|c| escape(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out.push_str(&format!("\n{}\n\n", escape(&t.caption)));
 }

@@ -214,6 +214,10 @@ pub struct Report {
     /// when no result carries a history).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub curves: Vec<Curve>,
+    /// Tests over test examples (bootstrap, McNemar, per-class F1,
+    /// confusion matrices), when the trials saved predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples: Option<crate::per_example::ExampleAnalysis>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Terminal rendering: aligned columns, ANSI colour only when asked.
 
 use crate::report::Report;
-use crate::view::{Cell, banners, failure_lines, table_view, winner_line};
+use crate::view::{
+    Cell, PlainTable, banners, example_tables, examples_intro, failure_lines, table_view,
+    winner_line,
+};
 
 const BOLD: &str = "\x1b[1m";
 const GREEN: &str = "\x1b[32m";
@@ -124,6 +127,16 @@ pub fn render(r: &Report, color: bool) -> String {
             out.push('\n');
         }
     }
+    if let Some(intro) = examples_intro(r) {
+        out.push('\n');
+        out.push_str(&paint("Per-example analysis", BOLD, color));
+        out.push('\n');
+        out.push_str(&paint(&intro, DIM, color));
+        out.push('\n');
+        for t in example_tables(r) {
+            plain_table(&mut out, &t, color);
+        }
+    }
     if !r.notes.is_empty() {
         out.push_str("\nNotes:\n");
         for n in &r.notes {
@@ -143,4 +156,44 @@ pub fn render(r: &Report, color: bool) -> String {
         }
     }
     out
+}
+
+/// A [`PlainTable`] with aligned columns.
+fn plain_table(out: &mut String, t: &PlainTable, color: bool) {
+    let mut widths: Vec<usize> = t.header.iter().map(|h| width(h)).collect();
+    for row in &t.rows {
+        for (i, s) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(width(s));
+            }
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut l = String::new();
+        for (i, s) in cells.iter().enumerate() {
+            let pad = " ".repeat(widths.get(i).copied().unwrap_or(0).saturating_sub(width(s)));
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if i < t.left {
+                l.push_str(s);
+                l.push_str(&pad);
+            } else {
+                l.push_str(&pad);
+                l.push_str(s);
+            }
+        }
+        l.trim_end().to_string()
+    };
+    out.push('\n');
+    out.push_str(&paint(&t.title, BOLD, color));
+    out.push('\n');
+    out.push_str(&line(&t.header));
+    out.push('\n');
+    for row in &t.rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out.push_str(&paint(&t.caption, DIM, color));
+    out.push('\n');
 }

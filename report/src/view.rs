@@ -299,3 +299,193 @@ pub fn failure_lines(r: &Report) -> Vec<String> {
         })
         .collect()
 }
+
+/// A titled table of plain cells with a caption (the per-example section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainTable {
+    pub title: String,
+    pub header: Vec<String>,
+    /// Leading left-aligned columns.
+    pub left: usize,
+    pub rows: Vec<Vec<String>>,
+    pub caption: String,
+}
+
+/// What the per-example section is and how it pools seeds (one paragraph).
+pub fn examples_intro(r: &Report) -> Option<String> {
+    let e = r.examples.as_ref()?;
+    let pairing = if e.shared_test_set {
+        "every seed was evaluated on the same test set"
+    } else {
+        "each seed had its own test set (drawn from the seed), so examples are paired within a seed"
+    };
+    Some(format!(
+        "Unit of replication: the {} test examples; {pairing}. The tables above replicate over seeds and answer \"does the method help across training randomness\"; the tests here hold the trained models fixed and answer \"does it help on this test set\". Paired bootstrap (Koehn 2004; Berg-Kirkpatrick et al. 2012): {} resamples of the test examples (seed {}); each resample is applied to every seed, and Δ* is the mean over the seeds shared with the baseline of config − baseline on it. 95% CI: percentile; p: two-sided, shifted null, (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (1 + B); p_adj: {} across the metric's comparisons; * p_adj < 0.05; Δ*>0: share of resamples in which the configuration scores higher.",
+        e.n_examples,
+        e.resamples,
+        e.seed,
+        r.correction.label()
+    ))
+}
+
+/// The per-example tables: one bootstrap table per metric, McNemar per
+/// seed pair, and per-class F1 of the baseline and the winner.
+pub fn example_tables(r: &Report) -> Vec<PlainTable> {
+    let Some(e) = &r.examples else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in &e.tables {
+        let rows = t
+            .rows
+            .iter()
+            .map(|c| {
+                let b = &c.bootstrap;
+                vec![
+                    c.config_key.clone(),
+                    c.seeds.len().to_string(),
+                    fdelta(b.observed, 4),
+                    format!("[{}, {}]", fdelta(b.ci95[0], 4), fdelta(b.ci95[1], 4)),
+                    fp(b.p),
+                    format!("{}{}", fp(c.p_adj), if c.significant { "*" } else { "" }),
+                    fnum(b.share_positive, 3),
+                ]
+            })
+            .collect();
+        out.push(PlainTable {
+            title: format!("Paired bootstrap over test examples: {}", t.metric),
+            header: ["configuration", "seeds", "Δ", "95% CI", "p", "p_adj", "Δ*>0"]
+                .map(String::from)
+                .to_vec(),
+            left: 1,
+            rows,
+            caption: format!(
+                "{} ({}); Δ = config − baseline ({}), mean over the paired seeds; unit: test examples, {} resamples.",
+                t.metric,
+                goal_words(t.goal),
+                r.baseline_key,
+                e.resamples
+            ),
+        });
+    }
+    if !e.mcnemar.is_empty() {
+        let mut summary: Vec<(String, usize, usize)> = Vec::new();
+        for m in &e.mcnemar {
+            let hit = usize::from(m.test.p < 0.05);
+            match summary.iter_mut().find(|(k, _, _)| *k == m.config_key) {
+                Some(s) => {
+                    s.1 += hit;
+                    s.2 += 1;
+                }
+                None => summary.push((m.config_key.clone(), hit, 1)),
+            }
+        }
+        let counts: Vec<String> = summary
+            .iter()
+            .map(|(k, hit, n)| format!("{k}: {hit} of {n}"))
+            .collect();
+        out.push(PlainTable {
+            title: "McNemar's test for accuracy, one pair of seeds at a time".to_string(),
+            header: ["configuration", "seed", "b", "c", "p"]
+                .map(String::from)
+                .to_vec(),
+            left: 1,
+            rows: e
+                .mcnemar
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.config_key.clone(),
+                        m.seed.to_string(),
+                        m.test.b.to_string(),
+                        m.test.c.to_string(),
+                        fp(m.test.p),
+                    ]
+                })
+                .collect(),
+            caption: format!(
+                "Exact McNemar test (statsmodels' default) of the configuration's seed s against the baseline's seed s; unit: test examples. b: examples only the configuration classifies correctly; c: only the baseline; p = min(1, 2·P[Binomial(b + c, ½) ≤ min(b, c)]), uncorrected. Seed pairs with p < 0.05: {}.",
+                counts.join("; ")
+            ),
+        });
+    }
+    let shown: Vec<&crate::per_example::PerClass> = e
+        .per_class
+        .iter()
+        .filter(|p| p.config_key == r.baseline_key || r.winner.as_deref() == Some(&p.config_key))
+        .collect();
+    if let Some(first) = shown.first() {
+        let mut header = vec!["class".to_string(), "support".to_string()];
+        header.extend(shown.iter().map(|p| {
+            let role = if p.config_key == r.baseline_key {
+                "baseline"
+            } else {
+                "winner"
+            };
+            format!("{role} {} (n = {})", p.config_key, p.seeds.len())
+        }));
+        let rows = first
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let mut row = vec![c.class.to_string(), c.support.to_string()];
+                row.extend(shown.iter().map(|p| {
+                    p.classes.get(k).map_or("–".to_string(), |c| {
+                        format!(
+                            "{} [{}, {}]",
+                            fnum(c.f1, 3),
+                            fnum(c.ci95[0], 3),
+                            fnum(c.ci95[1], 3)
+                        )
+                    })
+                }));
+                row
+            })
+            .collect();
+        out.push(PlainTable {
+            title: "Per-class F1".to_string(),
+            header,
+            left: 1,
+            rows,
+            caption: format!(
+                "F1 of each class on the test split: the mean over the configuration's seeds, with a bootstrap percentile 95% interval over test examples ({} resamples); n = seeds. Support: test examples of the class.",
+                e.resamples
+            ),
+        });
+    }
+    out
+}
+
+/// The confusion matrices of the winner and the baseline as count tables.
+pub fn confusion_tables(r: &Report) -> Vec<PlainTable> {
+    let Some(e) = &r.examples else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &e.confusion {
+        let n = c.counts.len();
+        let mut header = vec!["truth \\ predicted".to_string()];
+        header.extend((0..n).map(|k| k.to_string()));
+        out.push(PlainTable {
+            title: format!("Confusion matrix: {} ({})", c.config_key, c.role),
+            header,
+            left: 1,
+            rows: c
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(k, row)| {
+                    let mut cells = vec![k.to_string()];
+                    cells.extend(row.iter().map(u64::to_string));
+                    cells
+                })
+                .collect(),
+            caption: format!(
+                "Test examples by true class (rows) and predicted class (columns), summed over {} seed(s).",
+                c.seeds.len()
+            ),
+        });
+    }
+    out
+}

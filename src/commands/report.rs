@@ -44,7 +44,17 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             args.test
         )
     })?;
-    let report = sigsweep_report::build(&rs, &records);
+    let artifacts = match (&args.artifacts, &args.coordinator) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, None) => Some(Path::new(&args.target).join("artifacts")),
+        (None, Some(_)) => None,
+    };
+    let (predictions, load_notes) = match &artifacts {
+        Some(dir) => sigsweep_report::per_example::load_predictions(dir, &records),
+        None => Default::default(),
+    };
+    let mut report = sigsweep_report::build_with_predictions(&rs, &records, &predictions);
+    report.notes.extend(load_notes);
     let format = match args.format {
         ReportFormat::Term => Format::Term {
             color: args.out.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()),

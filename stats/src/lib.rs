@@ -35,16 +35,20 @@
 //! | [`permutation`] | sign-flip permutation test |
 //! | [`correction`] | Holm, Benjamini–Hochberg, Bonferroni |
 //! | [`aso`](mod@aso) | Almost Stochastic Order `ε_min` |
+//! | [`mcnemar`](mod@mcnemar) | McNemar's test on discordant pairs (exact binomial or corrected chi-square) |
+//! | [`bootstrap`](mod@bootstrap) | paired bootstrap over test examples: percentile CI, shifted-null p |
 //! | [`power`] | minimum detectable d_z and impossibility warnings |
 //! | [`compare`](mod@compare) | [`compare()`]: everything at once, serialisable |
 //! | [`num`] | serde helpers for non-finite floats |
 
 pub mod aso;
+pub mod bootstrap;
 pub mod compare;
 pub mod correction;
 pub mod describe;
 pub mod dist;
 pub mod error;
+pub mod mcnemar;
 pub mod num;
 pub mod permutation;
 pub mod power;
@@ -52,11 +56,13 @@ pub mod ttest;
 pub mod wilcoxon;
 
 pub use aso::{AsoOptions, aso, violation_ratio};
+pub use bootstrap::{Bootstrap, paired_bootstrap};
 pub use compare::{CompareOptions, Comparison, compare, compare_with, try_compare};
 pub use correction::{Correction, adjust, benjamini_hochberg, bonferroni, holm};
 pub use describe::{differences, mean, std, variance};
 pub use dist::{norm_cdf, norm_ppf, norm_sf, t_cdf, t_ppf, t_sf};
 pub use error::{Result, StatsError};
+pub use mcnemar::{McNemar, discordant, mcnemar};
 pub use permutation::{Permutation, permutation_test};
 pub use power::{PowerAnalysis, PowerWarning, min_detectable_dz, min_exact_p, power_analysis};
 pub use ttest::{

@@ -225,3 +225,36 @@ fn aso_within_tolerance() {
         }
     }
 }
+
+/// McNemar against statsmodels (`tests/golden/report_stats.json`).
+#[test]
+fn mcnemar_matches_statsmodels() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/golden/report_stats.json"
+    );
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in g["mcnemar"].as_array().unwrap() {
+        let b = case["b"].as_u64().unwrap();
+        let c = case["c"].as_u64().unwrap();
+        let exact = mcnemar(b, c, true).unwrap();
+        close(
+            exact.statistic,
+            num(&case["exact_statistic"]),
+            1e-12,
+            "exact statistic",
+        );
+        close(exact.p, num(&case["exact_p"]), 1e-10, "exact p");
+        // statsmodels divides by b + c = 0; sigsweep reports no evidence.
+        if b + c > 0 {
+            let chi = mcnemar(b, c, false).unwrap();
+            close(
+                chi.statistic,
+                num(&case["chi2_statistic"]),
+                1e-12,
+                "chi2 statistic",
+            );
+            close(chi.p, num(&case["chi2_p"]), 1e-10, "chi2 p");
+        }
+    }
+}
