@@ -8,7 +8,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps quickstart test lint chart-checks test-pytorch
+.PHONY: deps quickstart test lint chart-checks test-pytorch check-report
 
 deps:
 	@bash .ci/install-deps.sh
@@ -37,3 +37,15 @@ test-pytorch: deps
 	$(TORCH_VENV)/bin/pip install --quiet 'torch==$(TORCH_VERSION)' 'numpy<3'
 	$(CARGO) build --release --locked
 	TORCH_PYTHON=$(TORCH_VENV)/bin/python bash tests/python/pytorch_checks.sh
+
+# The report read by the programs that read it: the multi-dataset LaTeX
+# table and the Statistics paragraph through pdflatex/bibtex (booktabs,
+# natbib), the HTML report in headless Chromium (no console errors, every
+# plot present, screenshots in docs/). Chromium and TeX Live are ~570 MB,
+# so they stay out of `make test`.
+check-report: deps
+	@command -v chromium >/dev/null && command -v pdflatex >/dev/null && command -v pdfinfo >/dev/null || \
+		$$( [ "$$(id -u)" -eq 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils
+	$(CARGO) build --release --locked
+	bash tests/report_checks.sh

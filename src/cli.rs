@@ -349,7 +349,14 @@ pub enum ResultsFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A state directory (offline) or, with --coordinator, a sweep id.
-    pub target: String,
+    /// Several (one per dataset) with --layout paper.
+    #[arg(required = true, num_args = 1..)]
+    pub targets: Vec<String>,
+    /// `sweep`: the full report of one sweep. `paper`: one table over all
+    /// targets, rows = configurations, column groups = datasets, corrected
+    /// across the whole table (tex, md, html or json).
+    #[arg(long, value_enum, default_value = "sweep")]
+    pub layout: ReportLayout,
     /// Output format.
     #[arg(long, default_value = "term")]
     pub format: ReportFormat,
@@ -377,6 +384,12 @@ pub struct ReportArgs {
     pub coordinator: Option<String>,
     #[command(flatten)]
     pub credentials: Credentials,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportLayout {
+    Sweep,
+    Paper,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -159,7 +159,7 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
         outcome?;
     }
     let results = coordinator.results(&sweep_id).await?;
-    let mut rs = spec.report_spec();
+    let mut rs = crate::commands::report::report_spec(&spec);
     rs.confirmatory = confirmatory;
     let (predictions, load_notes) =
         sigsweep_report::per_example::load_predictions(&state_dir.join("artifacts"), &results);

@@ -10,8 +10,8 @@ use sigsweep_stats::{
 
 use crate::model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 use crate::report::{
-    ALPHA, ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
-    UsedTest,
+    ALPHA, Compute, ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison,
+    SeedCounts, UsedTest,
 };
 
 /// Seed of the permutation test's Monte Carlo branch (n > 20) and of the ASO bootstrap.
@@ -116,6 +116,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
             completed_seeds: seeds,
             failed: g.failed,
             valid_mean: (!vals.is_empty()).then(|| mean(&vals)),
+            valid_std: (vals.len() > 1).then(|| std(&vals)),
         });
     }
     let mut winner: Option<(&str, f64)> = None;
@@ -150,6 +151,8 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     let mut report = Report {
         curves,
         examples: None,
+        run: spec.run.clone(),
+        compute: compute(records),
         sweep_name: spec.sweep_name.clone(),
         dataset: spec.dataset.clone(),
         grid_keys: spec.grid_keys.clone(),
@@ -168,6 +171,44 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     };
     mark_exploratory(&mut report);
     report
+}
+
+/// Wall time and workers of the completed trials.
+fn compute(records: &[TrialRecord]) -> Compute {
+    let mut secs: Vec<f64> = records
+        .iter()
+        .filter(|r| r.is_completed())
+        .map(|r| r.seconds)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let median = match secs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => secs.get(n / 2).copied().unwrap_or(0.0),
+        n => {
+            (secs.get(n / 2 - 1).copied().unwrap_or(0.0) + secs.get(n / 2).copied().unwrap_or(0.0))
+                / 2.0
+        }
+    };
+    let total: f64 = secs.iter().sum();
+    let workers: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.is_completed())
+        .map(|r| r.worker.to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    Compute {
+        trials: secs.len(),
+        total_seconds: total,
+        mean_seconds: if secs.is_empty() {
+            0.0
+        } else {
+            total / secs.len() as f64
+        },
+        median_seconds: median,
+        max_seconds: secs.last().copied().unwrap_or(0.0),
+        workers: workers.into_iter().collect(),
+    }
 }
 
 /// [`build()`], plus the per-example analysis of the trials' `predictions`

@@ -1,7 +1,10 @@
 //! Self-contained HTML page: inline CSS, the tables, and inline SVG plots (see [`crate::plots`]).
 
 use crate::escape::html as escape;
-use crate::plots::{curves_svg, paired_svg, pairs, sensitivity_points, sensitivity_svg};
+use crate::plots::{
+    SMALL, curves_svg, forest_rows, forest_svg, paired_svg_sized, pairs, sensitivity_points,
+    sensitivity_svg,
+};
 use crate::report::Report;
 use crate::view::{
     Cell, PlainTable, banners, example_tables, examples_intro, failure_lines, table_view,
@@ -22,7 +25,11 @@ tr.baseline{background:#f4f6fa}\
 .plots{display:flex;flex-wrap:wrap;gap:1em}\
 .plots figure{margin:0}\
 .plots figcaption{font-size:.8em;color:#555;max-width:440px}\
-sup{color:#2a7d2a}";
+sup{color:#2a7d2a}\
+table.multiples td{padding:0;border:none}\
+.statistics{max-width:100ch;background:#f7f7f7;padding:.8em 1em;border-left:4px solid #888}\
+dl.repro dt{font-weight:bold;margin-top:.5em}\
+dl.repro dd{margin-left:1.5em;max-width:100ch}";
 
 fn cell(c: &Cell) -> String {
     let mut s = escape(&c.text);
@@ -123,24 +130,19 @@ pub fn render(r: &Report) -> String {
             }
             out.push_str("</div>\n");
         }
-        let compared: Vec<_> = t.rows.iter().filter(|row| !row.is_baseline).collect();
-        if !compared.is_empty() {
+        let forest = forest_rows(t);
+        if !forest.is_empty() {
             out.push_str(&format!(
-                "<h3>Per-seed pairs: {}</h3>\n<p class=\"caption\">Each line joins the baseline's and the configuration's score on one seed; green improves, red gets worse.</p>\n<div class=\"plots\">\n",
-                escape(&t.metric)
+                "<h3>Forest plot: {}</h3>\n<div class=\"plots\"><figure>{}<figcaption>Δ = configuration − baseline in {} with error bars = {}; filled: significant after correction ({}); the vertical line is no difference.</figcaption></figure></div>\n",
+                escape(&t.metric),
+                forest_svg(&format!("Δ {} vs baseline", t.metric), &t.metric, &forest),
+                escape(&t.metric),
+                "95% t-interval of the mean paired difference over seeds (Welch interval for unpaired fallbacks)",
+                escape(r.correction.label())
             ));
-            for row in compared {
-                let p = pairs(t, row);
-                let svg = paired_svg(&row.config_key, &t.metric, t.goal, &p);
-                out.push_str(&format!(
-                    "<figure>{svg}<figcaption>{} vs baseline, {} shared seed(s)</figcaption></figure>\n",
-                    escape(&row.config_key),
-                    p.len()
-                ));
-            }
-            out.push_str("</div>\n");
         }
     }
+    small_multiples(&mut out, r);
     if !r.curves.is_empty() {
         let split = if r.selection_on_test {
             "test"
@@ -172,6 +174,19 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+    out.push_str(&format!(
+        "<h2>Statistics</h2>\n<p class=\"statistics\">{}</p>\n<p class=\"caption\">Ready to paste; the LaTeX version is statistics.tex and its references are in report.bib.</p>\n<h2>Reproducibility</h2>\n<dl class=\"repro\">\n",
+        escape(&crate::writeup::statistics_paragraph(r, crate::writeup::Cite::Text))
+    ));
+    for (item, answer) in crate::writeup::reproducibility(r) {
+        out.push_str(&format!(
+            "<dt>{}</dt><dd>{}</dd>\n",
+            escape(&item),
+            escape(&answer)
+        ));
+    }
+    out.push_str("</dl>\n");
+    plain_table(&mut out, &crate::writeup::valid_test_table(r));
     if !r.notes.is_empty() {
         out.push_str("<h2>Notes</h2>\n<ul>\n");
         for n in &r.notes {
@@ -252,4 +267,52 @@ fn confusion_html(out: &mut String, c: &crate::per_example::Confusion) {
         "</tbody>\n</table>\n<p class=\"caption\">Test examples by true class (rows) and predicted class (columns), summed over {} seed(s); shading: share of the row (green: correct, red: confused).</p>\n",
         c.seeds.len()
     ));
+}
+
+/// The per-seed pairs as small multiples: one row per comparison, one
+/// panel per metric.
+fn small_multiples(out: &mut String, r: &Report) {
+    let Some(first) = r.tables.first() else {
+        return;
+    };
+    let compared: Vec<&str> = first
+        .rows
+        .iter()
+        .filter(|row| !row.is_baseline)
+        .map(|row| row.config_key.as_str())
+        .collect();
+    if compared.is_empty() {
+        return;
+    }
+    out.push_str(&format!(
+        "<h2>Per-seed pairs</h2>\n<p class=\"caption\">Small multiples, one row per comparison and one panel per metric: each line joins the baseline's ({}) and the configuration's score on one seed; green improves in the metric's direction, red gets worse, grey ties. No error bars: every seed is drawn.</p>\n<table class=\"multiples\">\n<thead><tr><th class=\"h\">configuration</th>",
+        escape(&r.baseline_key)
+    ));
+    for t in &r.tables {
+        out.push_str(&format!("<th>{}</th>", escape(&t.metric)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for key in compared {
+        out.push_str(&format!("<tr><th class=\"h\">{}</th>", escape(key)));
+        for t in &r.tables {
+            let svg = t
+                .rows
+                .iter()
+                .find(|row| row.config_key == key)
+                .map(|row| {
+                    let p = pairs(t, row);
+                    paired_svg_sized(
+                        &format!("{} seed(s)", p.len()),
+                        &t.metric,
+                        t.goal,
+                        &p,
+                        SMALL,
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!("<td>{svg}</td>"));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
 }

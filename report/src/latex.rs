@@ -30,6 +30,14 @@ pub fn escape(s: &str) -> String {
             '–' => out.push_str("--"),
             '—' => out.push_str("---"),
             '∞' => out.push_str("$\\infty$"),
+            '↑' => out.push_str("$\\uparrow$"),
+            '↓' => out.push_str("$\\downarrow$"),
+            '×' => out.push_str("$\\times$"),
+            '∈' => out.push_str("$\\in$"),
+            '≥' => out.push_str("$\\geq$"),
+            '≤' => out.push_str("$\\leq$"),
+            '…' => out.push_str("\\ldots{}"),
+            '·' => out.push_str("$\\cdot$"),
             '`' => out.push('\''),
             _ => out.push(ch),
         }
@@ -105,6 +113,8 @@ pub fn render(r: &Report) -> String {
         }
         out.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n\n");
     }
+    out.push_str("% Statistics paragraph (also in statistics.tex; references in report.bib):\n");
+    out.push_str(&format!("% {}\n", statistics_paragraph(r)));
     let failures = failure_lines(r);
     if !failures.is_empty() || !r.notes.is_empty() {
         out.push_str("% Notes and failed trials:\n");
@@ -112,5 +122,22 @@ pub fn render(r: &Report) -> String {
             out.push_str(&format!("% - {}\n", one_line(n)));
         }
     }
+    out
+}
+
+/// The Statistics paragraph in LaTeX: escaped text with natbib `\citep`.
+pub fn statistics_paragraph(r: &Report) -> String {
+    let text = crate::writeup::statistics_paragraph(r, crate::writeup::Cite::Latex);
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("\\citep{") {
+        let (before, cite) = rest.split_at(i);
+        out.push_str(&escape(before));
+        let end = cite.find('}').map_or(cite.len(), |e| e + 1);
+        let (c, after) = cite.split_at(end);
+        out.push_str(c);
+        rest = after;
+    }
+    out.push_str(&escape(rest));
     out
 }

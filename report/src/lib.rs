@@ -29,7 +29,9 @@
 //! | [`model`] | input types: [`TrialRecord`], [`ReportSpec`], [`Goal`], [`TestKind`], [`Correction`] |
 //! | [`report`](mod@report) | output types: [`Report`], [`MetricTable`], [`Row`], [`RowComparison`] |
 //! | [`build`](mod@build) | [`build()`]: records → report (pure, never panics) |
+//! | [`paper`] | several datasets in one table (`--layout paper`), corrected across the table |
 //! | [`per_example`] | tests over test examples from the trials' predictions: paired bootstrap, McNemar, per-class F1, confusion |
+//! | [`writeup`] | the Statistics paragraph, `report.bib` and the Reproducibility section |
 //! | [`view`] | format-neutral captions, cells and number formatting |
 //! | [`term`], [`markdown`], [`latex`], [`csv`], [`json`], [`html`], [`plots`] | renderers |
 
@@ -42,18 +44,20 @@ pub mod latex;
 pub mod markdown;
 pub mod model;
 pub mod outputs;
+pub mod paper;
 pub mod per_example;
 pub mod plots;
 pub mod report;
 pub mod scores;
 pub mod term;
 pub mod view;
+pub mod writeup;
 
 pub use build::{build, build_with_predictions};
-pub use model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
+pub use model::{Correction, Goal, ReportSpec, RunInfo, TestKind, TrialRecord, TrialStatus};
 pub use report::{
-    ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison, SeedCounts,
-    UsedTest,
+    Compute, ConfigSummary, Curve, FailedTrial, MetricTable, Report, Row, RowComparison,
+    SeedCounts, UsedTest,
 };
 pub use sigsweep_types::EpochRecord;
 

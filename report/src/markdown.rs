@@ -94,6 +94,19 @@ pub fn render(r: &Report) -> String {
             plain_table(&mut out, t);
         }
     }
+    out.push_str(&format!(
+        "## Statistics\n\n{}\n\n",
+        escape(&crate::writeup::statistics_paragraph(
+            r,
+            crate::writeup::Cite::Text
+        ))
+    ));
+    out.push_str("## Reproducibility\n\n");
+    for (item, answer) in crate::writeup::reproducibility(r) {
+        out.push_str(&format!("- **{}**: {}\n", escape(&item), escape(&answer)));
+    }
+    out.push('\n');
+    plain_table(&mut out, &crate::writeup::valid_test_table(r));
     if !r.notes.is_empty() {
         out.push_str("## Notes\n\n");
         for n in &r.notes {

@@ -86,4 +86,30 @@ pub struct ReportSpec {
     pub selection_on_test: bool,
     /// `sigsweep confirm` report on fresh seeds: comparisons are confirmatory.
     pub confirmatory: bool,
+    /// What the sweep ran (the Reproducibility section); empty for a
+    /// hand-made specification.
+    #[serde(default)]
+    pub run: RunInfo,
+}
+
+/// What a sweep ran, as its file says: the facts the Reproducibility
+/// section states (the rest comes from the results themselves).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Model name (or names, when the model is swept).
+    pub model: String,
+    /// Fixed model parameters and training settings, `(key, value)`.
+    pub params: Vec<(String, String)>,
+    /// The dataset: kind, file or generator, and its parameters.
+    pub dataset: String,
+    /// Seeds every configuration was planned with.
+    pub seeds: Vec<u64>,
+    /// The grid: each hyperparameter with its values.
+    pub search_space: Vec<(String, Vec<String>)>,
+    /// Epochs per trial.
+    pub epochs: u32,
+    /// GPUs per trial (0: CPU).
+    pub gpus_per_trial: u32,
+    /// Software, `(name, version)`: sigsweep, burn.
+    pub versions: Vec<(String, String)>,
 }

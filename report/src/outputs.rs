@@ -64,12 +64,25 @@ pub fn results_csv(records: &[ResultRecord]) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Writes `results.jsonl`, `report.md` and `report.html` into `dir`.
+/// Writes `results.jsonl`, `report.md`, `report.html`, `report.tex`, the
+/// Statistics paragraph for LaTeX (`statistics.tex`) and its references
+/// (`report.bib`) into `dir`.
 pub fn write_outputs(dir: &Path, report: &Report, records: &[ResultRecord]) -> std::io::Result<()> {
     std::fs::write(dir.join("results.jsonl"), results_jsonl(records))?;
     std::fs::write(dir.join("report.md"), render(report, Format::Markdown))?;
     std::fs::write(dir.join("report.html"), render(report, Format::Html))?;
-    Ok(())
+    std::fs::write(dir.join("report.tex"), render(report, Format::Latex))?;
+    write_statistics(dir, report)
+}
+
+/// Writes `statistics.tex` (the Statistics paragraph with `\citep`) and
+/// `report.bib` (what it cites) into `dir`.
+pub fn write_statistics(dir: &Path, report: &Report) -> std::io::Result<()> {
+    std::fs::write(
+        dir.join("statistics.tex"),
+        format!("{}\n", crate::latex::statistics_paragraph(report)),
+    )?;
+    std::fs::write(dir.join("report.bib"), crate::writeup::bibtex(report))
 }
 
 #[cfg(test)]

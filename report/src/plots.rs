@@ -9,6 +9,10 @@
 //!   seed, a line joining each pair (a slope chart); green lines improve in the metric's
 //!   direction, red ones get worse.
 //!
+//! * **Small multiples** ([`paired_svg_sized`] at [`SMALL`]): the per-seed
+//!   pairs of every comparison, one row per comparison, one panel per metric.
+//! * **Forest plot** ([`forest_svg`]): Δ with its 95% interval for every
+//!   comparison of a metric, a line at 0, significant ones filled.
 //! * **Learning curves** ([`curves_svg`]): per configuration, the selection metric after every
 //!   epoch (mean over seeds, ± 1 std band), with the epochs the seeds selected marked.
 //!
@@ -302,11 +306,25 @@ fn draw_curves(
 
 /// SVG of a paired per-seed plot: `pairs` are `(seed, baseline, config)`.
 pub fn paired_svg(title: &str, metric: &str, goal: Goal, pairs: &[(u64, f64, f64)]) -> String {
+    paired_svg_sized(title, metric, goal, pairs, (W, H))
+}
+
+/// Size of one panel of the per-seed small multiples.
+pub const SMALL: (u32, u32) = (230, 200);
+
+/// [`paired_svg`] at a given size (the small multiples use [`SMALL`]).
+pub fn paired_svg_sized(
+    title: &str,
+    metric: &str,
+    goal: Goal,
+    pairs: &[(u64, f64, f64)],
+    size: (u32, u32),
+) -> String {
     if pairs.is_empty() {
         return failed("paired plot", "no shared seeds");
     }
     let mut buf = String::new();
-    match draw_paired(&mut buf, title, metric, goal, pairs) {
+    match draw_paired(&mut buf, title, metric, goal, pairs, size) {
         Ok(()) => buf,
         Err(e) => failed("paired plot", e),
     }
@@ -318,8 +336,9 @@ fn draw_paired(
     metric: &str,
     goal: Goal,
     pairs: &[(u64, f64, f64)],
+    size: (u32, u32),
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::with_string(buf, (W, H)).into_drawing_area();
+    let root = SVGBackend::with_string(buf, size).into_drawing_area();
     root.fill(&WHITE)?;
     let lo = pairs
         .iter()
@@ -330,11 +349,12 @@ fn draw_paired(
         .flat_map(|(_, b, a)| [*b, *a])
         .fold(f64::NEG_INFINITY, f64::max);
     let labels = ["baseline", "config"];
+    let small = size.0 < W;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 15))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(55)
+        .caption(title, ("sans-serif", if small { 12 } else { 15 }))
+        .margin(if small { 6 } else { 10 })
+        .x_label_area_size(if small { 22 } else { 30 })
+        .y_label_area_size(if small { 48 } else { 55 })
         .build_cartesian_2d((0..2usize).into_segmented(), y_range(lo, hi)?)?;
     chart
         .configure_mesh()
@@ -366,6 +386,110 @@ fn draw_paired(
         chart.draw_series([
             Circle::new((SegmentValue::CenterOf(0), *b), 3, color.filled()),
             Circle::new((SegmentValue::CenterOf(1), *a), 3, color.filled()),
+        ])?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// One comparison in a forest plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestRow {
+    pub label: String,
+    /// Δ = config − baseline.
+    pub delta: f64,
+    /// Its 95% interval.
+    pub ci: [f64; 2],
+    pub significant: bool,
+}
+
+/// The comparisons of a metric table as forest-plot rows (those with a
+/// finite interval).
+pub fn forest_rows(t: &MetricTable) -> Vec<ForestRow> {
+    t.rows
+        .iter()
+        .filter_map(|r| {
+            let c = r.comparison.as_ref()?;
+            (c.delta.is_finite() && c.ci95.iter().all(|x| x.is_finite())).then(|| ForestRow {
+                label: r.config_key.clone(),
+                delta: c.delta,
+                ci: c.ci95,
+                significant: c.significant,
+            })
+        })
+        .collect()
+}
+
+/// SVG of a forest plot: one line per comparison, Δ with its 95% interval,
+/// a vertical line at 0; significant comparisons are filled.
+pub fn forest_svg(title: &str, metric: &str, rows: &[ForestRow]) -> String {
+    if rows.is_empty() {
+        return failed("forest plot", "no comparison with an interval");
+    }
+    let mut buf = String::new();
+    match draw_forest(&mut buf, title, metric, rows) {
+        Ok(()) => buf,
+        Err(e) => failed("forest plot", e),
+    }
+}
+
+fn draw_forest(
+    buf: &mut String,
+    title: &str,
+    metric: &str,
+    rows: &[ForestRow],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = rows.len();
+    let height = 110 + 34 * u32::try_from(n).unwrap_or(u32::MAX / 64).min(400);
+    let root = SVGBackend::with_string(buf, (2 * W, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let lo = rows.iter().map(|r| r.ci[0]).fold(0.0, f64::min);
+    let hi = rows.iter().map(|r| r.ci[1]).fold(0.0, f64::max);
+    let short = |s: &str| {
+        let chars: Vec<char> = s.chars().collect();
+        if chars.len() > 34 {
+            format!("{}…", chars.iter().take(33).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    };
+    let labels: Vec<String> = rows.iter().map(|r| short(&r.label)).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(230)
+        .build_cartesian_2d(y_range(lo, hi)?, (0..n).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(format!("Δ {metric} (config − baseline)"))
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                labels.get(*i).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        [(0.0, SegmentValue::Exact(0)), (0.0, SegmentValue::Last)],
+        BLACK.mix(0.6).stroke_width(1),
+    ))?;
+    for (i, r) in rows.iter().enumerate() {
+        let y = SegmentValue::CenterOf(i);
+        chart.draw_series(LineSeries::new(
+            [(r.ci[0], y.clone()), (r.ci[1], y.clone())],
+            BLUE.stroke_width(2),
+        ))?;
+        let style = if r.significant {
+            BLUE.filled()
+        } else {
+            WHITE.filled()
+        };
+        chart.draw_series([
+            Circle::new((r.delta, y.clone()), 5, style),
+            Circle::new((r.delta, y), 5, BLUE.stroke_width(2)),
         ])?;
     }
     root.present()?;

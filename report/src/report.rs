@@ -160,6 +160,24 @@ pub struct ConfigSummary {
     pub failed: usize,
     /// Mean of the validation selection metric.
     pub valid_mean: Option<f64>,
+    /// Its standard deviation over seeds (ddof 1; `None` below two seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_std: Option<f64>,
+}
+
+/// The compute the results record: wall time of the attempt that produced
+/// each completed trial.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compute {
+    /// Completed trials.
+    pub trials: usize,
+    /// Sum of their seconds.
+    pub total_seconds: f64,
+    pub mean_seconds: f64,
+    pub median_seconds: f64,
+    pub max_seconds: f64,
+    /// Distinct workers that reported results.
+    pub workers: Vec<String>,
 }
 
 /// A failed trial.
@@ -218,6 +236,12 @@ pub struct Report {
     /// confusion matrices), when the trials saved predictions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub examples: Option<crate::per_example::ExampleAnalysis>,
+    /// What the sweep ran (from its file).
+    #[serde(default)]
+    pub run: crate::model::RunInfo,
+    /// Compute recorded by the results.
+    #[serde(default)]
+    pub compute: Compute,
 }
 
 #[cfg(test)]

@@ -114,8 +114,9 @@ fn html() {
     let out = render(&small_report(), Format::Html);
     assert!(out.starts_with("<!DOCTYPE html>"));
     assert!(out.contains("<style>"));
-    // 2 metrics × (2 sensitivity + 2 paired) plots.
-    assert_eq!(out.matches("<svg").count(), 8, "inline svg plots");
+    // 2 metrics × (2 sensitivity + 1 forest) plots, and the small
+    // multiples: 2 comparisons × 2 metrics.
+    assert_eq!(out.matches("<svg").count(), 10, "inline svg plots");
     assert!(!out.contains("plot-error"));
     assert!(!out.contains("<script"));
     assert!(

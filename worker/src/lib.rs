@@ -36,6 +36,9 @@ pub mod trial;
 
 pub use trial::{TrainError, TrialOutcome, TrialRequest};
 
+/// The burn version this worker trains with (from Cargo.lock at build time).
+pub const BURN_VERSION: &str = env!("SIGSWEEP_BURN_VERSION");
+
 pub use sigsweep_types::host::default_name;
 
 // The paths of the first layout (`parallel`, `params`, `trainer`), kept so

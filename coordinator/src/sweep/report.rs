@@ -29,6 +29,58 @@ impl SweepSpec {
             correction: sigsweep_report::Correction::Holm,
             selection_on_test: self.metrics.select_split == "test",
             confirmatory: false,
+            run: self.run_info(),
+        }
+    }
+
+    /// What this sweep runs, for the report's Reproducibility section
+    /// (the CLI adds the burn version of its workers).
+    pub fn run_info(&self) -> sigsweep_report::RunInfo {
+        let mut params: Vec<(String, String)> = self
+            .model
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        params.extend(
+            self.training
+                .as_params()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("save_"))
+                .map(|(k, v)| (k, v.to_string())),
+        );
+        for (model, fixed) in &self.model.per_model {
+            params.extend(
+                fixed
+                    .iter()
+                    .map(|(k, v)| (format!("{model}.{k}"), v.to_string())),
+            );
+        }
+        let dataset = if self.dataset.params.is_empty() {
+            self.dataset_label()
+        } else {
+            format!(
+                "{} {}",
+                self.dataset_label(),
+                serde_json::to_string(&self.dataset.params).unwrap_or_default()
+            )
+        };
+        sigsweep_report::RunInfo {
+            model: self.models().join(", "),
+            params,
+            dataset,
+            seeds: self.seeds.clone(),
+            search_space: self
+                .grid
+                .iter()
+                .map(|(k, vs)| (k.clone(), vs.iter().map(ToString::to_string).collect()))
+                .collect(),
+            epochs: self.training.epochs,
+            gpus_per_trial: self.resources.gpus_per_trial,
+            versions: vec![(
+                "sigsweep".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )],
         }
     }
 }

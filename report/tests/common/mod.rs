@@ -58,6 +58,7 @@ pub fn spec() -> ReportSpec {
         correction: Correction::Holm,
         selection_on_test: false,
         confirmatory: false,
+        run: RunInfo::default(),
     }
 }
 
