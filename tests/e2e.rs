@@ -579,3 +579,57 @@ fn a_trial_killed_mid_training_resumes_from_its_checkpoint_bitwise() {
     let leftover = std::fs::read_dir(&checkpoints).map_or(0, |d| d.count());
     assert_eq!(leftover, 0, "finished trials remove their checkpoints");
 }
+
+/// `[dataset] folds`: every (configuration, seed) runs once per fold on the
+/// same partition, the results name their fold, and the report pairs on
+/// (seed, fold) with the corrected resampled t-test.
+#[test]
+fn cross_validation_folds_pair_on_seed_and_fold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 2, 2, 96);
+    let text = std::fs::read_to_string(&sweep).expect("read");
+    let text = text.replace(
+        "generator = \"fusion\"",
+        "generator = \"fusion\"\nfolds = 3\nfold_seed = 7",
+    );
+    assert!(text.contains("folds = 3"));
+    std::fs::write(&sweep, text).expect("write");
+    let state = dir.path().join("state");
+    run_ok(&sweep, &state, "2");
+    let rows = results(&state);
+    // 2 configurations × 2 seeds × 3 folds.
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    let mut units = HashSet::new();
+    for r in &rows {
+        assert_eq!(r["status"], "completed", "{r}");
+        let fold = r["fold"].as_u64().expect("a fold");
+        assert!(fold < 3);
+        units.insert((
+            r["config_key"].as_str().unwrap_or_default().to_string(),
+            r["seed"].as_u64(),
+            fold,
+        ));
+    }
+    assert_eq!(units.len(), 12);
+    let report = std::fs::read_to_string(state.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("corrected resampled t-test (Nadeau & Bengio) on (seed, fold) pairs of 3-fold cross-validation"),
+        "{report}"
+    );
+    assert!(
+        report.contains("on each of 3 cross-validation folds"),
+        "{report}"
+    );
+    let json = sigsweep(&["report", state.to_str().expect("utf8"), "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(json["folds"], 3);
+    let row = &json["tables"][0]["rows"][0];
+    assert_eq!(row["seeds"].as_array().map(Vec::len), Some(6), "{row}");
+    let compared = json["tables"][0]["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| !r["comparison"].is_null()))
+        .expect("a comparison")
+        .clone();
+    assert_eq!(compared["comparison"]["used"], "corrected_resampled");
+    assert_eq!(compared["comparison"]["n_pairs"], 6);
+}

@@ -16,12 +16,14 @@
 //!   0–5, Python 2 and 3), the container of every published feature file.
 //! - [`formats`]: loaders from those files into [`seq::SeqDataset`] and
 //!   [`erc::ErcDataset`], format detection, and `inspect` summaries.
+//! - [`folds`]: cross-validation folds (leave-one-session-out, seeded k-fold).
 //! - [`DataError`] (`error.rs`): what went wrong, naming the file.
 //! - [`metrics`]: accuracy/F1 (scikit-learn conventions) and the MMSA
 //!   regression metrics, checked against `shared/golden/metrics.json`.
 
 pub mod erc;
 mod error;
+pub mod folds;
 pub mod formats;
 pub mod metrics;
 pub mod pickle;

@@ -105,6 +105,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             predictions: r.predictions.clone().unwrap_or_default(),
             weights: r.weights.clone().unwrap_or_default(),
             history: r.history.iter().map(v1::EpochMetrics::from).collect(),
+            fold: r.fold,
         }
     }
 }
@@ -188,6 +189,7 @@ impl v1::TrialResult {
                 .iter()
                 .map(v1::EpochMetrics::to_record)
                 .collect(),
+            fold: self.fold,
         }
     }
 }

@@ -4,9 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 use sigsweep_stats::{
-    Alternative, AsoOptions, Outcome, adjust, aso, ci_mean_diff, cohens_dz, mean, paired_t,
-    permutation_test, power_analysis, std, t_ppf, welch_t, wilcoxon,
+    Alternative, AsoOptions, Outcome, adjust, aso, ci_mean_diff, cohens_dz, corrected_ci_mean_diff,
+    corrected_resampled_t, mean, paired_t, permutation_test, power_analysis, std, t_ppf, welch_t,
+    wilcoxon,
 };
+
+/// What comparisons pair on: the seed, and the fold with cross-validation.
+type Unit = (u64, Option<u32>);
 
 use crate::model::{Correction, Goal, ReportSpec, TestKind, TrialRecord, TrialStatus};
 use crate::report::{
@@ -78,10 +82,16 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
                 });
             }
             TrialStatus::Completed => {
-                if g.completed.iter().any(|c| c.seed == r.seed) {
+                if g.completed
+                    .iter()
+                    .any(|c| c.seed == r.seed && c.fold == r.fold)
+                {
                     note(format!(
-                        "{}: duplicate completed trial for seed {} ({}) ignored; the first one is used",
-                        r.config_key, r.seed, r.trial_id
+                        "{}: duplicate completed trial for seed {}{} ({}) ignored; the first one is used",
+                        r.config_key,
+                        r.seed,
+                        r.fold.map_or(String::new(), |f| format!(", fold {f}")),
+                        r.trial_id
                     ));
                 } else {
                     g.completed.push(r);
@@ -110,6 +120,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
             .collect();
         let mut seeds: Vec<u64> = g.completed.iter().map(|r| r.seed).collect();
         seeds.sort_unstable();
+        seeds.dedup();
         configs.push(ConfigSummary {
             config_key: g.key.clone(),
             config: g.config.clone(),
@@ -135,6 +146,17 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
         ));
     }
 
+    // Cross-validation: as many folds as the highest fold seen.
+    let folds = records.iter().filter_map(|r| r.fold).max().map(|f| f + 1);
+    if let Some(k) = folds
+        && spec.test != TestKind::PairedT
+    {
+        note(format!(
+            "{} folds: comparisons pair on (seed, fold), and the folds share training data; the {} treats those pairs as independent (the default paired t-test is corrected for it: Nadeau & Bengio's corrected resampled t)",
+            k,
+            spec.test.label()
+        ));
+    }
     let mut tables = Vec::new();
     for (metric, goal) in &spec.metrics {
         tables.push(build_table(
@@ -143,6 +165,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
             metric,
             *goal,
             winner.as_deref(),
+            folds,
             &mut note,
         ));
     }
@@ -151,6 +174,7 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     let mut report = Report {
         curves,
         examples: None,
+        folds,
         run: spec.run.clone(),
         compute: compute(records),
         sweep_name: spec.sweep_name.clone(),
@@ -273,10 +297,10 @@ fn curves(spec: &ReportSpec, groups: &[Group]) -> Vec<Curve> {
         .collect()
 }
 
-fn values_by_seed(g: &Group, metric: &str) -> BTreeMap<u64, f64> {
+fn values_by_unit(g: &Group, metric: &str) -> BTreeMap<Unit, f64> {
     g.completed
         .iter()
-        .filter_map(|r| r.metrics.get(metric).map(|v| (r.seed, *v)))
+        .filter_map(|r| r.metrics.get(metric).map(|v| ((r.seed, r.fold), *v)))
         .filter(|(_, v)| v.is_finite())
         .collect()
 }
@@ -287,12 +311,13 @@ fn build_table(
     metric: &str,
     goal: Goal,
     winner: Option<&str>,
+    folds: Option<u32>,
     note: &mut impl FnMut(String),
 ) -> MetricTable {
     let baseline = groups
         .iter()
         .find(|g| g.key == spec.baseline_key)
-        .map(|g| values_by_seed(g, metric))
+        .map(|g| values_by_unit(g, metric))
         .unwrap_or_default();
     for g in groups {
         let missing = g
@@ -310,14 +335,17 @@ fn build_table(
 
     let mut rows: Vec<Row> = Vec::new();
     for g in groups {
-        let vals = values_by_seed(g, metric);
-        let seeds: Vec<u64> = vals.keys().copied().collect();
+        let vals = values_by_unit(g, metric);
+        let seeds: Vec<u64> = vals.keys().map(|(s, _)| *s).collect();
+        let row_folds: Vec<u32> = vals.keys().filter_map(|(_, f)| *f).collect();
         let values: Vec<f64> = vals.values().copied().collect();
         let is_baseline = g.key == spec.baseline_key;
         let comparison = if is_baseline {
             None
         } else {
-            Some(compare_row(spec, &g.key, &vals, &baseline, goal, note))
+            Some(compare_row(
+                spec, &g.key, &vals, &baseline, goal, folds, note,
+            ))
         };
         rows.push(Row {
             config_key: g.key.clone(),
@@ -330,6 +358,7 @@ fn build_table(
             is_best: false,
             is_winner: winner == Some(g.key.as_str()),
             seeds,
+            folds: row_folds,
             mean: if values.is_empty() {
                 f64::NAN
             } else {
@@ -371,15 +400,17 @@ fn build_table(
     if spec.test == TestKind::Aso {
         // ASO: the Bonferroni-style correction lives in the confidence level (deepsig's
         // `num_comparisons`); it is applied for every correction except `none`.
-        let base: Vec<(u64, f64)> = baseline.iter().map(|(k, v)| (*k, *v)).collect();
+        let base: Vec<(Unit, f64)> = baseline.iter().map(|(k, v)| (*k, *v)).collect();
         for &i in &tested {
             let Some(row) = rows.get_mut(i) else { continue };
+            let units: Vec<Unit> = units_of(row);
+            let values = row.values.clone();
             let Some(c) = row.comparison.as_mut() else {
                 continue;
             };
             if c.used == UsedTest::Paired {
                 if spec.correction != Correction::None && m > 1 {
-                    let (a, b) = aso_inputs(&row.seeds, &row.values, &base, goal, true);
+                    let (a, b) = aso_inputs(&units, &values, &base, goal, true);
                     let opts = AsoOptions {
                         num_comparisons: m,
                         seed: REPORT_SEED,
@@ -449,9 +480,9 @@ fn apply_correction(rows: &mut [Row], idx: &[usize], correction: Correction, m: 
 
 /// Paired inputs for ASO, oriented so that higher is better.
 fn aso_inputs(
-    seeds: &[u64],
+    seeds: &[Unit],
     values: &[f64],
-    base: &[(u64, f64)],
+    base: &[(Unit, f64)],
     goal: Goal,
     paired: bool,
 ) -> (Vec<f64>, Vec<f64>) {
@@ -474,18 +505,34 @@ fn aso_inputs(
     }
 }
 
+/// A row's pairing units: `(seed, fold)`.
+fn units_of(row: &Row) -> Vec<Unit> {
+    if row.folds.len() == row.seeds.len() {
+        row.seeds
+            .iter()
+            .zip(&row.folds)
+            .map(|(s, f)| (*s, Some(*f)))
+            .collect()
+    } else {
+        row.seeds.iter().map(|s| (*s, None)).collect()
+    }
+}
+
 fn compare_row(
     spec: &ReportSpec,
     key: &str,
-    vals: &BTreeMap<u64, f64>,
-    baseline: &BTreeMap<u64, f64>,
+    vals: &BTreeMap<Unit, f64>,
+    baseline: &BTreeMap<Unit, f64>,
     goal: Goal,
+    folds: Option<u32>,
     note: &mut impl FnMut(String),
 ) -> RowComparison {
-    let mine: BTreeSet<u64> = vals.keys().copied().collect();
-    let theirs: BTreeSet<u64> = baseline.keys().copied().collect();
-    let common: Vec<u64> = mine.intersection(&theirs).copied().collect();
-    let excluded: Vec<u64> = mine.symmetric_difference(&theirs).copied().collect();
+    let mine: BTreeSet<Unit> = vals.keys().copied().collect();
+    let theirs: BTreeSet<Unit> = baseline.keys().copied().collect();
+    let common: Vec<Unit> = mine.intersection(&theirs).copied().collect();
+    let excluded_units: Vec<Unit> = mine.symmetric_difference(&theirs).copied().collect();
+    let mut excluded: Vec<u64> = excluded_units.iter().map(|(s, _)| *s).collect();
+    excluded.dedup();
     let a: Vec<f64> = common.iter().filter_map(|s| vals.get(s).copied()).collect();
     let b: Vec<f64> = common
         .iter()
@@ -509,17 +556,39 @@ fn compare_row(
     if common.len() >= 2 {
         if !excluded.is_empty() {
             note(format!(
-                "{key}: paired on {} seed(s); seed(s) {} excluded (missing or failed on one side)",
+                "{key}: paired on {} {}; seed(s) {} excluded (missing or failed on one side)",
                 common.len(),
+                if folds.is_some() {
+                    "(seed, fold) pair(s)"
+                } else {
+                    "seed(s)"
+                },
                 join(&excluded)
             ));
         }
         out.used = UsedTest::Paired;
         let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
         out.delta = mean(&d);
-        out.ci95 = ci_mean_diff(&a, &b, 0.95).map_or([nan, nan], |(l, h)| [l, h]);
+        // k-fold: the test fold is 1/(k − 1) of the training folds.
+        let ratio = folds.map(|k| 1.0 / f64::from(k.max(2) - 1));
+        out.ci95 = match ratio {
+            Some(r) => corrected_ci_mean_diff(&a, &b, r, 0.95),
+            None => ci_mean_diff(&a, &b, 0.95),
+        }
+        .map_or([nan, nan], |(l, h)| [l, h]);
         out.dz = cohens_dz(&a, &b).unwrap_or(nan);
         out.no_difference = d.iter().all(|x| *x == 0.0);
+        if let (Some(r), TestKind::PairedT) = (ratio, spec.test) {
+            out.used = UsedTest::CorrectedResampled;
+            out.p = corrected_resampled_t(&a, &b, r, Alternative::TwoSided).map_or(nan, |t| {
+                if t.outcome == Outcome::NoDifference {
+                    1.0
+                } else {
+                    t.p
+                }
+            });
+            return out;
+        }
         out.p = match spec.test {
             TestKind::PairedT => paired_t(&a, &b, Alternative::TwoSided).map_or(nan, |r| {
                 if r.outcome == Outcome::NoDifference {

@@ -85,6 +85,7 @@ pub fn render(r: &Report) -> String {
                     f.push(
                         match c.used {
                             UsedTest::Paired => r.test.cli_name(),
+                            UsedTest::CorrectedResampled => "corrected_t",
                             UsedTest::WelchFallback => "welch",
                             UsedTest::None => "none",
                         }

@@ -109,6 +109,7 @@ mod tests {
             predictions: None,
             weights: None,
             history: Vec::new(),
+            fold: None,
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

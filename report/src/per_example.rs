@@ -438,6 +438,10 @@ pub fn analyze(
     if predictions.is_empty() {
         return None;
     }
+    if records.iter().any(|r| r.fold.is_some()) {
+        note("cross-validation: each fold has its own test examples; no per-example analysis across folds".to_string());
+        return None;
+    }
     let Some(data) = gather(spec, records, predictions, note) else {
         note(format!(
             "the baseline {} has no predictions: no per-example analysis",

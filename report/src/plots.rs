@@ -501,14 +501,16 @@ pub fn pairs(t: &MetricTable, row: &Row) -> Vec<(u64, f64, f64)> {
     let Some(base) = t.rows.iter().find(|r| r.is_baseline) else {
         return Vec::new();
     };
+    // With cross-validation a seed has one value per fold: pair on both.
+    let fold = |r: &Row, i: usize| r.folds.get(i).copied();
     row.seeds
         .iter()
         .zip(&row.values)
-        .filter_map(|(s, a)| {
-            base.seeds
-                .iter()
-                .position(|bs| bs == s)
-                .and_then(|i| base.values.get(i))
+        .enumerate()
+        .filter_map(|(i, (s, a))| {
+            (0..base.seeds.len())
+                .find(|&j| base.seeds.get(j) == Some(s) && fold(base, j) == fold(row, i))
+                .and_then(|j| base.values.get(j))
                 .map(|b| (*s, *b, *a))
         })
         .collect()

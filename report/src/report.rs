@@ -14,6 +14,9 @@ pub const ALPHA: f64 = 0.05;
 pub enum UsedTest {
     /// The requested paired test, on seeds present in both configurations.
     Paired,
+    /// Cross-validation: Nadeau & Bengio's corrected resampled t-test on
+    /// (seed, fold) pairs (the folds share training data).
+    CorrectedResampled,
     /// Fewer than two common seeds: Welch's unpaired t-test on all completed seeds.
     WelchFallback,
     /// Not enough data for any test.
@@ -104,8 +107,12 @@ pub struct Row {
     pub is_best: bool,
     /// Winner by validation `select_metric`.
     pub is_winner: bool,
-    /// Seeds with a finite value of this metric, ascending.
+    /// Seeds with a finite value of this metric, ascending (with
+    /// cross-validation, one entry per (seed, fold), `folds` alongside).
     pub seeds: Vec<u64>,
+    /// The fold of each entry of `seeds` (cross-validation only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folds: Vec<u32>,
     /// Values for `seeds`.
     pub values: Vec<f64>,
     /// Mean over seeds.
@@ -242,6 +249,10 @@ pub struct Report {
     /// Compute recorded by the results.
     #[serde(default)]
     pub compute: Compute,
+    /// Cross-validation folds: comparisons pair on (seed, fold), and the
+    /// paired t-test is Nadeau & Bengio's corrected resampled t.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<u32>,
 }
 
 #[cfg(test)]

@@ -147,9 +147,15 @@ pub fn caption(r: &Report, t: &MetricTable) -> String {
             }
         )
     } else {
+        let test = match (r.folds, r.test) {
+            (Some(k), TestKind::PairedT) => format!(
+                "corrected resampled t-test (Nadeau & Bengio) on (seed, fold) pairs of {k}-fold cross-validation, n_test/n_train = 1/{}, which also widens the CI",
+                k.max(2) - 1
+            ),
+            _ => r.test.label().to_string(),
+        };
         format!(
-            "p: two-sided {}; p_adj: {} across {} comparison(s) with the baseline; * p_adj < 0.05",
-            r.test.label(),
+            "p: two-sided {test}; p_adj: {} across {} comparison(s) with the baseline; * p_adj < 0.05",
             r.correction.label(),
             t.comparisons
         )
@@ -205,7 +211,7 @@ fn role(row: &Row) -> String {
         match c.used {
             UsedTest::WelchFallback => parts.push("Welch".to_string()),
             UsedTest::None => parts.push("untested".to_string()),
-            UsedTest::Paired => {}
+            UsedTest::Paired | UsedTest::CorrectedResampled => {}
         }
         if c.no_difference {
             parts.push("no difference".to_string());

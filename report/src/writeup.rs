@@ -73,6 +73,16 @@ const REFERENCES: &[Reference] = &[
         bibtex: "@article{lakens2013calculating,\n  author = {Lakens, Dani{\\\"e}l},\n  title = {Calculating and Reporting Effect Sizes to Facilitate Cumulative Science: A Practical Primer for t-tests and {ANOVAs}},\n  journal = {Frontiers in Psychology},\n  volume = {4},\n  pages = {863},\n  year = {2013}\n}\n",
     },
     Reference {
+        key: "nadeau2003inference",
+        text: "Nadeau and Bengio, 2003",
+        bibtex: "@article{nadeau2003inference,\n  author = {Nadeau, Claude and Bengio, Yoshua},\n  title = {Inference for the Generalization Error},\n  journal = {Machine Learning},\n  volume = {52},\n  number = {3},\n  pages = {239--281},\n  year = {2003}\n}\n",
+    },
+    Reference {
+        key: "bouckaert2004evaluating",
+        text: "Bouckaert and Frank, 2004",
+        bibtex: "@inproceedings{bouckaert2004evaluating,\n  author = {Bouckaert, Remco R. and Frank, Eibe},\n  title = {Evaluating the Replicability of Significance Tests for Comparing Learning Algorithms},\n  booktitle = {Advances in Knowledge Discovery and Data Mining (PAKDD 2004)},\n  series = {Lecture Notes in Computer Science},\n  volume = {3056},\n  pages = {3--12},\n  year = {2004}\n}\n",
+    },
+    Reference {
         key: "koehn2004statistical",
         text: "Koehn, 2004",
         bibtex: "@inproceedings{koehn2004statistical,\n  author = {Koehn, Philipp},\n  title = {Statistical Significance Tests for Machine Translation Evaluation},\n  booktitle = {Proceedings of the 2004 Conference on Empirical Methods in Natural Language Processing},\n  pages = {388--395},\n  year = {2004}\n}\n",
@@ -102,8 +112,11 @@ fn cite(keys: &[&str], style: Cite) -> String {
     }
 }
 
-fn test_keys(t: TestKind) -> &'static [&'static str] {
-    match t {
+fn test_keys(r: &Report) -> &'static [&'static str] {
+    if r.folds.is_some() && r.test == TestKind::PairedT {
+        return &["nadeau2003inference", "bouckaert2004evaluating"];
+    }
+    match r.test {
         TestKind::PairedT => &["student1908probable", "dror2018hitchhiker"],
         TestKind::Wilcoxon => &["wilcoxon1945individual", "dror2018hitchhiker"],
         TestKind::Permutation => &["dror2018hitchhiker"],
@@ -161,7 +174,7 @@ fn seeds(r: &Report) -> Vec<u64> {
 /// Every reference the paragraph cites.
 fn cited(r: &Report) -> Vec<&'static str> {
     let mut keys: Vec<&'static str> = Vec::new();
-    keys.extend(test_keys(r.test));
+    keys.extend(test_keys(r));
     if r.test != TestKind::Aso {
         keys.extend(correction_keys(r.correction));
     }
@@ -199,8 +212,15 @@ pub fn statistics_paragraph(r: &Report, style: Cite) -> String {
     } else {
         "validation"
     };
+    let (cv, over) = match r.folds {
+        Some(k) => (
+            format!(" on each of {k} cross-validation folds (each fold held out once)"),
+            "seeds and folds",
+        ),
+        None => (String::new(), "seeds"),
+    };
     let mut s = format!(
-        "Each configuration was trained with {} random seeds ({}), the same seeds for every configuration. We report the mean ± standard deviation over seeds (sample standard deviation; ± is the spread over training runs, not a confidence interval) of the test {}, each run evaluated at the epoch with the best {split} {}.",
+        "Each configuration was trained with {} random seeds ({}){cv}, the same seeds for every configuration. We report the mean ± standard deviation over {over} (sample standard deviation; ± is the spread over training runs, not a confidence interval) of the test {}, each run evaluated at the epoch with the best {split} {}.",
         seeds.len(),
         seed_ranges(&seeds),
         metrics.join(", "),
@@ -210,7 +230,7 @@ pub fn statistics_paragraph(r: &Report, style: Cite) -> String {
         s.push_str(&format!(
             " Every configuration is compared with the baseline ({}) by Almost Stochastic Order on the per-seed scores {}; * marks ε_min < 0.5, with the confidence level Bonferroni-corrected for the {m} comparisons per metric.",
             r.baseline_key,
-            cite(test_keys(r.test), style)
+            cite(test_keys(r), style)
         ));
     } else {
         let correction = match r.correction {
@@ -221,11 +241,27 @@ pub fn statistics_paragraph(r: &Report, style: Cite) -> String {
                 cite(correction_keys(c), style)
             ),
         };
+        let (unit, test) = match (r.folds, r.test) {
+            (Some(k), TestKind::PairedT) => (
+                "seed by seed and fold by fold, on the (seed, fold) pairs completed by both",
+                format!(
+                    "corrected resampled t-test, whose variance accounts for the training data the folds share (n_test/n_train = 1/{})",
+                    k.max(2) - 1
+                ),
+            ),
+            (Some(_), t) => (
+                "seed by seed and fold by fold, on the (seed, fold) pairs completed by both",
+                t.label().to_string(),
+            ),
+            (None, t) => (
+                "seed by seed, on the seeds completed by both",
+                t.label().to_string(),
+            ),
+        };
         s.push_str(&format!(
-            " Every configuration is compared with the baseline ({}) seed by seed, on the seeds completed by both, with a two-sided {} {}; p-values are {correction}, and * marks an adjusted p < 0.05.",
+            " Every configuration is compared with the baseline ({}) {unit}, with a two-sided {test} {}; p-values are {correction}, and * marks an adjusted p < 0.05.",
             r.baseline_key,
-            r.test.label(),
-            cite(test_keys(r.test), style)
+            cite(test_keys(r), style)
         ));
     }
     s.push_str(&format!(
@@ -275,15 +311,16 @@ fn hours(seconds: f64) -> String {
 /// The Reproducibility section: `(checklist item, answer)`.
 pub fn reproducibility(r: &Report) -> Vec<(String, String)> {
     let seeds = seeds(r);
-    let completed: usize = r.configs.iter().map(|c| c.completed_seeds.len()).sum();
+    let completed = r.compute.trials;
     let failed: usize = r.configs.iter().map(|c| c.failed).sum();
     let mut out = Vec::new();
     out.push((
         "Runs per configuration".to_string(),
         format!(
-            "{} seeds ({}); {completed} trial(s) completed and {failed} failed over {} configuration(s). Every random source of a trial (initialisation, shuffling, dropout, synthetic data) derives from its seed.",
+            "{} seeds ({}){}; {completed} trial(s) completed and {failed} failed over {} configuration(s). Every random source of a trial (initialisation, shuffling, dropout, synthetic data) derives from its seed.",
             seeds.len(),
             seed_ranges(&seeds),
+            r.folds.map_or(String::new(), |k| format!(" × {k} cross-validation folds")),
             r.configs.len()
         ),
     ));
@@ -305,7 +342,7 @@ pub fn reproducibility(r: &Report) -> Vec<(String, String)> {
         format!(
             "grid search over {}: {size} configuration(s), {} trial(s) with the seeds",
             dims.join(" × "),
-            size * seeds.len().max(1)
+            size * seeds.len().max(1) * r.folds.unwrap_or(1) as usize
         )
     };
     out.push(("Search space".to_string(), space));

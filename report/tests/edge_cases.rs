@@ -283,3 +283,53 @@ fn learning_curves_average_the_seeds_histories() {
     assert!(plain.curves.is_empty());
     assert!(!render(&plain, Format::Html).contains("Learning curves"));
 }
+
+/// Cross-validation: pairs are (seed, fold), the p-value is Nadeau &
+/// Bengio's corrected resampled t with n_test/n_train = 1/(k − 1).
+#[test]
+fn folds_pair_on_seed_and_fold_with_the_corrected_t_test() {
+    let mut records = Vec::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for seed in 0..3u64 {
+        for fold in 0..5u32 {
+            let i = (seed as usize * 5 + fold as usize) % 10;
+            let mut base = record(0.001, 0.1, seed, BASE[i], MAE_BASE[i], 0.70);
+            let mut better = record(0.003, 0.1, seed, BETTER[i], MAE_BETTER[i], 0.72);
+            base.fold = Some(fold);
+            better.fold = Some(fold);
+            base.trial_id = format!("base-{seed}-{fold}").into();
+            better.trial_id = format!("better-{seed}-{fold}").into();
+            a.push(BETTER[i]);
+            b.push(BASE[i]);
+            records.push(base);
+            records.push(better);
+        }
+    }
+    let r = build(&spec(), &records);
+    assert_eq!(r.folds, Some(5));
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    let row = r.tables[0]
+        .rows
+        .iter()
+        .find(|row| row.config_key == "lr=0.003,dropout=0.1")
+        .unwrap();
+    let c = row.comparison.as_ref().unwrap();
+    assert_eq!(c.used, UsedTest::CorrectedResampled);
+    assert_eq!(c.n_pairs, 15);
+    assert_eq!(row.folds.len(), 15);
+    let want =
+        sigsweep_stats::corrected_resampled_t(&a, &b, 0.25, sigsweep_stats::Alternative::TwoSided)
+            .unwrap();
+    assert!((c.p - want.p).abs() < 1e-12, "{} vs {}", c.p, want.p);
+    let (lo, hi) = sigsweep_stats::corrected_ci_mean_diff(&a, &b, 0.25, 0.95).unwrap();
+    assert!((c.ci95[0] - lo).abs() < 1e-12 && (c.ci95[1] - hi).abs() < 1e-12);
+    // The per-seed plot pairs fold with fold.
+    let pairs = sigsweep_report::plots::pairs(&r.tables[0], row);
+    assert_eq!(pairs.len(), 15);
+    let text = writeup::statistics_paragraph(&r, writeup::Cite::Text);
+    assert!(
+        text.contains("on each of 5 cross-validation folds"),
+        "{text}"
+    );
+    assert!(text.contains("Nadeau and Bengio, 2003"), "{text}");
+}

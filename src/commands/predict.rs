@@ -26,6 +26,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
                 generator,
                 path: String::new(),
                 params,
+                fold: None,
             })
         }
         Some(path) => {
@@ -44,6 +45,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
                 generator: String::new(),
                 path: path.to_string(),
                 params,
+                fold: None,
             })
         }
     };

@@ -66,6 +66,7 @@ pub use mcnemar::{McNemar, discordant, mcnemar};
 pub use permutation::{Permutation, permutation_test};
 pub use power::{PowerAnalysis, PowerWarning, min_detectable_dz, min_exact_p, power_analysis};
 pub use ttest::{
-    Alternative, Outcome, TTest, ci_mean_diff, cohens_dz, paired_t, t_pvalue, welch_t,
+    Alternative, Outcome, TTest, ci_mean_diff, cohens_dz, corrected_ci_mean_diff,
+    corrected_resampled_t, paired_t, t_pvalue, welch_t,
 };
 pub use wilcoxon::{Wilcoxon, WilcoxonMethod, wilcoxon};

@@ -190,3 +190,62 @@ pub fn cohens_dz(a: &[f64], b: &[f64]) -> Result<f64> {
     }
     Ok(m / std(&d))
 }
+
+/// Nadeau & Bengio's (2003) corrected resampled t-test on paired
+/// differences from resampled train/test splits (k-fold cross-validation,
+/// possibly repeated over seeds), where the folds share training data and
+/// the differences are correlated: the variance of the mean difference is
+/// `(1/J + n_test/n_train) · s²` instead of `s²/J`, with `J` differences
+/// and `df = J − 1` (for k-fold, `n_test/n_train = 1/(k − 1)`; Bouckaert &
+/// Frank 2004). Degenerate cases as in [`paired_t`].
+pub fn corrected_resampled_t(
+    a: &[f64],
+    b: &[f64],
+    test_train_ratio: f64,
+    alternative: Alternative,
+) -> Result<TTest> {
+    check_paired(a, b, 2)?;
+    if !(test_train_ratio.is_finite() && test_train_ratio >= 0.0) {
+        return Err(StatsError::InvalidParameter(format!(
+            "test/train ratio {test_train_ratio} must be finite and non-negative"
+        )));
+    }
+    let d = differences(a, b);
+    let n = d.len() as f64;
+    let df = n - 1.0;
+    let m = mean(&d);
+    if d.iter().all(|x| *x == 0.0) {
+        return Ok(degenerate(0.0, df, alternative));
+    }
+    if is_constant(&d) {
+        return Ok(degenerate(m.signum(), df, alternative));
+    }
+    let t = m / ((1.0 / n + test_train_ratio) * variance(&d)).sqrt();
+    Ok(TTest {
+        t,
+        df,
+        p: t_pvalue(t, df, alternative),
+        alternative,
+        outcome: Outcome::Regular,
+    })
+}
+
+/// The interval of the mean paired difference that goes with
+/// [`corrected_resampled_t`].
+pub fn corrected_ci_mean_diff(
+    a: &[f64],
+    b: &[f64],
+    test_train_ratio: f64,
+    level: f64,
+) -> Result<(f64, f64)> {
+    check_paired(a, b, 2)?;
+    let d = differences(a, b);
+    let n = d.len() as f64;
+    let m = mean(&d);
+    if is_constant(&d) {
+        return Ok((m, m));
+    }
+    let half =
+        t_ppf(0.5 + level / 2.0, n - 1.0) * ((1.0 / n + test_train_ratio) * variance(&d)).sqrt();
+    Ok((m - half, m + half))
+}

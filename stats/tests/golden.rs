@@ -258,3 +258,33 @@ fn mcnemar_matches_statsmodels() {
         }
     }
 }
+
+/// Nadeau & Bengio's corrected resampled t against numpy + scipy
+/// (`tests/golden/report_stats.json`).
+#[test]
+fn corrected_resampled_t_matches_scipy() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/golden/report_stats.json"
+    );
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in g["corrected_t"].as_array().unwrap() {
+        let (a, b) = (vec(&case["a"]), vec(&case["b"]));
+        let ratio = num(&case["ratio"]);
+        let r = corrected_resampled_t(&a, &b, ratio, Alternative::TwoSided).unwrap();
+        close(r.t, num(&case["t"]), 1e-10, "corrected t");
+        close(r.df, num(&case["df"]), 1e-12, "df");
+        close(r.p, num(&case["p"]), 1e-9, "corrected p");
+        let (lo, hi) = corrected_ci_mean_diff(&a, &b, ratio, 0.95).unwrap();
+        close(lo, num(&case["ci"][0]), 1e-9, "ci low");
+        close(hi, num(&case["ci"][1]), 1e-9, "ci high");
+        // Without the correction it is the paired t-test.
+        let plain = corrected_resampled_t(&a, &b, 0.0, Alternative::TwoSided).unwrap();
+        close(
+            plain.p,
+            paired_t(&a, &b, Alternative::TwoSided).unwrap().p,
+            1e-12,
+            "ratio 0",
+        );
+    }
+}

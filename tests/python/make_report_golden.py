@@ -61,6 +61,26 @@ def seed_count_cases(rng):
     return cases
 
 
+def corrected_t_cases(rng):
+    """Nadeau & Bengio's corrected resampled t: numpy moments, scipy's t."""
+    from scipy import stats
+    cases = []
+    for seeds, folds, shift in [(1, 5, 0.01), (3, 5, 0.004), (10, 5, 0.0), (2, 10, 0.02), (5, 3, -0.01)]:
+        n = seeds * folds
+        b = rng.normal(0.6, 0.02, n)
+        a = b + rng.normal(shift, 0.01, n)
+        d = a - b
+        ratio = 1.0 / (folds - 1)
+        se = np.sqrt((1.0 / n + ratio) * d.var(ddof=1))
+        t = d.mean() / se
+        df = n - 1
+        half = stats.t.ppf(0.975, df) * se
+        cases.append({"a": a.tolist(), "b": b.tolist(), "ratio": ratio, "t": float(t), "df": df,
+                      "p": float(2 * stats.t.sf(abs(t), df)),
+                      "ci": [float(d.mean() - half), float(d.mean() + half)]})
+    return cases
+
+
 def noisy(gold, acc, k, rng):
     """Predictions right with probability acc, otherwise a random other class."""
     pred = gold.copy()
@@ -170,6 +190,7 @@ def main():
         "seed_counts": seed_count_cases(rng),
         "classification": classification_case(rng),
         "regression": regression_case(rng),
+        "corrected_t": corrected_t_cases(np.random.default_rng(7)),
     }
     OUT.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {OUT}")

@@ -88,6 +88,10 @@ pub struct ResultRecord {
     /// `selected_epoch`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<EpochRecord>,
+    /// The held-out cross-validation fold (`[dataset] folds`): comparisons
+    /// then pair on (seed, fold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<u32>,
 }
 
 /// One epoch of a trial: the mean training loss and the metrics of the

@@ -36,6 +36,7 @@ fn request(
             generator: generator.into(),
             path: String::new(),
             params: data,
+            fold: None,
         },
         select: select.into(),
         select_higher_is_better: select != "mae",

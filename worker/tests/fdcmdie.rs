@@ -344,6 +344,7 @@ fn request(seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
             generator: "msa".into(),
             path: String::new(),
             params: serde_json::json!({ "preset": "small", "noise": 0.5 }),
+            fold: None,
         },
         select: "mae".into(),
         select_higher_is_better: false,
@@ -472,6 +473,7 @@ fn epoch_timing_probe() {
             generator: "msa".into(),
             path: String::new(),
             params: serde_json::json!({ "preset": "mosi", "n_train": 96, "n_valid": 4, "n_test": 4 }),
+            fold: None,
         },
         ..request(1, &[])
     };

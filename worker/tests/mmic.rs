@@ -362,6 +362,7 @@ fn request(model: &str, seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
             generator: "erc".into(),
             path: String::new(),
             params: serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 }),
+            fold: None,
         },
         select: "f1_weighted".into(),
         select_higher_is_better: true,

@@ -27,6 +27,7 @@ fn dataset() -> DatasetRequest {
         generator: "fusion".into(),
         path: String::new(),
         params: serde_json::json!({ "n_train": 90, "n_valid": 40, "n_test": 40, "noise": 0.5 }),
+        fold: None,
     }
 }
 

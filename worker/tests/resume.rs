@@ -39,6 +39,7 @@ fn request(
             generator: generator.into(),
             path: String::new(),
             params: dataset,
+            fold: None,
         },
         select: if generator == "msa" {
             "mae"

@@ -37,6 +37,7 @@ fn request(
             generator: generator.into(),
             path: String::new(),
             params: dataset,
+            fold: None,
         },
         select: "accuracy".into(),
         select_higher_is_better: true,

@@ -48,6 +48,14 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
         generator: spec.dataset.generator.clone().unwrap_or_default(),
         path: spec.dataset.path.clone().unwrap_or_default(),
         params_json: serde_json::to_string(&spec.dataset.params).unwrap_or_default(),
+        folds: spec.dataset.folds.as_ref().map_or(0, |f| f.folds),
+        fold_by: spec
+            .dataset
+            .folds
+            .as_ref()
+            .map_or(String::new(), |f| f.by.as_str().to_string()),
+        fold_seed: spec.dataset.folds.as_ref().map_or(0, |f| f.seed),
+        fold: a.trial.fold.unwrap_or(0),
     };
     pb::TrialAssignment {
         lease_id: a.lease_id.clone(),

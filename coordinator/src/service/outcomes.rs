@@ -362,5 +362,6 @@ fn record_of(
         predictions: None,
         weights: None,
         history: Vec::new(),
+        fold: entry.plan.fold,
     }
 }

@@ -49,6 +49,15 @@ struct RawDataset {
     path: Option<String>,
     #[serde(default)]
     params: IndexMap<String, Spanned<toml::Value>>,
+    /// Cross-validation: the number of folds.
+    #[serde(default)]
+    folds: Option<Spanned<i64>>,
+    /// `session` (IEMOCAP), `dialogue` or `example`.
+    #[serde(default)]
+    fold_by: Option<Spanned<String>>,
+    /// Seed of the fold partition (default 0).
+    #[serde(default)]
+    fold_seed: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +90,21 @@ pub struct DatasetSection {
     pub generator: Option<String>,
     pub path: Option<String>,
     pub params: IndexMap<String, serde_json::Value>,
+    /// Cross-validation folds; each trial holds one out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<Folds>,
 }
+
+/// `[dataset] folds`, `fold_by`, `fold_seed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Folds {
+    pub folds: u32,
+    pub by: sigsweep_data::folds::FoldBy,
+    pub seed: u64,
+}
+
+/// Most folds a sweep may ask for.
+pub const MAX_FOLDS: i64 = 20;
 
 /// Training settings shared by every trial (grid keys may override them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -682,6 +705,90 @@ impl RawSweep {
             }
         }
 
+        // Cross-validation folds.
+        let erc = matches!(kind.as_str(), "iemocap" | "meld" | "m3ed")
+            || (kind == "synthetic" && self.dataset.generator.as_deref() == Some("erc"));
+        let folds = match &self.dataset.folds {
+            None => {
+                for (key, span) in [
+                    (
+                        "fold_by",
+                        self.dataset.fold_by.as_ref().map(|s| s.span().start),
+                    ),
+                    (
+                        "fold_seed",
+                        self.dataset.fold_seed.as_ref().map(|s| s.span().start),
+                    ),
+                ] {
+                    if let Some(offset) = span {
+                        return Err(loc.at(
+                            offset,
+                            Some(format!("dataset.{key}")),
+                            "needs `folds` (the number of cross-validation folds)",
+                        ));
+                    }
+                }
+                None
+            }
+            Some(n) => {
+                let folds = *n.get_ref();
+                if !(2..=MAX_FOLDS).contains(&folds) {
+                    return Err(loc.at(
+                        n.span().start,
+                        Some("dataset.folds".into()),
+                        format!("must be between 2 and {MAX_FOLDS}"),
+                    ));
+                }
+                let by = match &self.dataset.fold_by {
+                    None if kind == "iemocap" => sigsweep_data::folds::FoldBy::Session,
+                    None if erc => sigsweep_data::folds::FoldBy::Dialogue,
+                    None => sigsweep_data::folds::FoldBy::Example,
+                    Some(b) => {
+                        let by =
+                            sigsweep_data::folds::FoldBy::parse(b.get_ref()).ok_or_else(|| {
+                                loc.at(
+                                    b.span().start,
+                                    Some("dataset.fold_by".into()),
+                                    "must be \"session\", \"dialogue\" or \"example\"",
+                                )
+                            })?;
+                        use sigsweep_data::folds::FoldBy;
+                        let fits = match by {
+                            FoldBy::Session => kind == "iemocap",
+                            FoldBy::Dialogue => erc,
+                            FoldBy::Example => !erc,
+                        };
+                        if !fits {
+                            return Err(loc.at(
+                                b.span().start,
+                                Some("dataset.fold_by".into()),
+                                format!(
+                                    "a `{kind}` dataset cannot fold by {}: sessions are IEMOCAP's, dialogues fold dialogue datasets, examples fold sequence datasets",
+                                    by.as_str()
+                                ),
+                            ));
+                        }
+                        by
+                    }
+                };
+                let seed = match &self.dataset.fold_seed {
+                    None => 0,
+                    Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+                        loc.at(
+                            s.span().start,
+                            Some("dataset.fold_seed".into()),
+                            "must be a non-negative integer",
+                        )
+                    })?,
+                };
+                Some(Folds {
+                    folds: folds as u32,
+                    by,
+                    seed,
+                })
+            }
+        };
+
         // Resources.
         if self.resources.gpus_per_trial > 1
             && self.training.save.iter().any(|s| s == "checkpoints")
@@ -711,6 +818,7 @@ impl RawSweep {
                 generator: self.dataset.generator,
                 path: self.dataset.path,
                 params: dataset_params,
+                folds,
             },
             training: self.training,
             grid,

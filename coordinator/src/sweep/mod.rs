@@ -98,6 +98,9 @@ pub struct TrialPlan {
     /// Every resolved hyperparameter (fixed model and training parameters with
     /// the grid point applied), in a stable order.
     pub params: IndexMap<String, ParamValue>,
+    /// The held-out cross-validation fold (`[dataset] folds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<u32>,
 }
 
 impl SweepSpec {
@@ -379,14 +382,21 @@ impl SweepSpec {
         let mut trials = Vec::new();
         for config in self.configurations() {
             let params = self.resolve(&config);
+            let folds: Vec<Option<u32>> = match &self.dataset.folds {
+                Some(f) => (0..f.folds).map(Some).collect(),
+                None => vec![None],
+            };
             for &seed in &self.seeds {
-                trials.push(TrialPlan {
-                    trial_id: trial_id(&fingerprint, &config, seed),
-                    model: self.model_of(&config.values).to_string(),
-                    config: config.clone(),
-                    seed,
-                    params: params.clone(),
-                });
+                for &fold in &folds {
+                    trials.push(TrialPlan {
+                        trial_id: trial_id(&fingerprint, &config, seed, fold),
+                        model: self.model_of(&config.values).to_string(),
+                        config: config.clone(),
+                        seed,
+                        params: params.clone(),
+                        fold,
+                    });
+                }
             }
         }
         trials
@@ -442,12 +452,16 @@ pub fn config_key(values: &IndexMap<String, ParamValue>) -> String {
         .join(",")
 }
 
-fn trial_id(fingerprint: &str, config: &Configuration, seed: u64) -> String {
-    let canonical = serde_json::json!({
+fn trial_id(fingerprint: &str, config: &Configuration, seed: u64, fold: Option<u32>) -> String {
+    let mut canonical = serde_json::json!({
         "sweep": fingerprint,
         "config": config.values,
         "seed": seed,
     });
+    // Without folds the id is what it always was (stored results stay theirs).
+    if let (Some(fold), Some(obj)) = (fold, canonical.as_object_mut()) {
+        obj.insert("fold".to_string(), serde_json::json!(fold));
+    }
     digest(&canonical.to_string())[..16].to_string()
 }
 

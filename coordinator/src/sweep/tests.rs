@@ -383,3 +383,63 @@ report = { accuracy = "max" }
     .expect_err("alpha missing");
     assert_eq!(err.key.as_deref(), Some("baseline"), "{err}");
 }
+
+#[test]
+fn folds_expand_trials_and_keep_ids_without_folds() {
+    let plain = parse(&minimal("")).expect("parses");
+    let src = minimal("").replace(
+        "generator = \"fusion\"",
+        "generator = \"fusion\"\nfolds = 4",
+    );
+    let cv = parse(&src).expect("parses");
+    let folds = cv.dataset.folds.as_ref().expect("folds");
+    assert_eq!(
+        (folds.folds, folds.by, folds.seed),
+        (4, sigsweep_data::folds::FoldBy::Example, 0)
+    );
+    let trials = cv.trials();
+    assert_eq!(trials.len(), plain.trials().len() * 4);
+    let ids: std::collections::HashSet<_> = trials.iter().map(|t| t.trial_id.clone()).collect();
+    assert_eq!(ids.len(), trials.len());
+    assert!(trials.iter().all(|t| t.fold.is_some_and(|f| f < 4)));
+    // A sweep without folds keeps the trial ids it always had.
+    assert!(plain.trials().iter().all(|t| t.fold.is_none()));
+    assert_eq!(
+        plain.fingerprint(),
+        parse(&minimal("")).expect("parses").fingerprint()
+    );
+}
+
+#[test]
+fn bad_folds_name_line_and_key() {
+    let fold = |extra: &str| {
+        minimal("").replace(
+            "generator = \"fusion\"",
+            &format!("generator = \"fusion\"\n{extra}"),
+        )
+    };
+    for (extra, key, needle) in [
+        ("folds = 1", "dataset.folds", "between 2 and 20"),
+        (
+            "folds = 3\nfold_by = \"session\"",
+            "dataset.fold_by",
+            "cannot fold by session",
+        ),
+        (
+            "folds = 3\nfold_by = \"rows\"",
+            "dataset.fold_by",
+            "must be \"session\"",
+        ),
+        ("fold_by = \"example\"", "dataset.fold_by", "needs `folds`"),
+        (
+            "folds = 3\nfold_seed = -1",
+            "dataset.fold_seed",
+            "non-negative",
+        ),
+    ] {
+        let err = parse(&fold(extra)).expect_err(extra);
+        assert_eq!(err.key.as_deref(), Some(key), "{extra}: {err}");
+        assert!(err.line >= 7 && err.line <= 9, "{extra}: {err}");
+        assert!(err.message.contains(needle), "{extra}: {err}");
+    }
+}

@@ -39,6 +39,23 @@ pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> 
             generator: dataset.generator,
             path: dataset.path,
             params,
+            fold: (dataset.folds > 0)
+                .then(|| {
+                    sigsweep_data::folds::FoldBy::parse(&dataset.fold_by).map(|by| {
+                        sigsweep_data::folds::Fold {
+                            fold: dataset.fold,
+                            folds: dataset.folds,
+                            by,
+                            seed: dataset.fold_seed,
+                        }
+                    })
+                })
+                .map(|f| {
+                    f.ok_or_else(|| {
+                        TrainError::Dataset(format!("unknown fold grouping `{}`", dataset.fold_by))
+                    })
+                })
+                .transpose()?,
         },
         select: metrics.select,
         select_higher_is_better: metrics.select_higher_is_better,

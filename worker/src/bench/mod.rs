@@ -148,6 +148,7 @@ fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
             generator,
             path: String::new(),
             params: gen_params,
+            fold: None,
         },
         select: String::new(),
         select_higher_is_better: true,

@@ -18,6 +18,10 @@ pub struct DatasetRequest {
     pub path: String,
     /// Generator or loader parameters (a JSON object).
     pub params: serde_json::Value,
+    /// The cross-validation fold this trial holds out, if the sweep has
+    /// folds (`[dataset] folds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<sigsweep_data::folds::Fold>,
 }
 
 /// A dataset of one of the two shapes the models consume.
@@ -43,6 +47,25 @@ fn params<T: DeserializeOwned>(req: &DatasetRequest) -> Result<T, TrainError> {
 /// split, unless the dataset parameters set `valid_rate`. Generators and
 /// MMSA files have their own validation splits.
 pub fn load_dataset(
+    req: &DatasetRequest,
+    seed: u64,
+    valid_fraction: f64,
+) -> Result<LoadedDataset, TrainError> {
+    let data = load_whole(req, seed, valid_fraction)?;
+    // Cross-validation: the pooled splits, re-cut with this trial's fold
+    // held out (the same partition for every seed).
+    Ok(match (&req.fold, data) {
+        (None, data) => data,
+        (Some(f), LoadedDataset::Seq(d)) => {
+            LoadedDataset::Seq(sigsweep_data::folds::seq_fold(d, f, valid_fraction)?)
+        }
+        (Some(f), LoadedDataset::Erc(d)) => {
+            LoadedDataset::Erc(sigsweep_data::folds::erc_fold(d, f, valid_fraction)?)
+        }
+    })
+}
+
+fn load_whole(
     req: &DatasetRequest,
     seed: u64,
     valid_fraction: f64,
