@@ -159,6 +159,7 @@ fn completion(
         predictions: String::new(),
         weights: String::new(),
         history: Vec::new(),
+        hardware: String::new(),
     }
 }
 

@@ -336,6 +336,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             predictions: String::new(),
             weights: String::new(),
             history: Vec::new(),
+            hardware: String::new(),
         };
         workers
             .complete_trial(with_token(request, t))

@@ -72,6 +72,7 @@ async fn finish(c: &Coordinator, limit: usize) -> usize {
                 predictions: None,
                 weights: None,
                 history: Vec::new(),
+                hardware: None,
             })
             .await
             .expect("complete")

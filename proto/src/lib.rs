@@ -106,6 +106,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             weights: r.weights.clone().unwrap_or_default(),
             history: r.history.iter().map(v1::EpochMetrics::from).collect(),
             fold: r.fold,
+            hardware: r.hardware.clone().unwrap_or_default(),
         }
     }
 }
@@ -190,6 +191,7 @@ impl v1::TrialResult {
                 .map(v1::EpochMetrics::to_record)
                 .collect(),
             fold: self.fold,
+            hardware: (!self.hardware.is_empty()).then(|| self.hardware.clone()),
         }
     }
 }

@@ -221,7 +221,19 @@ fn compute(records: &[TrialRecord]) -> Compute {
         .map(|r| r.worker.to_string())
         .filter(|w| !w.is_empty())
         .collect();
+    let mut hardware: Vec<(String, usize)> = Vec::new();
+    for h in records
+        .iter()
+        .filter(|r| r.is_completed())
+        .filter_map(|r| r.hardware.as_deref())
+    {
+        match hardware.iter_mut().find(|(k, _)| k == h) {
+            Some((_, n)) => *n += 1,
+            None => hardware.push((h.to_string(), 1)),
+        }
+    }
     Compute {
+        hardware,
         trials: secs.len(),
         total_seconds: total,
         mean_seconds: if secs.is_empty() {

@@ -110,6 +110,7 @@ mod tests {
             weights: None,
             history: Vec::new(),
             fold: None,
+            hardware: None,
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

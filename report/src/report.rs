@@ -185,6 +185,10 @@ pub struct Compute {
     pub max_seconds: f64,
     /// Distinct workers that reported results.
     pub workers: Vec<String>,
+    /// The hardware descriptions the completed trials carry, with how many
+    /// trials each (first-seen order); trials without one are not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardware: Vec<(String, usize)>,
 }
 
 /// A failed trial.

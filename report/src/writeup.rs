@@ -385,8 +385,18 @@ pub fn reproducibility(r: &Report) -> Vec<(String, String)> {
     out.push((
         "Hardware and compute".to_string(),
         format!(
-            "{device}; {} worker(s) reported results. Trial time in all: {} (wall time of each completed trial's final attempt, {} trial(s)); per trial mean {:.1} s, median {:.1} s, max {:.1} s. Earlier failed attempts and orchestration time are not included. The workers do not record their CPU or GPU model.",
+            "{device}; {} worker(s) reported results. {} Trial time in all: {} (wall time of each completed trial's final attempt, {} trial(s)); per trial mean {:.1} s, median {:.1} s, max {:.1} s. Earlier failed attempts and orchestration time are not included.",
             c.workers.len(),
+            if c.hardware.is_empty() {
+                "The results do not say which hardware trained them.".to_string()
+            } else {
+                let parts: Vec<String> = c
+                    .hardware
+                    .iter()
+                    .map(|(h, n)| format!("{n} trial(s): {h}"))
+                    .collect();
+                format!("Hardware, as the workers described it: {}.", parts.join(" | "))
+            },
             hours(c.total_seconds),
             c.trials,
             c.mean_seconds,

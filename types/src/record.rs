@@ -92,6 +92,10 @@ pub struct ResultRecord {
     /// then pair on (seed, fold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold: Option<u32>,
+    /// The hardware that trained it, as its worker described it: CPU and
+    /// GPU models and the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<String>,
 }
 
 /// One epoch of a trial: the mean training loss and the metrics of the

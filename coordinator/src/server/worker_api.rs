@@ -101,6 +101,7 @@ impl WorkerService for WorkerApi {
                     .iter()
                     .map(pb::EpochMetrics::to_record)
                     .collect(),
+                hardware: (!req.hardware.is_empty()).then_some(req.hardware),
             })
             .await?;
         let next = match req.next {

@@ -108,6 +108,8 @@ pub struct Completion {
     pub weights: Option<String>,
     /// Every epoch's training loss and metrics.
     pub history: Vec<sigsweep_types::EpochRecord>,
+    /// The hardware that trained it (the worker's description).
+    pub hardware: Option<String>,
 }
 
 /// Result of a submission.

@@ -25,6 +25,14 @@ impl Coordinator {
         check_metric_bounds("test_metrics", &c.test_metrics)?;
         check_metric_bounds("valid_metrics", &c.valid_metrics)?;
         check_history(&c.history)?;
+        if let Some(h) = &c.hardware
+            && (h.len() > sigsweep_types::host::MAX_HARDWARE_LEN || h.chars().any(char::is_control))
+        {
+            return Err(CoordinatorError::Invalid(format!(
+                "hardware must be at most {} bytes of printable text",
+                sigsweep_types::host::MAX_HARDWARE_LEN
+            )));
+        }
         // A worker names only its own trial's file, relative to the
         // artifacts directory: never a path of its choosing.
         let own = [
@@ -97,6 +105,7 @@ impl Coordinator {
                 predictions: c.predictions.clone(),
                 weights: c.weights.clone(),
                 history: c.history.clone(),
+                hardware: c.hardware.clone(),
                 ..record_of(
                     &c.trial_id,
                     entry,
@@ -363,5 +372,6 @@ fn record_of(
         weights: None,
         history: Vec::new(),
         fold: entry.plan.fold,
+        hardware: None,
     }
 }

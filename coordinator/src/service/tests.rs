@@ -57,6 +57,7 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
         predictions: None,
         weights: None,
         history: Vec::new(),
+        hardware: None,
     })
     .await
     .expect("complete")
@@ -237,6 +238,7 @@ async fn a_restarted_worker_fences_its_old_generation() {
             predictions: None,
             weights: None,
             history: Vec::new(),
+            hardware: None,
         })
         .await
         .expect_err("stale generation");
@@ -441,6 +443,7 @@ async fn predictions_are_only_the_trials_own_file() {
         predictions: Some(p.to_string()),
         weights: None,
         history: Vec::new(),
+        hardware: None,
     };
     for bad in [
         "../../etc/passwd",
@@ -464,15 +467,31 @@ async fn predictions_are_only_the_trials_own_file() {
         let err = c.complete(c2).await.expect_err(bad);
         assert!(err.to_string().contains("weights must be"), "{err}");
     }
+    // A hardware description is bounded printable text.
+    for bad in ["x".repeat(10_000), "CPU\n\u{1b}[2J".to_string()] {
+        let c2 = Completion {
+            hardware: Some(bad),
+            ..with(&own)
+        };
+        let err = c.complete(c2).await.expect_err("hardware");
+        assert!(err.to_string().contains("hardware must be"), "{err}");
+    }
     assert!(c.results(&s.sweep_id).await.expect("results").is_empty());
     let done = Completion {
         weights: Some(own_weights.clone()),
+        hardware: Some("CPU: Test CPU (2 logical CPUs); trained on cpu, 1 thread(s)".to_string()),
         ..with(&own)
     };
     assert!(c.complete(done).await.expect("own files"));
     let stored = c.results(&s.sweep_id).await.expect("results");
     assert_eq!(stored[0].predictions.as_deref(), Some(own.as_str()));
     assert_eq!(stored[0].weights.as_deref(), Some(own_weights.as_str()));
+    assert!(
+        stored[0]
+            .hardware
+            .as_deref()
+            .is_some_and(|h| h.starts_with("CPU: Test CPU"))
+    );
 }
 
 /// A worker whose reservation was taken over hands it back (stale), and the

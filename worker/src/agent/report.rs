@@ -99,6 +99,7 @@ pub(super) async fn report_outcome(
                 predictions,
                 weights,
                 history: outcome.epochs.iter().map(pb::EpochMetrics::from).collect(),
+                hardware: hardware(config),
             };
             let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
@@ -246,4 +247,21 @@ fn write_atomically(
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     Ok(())
+}
+
+/// What trains this worker's trials, for the report's Reproducibility
+/// section: the machine's CPU and GPU models (read once) and the backend
+/// with its compute threads.
+fn hardware(config: &AgentConfig) -> String {
+    static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let machine = MACHINE.get_or_init(sigsweep_types::host::hardware);
+    let backend = match config.backend {
+        crate::backend::BackendKind::Cpu => format!("trained on cpu, {} thread(s)", config.threads),
+        crate::backend::BackendKind::Cuda => "trained on cuda".to_string(),
+    };
+    let mut text = format!("{machine}; {backend}");
+    while text.len() > sigsweep_types::host::MAX_HARDWARE_LEN {
+        text.pop();
+    }
+    text
 }
