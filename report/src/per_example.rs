@@ -288,6 +288,36 @@ impl Data {
         }
     }
 
+    /// Several metrics of one trial on a resample, from one confusion
+    /// matrix (or one expansion of the weights).
+    fn values(&self, metrics: &[&str], t: &Aligned, w: Option<&[u32]>) -> Vec<Option<f64>> {
+        match self.task {
+            Task::Classification { .. } => {
+                let cm = self.confusion(t, w);
+                metrics.iter().map(|m| cm.metric(m)).collect()
+            }
+            Task::Regression => {
+                let expanded;
+                let (g, p) = match w {
+                    None => (&t.gold, &t.pred),
+                    Some(w) => {
+                        let (mut g, mut p) =
+                            (Vec::with_capacity(self.n), Vec::with_capacity(self.n));
+                        for ((a, b), k) in t.gold.iter().zip(&t.pred).zip(w) {
+                            for _ in 0..*k {
+                                g.push(*a);
+                                p.push(*b);
+                            }
+                        }
+                        expanded = (g, p);
+                        (&expanded.0, &expanded.1)
+                    }
+                };
+                metrics.iter().map(|m| regression_metric(m, g, p)).collect()
+            }
+        }
+    }
+
     fn confusion(&self, t: &Aligned, w: Option<&[u32]>) -> ConfusionMatrix {
         let n = match self.task {
             Task::Classification { n_classes } => n_classes,
@@ -472,39 +502,74 @@ pub fn analyze(
     }
 
     let base = data.trials(&spec.baseline_key);
-    let mut tables = Vec::new();
-    for (metric, goal) in &spec.metrics {
-        if !knows(metric) {
+    let metrics: Vec<(&String, Goal)> = spec
+        .metrics
+        .iter()
+        .filter(|(m, _)| {
+            let known = knows(m);
+            if !known {
+                note(format!(
+                    "{m} cannot be recomputed from predictions: no per-example test for it"
+                ));
+            }
+            known
+        })
+        .map(|(m, g)| (m, *g))
+        .collect();
+    let names: Vec<&str> = metrics.iter().map(|(m, _)| m.as_str()).collect();
+    let mut rows_by_metric: Vec<Vec<ExampleComparison>> = vec![Vec::new(); metrics.len()];
+    for (key, trials) in data.configs.iter().filter(|(k, _)| *k != spec.baseline_key) {
+        let Some(base) = base else { continue };
+        let pairs: Vec<(u64, &Aligned, &Aligned)> = trials
+            .iter()
+            .filter_map(|(s, t)| base.get(s).map(|b| (*s, t, b)))
+            .collect();
+        if pairs.is_empty() {
             note(format!(
-                "{metric} cannot be recomputed from predictions: no per-example test for it"
+                "{key}: no seed with predictions shared with the baseline; no bootstrap"
             ));
             continue;
         }
-        let mut rows = Vec::new();
-        for (key, trials) in data.configs.iter().filter(|(k, _)| *k != spec.baseline_key) {
-            let Some(base) = base else { continue };
-            let pairs: Vec<(u64, &Aligned, &Aligned)> = trials
-                .iter()
-                .filter_map(|(s, t)| base.get(s).map(|b| (*s, t, b)))
-                .collect();
-            if pairs.is_empty() {
-                note(format!(
-                    "{key}: no seed with predictions shared with the baseline; no bootstrap"
-                ));
-                continue;
-            }
-            let stat = |w: &[u32]| {
-                let w = Some(w);
-                let mut sum = 0.0;
-                for (_, t, b) in &pairs {
-                    match (data.value(metric, t, w), data.value(metric, b, w)) {
-                        (Some(x), Some(y)) => sum += x - y,
-                        _ => return f64::NAN,
-                    }
+        // Every metric's Δ on one resample: one confusion matrix (or one
+        // expansion) per trial serves all metrics.
+        let deltas = |w: Option<&[u32]>| {
+            let mut sum = vec![0.0; names.len()];
+            for (_, t, b) in &pairs {
+                let (x, y) = (data.values(&names, t, w), data.values(&names, b, w));
+                for ((s, x), y) in sum.iter_mut().zip(x).zip(y) {
+                    *s += match (x, y) {
+                        (Some(x), Some(y)) => x - y,
+                        _ => f64::NAN,
+                    };
                 }
-                sum / pairs.len() as f64
+            }
+            sum.iter()
+                .map(|s| s / pairs.len() as f64)
+                .collect::<Vec<_>>()
+        };
+        let observed = deltas(None);
+        let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(RESAMPLES); names.len()];
+        if let Err(e) = bootstrap::resample(data.n, RESAMPLES, REPORT_SEED, |w| {
+            for (d, v) in draws.iter_mut().zip(deltas(Some(w))) {
+                d.push(v);
+            }
+            0.0
+        }) {
+            note(format!("{key}: no bootstrap: {e}"));
+            continue;
+        }
+        for (m, ((obs, d), rows)) in observed
+            .iter()
+            .zip(&draws)
+            .zip(rows_by_metric.iter_mut())
+            .enumerate()
+        {
+            let summary = if obs.is_finite() {
+                bootstrap::summarize(*obs, d)
+            } else {
+                Err(sigsweep_stats::StatsError::NonFinite)
             };
-            match sigsweep_stats::paired_bootstrap(data.n, RESAMPLES, REPORT_SEED, stat) {
+            match summary {
                 Ok(b) => rows.push(ExampleComparison {
                     config_key: key.clone(),
                     seeds: pairs.iter().map(|(s, _, _)| *s).collect(),
@@ -512,9 +577,15 @@ pub fn analyze(
                     p_adj: f64::NAN,
                     significant: false,
                 }),
-                Err(e) => note(format!("{key}: no bootstrap for {metric}: {e}")),
+                Err(e) => note(format!(
+                    "{key}: no bootstrap for {}: {e}",
+                    names.get(m).unwrap_or(&"?")
+                )),
             }
         }
+    }
+    let mut tables = Vec::new();
+    for ((metric, goal), mut rows) in metrics.into_iter().zip(rows_by_metric) {
         let adj = adjust(
             &rows.iter().map(|r| r.bootstrap.p).collect::<Vec<_>>(),
             spec.correction,
@@ -525,7 +596,7 @@ pub fn analyze(
         }
         tables.push(ExampleTable {
             metric: metric.clone(),
-            goal: *goal,
+            goal,
             rows,
         });
     }
