@@ -18,8 +18,7 @@ use crate::report::{
     SeedCounts, UsedTest,
 };
 
-/// Seed of the permutation test's Monte Carlo branch (n > 20) and of the ASO bootstrap.
-pub const REPORT_SEED: u64 = 0;
+pub use crate::model::REPORT_SEED;
 /// Monte Carlo iterations of the permutation test when n > 20.
 pub const PERMUTATION_ITERATIONS: u64 = 10_000;
 /// Target power of the power line.
@@ -256,12 +255,17 @@ pub fn build_with_predictions(
 ) -> Report {
     let mut report = build(spec, records);
     let mut notes = std::mem::take(&mut report.notes);
-    report.examples =
-        crate::per_example::analyze(spec, &report, records, predictions, &mut |s: String| {
+    report.examples = crate::per_example::analyze(
+        spec,
+        report.winner.as_deref(),
+        records,
+        predictions,
+        &mut |s: String| {
             if !notes.contains(&s) {
                 notes.push(s);
             }
-        });
+        },
+    );
     report.notes = notes;
     report
 }

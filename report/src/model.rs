@@ -61,6 +61,13 @@ impl TestKind {
 /// (one definition, in the statistics crate).
 pub use sigsweep_stats::Correction;
 
+/// Significance level used for the `*` marks.
+pub const ALPHA: f64 = 0.05;
+
+/// Seed of every resampling the report does (the permutation test's Monte
+/// Carlo branch, the ASO bootstrap, the per-example bootstrap).
+pub const REPORT_SEED: u64 = 0;
+
 /// What to report and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportSpec {

@@ -35,9 +35,7 @@ use serde::{Deserialize, Serialize};
 use sigsweep_data::metrics::{ConfusionMatrix, REGRESSION_METRICS, regression_metric};
 use sigsweep_stats::{Bootstrap, McNemar, adjust, bootstrap, discordant, mcnemar};
 
-use crate::build::REPORT_SEED;
-use crate::model::{Goal, ReportSpec, TrialRecord};
-use crate::report::{ALPHA, Report};
+use crate::model::{ALPHA, Goal, REPORT_SEED, ReportSpec, TrialRecord};
 
 /// Bootstrap resamples per comparison.
 pub const RESAMPLES: usize = 2000;
@@ -455,12 +453,12 @@ fn gather(
     })
 }
 
-/// The per-example analysis of `report` (built from `records` by
-/// [`crate::build()`]), or `None` when the baseline has no predictions.
-/// Problems become notes.
+/// The per-example analysis of the report built from `records` by
+/// [`crate::build()`] (whose validation winner is `winner`), or `None` when
+/// the baseline has no predictions. Problems become notes.
 pub fn analyze(
     spec: &ReportSpec,
-    report: &Report,
+    winner: Option<&str>,
     records: &[TrialRecord],
     predictions: &BTreeMap<String, Predictions>,
     note: &mut impl FnMut(String),
@@ -630,7 +628,6 @@ pub fn analyze(
         for (key, trials) in &data.configs {
             per_class.push(class_f1(&data, key, trials, n_classes));
         }
-        let winner = report.winner.as_deref();
         for (key, trials) in &data.configs {
             let roles: Vec<&str> = [
                 (winner == Some(key.as_str())).then_some("winner"),

@@ -5,8 +5,7 @@ use sigsweep_stats::PowerAnalysis;
 
 use crate::model::{Correction, Goal, TestKind};
 
-/// Significance level used for the `*` marks.
-pub const ALPHA: f64 = 0.05;
+pub use crate::model::ALPHA;
 
 /// Which test produced a row's p-value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
