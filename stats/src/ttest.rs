@@ -89,10 +89,20 @@ fn degenerate(sign: f64, df: f64, alternative: Alternative) -> TTest {
 ///
 /// Requires equal lengths and `n >= 2`; `df = n - 1`.
 pub fn paired_t(a: &[f64], b: &[f64], alternative: Alternative) -> Result<TTest> {
+    paired_with_se(a, b, alternative, |d| std(d) / (d.len() as f64).sqrt())
+}
+
+/// A t-test on the paired differences `a − b` with `df = n − 1` and the
+/// standard error `se(d)`; degenerate cases as in [`paired_t`].
+fn paired_with_se(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    se: impl Fn(&[f64]) -> f64,
+) -> Result<TTest> {
     check_paired(a, b, 2)?;
     let d = differences(a, b);
-    let n = d.len() as f64;
-    let df = n - 1.0;
+    let df = d.len() as f64 - 1.0;
     let m = mean(&d);
     if d.iter().all(|x| *x == 0.0) {
         return Ok(degenerate(0.0, df, alternative));
@@ -100,8 +110,7 @@ pub fn paired_t(a: &[f64], b: &[f64], alternative: Alternative) -> Result<TTest>
     if is_constant(&d) {
         return Ok(degenerate(m.signum(), df, alternative));
     }
-    let se = std(&d) / n.sqrt();
-    let t = m / se;
+    let t = m / se(&d);
     Ok(TTest {
         t,
         df,
@@ -204,29 +213,13 @@ pub fn corrected_resampled_t(
     test_train_ratio: f64,
     alternative: Alternative,
 ) -> Result<TTest> {
-    check_paired(a, b, 2)?;
     if !(test_train_ratio.is_finite() && test_train_ratio >= 0.0) {
         return Err(StatsError::InvalidParameter(format!(
             "test/train ratio {test_train_ratio} must be finite and non-negative"
         )));
     }
-    let d = differences(a, b);
-    let n = d.len() as f64;
-    let df = n - 1.0;
-    let m = mean(&d);
-    if d.iter().all(|x| *x == 0.0) {
-        return Ok(degenerate(0.0, df, alternative));
-    }
-    if is_constant(&d) {
-        return Ok(degenerate(m.signum(), df, alternative));
-    }
-    let t = m / ((1.0 / n + test_train_ratio) * variance(&d)).sqrt();
-    Ok(TTest {
-        t,
-        df,
-        p: t_pvalue(t, df, alternative),
-        alternative,
-        outcome: Outcome::Regular,
+    paired_with_se(a, b, alternative, |d| {
+        ((1.0 / d.len() as f64 + test_train_ratio) * variance(d)).sqrt()
     })
 }
 
