@@ -466,8 +466,22 @@ fn build_table(
         goal,
         rows,
         comparisons: m,
-        power: power_analysis(n_min, m.max(1), ALPHA, POWER),
+        power: fold_power(power_analysis(n_min, m.max(1), ALPHA, POWER), folds),
     }
+}
+
+/// With k folds the corrected resampled t divides the paired t statistic by
+/// `sqrt(1 + n/(k − 1))` at the same degrees of freedom, so the smallest
+/// detectable `|d_z|` grows by that factor.
+fn fold_power(
+    mut power: sigsweep_stats::PowerAnalysis,
+    folds: Option<u32>,
+) -> sigsweep_stats::PowerAnalysis {
+    if let Some(k) = folds {
+        let ratio = 1.0 / f64::from(k.max(2) - 1);
+        power.min_detectable_dz *= (1.0 + power.n as f64 * ratio).sqrt();
+    }
+    power
 }
 
 fn apply_correction(rows: &mut [Row], idx: &[usize], correction: Correction, m: usize) {

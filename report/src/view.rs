@@ -185,13 +185,24 @@ pub fn caption(r: &Report, t: &MetricTable) -> String {
 }
 
 /// Power line and warnings of a metric table.
-pub fn power_lines(t: &MetricTable) -> Vec<String> {
+/// With folds (`Some(k)`) the design is the corrected resampled t's.
+pub fn power_lines(t: &MetricTable, folds: Option<u32>) -> Vec<String> {
     let p = &t.power;
     let mut out = vec![format!(
-        "Power: with n = {} paired seeds and m = {} comparison(s), the minimum detectable |d_z| at {:.0}% power (two-sided paired t, α = {}/m) is {}.",
+        "Power: with n = {} paired {} and m = {} comparison(s), the minimum detectable |d_z| at {:.0}% power (two-sided {}, α = {}/m) is {}.",
         p.n,
+        if folds.is_some() {
+            "(seed, fold) units"
+        } else {
+            "seeds"
+        },
         p.m,
         p.power * 100.0,
+        if folds.is_some() {
+            "corrected resampled t"
+        } else {
+            "paired t"
+        },
         p.alpha,
         fnum(p.min_detectable_dz, 2)
     )];
@@ -286,7 +297,7 @@ pub fn table_view(r: &Report, t: &MetricTable) -> TableView {
     TableView {
         metric: t.metric.clone(),
         caption: caption(r, t),
-        power: power_lines(t),
+        power: power_lines(t, r.folds),
         header,
         n_hyper: r.grid_keys.len(),
         rows,

@@ -333,3 +333,37 @@ fn folds_pair_on_seed_and_fold_with_the_corrected_t_test() {
     );
     assert!(text.contains("Nadeau and Bengio, 2003"), "{text}");
 }
+
+/// The power line of a cross-validated report is the corrected test's:
+/// the detectable |d_z| grows by sqrt(1 + n/(k − 1)).
+#[test]
+fn folds_widen_the_detectable_effect() {
+    let mut plain = Vec::new();
+    let mut folded = Vec::new();
+    for seed in 0..6u64 {
+        let i = seed as usize;
+        plain.push(record(0.001, 0.1, seed, BASE[i], MAE_BASE[i], 0.70));
+        plain.push(record(0.003, 0.1, seed, BETTER[i], MAE_BETTER[i], 0.72));
+        for (k, fold) in [(0u64, 0u32), (1, 1)] {
+            let s = seed / 2;
+            let mut a = record(0.001, 0.1, s, BASE[i], MAE_BASE[i], 0.70);
+            let mut b = record(0.003, 0.1, s, BETTER[i], MAE_BETTER[i], 0.72);
+            if seed % 2 != k {
+                continue;
+            }
+            a.fold = Some(fold);
+            b.fold = Some(fold);
+            a.trial_id = format!("a-{seed}").into();
+            b.trial_id = format!("b-{seed}").into();
+            folded.push(a);
+            folded.push(b);
+        }
+    }
+    let (p, f) = (build(&spec(), &plain), build(&spec(), &folded));
+    assert_eq!(f.folds, Some(2));
+    let (pp, fp) = (&p.tables[0].power, &f.tables[0].power);
+    assert_eq!((pp.n, fp.n), (6, 6));
+    let factor = (1.0 + 6.0 / 1.0_f64).sqrt();
+    assert!((fp.min_detectable_dz / pp.min_detectable_dz - factor).abs() < 1e-12);
+    assert!(render(&f, Format::Markdown).contains("two-sided corrected resampled t"));
+}
