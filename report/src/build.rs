@@ -205,13 +205,10 @@ fn compute(records: &[TrialRecord]) -> Compute {
         .filter(|s| s.is_finite() && *s >= 0.0)
         .collect();
     secs.sort_by(f64::total_cmp);
-    let median = match secs.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => secs.get(n / 2).copied().unwrap_or(0.0),
-        n => {
-            (secs.get(n / 2 - 1).copied().unwrap_or(0.0) + secs.get(n / 2).copied().unwrap_or(0.0))
-                / 2.0
-        }
+    let median = if secs.is_empty() {
+        0.0
+    } else {
+        sigsweep_stats::bootstrap::quantile(&secs, 0.5)
     };
     let total: f64 = secs.iter().sum();
     let workers: BTreeSet<String> = records

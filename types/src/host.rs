@@ -46,15 +46,17 @@ pub fn hardware() -> String {
         let list: Vec<String> = counted.iter().map(|(m, n)| format!("{n}× {m}")).collect();
         parts.push(format!("GPU: {}", list.join(", ")));
     }
-    let mut text: String = parts
-        .join("; ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    while text.len() > MAX_HARDWARE_LEN {
-        text.pop();
+    bounded_hardware(&parts.join("; "))
+}
+
+/// `text` as a hardware description may be: control characters dropped,
+/// cut to [`MAX_HARDWARE_LEN`] bytes at a character boundary.
+pub fn bounded_hardware(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).collect();
+    while out.len() > MAX_HARDWARE_LEN {
+        out.pop();
     }
-    text
+    out
 }
 
 /// `host-pid`: the default worker name and election candidate id.

@@ -259,9 +259,5 @@ fn hardware(config: &AgentConfig) -> String {
         crate::backend::BackendKind::Cpu => format!("trained on cpu, {} thread(s)", config.threads),
         crate::backend::BackendKind::Cuda => "trained on cuda".to_string(),
     };
-    let mut text = format!("{machine}; {backend}");
-    while text.len() > sigsweep_types::host::MAX_HARDWARE_LEN {
-        text.pop();
-    }
-    text
+    sigsweep_types::host::bounded_hardware(&format!("{machine}; {backend}"))
 }
