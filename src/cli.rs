@@ -54,6 +54,10 @@ pub enum Command {
     Cancel(SweepRef),
     /// Print a sweep's per-trial results.
     Results(ResultsArgs),
+    /// Print the output (stdout and stderr) of a training program's trial:
+    /// the live log file of a local run (--state), or the end of its last
+    /// attempt from a coordinator.
+    Logs(LogsArgs),
     /// Write the significance report of a finished sweep, from a state
     /// directory (offline) or from a coordinator.
     Report(ReportArgs),
@@ -336,6 +340,20 @@ pub struct ResultsArgs {
     pub sweep: String,
     #[arg(long, default_value = "jsonl")]
     pub format: ResultsFormat,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The sweep id (with --coordinator); ignored with --state.
+    pub sweep: String,
+    /// The trial id (`sigsweep results` lists them).
+    pub trial: String,
+    /// A local run's state directory: read `artifacts/logs/<trial>.log`
+    /// there (every attempt, live while the trial runs).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
     #[command(flatten)]
     pub remote: Remote,
 }

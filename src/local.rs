@@ -87,6 +87,8 @@ fn workers(
         ])
         .arg("--artifacts")
         .arg(artifacts)
+        // The user runs their own sweep file on their own machine.
+        .arg("--allow-command")
         .env("MATMUL_NUM_THREADS", "1")
         .env("RAYON_NUM_THREADS", "1")
         .env_remove("SIGSWEEP_STATE_DIR")
@@ -108,6 +110,9 @@ fn workers(
 pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = crate::steps::load_sweep(&args.sweep)?;
     spec.check_local_files()?;
+    for w in spec.warnings() {
+        eprintln!("warning: {w}");
+    }
     if args.dry_run {
         print_plan(&args.sweep, &spec);
         return Ok(ExitCode::SUCCESS);

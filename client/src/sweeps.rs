@@ -80,4 +80,18 @@ impl SweepApi {
         .await?;
         Ok(list.results.iter().map(|r| r.to_record(sweep)).collect())
     }
+
+    /// The end of a training program trial's output, as its worker
+    /// reported it when the last attempt ended.
+    pub async fn trial_log(&self, sweep: &str, trial: &str) -> Result<String, ClientError> {
+        let log = call(&self.connection, |mut c| {
+            let req = pb::GetTrialLogRequest {
+                sweep_id: sweep.to_string(),
+                trial_id: trial.to_string(),
+            };
+            async move { c.get_trial_log(req).await }
+        })
+        .await?;
+        Ok(log.text)
+    }
 }

@@ -160,6 +160,7 @@ fn completion(
         weights: String::new(),
         history: Vec::new(),
         hardware: String::new(),
+        ..Default::default()
     }
 }
 
@@ -380,6 +381,7 @@ pub async fn run(args: &SchedulerBench) -> anyhow::Result<String> {
         CoordinatorConfig {
             lease_ttl: Duration::from_secs(60),
             max_acquire_wait: Duration::from_millis(200),
+            allow_command: false,
         },
     )
     .await?;

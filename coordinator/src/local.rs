@@ -50,6 +50,8 @@ impl LocalRun {
             CoordinatorConfig {
                 lease_ttl,
                 max_acquire_wait: Duration::from_secs(2),
+                // The user runs the sweep file on their own machine.
+                allow_command: true,
             },
         )
         .await?;

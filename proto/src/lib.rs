@@ -107,6 +107,7 @@ impl From<&sigsweep_types::ResultRecord> for v1::TrialResult {
             history: r.history.iter().map(v1::EpochMetrics::from).collect(),
             fold: r.fold,
             hardware: r.hardware.clone().unwrap_or_default(),
+            program_selected: r.program_selected,
         }
     }
 }
@@ -192,6 +193,34 @@ impl v1::TrialResult {
                 .collect(),
             fold: self.fold,
             hardware: (!self.hardware.is_empty()).then(|| self.hardware.clone()),
+            program_selected: self.program_selected,
+        }
+    }
+}
+
+impl From<&sigsweep_types::command::CommandSpec> for v1::CommandSpec {
+    fn from(c: &sigsweep_types::command::CommandSpec) -> Self {
+        Self {
+            argv: c.argv.clone(),
+            workdir: c.workdir.clone(),
+            env: c.env.clone().into_iter().collect(),
+            launcher: c.launcher.clone(),
+            processes: c.processes.unwrap_or(0),
+            metrics_regex: c.metrics_regex.clone(),
+        }
+    }
+}
+
+impl v1::CommandSpec {
+    /// The worker's form of a training program.
+    pub fn to_spec(&self) -> sigsweep_types::command::CommandSpec {
+        sigsweep_types::command::CommandSpec {
+            argv: self.argv.clone(),
+            workdir: self.workdir.clone(),
+            env: self.env.clone().into_iter().collect(),
+            launcher: self.launcher.clone(),
+            processes: (self.processes > 0).then_some(self.processes),
+            metrics_regex: self.metrics_regex.clone(),
         }
     }
 }

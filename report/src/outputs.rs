@@ -111,6 +111,7 @@ mod tests {
             history: Vec::new(),
             fold: None,
             hardware: None,
+            program_selected: false,
         };
         r.config
             .insert("losses".into(), serde_json::json!("scl, \"cpc\""));

@@ -35,6 +35,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => runtime()?.block_on(remote::watch(args)),
         Command::Cancel(args) => runtime()?.block_on(remote::cancel(args)),
         Command::Results(args) => runtime()?.block_on(remote::results(args)),
+        Command::Logs(args) => runtime()?.block_on(remote::logs(args)),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => stats::run(args),
         Command::Data {

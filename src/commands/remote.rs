@@ -9,7 +9,7 @@ use tonic::Code;
 
 use sigsweep_proto::v1 as pb;
 
-use crate::cli::{Remote, ResultsArgs, ResultsFormat, StatusArgs, SubmitArgs, SweepRef};
+use crate::cli::{LogsArgs, Remote, ResultsArgs, ResultsFormat, StatusArgs, SubmitArgs, SweepRef};
 
 fn api(remote: &Remote) -> anyhow::Result<sigsweep_client::SweepApi> {
     crate::steps::sweep_api(&remote.coordinator, &remote.credentials)
@@ -29,7 +29,10 @@ fn print_status(s: &pb::SweepStatus) {
 }
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let (text, _) = crate::steps::load_sweep(&args.sweep)?;
+    let (text, spec) = crate::steps::load_sweep(&args.sweep)?;
+    for w in spec.warnings() {
+        eprintln!("warning: {w}");
+    }
     let r = api(&args.remote)?
         .submit(&text, &args.sweep.display().to_string())
         .await?;
@@ -90,6 +93,39 @@ pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
 
 pub async fn cancel(args: SweepRef) -> anyhow::Result<ExitCode> {
     print_status(&api(&args.remote)?.cancel(&args.sweep).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    if let Some(state) = &args.state {
+        if args.trial.is_empty()
+            || !args
+                .trial
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("`{}` is not a trial id", args.trial);
+        }
+        let path = state
+            .join("artifacts")
+            .join("logs")
+            .join(format!("{}.log", args.trial));
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "no log at {} (only trials of training programs have one)",
+                path.display()
+            )
+        })?;
+        print!("{}", String::from_utf8_lossy(&text));
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!(
+        "{}",
+        api(&args.remote)?
+            .trial_log(&args.sweep, &args.trial)
+            .await?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,6 +30,7 @@ pub async fn start_node(options: ServerOptions) -> Node {
         CoordinatorConfig {
             lease_ttl: Duration::from_secs(30),
             max_acquire_wait: Duration::from_millis(200),
+            allow_command: false,
         },
     )
     .await

@@ -7,6 +7,7 @@
 //! against the same tables before it builds a model, and takes its list of
 //! accepted names from them, so the two cannot disagree.
 
+pub mod command;
 pub mod duration;
 pub mod goal;
 pub mod host;

@@ -96,6 +96,10 @@ pub struct ResultRecord {
     /// GPU models and the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<String>,
+    /// True when a training program selected the epoch itself (its
+    /// `{"final": …}` line) rather than sigsweep's `[metrics]` rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub program_selected: bool,
 }
 
 /// One epoch of a trial: the mean training loss and the metrics of the

@@ -163,6 +163,25 @@ pub fn set_cuda_gpus(gpus: &[u32]) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = ordinals;
 }
 
+/// `CUDA_VISIBLE_DEVICES` for a training program that gets this process's
+/// first `g` GPUs: their entries in this process's own
+/// `CUDA_VISIBLE_DEVICES` (physical ids or UUIDs), or their ordinals when it
+/// has none; empty (no GPU) for `g = 0`.
+pub fn visible_devices(g: usize) -> String {
+    let own = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let entries: Vec<String> = own
+        .as_deref()
+        .map(|l| l.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    (0..g)
+        .map(|i| {
+            let o = cuda_ordinal(i);
+            entries.get(o).cloned().unwrap_or_else(|| o.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The CUDA device index of this process's `i`-th GPU (a single-GPU trial
 /// uses `i = 0`; a data-parallel trial `0..g`).
 pub fn cuda_ordinal(i: usize) -> usize {

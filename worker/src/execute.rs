@@ -31,6 +31,14 @@ pub enum Plan {
 /// The strategy for `requests` on a worker that gives each trial `devices`
 /// devices.
 pub fn plan(requests: &[Result<TrialRequest, TrainError>], devices: u32) -> Plan {
+    // A training program gets its GPUs through CUDA_VISIBLE_DEVICES and
+    // parallelises itself.
+    let program = requests
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|r| r.program.is_some()));
+    if program {
+        return Plan::Plain;
+    }
     if devices > 1 {
         return Plan::DataParallel {
             devices: devices as usize,
@@ -105,6 +113,7 @@ mod tests {
             select_higher_is_better: true,
             select_split: Split::Valid,
             checkpoint: None,
+            program: None,
         })
     }
 

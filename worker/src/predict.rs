@@ -104,6 +104,7 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<PredictSummary> {
         select_higher_is_better: true,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     };
     models::check_request(&req)?;
     let valid_fraction = req.params.f64("valid_fraction", 0.1)?;

@@ -42,6 +42,7 @@ fn request(
         select_higher_is_better: select != "mae",
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

@@ -350,6 +350,7 @@ fn request(seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
         select_higher_is_better: false,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

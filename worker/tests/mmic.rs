@@ -368,6 +368,7 @@ fn request(model: &str, seed: u64, extra: &[(&str, Value)]) -> TrialRequest {
         select_higher_is_better: true,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn request(seed: u64, epochs: i64, batch_size: i64) -> TrialRequest {
         select_higher_is_better: true,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

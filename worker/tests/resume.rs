@@ -50,6 +50,7 @@ fn request(
         select_higher_is_better: generator != "msa",
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn request(
         select_higher_is_better: true,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct NodeConfig {
     /// Plaintext on a non-loopback address and, without a token,
     /// unauthenticated non-loopback clients.
     pub insecure: bool,
+    /// Accept sweeps that run a training program on the workers.
+    pub allow_command: bool,
     /// etcd user and password (the password never comes from a file or a
     /// flag: the CLI reads `SIGSWEEP_ETCD_PASSWORD`).
     pub etcd_username: Option<String>,
@@ -65,6 +67,7 @@ impl Default for NodeConfig {
             tls_ca: None,
             token_file: None,
             insecure: false,
+            allow_command: false,
             etcd_username: None,
             etcd_password: None,
             etcd_ca: None,

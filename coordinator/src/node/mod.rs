@@ -226,6 +226,7 @@ pub async fn run(settings: NodeConfig, shutdown: CancellationToken) -> anyhow::R
     let config = CoordinatorConfig {
         lease_ttl: settings.lease_ttl,
         max_acquire_wait: settings.max_acquire_wait,
+        allow_command: settings.allow_command,
     };
     let outcome = if is_etcd_url(&settings.store) {
         let etcd = open_etcd(&settings.store, &settings).await?;

@@ -86,6 +86,11 @@ pub struct CoordinatorSettings {
     #[arg(long, env = "SIGSWEEP_INSECURE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// Accept sweeps that run a training program (`[model] name =
+    /// "command"`). Anyone who can submit then runs code on the workers.
+    #[arg(long, env = "SIGSWEEP_ALLOW_COMMAND", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_command: Option<bool>,
     /// etcd user (the password comes from SIGSWEEP_ETCD_PASSWORD).
     #[arg(long, env = "SIGSWEEP_ETCD_USERNAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +122,7 @@ sigsweep_types::layered!(CoordinatorSettings {
     tls_ca,
     token_file,
     insecure,
+    allow_command,
     etcd_username,
     etcd_ca,
     etcd_cert,
@@ -140,6 +146,7 @@ impl CoordinatorSettings {
             tls_ca: d.tls_ca,
             token_file: d.token_file,
             insecure: Some(d.insecure),
+            allow_command: Some(d.allow_command),
             etcd_username: d.etcd_username,
             etcd_ca: d.etcd_ca,
             etcd_cert: d.etcd_cert,
@@ -165,6 +172,7 @@ impl CoordinatorSettings {
             tls_ca: self.tls_ca,
             token_file: self.token_file,
             insecure: self.insecure.unwrap_or(d.insecure),
+            allow_command: self.allow_command.unwrap_or(d.allow_command),
             etcd_password: self
                 .etcd_username
                 .is_some()

@@ -43,20 +43,19 @@ fn params_to_proto<'a>(
 
 pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
     let spec = &a.spec;
-    let dataset = pb::DatasetSpec {
-        kind: spec.dataset.kind.clone(),
-        generator: spec.dataset.generator.clone().unwrap_or_default(),
-        path: spec.dataset.path.clone().unwrap_or_default(),
-        params_json: serde_json::to_string(&spec.dataset.params).unwrap_or_default(),
-        folds: spec.dataset.folds.as_ref().map_or(0, |f| f.folds),
-        fold_by: spec
-            .dataset
+    let dataset = spec.dataset.as_ref().map(|d| pb::DatasetSpec {
+        kind: d.kind.clone(),
+        generator: d.generator.clone().unwrap_or_default(),
+        path: d.path.clone().unwrap_or_default(),
+        params_json: serde_json::to_string(&d.params).unwrap_or_default(),
+        folds: d.folds.as_ref().map_or(0, |f| f.folds),
+        fold_by: d
             .folds
             .as_ref()
             .map_or(String::new(), |f| f.by.as_str().to_string()),
-        fold_seed: spec.dataset.folds.as_ref().map_or(0, |f| f.seed),
+        fold_seed: d.folds.as_ref().map_or(0, |f| f.seed),
         fold: a.trial.fold.unwrap_or(0),
-    };
+    });
     pb::TrialAssignment {
         lease_id: a.lease_id.clone(),
         attempt: a.attempt,
@@ -71,13 +70,14 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
                 a.trial.model.clone()
             },
             params: params_to_proto(a.trial.params.iter()),
-            dataset: Some(dataset),
+            dataset,
             metrics: Some(pb::MetricSpec {
                 select: spec.metrics.select.clone(),
                 select_higher_is_better: spec.metrics.select_goal == crate::sweep::Goal::Max,
                 select_split: spec.metrics.select_split.clone(),
             }),
             gpus: spec.resources.gpus_per_trial,
+            command: spec.model.command.as_ref().map(pb::CommandSpec::from),
         }),
     }
 }

@@ -41,6 +41,25 @@ impl SweepService for SweepApi {
         }))
     }
 
+    async fn get_trial_log(
+        &self,
+        request: Request<pb::GetTrialLogRequest>,
+    ) -> Result<Response<pb::TrialLog>, Status> {
+        let req = request.into_inner();
+        let text = self
+            .slot
+            .require()?
+            .trial_log(&req.sweep_id, &req.trial_id)
+            .await?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "trial `{}` has no log yet (a worker reports it when an attempt ends; a local run's live log is artifacts/logs/<trial>.log)",
+                    req.trial_id
+                ))
+            })?;
+        Ok(Response::new(pb::TrialLog { text }))
+    }
+
     async fn get_sweep(
         &self,
         request: Request<pb::GetSweepRequest>,

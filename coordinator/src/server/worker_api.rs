@@ -84,6 +84,11 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTrialResponse>, Status> {
         let req = request.into_inner();
         let coordinator = self.slot.require()?;
+        if !req.log.is_empty() {
+            coordinator
+                .put_log(&req.worker_id, req.generation, &req.trial_id, &req.log)
+                .await?;
+        }
         let stored = coordinator
             .complete(Completion {
                 worker_id: req.worker_id.clone(),
@@ -102,6 +107,7 @@ impl WorkerService for WorkerApi {
                     .map(pb::EpochMetrics::to_record)
                     .collect(),
                 hardware: (!req.hardware.is_empty()).then_some(req.hardware),
+                program_selected: req.program_selected,
             })
             .await?;
         let next = match req.next {
@@ -128,6 +134,12 @@ impl WorkerService for WorkerApi {
         request: Request<pb::FailTrialRequest>,
     ) -> Result<Response<pb::FailTrialResponse>, Status> {
         let req = request.into_inner();
+        if !req.log.is_empty() {
+            self.slot
+                .require()?
+                .put_log(&req.worker_id, req.generation, &req.trial_id, &req.log)
+                .await?;
+        }
         let reason: String = req.reason.chars().take(4000).collect();
         let will_retry = if req.release {
             self.slot

@@ -33,6 +33,9 @@ pub struct CoordinatorConfig {
     pub lease_ttl: Duration,
     /// Longest an AcquireTrial call waits for work.
     pub max_acquire_wait: Duration,
+    /// Accept sweeps that run a training program (`[model] name =
+    /// "command"`): whoever can submit then runs code on the workers.
+    pub allow_command: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -40,6 +43,7 @@ impl Default for CoordinatorConfig {
         Self {
             lease_ttl: Duration::from_secs(15),
             max_acquire_wait: Duration::from_secs(5),
+            allow_command: false,
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct Completion {
     pub history: Vec<sigsweep_types::EpochRecord>,
     /// The hardware that trained it (the worker's description).
     pub hardware: Option<String>,
+    /// True when a training program selected the epoch itself.
+    pub program_selected: bool,
 }
 
 /// Result of a submission.

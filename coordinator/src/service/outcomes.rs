@@ -9,7 +9,51 @@ use super::*;
 use crate::store::ResultRecord;
 use crate::sweep::SweepSpec;
 
+/// Most bytes of a training program's output a worker may report for one
+/// attempt (the end of it).
+pub const MAX_LOG: usize = 64 * 1024;
+
 impl Coordinator {
+    /// Keeps the end of a trial's program output, as the worker that ran
+    /// the attempt reports it (registered, and the trial known).
+    pub async fn put_log(
+        &self,
+        worker_id: &str,
+        generation: u64,
+        trial_id: &str,
+        text: &str,
+    ) -> Result<()> {
+        if text.len() > MAX_LOG {
+            return Err(CoordinatorError::Invalid(format!(
+                "a trial log is at most {MAX_LOG} bytes"
+            )));
+        }
+        {
+            let mut state = self.state();
+            Self::check_worker(&mut state, worker_id, generation)?;
+            if !state.trials.contains_key(trial_id) {
+                return Err(CoordinatorError::UnknownTrial(trial_id.to_string()));
+            }
+        }
+        self.inner.catalog.put_log(trial_id, text).await?;
+        Ok(())
+    }
+
+    /// The end of the program output of `trial_id`, a trial of `sweep_id`.
+    pub async fn trial_log(&self, sweep_id: &str, trial_id: &str) -> Result<Option<String>> {
+        {
+            let state = self.state();
+            let sweep = state
+                .sweeps
+                .get(sweep_id)
+                .ok_or_else(|| CoordinatorError::UnknownSweep(sweep_id.to_string()))?;
+            if !sweep.trial_ids.iter().any(|t| &**t == trial_id) {
+                return Err(CoordinatorError::UnknownTrial(trial_id.to_string()));
+            }
+        }
+        Ok(self.inner.catalog.log(trial_id).await?)
+    }
+
     /// Stores a completed trial. Returns whether it was stored (false for a
     /// duplicate).
     ///
@@ -106,6 +150,7 @@ impl Coordinator {
                 weights: c.weights.clone(),
                 history: c.history.clone(),
                 hardware: c.hardware.clone(),
+                program_selected: c.program_selected,
                 ..record_of(
                     &c.trial_id,
                     entry,
@@ -373,5 +418,6 @@ fn record_of(
         history: Vec::new(),
         fold: entry.plan.fold,
         hardware: None,
+        program_selected: false,
     }
 }

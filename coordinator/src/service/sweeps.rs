@@ -104,6 +104,9 @@ impl Coordinator {
     /// Submits a sweep file. The same file submitted again is the same sweep.
     pub async fn submit(&self, source: &str, source_name: &str) -> Result<Submitted> {
         let spec = SweepSpec::parse(source, source_name)?;
+        if spec.runs_program() && !self.inner.config.allow_command {
+            return Err(spec.program_refused().into());
+        }
         let declared: Vec<sigsweep_types::ModelDecl> =
             self.state().declared.values().cloned().collect();
         spec.check_declared(&declared)?;

@@ -30,6 +30,7 @@ fn config() -> CoordinatorConfig {
     CoordinatorConfig {
         lease_ttl: Duration::from_secs(10),
         max_acquire_wait: Duration::from_millis(50),
+        allow_command: true,
     }
 }
 

@@ -4,7 +4,9 @@
 //! - `sweeps/<sweep id>`: the sweep file and its state;
 //! - `results/<trial id>`: one finished or failed trial, written once
 //!   (precondition `Absent`), so a result reported twice is stored once;
-//! - `failures/<trial id>`: attempts that failed so far, for retry limits.
+//! - `failures/<trial id>`: attempts that failed so far, for retry limits;
+//! - `logs/<trial id>`: the end of a training program's output, as its last
+//!   attempt's worker reported it (overwritten by each attempt).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -159,6 +161,27 @@ impl Catalog {
             out.insert(r.trial_id.clone(), r);
         }
         Ok(out)
+    }
+
+    /// Stores the end of a trial's program output (its latest attempt's).
+    pub async fn put_log(&self, trial_id: &str, text: &str) -> StoreResult<()> {
+        self.store
+            .put(
+                &format!("logs/{trial_id}"),
+                text.as_bytes().to_vec(),
+                Precondition::None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The stored end of a trial's program output.
+    pub async fn log(&self, trial_id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .store
+            .get(&format!("logs/{trial_id}"))
+            .await?
+            .map(|v| String::from_utf8_lossy(&v.value).into_owned()))
     }
 
     /// Records one failed attempt and returns the record after it.

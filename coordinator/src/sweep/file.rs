@@ -4,6 +4,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use sigsweep_types::command::{COMMAND_MODEL, CommandSpec};
+
 use super::locate::SpanLocator;
 use super::{
     MAX_TRIALS, MODEL_KEY, ParamValue, SweepError, SweepSpec, applies, config_key, is_training_key,
@@ -17,8 +19,11 @@ pub(super) struct RawSweep {
     description: Option<String>,
     #[serde(default)]
     model: RawModel,
-    dataset: RawDataset,
-    training: TrainingSection,
+    /// Optional for a training program (`name = "command"`).
+    #[serde(default)]
+    dataset: Option<RawDataset>,
+    #[serde(default)]
+    training: Option<TrainingSection>,
     #[serde(default)]
     grid: IndexMap<Spanned<String>, Spanned<Vec<Spanned<toml::Value>>>>,
     #[serde(default)]
@@ -80,6 +85,9 @@ pub struct ModelSection {
     /// model of a swept `model`, over `params` and `[training]`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub per_model: IndexMap<String, IndexMap<String, ParamValue>>,
+    /// How to run a training program (`name = "command"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
 }
 
 /// Where the data comes from.
@@ -320,7 +328,21 @@ impl RawSweep {
                     .collect()
             })
             .unwrap_or_default();
+        if swept_models.len() > 1
+            && let Some((key, _)) = grid_models
+            && swept_models.iter().any(|m| m == COMMAND_MODEL)
+        {
+            return Err(loc.at(
+                key.span().start,
+                Some(format!("grid.{MODEL_KEY}")),
+                "a training program (`command`) cannot be swept together with other models: give it its own sweep",
+            ));
+        }
+        let is_command = model_name == COMMAND_MODEL;
         for (k, v) in &self.model.params {
+            if is_command && super::command::COMMAND_KEYS.contains(&k.as_str()) {
+                continue;
+            }
             if let toml::Value::Table(table) = v {
                 let table_name = format!("model.{k}");
                 if !swept_models.contains(k) {
@@ -359,113 +381,47 @@ impl RawSweep {
             model_params.insert(k.clone(), pv);
         }
 
-        // Dataset.
-        let kind = self.dataset.kind.get_ref().clone();
-        match kind.as_str() {
-            "synthetic" => {
-                if self.dataset.generator.is_none() {
-                    return Err(loc.at(
-                        self.dataset.kind.span().start,
-                        Some("dataset.generator".into()),
-                        "a synthetic dataset needs `generator` (e.g. \"fusion\", \"erc\", \"msa\")",
-                    ));
-                }
+        // Training: optional for a training program, required otherwise.
+        let command = model_name == COMMAND_MODEL;
+        if let Some(t) = &self.training {
+            if t.epochs == 0 {
+                return Err(loc.key_error("training", "epochs", "must be at least 1".into()));
             }
-            "iemocap" | "meld" | "m3ed" | "mmsa" => {
-                if self.dataset.path.is_none() {
-                    return Err(loc.at(
-                        self.dataset.kind.span().start,
-                        Some("dataset.path".into()),
-                        format!("a `{kind}` dataset needs `path`"),
-                    ));
-                }
+            if t.batch_size == 0 {
+                return Err(loc.key_error("training", "batch_size", "must be at least 1".into()));
             }
-            other => {
-                return Err(loc.at(
-                    self.dataset.kind.span().start,
-                    Some("dataset.kind".into()),
+            if !(t.lr.is_finite() && t.lr > 0.0) {
+                return Err(loc.key_error("training", "lr", "must be a positive number".into()));
+            }
+            if let Some(bad) = t.save.iter().find(|s| !SAVE_KINDS.contains(&s.as_str())) {
+                return Err(loc.key_error(
+                    "training",
+                    "save",
                     format!(
-                        "unknown dataset kind `{other}`; expected synthetic, iemocap, meld, m3ed or mmsa"
+                        "cannot save `{bad}`; a trial saves: {} (weights are not written yet)",
+                        SAVE_KINDS.join(", ")
                     ),
                 ));
             }
+            if command && let Some(bad) = t.save.iter().find(|s| s.as_str() != "predictions") {
+                return Err(loc.key_error(
+                    "training",
+                    "save",
+                    format!(
+                        "a training program's trials cannot save `{bad}`: sigsweep keeps what the program writes to $SIGSWEEP_OUTPUT_DIR, and its predictions.jsonl"
+                    ),
+                ));
+            }
+            if !(0.0..1.0).contains(&t.valid_fraction) {
+                return Err(loc.key_error(
+                    "training",
+                    "valid_fraction",
+                    "must be in [0, 1)".into(),
+                ));
+            }
+        } else if !command {
+            return Err(loc.at(0, Some("training".into()), "missing table [training]"));
         }
-        let mut dataset_params = IndexMap::new();
-        for (k, v) in &self.dataset.params {
-            let json = serde_json::to_value(v.get_ref()).map_err(|e| {
-                loc.at(
-                    v.span().start,
-                    Some(format!("dataset.params.{k}")),
-                    e.to_string(),
-                )
-            })?;
-            dataset_params.insert(k.clone(), json);
-        }
-        // The parameters the dataset kind declares: names, types, ranges,
-        // and the memory a generator would allocate.
-        let params_json = serde_json::Value::Object(
-            dataset_params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        if let Err(e) = sigsweep_data::synthetic::check_dataset(
-            &kind,
-            self.dataset.generator.as_deref(),
-            &params_json,
-        ) {
-            let (key, message) = match e {
-                sigsweep_data::DataError::Param { key, message } => (key, message),
-                other => (String::new(), other.to_string()),
-            };
-            // `n_train/n_valid/n_test` names several keys: point at the
-            // first one the file sets.
-            let found = key.split('/').find_map(|k| {
-                self.dataset
-                    .params
-                    .get(k)
-                    .map(|v| (k.to_string(), v.span().start))
-            });
-            return Err(match found {
-                Some((k, offset)) => loc.at(offset, Some(format!("dataset.params.{k}")), message),
-                None if key == "generator" || key == "kind" => loc.at(
-                    self.dataset.kind.span().start,
-                    Some(format!("dataset.{key}")),
-                    message,
-                ),
-                None => loc.at(
-                    self.dataset.kind.span().start,
-                    Some(format!("dataset.params.{key}")),
-                    message,
-                ),
-            });
-        }
-
-        // Training.
-        let t = &self.training;
-        if t.epochs == 0 {
-            return Err(loc.key_error("training", "epochs", "must be at least 1".into()));
-        }
-        if t.batch_size == 0 {
-            return Err(loc.key_error("training", "batch_size", "must be at least 1".into()));
-        }
-        if !(t.lr.is_finite() && t.lr > 0.0) {
-            return Err(loc.key_error("training", "lr", "must be a positive number".into()));
-        }
-        if let Some(bad) = t.save.iter().find(|s| !SAVE_KINDS.contains(&s.as_str())) {
-            return Err(loc.key_error(
-                "training",
-                "save",
-                format!(
-                    "cannot save `{bad}`; a trial saves: {} (weights are not written yet)",
-                    SAVE_KINDS.join(", ")
-                ),
-            ));
-        }
-        if !(0.0..1.0).contains(&t.valid_fraction) {
-            return Err(loc.key_error("training", "valid_fraction", "must be in [0, 1)".into()));
-        }
-
         // Grid.
         let mut grid: IndexMap<String, Vec<ParamValue>> = IndexMap::new();
         let mut trials: usize = 1;
@@ -671,127 +627,22 @@ impl RawSweep {
             }
         };
 
-        // The selection split must exist: with no validation split every
-        // epoch would score the same and the first would be kept silently.
-        if select_split == "valid" {
-            let params_json = serde_json::to_value(&dataset_params).unwrap_or_default();
-            let empty = sigsweep_data::synthetic::empty_validation(
-                &kind,
-                self.dataset.generator.as_deref(),
-                &params_json,
-                self.training.valid_fraction,
-            )
-            .ok()
-            .flatten();
-            if let Some((key, why)) = empty {
-                let message = format!(
-                    "{why}, but epochs are selected on it (metrics.select_split = \"valid\"): \
-                     give the validation split a positive {key}, or select on the test split \
-                     with metrics.select_split = \"test\" (MM-DFN's protocol; the report says so)"
-                );
-                return Err(match (key, self.dataset.params.get(key)) {
-                    ("valid_rate", Some(v)) => loc.at(
-                        v.span().start,
-                        Some("dataset.params.valid_rate".into()),
-                        message,
-                    ),
-                    ("valid_rate", None) => loc.at(
-                        self.dataset.kind.span().start,
-                        Some("dataset.params.valid_rate".into()),
-                        message,
-                    ),
-                    _ => loc.key_error("training", "valid_fraction", message),
-                });
-            }
-        }
-
-        // Cross-validation folds.
-        let erc = matches!(kind.as_str(), "iemocap" | "meld" | "m3ed")
-            || (kind == "synthetic" && self.dataset.generator.as_deref() == Some("erc"));
-        let folds = match &self.dataset.folds {
-            None => {
-                for (key, span) in [
-                    (
-                        "fold_by",
-                        self.dataset.fold_by.as_ref().map(|s| s.span().start),
-                    ),
-                    (
-                        "fold_seed",
-                        self.dataset.fold_seed.as_ref().map(|s| s.span().start),
-                    ),
-                ] {
-                    if let Some(offset) = span {
-                        return Err(loc.at(
-                            offset,
-                            Some(format!("dataset.{key}")),
-                            "needs `folds` (the number of cross-validation folds)",
-                        ));
-                    }
-                }
-                None
-            }
-            Some(n) => {
-                let folds = *n.get_ref();
-                if !(2..=MAX_FOLDS).contains(&folds) {
-                    return Err(loc.at(
-                        n.span().start,
-                        Some("dataset.folds".into()),
-                        format!("must be between 2 and {MAX_FOLDS}"),
-                    ));
-                }
-                let by = match &self.dataset.fold_by {
-                    None if kind == "iemocap" => sigsweep_data::folds::FoldBy::Session,
-                    None if erc => sigsweep_data::folds::FoldBy::Dialogue,
-                    None => sigsweep_data::folds::FoldBy::Example,
-                    Some(b) => {
-                        let by =
-                            sigsweep_data::folds::FoldBy::parse(b.get_ref()).ok_or_else(|| {
-                                loc.at(
-                                    b.span().start,
-                                    Some("dataset.fold_by".into()),
-                                    "must be \"session\", \"dialogue\" or \"example\"",
-                                )
-                            })?;
-                        use sigsweep_data::folds::FoldBy;
-                        let fits = match by {
-                            FoldBy::Session => kind == "iemocap",
-                            FoldBy::Dialogue => erc,
-                            FoldBy::Example => !erc,
-                        };
-                        if !fits {
-                            return Err(loc.at(
-                                b.span().start,
-                                Some("dataset.fold_by".into()),
-                                format!(
-                                    "a `{kind}` dataset cannot fold by {}: sessions are IEMOCAP's, dialogues fold dialogue datasets, examples fold sequence datasets",
-                                    by.as_str()
-                                ),
-                            ));
-                        }
-                        by
-                    }
-                };
-                let seed = match &self.dataset.fold_seed {
-                    None => 0,
-                    Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
-                        loc.at(
-                            s.span().start,
-                            Some("dataset.fold_seed".into()),
-                            "must be a non-negative integer",
-                        )
-                    })?,
-                };
-                Some(Folds {
-                    folds: folds as u32,
-                    by,
-                    seed,
-                })
-            }
+        let dataset = match &self.dataset {
+            Some(d) => Some(dataset_section(
+                d,
+                loc,
+                self.training.as_ref().map_or(0.1, |t| t.valid_fraction),
+                &select_split,
+            )?),
+            None if command => None,
+            None => return Err(loc.at(0, Some("dataset".into()), "missing table [dataset]")),
         };
-
         // Resources.
         if self.resources.gpus_per_trial > 1
-            && self.training.save.iter().any(|s| s == "checkpoints")
+            && self
+                .training
+                .as_ref()
+                .is_some_and(|t| t.save.iter().any(|s| s == "checkpoints"))
         {
             return Err(loc.key_error(
                 "training",
@@ -805,21 +656,28 @@ impl RawSweep {
             return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));
         }
 
-        Ok(SweepSpec {
+        let command_spec = if command {
+            if self.resources.fuse_seeds {
+                return Err(loc.key_error(
+                    "resources",
+                    "fuse_seeds",
+                    "seed fusion is for built-in models; a training program runs one trial per process".into(),
+                ));
+            }
+            Some(super::command::command_spec(&self.model.params, loc)?)
+        } else {
+            None
+        };
+        let spec = SweepSpec {
             name,
             description: self.description,
             model: ModelSection {
                 name: model_name,
                 params: model_params,
                 per_model,
+                command: command_spec,
             },
-            dataset: DatasetSection {
-                kind,
-                generator: self.dataset.generator,
-                path: self.dataset.path,
-                params: dataset_params,
-                folds,
-            },
+            dataset,
             training: self.training,
             grid,
             baseline,
@@ -833,6 +691,213 @@ impl RawSweep {
             resources: self.resources,
             source: source.to_string(),
             source_name: source_name.to_string(),
-        })
+        };
+        if let Some(c) = &spec.model.command {
+            super::command::check_templates(&spec, c, loc)?;
+        }
+        Ok(spec)
     }
+}
+
+/// Validates `[dataset]`: its kind and parameters, the validation split the
+/// epochs are selected on, and its cross-validation folds.
+fn dataset_section(
+    d: &RawDataset,
+    loc: &SpanLocator<'_>,
+    valid_fraction: f64,
+    select_split: &str,
+) -> Result<DatasetSection, SweepError> {
+    // Dataset.
+    let kind = d.kind.get_ref().clone();
+    match kind.as_str() {
+        "synthetic" => {
+            if d.generator.is_none() {
+                return Err(loc.at(
+                    d.kind.span().start,
+                    Some("dataset.generator".into()),
+                    "a synthetic dataset needs `generator` (e.g. \"fusion\", \"erc\", \"msa\")",
+                ));
+            }
+        }
+        "iemocap" | "meld" | "m3ed" | "mmsa" => {
+            if d.path.is_none() {
+                return Err(loc.at(
+                    d.kind.span().start,
+                    Some("dataset.path".into()),
+                    format!("a `{kind}` dataset needs `path`"),
+                ));
+            }
+        }
+        other => {
+            return Err(loc.at(
+                d.kind.span().start,
+                Some("dataset.kind".into()),
+                format!(
+                    "unknown dataset kind `{other}`; expected synthetic, iemocap, meld, m3ed or mmsa"
+                ),
+            ));
+        }
+    }
+    let mut dataset_params = IndexMap::new();
+    for (k, v) in &d.params {
+        let json = serde_json::to_value(v.get_ref()).map_err(|e| {
+            loc.at(
+                v.span().start,
+                Some(format!("dataset.params.{k}")),
+                e.to_string(),
+            )
+        })?;
+        dataset_params.insert(k.clone(), json);
+    }
+    // The parameters the dataset kind declares: names, types, ranges,
+    // and the memory a generator would allocate.
+    let params_json = serde_json::Value::Object(
+        dataset_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    if let Err(e) =
+        sigsweep_data::synthetic::check_dataset(&kind, d.generator.as_deref(), &params_json)
+    {
+        let (key, message) = match e {
+            sigsweep_data::DataError::Param { key, message } => (key, message),
+            other => (String::new(), other.to_string()),
+        };
+        // `n_train/n_valid/n_test` names several keys: point at the
+        // first one the file sets.
+        let found = key
+            .split('/')
+            .find_map(|k| d.params.get(k).map(|v| (k.to_string(), v.span().start)));
+        return Err(match found {
+            Some((k, offset)) => loc.at(offset, Some(format!("dataset.params.{k}")), message),
+            None if key == "generator" || key == "kind" => {
+                loc.at(d.kind.span().start, Some(format!("dataset.{key}")), message)
+            }
+            None => loc.at(
+                d.kind.span().start,
+                Some(format!("dataset.params.{key}")),
+                message,
+            ),
+        });
+    }
+
+    // The selection split must exist: with no validation split every
+    // epoch would score the same and the first would be kept silently.
+    if select_split == "valid" {
+        let params_json = serde_json::to_value(&dataset_params).unwrap_or_default();
+        let empty = sigsweep_data::synthetic::empty_validation(
+            &kind,
+            d.generator.as_deref(),
+            &params_json,
+            valid_fraction,
+        )
+        .ok()
+        .flatten();
+        if let Some((key, why)) = empty {
+            let message = format!(
+                "{why}, but epochs are selected on it (metrics.select_split = \"valid\"): \
+                 give the validation split a positive {key}, or select on the test split \
+                 with metrics.select_split = \"test\" (MM-DFN's protocol; the report says so)"
+            );
+            return Err(match (key, d.params.get(key)) {
+                ("valid_rate", Some(v)) => loc.at(
+                    v.span().start,
+                    Some("dataset.params.valid_rate".into()),
+                    message,
+                ),
+                ("valid_rate", None) => loc.at(
+                    d.kind.span().start,
+                    Some("dataset.params.valid_rate".into()),
+                    message,
+                ),
+                _ => loc.key_error("training", "valid_fraction", message),
+            });
+        }
+    }
+
+    // Cross-validation folds.
+    let erc = matches!(kind.as_str(), "iemocap" | "meld" | "m3ed")
+        || (kind == "synthetic" && d.generator.as_deref() == Some("erc"));
+    let folds = match &d.folds {
+        None => {
+            for (key, span) in [
+                ("fold_by", d.fold_by.as_ref().map(|s| s.span().start)),
+                ("fold_seed", d.fold_seed.as_ref().map(|s| s.span().start)),
+            ] {
+                if let Some(offset) = span {
+                    return Err(loc.at(
+                        offset,
+                        Some(format!("dataset.{key}")),
+                        "needs `folds` (the number of cross-validation folds)",
+                    ));
+                }
+            }
+            None
+        }
+        Some(n) => {
+            let folds = *n.get_ref();
+            if !(2..=MAX_FOLDS).contains(&folds) {
+                return Err(loc.at(
+                    n.span().start,
+                    Some("dataset.folds".into()),
+                    format!("must be between 2 and {MAX_FOLDS}"),
+                ));
+            }
+            let by = match &d.fold_by {
+                None if kind == "iemocap" => sigsweep_data::folds::FoldBy::Session,
+                None if erc => sigsweep_data::folds::FoldBy::Dialogue,
+                None => sigsweep_data::folds::FoldBy::Example,
+                Some(b) => {
+                    let by = sigsweep_data::folds::FoldBy::parse(b.get_ref()).ok_or_else(|| {
+                        loc.at(
+                            b.span().start,
+                            Some("dataset.fold_by".into()),
+                            "must be \"session\", \"dialogue\" or \"example\"",
+                        )
+                    })?;
+                    use sigsweep_data::folds::FoldBy;
+                    let fits = match by {
+                        FoldBy::Session => kind == "iemocap",
+                        FoldBy::Dialogue => erc,
+                        FoldBy::Example => !erc,
+                    };
+                    if !fits {
+                        return Err(loc.at(
+                            b.span().start,
+                            Some("dataset.fold_by".into()),
+                            format!(
+                                "a `{kind}` dataset cannot fold by {}: sessions are IEMOCAP's, dialogues fold dialogue datasets, examples fold sequence datasets",
+                                by.as_str()
+                            ),
+                        ));
+                    }
+                    by
+                }
+            };
+            let seed = match &d.fold_seed {
+                None => 0,
+                Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+                    loc.at(
+                        s.span().start,
+                        Some("dataset.fold_seed".into()),
+                        "must be a non-negative integer",
+                    )
+                })?,
+            };
+            Some(Folds {
+                folds: folds as u32,
+                by,
+                seed,
+            })
+        }
+    };
+
+    Ok(DatasetSection {
+        kind,
+        generator: d.generator.clone(),
+        path: d.path.clone(),
+        params: dataset_params,
+        folds,
+    })
 }

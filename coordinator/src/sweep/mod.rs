@@ -9,6 +9,7 @@
 //! only — so extending a grid or adding seeds keeps the ids (and therefore the
 //! stored results) of the trials that were already there.
 
+mod command;
 mod confirm;
 mod error;
 mod file;
@@ -63,8 +64,10 @@ pub struct SweepSpec {
     pub name: String,
     pub description: Option<String>,
     pub model: ModelSection,
-    pub dataset: DatasetSection,
-    pub training: TrainingSection,
+    /// Optional for a training program (`[model] name = "command"`).
+    pub dataset: Option<DatasetSection>,
+    /// Optional for a training program.
+    pub training: Option<TrainingSection>,
     /// Hyperparameter → values, in file order.
     pub grid: IndexMap<String, Vec<ParamValue>>,
     /// The baseline configuration: one value for every grid key.
@@ -142,6 +145,27 @@ impl SweepSpec {
     pub fn check_declared(&self, registered: &[ModelDecl]) -> Result<(), SweepError> {
         use sigsweep_types::params;
         let locator = SpanLocator::new(&self.source, &self.source_name);
+        if self.model.command.is_some() {
+            // A training program declares no parameters: only the training
+            // settings it is given have declared types and ranges.
+            let values = self
+                .model
+                .params
+                .iter()
+                .map(|(k, v)| ("model", k, v))
+                .chain(
+                    self.grid
+                        .iter()
+                        .flat_map(|(k, vs)| vs.iter().map(move |v| ("grid", k, v))),
+                );
+            for (table, k, v) in values {
+                if let Some(d) = params::training(k) {
+                    d.check(v.as_scalar())
+                        .map_err(|m| locator.key_error(table, k, m))?;
+                }
+            }
+            return Ok(());
+        }
         let swept = self.grid.contains_key(MODEL_KEY);
         let mut models: Vec<&ModelDecl> = Vec::new();
         for name in self.models() {
@@ -225,10 +249,46 @@ impl SweepSpec {
         Ok(())
     }
 
+    /// Whether the sweep runs a training program (`[model] name = "command"`),
+    /// which only coordinators and workers started with `--allow-command`
+    /// accept.
+    pub fn runs_program(&self) -> bool {
+        self.model.command.is_some()
+    }
+
+    /// The error of a coordinator or worker that does not run programs.
+    pub fn program_refused(&self) -> SweepError {
+        self.key_error(
+            "model",
+            "name",
+            "this sweep runs a training program on the workers, and this coordinator does not \
+             accept programs: start it with --allow-command (and its workers too) if every \
+             client that can submit may run code there (README: \"Use your own training code\")"
+                .into(),
+        )
+    }
+
+    /// Remarks about a valid sweep, for `run`, `submit` and `--dry-run` to
+    /// print: parameters that no template of a training program uses.
+    pub fn warnings(&self) -> Vec<String> {
+        let Some(c) = &self.model.command else {
+            return Vec::new();
+        };
+        command::unused(self, c)
+            .into_iter()
+            .map(|k| {
+                format!(
+                    "{}: parameter `{k}` is in no placeholder of [model] argv/env/workdir; the program sees it only in SIGSWEEP_PARAMS",
+                    self.source_name
+                )
+            })
+            .collect()
+    }
+
     /// For a run on this machine, which reads the dataset file itself:
     /// refuses a missing or unreadable file before any worker starts.
     pub fn check_local_files(&self) -> Result<(), SweepError> {
-        if let Some(path) = &self.dataset.path {
+        if let Some(path) = self.dataset.as_ref().and_then(|d| d.path.as_ref()) {
             let problem = match std::fs::metadata(path) {
                 Err(e) => Some(format!("cannot read `{path}`: {e}")),
                 Ok(m) if !m.is_file() => Some(format!("`{path}` is not a file")),
@@ -382,7 +442,8 @@ impl SweepSpec {
         let mut trials = Vec::new();
         for config in self.configurations() {
             let params = self.resolve(&config);
-            let folds: Vec<Option<u32>> = match &self.dataset.folds {
+            let folds: Vec<Option<u32>> = match self.dataset.as_ref().and_then(|d| d.folds.as_ref())
+            {
                 Some(f) => (0..f.folds).map(Some).collect(),
                 None => vec![None],
             };
@@ -429,7 +490,11 @@ impl SweepSpec {
     /// its model (a parameter applies to the models that declare it).
     fn resolve(&self, config: &Configuration) -> IndexMap<String, ParamValue> {
         let model = self.model_of(&config.values);
-        let mut params = self.training.as_params();
+        let mut params = self
+            .training
+            .as_ref()
+            .map(TrainingSection::as_params)
+            .unwrap_or_default();
         let own = self.model.per_model.get(model).into_iter().flatten();
         for (k, v) in self.model.params.iter().chain(own).chain(&config.values) {
             if k != MODEL_KEY && self.applies(model, k) {

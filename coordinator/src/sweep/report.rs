@@ -6,10 +6,13 @@ use super::SweepSpec;
 impl SweepSpec {
     /// The dataset as the report and `run --dry-run` name it.
     pub fn dataset_label(&self) -> String {
-        match (&self.dataset.generator, &self.dataset.path) {
-            (Some(g), _) if self.dataset.kind == "synthetic" => format!("synthetic {g}"),
-            (_, Some(p)) => format!("{} ({p})", self.dataset.kind),
-            _ => self.dataset.kind.clone(),
+        let Some(d) = &self.dataset else {
+            return "the program's own data".to_string();
+        };
+        match (&d.generator, &d.path) {
+            (Some(g), _) if d.kind == "synthetic" => format!("synthetic {g}"),
+            (_, Some(p)) => format!("{} ({p})", d.kind),
+            _ => d.kind.clone(),
         }
     }
 
@@ -44,8 +47,8 @@ impl SweepSpec {
             .collect();
         params.extend(
             self.training
-                .as_params()
-                .into_iter()
+                .iter()
+                .flat_map(super::TrainingSection::as_params)
                 .filter(|(k, _)| !k.starts_with("save_"))
                 .map(|(k, v)| (k, v.to_string())),
         );
@@ -56,17 +59,20 @@ impl SweepSpec {
                     .map(|(k, v)| (format!("{model}.{k}"), v.to_string())),
             );
         }
-        let dataset = if self.dataset.params.is_empty() {
-            self.dataset_label()
-        } else {
-            format!(
+        let dataset = match &self.dataset {
+            Some(d) if !d.params.is_empty() => format!(
                 "{} {}",
                 self.dataset_label(),
-                serde_json::to_string(&self.dataset.params).unwrap_or_default()
-            )
+                serde_json::to_string(&d.params).unwrap_or_default()
+            ),
+            _ => self.dataset_label(),
+        };
+        let model = match &self.model.command {
+            Some(c) => format!("training program `{}`", c.argv.join(" ")),
+            None => self.models().join(", "),
         };
         sigsweep_report::RunInfo {
-            model: self.models().join(", "),
+            model,
             params,
             dataset,
             seeds: self.seeds.clone(),
@@ -75,7 +81,7 @@ impl SweepSpec {
                 .iter()
                 .map(|(k, vs)| (k.clone(), vs.iter().map(ToString::to_string).collect()))
                 .collect(),
-            epochs: self.training.epochs,
+            epochs: self.training.as_ref().map_or(0, |t| t.epochs),
             gpus_per_trial: self.resources.gpus_per_trial,
             versions: vec![(
                 "sigsweep".to_string(),

@@ -13,7 +13,7 @@ use sigsweep_proto::v1 as pb;
 use crate::trial::{EpochReport, TrainError, TrialOutcome, TrialRequest};
 
 use super::config::{AgentConfig, AgentError};
-use super::convert::{metrics, trial_request, with_checkpoint};
+use super::convert::{metrics, trial_request, with_checkpoint, with_program};
 use super::report::report_finished;
 use super::session::{
     Finished, Group, Session, group_of, register, release_group, renew_reservation, send_acquire,
@@ -60,7 +60,11 @@ pub(super) async fn run_assignments(
     let artifacts = config.artifacts.clone();
     let requests: Vec<Result<TrialRequest, TrainError>> = leases
         .iter()
-        .map(|(_, spec)| trial_request(spec).and_then(|r| with_checkpoint(r, artifacts.as_deref())))
+        .map(|(_, spec)| {
+            trial_request(spec)
+                .and_then(|r| with_checkpoint(r, artifacts.as_deref()))
+                .map(|r| with_program(r, spec, config))
+        })
         .collect();
     let devices = leases.first().map_or(1, |(_, spec)| spec.gpus.max(1));
     let n = requests.len();

@@ -34,6 +34,12 @@ pub struct AgentConfig {
     /// Where trials write what their sweep saves (`predictions/…`); a
     /// trial that saves something fails on a worker without it.
     pub artifacts: Option<std::path::PathBuf>,
+    /// Run training programs (`[model] name = "command"`): whoever can
+    /// submit sweeps to the coordinator then runs code on this machine.
+    pub allow_command: bool,
+    /// When a training program is stopped (cancel, drain, lost lease), how
+    /// long after SIGTERM its process group gets SIGKILL.
+    pub kill_grace: Duration,
 }
 
 impl Default for AgentConfig {
@@ -52,6 +58,8 @@ impl Default for AgentConfig {
             fuse_max: 16,
             threads: 1,
             artifacts: None,
+            allow_command: false,
+            kill_grace: Duration::from_secs(10),
         }
     }
 }

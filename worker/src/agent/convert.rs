@@ -4,7 +4,11 @@ use indexmap::IndexMap;
 
 use sigsweep_proto::v1 as pb;
 
-use crate::trial::{DatasetRequest, Params, Split, TrainError, TrialRequest};
+use std::path::PathBuf;
+
+use crate::trial::{DatasetRequest, Params, ProgramRun, Split, TrainError, TrialRequest};
+
+use super::config::AgentConfig;
 
 /// Converts a wire assignment into a trial request.
 pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> {
@@ -65,6 +69,7 @@ pub fn trial_request(trial: &pb::TrialSpec) -> Result<TrialRequest, TrainError> 
             Split::Valid
         },
         checkpoint: None,
+        program: None,
     })
 }
 
@@ -100,6 +105,69 @@ pub fn with_checkpoint(
         checkpoint: Some(dir),
         ..req
     })
+}
+
+/// Where a training program's trial keeps its files on this worker:
+/// `(output directory, log file)`, under `ARTIFACTS/outputs/<trial>` and
+/// `ARTIFACTS/logs/<trial>.log` (a temporary directory without
+/// `--artifacts`).
+pub fn program_paths(config: &AgentConfig, trial_id: &str) -> (PathBuf, PathBuf) {
+    let root = config.artifacts.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sigsweep-{}", sanitize(&config.name)))
+    });
+    let id = sanitize(trial_id);
+    (
+        root.join("outputs").join(&id),
+        root.join("logs").join(format!("{id}.log")),
+    )
+}
+
+/// A file name from an id: anything but `[A-Za-z0-9_-]` becomes `_`.
+fn sanitize(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "_".into() } else { s }
+}
+
+/// Adds what a training program's trial needs on this worker (its paths,
+/// GPUs and grace period) when the worker runs programs (`--allow-command`);
+/// otherwise the request stays without, and the trial fails saying so.
+pub fn with_program(
+    mut req: TrialRequest,
+    spec: &pb::TrialSpec,
+    config: &AgentConfig,
+) -> TrialRequest {
+    let Some(command) = &spec.command else {
+        return req;
+    };
+    if !config.allow_command {
+        return req;
+    }
+    let (output_dir, log) = program_paths(config, &req.trial_id);
+    let gpus = if config.backend == crate::backend::BackendKind::Cuda {
+        spec.gpus
+    } else {
+        0
+    };
+    req.program = Some(ProgramRun {
+        spec: command.to_spec(),
+        output_dir,
+        log,
+        visible_devices: crate::backend::visible_devices(gpus as usize),
+        gpus,
+        grace: config.kill_grace,
+        worker: config.name.clone(),
+    });
+    req
 }
 
 pub(super) fn metrics(m: &std::collections::BTreeMap<String, f64>) -> pb::Metrics {

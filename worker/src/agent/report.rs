@@ -16,6 +16,10 @@ use super::config::{AgentConfig, AgentError};
 use super::convert::metrics;
 use super::session::{Finished, Session, register, send_acquire};
 
+/// Most bytes of a training program's output sent to the coordinator (the
+/// coordinator's limit).
+const MAX_LOG: usize = 64 * 1024;
+
 /// Reports a finished group's outcomes; `next`, when given, rides on the
 /// last completion (or goes on its own after a failure) and its answer is
 /// returned.
@@ -37,12 +41,24 @@ pub(super) async fn report_finished(
             None
         };
         sent |= with_next.is_some();
+        // A training program's output: its end goes to the coordinator, so
+        // that `sigsweep logs` shows it from anywhere.
+        let log = if spec.command.is_some() {
+            let path = super::convert::program_paths(config, &spec.trial_id).1;
+            tokio::task::spawn_blocking(move || {
+                crate::models::command::log_tail(&path, MAX_LOG).unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            String::new()
+        };
         carried = report_outcome(
             session,
             config,
             shutdown,
             (lease_id, &spec.trial_id),
-            result,
+            (result, log),
             finished.released,
             with_next,
         )
@@ -60,7 +76,7 @@ pub(super) async fn report_outcome(
     config: &AgentConfig,
     shutdown: &CancellationToken,
     (lease_id, trial_id): (&str, &str),
-    result: Result<TrialOutcome, TrainError>,
+    (result, log): (Result<TrialOutcome, TrainError>, String),
     released: bool,
     next: Option<pb::AcquireTrialRequest>,
 ) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
@@ -100,6 +116,8 @@ pub(super) async fn report_outcome(
                 weights,
                 history: outcome.epochs.iter().map(pb::EpochMetrics::from).collect(),
                 hardware: hardware(config),
+                log: log.clone(),
+                program_selected: outcome.program_selected,
             };
             let reply = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
@@ -129,6 +147,7 @@ pub(super) async fn report_outcome(
                 },
                 retryable: release || !e.is_deterministic(),
                 release,
+                log: log.clone(),
             };
             report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();

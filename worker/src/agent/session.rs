@@ -111,6 +111,7 @@ pub(super) async fn release_group(session: &mut Session, group: &Group) {
             reason: "reservation handed back".into(),
             retryable: true,
             release: true,
+            log: String::new(),
         };
         if let Err(s) = session.client.fail_trial(req).await {
             tracing::debug!(status = %s, trial = %spec.trial_id, "could not hand a reservation back");

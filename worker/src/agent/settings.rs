@@ -86,6 +86,21 @@ pub struct WorkerSettings {
     #[arg(long, env = "SIGSWEEP_ARTIFACTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<PathBuf>,
+    /// Run training programs (`[model] name = "command"`). Whoever can
+    /// submit sweeps to the coordinator then runs code on this machine, as
+    /// this worker's user.
+    #[arg(long, env = "SIGSWEEP_ALLOW_COMMAND", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_command: Option<bool>,
+    /// When a training program is stopped, how long after SIGTERM its
+    /// processes get SIGKILL [default: 10s].
+    #[arg(long, value_parser = duration::parse, env = "SIGSWEEP_KILL_GRACE")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kill_grace: Option<Duration>,
     /// CA (PEM) that signed the coordinator's certificate (https:// URLs).
     #[arg(long, env = "SIGSWEEP_TLS_CA")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +136,8 @@ sigsweep_types::layered!(WorkerSettings {
     threads,
     checkpoint_dir,
     artifacts,
+    allow_command,
+    kill_grace,
     tls_ca,
     tls_cert,
     tls_key,
@@ -140,6 +157,8 @@ impl WorkerSettings {
             exit_when_idle: d.exit_when_idle,
             threads: Some(d.threads),
             insecure: Some(false),
+            allow_command: Some(d.allow_command),
+            kill_grace: Some(d.kill_grace),
             ..Self::default()
         }
     }
@@ -177,6 +196,8 @@ impl WorkerSettings {
             fuse_max: d.fuse_max,
             threads: self.threads.unwrap_or(d.threads),
             artifacts: self.artifacts.clone().or(d.artifacts),
+            allow_command: self.allow_command.unwrap_or(d.allow_command),
+            kill_grace: self.kill_grace.unwrap_or(d.kill_grace),
         };
         Ok((config, slots))
     }

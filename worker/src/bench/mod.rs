@@ -154,6 +154,7 @@ fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
         select_higher_is_better: true,
         select_split: Split::Valid,
         checkpoint: None,
+        program: None,
     })
 }
 

@@ -12,6 +12,7 @@
 //! Every model is generic over the burn backend; [`build`] instantiates it
 //! on the backend the worker runs.
 
+pub mod command;
 pub mod fdcmdie;
 pub mod late_fusion;
 pub mod mmic;
@@ -175,8 +176,9 @@ pub fn supports_fusion(req: &TrialRequest) -> bool {
 }
 
 /// Whether `model`'s trials can train data-parallel (`gpus_per_trial > 1`).
+/// A training program gets its GPUs and parallelises itself (torchrun).
 pub fn supports_data_parallel(model: &str) -> bool {
-    lookup(model).is_ok_and(|e| e.data_parallel)
+    model == sigsweep_types::command::COMMAND_MODEL || lookup(model).is_ok_and(|e| e.data_parallel)
 }
 
 /// Checks `req` ([`check_request`]), loads its dataset and checks that the
@@ -230,6 +232,17 @@ fn split_len(data: &LoadedDataset, split: Split) -> usize {
             dialogues.iter().map(|x| x.labels.len()).sum()
         }
     }
+}
+
+/// The workload of a trial, ready to train: a training program started
+/// (`model = "command"`), or a built-in model checked ([`check_request`]),
+/// its dataset loaded ([`load_checked`]) and built on `backend`.
+pub fn open(req: &TrialRequest, backend: BackendKind) -> Result<Box<dyn Workload>, TrainError> {
+    if req.model == sigsweep_types::command::COMMAND_MODEL {
+        return Ok(Box::new(command::CommandWorkload::start(req)?));
+    }
+    let dataset = load_checked(req)?;
+    build(req, dataset, backend)
 }
 
 /// Builds the workload for a trial on `backend`.

@@ -73,6 +73,7 @@ fn requests(
             select_higher_is_better: true,
             select_split: Split::Valid,
             checkpoint: None,
+            program: None,
             ..template.clone()
         })
         .collect())

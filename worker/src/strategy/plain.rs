@@ -21,9 +21,17 @@ pub fn run_trial(
 ) -> Result<TrialOutcome, TrainError> {
     let _guard = training_guard();
     let start = Instant::now();
-    let epochs = req.params.positive("epochs", 10)? as u32;
-    let dataset = models::load_checked(req)?;
-    let mut workload = models::build(req, dataset, backend)?;
+    let mut workload = models::open(req, backend)?;
+    let decides = workload.decides_epochs();
+    // A training program decides its epochs; `epochs` is then only what the
+    // progress reports show as the total (0: unknown).
+    let (epochs, shown) = if decides {
+        let shown = req.params.positive("epochs", 1).map_or(0, |e| e as u32);
+        (crate::models::command::MAX_EPOCHS, shown)
+    } else {
+        let e = req.params.positive("epochs", 10)? as u32;
+        (e, e)
+    };
 
     let save = req.params.bool("save_predictions", false)?;
     let mut selector = Selector::new(req);
@@ -56,16 +64,19 @@ pub fn run_trial(
         }
     }
     let train = || -> Result<TrialOutcome, TrainError> {
-        for epoch in first..=epochs {
+        for count in first..=epochs {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
+            let Some(epoch) = workload.next_epoch(count, cancel)? else {
+                break;
+            };
             let loss = workload.train_epoch(epoch, cancel)?;
             check_mean_loss(loss, epoch)?;
             let valid = workload.evaluate(Split::Valid)?;
             let test = workload.evaluate(Split::Test)?;
-            selector.end_epoch(epoch, epochs, loss, valid, test, progress)?;
-            if save && selector.is_best(epoch) {
+            selector.end_epoch(epoch, shown, loss, valid, test, progress)?;
+            if save && !decides && selector.is_best(epoch) {
                 predictions = Some(workload.predictions(Split::Test)?);
             }
             if save_weights && selector.is_best(epoch) {
@@ -82,10 +93,16 @@ pub fn run_trial(
                 .save(dir)?;
             }
         }
+        let ending = workload.ended()?;
+        let seconds = start.elapsed().as_secs_f64();
+        let outcome = match ending.selected {
+            Some(chosen) => selector.finish_chosen(seconds, chosen),
+            None => selector.finish(seconds)?,
+        };
         Ok(TrialOutcome {
-            predictions: predictions.take(),
+            predictions: ending.predictions.or_else(|| predictions.take()),
             weights: weights.take(),
-            ..selector.finish(start.elapsed().as_secs_f64())?
+            ..outcome
         })
     };
     let outcome = train();

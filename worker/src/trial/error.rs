@@ -23,6 +23,14 @@ pub enum TrainError {
     MissingMetric(String),
     #[error("cancelled")]
     Cancelled,
+    /// A training program broke the metrics protocol or reported nothing
+    /// usable: the same program would do it again.
+    #[error("training program: {0}")]
+    Program(String),
+    /// A training program exited with a failure (or could not start): it
+    /// may succeed on another attempt.
+    #[error("training program: {0}")]
+    ProgramExit(String),
     #[error("backend: {0}")]
     Backend(String),
 }
@@ -31,7 +39,10 @@ impl TrainError {
     /// Failures that will happen again with the same trial (bad parameters,
     /// bad data, divergence) as opposed to transient ones.
     pub fn is_deterministic(&self) -> bool {
-        !matches!(self, Self::Cancelled | Self::Backend(_))
+        !matches!(
+            self,
+            Self::Cancelled | Self::Backend(_) | Self::ProgramExit(_)
+        )
     }
 }
 

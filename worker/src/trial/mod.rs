@@ -29,9 +29,9 @@ pub use outcome::{
 };
 pub(crate) use outcome::{Selector, check_mean_loss};
 pub use params::{Params, Value};
-pub use request::{Split, TrialRequest};
+pub use request::{ProgramRun, Split, TrialRequest};
 pub use weights::{Named, Weights};
 pub use workload::{
-    LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_checkpoints,
+    Ending, LocalPart, ReplicaOptim, Replicas, Sharded, ShardedVisitor, Workload, no_checkpoints,
     no_predictions, no_weights, shard_ranges,
 };

@@ -39,6 +39,8 @@ pub struct TrialOutcome {
     /// The weights of the selected epoch, when the trial saves them
     /// (`save_weights`).
     pub weights: Option<Weights>,
+    /// True when a training program selected the epoch itself.
+    pub program_selected: bool,
 }
 
 /// One test example's prediction: a line of a trial's predictions file
@@ -286,6 +288,23 @@ impl Selector {
             epochs: self.history,
             predictions: None,
             weights: None,
+            program_selected: false,
         })
+    }
+
+    /// The outcome of a workload that selected its epoch itself (a
+    /// training program's `final` line): `chosen` is the result, the
+    /// recorded epochs are its history.
+    pub(crate) fn finish_chosen(self, seconds: f64, chosen: EpochRecord) -> TrialOutcome {
+        TrialOutcome {
+            selected_epoch: chosen.epoch,
+            valid_metrics: chosen.valid,
+            test_metrics: chosen.test,
+            seconds,
+            epochs: self.history,
+            predictions: None,
+            weights: None,
+            program_selected: true,
+        }
     }
 }

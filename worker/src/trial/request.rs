@@ -29,4 +29,26 @@ pub struct TrialRequest {
     /// Where the trial keeps its per-epoch checkpoints and resumes from
     /// (`[training] save = ["checkpoints"]` on a worker with `--artifacts`).
     pub checkpoint: Option<std::path::PathBuf>,
+    /// For a training program (`model = "command"`): what to run and where
+    /// its files go. Set only by a worker started with `--allow-command`.
+    pub program: Option<ProgramRun>,
+}
+
+/// A training program's trial on this worker.
+#[derive(Debug, Clone)]
+pub struct ProgramRun {
+    pub spec: sigsweep_types::command::CommandSpec,
+    /// `SIGSWEEP_OUTPUT_DIR`: the program's own files (kept across
+    /// attempts, so that a program that checkpoints can resume).
+    pub output_dir: std::path::PathBuf,
+    /// The trial's log file (stdout and stderr, every attempt appended).
+    pub log: std::path::PathBuf,
+    /// `CUDA_VISIBLE_DEVICES` for the program: the trial's GPUs, or empty.
+    pub visible_devices: String,
+    /// GPUs the trial has (torchrun starts one process per GPU).
+    pub gpus: u32,
+    /// SIGKILL follows SIGTERM after this long when the trial is stopped.
+    pub grace: std::time::Duration,
+    /// The worker's name, for the log's attempt header.
+    pub worker: String,
 }

@@ -55,6 +55,35 @@ pub trait Workload {
         let _ = state;
         Err(no_checkpoints())
     }
+    /// Whether the workload decides how many epochs it trains (a training
+    /// program does; built-in models train the sweep's `epochs`).
+    fn decides_epochs(&self) -> bool {
+        false
+    }
+    /// Before each epoch: the number of the next epoch (`count` is the
+    /// loop's 1-based count), or `None` when the workload has ended on its
+    /// own. Built-in models train epoch `count`; a training program
+    /// reports its own numbers and ends when it exits. Must honour
+    /// `cancel`.
+    fn next_epoch(&mut self, count: u32, cancel: &AtomicBool) -> Result<Option<u32>, TrainError> {
+        let _ = cancel;
+        Ok(Some(count))
+    }
+    /// After the last epoch: what the workload chose itself (a training
+    /// program's own epoch selection and its predictions file).
+    fn ended(&mut self) -> Result<Ending, TrainError> {
+        Ok(Ending::default())
+    }
+}
+
+/// What a workload that decides its own epochs says when it ends.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// The epoch it selected itself, with its metrics: the trial's result
+    /// instead of the [`Selector`](super::outcome)'s.
+    pub selected: Option<sigsweep_types::EpochRecord>,
+    /// Its per-example test predictions.
+    pub predictions: Option<Vec<Prediction>>,
 }
 
 /// The error of a model that does not write checkpoints.

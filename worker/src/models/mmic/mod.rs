@@ -713,6 +713,7 @@ mod tests {
             select_higher_is_better: true,
             select_split: Split::Valid,
             checkpoint: None,
+            program: None,
         };
         let spec = serde_json::json!({ "preset": "small", "n_train": 24, "n_test": 4 });
         let data = sigsweep_data::synthetic::synthetic_erc(

@@ -196,6 +196,8 @@ fn duplicate(e: &TrainError) -> TrainError {
         },
         TrainError::Data(d) => TrainError::Dataset(d.to_string()),
         TrainError::Dataset(d) => TrainError::Dataset(d.clone()),
+        TrainError::Program(m) => TrainError::Program(m.clone()),
+        TrainError::ProgramExit(m) => TrainError::ProgramExit(m.clone()),
         TrainError::NonFinite {
             what,
             value,
