@@ -337,6 +337,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             weights: String::new(),
             history: Vec::new(),
             hardware: String::new(),
+            ..Default::default()
         };
         workers
             .complete_trial(with_token(request, t))

@@ -43,6 +43,7 @@ fn config() -> CoordinatorConfig {
     CoordinatorConfig {
         lease_ttl: Duration::from_secs(10),
         max_acquire_wait: Duration::from_millis(20),
+        allow_command: false,
     }
 }
 
@@ -73,6 +74,7 @@ async fn finish(c: &Coordinator, limit: usize) -> usize {
                 weights: None,
                 history: Vec::new(),
                 hardware: None,
+                program_selected: false,
             })
             .await
             .expect("complete")

@@ -107,6 +107,22 @@ pub fn build(spec: &ReportSpec, records: &[TrialRecord]) -> Report {
     if records.is_empty() {
         note("no trial records".to_string());
     }
+    let own = records
+        .iter()
+        .filter(|r| r.program_selected && r.status == TrialStatus::Completed)
+        .count();
+    if own > 0 {
+        note(format!(
+            "{own} trial(s): the training program selected its epoch itself (its `final` line); \
+             sigsweep's selection rule ({} on {}) did not choose it",
+            spec.select_metric,
+            if spec.selection_on_test {
+                "test"
+            } else {
+                "validation"
+            }
+        ));
+    }
 
     // Winner on validation means of the selection metric.
     let mut configs = Vec::new();

@@ -11,7 +11,8 @@ report), noselect (no selection metric), regex (prints lines instead of
 writing SIGSWEEP_METRICS), stubborn (ignores SIGTERM, starts a child that
 does too, then sleeps), slow (sleeps between epochs), predictions (also
 writes $SIGSWEEP_OUTPUT_DIR/predictions.jsonl), replay (writes the epoch
-lines given as JSON in --replay).
+lines of the JSON file --replay). With --pidfile it also starts a child that
+ignores SIGTERM and writes "PID CHILD_PID" there.
 """
 import argparse
 import json
@@ -38,16 +39,20 @@ def main():
     rng = random.Random(a.seed * 1000 + int(a.lr * 1e6))
     print("toy_train starting: lr=%g seed=%d params=%s" % (a.lr, a.seed, os.environ.get("SIGSWEEP_PARAMS")), flush=True)
     if a.mode == "replay":
-        with open(os.environ["SIGSWEEP_METRICS"], "a") as f:
-            for line in json.loads(a.replay):
+        with open(a.replay) as src, open(os.environ["SIGSWEEP_METRICS"], "a") as f:
+            for line in json.load(src):
                 f.write(json.dumps(line) + "\n")
         return 0
-    if a.mode == "stubborn":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = None
+    if a.pidfile:
+        # A child that ignores SIGTERM, as data-loader workers may.
         child = subprocess.Popen([sys.executable, "-c",
                                   "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
-        with open(a.pidfile, "w") as f:
+        with open(a.pidfile + ".tmp", "w") as f:
             f.write("%d %d\n" % (os.getpid(), child.pid))
+        os.replace(a.pidfile + ".tmp", a.pidfile)
+    if a.mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         report_epoch(1, 1.0, valid={"acc": 0.5}, test={"acc": 0.5})
         time.sleep(600)
         return 0
@@ -82,6 +87,9 @@ def main():
             time.sleep(1.0)
     if a.mode == "final":
         report_final(1, valid={"acc": 0.123}, test={"acc": 0.456, "f1": 0.4})
+    if child is not None:
+        child.kill()
+        child.wait()
     if a.mode == "predictions":
         out = os.environ["SIGSWEEP_OUTPUT_DIR"]
         with open(os.path.join(out, "predictions.jsonl"), "w") as f:

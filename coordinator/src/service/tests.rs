@@ -59,6 +59,7 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
         weights: None,
         history: Vec::new(),
         hardware: None,
+        program_selected: false,
     })
     .await
     .expect("complete")
@@ -240,6 +241,7 @@ async fn a_restarted_worker_fences_its_old_generation() {
             weights: None,
             history: Vec::new(),
             hardware: None,
+            program_selected: false,
         })
         .await
         .expect_err("stale generation");
@@ -445,6 +447,7 @@ async fn predictions_are_only_the_trials_own_file() {
         weights: None,
         history: Vec::new(),
         hardware: None,
+        program_selected: false,
     };
     for bad in [
         "../../etc/passwd",

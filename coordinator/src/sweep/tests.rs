@@ -392,7 +392,7 @@ fn folds_expand_trials_and_keep_ids_without_folds() {
         "generator = \"fusion\"\nfolds = 4",
     );
     let cv = parse(&src).expect("parses");
-    let folds = cv.dataset.folds.as_ref().expect("folds");
+    let folds = cv.dataset.as_ref().and_then(|d| d.folds.as_ref()).expect("folds");
     assert_eq!(
         (folds.folds, folds.by, folds.seed),
         (4, sigsweep_data::folds::FoldBy::Example, 0)

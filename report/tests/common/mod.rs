@@ -30,6 +30,7 @@ pub fn record(lr: f64, dropout: f64, seed: u64, acc: f64, mae: f64, valid_acc: f
         history: Vec::new(),
         fold: None,
         hardware: None,
+        program_selected: false,
     }
 }
 
