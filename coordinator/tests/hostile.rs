@@ -158,6 +158,19 @@ async fn without_the_token_nothing_can_be_read_or_written() {
         );
         denied(
             sweeps
+                .get_trial_log(with_token(
+                    pb::GetTrialLogRequest {
+                        sweep_id: id.clone(),
+                        trial_id: "t".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "trial log",
+        );
+        denied(
+            sweeps
                 .cancel_sweep(with_token(
                     pb::CancelSweepRequest {
                         sweep_id: id.clone(),
@@ -319,6 +332,35 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
             .expect("a trial");
         leases.push((a.lease_id, a.trial.expect("trial").trial_id));
     }
+    // A trial log over the limit is refused, and stores nothing.
+    let err = workers
+        .fail_trial(with_token(
+            pb::FailTrialRequest {
+                worker_id: reg.worker_id.clone(),
+                generation: reg.generation,
+                lease_id: leases[0].0.clone(),
+                trial_id: leases[0].1.clone(),
+                reason: "x".into(),
+                log: "y".repeat(65 * 1024),
+                ..Default::default()
+            },
+            t,
+        ))
+        .await
+        .expect_err("huge log");
+    assert!(err.message().contains("65536"), "names the limit: {err:?}");
+    let missing = sweeps
+        .get_trial_log(with_token(
+            pb::GetTrialLogRequest {
+                sweep_id: sweep_id.clone(),
+                trial_id: leases[0].1.clone(),
+            },
+            t,
+        ))
+        .await
+        .expect_err("no log stored");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
     let good = || metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]);
     // Sends a completion of `leases[trial]` under `leases[lease]`'s lease id
     // and returns the refusal.

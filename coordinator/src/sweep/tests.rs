@@ -392,7 +392,11 @@ fn folds_expand_trials_and_keep_ids_without_folds() {
         "generator = \"fusion\"\nfolds = 4",
     );
     let cv = parse(&src).expect("parses");
-    let folds = cv.dataset.as_ref().and_then(|d| d.folds.as_ref()).expect("folds");
+    let folds = cv
+        .dataset
+        .as_ref()
+        .and_then(|d| d.folds.as_ref())
+        .expect("folds");
     assert_eq!(
         (folds.folds, folds.by, folds.seed),
         (4, sigsweep_data::folds::FoldBy::Example, 0)
@@ -442,4 +446,174 @@ fn bad_folds_name_line_and_key() {
         assert!(err.line >= 7 && err.line <= 9, "{extra}: {err}");
         assert!(err.message.contains(needle), "{extra}: {err}");
     }
+}
+
+fn program(model: &str, rest: &str) -> String {
+    format!(
+        r#"name = "p"
+baseline = {{ lr = 0.1 }}
+[model]
+name = "command"
+{model}
+{rest}
+[grid]
+lr = [0.1, 0.2]
+[metrics]
+select = "acc"
+report = {{ acc = "max" }}
+"#
+    )
+}
+
+#[test]
+fn a_training_program_needs_no_dataset_or_training_table() {
+    let spec = parse(&program(
+        r#"argv = ["python3", "train.py", "--lr", "{lr}", "--seed", "{seed}", "--out", "{output_dir}"]
+env = { PYTHONUNBUFFERED = "1", RUN = "{trial_id}" }
+workdir = "/tmp"
+depth = 3"#,
+        "",
+    ))
+    .expect("parses");
+    assert!(spec.runs_program() && spec.dataset.is_none() && spec.training.is_none());
+    let c = spec.model.command.as_ref().expect("command");
+    assert_eq!(c.argv[3], "{lr}");
+    assert_eq!(c.env["RUN"], "{trial_id}");
+    assert_eq!(spec.model.params["depth"], ParamValue::Int(3));
+    assert_eq!(spec.trials().len(), 20);
+    // `depth` is in no template: a warning, not an error.
+    let w = spec.warnings();
+    assert!(w.len() == 1 && w[0].contains("`depth`"), "{w:?}");
+    spec.check_declared(&[])
+        .expect("no declarations for programs");
+    // Built-in sweeps still need both tables.
+    let err =
+        parse(&minimal("").replace("[training]\nepochs = 2\nbatch_size = 8\nlr = 0.01\n", ""))
+            .expect_err("no training");
+    assert!(
+        err.to_string().contains("missing table [training]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn program_templates_and_keys_are_checked_with_line_and_key() {
+    let cases = [
+        (
+            r#"argv = ["t.py", "{lrr}"]"#,
+            "",
+            "model.argv",
+            "`{lrr}` names no parameter",
+        ),
+        (
+            r#"argv = ["t.py", "{epochs}"]"#,
+            "",
+            "model.argv",
+            "[training] table",
+        ),
+        (
+            r#"argv = ["t.py", "{dataset_path}"]"#,
+            "",
+            "model.argv",
+            "[dataset] table",
+        ),
+        (
+            r#"argv = ["t.py", "{lr"]"#,
+            "",
+            "model.argv",
+            "never closed",
+        ),
+        (r#"argv = []"#, "", "model.argv", "non-empty list"),
+        (
+            r#"argv = ["t.py", 3]"#,
+            "",
+            "model.argv",
+            "every argument is a string",
+        ),
+        ("depth = 1", "", "model.name", "needs `argv"),
+        (
+            r#"argv = ["t.py"]
+env = { SIGSWEEP_SEED = "1" }"#,
+            "",
+            "model.env",
+            "set by sigsweep",
+        ),
+        (
+            r#"argv = ["t.py"]
+env = { X = "{nope}" }"#,
+            "",
+            "model.env",
+            "`{nope}`",
+        ),
+        (
+            r#"argv = ["t.py"]
+launcher = "mpirun""#,
+            "",
+            "model.launcher",
+            "torchrun",
+        ),
+        (
+            r#"argv = ["t.py"]
+processes = 2"#,
+            "",
+            "model.processes",
+            "launcher",
+        ),
+        (
+            r#"argv = ["t.py"]
+metrics_regex = "epoch (\\d+)""#,
+            "",
+            "model.metrics_regex",
+            "named group `epoch`",
+        ),
+        (
+            r#"argv = ["t.py"]
+metrics_regex = "(?P<epoch>\\d+) (?P<acc>\\S+)""#,
+            "",
+            "model.metrics_regex",
+            "`acc`",
+        ),
+        (
+            r#"argv = ["t.py"]
+metrics_regex = "(?P<epoch>""#,
+            "",
+            "model.metrics_regex",
+            "not a regular expression",
+        ),
+        (
+            r#"argv = ["t.py"]"#,
+            "[training]\nepochs = 2\nbatch_size = 1\nlr = 0.1\nsave = [\"weights\"]",
+            "training.save",
+            "cannot save `weights`",
+        ),
+        (
+            r#"argv = ["t.py"]"#,
+            "[resources]\nfuse_seeds = true",
+            "resources.fuse_seeds",
+            "seed fusion",
+        ),
+    ];
+    for (model, rest, key, needle) in cases {
+        let err = parse(&program(model, rest)).expect_err(model);
+        let text = err.to_string();
+        assert_eq!(err.key.as_deref(), Some(key), "{model}: {text}");
+        assert!(text.contains(needle), "{model}: {text}");
+        assert!(text.starts_with("test.toml:"), "{text}");
+    }
+    // With [training] and [dataset], their keys are placeholders.
+    parse(&program(
+        r#"argv = ["t.py", "{epochs}", "{batch_size}", "{dataset_path}", "{seed}"]"#,
+        "[dataset]\nkind = \"iemocap\"\npath = \"x.pkl\"\n[training]\nepochs = 2\nbatch_size = 1\nlr = 0.1",
+    ))
+    .expect("training and dataset placeholders");
+    // A program is not swept together with built-in models.
+    let mixed = minimal("").replace("name = \"late-fusion\"\n", "").replace(
+        "a = [1, 2]",
+        "a = [1, 2]\nmodel = [\"late-fusion\", \"command\"]",
+    );
+    let err = parse(&mixed).expect_err("mixed");
+    assert!(
+        err.to_string().contains("cannot be swept together"),
+        "{err}"
+    );
 }
