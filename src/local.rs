@@ -123,6 +123,8 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
         .unwrap_or_else(|| PathBuf::from("sigsweep-state").join(&spec.name));
     let local = LocalRun::open(&state_dir, args.lease_ttl).await?;
     let coordinator = &local.coordinator;
+    // The local workers are this binary: they train what it registered.
+    coordinator.declare_models(&sigsweep_worker::models::extension_declarations())?;
     let sweep_id = coordinator
         .submit(&text, &args.sweep.display().to_string())
         .await?

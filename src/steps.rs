@@ -16,7 +16,9 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read sweep file {}", path.display()))?;
     let spec = SweepSpec::parse(&text, &path.display().to_string())?;
-    spec.check_declared(&[])?;
+    // Models this binary was built with beyond the built-in ones
+    // (`sigsweep_worker::models::register`).
+    spec.check_declared(&sigsweep_worker::models::extension_declarations())?;
     spec.check_data_parallel(sigsweep_worker::models::supports_data_parallel)?;
     Ok((text, spec))
 }

@@ -137,7 +137,7 @@ pub(super) async fn register(
                 trials_per_gpu: config.trials_per_gpu,
                 // Every model this worker can train, with what it accepts:
                 // the coordinator checks sweeps for them at submit.
-                models: sigsweep_types::params::MODELS
+                models: crate::models::declarations()
                     .iter()
                     .map(pb::ModelDeclaration::from)
                     .collect(),

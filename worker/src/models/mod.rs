@@ -125,9 +125,68 @@ pub const REGISTRY: &[Entry] = &[
     },
 ];
 
+/// A model a user's crate adds to its own worker binary
+/// (`examples/custom-burn-model`): its declaration (name, parameters, their
+/// types and ranges), the dataset shape it trains on, and the constructor of
+/// its [`Workload`] (the trait every built-in model implements). The plain
+/// strategy trains it; the worker declares it to the coordinator when it
+/// registers, so sweep files naming it are checked like built-in ones.
+#[derive(Clone)]
+pub struct Extension {
+    pub decl: sigsweep_types::ModelDecl,
+    pub shape: Shape,
+    pub build:
+        fn(&TrialRequest, LoadedDataset, BackendKind) -> Result<Box<dyn Workload>, TrainError>,
+}
+
+static EXTENSIONS: std::sync::RwLock<Vec<Extension>> = std::sync::RwLock::new(Vec::new());
+
+fn extensions() -> std::sync::RwLockReadGuard<'static, Vec<Extension>> {
+    EXTENSIONS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Adds a model to this process's registry (call it first thing in `main`,
+/// before the CLI starts workers: `sigsweep run` starts them from the same
+/// binary). A name that is already taken is refused.
+pub fn register(model: Extension) -> Result<(), String> {
+    let name = model.decl.name.to_string();
+    let mut list = EXTENSIONS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if REGISTRY.iter().any(|e| e.name == name)
+        || name == sigsweep_types::command::COMMAND_MODEL
+        || list.iter().any(|e| e.decl.name == name)
+    {
+        return Err(format!("a model named `{name}` is already registered"));
+    }
+    list.push(model);
+    Ok(())
+}
+
+/// The declarations of the models added with [`register`].
+pub fn extension_declarations() -> Vec<sigsweep_types::ModelDecl> {
+    extensions().iter().map(|e| e.decl.clone()).collect()
+}
+
+/// The declarations of every model this worker trains: the built-in ones
+/// and those added with [`register`].
+pub fn declarations() -> Vec<sigsweep_types::ModelDecl> {
+    sigsweep_types::params::MODELS
+        .iter()
+        .cloned()
+        .chain(extension_declarations())
+        .collect()
+}
+
 /// Names of the models this worker can train.
-pub fn names() -> Vec<&'static str> {
-    REGISTRY.iter().map(|e| e.name).collect()
+pub fn names() -> Vec<String> {
+    REGISTRY
+        .iter()
+        .map(|e| e.name.to_string())
+        .chain(extensions().iter().map(|e| e.decl.name.to_string()))
+        .collect()
 }
 
 /// The registry entry of `name`.
@@ -137,8 +196,24 @@ pub fn lookup(name: &str) -> Result<&'static Entry, TrainError> {
         .find(|e| e.name == name)
         .ok_or_else(|| TrainError::UnknownModel {
             name: name.to_string(),
-            known: names().into_iter().map(String::from).collect(),
+            known: names(),
         })
+}
+
+/// Checks, loads the data of and builds a trial of a registered extension.
+fn open_extension(
+    req: &TrialRequest,
+    backend: BackendKind,
+) -> Option<Result<Box<dyn Workload>, TrainError>> {
+    let ext = extensions()
+        .iter()
+        .find(|e| e.decl.name == req.model.as_str())
+        .cloned()?;
+    Some((|| {
+        req.params.check_declared(&ext.decl)?;
+        let data = load_for(req, ext.decl.name.as_ref(), ext.shape)?;
+        (ext.build)(req, data, backend)
+    })())
 }
 
 /// Checks a trial against its model's declarations: the model exists and
@@ -185,21 +260,26 @@ pub fn supports_data_parallel(model: &str) -> bool {
 /// dataset has the shape the model trains on.
 pub fn load_checked(req: &TrialRequest) -> Result<LoadedDataset, TrainError> {
     let entry = check_request(req)?;
+    load_for(req, entry.name, entry.shape)
+}
+
+/// Loads `req`'s dataset and checks that it has `shape`, the shape model
+/// `name` trains on.
+fn load_for(req: &TrialRequest, name: &str, want: Shape) -> Result<LoadedDataset, TrainError> {
     let valid_fraction = req.params.f64_in("valid_fraction", 0.1, 0.0, 0.95)?;
     let data = crate::trial::load_dataset(&req.dataset, req.seed, valid_fraction)?;
     let shape = match &data {
         LoadedDataset::Seq(_) => Shape::Seq,
         LoadedDataset::Erc(_) => Shape::Erc,
     };
-    if shape != entry.shape {
+    if shape != want {
         let other = match shape {
             Shape::Seq => "sequences",
             Shape::Erc => "dialogues",
         };
         return Err(TrainError::Dataset(format!(
-            "{} trains on {}, not {other}",
-            entry.name,
-            entry.shape.describe()
+            "{name} trains on {}, not {other}",
+            want.describe()
         )));
     }
     if req.select_split == Split::Valid && split_len(&data, Split::Valid) == 0 {
@@ -240,6 +320,9 @@ fn split_len(data: &LoadedDataset, split: Split) -> usize {
 pub fn open(req: &TrialRequest, backend: BackendKind) -> Result<Box<dyn Workload>, TrainError> {
     if req.model == sigsweep_types::command::COMMAND_MODEL {
         return Ok(Box::new(command::CommandWorkload::start(req)?));
+    }
+    if let Some(workload) = open_extension(req, backend) {
+        return workload;
     }
     let dataset = load_checked(req)?;
     build(req, dataset, backend)
