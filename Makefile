@@ -29,7 +29,9 @@ chart-checks:
 
 # The checks that need PyTorch (torch from PyPI is several GB with its CUDA
 # wheels, so it stays out of `make test`): mmdfn's weights load strictly
-# into our own PyTorch MM-DFN and give the trial's log-probabilities.
+# into our own PyTorch MM-DFN and give the trial's log-probabilities; the
+# PyTorch example (examples/pytorch-erc) sweeps as a training program, and
+# trains with DDP under torchrun.
 TORCH_VERSION ?= 2.5.1
 TORCH_VENV ?= .venv-torch
 test-pytorch: deps

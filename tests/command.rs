@@ -522,3 +522,101 @@ fn a_programs_predictions_file_reaches_the_artifacts() {
         assert_eq!(text.lines().count(), 10, "{rel}");
     }
 }
+
+/// `examples/pytorch-erc` through `configs/command-pytorch.toml` (2 seeds,
+/// 3 epochs), then its DDP path under `launcher = "torchrun"` with 2 CPU
+/// processes (gloo). Needs a Python with torch: `TORCH_PYTHON`, else
+/// `python3`; `make test-pytorch` provides one. Without torch it says so and
+/// passes (torch is several GB: not part of `make test`'s set-up).
+#[test]
+fn the_pytorch_example_sweeps_and_trains_with_torchrun() {
+    let python = std::env::var("TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_torch = Command::new(&python)
+        .args(["-c", "import torch, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!("skipped: torch not installed (set TORCH_PYTHON, or run `make test-pytorch`)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("erc.pkl");
+    let out = Command::new(&python)
+        .arg(root.join("tests/python/iemocap_file.py"))
+        .arg(&data)
+        .args(["--train", "20", "--test", "6"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The program's `python3` and `torchrun` are the torch Python's.
+    let bin = std::fs::canonicalize(
+        Path::new(&python)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("/usr/bin")),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = std::fs::read_to_string(root.join("configs/command-pytorch.toml"))
+        .unwrap()
+        .replace("seeds = 10", "seeds = 2")
+        .replace("epochs = 15", "epochs = 3")
+        .replace("data/iemocap-synthetic.pkl", data.to_str().unwrap());
+    let run = |name: &str, text: String| {
+        let sweep = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&sweep, text).unwrap();
+        let state = dir.path().join(name);
+        let out = Command::new(BIN)
+            .current_dir(root)
+            .args([
+                "run",
+                sweep.to_str().unwrap(),
+                "--workers",
+                "2",
+                "--no-progress",
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .env("PATH", &path)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        state
+    };
+    let state = run("pytorch-erc", config.clone());
+    let rows = results(&state);
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["history"].as_array().unwrap().len(), 3);
+        assert!(r["predictions"].is_string(), "{r}");
+    }
+    let ddp = config.replace("seeds = 2", "seeds = 1").replace(
+        "hidden = 64",
+        "hidden = 64\nlauncher = \"torchrun\"\nprocesses = 2",
+    );
+    let state = run("pytorch-erc-ddp", ddp);
+    for r in results(&state) {
+        assert_eq!(r["status"], "completed", "{r}");
+        let id = r["trial_id"].as_str().unwrap();
+        let log = std::fs::read_to_string(state.join(format!("artifacts/logs/{id}.log"))).unwrap();
+        assert!(
+            log.contains("torchrun --standalone --nnodes 1 --nproc_per_node 2"),
+            "{log}"
+        );
+    }
+}

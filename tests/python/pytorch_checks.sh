@@ -11,6 +11,8 @@
 #    `load_state_dict(strict=True)` into our own PyTorch MM-DFN
 #    (tests/python/mmdfn_torch.py), whose log-probabilities on the test
 #    split match the trial's to 1e-4.
+# 4. examples/pytorch-erc swept through `[model] name = "command"`, and
+#    trained with DDP under torchrun (2 CPU processes, gloo).
 #
 # Environment: TORCH_PYTHON (a Python with torch and numpy), SIGSWEEP (the
 # release binary).
@@ -67,4 +69,10 @@ for w in "$work"/state/artifacts/weights/*.safetensors; do
     n=$((n + 1))
 done
 [ "$n" -eq 4 ] || { echo "expected 4 weights files, found $n" >&2; exit 1; }
-echo "test-pytorch: PASS ($n trials)"
+echo "test-pytorch: mmdfn weights PASS ($n trials)"
+# 4. A researcher's own PyTorch script as a sweep (`name = "command"`):
+#    examples/pytorch-erc through configs/command-pytorch.toml, then under
+#    launcher = "torchrun" with 2 CPU processes (DDP over gloo).
+TORCH_PYTHON="$PY" ${CARGO:-cargo} test --release --locked --test command \
+    the_pytorch_example_sweeps_and_trains_with_torchrun -- --nocapture
+echo "test-pytorch: PASS"

@@ -631,6 +631,7 @@ impl RawSweep {
             Some(d) => Some(dataset_section(
                 d,
                 loc,
+                command,
                 self.training.as_ref().map_or(0.1, |t| t.valid_fraction),
                 &select_split,
             )?),
@@ -704,6 +705,7 @@ impl RawSweep {
 fn dataset_section(
     d: &RawDataset,
     loc: &SpanLocator<'_>,
+    program: bool,
     valid_fraction: f64,
     select_split: &str,
 ) -> Result<DatasetSection, SweepError> {
@@ -784,7 +786,8 @@ fn dataset_section(
 
     // The selection split must exist: with no validation split every
     // epoch would score the same and the first would be kept silently.
-    if select_split == "valid" {
+    // (A training program carves its own validation split.)
+    if select_split == "valid" && !program {
         let params_json = serde_json::to_value(&dataset_params).unwrap_or_default();
         let empty = sigsweep_data::synthetic::empty_validation(
             &kind,
