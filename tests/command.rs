@@ -620,3 +620,58 @@ fn the_pytorch_example_sweeps_and_trains_with_torchrun() {
         );
     }
 }
+
+/// `examples/wrap-existing/wrap_mmdfn.py` around a stand-in for MM-DFN's
+/// `run_train_erc.py` that prints its epoch lines in that script's format
+/// (0-based epochs, percentages): the wrapper's reports give the trial.
+#[test]
+fn the_mmdfn_wrapper_turns_printed_epochs_into_reports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "examples/wrap-existing/wrap_mmdfn.py",
+        "clients/python/sigsweep_report.py",
+    ] {
+        let p = root.join(f);
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("run_train_erc.py"),
+        r#"import argparse
+ap = argparse.ArgumentParser(); ap.add_argument("--lr", type=float); ap.add_argument("--seed", type=int)
+a = ap.parse_args()
+print(a)
+for e, (v, t) in enumerate([(50.0, 49.5), (61.25, 60.0), (58.0, 62.5)]):
+    print("epoch: {}, train_loss: {}, train_acc: 70.0, train_fscore: 69.0, valid_loss: 1.2, valid_acc: 55.0, valid_fscore: {}, test_loss: 1.3, test_acc: {}, test_fscore: {}, time: 1.0 sec".format(e, round(1.5 / (e + 1), 4), v + a.seed, t, t - 1))
+    print([0.1, 0.2])
+"#,
+    )
+    .unwrap();
+    let sweep = dir.path().join("wrap.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"name = "wrap"
+seeds = 2
+[model]
+name = "command"
+argv = ["python3", "wrap_mmdfn.py", "--lr", "0.001", "--seed", "{{seed}}"]
+workdir = "{}"
+[metrics]
+select = "f1_weighted"
+report = {{ f1_weighted = "max", accuracy = "max" }}
+"#,
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    run_ok(&sweep, &state, "2");
+    for r in results(&state) {
+        assert_eq!(r["status"], "completed", "{r}");
+        // Epoch 2 (MM-DFN's epoch 1) has the best validation F1.
+        assert_eq!(r["selected_epoch"], 2, "{r}");
+        assert_eq!(r["metrics"]["accuracy"], 0.6, "{r}");
+        assert_eq!(r["metrics"]["f1_weighted"], 0.59, "{r}");
+    }
+}
