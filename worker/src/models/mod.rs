@@ -135,9 +135,13 @@ pub const REGISTRY: &[Entry] = &[
 pub struct Extension {
     pub decl: sigsweep_types::ModelDecl,
     pub shape: Shape,
-    pub build:
-        fn(&TrialRequest, LoadedDataset, BackendKind) -> Result<Box<dyn Workload>, TrainError>,
+    pub build: BuildFn,
 }
+
+/// An [`Extension`]'s constructor: the trial, its checked dataset, and the
+/// backend the worker runs.
+pub type BuildFn =
+    fn(&TrialRequest, LoadedDataset, BackendKind) -> Result<Box<dyn Workload>, TrainError>;
 
 static EXTENSIONS: std::sync::RwLock<Vec<Extension>> = std::sync::RwLock::new(Vec::new());
 

@@ -79,12 +79,15 @@ fn placeholder(req: &TrialRequest, run: &ProgramRun, name: &str) -> Option<Strin
     })
 }
 
+/// What starts a trial's program: argv, working directory, environment.
+struct Parts {
+    argv: Vec<String>,
+    workdir: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
 /// The program's argv, working directory and environment for `req`.
-fn launch_parts(
-    req: &TrialRequest,
-    run: &ProgramRun,
-    metrics: &Path,
-) -> Result<(Vec<String>, Option<PathBuf>, Vec<(String, String)>), TrainError> {
+fn launch_parts(req: &TrialRequest, run: &ProgramRun, metrics: &Path) -> Result<Parts, TrainError> {
     let value = |n: &str| placeholder(req, run, n);
     let bad = |what: &str, m: String| TrainError::Program(format!("[model] {what}: {m}"));
     let mut argv = Vec::with_capacity(run.spec.argv.len() + 4);
@@ -163,7 +166,7 @@ fn launch_parts(
     if let Some(f) = &req.dataset.fold {
         env.push(("SIGSWEEP_FOLD".into(), f.fold.to_string()));
     }
-    Ok((argv, workdir, env))
+    Ok(Parts { argv, workdir, env })
 }
 
 impl CommandWorkload {
@@ -194,7 +197,7 @@ impl CommandWorkload {
             .map_err(|e| io("the metrics file", &metrics_path, e))?;
         let metrics = std::fs::File::open(&metrics_path)
             .map_err(|e| io("the metrics file", &metrics_path, e))?;
-        let (argv, workdir, env) = launch_parts(req, run, &metrics_path)?;
+        let Parts { argv, workdir, env } = launch_parts(req, run, &metrics_path)?;
         if let Some(dir) = &workdir
             && !dir.is_dir()
         {
