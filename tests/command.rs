@@ -112,6 +112,10 @@ fn a_program_sweep_selects_epochs_by_the_rule_and_pairs_by_seed() {
         );
         assert!(text.contains("toy_train starting"), "{text}");
         assert!(text.contains("\"width\":3"), "SIGSWEEP_PARAMS: {text}");
+        assert!(
+            text.contains("CUDA_VISIBLE_DEVICES=''"),
+            "a CPU worker hides the GPUs: {text}"
+        );
     }
     // The report pairs the two configurations by seed.
     let report = std::fs::read_to_string(state.join("report.md")).unwrap();

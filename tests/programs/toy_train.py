@@ -37,7 +37,8 @@ def main():
     ap.add_argument("--replay", default="")
     a = ap.parse_args()
     rng = random.Random(a.seed * 1000 + int(a.lr * 1e6))
-    print("toy_train starting: lr=%g seed=%d params=%s" % (a.lr, a.seed, os.environ.get("SIGSWEEP_PARAMS")), flush=True)
+    print("toy_train starting: lr=%g seed=%d params=%s CUDA_VISIBLE_DEVICES=%r" % (
+        a.lr, a.seed, os.environ.get("SIGSWEEP_PARAMS"), os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
     if a.mode == "replay":
         with open(a.replay) as src, open(os.environ["SIGSWEEP_METRICS"], "a") as f:
             for line in json.load(src):
