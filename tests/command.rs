@@ -184,7 +184,7 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
         "failures",
         1,
         "",
-        r#"mode = ["ok", "fail", "nan", "malformed", "silent", "noselect"]"#,
+        r#"mode = ["ok", "fail", "nan", "malformed", "silent", "noselect", "notest"]"#,
     );
     // `mode` reaches the program through its own placeholder.
     let text = std::fs::read_to_string(&sweep)
@@ -223,8 +223,12 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
         ("malformed", "SIGSWEEP_METRICS line 2: not a JSON object"),
         ("silent", "without reporting an epoch"),
         ("noselect", "no `valid.acc`, the metric that selects epochs"),
+        (
+            "notest",
+            "SIGSWEEP_METRICS line 1 (epoch 1): no `test.acc`, which the sweep's [metrics] reports",
+        ),
     ];
-    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
     for (mode, needle) in expect {
         let reason = &reasons[mode];
         assert!(reason.contains(needle), "{mode}: {reason}");

@@ -75,6 +75,7 @@ pub(super) fn assignment_to_proto(a: &Assignment) -> pb::TrialAssignment {
                 select: spec.metrics.select.clone(),
                 select_higher_is_better: spec.metrics.select_goal == crate::sweep::Goal::Max,
                 select_split: spec.metrics.select_split.clone(),
+                report: spec.metrics.report.keys().cloned().collect(),
             }),
             gpus: spec.resources.gpus_per_trial,
             command: spec.model.command.as_ref().map(pb::CommandSpec::from),

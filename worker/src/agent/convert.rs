@@ -166,6 +166,11 @@ pub fn with_program(
         gpus,
         grace: config.kill_grace,
         worker: config.name.clone(),
+        required: spec
+            .metrics
+            .as_ref()
+            .map(|m| m.report.clone())
+            .unwrap_or_default(),
     });
     req
 }

@@ -51,4 +51,7 @@ pub struct ProgramRun {
     pub grace: std::time::Duration,
     /// The worker's name, for the log's attempt header.
     pub worker: String,
+    /// The metrics the sweep reports: every report of the program carries
+    /// them (and the selection metric) in the splits the protocol uses.
+    pub required: Vec<String>,
 }

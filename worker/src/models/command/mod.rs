@@ -55,6 +55,8 @@ pub struct CommandWorkload {
     reported: u32,
     select: String,
     select_split: Split,
+    /// The sweep's reported metrics.
+    required: Vec<String>,
     output_dir: PathBuf,
     grace: Duration,
 }
@@ -256,6 +258,7 @@ impl CommandWorkload {
             reported: 0,
             select: req.select.clone(),
             select_split: req.select_split,
+            required: run.required.clone(),
             output_dir: run.output_dir.clone(),
             grace: run.grace,
         })
@@ -330,20 +333,34 @@ impl CommandWorkload {
         Ok(())
     }
 
-    /// Every report carries the metric that selects epochs.
+    /// Every report carries the metric that selects epochs and those the
+    /// sweep reports, in the splits the protocol uses (the selection split;
+    /// and test): the coordinator's rule for any completion, checked here
+    /// so that the failure names the line.
     fn check_select(&self, e: &EpochLine, where_: &str) -> Result<(), TrainError> {
         let (split, metrics) = match self.select_split {
             Split::Test => ("test", &e.test),
             _ => ("valid", &e.valid),
         };
-        if metrics.contains_key(&self.select) {
-            Ok(())
-        } else {
-            Err(TrainError::Program(format!(
+        if !metrics.contains_key(&self.select) {
+            return Err(TrainError::Program(format!(
                 "{where_} (epoch {}): no `{split}.{}`, the metric that selects epochs",
                 e.epoch, self.select
-            )))
+            )));
         }
+        let mut splits = vec![(split, metrics)];
+        if split == "valid" {
+            splits.push(("test", &e.test));
+        }
+        for (split, metrics) in splits {
+            if let Some(m) = self.required.iter().find(|m| !metrics.contains_key(*m)) {
+                return Err(TrainError::Program(format!(
+                    "{where_} (epoch {}): no `{split}.{m}`, which the sweep's [metrics] reports",
+                    e.epoch
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Why the program failed: its exit status and the end of its stderr.
