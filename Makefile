@@ -8,7 +8,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps quickstart test lint chart-checks test-pytorch check-report
+.PHONY: deps quickstart test lint chart-checks test-pytorch check-report bench-reference
 
 deps:
 	@bash .ci/install-deps.sh
@@ -39,6 +39,15 @@ test-pytorch: deps
 	$(TORCH_VENV)/bin/pip install --quiet 'torch==$(TORCH_VERSION)' 'numpy<3'
 	$(CARGO) build --release --locked
 	TORCH_PYTHON=$(TORCH_VENV)/bin/python bash tests/python/pytorch_checks.sh
+
+# Training speed side by side with our own PyTorch reference
+# (benches/reference/): the same IEMOCAP-format file, threads pinned equal
+# (THREADS=1), per-epoch times, peak memory and the ratio (BENCHMARKS.md).
+bench-reference: deps
+	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet 'torch==$(TORCH_VERSION)' 'numpy<3'
+	$(CARGO) build --release --locked
+	TORCH_PYTHON=$(TORCH_VENV)/bin/python bash benches/reference/run.sh
 
 # The report read by the programs that read it: the multi-dataset LaTeX
 # table and the Statistics paragraph through pdflatex/bibtex (booktabs,

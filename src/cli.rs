@@ -149,7 +149,9 @@ pub struct BenchTrainArgs {
     #[arg(long)]
     pub model: String,
     /// Dataset: synthetic-fusion, synthetic-iemocap, synthetic-meld,
-    /// synthetic-mosi, synthetic-mosei.
+    /// synthetic-mosi, synthetic-mosei; or a file in a published format,
+    /// `iemocap:PATH`, `meld:PATH`, `m3ed:PATH`, `mmsa:PATH` (the file a
+    /// reference implementation reads: `make bench-reference`).
     #[arg(long)]
     pub dataset: String,
     #[arg(long, default_value_t = 3)]

@@ -147,8 +147,7 @@ fn one_graph_layer_matches_hand_computation() {
     let theta = (lambda / k + 1.0f64).ln();
     let got = to_vec(DeepGcn::conv(
         &conv,
-        t2::<I>(&adj),
-        t2::<I>(&hhat),
+        t2::<I>(&adj).matmul(t2::<I>(&hhat)),
         t2::<I>(&h0),
         alpha,
         theta,

@@ -125,10 +125,44 @@ pub struct TrainFigures {
     /// For fused/dp: the baseline measured side by side in the same run.
     pub baseline_samples_per_second: Option<f64>,
     pub speedup_vs_baseline: Option<f64>,
+    /// Every epoch's training pass, seconds (single mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub epoch_seconds: Vec<f64>,
+}
+
+/// The benchmark's data: a generator (`synthetic-…`), or a file in a
+/// published format (`iemocap:PATH`, `meld:PATH`, `m3ed:PATH`, `mmsa:PATH`:
+/// the same file another framework's reference reads; every training
+/// dialogue of a dialogue file is trained on).
+fn dataset_request(name: &str) -> anyhow::Result<DatasetRequest> {
+    if let Some((kind, path)) = name.split_once(':')
+        && ["iemocap", "meld", "m3ed", "mmsa"].contains(&kind)
+    {
+        let params = if kind == "mmsa" {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "valid_rate": 0.0 })
+        };
+        return Ok(DatasetRequest {
+            kind: kind.into(),
+            generator: String::new(),
+            path: path.into(),
+            params,
+            fold: None,
+        });
+    }
+    let (generator, params) = dataset(name)?;
+    Ok(DatasetRequest {
+        kind: "synthetic".into(),
+        generator,
+        path: String::new(),
+        params,
+        fold: None,
+    })
 }
 
 fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
-    let (generator, gen_params) = dataset(&args.dataset)?;
+    let dataset = dataset_request(&args.dataset)?;
     let mut values: IndexMap<String, Value> = IndexMap::new();
     values.insert("epochs".into(), Value::Int(i64::from(args.epochs)));
     for (k, v) in models::lookup(&args.model)?.bench_params() {
@@ -143,13 +177,7 @@ fn request(args: &TrainBench) -> anyhow::Result<TrialRequest> {
         seed: 0,
         model: args.model.clone(),
         params: Params::new(values),
-        dataset: DatasetRequest {
-            kind: "synthetic".into(),
-            generator,
-            path: String::new(),
-            params: gen_params,
-            fold: None,
-        },
+        dataset,
         select: String::new(),
         select_higher_is_better: true,
         select_split: Split::Valid,
@@ -236,6 +264,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         gpu_peak_memory_mib: mem,
         baseline_samples_per_second: None,
         speedup_vs_baseline: None,
+        epoch_seconds: times,
     })
 }
 
@@ -319,6 +348,7 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         gpu_peak_memory_mib: mem,
         baseline_samples_per_second: None,
         speedup_vs_baseline: None,
+        epoch_seconds: Vec::new(),
     })
 }
 
@@ -367,6 +397,7 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         gpu_peak_memory_mib: mem,
         baseline_samples_per_second: Some(baseline.samples_per_second),
         speedup_vs_baseline: Some(run.samples_per_second / baseline.samples_per_second),
+        epoch_seconds: Vec::new(),
     })
 }
 

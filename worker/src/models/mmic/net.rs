@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, tanh};
 
 use super::batch::HostBatch;
-use super::graph::{DeepGcn, graph_mask, normalized_adjacency};
+use super::graph::{BlockGraph, BlockLayout, DeepGcn};
 use super::rnn::BiRnn;
 
 /// Sizes and switches of the network.
@@ -161,11 +161,10 @@ impl<B: Backend> MmicNet<B> {
         }
         // Graph fusion (3.2).
         let x = Tensor::cat(e.to_vec(), 0);
-        let mask = t2::<B>(graph_mask(&hb.dialogue_of), [3 * n, 3 * n], device);
-        let adj = normalized_adjacency(x.clone(), mask);
+        let graph = BlockGraph::new(x.clone(), &BlockLayout::new(&hb.dialogue_of));
         let out = self
             .gcn
-            .forward(x, adj, c.gcn_alpha, c.gcn_lambda, &self.dropout);
+            .forward(x, &graph, c.gcn_alpha, c.gcn_lambda, &self.dropout);
         let w = h + c.graph_hidden;
         let f = Tensor::cat(
             (0..3)

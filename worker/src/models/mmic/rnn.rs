@@ -11,7 +11,15 @@
 use burn::module::Module;
 use burn::nn::{Dropout, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::activation::tanh;
+
+/// `σ(x) = (1 + tanh(x / 2)) / 2`: one transcendental pass. burn-ndarray
+/// has no sigmoid of its own, and the backend's default runs two
+/// exponentials and a logarithm (six passes over the tensor), which showed
+/// in profiles of the recurrent steps.
+fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    tanh(x * 0.5) * 0.5 + 0.5
+}
 
 /// One LSTM or GRU cell (kind fixed at construction).
 #[derive(Module, Debug)]
