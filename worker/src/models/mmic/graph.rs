@@ -192,7 +192,7 @@ impl<B: Backend> BlockGraph<B> {
             &device,
         );
         let w = weight(xp.clone().matmul(xp.swap_dims(1, 2))) * mask;
-        let part = |m: usize| xn.clone().slice([m * n..(m + 1) * n]);
+        let part = |m: usize| xn.clone().narrow(0, m * n, n);
         let pair = |a: usize, b: usize| -> Tensor<B, 2> {
             let cos = (part(a) * part(b)).sum_dim(1);
             weight(cos.unsqueeze::<3>()).squeeze_dim::<2>(0)
@@ -214,7 +214,7 @@ impl<B: Backend> BlockGraph<B> {
         let dinv = (intra_deg + inter_deg).clamp_min(1e-12).powf_scalar(-0.5);
         let dp = padded(dinv.clone(), &g);
         g.intra = w * dp.clone() * dp.swap_dims(1, 2);
-        let d = |m: usize| dinv.clone().slice([m * n..(m + 1) * n]);
+        let d = |m: usize| dinv.clone().narrow(0, m * n, n);
         g.av = av * d(0) * d(1);
         g.at = at * d(0) * d(2);
         g.vt = vt * d(1) * d(2);
@@ -231,7 +231,7 @@ impl<B: Backend> BlockGraph<B> {
             .matmul(padded(h.clone(), self))
             .reshape([self.blocks * self.lmax, k])
             .select(0, self.unpad.clone());
-        let part = |m: usize| h.clone().slice([m * n..(m + 1) * n]);
+        let part = |m: usize| h.clone().narrow(0, m * n, n);
         let (a, v, t) = (part(0), part(1), part(2));
         let inter = Tensor::cat(
             vec![
