@@ -613,6 +613,10 @@ fn an_empty_validation_split_is_never_scored() {
 #[test]
 fn unpacked_recurrences_see_the_batch_padding() {
     use sigsweep_worker::models::mmic::{HostBatch, MmicNet, NetConfig};
+    // Building the network draws from the backend's process-wide RNG: hold
+    // the training lock, or a trial of another test (the determinism
+    // checks) may see its draws interleaved with these.
+    let _guard = sigsweep_worker::backend::training_guard();
     let data = sigsweep_data::synthetic::synthetic_erc(
         &serde_json::from_value(
             serde_json::json!({ "preset": "small", "n_train": 12, "n_test": 2 }),
