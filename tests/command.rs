@@ -57,18 +57,25 @@ max_retries = 0
     path
 }
 
-/// Every metrics line the program wrote, for each trial.
+/// Every metrics line the program wrote, for each trial (its one attempt's
+/// `sigsweep-metrics.<worker>.<time>.jsonl`).
 fn metrics_lines(state: &Path, trial: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(
-        state
-            .join("artifacts/outputs")
-            .join(trial)
-            .join("sigsweep-metrics.jsonl"),
-    )
-    .unwrap()
-    .lines()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect()
+    let dir = state.join("artifacts/outputs").join(trial);
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("sigsweep-metrics."))
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "one attempt: {files:?}");
+    std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]

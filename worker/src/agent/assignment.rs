@@ -51,6 +51,35 @@ pub(super) async fn run_assignments(
         tracing::info!(trial = %spec.trial_id, config = %spec.config_key, seed = spec.seed, fused = leases.len(), "trial started");
     }
     let label = leases[0].1.trial_id.clone();
+    // A training program has side effects (its output directory, its
+    // metrics file): a reservation another worker may have taken over is
+    // confirmed started before the program runs, not after.
+    let mut previous = previous;
+    let confirm_first = from_reservation && leases.iter().any(|(_, spec)| spec.command.is_some());
+    if confirm_first {
+        let reply = start_exchange(
+            session,
+            config,
+            shutdown,
+            previous.take(),
+            &leases,
+            true,
+            reserved.is_none(),
+        )
+        .await?;
+        if let Some(reply) = reply {
+            if !reply.lost.is_empty() {
+                tracing::info!(trial = %label, "reservation was taken over before its program started");
+                if let Some(g) = group_of(reply) {
+                    release_group(session, &g).await;
+                }
+                return Ok(None);
+            }
+            if reserved.is_none() {
+                *reserved = group_of(reply);
+            }
+        }
+    }
 
     let cancel = Arc::new(AtomicBool::new(false));
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(usize, EpochReport)>();
@@ -94,37 +123,31 @@ pub(super) async fn run_assignments(
     // Training runs: in one call, report the previous group, tell the
     // coordinator that this group (if it was a reservation) started, and
     // reserve the next one.
-    let next = pb::AcquireTrialRequest {
-        reserve: reserved.is_none() && !shutdown.is_cancelled(),
-        max_trials: config.fuse_max.max(1),
-        started: if from_reservation {
-            leases.iter().map(|(id, _)| id.clone()).collect()
-        } else {
-            Vec::new()
-        },
-        ..Default::default()
-    };
-    let next = (next.reserve || !next.started.is_empty()).then_some(next);
-    let reply = match previous {
-        Some(f) => report_finished(session, config, shutdown, f, next).await?,
-        None => match next {
-            Some(n) => send_acquire(session, n).await,
-            None => None,
-        },
-    };
-    if let Some(reply) = reply {
-        if !reply.lost.is_empty() {
-            // Taken over before it started: the other worker runs it.
-            tracing::info!(trial = %label, "reservation was taken over; stopping");
-            cancel.store(true, Ordering::Relaxed);
-            let _ = done_rx.await;
-            if let Some(g) = group_of(reply) {
-                release_group(session, &g).await;
+    if !confirm_first {
+        let reply = start_exchange(
+            session,
+            config,
+            shutdown,
+            previous.take(),
+            &leases,
+            from_reservation,
+            reserved.is_none(),
+        )
+        .await?;
+        if let Some(reply) = reply {
+            if !reply.lost.is_empty() {
+                // Taken over before it started: the other worker runs it.
+                tracing::info!(trial = %label, "reservation was taken over; stopping");
+                cancel.store(true, Ordering::Relaxed);
+                let _ = done_rx.await;
+                if let Some(g) = group_of(reply) {
+                    release_group(session, &g).await;
+                }
+                return Ok(None);
             }
-            return Ok(None);
-        }
-        if reserved.is_none() {
-            *reserved = group_of(reply);
+            if reserved.is_none() {
+                *reserved = group_of(reply);
+            }
         }
     }
 
@@ -224,4 +247,36 @@ pub(super) async fn run_assignments(
         results,
         released,
     }))
+}
+
+/// Reports `previous` (when given), tells the coordinator that `leases`
+/// started (when they were a reservation) and reserves the next group (when
+/// none is held), in one call. Returns the coordinator's answer.
+async fn start_exchange(
+    session: &mut Session,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    previous: Option<Finished>,
+    leases: &[(String, pb::TrialSpec)],
+    from_reservation: bool,
+    reserve: bool,
+) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    let next = pb::AcquireTrialRequest {
+        reserve: reserve && !shutdown.is_cancelled(),
+        max_trials: config.fuse_max.max(1),
+        started: if from_reservation {
+            leases.iter().map(|(id, _)| id.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let next = (next.reserve || !next.started.is_empty()).then_some(next);
+    Ok(match previous {
+        Some(f) => report_finished(session, config, shutdown, f, next).await?,
+        None => match next {
+            Some(n) => send_acquire(session, n).await,
+            None => None,
+        },
+    })
 }

@@ -192,7 +192,22 @@ impl CommandWorkload {
         if let Some(dir) = run.log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| io("the log directory", dir, e))?;
         }
-        let metrics_path = run.output_dir.join("sigsweep-metrics.jsonl");
+        // One file per attempt (the output directory is the trial's, shared
+        // by its attempts): an attempt elsewhere never truncates this one's.
+        let metrics_path = run.output_dir.join(format!(
+            "sigsweep-metrics.{}.{}.jsonl",
+            run.worker
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                })
+                .collect::<String>(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
         // Created empty before the program starts (a report of an earlier
         // attempt must not count for this one).
         std::fs::File::create(&metrics_path)
