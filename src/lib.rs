@@ -19,3 +19,20 @@ pub mod local;
 pub mod logging;
 pub mod signals;
 pub mod steps;
+
+/// The whole command line: parses the arguments, installs logging and runs
+/// the command. `src/main.rs` is this; a binary that adds its own models
+/// (`sigsweep_worker::models::register`, `examples/custom-burn-model`)
+/// registers them and calls it.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format, cli.verbose);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -7,21 +7,11 @@
 
 mod probe;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     // Register before anything parses a sweep file or starts a worker.
     if let Err(e) = sigsweep_worker::models::register(probe::extension()) {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    let cli = sigsweep::cli::Cli::parse();
-    sigsweep::logging::init(cli.log_format, cli.verbose);
-    match sigsweep::commands::dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sigsweep::main()
 }

@@ -67,17 +67,12 @@ pub(super) async fn run_assignments(
             reserved.is_none(),
         )
         .await?;
-        if let Some(reply) = reply {
-            if !reply.lost.is_empty() {
-                tracing::info!(trial = %label, "reservation was taken over before its program started");
-                if let Some(g) = group_of(reply) {
-                    release_group(session, &g).await;
-                }
-                return Ok(None);
+        if let Err(lost) = apply_reply(reply, reserved) {
+            tracing::info!(trial = %label, "reservation was taken over before its program started");
+            if let Some(g) = lost {
+                release_group(session, &g).await;
             }
-            if reserved.is_none() {
-                *reserved = group_of(reply);
-            }
+            return Ok(None);
         }
     }
 
@@ -134,20 +129,15 @@ pub(super) async fn run_assignments(
             reserved.is_none(),
         )
         .await?;
-        if let Some(reply) = reply {
-            if !reply.lost.is_empty() {
-                // Taken over before it started: the other worker runs it.
-                tracing::info!(trial = %label, "reservation was taken over; stopping");
-                cancel.store(true, Ordering::Relaxed);
-                let _ = done_rx.await;
-                if let Some(g) = group_of(reply) {
-                    release_group(session, &g).await;
-                }
-                return Ok(None);
+        if let Err(lost) = apply_reply(reply, reserved) {
+            // Taken over before it started: the other worker runs it.
+            tracing::info!(trial = %label, "reservation was taken over; stopping");
+            cancel.store(true, Ordering::Relaxed);
+            let _ = done_rx.await;
+            if let Some(g) = lost {
+                release_group(session, &g).await;
             }
-            if reserved.is_none() {
-                *reserved = group_of(reply);
-            }
+            return Ok(None);
         }
     }
 
@@ -279,4 +269,22 @@ async fn start_exchange(
             None => None,
         },
     })
+}
+
+/// Applies the answer of [`start_exchange`]: keeps the next reservation it
+/// carries, or, when this group's reservation was taken over by another
+/// worker, returns `Err` with the group the answer leased (to hand back).
+fn apply_reply(
+    reply: Option<pb::AcquireTrialResponse>,
+    reserved: &mut Option<Group>,
+) -> Result<(), Option<Group>> {
+    if let Some(reply) = reply {
+        if !reply.lost.is_empty() {
+            return Err(group_of(reply));
+        }
+        if reserved.is_none() {
+            *reserved = group_of(reply);
+        }
+    }
+    Ok(())
 }
