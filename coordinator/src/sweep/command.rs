@@ -266,3 +266,27 @@ pub(super) fn unused(spec: &SweepSpec, command: &CommandSpec) -> Vec<String> {
         .cloned()
         .collect()
 }
+
+/// Why `command`'s program cannot start on this machine, when its name has
+/// no placeholder: a path (relative to `workdir`, when that has none) that
+/// is not a file, or a bare name on no `PATH` directory.
+pub(super) fn missing_program(command: &CommandSpec) -> Option<String> {
+    let program = command.argv.first()?;
+    if program.contains('{') || command.workdir.contains('{') {
+        return None;
+    }
+    let exists = |p: &std::path::Path| p.is_file();
+    if program.contains('/') {
+        let path = std::path::Path::new(program);
+        let path = if path.is_relative() && !command.workdir.is_empty() {
+            std::path::Path::new(&command.workdir).join(path)
+        } else {
+            path.to_path_buf()
+        };
+        return (!exists(&path))
+            .then(|| format!("the program `{}` does not exist", path.display()));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| exists(&dir.join(program)));
+    (!found).then(|| format!("the program `{program}` is on no directory of PATH"))
+}

@@ -285,8 +285,10 @@ impl SweepSpec {
             .collect()
     }
 
-    /// For a run on this machine, which reads the dataset file itself:
-    /// refuses a missing or unreadable file before any worker starts.
+    /// For a run on this machine, which reads the dataset file itself and
+    /// starts the training program itself: refuses a missing or unreadable
+    /// dataset file, or a program that is not there, before any worker
+    /// starts.
     pub fn check_local_files(&self) -> Result<(), SweepError> {
         if let Some(path) = self.dataset.as_ref().and_then(|d| d.path.as_ref()) {
             let problem = match std::fs::metadata(path) {
@@ -299,6 +301,11 @@ impl SweepSpec {
             if let Some(message) = problem {
                 return Err(self.key_error("dataset", "path", message));
             }
+        }
+        if let Some(c) = &self.model.command
+            && let Some(message) = command::missing_program(c)
+        {
+            return Err(self.key_error("model", "argv", message));
         }
         Ok(())
     }

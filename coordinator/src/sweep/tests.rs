@@ -617,3 +617,34 @@ metrics_regex = "(?P<epoch>""#,
         "{err}"
     );
 }
+
+#[test]
+fn a_local_run_refuses_a_program_that_is_not_there() {
+    let missing = parse(&program(
+        r#"argv = ["no-such-program-sigsweep-test", "{lr}"]"#,
+        "",
+    ))
+    .expect("parses");
+    let err = missing.check_local_files().expect_err("missing");
+    assert_eq!(err.key.as_deref(), Some("model.argv"), "{err}");
+    assert!(err.to_string().contains("on no directory of PATH"), "{err}");
+    let path = parse(&program(
+        r#"argv = ["./nope.py", "{lr}"]
+workdir = "/tmp""#,
+        "",
+    ))
+    .expect("parses");
+    let err = path.check_local_files().expect_err("missing path");
+    assert!(err.to_string().contains("/tmp/./nope.py"), "{err}");
+    let sh = parse(&program(r#"argv = ["sh", "-c", "echo {lr}"]"#, "")).expect("parses");
+    sh.check_local_files().expect("sh is on PATH");
+    let templated = parse(&program(
+        r#"argv = ["{prog}", "{lr}"]
+prog = "x""#,
+        "",
+    ))
+    .expect("parses");
+    templated
+        .check_local_files()
+        .expect("a templated program is checked where it runs");
+}
