@@ -57,6 +57,16 @@ max_retries = 0
     path
 }
 
+/// Adds `--mode MODE` (a placeholder, or a fixed mode) to the toy
+/// program's arguments in `sweep`.
+fn set_mode(sweep: &Path, mode: &str) {
+    let text = std::fs::read_to_string(sweep).unwrap().replace(
+        r#""{epochs}"]"#,
+        &format!(r#""{{epochs}}", "--mode", "{mode}"]"#),
+    );
+    std::fs::write(sweep, text).unwrap();
+}
+
 /// Every metrics line the program wrote, for each trial (its one attempt's
 /// `sigsweep-metrics.<worker>.<time>.jsonl`).
 fn metrics_lines(state: &Path, trial: &str) -> Vec<serde_json::Value> {
@@ -194,13 +204,11 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
         r#"mode = ["ok", "fail", "nan", "malformed", "silent", "noselect", "notest"]"#,
     );
     // `mode` reaches the program through its own placeholder.
-    let text = std::fs::read_to_string(&sweep)
-        .unwrap()
-        .replace(r#""{epochs}"]"#, r#""{epochs}", "--mode", "{mode}"]"#)
-        .replace(
-            "baseline = { lr = 0.1 }",
-            r#"baseline = { lr = 0.1, mode = "ok" }"#,
-        );
+    set_mode(&sweep, "{mode}");
+    let text = std::fs::read_to_string(&sweep).unwrap().replace(
+        "baseline = { lr = 0.1 }",
+        r#"baseline = { lr = 0.1, mode = "ok" }"#,
+    );
     std::fs::write(&sweep, text).unwrap();
     let state = dir.path().join("state");
     let out = sigsweep(&[
@@ -249,10 +257,7 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
 fn a_final_line_is_the_result_and_the_report_says_the_program_chose_it() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = toy_sweep(dir.path(), "final", 2, "", "");
-    let text = std::fs::read_to_string(&sweep)
-        .unwrap()
-        .replace(r#""{epochs}"]"#, r#""{epochs}", "--mode", "final"]"#);
-    std::fs::write(&sweep, text).unwrap();
+    set_mode(&sweep, "final");
     let state = dir.path().join("state");
     run_ok(&sweep, &state, "2");
     for r in results(&state) {
@@ -282,10 +287,7 @@ fn metrics_regex_reads_printed_lines_like_the_metrics_file() {
         r#"metrics_regex = 'epoch (?P<epoch>\d+) loss (?P<train_loss>\S+) val_acc (?P<valid_acc>\S+) test_acc (?P<test_acc>\S+)'"#,
         "",
     );
-    let text = std::fs::read_to_string(&regex)
-        .unwrap()
-        .replace(r#""{epochs}"]"#, r#""{epochs}", "--mode", "regex"]"#);
-    std::fs::write(&regex, text).unwrap();
+    set_mode(&regex, "regex");
     let state2 = dir.path().join("regex");
     run_ok(&regex, &state2, "2");
     let key = |r: &serde_json::Value| (r["config_key"].to_string(), r["seed"].as_u64().unwrap());
@@ -525,10 +527,7 @@ fn a_killed_worker_leaves_no_orphans_and_its_trial_runs_again_elsewhere() {
 fn a_programs_predictions_file_reaches_the_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = toy_sweep(dir.path(), "preds", 2, "", "");
-    let text = std::fs::read_to_string(&sweep)
-        .unwrap()
-        .replace(r#""{epochs}"]"#, r#""{epochs}", "--mode", "predictions"]"#);
-    std::fs::write(&sweep, text).unwrap();
+    set_mode(&sweep, "predictions");
     let state = dir.path().join("state");
     run_ok(&sweep, &state, "2");
     for r in results(&state) {

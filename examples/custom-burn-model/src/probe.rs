@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
@@ -24,11 +23,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use sigsweep_data::metrics::{classification_metrics, regression_metrics};
 use sigsweep_data::seq::{SeqDataset, SeqSplit, Task};
 use sigsweep_types::params::{ModelDecl, ParamDecl, ParamKind};
 use sigsweep_worker::backend::{BackendKind, Cpu};
-use sigsweep_worker::models::{Extension, Shape};
+use sigsweep_worker::models::{Extension, Shape, late_fusion};
 use sigsweep_worker::trial::{
     LoadedDataset, Split, TrainError, TrialRequest, Workload, train_epoch_steps,
 };
@@ -161,22 +159,9 @@ impl<B: AutodiffBackend> Workload for ProbeWorkload<B> {
             let model = slot.take().ok_or_else(TrainError::model_lost)?;
             let out = model.forward(features::<B>(split, idx, device));
             let labels: Vec<f32> = idx.iter().map(|&i| split.labels[i]).collect();
-            let n = labels.len();
-            let loss = match task {
-                Task::Classification { .. } => {
-                    let targets = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
-                        device,
-                    );
-                    CrossEntropyLossConfig::new()
-                        .init(device)
-                        .forward(out, targets)
-                }
-                Task::Regression => {
-                    let y = Tensor::<B, 1>::from_data(TensorData::new(labels, [n]), device);
-                    (out.squeeze_dim::<1>(1) - y).abs().mean()
-                }
-            };
+            // sigsweep's own helpers are there to reuse: cross-entropy or L1
+            // by the dataset's task.
+            let loss = late_fusion::mean_loss(out, labels, task, device);
             let value: f64 = loss.clone().into_scalar().elem();
             slot = Some(if value.is_finite() {
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -203,21 +188,15 @@ impl<B: AutodiffBackend> Workload for ProbeWorkload<B> {
         };
         let all: Vec<usize> = (0..split.len()).collect();
         let out = model.forward(features(split, &all, &self.device));
-        Ok(match self.data.task {
-            Task::Classification { n_classes } => {
-                let pred: Vec<usize> = out
-                    .argmax(1)
-                    .into_data()
-                    .iter::<i64>()
-                    .map(|p| p as usize)
-                    .collect();
-                let truth: Vec<usize> = split.labels.iter().map(|&l| l as usize).collect();
-                classification_metrics(&truth, &pred, n_classes)
-            }
-            Task::Regression => {
-                let pred: Vec<f32> = out.into_data().iter::<f32>().collect();
-                regression_metrics(&split.labels, &pred)
-            }
-        })
+        let preds: Vec<f32> = match self.data.task {
+            Task::Classification { .. } => out
+                .argmax(1)
+                .into_data()
+                .iter::<i64>()
+                .map(|p| p as f32)
+                .collect(),
+            Task::Regression => out.into_data().iter::<f32>().collect(),
+        };
+        Ok(late_fusion::split_metrics(self.data.task, split, &preds))
     }
 }

@@ -56,24 +56,23 @@ pub(super) async fn run_assignments(
     // confirmed started before the program runs, not after.
     let mut previous = previous;
     let confirm_first = from_reservation && leases.iter().any(|(_, spec)| spec.command.is_some());
-    if confirm_first {
-        let reply = start_exchange(
+    if confirm_first
+        && let Err(lost) = confirm_start(
             session,
             config,
             shutdown,
             previous.take(),
             &leases,
             true,
-            reserved.is_none(),
+            reserved,
         )
-        .await?;
-        if let Err(lost) = apply_reply(reply, reserved) {
-            tracing::info!(trial = %label, "reservation was taken over before its program started");
-            if let Some(g) = lost {
-                release_group(session, &g).await;
-            }
-            return Ok(None);
+        .await?
+    {
+        tracing::info!(trial = %label, "reservation was taken over before its program started");
+        if let Some(g) = lost {
+            release_group(session, &g).await;
         }
+        return Ok(None);
     }
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -118,27 +117,26 @@ pub(super) async fn run_assignments(
     // Training runs: in one call, report the previous group, tell the
     // coordinator that this group (if it was a reservation) started, and
     // reserve the next one.
-    if !confirm_first {
-        let reply = start_exchange(
+    if !confirm_first
+        && let Err(lost) = confirm_start(
             session,
             config,
             shutdown,
             previous.take(),
             &leases,
             from_reservation,
-            reserved.is_none(),
+            reserved,
         )
-        .await?;
-        if let Err(lost) = apply_reply(reply, reserved) {
-            // Taken over before it started: the other worker runs it.
-            tracing::info!(trial = %label, "reservation was taken over; stopping");
-            cancel.store(true, Ordering::Relaxed);
-            let _ = done_rx.await;
-            if let Some(g) = lost {
-                release_group(session, &g).await;
-            }
-            return Ok(None);
+        .await?
+    {
+        // Taken over before it started: the other worker runs it.
+        tracing::info!(trial = %label, "reservation was taken over; stopping");
+        cancel.store(true, Ordering::Relaxed);
+        let _ = done_rx.await;
+        if let Some(g) = lost {
+            release_group(session, &g).await;
         }
+        return Ok(None);
     }
 
     let mut last_progress: Vec<Option<EpochReport>> = vec![None; leases.len()];
@@ -240,19 +238,21 @@ pub(super) async fn run_assignments(
 }
 
 /// Reports `previous` (when given), tells the coordinator that `leases`
-/// started (when they were a reservation) and reserves the next group (when
-/// none is held), in one call. Returns the coordinator's answer.
-async fn start_exchange(
+/// started (when they were a reservation) and reserves the next group into
+/// `reserved` (when none is held), in one call. `Err` when this group's
+/// reservation was taken over by another worker, with the group the answer
+/// leased (to hand back).
+async fn confirm_start(
     session: &mut Session,
     config: &AgentConfig,
     shutdown: &CancellationToken,
     previous: Option<Finished>,
     leases: &[(String, pb::TrialSpec)],
     from_reservation: bool,
-    reserve: bool,
-) -> Result<Option<pb::AcquireTrialResponse>, AgentError> {
+    reserved: &mut Option<Group>,
+) -> Result<Result<(), Option<Group>>, AgentError> {
     let next = pb::AcquireTrialRequest {
-        reserve: reserve && !shutdown.is_cancelled(),
+        reserve: reserved.is_none() && !shutdown.is_cancelled(),
         max_trials: config.fuse_max.max(1),
         started: if from_reservation {
             leases.iter().map(|(id, _)| id.clone()).collect()
@@ -262,29 +262,20 @@ async fn start_exchange(
         ..Default::default()
     };
     let next = (next.reserve || !next.started.is_empty()).then_some(next);
-    Ok(match previous {
+    let reply = match previous {
         Some(f) => report_finished(session, config, shutdown, f, next).await?,
         None => match next {
             Some(n) => send_acquire(session, n).await,
             None => None,
         },
-    })
-}
-
-/// Applies the answer of [`start_exchange`]: keeps the next reservation it
-/// carries, or, when this group's reservation was taken over by another
-/// worker, returns `Err` with the group the answer leased (to hand back).
-fn apply_reply(
-    reply: Option<pb::AcquireTrialResponse>,
-    reserved: &mut Option<Group>,
-) -> Result<(), Option<Group>> {
+    };
     if let Some(reply) = reply {
         if !reply.lost.is_empty() {
-            return Err(group_of(reply));
+            return Ok(Err(group_of(reply)));
         }
         if reserved.is_none() {
             *reserved = group_of(reply);
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
