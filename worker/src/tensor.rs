@@ -28,3 +28,35 @@ pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .into_vec::<f32>()
         .unwrap_or_default()
 }
+
+/// Whether the CPU formulations of [`tanh`] and [`sigmoid`] pay off on
+/// `B`: burn-ndarray evaluates `tanh` in `f64` (and again in the backward
+/// pass) and builds `sigmoid` from two exponentials and a logarithm, while
+/// its `f32` `exp` and `recip` are fast. GPU backends keep their own kernels
+/// (one launch each).
+fn exp_formulation<B: Backend>(device: &B::Device) -> bool {
+    let name = B::name(device);
+    name == "ndarray" || name == "autodiff<ndarray>"
+}
+
+/// `tanh(x)`; on the CPU as `2 / (1 + e^{−2x}) − 1` (within 2e-7 of
+/// `f64` tanh, ~3× faster forward and backward there). The clamp keeps
+/// `e^{−2x}` finite so the backward pass never forms `0 · ∞`; `tanh(±40)`
+/// is `±1` in `f32`.
+pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if exp_formulation::<B>(&x.device()) {
+        ((x.clamp(-40.0, 40.0) * -2.0).exp() + 1.0).recip() * 2.0 - 1.0
+    } else {
+        burn::tensor::activation::tanh(x)
+    }
+}
+
+/// `σ(x)`; on the CPU as `1 / (1 + e^{−x})` (see [`tanh`]; the clamp at
+/// ±80 keeps `e^{−x}` finite and changes nothing above `f32` precision).
+pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if exp_formulation::<B>(&x.device()) {
+        (x.clamp(-80.0, 80.0).neg().exp() + 1.0).recip()
+    } else {
+        burn::tensor::activation::sigmoid(x)
+    }
+}

@@ -3,11 +3,12 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::relu;
 
 use super::batch::HostBatch;
 use super::graph::{BlockGraph, BlockLayout, DeepGcn};
 use super::rnn::BiRnn;
+use crate::tensor::tanh;
 
 /// Sizes and switches of the network.
 #[derive(Debug, Clone)]

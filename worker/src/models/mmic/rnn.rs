@@ -11,15 +11,9 @@
 use burn::module::Module;
 use burn::nn::{Dropout, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::tanh;
 
-/// `σ(x) = (1 + tanh(x / 2)) / 2`: one transcendental pass. burn-ndarray
-/// has no sigmoid of its own, and the backend's default runs two
-/// exponentials and a logarithm (six passes over the tensor), which showed
-/// in profiles of the recurrent steps.
-fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    tanh(x * 0.5) * 0.5 + 0.5
-}
+use super::cpu_cells;
+use crate::tensor::{sigmoid, tanh};
 
 /// One LSTM or GRU cell (kind fixed at construction).
 #[derive(Module, Debug)]
@@ -69,34 +63,71 @@ impl<B: Backend> Cell<B> {
     }
 
     /// One step. `x`: `[b, d_in]`, `h`/`c`: `[b, hidden]` (`c` is ignored
-    /// and returned unchanged by a GRU). Returns the new `(h, c)`.
+    /// and returned unchanged by a GRU). Returns the new `(h, c)`. On the
+    /// CPU backend the elementwise part is one fused node
+    /// ([`super::cpu_cells`]); elsewhere [`Self::step_composite`].
     pub fn step(
         &self,
         x: Tensor<B, 2>,
         h: Tensor<B, 2>,
         c: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let hd = self.hidden;
         let xg = self.ih.forward(x);
         let hg = self.hh.forward(h.clone());
-        let [b, _] = xg.dims();
-        let part = |t: &Tensor<B, 2>, i: usize| t.clone().slice([0..b, i * hd..(i + 1) * hd]);
         if self.lstm {
             let g = xg + hg;
-            let i = sigmoid(part(&g, 0));
-            let f = sigmoid(part(&g, 1));
-            let cand = tanh(part(&g, 2));
-            let o = sigmoid(part(&g, 3));
-            let c = f * c + i * cand;
-            let h = o * tanh(c.clone());
-            (h, c)
+            match cpu_cells::lstm(&g, &c) {
+                Some(out) => out,
+                None => Self::lstm_gates(g, c, self.hidden),
+            }
         } else {
-            let r = sigmoid(part(&xg, 0) + part(&hg, 0));
-            let z = sigmoid(part(&xg, 1) + part(&hg, 1));
-            let n = tanh(part(&xg, 2) + r * part(&hg, 2));
-            let h = n.clone() + z * (h - n);
-            (h, c)
+            match cpu_cells::gru(&xg, &hg, &h) {
+                Some(h) => (h, c),
+                None => Self::gru_gates(xg, hg, h, c, self.hidden),
+            }
         }
+    }
+
+    /// [`Self::step`] as separate tensor operations on any backend.
+    pub fn step_composite(
+        &self,
+        x: Tensor<B, 2>,
+        h: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let xg = self.ih.forward(x);
+        let hg = self.hh.forward(h.clone());
+        if self.lstm {
+            Self::lstm_gates(xg + hg, c, self.hidden)
+        } else {
+            Self::gru_gates(xg, hg, h, c, self.hidden)
+        }
+    }
+
+    fn lstm_gates(g: Tensor<B, 2>, c: Tensor<B, 2>, hd: usize) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let part = |i: usize| g.clone().narrow(1, i * hd, hd);
+        let i = sigmoid(part(0));
+        let f = sigmoid(part(1));
+        let cand = tanh(part(2));
+        let o = sigmoid(part(3));
+        let c = f * c + i * cand;
+        let h = o * tanh(c.clone());
+        (h, c)
+    }
+
+    fn gru_gates(
+        xg: Tensor<B, 2>,
+        hg: Tensor<B, 2>,
+        h: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+        hd: usize,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let part = |t: &Tensor<B, 2>, i: usize| t.clone().narrow(1, i * hd, hd);
+        let r = sigmoid(part(&xg, 0) + part(&hg, 0));
+        let z = sigmoid(part(&xg, 1) + part(&hg, 1));
+        let n = tanh(part(&xg, 2) + r * part(&hg, 2));
+        let h = n.clone() + z * (h - n);
+        (h, c)
     }
 }
 
@@ -184,5 +215,66 @@ impl<B: Backend> BiRnn<B> {
                 .collect();
         }
         xs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Cell;
+    use crate::backend::Cpu;
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    fn max_diff(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// The fused CPU step and the composite one give the same outputs and
+    /// the same gradients for inputs, states and weights, over two steps.
+    #[test]
+    fn fused_cpu_steps_equal_the_composite_ones() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        for lstm in [true, false] {
+            let cell: Cell<Cpu> = if lstm {
+                Cell::lstm(5, 4, &device)
+            } else {
+                Cell::gru(5, 4, &device)
+            };
+            let rand = |shape: [usize; 2]| {
+                Tensor::<Cpu, 2>::random(shape, Distribution::Normal(0.0, 1.5), &device)
+                    .require_grad()
+            };
+            let (x0, x1, h, c) = (rand([3, 5]), rand([3, 5]), rand([3, 4]), rand([3, 4]));
+            let w = Tensor::<Cpu, 2>::random([3, 4], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fused: bool| {
+                let step = |x: Tensor<Cpu, 2>, h, c| {
+                    if fused {
+                        cell.step(x, h, c)
+                    } else {
+                        cell.step_composite(x, h, c)
+                    }
+                };
+                let (h1, c1) = step(x0.clone(), h.clone(), c.clone());
+                let (h2, c2) = step(x1.clone(), h1, c1);
+                let loss = (h2.clone() * w.clone()).sum() + (c2 * w.clone() * 0.5).sum();
+                let grads = loss.backward();
+                let g = |t: &Tensor<Cpu, 2>| Tensor::<Cpu, 2>::from_inner(t.grad(&grads).unwrap());
+                let mut out = vec![h2, g(&x0), g(&x1), g(&h)];
+                if lstm {
+                    out.push(g(&c));
+                }
+                for l in [&cell.ih, &cell.hh] {
+                    out.push(Tensor::from_inner(l.weight.val().grad(&grads).unwrap()));
+                }
+                out
+            };
+            let (fused, composite) = (run(true), run(false));
+            for (i, (a, b)) in fused.into_iter().zip(composite).enumerate() {
+                let d = max_diff(a, b);
+                assert!(d < 1e-5, "lstm={lstm} output {i}: max difference {d}");
+            }
+        }
     }
 }
