@@ -20,32 +20,15 @@
 //!   `z = σ(X_z + H_z)`, `n = tanh(X_n + r ⊙ H_n)`, `h' = n + z ⊙ (h − n)`
 //!   ([`gru`]).
 
-use std::any::{Any, TypeId};
-use std::borrow::Cow;
-
-use burn::backend::NdArray;
-use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 
-use crate::backend::Cpu;
-
-type Inner = NdArray<f32>;
-type Prim = <Inner as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive;
-
-/// `t` as a `U` when it is one (`T` and `U` the same type).
-fn cast<T: 'static, U: 'static>(t: T) -> Option<U> {
-    (Box::new(t) as Box<dyn Any>).downcast::<U>().ok().map(|b| *b)
-}
-
-/// Whether `B` is the CPU training backend and `t` holds `f32`.
-fn on_cpu<B: Backend>(ts: &[&Tensor<B, 2>]) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Cpu>() && ts.iter().all(|t| t.dtype() == DType::F32)
-}
+use crate::tensor::cpu::{
+    Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, tensor,
+};
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x.clamp(-80.0, 80.0)).exp())
@@ -55,34 +38,16 @@ fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + (-2.0 * x.clamp(-40.0, 40.0)).exp()) - 1.0
 }
 
-/// The values of `p`, row-major: borrowed when `p` is contiguous (a copy
-/// through burn's `into_data` would iterate element by element while the
-/// autodiff graph shares the buffer).
-fn host(p: &Prim) -> Cow<'_, [f32]> {
-    match p {
-        NdArrayTensor::F32(storage) => {
-            let view = storage.view();
-            match view.to_slice() {
-                Some(values) => Cow::Borrowed(values),
-                None => Cow::Owned(view.iter().copied().collect()),
-            }
-        }
-        other => unreachable!("the fused cells are only given f32 tensors, not {:?}", other.dtype()),
-    }
-}
-
-fn device_tensor(v: Vec<f32>, shape: [usize; 2]) -> Prim {
-    Tensor::<Inner, 2>::from_data(TensorData::new(v, shape), &Default::default())
-        .into_primitive()
-        .tensor()
-}
-
 // ---- The arithmetic, on row-major host buffers ----------------------------
 
 /// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
 fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+    for ((gr, cr), or) in g
+        .chunks_exact(4 * h)
+        .zip(c.chunks_exact(h))
+        .zip(out.chunks_exact_mut(h))
+    {
         for k in 0..h {
             let i = sigmoid(gr[k]);
             let f = sigmoid(gr[h + k]);
@@ -120,7 +85,11 @@ fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec
 /// `h'` from the gates `g` (`[b, 4h]`) and `c'` (`[b, h]`).
 fn lstm_hidden_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+    for ((gr, cr), or) in g
+        .chunks_exact(4 * h)
+        .zip(c.chunks_exact(h))
+        .zip(out.chunks_exact_mut(h))
+    {
         for k in 0..h {
             or[k] = sigmoid(gr[3 * h + k]) * tanh(cr[k]);
         }
@@ -250,8 +219,8 @@ impl Backward<Inner, 2> for LstmStep {
 
 fn lstm_node(part: LstmPart, g: Tensor<Cpu, 2>, c: Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
     let [b, h] = c.dims();
-    let g = g.into_primitive().tensor();
-    let c = c.into_primitive().tensor();
+    let g = parts(g);
+    let c = parts(c);
     let forward = |gp: &Prim, cp: &Prim| {
         let (gv, cv) = (host(gp), host(cp));
         let out = match part {
@@ -271,7 +240,7 @@ fn lstm_node(part: LstmPart, g: Tensor<Cpu, 2>, c: Tensor<Cpu, 2>) -> Tensor<Cpu
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(&g.primitive, &c.primitive)),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    tensor(out)
 }
 
 #[derive(Debug)]
@@ -300,9 +269,9 @@ impl Backward<Inner, 3> for GruStep {
 
 fn gru_node(x: Tensor<Cpu, 2>, hg: Tensor<Cpu, 2>, hp: Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
     let [b, h] = hp.dims();
-    let x = x.into_primitive().tensor();
-    let hg = hg.into_primitive().tensor();
-    let hp = hp.into_primitive().tensor();
+    let x = parts(x);
+    let hg = parts(hg);
+    let hp = parts(hp);
     let forward = |xp: &Prim, gp: &Prim, pp: &Prim| {
         device_tensor(gru_fwd(&host(xp), &host(gp), &host(pp), h), [b, h])
     };
@@ -315,16 +284,21 @@ fn gru_node(x: Tensor<Cpu, 2>, hg: Tensor<Cpu, 2>, hp: Tensor<Cpu, 2>) -> Tensor
             let out = forward(&x.primitive, &hg.primitive, &hp.primitive);
             prep.finish((x.primitive, hg.primitive, hp.primitive, [b, h]), out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &hg.primitive, &hp.primitive)),
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(&x.primitive, &hg.primitive, &hp.primitive))
+        }
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    tensor(out)
 }
 
 // ---- Entry points: `None` when `B` is not the CPU training backend --------
 
 /// LSTM step on the CPU: `(h', c')` from the gates `g = W_ih x + b + W_hh h`
 /// (`[b, 4h]`) and `c` (`[b, h]`).
-pub fn lstm<B: Backend>(g: &Tensor<B, 2>, c: &Tensor<B, 2>) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
+pub fn lstm<B: Backend>(
+    g: &Tensor<B, 2>,
+    c: &Tensor<B, 2>,
+) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
     if !on_cpu(&[g, c]) {
         return None;
     }
@@ -337,7 +311,11 @@ pub fn lstm<B: Backend>(g: &Tensor<B, 2>, c: &Tensor<B, 2>) -> Option<(Tensor<B,
 
 /// GRU step on the CPU: `h'` from `X = W_ih x + b_ih`, `H = W_hh h + b_hh`
 /// (`[b, 3h]`) and `h` (`[b, h]`).
-pub fn gru<B: Backend>(x: &Tensor<B, 2>, hg: &Tensor<B, 2>, h: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+pub fn gru<B: Backend>(
+    x: &Tensor<B, 2>,
+    hg: &Tensor<B, 2>,
+    h: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
     if !on_cpu(&[x, hg, h]) {
         return None;
     }
@@ -365,13 +343,17 @@ mod tests {
     }
 
     fn close(a: &[f32], b: &[f32], what: &str) {
-        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 2e-3, "{what}: max |analytic − numeric| = {worst}");
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| (((i as u32 + 1) * 2654435761u32 ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .map(|i| (((i as u32 + 1).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
             .collect()
     }
 
@@ -380,13 +362,21 @@ mod tests {
         let (b, h) = (3, 4);
         let (g, c, w) = (values(b * 4 * h, 1), values(b * h, 2), values(b * h, 3));
         let loss_cell = |g: &[f32], c: &[f32]| -> f32 {
-            lstm_cell_fwd(g, c, h).iter().zip(&w).map(|(a, b)| a * b).sum()
+            lstm_cell_fwd(g, c, h)
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| a * b)
+                .sum()
         };
         let (dg, dc) = lstm_cell_bwd(&g, &c, &w, h);
         close(&dg, &numeric(&|x| loss_cell(x, &c), &g), "cell dG");
         close(&dc, &numeric(&|x| loss_cell(&g, x), &c), "cell dc");
         let loss_hidden = |g: &[f32], c: &[f32]| -> f32 {
-            lstm_hidden_fwd(g, c, h).iter().zip(&w).map(|(a, b)| a * b).sum()
+            lstm_hidden_fwd(g, c, h)
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| a * b)
+                .sum()
         };
         let (dg, dc) = lstm_hidden_bwd(&g, &c, &w, h);
         close(&dg, &numeric(&|x| loss_hidden(x, &c), &g), "hidden dG");
@@ -403,7 +393,11 @@ mod tests {
             values(b * h, 7),
         );
         let loss = |x: &[f32], hg: &[f32], hp: &[f32]| -> f32 {
-            gru_fwd(x, hg, hp, h).iter().zip(&w).map(|(a, b)| a * b).sum()
+            gru_fwd(x, hg, hp, h)
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| a * b)
+                .sum()
         };
         let (dx, dhg, dh) = gru_bwd(&x, &hg, &hp, &w, h);
         close(&dx, &numeric(&|v| loss(v, &hg, &hp), &x), "dX");

@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 
 use super::losses::normalize;
 use super::rnn::Cell;
+use crate::tensor::{self, linear};
 
 /// Edge weight of every ordered pair of rows of `x`:
 /// `1 − arccos(0.99999 · cos(x_i, x_j)) / π`, `[n, n]`.
@@ -286,7 +287,7 @@ impl<B: Backend> DeepGcn<B> {
     ) -> Tensor<B, 2> {
         let support = Tensor::cat(vec![s.clone(), h0.clone()], 1);
         let r = s * (1.0 - alpha) + h0 * alpha;
-        conv.forward(support) * theta + r * (1.0 - theta)
+        linear(conv, support) * theta + r * (1.0 - theta)
     }
 
     /// `x`: `[3N, d_in]`, `graph`: its normalised adjacency. Returns
@@ -299,9 +300,9 @@ impl<B: Backend> DeepGcn<B> {
         lambda: f64,
         dropout: &Dropout,
     ) -> Tensor<B, 2> {
-        let x = dropout.forward(x);
-        let h0 = relu(self.fc0.forward(x.clone()));
-        let mut h = dropout.forward(h0.clone());
+        let x = tensor::dropout(dropout, x);
+        let h0 = relu(linear(&self.fc0, x.clone()));
+        let mut h = tensor::dropout(dropout, h0.clone());
         let mut hs = Tensor::zeros(h.dims(), &h.device());
         let mut cs = hs.clone();
         for (i, conv) in self.convs.iter().enumerate() {
@@ -310,7 +311,7 @@ impl<B: Backend> DeepGcn<B> {
             let q = h;
             (hs, cs) = self.cell.step(q.clone(), hs, cs);
             let z = Self::conv(conv, graph.propagate(hs.clone()), h0.clone(), alpha, theta);
-            h = dropout.forward(relu(z)) + q;
+            h = tensor::dropout(dropout, relu(z)) + q;
         }
         Tensor::cat(vec![x, h], 1)
     }

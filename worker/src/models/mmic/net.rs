@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use super::batch::HostBatch;
 use super::graph::{BlockGraph, BlockLayout, DeepGcn};
 use super::rnn::BiRnn;
-use crate::tensor::tanh;
+use crate::tensor::{dropout, linear, tanh};
 
 /// Sizes and switches of the network.
 #[derive(Debug, Clone)]
@@ -88,10 +88,14 @@ impl<B: Backend> MmicNet<B> {
         let [dt, da, dv] = hb.dims;
         let h = c.hidden;
         // Modality encoders (eq. 1-2).
-        let text_tm = t2::<B>(hb.text_tm.clone(), [hb.t_max * hb.b, dt], device);
-        let lp_tm = self.text_in.forward(text_tm);
-        let steps: Vec<Tensor<B, 2>> = (0..hb.t_max)
-            .map(|t| lp_tm.clone().slice([t * hb.b..(t + 1) * hb.b, 0..h]))
+        // Each step projected from its own rows: slicing one projection of
+        // all steps would cost a zero-filled gradient of every step's size
+        // per step in the backward pass (quadratic in the dialogue length).
+        let steps: Vec<Tensor<B, 2>> = hb
+            .text_tm
+            .chunks_exact(hb.b * dt)
+            .take(hb.t_max)
+            .map(|rows| linear(&self.text_in, t2::<B>(rows.to_vec(), [hb.b, dt], device)))
             .collect();
         let masks: Vec<Option<Tensor<B, 2>>> = hb
             .text_masks
@@ -100,15 +104,9 @@ impl<B: Backend> MmicNet<B> {
             .collect();
         let out = self.text_rnn.forward(steps, &masks, &self.dropout);
         let l = Tensor::cat(out, 0).select(0, idx::<B>(hb.text_valid.clone(), device));
-        let lp = self
-            .text_in
-            .forward(t2::<B>(hb.text.clone(), [n, dt], device));
-        let a = self
-            .audio_in
-            .forward(t2::<B>(hb.audio.clone(), [n, da], device));
-        let v = self
-            .visual_in
-            .forward(t2::<B>(hb.visual.clone(), [n, dv], device));
+        let lp = linear(&self.text_in, t2::<B>(hb.text.clone(), [n, dt], device));
+        let a = linear(&self.audio_in, t2::<B>(hb.audio.clone(), [n, da], device));
+        let v = linear(&self.visual_in, t2::<B>(hb.visual.clone(), [n, dv], device));
         // Speaker encoder (eq. 3-4): one shared 2-layer BiGRU over every
         // speaker's own utterances, for the modalities with γ ≠ 0.
         let inputs = [a.clone(), v.clone(), lp];
@@ -175,7 +173,7 @@ impl<B: Backend> MmicNet<B> {
         );
         let logits = self
             .classifier
-            .forward(relu(self.dropout.forward(f.clone())));
+            .forward(relu(dropout(&self.dropout, f.clone())));
         Forward { e, f, logits }
     }
 }

@@ -13,7 +13,7 @@ use burn::nn::{Dropout, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::cpu_cells;
-use crate::tensor::{sigmoid, tanh};
+use crate::tensor::{self, linear, sigmoid, tanh};
 
 /// One LSTM or GRU cell (kind fixed at construction).
 #[derive(Module, Debug)]
@@ -72,8 +72,8 @@ impl<B: Backend> Cell<B> {
         h: Tensor<B, 2>,
         c: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let xg = self.ih.forward(x);
-        let hg = self.hh.forward(h.clone());
+        let xg = linear(&self.ih, x);
+        let hg = linear(&self.hh, h.clone());
         if self.lstm {
             let g = xg + hg;
             match cpu_cells::lstm(&g, &c) {
@@ -183,7 +183,10 @@ impl<B: Backend> BiRnn<B> {
         let steps = xs.len();
         for (l, layer) in self.layers.iter().enumerate() {
             if l > 0 {
-                xs = xs.into_iter().map(|x| dropout.forward(x)).collect();
+                xs = xs
+                    .into_iter()
+                    .map(|x| tensor::dropout(dropout, x))
+                    .collect();
             }
             let b = xs[0].dims()[0];
             let device = xs[0].device();

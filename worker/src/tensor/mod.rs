@@ -1,7 +1,10 @@
 //! Tensor helpers shared by the models and the strategies (burn only).
 
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
+
+pub mod cpu;
 
 /// Forces every lazily initialised parameter of `model` to take its value
 /// (in the module's visiting order). Call before cloning a model into
@@ -37,6 +40,38 @@ pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 fn exp_formulation<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name == "ndarray" || name == "autodiff<ndarray>"
+}
+
+/// `l(x)` for `x`: `[n, d_in]`: burn's `Linear::forward`, or on the CPU
+/// training backend one node whose products read the transposes in place
+/// ([`cpu::linear`]).
+pub fn linear<B: Backend>(l: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    match cpu::linear(l, &x) {
+        Some(y) => y,
+        None => l.forward(x),
+    }
+}
+
+/// `d(x)`: burn's `Dropout::forward`, or on the CPU training backend one
+/// product with a mask from [`cpu::dropout_mask`], seeded from the
+/// backend's generator (burn samples each element through its
+/// distribution sampler, which cost a tenth of an MM-DFN epoch).
+pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
+    let device = x.device();
+    if d.prob == 0.0 || !B::ad_enabled(&device) || !cpu::on_cpu(&[&x]) {
+        return d.forward(x);
+    }
+    let seed: Vec<f32> = to_f32_vec(Tensor::<B, 1>::random(
+        [2],
+        burn::tensor::Distribution::Default,
+        &device,
+    ));
+    let seed = seed
+        .iter()
+        .fold(0u64, |s, v| (s << 32) | u64::from(v.to_bits()));
+    let shape = x.shape();
+    let mask = cpu::dropout_mask(shape.num_elements(), d.prob, seed);
+    x * Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device)
 }
 
 /// `tanh(x)`; on the CPU as `2 / (1 + e^{−2x}) − 1` (within 2e-7 of

@@ -1,0 +1,335 @@
+//! Operations fused for the CPU training backend (burn-ndarray under
+//! burn-autodiff), each one autodiff node with its own backward pass.
+//!
+//! burn-ndarray runs every tensor operation as its own pass over memory and
+//! every autodiff node costs graph bookkeeping; its matrix product also
+//! copies transposed operands element by element and zero-fills its output.
+//! On one CPU core that overhead outweighed the arithmetic of MM-DFN. The
+//! functions here are the same mathematics with less of it: a linear layer
+//! whose products read transposes in place ([`linear`]), a dropout mask
+//! from a fast seeded generator ([`dropout_mask`]), and the plumbing the
+//! fused recurrent cells (`models::mmic::cpu_cells`) share. Every entry
+//! point returns `None` unless `B` is [`Cpu`], and the callers in
+//! [`super`] then use burn's own operations (CUDA keeps its kernels).
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+
+use burn::backend::NdArray;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ndarray::NdArrayTensor;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
+use ndarray::{Array2, ArrayView2, Ix2, linalg::general_mat_mul};
+use rand::{RngCore, SeedableRng};
+
+pub use crate::backend::Cpu;
+
+/// The backend under [`Cpu`]'s autodiff.
+pub type Inner = NdArray<f32>;
+/// Its float tensor.
+pub type Prim = <Inner as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive;
+
+/// `t` as a `U` when it is one (`T` and `U` the same type).
+pub fn cast<T: 'static, U: 'static>(t: T) -> Option<U> {
+    (Box::new(t) as Box<dyn Any>)
+        .downcast::<U>()
+        .ok()
+        .map(|b| *b)
+}
+
+/// Whether `B` is [`Cpu`] and every tensor holds `f32`.
+pub fn on_cpu<B: Backend, const D: usize>(ts: &[&Tensor<B, D>]) -> bool {
+    TypeId::of::<B>() == TypeId::of::<Cpu>() && ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// The `f32` array of `p` (any strides).
+fn array(p: &Prim) -> ndarray::ArrayViewD<'_, f32> {
+    match p {
+        NdArrayTensor::F32(storage) => storage.view(),
+        other => unreachable!(
+            "the fused CPU operations take f32 tensors, not {:?}",
+            other.dtype()
+        ),
+    }
+}
+
+/// `p` as a matrix view (any strides, no copy).
+pub fn matrix(p: &Prim) -> ArrayView2<'_, f32> {
+    array(p)
+        .into_dimensionality::<Ix2>()
+        .expect("the fused CPU operations take matrices")
+}
+
+/// The values of `p`, row-major: borrowed when `p` is contiguous (burn's
+/// `into_data` would copy element by element while the autodiff graph
+/// shares the buffer).
+pub fn host(p: &Prim) -> Cow<'_, [f32]> {
+    let view = array(p);
+    match view.to_slice() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(view.iter().copied().collect()),
+    }
+}
+
+/// A tensor of `shape` holding `values` (row-major), without a copy.
+pub fn from_vec(values: Vec<f32>, shape: [usize; 2]) -> Prim {
+    from_array(Array2::from_shape_vec(shape, values).expect("values match their shape"))
+}
+
+fn from_array(a: Array2<f32>) -> Prim {
+    NdArrayTensor::from(a.into_shared().into_dyn())
+}
+
+/// [`Cpu`]'s float tensor: the [`Inner`] tensor and its autodiff node.
+pub type Tracked = <Cpu as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive;
+
+/// An autodiff tensor's primitive parts.
+pub fn parts(t: Tensor<Cpu, 2>) -> Tracked {
+    t.into_primitive().tensor()
+}
+
+/// The autodiff tensor `out` as a tensor.
+pub fn tensor(out: Tracked) -> Tensor<Cpu, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+// ---- Linear ---------------------------------------------------------------
+
+/// `y = x W (+ b)`; the nodes with and without a bias.
+#[derive(Debug)]
+struct LinearBias;
+#[derive(Debug)]
+struct LinearNoBias;
+
+/// `(dx, dW)` for the incoming `dy`, each only when asked for.
+fn linear_grads(
+    x: &Prim,
+    w: &Prim,
+    dy: ArrayView2<'_, f32>,
+    want: [bool; 2],
+) -> (Option<Prim>, Option<Prim>) {
+    let (x, w) = (matrix(x), matrix(w));
+    let dx = want[0].then(|| {
+        let mut dx = Array2::<f32>::zeros(x.raw_dim());
+        general_mat_mul(1.0, &dy, &w.t(), 0.0, &mut dx);
+        from_array(dx)
+    });
+    let dw = want[1].then(|| {
+        let mut dw = Array2::<f32>::zeros(w.raw_dim());
+        general_mat_mul(1.0, &x.t(), &dy, 0.0, &mut dw);
+        from_array(dw)
+    });
+    (dx, dw)
+}
+
+/// Registers `g` as the gradient of `node` when both exist.
+macro_rules! register {
+    ($grads:expr, $node:expr, $g:expr) => {
+        if let (Some(node), Some(g)) = ($node, $g) {
+            $grads.register::<Inner>(node.id, g);
+        }
+    };
+}
+
+impl Backward<Inner, 3> for LinearBias {
+    type State = (Prim, Prim);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let dyv = matrix(&dy);
+        let [px, pw, pb] = ops.parents;
+        let (dx, dw) = linear_grads(&x, &w, dyv.view(), [px.is_some(), pw.is_some()]);
+        let db = pb.is_some().then(|| {
+            let sums = dyv.sum_axis(ndarray::Axis(0));
+            NdArrayTensor::from(sums.into_shared().into_dyn())
+        });
+        register!(grads, px, dx);
+        register!(grads, pw, dw);
+        register!(grads, pb, db);
+    }
+}
+
+impl Backward<Inner, 2> for LinearNoBias {
+    type State = (Prim, Prim);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let [px, pw] = ops.parents;
+        let (dx, dw) = linear_grads(&x, &w, matrix(&dy), [px.is_some(), pw.is_some()]);
+        register!(grads, px, dx);
+        register!(grads, pw, dw);
+    }
+}
+
+/// `x W + b` in one product (the bias preloaded into the output).
+fn linear_forward(x: &Prim, w: &Prim, b: Option<&Prim>) -> Prim {
+    let (x, w) = (matrix(x), matrix(w));
+    let shape = (x.nrows(), w.ncols());
+    let mut y = match b.map(|b| array(b).into_dimensionality::<ndarray::Ix1>()) {
+        Some(Ok(b)) => match b.broadcast(shape) {
+            Some(rows) => rows.to_owned(),
+            None => unreachable!("a bias of width {} for {} outputs", b.len(), shape.1),
+        },
+        _ => Array2::<f32>::zeros(shape),
+    };
+    general_mat_mul(1.0, &x, &w, if b.is_some() { 1.0 } else { 0.0 }, &mut y);
+    from_array(y)
+}
+
+/// `l(x)` for `x`: `[n, d_in]` on the CPU backend.
+pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let linear: &Linear<Cpu> = (l as &dyn Any).downcast_ref()?;
+    let x = parts(cast(x.clone())?);
+    let w = parts(linear.weight.val());
+    let out = match &linear.bias {
+        Some(b) => {
+            let b = b.val().into_primitive().tensor();
+            match LinearBias
+                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let y = linear_forward(&x.primitive, &w.primitive, Some(&b.primitive));
+                    prep.finish((x.primitive, w.primitive), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(linear_forward(
+                    &x.primitive,
+                    &w.primitive,
+                    Some(&b.primitive),
+                )),
+            }
+        }
+        None => match LinearNoBias
+            .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = linear_forward(&x.primitive, &w.primitive, None);
+                prep.finish((x.primitive, w.primitive), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(linear_forward(&x.primitive, &w.primitive, None))
+            }
+        },
+    };
+    cast(tensor(out))
+}
+
+// ---- Dropout --------------------------------------------------------------
+
+/// The dropout mask for `n` elements: `1 / (1 − p)` with probability
+/// `1 − p`, else 0, from ChaCha8 seeded with `seed` (which the caller draws
+/// from the backend's generator, so the trial's seed decides it).
+pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    // keep with probability `threshold / 2^32`.
+    let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            if u64::from(rng.next_u32()) < threshold {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Cpu;
+    use burn::nn::{DropoutConfig, LinearConfig};
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    fn max_diff(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// The fused linear node gives burn's `Linear` outputs and gradients,
+    /// with and without a bias, for a contiguous and a transposed input.
+    #[test]
+    fn fused_linear_equals_burns_linear() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        for bias in [true, false] {
+            let l = LinearConfig::new(5, 3).with_bias(bias).init::<Cpu>(&device);
+            for transposed in [false, true] {
+                // A transposed input is a strided view of a [5, 4] tensor.
+                let shape = if transposed { [5, 4] } else { [4, 5] };
+                let x = Tensor::<Cpu, 2>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+                    .require_grad();
+                let w = Tensor::<Cpu, 2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
+                let input = |x: &Tensor<Cpu, 2>| {
+                    if transposed {
+                        x.clone().transpose()
+                    } else {
+                        x.clone()
+                    }
+                };
+                let run = |fused: bool| {
+                    let y = if fused {
+                        super::linear(&l, &input(&x)).unwrap()
+                    } else {
+                        l.forward(input(&x))
+                    };
+                    let grads = (y.clone() * w.clone()).sum().backward();
+                    let g =
+                        |t: Tensor<Cpu, 2>| Tensor::<Cpu, 2>::from_inner(t.grad(&grads).unwrap());
+                    let mut out = vec![y, g(x.clone()), g(l.weight.val())];
+                    if let Some(b) = &l.bias {
+                        out.push(
+                            Tensor::<Cpu, 1>::from_inner(b.val().grad(&grads).unwrap()).unsqueeze(),
+                        );
+                    }
+                    out
+                };
+                for (i, (a, b)) in run(true).into_iter().zip(run(false)).enumerate() {
+                    let d = max_diff(a, b);
+                    assert!(
+                        d < 1e-5,
+                        "bias={bias} transposed={transposed} output {i}: {d}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The CPU dropout keeps about `1 − p` of the elements scaled by
+    /// `1 / (1 − p)`, repeats for a reseeded backend, and its gradient is
+    /// the mask.
+    #[test]
+    fn cpu_dropout_masks_scale_repeat_and_pass_gradients() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let d = DropoutConfig::new(0.4).init();
+        let run = || {
+            <Cpu as Backend>::seed(&device, 7);
+            let x = Tensor::<Cpu, 2>::ones([100, 200], &device).require_grad();
+            let y = crate::tensor::dropout(&d, x.clone());
+            let g = Tensor::<Cpu, 2>::from_inner(x.grad(&y.clone().sum().backward()).unwrap());
+            (crate::tensor::to_f32_vec(y), crate::tensor::to_f32_vec(g))
+        };
+        let (y, g) = run();
+        let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / y.len() as f64;
+        assert!((kept - 0.6).abs() < 0.01, "kept {kept}");
+        assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.6).abs() < 1e-6));
+        assert_eq!(y, g, "the gradient of x · mask is the mask");
+        assert_eq!(run().0, y, "the same backend seed gives the same mask");
+    }
+}
