@@ -27,33 +27,141 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::prelude::*;
 
 use crate::tensor::cpu::{
-    Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, tensor,
+    Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, sigmoid, tanh, tensor,
 };
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x.clamp(-80.0, 80.0)).exp())
-}
-
-fn tanh(x: f32) -> f32 {
-    2.0 / (1.0 + (-2.0 * x.clamp(-40.0, 40.0)).exp()) - 1.0
-}
 
 // ---- The arithmetic, on row-major host buffers ----------------------------
+
+// Each row kernel takes its blocks as separate slices of one length: as
+// function arguments they cannot alias, so the loops vectorise with no
+// run-time checks (they did not when written over the chunk iterators).
+
+/// The four gate blocks of an LSTM row `[i | f | g | o]`.
+fn quarters(row: &[f32], h: usize) -> [&[f32]; 4] {
+    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..4 * h]]
+}
+
+/// The three gate blocks of a GRU row `[r | z | n]`.
+fn thirds(row: &[f32], h: usize) -> [&[f32]; 3] {
+    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h]]
+}
+
+fn quarters_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
+    let (i, rest) = row.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (g, o) = rest.split_at_mut(h);
+    [i, f, g, o]
+}
+
+fn thirds_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 3] {
+    let (r, rest) = row.split_at_mut(h);
+    let (z, n) = rest.split_at_mut(h);
+    [r, z, n]
+}
+
+#[inline(never)]
+fn cell_row(out: &mut [f32], c: &[f32], gi: &[f32], gf: &[f32], gg: &[f32]) {
+    for ((((o, &c), &i), &f), &g) in out.iter_mut().zip(c).zip(gi).zip(gf).zip(gg) {
+        *o = sigmoid(f) * c + sigmoid(i) * tanh(g);
+    }
+}
+
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn cell_row_bwd(
+    [dgi, dgf, dgg]: [&mut [f32]; 3],
+    dc: &mut [f32],
+    gi: &[f32],
+    gf: &[f32],
+    gg: &[f32],
+    c: &[f32],
+    dout: &[f32],
+) {
+    let n = dc.len();
+    let (dgi, dgf, dgg) = (&mut dgi[..n], &mut dgf[..n], &mut dgg[..n]);
+    let (gi, gf, gg, c, dout) = (&gi[..n], &gf[..n], &gg[..n], &c[..n], &dout[..n]);
+    for k in 0..n {
+        let (i, f, cand) = (sigmoid(gi[k]), sigmoid(gf[k]), tanh(gg[k]));
+        let d = dout[k];
+        dgi[k] = d * cand * i * (1.0 - i);
+        dgf[k] = d * c[k] * f * (1.0 - f);
+        dgg[k] = d * i * (1.0 - cand * cand);
+        dc[k] = d * f;
+    }
+}
+
+#[inline(never)]
+fn hidden_row(out: &mut [f32], c: &[f32], go: &[f32]) {
+    for ((o, &c), &g) in out.iter_mut().zip(c).zip(go) {
+        *o = sigmoid(g) * tanh(c);
+    }
+}
+
+#[inline(never)]
+fn hidden_row_bwd(dgo: &mut [f32], dc: &mut [f32], go: &[f32], c: &[f32], dout: &[f32]) {
+    let n = dc.len();
+    let (dgo, go, c, dout) = (&mut dgo[..n], &go[..n], &c[..n], &dout[..n]);
+    for k in 0..n {
+        let (o, t) = (sigmoid(go[k]), tanh(c[k]));
+        let d = dout[k];
+        dgo[k] = d * t * o * (1.0 - o);
+        dc[k] = d * o * (1.0 - t * t);
+    }
+}
+
+#[inline(never)]
+fn gru_row(out: &mut [f32], p: &[f32], [xr, xz, xn]: [&[f32]; 3], [hr, hz, hn]: [&[f32]; 3]) {
+    let n = out.len();
+    let (p, xr, xz, xn) = (&p[..n], &xr[..n], &xz[..n], &xn[..n]);
+    let (hr, hz, hn) = (&hr[..n], &hz[..n], &hn[..n]);
+    for k in 0..n {
+        let r = sigmoid(xr[k] + hr[k]);
+        let z = sigmoid(xz[k] + hz[k]);
+        let c = tanh(xn[k] + r * hn[k]);
+        out[k] = c + z * (p[k] - c);
+    }
+}
+
+#[inline(never)]
+fn gru_row_bwd(
+    [dxr, dxz, dxn]: [&mut [f32]; 3],
+    [dhr, dhz, dhn]: [&mut [f32]; 3],
+    dp: &mut [f32],
+    [xr, xz, xn]: [&[f32]; 3],
+    [hr, hz, hn]: [&[f32]; 3],
+    p: &[f32],
+    dout: &[f32],
+) {
+    let n = dp.len();
+    let (dxr, dxz, dxn) = (&mut dxr[..n], &mut dxz[..n], &mut dxn[..n]);
+    let (dhr, dhz, dhn) = (&mut dhr[..n], &mut dhz[..n], &mut dhn[..n]);
+    let (xr, xz, xn, hr, hz, hn) = (&xr[..n], &xz[..n], &xn[..n], &hr[..n], &hz[..n], &hn[..n]);
+    let (p, dout) = (&p[..n], &dout[..n]);
+    for k in 0..n {
+        let r = sigmoid(xr[k] + hr[k]);
+        let z = sigmoid(xz[k] + hz[k]);
+        let c = tanh(xn[k] + r * hn[k]);
+        let d = dout[k];
+        let dc = d * (1.0 - z) * (1.0 - c * c);
+        let dz = d * (p[k] - c) * z * (1.0 - z);
+        let dr = dc * hn[k] * r * (1.0 - r);
+        dxr[k] = dr;
+        dhr[k] = dr;
+        dxz[k] = dz;
+        dhz[k] = dz;
+        dxn[k] = dc;
+        dhn[k] = dc * r;
+        dp[k] = d * z;
+    }
+}
 
 /// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
 fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g
-        .chunks_exact(4 * h)
-        .zip(c.chunks_exact(h))
-        .zip(out.chunks_exact_mut(h))
-    {
-        for k in 0..h {
-            let i = sigmoid(gr[k]);
-            let f = sigmoid(gr[h + k]);
-            let cand = tanh(gr[2 * h + k]);
-            or[k] = f * cr[k] + i * cand;
-        }
+    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+        let [gi, gf, gg, _] = quarters(gr, h);
+        cell_row(or, cr, gi, gf, gg);
     }
     out
 }
@@ -68,16 +176,9 @@ fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec
         .zip(dout.chunks_exact(h))
         .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
     for (((gr, cr), dr), (dgr, dcr)) in rows {
-        for k in 0..h {
-            let i = sigmoid(gr[k]);
-            let f = sigmoid(gr[h + k]);
-            let cand = tanh(gr[2 * h + k]);
-            let d = dr[k];
-            dgr[k] = d * cand * i * (1.0 - i);
-            dgr[h + k] = d * cr[k] * f * (1.0 - f);
-            dgr[2 * h + k] = d * i * (1.0 - cand * cand);
-            dcr[k] = d * f;
-        }
+        let [gi, gf, gg, _] = quarters(gr, h);
+        let [dgi, dgf, dgg, _] = quarters_mut(dgr, h);
+        cell_row_bwd([dgi, dgf, dgg], dcr, gi, gf, gg, cr, dr);
     }
     (dg, dc)
 }
@@ -85,14 +186,8 @@ fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec
 /// `h'` from the gates `g` (`[b, 4h]`) and `c'` (`[b, h]`).
 fn lstm_hidden_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g
-        .chunks_exact(4 * h)
-        .zip(c.chunks_exact(h))
-        .zip(out.chunks_exact_mut(h))
-    {
-        for k in 0..h {
-            or[k] = sigmoid(gr[3 * h + k]) * tanh(cr[k]);
-        }
+    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+        hidden_row(or, cr, quarters(gr, h)[3]);
     }
     out
 }
@@ -107,23 +202,10 @@ fn lstm_hidden_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, V
         .zip(dout.chunks_exact(h))
         .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
     for (((gr, cr), dr), (dgr, dcr)) in rows {
-        for k in 0..h {
-            let o = sigmoid(gr[3 * h + k]);
-            let t = tanh(cr[k]);
-            let d = dr[k];
-            dgr[3 * h + k] = d * t * o * (1.0 - o);
-            dcr[k] = d * o * (1.0 - t * t);
-        }
+        let [_, _, _, dgo] = quarters_mut(dgr, h);
+        hidden_row_bwd(dgo, dcr, quarters(gr, h)[3], cr, dr);
     }
     (dg, dc)
-}
-
-/// One GRU row: `(r, z, n)`.
-fn gru_gates(xr: &[f32], hr: &[f32], h: usize, k: usize) -> (f32, f32, f32) {
-    let r = sigmoid(xr[k] + hr[k]);
-    let z = sigmoid(xr[h + k] + hr[h + k]);
-    let n = tanh(xr[2 * h + k] + r * hr[2 * h + k]);
-    (r, z, n)
 }
 
 /// `h'` from `X` and `H` (`[b, 3h]`) and `h` (`[b, h]`).
@@ -135,10 +217,7 @@ fn gru_fwd(x: &[f32], hg: &[f32], hprev: &[f32], h: usize) -> Vec<f32> {
         .zip(hprev.chunks_exact(h))
         .zip(out.chunks_exact_mut(h));
     for (((xr, hr), pr), or) in rows {
-        for k in 0..h {
-            let (_, z, n) = gru_gates(xr, hr, h, k);
-            or[k] = n + z * (pr[k] - n);
-        }
+        gru_row(or, pr, thirds(xr, h), thirds(hr, h));
     }
     out
 }
@@ -157,28 +236,22 @@ fn gru_bwd(
     let rows = x
         .chunks_exact(3 * h)
         .zip(hg.chunks_exact(3 * h))
-        .zip(hprev.chunks_exact(h))
-        .zip(dout.chunks_exact(h))
+        .zip(hprev.chunks_exact(h).zip(dout.chunks_exact(h)))
         .zip(
             dx.chunks_exact_mut(3 * h)
                 .zip(dhg.chunks_exact_mut(3 * h))
                 .zip(dh.chunks_exact_mut(h)),
         );
-    for ((((xr, hr), pr), dr), ((dxr, dhr), dpr)) in rows {
-        for k in 0..h {
-            let (r, z, n) = gru_gates(xr, hr, h, k);
-            let d = dr[k];
-            let dn = d * (1.0 - z) * (1.0 - n * n);
-            let dz = d * (pr[k] - n) * z * (1.0 - z);
-            let dr_ = dn * hr[2 * h + k] * r * (1.0 - r);
-            dxr[k] = dr_;
-            dhr[k] = dr_;
-            dxr[h + k] = dz;
-            dhr[h + k] = dz;
-            dxr[2 * h + k] = dn;
-            dhr[2 * h + k] = dn * r;
-            dpr[k] = d * z;
-        }
+    for (((xr, hr), (pr, dr)), ((dxr, dhr), dpr)) in rows {
+        gru_row_bwd(
+            thirds_mut(dxr, h),
+            thirds_mut(dhr, h),
+            dpr,
+            thirds(xr, h),
+            thirds(hr, h),
+            pr,
+            dr,
+        );
     }
     (dx, dhg, dh)
 }
