@@ -25,7 +25,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use ndarray::{Array2, ArrayView2, Ix2, linalg::general_mat_mul};
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 pub use crate::backend::Cpu;
 
@@ -146,25 +146,38 @@ struct LinearBias;
 #[derive(Debug)]
 struct LinearNoBias;
 
-/// `(dx, dW)` for the incoming `dy`, each only when asked for.
-fn linear_grads(
-    x: &Prim,
-    w: &Prim,
-    dy: ArrayView2<'_, f32>,
-    want: [bool; 2],
-) -> (Option<Prim>, Option<Prim>) {
-    let (x, w) = (matrix(x), matrix(w));
-    let dx = want[0].then(|| {
-        let mut dx = Array2::<f32>::zeros(x.raw_dim());
-        general_mat_mul(1.0, &dy, &w.t(), 0.0, &mut dx);
-        from_array(dx)
-    });
-    let dw = want[1].then(|| {
-        let mut dw = Array2::<f32>::zeros(w.raw_dim());
-        general_mat_mul(1.0, &x.t(), &dy, 0.0, &mut dw);
-        from_array(dw)
-    });
-    (dx, dw)
+/// `dx = dy Wᵀ` for the incoming `dy`.
+fn linear_dx(w: &Prim, dy: ArrayView2<'_, f32>) -> Prim {
+    let w = matrix(w);
+    let mut dx = Array2::<f32>::zeros((dy.nrows(), w.nrows()));
+    general_mat_mul(1.0, &dy, &w.t(), 0.0, &mut dx);
+    from_array(dx)
+}
+
+/// `dW = xᵀ dy` added to the weight's gradient so far (`acc`, taken out of
+/// the gradients: a weight used at every step of a recurrence gets one
+/// product per step, accumulated in place instead of a fresh matrix and
+/// an addition each time).
+fn linear_dw(x: &Prim, dy: ArrayView2<'_, f32>, acc: Option<Prim>, w_shape: (usize, usize)) -> Prim {
+    let x = matrix(x);
+    match acc {
+        Some(NdArrayTensor::F32(mut storage)) => {
+            {
+                let mut view = storage
+                    .ensure_owned()
+                    .view_mut()
+                    .into_dimensionality::<Ix2>()
+                    .expect("a weight gradient is a matrix");
+                general_mat_mul(1.0, &x.t(), &dy, 1.0, &mut view);
+            }
+            NdArrayTensor::F32(storage)
+        }
+        _ => {
+            let mut dw = Array2::<f32>::zeros(w_shape);
+            general_mat_mul(1.0, &x.t(), &dy, 0.0, &mut dw);
+            from_array(dw)
+        }
+    }
 }
 
 /// Registers `g` as the gradient of `node` when both exist.
@@ -177,14 +190,19 @@ macro_rules! register {
 }
 
 impl Backward<Inner, 3> for LinearBias {
-    type State = (Prim, Prim);
+    /// The input, and the weight with its autodiff node.
+    type State = (Prim, Tracked);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
         let dyv = matrix(&dy);
         let [px, pw, pb] = ops.parents;
-        let (dx, dw) = linear_grads(&x, &w, dyv.view(), [px.is_some(), pw.is_some()]);
+        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, dyv.view()));
+        let dw = pw.as_ref().map(|_| {
+            let acc = grads.remove::<Inner>(&w);
+            linear_dw(&x, dyv.view(), acc, matrix(&w.primitive).dim())
+        });
         let db = pb.is_some().then(|| {
             let sums = dyv.sum_axis(ndarray::Axis(0));
             NdArrayTensor::from(sums.into_shared().into_dyn())
@@ -196,13 +214,19 @@ impl Backward<Inner, 3> for LinearBias {
 }
 
 impl Backward<Inner, 2> for LinearNoBias {
-    type State = (Prim, Prim);
+    /// The input, and the weight with its autodiff node.
+    type State = (Prim, Tracked);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
+        let dyv = matrix(&dy);
         let [px, pw] = ops.parents;
-        let (dx, dw) = linear_grads(&x, &w, matrix(&dy), [px.is_some(), pw.is_some()]);
+        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, dyv.view()));
+        let dw = pw.as_ref().map(|_| {
+            let acc = grads.remove::<Inner>(&w);
+            linear_dw(&x, dyv.view(), acc, matrix(&w.primitive).dim())
+        });
         register!(grads, px, dx);
         register!(grads, pw, dw);
     }
@@ -241,7 +265,7 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2
             {
                 OpsKind::Tracked(prep) => {
                     let y = linear_forward(&x.primitive, &w.primitive, Some(&b.primitive));
-                    prep.finish((x.primitive, w.primitive), y)
+                    prep.finish((x.primitive, w), y)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(linear_forward(
                     &x.primitive,
@@ -257,7 +281,7 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2
         {
             OpsKind::Tracked(prep) => {
                 let y = linear_forward(&x.primitive, &w.primitive, None);
-                prep.finish((x.primitive, w.primitive), y)
+                prep.finish((x.primitive, w), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(linear_forward(&x.primitive, &w.primitive, None))
@@ -278,14 +302,12 @@ pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
     // keep with probability `threshold / 2^32`.
     let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            if u64::from(rng.next_u32()) < threshold {
-                scale
-            } else {
-                0.0
-            }
-        })
+    // Drawn in bulk (ChaCha8 fills whole blocks), then compared.
+    let mut words = vec![0u32; n];
+    rng.fill(&mut words[..]);
+    words
+        .into_iter()
+        .map(|w| if u64::from(w) < threshold { scale } else { 0.0 })
         .collect()
 }
 
@@ -302,7 +324,8 @@ mod tests {
     }
 
     /// The fused linear node gives burn's `Linear` outputs and gradients,
-    /// with and without a bias, for a contiguous and a transposed input.
+    /// with and without a bias, for a contiguous and a transposed input,
+    /// with the layer used twice.
     #[test]
     fn fused_linear_equals_burns_linear() {
         let _guard = crate::backend::training_guard();
@@ -322,12 +345,17 @@ mod tests {
                         x.clone()
                     }
                 };
+                // Applied twice: the second weight gradient accumulates
+                // into the first.
                 let run = |fused: bool| {
-                    let y = if fused {
-                        super::linear(&l, &input(&x)).unwrap()
-                    } else {
-                        l.forward(input(&x))
+                    let apply = |x: Tensor<Cpu, 2>| {
+                        if fused {
+                            super::linear(&l, &x).unwrap()
+                        } else {
+                            l.forward(x)
+                        }
                     };
+                    let y = apply(input(&x)) + apply(input(&x) * 0.5 - 1.0);
                     let grads = (y.clone() * w.clone()).sum().backward();
                     let g =
                         |t: Tensor<Cpu, 2>| Tensor::<Cpu, 2>::from_inner(t.grad(&grads).unwrap());
