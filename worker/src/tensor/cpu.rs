@@ -24,7 +24,7 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
-use ndarray::{Array2, ArrayView2, Ix2, linalg::general_mat_mul};
+use ndarray::{Array2, ArrayView2, Ix2};
 use rand::{Rng, SeedableRng};
 
 pub use crate::backend::Cpu;
@@ -146,38 +146,59 @@ struct LinearBias;
 #[derive(Debug)]
 struct LinearNoBias;
 
-/// `dx = dy Wᵀ` for the incoming `dy`.
-fn linear_dx(w: &Prim, dy: ArrayView2<'_, f32>) -> Prim {
-    let w = matrix(w);
-    let mut dx = Array2::<f32>::zeros((dy.nrows(), w.nrows()));
-    general_mat_mul(1.0, &dy, &w.t(), 0.0, &mut dx);
-    from_array(dx)
+/// `dst (+)= a b` for row-major `dst` (`m × n`), on this thread (faer;
+/// about twice matrixmultiply's throughput at these shapes).
+fn gemm(dst: &mut [f32], n: usize, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>, add: bool) {
+    let m = a.nrows();
+    let accum = if add { faer::Accum::Add } else { faer::Accum::Replace };
+    faer::linalg::matmul::matmul(
+        faer::MatMut::from_row_major_slice_mut(dst, m, n),
+        accum,
+        a,
+        b,
+        1.0,
+        faer::Par::Seq,
+    );
+}
+
+/// `p` as a row-major matrix of `rows × cols` (borrowed when contiguous).
+fn mat(values: &[f32], rows: usize, cols: usize) -> faer::MatRef<'_, f32> {
+    faer::MatRef::from_row_major_slice(values, rows, cols)
+}
+
+fn dims(p: &Prim) -> (usize, usize) {
+    matrix(p).dim()
+}
+
+/// `dx = dy Wᵀ` for the incoming `dy` (`m × n`), `W`: `k × n`.
+fn linear_dx(w: &Prim, dy: &[f32], m: usize) -> Prim {
+    let (k, n) = dims(w);
+    let wv = host(w);
+    let mut dx = vec![0f32; m * k];
+    gemm(&mut dx, k, mat(dy, m, n), mat(&wv, k, n).transpose(), false);
+    from_vec(dx, [m, k])
 }
 
 /// `dW = xᵀ dy` added to the weight's gradient so far (`acc`, taken out of
 /// the gradients: a weight used at every step of a recurrence gets one
 /// product per step, accumulated in place instead of a fresh matrix and
 /// an addition each time).
-fn linear_dw(x: &Prim, dy: ArrayView2<'_, f32>, acc: Option<Prim>, w_shape: (usize, usize)) -> Prim {
-    let x = matrix(x);
-    match acc {
-        Some(NdArrayTensor::F32(mut storage)) => {
-            {
-                let mut view = storage
-                    .ensure_owned()
-                    .view_mut()
-                    .into_dimensionality::<Ix2>()
-                    .expect("a weight gradient is a matrix");
-                general_mat_mul(1.0, &x.t(), &dy, 1.0, &mut view);
-            }
-            NdArrayTensor::F32(storage)
+fn linear_dw(x: &Prim, dy: &[f32], acc: Option<Prim>, (k, n): (usize, usize)) -> Prim {
+    let (m, _) = dims(x);
+    let xv = host(x);
+    let (xt, dy) = (mat(&xv, m, k).transpose(), mat(dy, m, n));
+    if let Some(NdArrayTensor::F32(mut storage)) = acc {
+        if let Some(values) = storage.ensure_owned().as_slice_mut() {
+            gemm(values, n, xt, dy, true);
+            return NdArrayTensor::F32(storage);
         }
-        _ => {
-            let mut dw = Array2::<f32>::zeros(w_shape);
-            general_mat_mul(1.0, &x.t(), &dy, 0.0, &mut dw);
-            from_array(dw)
-        }
+        let mut dw = host(&NdArrayTensor::F32(storage)).into_owned();
+        gemm(&mut dw, n, xt, dy, true);
+        return from_vec(dw, [k, n]);
     }
+    let mut dw = vec![0f32; k * n];
+    gemm(&mut dw, n, xt, dy, false);
+    from_vec(dw, [k, n])
 }
 
 /// Registers `g` as the gradient of `node` when both exist.
@@ -196,16 +217,20 @@ impl Backward<Inner, 3> for LinearBias {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
-        let dyv = matrix(&dy);
+        let (m, n) = dims(&dy);
+        let dyv = host(&dy);
         let [px, pw, pb] = ops.parents;
-        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, dyv.view()));
+        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, &dyv, m));
         let dw = pw.as_ref().map(|_| {
             let acc = grads.remove::<Inner>(&w);
-            linear_dw(&x, dyv.view(), acc, matrix(&w.primitive).dim())
+            linear_dw(&x, &dyv, acc, dims(&w.primitive))
         });
         let db = pb.is_some().then(|| {
-            let sums = dyv.sum_axis(ndarray::Axis(0));
-            NdArrayTensor::from(sums.into_shared().into_dyn())
+            let mut sums = vec![0f32; n];
+            for row in dyv.chunks_exact(n) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
         });
         register!(grads, px, dx);
         register!(grads, pw, dw);
@@ -220,12 +245,13 @@ impl Backward<Inner, 2> for LinearNoBias {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
-        let dyv = matrix(&dy);
+        let (m, _) = dims(&dy);
+        let dyv = host(&dy);
         let [px, pw] = ops.parents;
-        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, dyv.view()));
+        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, &dyv, m));
         let dw = pw.as_ref().map(|_| {
             let acc = grads.remove::<Inner>(&w);
-            linear_dw(&x, dyv.view(), acc, matrix(&w.primitive).dim())
+            linear_dw(&x, &dyv, acc, dims(&w.primitive))
         });
         register!(grads, px, dx);
         register!(grads, pw, dw);
@@ -234,17 +260,14 @@ impl Backward<Inner, 2> for LinearNoBias {
 
 /// `x W + b` in one product (the bias preloaded into the output).
 fn linear_forward(x: &Prim, w: &Prim, b: Option<&Prim>) -> Prim {
-    let (x, w) = (matrix(x), matrix(w));
-    let shape = (x.nrows(), w.ncols());
-    let mut y = match b.map(|b| array(b).into_dimensionality::<ndarray::Ix1>()) {
-        Some(Ok(b)) => match b.broadcast(shape) {
-            Some(rows) => rows.to_owned(),
-            None => unreachable!("a bias of width {} for {} outputs", b.len(), shape.1),
-        },
-        _ => Array2::<f32>::zeros(shape),
+    let ((m, k), (_, n)) = (dims(x), dims(w));
+    let (xv, wv) = (host(x), host(w));
+    let mut y = match b {
+        Some(b) => host(b).repeat(m),
+        None => vec![0f32; m * n],
     };
-    general_mat_mul(1.0, &x, &w, if b.is_some() { 1.0 } else { 0.0 }, &mut y);
-    from_array(y)
+    gemm(&mut y, n, mat(&xv, m, k), mat(&wv, k, n), b.is_some());
+    from_vec(y, [m, n])
 }
 
 /// `l(x)` for `x`: `[n, d_in]` on the CPU backend.
