@@ -114,8 +114,7 @@ pub fn exp(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let k = t - ROUND;
     let r = x - k * 0.693_359_4 + k * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.500_000_01;
@@ -150,7 +149,11 @@ struct LinearNoBias;
 /// about twice matrixmultiply's throughput at these shapes).
 fn gemm(dst: &mut [f32], n: usize, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>, add: bool) {
     let m = a.nrows();
-    let accum = if add { faer::Accum::Add } else { faer::Accum::Replace };
+    let accum = if add {
+        faer::Accum::Add
+    } else {
+        faer::Accum::Replace
+    };
     faer::linalg::matmul::matmul(
         faer::MatMut::from_row_major_slice_mut(dst, m, n),
         accum,
@@ -314,6 +317,98 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2
     cast(tensor(out))
 }
 
+// ---- Row selection -------------------------------------------------------
+
+/// `out[i] = x[rows[i]]`, a zero row where `rows[i]` is past the end.
+#[derive(Debug)]
+struct SelectRows;
+
+impl Backward<Inner, 1> for SelectRows {
+    /// The input with its autodiff node, and the rows.
+    type State = (Tracked, std::sync::Arc<[usize]>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, rows) = ops.state;
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let dy = grads.consume::<Inner>(&ops.node);
+        let (n, k) = dims(&x.primitive);
+        let dyv = host(&dy);
+        // Added in place into the input's gradient so far: a matrix read a
+        // few rows at a time (one recurrence step each) costs the rows
+        // read, not a zero-filled matrix per read.
+        let add = |acc: &mut [f32]| {
+            for (&r, d) in rows.iter().zip(dyv.chunks_exact(k)) {
+                if r < n {
+                    acc[r * k..(r + 1) * k]
+                        .iter_mut()
+                        .zip(d)
+                        .for_each(|(a, v)| *a += v);
+                }
+            }
+        };
+        let grad = match grads.remove::<Inner>(&x) {
+            Some(NdArrayTensor::F32(mut storage)) => match storage.ensure_owned().as_slice_mut() {
+                Some(values) => {
+                    add(values);
+                    NdArrayTensor::F32(storage)
+                }
+                None => {
+                    let mut acc = host(&NdArrayTensor::F32(storage)).into_owned();
+                    add(&mut acc);
+                    from_vec(acc, [n, k])
+                }
+            },
+            Some(other) => {
+                let mut acc = host(&other).into_owned();
+                add(&mut acc);
+                from_vec(acc, [n, k])
+            }
+            None => {
+                let mut acc = vec![0f32; n * k];
+                add(&mut acc);
+                from_vec(acc, [n, k])
+            }
+        };
+        grads.register::<Inner>(node.id, grad);
+    }
+}
+
+/// The rows `rows` of `x` (a zero row for an index past the end) on the
+/// CPU backend.
+pub fn select_rows<B: Backend>(
+    x: &Tensor<B, 2>,
+    rows: &std::sync::Arc<[usize]>,
+) -> Option<Tensor<B, 2>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let x = parts(cast(x.clone())?);
+    let forward = |x: &Prim| {
+        let (n, k) = dims(x);
+        let xv = host(x);
+        let mut out = vec![0f32; rows.len() * k];
+        for (&r, o) in rows.iter().zip(out.chunks_exact_mut(k)) {
+            if r < n {
+                o.copy_from_slice(&xv[r * k..(r + 1) * k]);
+            }
+        }
+        from_vec(out, [rows.len(), k])
+    };
+    let out = match SelectRows
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(&x.primitive);
+            prep.finish((x, rows.clone()), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
+    };
+    cast(tensor(out))
+}
+
 // ---- Dropout --------------------------------------------------------------
 
 /// The dropout mask for `n` elements: `1 / (1 − p)` with probability
@@ -398,6 +493,41 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Row selection gives burn's `select` values and gradients, with
+    /// padding rows, repeated rows and the input read twice (the second
+    /// gradient added in place into the first).
+    #[test]
+    fn row_selection_equals_burns_select() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let x = Tensor::<Cpu, 2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let w = Tensor::<Cpu, 2>::random([5, 3], Distribution::Normal(0.0, 1.0), &device);
+        let (first, second) = (vec![2, 4, 0, 2, 9], vec![1, 1, 3, 4, 0]);
+        let run = |fused: bool| {
+            // Both reads from one node.
+            let x2 = x.clone() * 2.0;
+            let pick = |rows: &Vec<usize>| {
+                let r = crate::tensor::Rows::<Cpu>::new(rows.clone(), &device);
+                if fused {
+                    crate::tensor::select_rows(x2.clone(), &r)
+                } else {
+                    // burn's select after appending the zero row.
+                    let ids: Vec<i64> = rows.iter().map(|&i| i.min(4) as i64).collect();
+                    let ids = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(ids, [5]), &device);
+                    Tensor::cat(vec![x2.clone(), Tensor::zeros([1, 3], &device)], 0).select(0, ids)
+                }
+            };
+            let y = pick(&first) + pick(&second) * 3.0;
+            let grads = (y.clone() * w.clone()).sum().backward();
+            [y, Tensor::<Cpu, 2>::from_inner(x.grad(&grads).unwrap())]
+        };
+        for (i, (a, b)) in run(true).into_iter().zip(run(false)).enumerate() {
+            let d = max_diff(a, b);
+            assert!(d < 1e-6, "output {i}: {d}");
         }
     }
 

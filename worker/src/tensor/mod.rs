@@ -52,6 +52,50 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     }
 }
 
+/// Row indices into a matrix, kept on the host and on the device; an
+/// index past the matrix's last row stands for a zero row (padding).
+#[derive(Debug, Clone)]
+pub struct Rows<B: Backend> {
+    host: std::sync::Arc<[usize]>,
+    device: Tensor<B, 1, Int>,
+}
+
+impl<B: Backend> Rows<B> {
+    pub fn new(rows: Vec<usize>, device: &B::Device) -> Self {
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let n = ids.len();
+        Self {
+            host: rows.into(),
+            device: Tensor::from_data(TensorData::new(ids, [n]), device),
+        }
+    }
+
+    /// The rows `start..start + len`.
+    pub fn range(start: usize, len: usize, device: &B::Device) -> Self {
+        Self::new((start..start + len).collect(), device)
+    }
+}
+
+/// The rows of `x` listed in `rows` (zero rows for indices past the end):
+/// burn's `select` (after appending a zero row when padding is asked
+/// for), or on the CPU training backend one node whose backward adds into
+/// the input's gradient in place ([`cpu::select_rows`]).
+pub fn select_rows<B: Backend>(x: Tensor<B, 2>, rows: &Rows<B>) -> Tensor<B, 2> {
+    if let Some(y) = cpu::select_rows(&x, &rows.host) {
+        return y;
+    }
+    let [n, k] = x.dims();
+    if rows.host.iter().any(|&r| r >= n) {
+        let device = x.device();
+        let clamped: Vec<i64> = rows.host.iter().map(|&r| r.min(n) as i64).collect();
+        let m = clamped.len();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(clamped, [m]), &device);
+        Tensor::cat(vec![x, Tensor::zeros([1, k], &device)], 0).select(0, ids)
+    } else {
+        x.select(0, rows.device.clone())
+    }
+}
+
 /// `d(x)`: burn's `Dropout::forward`, or on the CPU training backend one
 /// product with a mask from [`cpu::dropout_mask`], seeded from the
 /// backend's generator (burn samples each element through its

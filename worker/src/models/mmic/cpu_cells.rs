@@ -30,7 +30,6 @@ use crate::tensor::cpu::{
     Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, sigmoid, tanh, tensor,
 };
 
-
 // ---- The arithmetic, on row-major host buffers ----------------------------
 
 // Each row kernel takes its blocks as separate slices of one length: as
@@ -39,7 +38,12 @@ use crate::tensor::cpu::{
 
 /// The four gate blocks of an LSTM row `[i | f | g | o]`.
 fn quarters(row: &[f32], h: usize) -> [&[f32]; 4] {
-    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..4 * h]]
+    [
+        &row[..h],
+        &row[h..2 * h],
+        &row[2 * h..3 * h],
+        &row[3 * h..4 * h],
+    ]
 }
 
 /// The three gate blocks of a GRU row `[r | z | n]`.
@@ -159,7 +163,11 @@ fn gru_row_bwd(
 /// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
 fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+    for ((gr, cr), or) in g
+        .chunks_exact(4 * h)
+        .zip(c.chunks_exact(h))
+        .zip(out.chunks_exact_mut(h))
+    {
         let [gi, gf, gg, _] = quarters(gr, h);
         cell_row(or, cr, gi, gf, gg);
     }
@@ -186,7 +194,11 @@ fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec
 /// `h'` from the gates `g` (`[b, 4h]`) and `c'` (`[b, h]`).
 fn lstm_hidden_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g.chunks_exact(4 * h).zip(c.chunks_exact(h)).zip(out.chunks_exact_mut(h)) {
+    for ((gr, cr), or) in g
+        .chunks_exact(4 * h)
+        .zip(c.chunks_exact(h))
+        .zip(out.chunks_exact_mut(h))
+    {
         hidden_row(or, cr, quarters(gr, h)[3]);
     }
     out
@@ -426,7 +438,9 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| (((i as u32 + 1).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .map(|i| {
+                (((i as u32 + 1).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0
+            })
             .collect()
     }
 

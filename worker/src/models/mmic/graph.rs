@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 
 use super::losses::normalize;
 use super::rnn::Cell;
-use crate::tensor::{self, linear};
+use crate::tensor::{self, Rows, linear, select_rows};
 
 /// Edge weight of every ordered pair of rows of `x`:
 /// `1 − arccos(0.99999 · cos(x_i, x_j)) / π`, `[n, n]`.
@@ -136,11 +136,12 @@ impl BlockLayout {
 /// [`normalized_adjacency`], kept blockwise ([`BlockLayout`]); the same
 /// graph, at a fraction of the cost.
 pub struct BlockGraph<B: Backend> {
-    n: usize,
     blocks: usize,
     lmax: usize,
-    pad: Tensor<B, 1, Int>,
-    unpad: Tensor<B, 1, Int>,
+    pad: Rows<B>,
+    unpad: Rows<B>,
+    /// The rows of each modality (`m·N..(m+1)·N`).
+    modality: [Rows<B>; 3],
     /// `[blocks, lmax, lmax]` normalised intra-modal weights.
     intra: Tensor<B, 3>,
     /// `[N, 1]` normalised inter-modal weights: audio–visual, audio–text,
@@ -154,10 +155,7 @@ pub struct BlockGraph<B: Backend> {
 /// are zeros).
 fn padded<B: Backend>(x: Tensor<B, 2>, g: &BlockGraph<B>) -> Tensor<B, 3> {
     let [_, d] = x.dims();
-    let device = x.device();
-    Tensor::cat(vec![x, Tensor::zeros([1, d], &device)], 0)
-        .select(0, g.pad.clone())
-        .reshape([g.blocks, g.lmax, d])
+    select_rows(x, &g.pad).reshape([g.blocks, g.lmax, d])
 }
 
 impl<B: Backend> BlockGraph<B> {
@@ -166,15 +164,13 @@ impl<B: Backend> BlockGraph<B> {
     pub fn new(x: Tensor<B, 2>, layout: &BlockLayout) -> Self {
         let device = x.device();
         let n = layout.n;
-        let ints = |v: &[i64]| {
-            Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device)
-        };
+        let rows = |v: &[i64]| Rows::new(v.iter().map(|&r| r as usize).collect(), &device);
         let mut g = Self {
-            n,
             blocks: layout.blocks,
             lmax: layout.lmax,
-            pad: ints(&layout.pad),
-            unpad: ints(&layout.unpad),
+            pad: rows(&layout.pad),
+            unpad: rows(&layout.unpad),
+            modality: [0, 1, 2].map(|m| Rows::range(m * n, n, &device)),
             intra: Tensor::zeros([1, 1, 1], &device),
             av: Tensor::zeros([1, 1], &device),
             at: Tensor::zeros([1, 1], &device),
@@ -193,17 +189,18 @@ impl<B: Backend> BlockGraph<B> {
             &device,
         );
         let w = weight(xp.clone().matmul(xp.swap_dims(1, 2))) * mask;
-        let part = |m: usize| xn.clone().narrow(0, m * n, n);
+        let part = |m: usize| select_rows(xn.clone(), &g.modality[m]);
         let pair = |a: usize, b: usize| -> Tensor<B, 2> {
             let cos = (part(a) * part(b)).sum_dim(1);
             weight(cos.unsqueeze::<3>()).squeeze_dim::<2>(0)
         };
         let (av, at, vt) = (pair(0, 1), pair(0, 2), pair(1, 2));
-        let intra_deg = w
-            .clone()
-            .sum_dim(2)
-            .reshape([layout.blocks * layout.lmax, 1])
-            .select(0, g.unpad.clone());
+        let intra_deg = select_rows(
+            w.clone()
+                .sum_dim(2)
+                .reshape([layout.blocks * layout.lmax, 1]),
+            &g.unpad,
+        );
         let inter_deg = Tensor::cat(
             vec![
                 av.clone() + at.clone(),
@@ -215,7 +212,7 @@ impl<B: Backend> BlockGraph<B> {
         let dinv = (intra_deg + inter_deg).clamp_min(1e-12).powf_scalar(-0.5);
         let dp = padded(dinv.clone(), &g);
         g.intra = w * dp.clone() * dp.swap_dims(1, 2);
-        let d = |m: usize| dinv.clone().narrow(0, m * n, n);
+        let d = |m: usize| select_rows(dinv.clone(), &g.modality[m]);
         g.av = av * d(0) * d(1);
         g.at = at * d(0) * d(2);
         g.vt = vt * d(1) * d(2);
@@ -225,14 +222,13 @@ impl<B: Backend> BlockGraph<B> {
     /// `Â h` for `h`: `[3N, k]`.
     pub fn propagate(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
         let [_, k] = h.dims();
-        let n = self.n;
         let intra = self
             .intra
             .clone()
             .matmul(padded(h.clone(), self))
-            .reshape([self.blocks * self.lmax, k])
-            .select(0, self.unpad.clone());
-        let part = |m: usize| h.clone().narrow(0, m * n, n);
+            .reshape([self.blocks * self.lmax, k]);
+        let intra = select_rows(intra, &self.unpad);
+        let part = |m: usize| select_rows(h.clone(), &self.modality[m]);
         let (a, v, t) = (part(0), part(1), part(2));
         let inter = Tensor::cat(
             vec![

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use super::batch::HostBatch;
 use super::graph::{BlockGraph, BlockLayout, DeepGcn};
 use super::rnn::BiRnn;
-use crate::tensor::{dropout, linear, tanh};
+use crate::tensor::{Rows, dropout, linear, select_rows, tanh};
 
 /// Sizes and switches of the network.
 #[derive(Debug, Clone)]
@@ -115,26 +115,26 @@ impl<B: Backend> MmicNet<B> {
         if !active.is_empty() && hb.q > 0 {
             let mm = active.len();
             let q = hb.q;
-            let mut rows: Vec<Tensor<B, 2>> = active.iter().map(|&m| inputs[m].clone()).collect();
-            rows.push(Tensor::zeros([1, h], device));
+            let rows: Vec<Tensor<B, 2>> = active.iter().map(|&m| inputs[m].clone()).collect();
             let all = Tensor::cat(rows, 0);
-            let pad = (mm * n) as i64;
+            // Padding slots read the zero row past the end of `all`.
+            let pad = mm * n;
             let steps: Vec<Tensor<B, 2>> = hb
                 .party_steps
                 .iter()
                 .map(|s| {
-                    let ids: Vec<i64> = (0..mm)
+                    let ids: Vec<usize> = (0..mm)
                         .flat_map(|mi| {
                             s.iter().map(move |&u| {
                                 if u == n as i64 {
                                     pad
                                 } else {
-                                    u + (mi * n) as i64
+                                    u as usize + mi * n
                                 }
                             })
                         })
                         .collect();
-                    all.clone().select(0, idx::<B>(ids, device))
+                    select_rows(all.clone(), &Rows::new(ids, device))
                 })
                 .collect();
             let masks: Vec<Option<Tensor<B, 2>>> = hb
