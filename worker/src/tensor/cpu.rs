@@ -110,14 +110,14 @@ pub fn tensor(out: Tracked) -> Tensor<Cpu, 2> {
 pub fn exp(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer kept in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let k = t - ROUND;
     let r = x - k * 0.693_359_4 + k * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
-        + 0.500_000_01;
+        + 0.5;
     let y = p * r * r + r + 1.0;
     // `k + 127` in the exponent field: integer arithmetic on the bits of
     // `t` (no float-to-int conversion, whose saturation stops vectorising).
@@ -576,5 +576,8 @@ mod math_tests {
         assert!(worst_sig < 2e-7, "sigmoid: absolute error {worst_sig}");
         assert!(worst_tanh < 3e-7, "tanh: absolute error {worst_tanh}");
         assert!(super::exp(-1000.0) > 0.0 && super::exp(1000.0).is_finite());
+        // A NaN stays a NaN (a diverged trial must fail, not be squashed).
+        assert!(super::exp(f32::NAN).is_nan() && super::sigmoid(f32::NAN).is_nan());
+        assert!(super::tanh(f32::NAN).is_nan());
     }
 }
