@@ -40,9 +40,10 @@ test-pytorch: deps
 	$(CARGO) build --release --locked
 	TORCH_PYTHON=$(TORCH_VENV)/bin/python bash tests/python/pytorch_checks.sh
 
-# Training speed side by side with our own PyTorch reference
-# (benches/reference/): the same IEMOCAP-format file, threads pinned equal
-# (THREADS=1), per-epoch times, peak memory and the ratio (BENCHMARKS.md).
+# Training speed side by side with our own PyTorch references
+# (benches/reference/): MM-DFN on one IEMOCAP-format file, FD-CMDIE on one
+# MMSA-format file, threads pinned equal (THREADS=1), per-epoch times, peak
+# memory and the ratio (BENCHMARKS.md).
 bench-reference: deps
 	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet 'torch==$(TORCH_VERSION)' 'numpy<3'

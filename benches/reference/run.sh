@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # `make bench-reference`: sigsweep's training against our own PyTorch
-# reference, side by side in one invocation, on the same IEMOCAP-format file
-# (tests/python/iemocap_file.py --preset iemocap: IEMOCAP's 120 training
-# dialogues, its feature dims and dialogue lengths), threads pinned equal.
-# Prints per-epoch times, peak memory and the ratio for each batch size.
+# references, side by side in one invocation, threads pinned equal, printing
+# per-epoch times, peak memory and the ratio:
+#
+# * MM-DFN (benches/reference/mmdfn_train.py) on one IEMOCAP-format file
+#   (tests/python/iemocap_file.py --preset iemocap: IEMOCAP's 120 training
+#   dialogues, its feature dims and dialogue lengths), per batch size;
+# * FD-CMDIE (benches/reference/fdcmdie_train.py) on one MMSA-format file
+#   (tests/python/mmsa_file.py --preset mosi: MOSI's shapes, text 50x768,
+#   audio 375x5, vision 500x20), batch 32, with MOSI_TRAIN training samples
+#   (default 128: a full MOSI epoch of sigsweep's FD-CMDIE takes minutes).
 #
 # Environment: TORCH_PYTHON (a Python with torch and numpy), SIGSWEEP (the
 # release binary), THREADS (default 1), EPOCHS (default 3; the first epoch
-# is warm-up and left out of the steady figure), BATCHES (default "16 32").
+# is warm-up and left out of the steady figure), BATCHES (MM-DFN batch
+# sizes, default "16 32"), MODELS (default "mmdfn fdcmdie"), MOSI_TRAIN.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${TORCH_PYTHON:-python3}
@@ -15,27 +22,58 @@ SIGSWEEP=${SIGSWEEP:-$PWD/target/release/sigsweep}
 THREADS=${THREADS:-1}
 EPOCHS=${EPOCHS:-3}
 BATCHES=${BATCHES:-16 32}
+MODELS=${MODELS:-mmdfn fdcmdie}
+MOSI_TRAIN=${MOSI_TRAIN:-128}
 "$PY" -c 'import torch, numpy' || { echo "bench-reference: $PY has no torch" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PY" tests/python/iemocap_file.py "$work/iemocap.pkl" --preset iemocap
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); threads $THREADS each; $EPOCHS epochs (steady = epochs 2..)"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)'); sigsweep: $("$SIGSWEEP" --version)"
-for b in $BATCHES; do
-    echo
-    echo "== mmdfn, IEMOCAP shapes, batch $b =="
-    ref=$("$PY" benches/reference/mmdfn_train.py "$work/iemocap.pkl" --batch-size "$b" --epochs "$EPOCHS" --threads "$THREADS" --json)
-    ours=$(MATMUL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS "$SIGSWEEP" bench train --model mmdfn \
-        --dataset "iemocap:$work/iemocap.pkl" --epochs "$EPOCHS" --threads "$THREADS" \
-        --param "batch_size=$b" --json)
-    "$PY" - "$ref" "$ours" <<'PYEOF'
+
+# Prints one side-by-side block from the two JSON objects.
+compare() {
+    "$PY" - "$1" "$2" <<'PYEOF'
 import json, sys
 ref, ours = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+unit = "utt" if ref["model"] == "mmdfn" else "samples"
 def row(name, epochs, steady, rate, rss):
-    print(f"  {name:<28} epochs {' '.join(f'{t:6.2f}' for t in epochs)} s | steady {steady:6.2f} s/epoch, {rate:7.1f} utt/s | peak RSS {rss:6.0f} MiB")
+    print(f"  {name:<28} epochs {' '.join(f'{t:6.2f}' for t in epochs)} s | steady {steady:6.2f} s/epoch, {rate:7.2f} {unit}/s | peak RSS {rss:6.0f} MiB")
 row(ref["implementation"], ref["epoch_seconds"], ref["seconds_per_epoch"], ref["samples_per_second"], ref["peak_rss_mib"])
 row("sigsweep bench train", ours["epoch_seconds"], ours["seconds_per_epoch"], ours["samples_per_second"], ours["peak_rss_mib"])
-print(f"  utterances per epoch: reference {ref['utterances_per_epoch']}, sigsweep {ours['samples_per_epoch']}")
-print(f"  ratio (sigsweep / reference utterances per second): {ours['samples_per_second'] / ref['samples_per_second']:.2f}x")
+n_ref = ref.get("utterances_per_epoch", ref.get("samples_per_epoch"))
+print(f"  {unit} per epoch: reference {n_ref}, sigsweep {ours['samples_per_epoch']}")
+print(f"  ratio (sigsweep / reference {unit} per second): {ours['samples_per_second'] / ref['samples_per_second']:.2f}x")
 PYEOF
+}
+
+ours() {
+    MATMUL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS "$SIGSWEEP" bench train --epochs "$EPOCHS" \
+        --threads "$THREADS" --json "$@"
+}
+
+for model in $MODELS; do
+    case $model in
+    mmdfn)
+        "$PY" tests/python/iemocap_file.py "$work/iemocap.pkl" --preset iemocap
+        for b in $BATCHES; do
+            echo
+            echo "== mmdfn, IEMOCAP shapes, batch $b =="
+            ref=$("$PY" benches/reference/mmdfn_train.py "$work/iemocap.pkl" --batch-size "$b" \
+                --epochs "$EPOCHS" --threads "$THREADS" --json)
+            compare "$ref" "$(ours --model mmdfn --dataset "iemocap:$work/iemocap.pkl" --param "batch_size=$b")"
+        done
+        ;;
+    fdcmdie)
+        "$PY" tests/python/mmsa_file.py "$work/mosi.pkl" --preset mosi --train "$MOSI_TRAIN"
+        echo
+        echo "== fdcmdie, MOSI shapes ($MOSI_TRAIN training samples), batch 32, k_cl 10, all pairs =="
+        ref=$("$PY" benches/reference/fdcmdie_train.py "$work/mosi.pkl" --epochs "$EPOCHS" \
+            --threads "$THREADS" --json)
+        compare "$ref" "$(ours --model fdcmdie --dataset "mmsa:$work/mosi.pkl")"
+        ;;
+    *)
+        echo "bench-reference: unknown model $model (mmdfn, fdcmdie)" >&2
+        exit 1
+        ;;
+    esac
 done

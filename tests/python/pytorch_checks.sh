@@ -13,6 +13,8 @@
 #    split match the trial's to 1e-4.
 # 4. examples/pytorch-erc swept through `[model] name = "command"`, and
 #    trained with DDP under torchrun (2 CPU processes, gloo).
+# 5. The FD-CMDIE speed reference and `sigsweep bench train` on one small
+#    MMSA-format file (tests/python/mmsa_file.py).
 #
 # Environment: TORCH_PYTHON (a Python with torch and numpy), SIGSWEEP (the
 # release binary).
@@ -70,6 +72,20 @@ for w in "$work"/state/artifacts/weights/*.safetensors; do
 done
 [ "$n" -eq 4 ] || { echo "expected 4 weights files, found $n" >&2; exit 1; }
 echo "test-pytorch: mmdfn weights PASS ($n trials)"
+
+# 5. The FD-CMDIE speed reference (benches/reference/fdcmdie_train.py) and
+#    sigsweep read the same small MMSA-format file and train one epoch.
+"$PY" tests/python/mmsa_file.py "$work/mosi.pkl" --train 24 --valid 8 --test 8
+"$PY" benches/reference/fdcmdie_train.py "$work/mosi.pkl" --epochs 1 --k-cl 3 --json >"$work/fd.json"
+"$SIGSWEEP" bench train --model fdcmdie --dataset "mmsa:$work/mosi.pkl" --epochs 1 \
+    --param width=16 --param heads=2 --param layers=1 --param k_cl=3 --json >"$work/fd-ours.json"
+"$PY" - "$work/fd.json" "$work/fd-ours.json" <<'PYEOF'
+import json, math, sys
+ref, ours = (json.load(open(p)) for p in sys.argv[1:])
+assert ref["samples_per_epoch"] == ours["samples_per_epoch"] == 24, (ref, ours)
+assert math.isfinite(ref["seconds_per_epoch"]) and ref["seconds_per_epoch"] > 0
+PYEOF
+echo "test-pytorch: fdcmdie reference PASS"
 # 4. A researcher's own PyTorch script as a sweep (`name = "command"`):
 #    examples/pytorch-erc through configs/command-pytorch.toml, then under
 #    launcher = "torchrun" with 2 CPU processes (DDP over gloo).
