@@ -8,7 +8,7 @@
 //! functions here are the same mathematics with less of it: a linear layer
 //! whose products read transposes in place ([`linear`]), a dropout mask
 //! from a fast seeded generator ([`dropout_mask`]), and the plumbing the
-//! fused recurrent cells (`models::mmic::cpu_cells`) share. Every entry
+//! fused recurrent cells ([`super::cells`]) share. Every entry
 //! point returns `None` unless `B` is [`Cpu`], and the callers in
 //! [`super`] then use burn's own operations (CUDA keeps its kernels).
 
@@ -275,15 +275,30 @@ fn linear_forward(x: &Prim, w: &Prim, b: Option<&Prim>) -> Prim {
 
 /// `l(x)` for `x`: `[n, d_in]` on the CPU backend.
 pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    if !on_cpu(&[x]) {
+    affine(
+        x,
+        &l.weight.val(),
+        l.bias.as_ref().map(|b| b.val()).as_ref(),
+    )
+}
+
+/// `x W + b` for `x`: `[n, k]`, `W`: `[k, m]`, `b`: `[m]` on the CPU
+/// backend ([`linear`] with the weights given as tensors).
+pub fn affine<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &Tensor<B, 2>,
+    b: Option<&Tensor<B, 1>>,
+) -> Option<Tensor<B, 2>> {
+    if !on_cpu(&[x, w]) {
         return None;
     }
-    let linear: &Linear<Cpu> = (l as &dyn Any).downcast_ref()?;
     let x = parts(cast(x.clone())?);
-    let w = parts(linear.weight.val());
-    let out = match &linear.bias {
+    let w = parts(cast(w.clone())?);
+    let out = match b {
         Some(b) => {
-            let b = b.val().into_primitive().tensor();
+            let b: Tracked = cast::<_, Tensor<Cpu, 1>>(b.clone())?
+                .into_primitive()
+                .tensor();
             match LinearBias
                 .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
                 .compute_bound()

@@ -4,6 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 
+pub mod cells;
 pub mod cpu;
 
 /// Forces every lazily initialised parameter of `model` to take its value
@@ -50,6 +51,63 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
         Some(y) => y,
         None => l.forward(x),
     }
+}
+
+/// burn-nn's `Lstm::forward(x, None)` for `x`: `[b, T, d]`: the outputs
+/// `[b, T, h]` from a zero state. On the CPU training backend (batch-first,
+/// forward, no clipping, separate forget gate) the input products of all
+/// steps are one product, each step reads its rows with [`select_rows`],
+/// and the cell is one fused node per step ([`cells::lstm`]): burn-nn writes
+/// every step into one tensor with `slice_assign`, whose backward is
+/// quadratic in the length, and runs a dozen nodes per step.
+pub fn lstm_sequence<B: Backend>(l: &burn::nn::Lstm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if !l.batch_first || l.reverse || l.clip.is_some() || l.input_forget || !cpu::on_cpu(&[&x]) {
+        return l.forward(x, None).0;
+    }
+    let [b, steps, d] = x.dims();
+    let hd = l.d_hidden;
+    let device = x.device();
+    // Gate order i, f, g, o (the fused cell's, PyTorch's).
+    let gates = [&l.input_gate, &l.forget_gate, &l.cell_gate, &l.output_gate];
+    let weights = |f: &dyn Fn(&burn::nn::GateController<B>) -> &Linear<B>| {
+        let w = Tensor::cat(gates.iter().map(|g| f(g).weight.val()).collect(), 1);
+        let biases: Option<Vec<Tensor<B, 1>>> = gates
+            .iter()
+            .map(|g| f(g).bias.as_ref().map(|b| b.val()))
+            .collect();
+        (w, biases.map(|b| Tensor::cat(b, 0)))
+    };
+    let (wx, bx) = weights(&|g| &g.input_transform);
+    let (wh, bh) = weights(&|g| &g.hidden_transform);
+    let affine = |x: Tensor<B, 2>, w: &Tensor<B, 2>, b: &Option<Tensor<B, 1>>| match cpu::affine(
+        &x,
+        w,
+        b.as_ref(),
+    ) {
+        Some(y) => y,
+        None => {
+            let y = x.matmul(w.clone());
+            match b {
+                Some(b) => y + b.clone().unsqueeze(),
+                None => y,
+            }
+        }
+    };
+    // Rows are sample-major (`i·T + t`).
+    let xg = affine(x.reshape([b * steps, d]), &wx, &bx);
+    let zero = Tensor::<B, 2>::zeros([b, hd], &device);
+    let (mut h, mut c) = (zero.clone(), zero);
+    let mut outputs = Vec::with_capacity(steps);
+    for t in 0..steps {
+        let rows = Rows::new((0..b).map(|i| i * steps + t).collect(), &device);
+        let g = select_rows(xg.clone(), &rows) + affine(h.clone(), &wh, &bh);
+        (h, c) = match cells::lstm(&g, &c) {
+            Some(next) => next,
+            None => unreachable!("the CPU backend has the fused cell"),
+        };
+        outputs.push(h.clone());
+    }
+    Tensor::stack(outputs, 1)
 }
 
 /// Row indices into a matrix, kept on the host and on the device; an

@@ -118,7 +118,7 @@ impl<B: Backend> StackedLstm<B> {
 
     pub fn forward(&self, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
         for l in &self.layers {
-            x = l.forward(x, None).0;
+            x = crate::tensor::lstm_sequence(l, x);
         }
         x
     }

@@ -117,7 +117,6 @@ pub mod rnn;
 pub mod weights;
 
 mod config;
-mod cpu_cells;
 mod sharded;
 
 pub use config::{MmicConfig, Variant, class_weights, negative_classes};

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::cpu_cells;
+use crate::tensor::cells;
 use crate::tensor::{self, linear, sigmoid, tanh};
 
 /// One LSTM or GRU cell (kind fixed at construction).
@@ -65,7 +65,7 @@ impl<B: Backend> Cell<B> {
     /// One step. `x`: `[b, d_in]`, `h`/`c`: `[b, hidden]` (`c` is ignored
     /// and returned unchanged by a GRU). Returns the new `(h, c)`. On the
     /// CPU backend the elementwise part is one fused node
-    /// ([`super::cpu_cells`]); elsewhere [`Self::step_composite`].
+    /// ([`crate::tensor::cells`]); elsewhere [`Self::step_composite`].
     pub fn step(
         &self,
         x: Tensor<B, 2>,
@@ -76,12 +76,12 @@ impl<B: Backend> Cell<B> {
         let hg = linear(&self.hh, h.clone());
         if self.lstm {
             let g = xg + hg;
-            match cpu_cells::lstm(&g, &c) {
+            match cells::lstm(&g, &c) {
                 Some(out) => out,
                 None => Self::lstm_gates(g, c, self.hidden),
             }
         } else {
-            match cpu_cells::gru(&xg, &hg, &h) {
+            match cells::gru(&xg, &hg, &h) {
                 Some(h) => (h, c),
                 None => Self::gru_gates(xg, hg, h, c, self.hidden),
             }

@@ -9,7 +9,7 @@
 //! Here the elementwise part of a step is one node with its own backward
 //! pass, computed row by row in plain Rust. The gate matrix products stay
 //! burn operations. Other backends (CUDA) keep the composite formulation in
-//! [`super::rnn`], which is the same mathematics.
+//! `models::mmic::rnn`, which is the same mathematics.
 //!
 //! * LSTM (PyTorch gate order `i, f, g, o`), from `G = W_ih x + b + W_hh h`:
 //!   `c' = σ(G_f) ⊙ c + σ(G_i) ⊙ tanh(G_g)` ([`lstm_cell`]) and
@@ -490,5 +490,64 @@ mod tests {
         close(&dx, &numeric(&|v| loss(v, &hg, &hp), &x), "dX");
         close(&dhg, &numeric(&|v| loss(&x, v, &hp), &hg), "dH");
         close(&dh, &numeric(&|v| loss(&x, &hg, v), &hp), "dh");
+    }
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::backend::Cpu;
+    use burn::nn::LstmConfig;
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    /// `tensor::lstm_sequence` gives burn-nn's `Lstm` outputs and the same
+    /// gradients for the input and every gate's weights and biases.
+    #[test]
+    fn fused_lstm_sequence_equals_burn_nn_lstm() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let lstm = LstmConfig::new(5, 4, true).init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 3>::random([3, 6, 5], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let w = Tensor::<Cpu, 3>::random([3, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let run = |fused: bool| {
+            let y = if fused {
+                crate::tensor::lstm_sequence(&lstm, x.clone())
+            } else {
+                lstm.forward(x.clone(), None).0
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let mut out: Vec<Vec<f32>> = vec![
+                crate::tensor::to_f32_vec(y),
+                crate::tensor::to_f32_vec(Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap())),
+            ];
+            for g in [
+                &lstm.input_gate,
+                &lstm.forget_gate,
+                &lstm.cell_gate,
+                &lstm.output_gate,
+            ] {
+                for l in [&g.input_transform, &g.hidden_transform] {
+                    let gw = Tensor::<Cpu, 2>::from_inner(l.weight.val().grad(&grads).unwrap());
+                    out.push(crate::tensor::to_f32_vec(gw));
+                    if let Some(b) = &l.bias {
+                        let gb = Tensor::<Cpu, 1>::from_inner(b.val().grad(&grads).unwrap());
+                        out.push(crate::tensor::to_f32_vec(gb));
+                    }
+                }
+            }
+            out
+        };
+        let (fused, burn_nn) = (run(true), run(false));
+        assert_eq!(fused.len(), burn_nn.len());
+        for (i, (a, b)) in fused.iter().zip(&burn_nn).enumerate() {
+            let d = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-5, "output {i}: max difference {d}");
+        }
     }
 }
