@@ -8,13 +8,14 @@
 //! that bookkeeping and those passes cost more than the matrix products.
 //! Here the elementwise part of a step is one node with its own backward
 //! pass, computed row by row in plain Rust. The gate matrix products stay
-//! burn operations. Other backends (CUDA) keep the composite formulation in
-//! `models::mmic::rnn`, which is the same mathematics.
+//! burn operations (the linear products of [`super::cpu`]). Other backends
+//! (CUDA) keep the composite formulation in `models::mmic::rnn`, which is
+//! the same mathematics.
 //!
 //! * LSTM (PyTorch gate order `i, f, g, o`), from `G = W_ih x + b + W_hh h`:
-//!   `c' = σ(G_f) ⊙ c + σ(G_i) ⊙ tanh(G_g)` ([`lstm_cell`]) and
-//!   `h' = σ(G_o) ⊙ tanh(c')` ([`lstm_hidden`]): two nodes, so neither
-//!   output has to be sliced out of a joint one.
+//!   `c' = σ(G_f) ⊙ c + σ(G_i) ⊙ tanh(G_g)` and `h' = σ(G_o) ⊙ tanh(c')`
+//!   ([`lstm`]): two nodes, so neither output has to be sliced out of a
+//!   joint one.
 //! * GRU (PyTorch, `reset_after`), from `X = W_ih x + b_ih` and
 //!   `H = W_hh h + b_hh` (gates `r, z, n`): `r = σ(X_r + H_r)`,
 //!   `z = σ(X_z + H_z)`, `n = tanh(X_n + r ⊙ H_n)`, `h' = n + z ⊙ (h − n)`
