@@ -161,64 +161,69 @@ fn gru_row_bwd(
     }
 }
 
-/// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
-fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
+/// `out` (`[b, h]`) row by row from the gates `g` (`[b, 4h]`) and a state
+/// `c` (`[b, h]`).
+fn lstm_rows(g: &[f32], c: &[f32], h: usize, row: impl Fn(&[f32], &[f32], &mut [f32])) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
     for ((gr, cr), or) in g
         .chunks_exact(4 * h)
         .zip(c.chunks_exact(h))
         .zip(out.chunks_exact_mut(h))
     {
-        let [gi, gf, gg, _] = quarters(gr, h);
-        cell_row(or, cr, gi, gf, gg);
+        row(gr, cr, or);
     }
     out
+}
+
+/// `(dG, dc)` row by row for the incoming `dout`: `row(g, c, dout, dG, dc)`.
+fn lstm_rows_bwd(
+    g: &[f32],
+    c: &[f32],
+    dout: &[f32],
+    h: usize,
+    row: impl Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dg = vec![0f32; g.len()];
+    let mut dc = vec![0f32; c.len()];
+    let rows = g
+        .chunks_exact(4 * h)
+        .zip(c.chunks_exact(h))
+        .zip(dout.chunks_exact(h))
+        .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
+    for (((gr, cr), dr), (dgr, dcr)) in rows {
+        row(gr, cr, dr, dgr, dcr);
+    }
+    (dg, dc)
+}
+
+/// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
+fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
+    lstm_rows(g, c, h, |gr, cr, or| {
+        let [gi, gf, gg, _] = quarters(gr, h);
+        cell_row(or, cr, gi, gf, gg);
+    })
 }
 
 /// Gradients of [`lstm_cell_fwd`] for the incoming `dc'`: `(dG, dc)`.
 fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut dg = vec![0f32; g.len()];
-    let mut dc = vec![0f32; c.len()];
-    let rows = g
-        .chunks_exact(4 * h)
-        .zip(c.chunks_exact(h))
-        .zip(dout.chunks_exact(h))
-        .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
-    for (((gr, cr), dr), (dgr, dcr)) in rows {
+    lstm_rows_bwd(g, c, dout, h, |gr, cr, dr, dgr, dcr| {
         let [gi, gf, gg, _] = quarters(gr, h);
         let [dgi, dgf, dgg, _] = quarters_mut(dgr, h);
         cell_row_bwd([dgi, dgf, dgg], dcr, gi, gf, gg, cr, dr);
-    }
-    (dg, dc)
+    })
 }
 
 /// `h'` from the gates `g` (`[b, 4h]`) and `c'` (`[b, h]`).
 fn lstm_hidden_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
-    let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g
-        .chunks_exact(4 * h)
-        .zip(c.chunks_exact(h))
-        .zip(out.chunks_exact_mut(h))
-    {
-        hidden_row(or, cr, quarters(gr, h)[3]);
-    }
-    out
+    lstm_rows(g, c, h, |gr, cr, or| hidden_row(or, cr, quarters(gr, h)[3]))
 }
 
 /// Gradients of [`lstm_hidden_fwd`] for the incoming `dh'`: `(dG, dc')`.
 fn lstm_hidden_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut dg = vec![0f32; g.len()];
-    let mut dc = vec![0f32; c.len()];
-    let rows = g
-        .chunks_exact(4 * h)
-        .zip(c.chunks_exact(h))
-        .zip(dout.chunks_exact(h))
-        .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
-    for (((gr, cr), dr), (dgr, dcr)) in rows {
+    lstm_rows_bwd(g, c, dout, h, |gr, cr, dr, dgr, dcr| {
         let [_, _, _, dgo] = quarters_mut(dgr, h);
         hidden_row_bwd(dgo, dcr, quarters(gr, h)[3], cr, dr);
-    }
-    (dg, dc)
+    })
 }
 
 /// `h'` from `X` and `H` (`[b, 3h]`) and `h` (`[b, h]`).

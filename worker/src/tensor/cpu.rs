@@ -213,6 +213,24 @@ macro_rules! register {
     };
 }
 
+/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
+/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
+fn input_and_weight_grads(
+    x: &Prim,
+    w: &Tracked,
+    dy: &[f32],
+    m: usize,
+    grads: &mut Gradients,
+    want: [bool; 2],
+) -> (Option<Prim>, Option<Prim>) {
+    let dx = want[0].then(|| linear_dx(&w.primitive, dy, m));
+    let dw = want[1].then(|| {
+        let acc = grads.remove::<Inner>(w);
+        linear_dw(x, dy, acc, dims(&w.primitive))
+    });
+    (dx, dw)
+}
+
 impl Backward<Inner, 3> for LinearBias {
     /// The input, and the weight with its autodiff node.
     type State = (Prim, Tracked);
@@ -223,11 +241,8 @@ impl Backward<Inner, 3> for LinearBias {
         let (m, n) = dims(&dy);
         let dyv = host(&dy);
         let [px, pw, pb] = ops.parents;
-        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, &dyv, m));
-        let dw = pw.as_ref().map(|_| {
-            let acc = grads.remove::<Inner>(&w);
-            linear_dw(&x, &dyv, acc, dims(&w.primitive))
-        });
+        let want = [px.is_some(), pw.is_some()];
+        let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, m, grads, want);
         let db = pb.is_some().then(|| {
             let mut sums = vec![0f32; n];
             for row in dyv.chunks_exact(n) {
@@ -249,13 +264,9 @@ impl Backward<Inner, 2> for LinearNoBias {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
         let (m, _) = dims(&dy);
-        let dyv = host(&dy);
         let [px, pw] = ops.parents;
-        let dx = px.as_ref().map(|_| linear_dx(&w.primitive, &dyv, m));
-        let dw = pw.as_ref().map(|_| {
-            let acc = grads.remove::<Inner>(&w);
-            linear_dw(&x, &dyv, acc, dims(&w.primitive))
-        });
+        let want = [px.is_some(), pw.is_some()];
+        let (dx, dw) = input_and_weight_grads(&x, &w, &host(&dy), m, grads, want);
         register!(grads, px, dx);
         register!(grads, pw, dw);
     }
