@@ -537,7 +537,7 @@ mod tests {
             // Both reads from one node.
             let x2 = x.clone() * 2.0;
             let pick = |rows: &Vec<usize>| {
-                let r = crate::tensor::Rows::<Cpu>::new(rows.clone(), &device);
+                let r = crate::tensor::Rows::<Cpu>::new(rows.clone());
                 if fused {
                     crate::tensor::select_rows(x2.clone(), &r)
                 } else {

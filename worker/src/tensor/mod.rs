@@ -99,7 +99,7 @@ pub fn lstm_sequence<B: Backend>(l: &burn::nn::Lstm<B>, x: Tensor<B, 3>) -> Tens
     let (mut h, mut c) = (zero.clone(), zero);
     let mut outputs = Vec::with_capacity(steps);
     for t in 0..steps {
-        let rows = Rows::new((0..b).map(|i| i * steps + t).collect(), &device);
+        let rows = Rows::new((0..b).map(|i| i * steps + t).collect());
         let g = select_rows(xg.clone(), &rows) + affine(h.clone(), &wh, &bh);
         (h, c) = match cells::lstm(&g, &c) {
             Some(next) => next,
@@ -110,27 +110,41 @@ pub fn lstm_sequence<B: Backend>(l: &burn::nn::Lstm<B>, x: Tensor<B, 3>) -> Tens
     Tensor::stack(outputs, 1)
 }
 
-/// Row indices into a matrix, kept on the host and on the device; an
-/// index past the matrix's last row stands for a zero row (padding).
+/// Row indices into a matrix; an index past the matrix's last row stands
+/// for a zero row (padding). The CPU path reads the host indices; the
+/// device index tensor burn's `select` needs is built on first use there
+/// and kept (for the row count it was built for).
 #[derive(Debug, Clone)]
 pub struct Rows<B: Backend> {
     host: std::sync::Arc<[usize]>,
-    device: Tensor<B, 1, Int>,
+    device: std::sync::OnceLock<(usize, Tensor<B, 1, Int>)>,
 }
 
 impl<B: Backend> Rows<B> {
-    pub fn new(rows: Vec<usize>, device: &B::Device) -> Self {
-        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let n = ids.len();
+    pub fn new(rows: Vec<usize>) -> Self {
         Self {
             host: rows.into(),
-            device: Tensor::from_data(TensorData::new(ids, [n]), device),
+            device: std::sync::OnceLock::new(),
         }
     }
 
     /// The rows `start..start + len`.
-    pub fn range(start: usize, len: usize, device: &B::Device) -> Self {
-        Self::new((start..start + len).collect(), device)
+    pub fn range(start: usize, len: usize) -> Self {
+        Self::new((start..start + len).collect())
+    }
+
+    /// The indices on `device` for a matrix of `n` rows, padding pointing
+    /// at row `n` (the zero row [`select_rows`] appends).
+    fn on_device(&self, n: usize, device: &B::Device) -> Tensor<B, 1, Int> {
+        let build = || {
+            let ids: Vec<i64> = self.host.iter().map(|&r| r.min(n) as i64).collect();
+            let m = ids.len();
+            (n, Tensor::from_data(TensorData::new(ids, [m]), device))
+        };
+        match self.device.get_or_init(build) {
+            (built, ids) if *built == n => ids.clone(),
+            _ => build().1,
+        }
     }
 }
 
@@ -143,14 +157,12 @@ pub fn select_rows<B: Backend>(x: Tensor<B, 2>, rows: &Rows<B>) -> Tensor<B, 2> 
         return y;
     }
     let [n, k] = x.dims();
+    let device = x.device();
+    let ids = rows.on_device(n, &device);
     if rows.host.iter().any(|&r| r >= n) {
-        let device = x.device();
-        let clamped: Vec<i64> = rows.host.iter().map(|&r| r.min(n) as i64).collect();
-        let m = clamped.len();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(clamped, [m]), &device);
         Tensor::cat(vec![x, Tensor::zeros([1, k], &device)], 0).select(0, ids)
     } else {
-        x.select(0, rows.device.clone())
+        x.select(0, ids)
     }
 }
 

@@ -164,13 +164,13 @@ impl<B: Backend> BlockGraph<B> {
     pub fn new(x: Tensor<B, 2>, layout: &BlockLayout) -> Self {
         let device = x.device();
         let n = layout.n;
-        let rows = |v: &[i64]| Rows::new(v.iter().map(|&r| r as usize).collect(), &device);
+        let rows = |v: &[i64]| Rows::new(v.iter().map(|&r| r as usize).collect());
         let mut g = Self {
             blocks: layout.blocks,
             lmax: layout.lmax,
             pad: rows(&layout.pad),
             unpad: rows(&layout.unpad),
-            modality: [0, 1, 2].map(|m| Rows::range(m * n, n, &device)),
+            modality: [0, 1, 2].map(|m| Rows::range(m * n, n)),
             intra: Tensor::zeros([1, 1, 1], &device),
             av: Tensor::zeros([1, 1], &device),
             at: Tensor::zeros([1, 1], &device),

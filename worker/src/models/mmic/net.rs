@@ -134,7 +134,7 @@ impl<B: Backend> MmicNet<B> {
                             })
                         })
                         .collect();
-                    select_rows(all.clone(), &Rows::new(ids, device))
+                    select_rows(all.clone(), &Rows::new(ids))
                 })
                 .collect();
             let masks: Vec<Option<Tensor<B, 2>>> = hb

@@ -72,20 +72,7 @@ impl<B: Backend> Cell<B> {
         h: Tensor<B, 2>,
         c: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let xg = linear(&self.ih, x);
-        let hg = linear(&self.hh, h.clone());
-        if self.lstm {
-            let g = xg + hg;
-            match cells::lstm(&g, &c) {
-                Some(out) => out,
-                None => Self::lstm_gates(g, c, self.hidden),
-            }
-        } else {
-            match cells::gru(&xg, &hg, &h) {
-                Some(h) => (h, c),
-                None => Self::gru_gates(xg, hg, h, c, self.hidden),
-            }
-        }
+        self.step_with(x, h, c, true)
     }
 
     /// [`Self::step`] as separate tensor operations on any backend.
@@ -95,12 +82,32 @@ impl<B: Backend> Cell<B> {
         h: Tensor<B, 2>,
         c: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let xg = self.ih.forward(x);
-        let hg = self.hh.forward(h.clone());
-        if self.lstm {
-            Self::lstm_gates(xg + hg, c, self.hidden)
+        self.step_with(x, h, c, false)
+    }
+
+    fn step_with(
+        &self,
+        x: Tensor<B, 2>,
+        h: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+        fused: bool,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let (xg, hg) = if fused {
+            (linear(&self.ih, x), linear(&self.hh, h.clone()))
         } else {
-            Self::gru_gates(xg, hg, h, c, self.hidden)
+            (self.ih.forward(x), self.hh.forward(h.clone()))
+        };
+        if self.lstm {
+            let g = xg + hg;
+            match fused.then(|| cells::lstm(&g, &c)).flatten() {
+                Some(out) => out,
+                None => Self::lstm_gates(g, c, self.hidden),
+            }
+        } else {
+            match fused.then(|| cells::gru(&xg, &hg, &h)).flatten() {
+                Some(h) => (h, c),
+                None => Self::gru_gates(xg, hg, h, c, self.hidden),
+            }
         }
     }
 
