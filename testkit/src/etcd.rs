@@ -91,8 +91,22 @@ impl EtcdProcess {
     }
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    ///
+    /// Returns only once every thread of etcd is stopped. `kill` returns as
+    /// soon as the signal is queued, and on a loaded machine etcd's other
+    /// threads can go on answering requests until the thread that takes the
+    /// signal is scheduled and stops the rest.
     pub fn pause(&self) {
         self.signal("STOP");
+        let pid = self.child.as_ref().expect("etcd is running").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "etcd (pid {pid}) did not stop within 10 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Resumes a paused process (SIGCONT).
@@ -226,6 +240,30 @@ impl Drop for EtcdProcess {
         }
         self.kill();
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/TID/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            // The thread exited while we looked.
+            continue;
+        };
+        // `PID (COMM) STATE …`: COMM may hold spaces and parentheses.
+        let state = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next());
+        if !matches!(state, Some("T")) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// A throwaway PKI for TLS tests (rcgen): a CA, a server certificate for
