@@ -137,6 +137,91 @@ pub fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
+// ---- Activations ------------------------------------------------------------
+
+/// An elementwise activation whose derivative is a function of its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    fn forward(self, x: &[f32], y: &mut [f32]) {
+        match self {
+            Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = tanh(x)),
+            Activation::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &x)| *y = sigmoid(x)),
+        }
+    }
+
+    /// `dx = dy · f'(x)` written from the output `y`.
+    fn backward(self, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let rows = dx.iter_mut().zip(y).zip(dy);
+        match self {
+            Activation::Tanh => rows.for_each(|((dx, &y), &d)| *dx = d * (1.0 - y * y)),
+            Activation::Sigmoid => rows.for_each(|((dx, &y), &d)| *dx = d * y * (1.0 - y)),
+        }
+    }
+}
+
+/// The activation node; its state is the output.
+#[derive(Debug)]
+struct Activate(Activation);
+
+impl Backward<Inner, 1> for Activate {
+    type State = Prim;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let dy = grads.consume::<Inner>(&ops.node);
+        let y = host(&ops.state);
+        let mut dx = vec![0f32; y.len()];
+        self.0.backward(&y, &host(&dy), &mut dx);
+        grads.register::<Inner>(node.id, from_shape(dx, &array(&ops.state).shape().to_vec()));
+    }
+}
+
+/// A tensor of any rank holding `values` (row-major), without a copy.
+pub fn from_shape(values: Vec<f32>, shape: &[usize]) -> Prim {
+    let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), values)
+        .expect("values match their shape");
+    NdArrayTensor::from(a.into_shared())
+}
+
+/// `f(x)` elementwise as one node (vectorised forward; the backward reads
+/// the saved output instead of recomputing `f`, as burn-autodiff does from
+/// its input) on the CPU backend.
+pub fn activation<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    f: Activation,
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
+        .into_primitive()
+        .tensor();
+    let forward = |p: &Prim| {
+        let v = host(p);
+        let mut y = vec![0f32; v.len()];
+        f.forward(&v, &mut y);
+        from_shape(y, &array(p).shape().to_vec())
+    };
+    let out = match Activate(f)
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(&x.primitive);
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
+    };
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(out)))
+}
+
 // ---- Linear ---------------------------------------------------------------
 
 /// `y = x W (+ b)`; the nodes with and without a bias.
@@ -147,7 +232,7 @@ struct LinearNoBias;
 
 /// `dst (+)= a b` for row-major `dst` (`m × n`), on this thread (faer;
 /// about twice matrixmultiply's throughput at these shapes).
-fn gemm(dst: &mut [f32], n: usize, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>, add: bool) {
+pub fn gemm(dst: &mut [f32], n: usize, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>, add: bool) {
     let m = a.nrows();
     let accum = if add {
         faer::Accum::Add
@@ -437,21 +522,35 @@ pub fn select_rows<B: Backend>(
 
 // ---- Dropout --------------------------------------------------------------
 
-/// The dropout mask for `n` elements: `1 / (1 − p)` with probability
-/// `1 − p`, else 0, from ChaCha8 seeded with `seed` (which the caller draws
-/// from the backend's generator, so the trial's seed decides it).
-pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
-    let keep = 1.0 - p;
-    let scale = (1.0 / keep) as f32;
+/// Which of `n` elements dropout keeps (1) or drops (0) at rate `p`: each
+/// kept with probability `1 − p`, from ChaCha8 seeded with `seed` (which
+/// the caller draws from the backend's generator, so the trial's seed
+/// decides it).
+pub fn keep_flags(n: usize, p: f64, seed: u64) -> Vec<u8> {
     // keep with probability `threshold / 2^32`.
-    let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u64;
+    let threshold = ((1.0 - p) * 4_294_967_296.0).min(4_294_967_295.0) as u64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    // Drawn in bulk (ChaCha8 fills whole blocks), then compared.
-    let mut words = vec![0u32; n];
-    rng.fill(&mut words[..]);
-    words
+    // Drawn in bulk (ChaCha8 fills whole blocks) a chunk at a time, then
+    // compared: the same words in the same order as one fill of `n`.
+    let mut flags = vec![0u8; n];
+    let mut words = [0u32; 1024];
+    for chunk in flags.chunks_mut(words.len()) {
+        let words = &mut words[..chunk.len()];
+        rng.fill(&mut words[..]);
+        for (f, &w) in chunk.iter_mut().zip(words.iter()) {
+            *f = u8::from(u64::from(w) < threshold);
+        }
+    }
+    flags
+}
+
+/// The dropout mask for `n` elements: `1 / (1 − p)` where [`keep_flags`]
+/// keeps, else 0.
+pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
+    let scale = (1.0 / (1.0 - p)) as f32;
+    keep_flags(n, p, seed)
         .into_iter()
-        .map(|w| if u64::from(w) < threshold { scale } else { 0.0 })
+        .map(|k| f32::from(k) * scale)
         .collect()
 }
 

@@ -4,6 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 
+pub mod attention;
 pub mod cells;
 pub mod cpu;
 
@@ -41,6 +42,19 @@ pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 fn exp_formulation<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name == "ndarray" || name == "autodiff<ndarray>"
+}
+
+/// `l(x)` for `x` of any rank (`[…, d_in]`): [`linear`] over the rows of
+/// `x` flattened to a matrix.
+pub fn linear_nd<B: Backend, const D: usize>(l: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !cpu::on_cpu(&[&x]) {
+        return l.forward(x);
+    }
+    let mut dims = x.dims();
+    let d = dims[D - 1];
+    let y = linear(l, x.reshape([dims.iter().product::<usize>() / d.max(1), d]));
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
 }
 
 /// `l(x)` for `x`: `[n, d_in]`: burn's `Linear::forward`, or on the CPU
@@ -175,25 +189,32 @@ pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tens
     if d.prob == 0.0 || !B::ad_enabled(&device) || !cpu::on_cpu(&[&x]) {
         return d.forward(x);
     }
-    let seed: Vec<f32> = to_f32_vec(Tensor::<B, 1>::random(
-        [2],
-        burn::tensor::Distribution::Default,
-        &device,
-    ));
-    let seed = seed
-        .iter()
-        .fold(0u64, |s, v| (s << 32) | u64::from(v.to_bits()));
     let shape = x.shape();
-    let mask = cpu::dropout_mask(shape.num_elements(), d.prob, seed);
+    let mask = cpu::dropout_mask(shape.num_elements(), d.prob, dropout_seed::<B>(&device));
     x * Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device)
 }
 
-/// `tanh(x)`; on the CPU as `2 / (1 + e^{−2x}) − 1` (within 2e-7 of
-/// `f64` tanh, ~3× faster forward and backward there). The clamp keeps
+/// A seed for a CPU dropout mask, drawn from the backend's generator (two
+/// uniform floats, so the trial's seed decides it).
+pub(crate) fn dropout_seed<B: Backend>(device: &B::Device) -> u64 {
+    let seed: Vec<f32> = to_f32_vec(Tensor::<B, 1>::random(
+        [2],
+        burn::tensor::Distribution::Default,
+        device,
+    ));
+    seed.iter()
+        .fold(0u64, |s, v| (s << 32) | u64::from(v.to_bits()))
+}
+
+/// `tanh(x)`: on the CPU training backend one node ([`cpu::activation`]);
+/// on burn-ndarray without autodiff as `2 / (1 + e^{−2x}) − 1` (within
+/// 2e-7 of `f64` tanh, ~3× faster there). The clamp keeps
 /// `e^{−2x}` finite so the backward pass never forms `0 · ∞`; `tanh(±40)`
 /// is `±1` in `f32`.
 pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if exp_formulation::<B>(&x.device()) {
+    if let Some(y) = cpu::activation(&x, cpu::Activation::Tanh) {
+        y
+    } else if exp_formulation::<B>(&x.device()) {
         ((x.clamp(-40.0, 40.0) * -2.0).exp() + 1.0).recip() * 2.0 - 1.0
     } else {
         burn::tensor::activation::tanh(x)
@@ -203,7 +224,9 @@ pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// `σ(x)`; on the CPU as `1 / (1 + e^{−x})` (see [`tanh`]; the clamp at
 /// ±80 keeps `e^{−x}` finite and changes nothing above `f32` precision).
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if exp_formulation::<B>(&x.device()) {
+    if let Some(y) = cpu::activation(&x, cpu::Activation::Sigmoid) {
+        y
+    } else if exp_formulation::<B>(&x.device()) {
         (x.clamp(-80.0, 80.0).neg().exp() + 1.0).recip()
     } else {
         burn::tensor::activation::sigmoid(x)

@@ -48,7 +48,10 @@
 //!      2 + 5·k_cl positive and 3 + 6·k_cl negative pairs per anchor (52 and
 //!      63 on MOSI). The anchors' set members are run through the encoders
 //!      (not the interaction network) with the batch, so they receive
-//!      gradients. A set with fewer than k_cl members (a small class) pairs
+//!      gradients; a sample in several sets of a batch (or an anchor that
+//!      is also another anchor's member) is encoded once per batch [design:
+//!      one forward pass per sample, so with dropout all its occurrences
+//!      share one mask]. A set with fewer than k_cl members (a small class) pairs
 //!      with the members it has. `cl_pairs = "sampled"` (ConFEDE's sampler,
 //!      kept as an option): `cl_samples` members drawn with replacement
 //!      from each set per step and anchor, otherwise the same equations.
@@ -109,7 +112,7 @@ pub mod model;
 
 mod sharded;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
@@ -652,7 +655,10 @@ pub(crate) fn batch_loss<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (Tensor<B, 1>, f64, f64) {
     let use_cl = s.contrastive();
-    let ([t, a, v], masks) = batch::<B>(split, &all.samples, device);
+    // Each distinct sample is encoded once per batch, however many anchors'
+    // sets it belongs to (the anchors first, so `head(b)` is theirs).
+    let (distinct, slot_rows) = distinct_samples(&all.samples, b);
+    let ([t, a, v], masks) = batch::<B>(split, &distinct, device);
     let dec = model.encode_masked(t, a, v, masks);
     let head = if use_cl { dec.head(b) } else { dec.clone() };
     let pred = model.fuse(head).prediction;
@@ -665,10 +671,41 @@ pub(crate) fn batch_loss<B: AutodiffBackend>(
     }
     let pairs = build_pairs(b, all.per_anchor, all.per_anchor);
     let z = dec.contrastive_matrix();
+    // `[6·u, d]` over the distinct samples → `[6·n, d]` over the slots.
+    let z = if distinct.len() == all.samples.len() {
+        z
+    } else {
+        let u = distinct.len();
+        let rows = (0..6)
+            .flat_map(|block| slot_rows.iter().map(move |&r| block * u + r))
+            .collect();
+        crate::tensor::select_rows(z, &crate::tensor::Rows::new(rows))
+    };
     let (nt, tri) = cl_loss(z, &pairs, &all.active, b, s.tau, s.margin);
     let cl = nt + tri.mul_scalar(s.lambda_tri);
     let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
     (mae + cl.mul_scalar(s.lambda_cl), mae_value, cl_value)
+}
+
+/// The distinct samples of `samples` in order of first appearance, the
+/// first `b` (the anchors) kept as they are, and for every slot of
+/// `samples` its row in that list.
+pub(crate) fn distinct_samples(samples: &[usize], b: usize) -> (Vec<usize>, Vec<usize>) {
+    let b = b.min(samples.len());
+    let mut distinct = samples[..b].to_vec();
+    let mut row_of: HashMap<usize, usize> = HashMap::with_capacity(samples.len());
+    for (row, &i) in distinct.iter().enumerate() {
+        row_of.entry(i).or_insert(row);
+    }
+    let mut rows: Vec<usize> = (0..b).collect();
+    for &i in &samples[b..] {
+        let row = *row_of.entry(i).or_insert_with(|| {
+            distinct.push(i);
+            distinct.len() - 1
+        });
+        rows.push(row);
+    }
+    (distinct, rows)
 }
 
 /// The part of a contrastive batch (laid out as

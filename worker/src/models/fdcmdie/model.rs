@@ -2,13 +2,16 @@
 //! (§2.3.1), DIPU layers (§2.4.1), gated attention pooling (§2.4.2) and the
 //! prediction MLP (eq. 30). See the parent module for the [design] choices.
 
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{
     Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, Lstm, LstmConfig,
     PositionalEncoding, PositionalEncodingConfig, Relu,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::softmax;
+
+use crate::tensor;
+use crate::tensor::attention::{self, KeyValue};
 
 /// Architecture settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,8 +97,8 @@ impl<B: Backend> Projector<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.dropout
-            .forward(self.linear.forward(self.norm.forward(x)).tanh())
+        let y = tensor::linear_nd(&self.linear, self.norm.forward(x));
+        tensor::dropout(&self.dropout, tensor::tanh(y))
     }
 }
 
@@ -150,8 +153,8 @@ impl<B: Backend> Ffn<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.l2
-            .forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
+        let h = self.relu.forward(tensor::linear_nd(&self.l1, x));
+        tensor::linear_nd(&self.l2, tensor::dropout(&self.dropout, h))
     }
 }
 
@@ -221,37 +224,36 @@ impl<B: Backend> Dipu<B> {
         let x0 = self.ln_x0.forward(pe.forward(x));
         let att = |m: &MultiHeadAttention<B>,
                    q: Tensor<B, 3>,
-                   kv: Tensor<B, 3>,
-                   pad: &Option<Tensor<B, 2, Bool>>| {
-            let input = MhaInput::new(q, kv.clone(), kv);
-            let input = match pad {
-                Some(p) => input.mask_pad(p.clone()),
-                None => input,
-            };
-            m.forward(input).context
-        };
+                   kv: &KeyValue<B>,
+                   pad: &Option<Tensor<B, 2, Bool>>| attention::attend(m, q, kv, pad);
+        // The first and the second cross-attention attend to the same
+        // position-encoded inputs under the same weights: their keys and
+        // values are projected once.
+        let kv_x0 = attention::key_value(&self.cross_g, x0.clone());
+        let kv_g0 = attention::key_value(&self.cross_x, g0.clone());
         // (16)-(17): first cross-attention.
         let g1 = self
             .ln_g1
-            .forward(att(&self.cross_g, g0.clone(), x0.clone(), &pad_x) + g0.clone());
+            .forward(att(&self.cross_g, g0.clone(), &kv_x0, &pad_x) + g0);
         let x1 = self
             .ln_x1
-            .forward(att(&self.cross_x, x0.clone(), g0.clone(), &pad_g) + x0.clone());
+            .forward(att(&self.cross_x, x0.clone(), &kv_g0, &pad_g) + x0);
         // (19)-(20): self-attention.
-        let g2 = self
-            .ln_g2
-            .forward(att(&self.self_g, g1.clone(), g1.clone(), &pad_g) + g1);
-        let x2 = self
-            .ln_x2
-            .forward(att(&self.self_x, x1.clone(), x1.clone(), &pad_x) + x1);
+        let self_kv = |m: &MultiHeadAttention<B>, t: &Tensor<B, 3>| attention::key_value(m, t.clone());
+        let g2 = self.ln_g2.forward(
+            att(&self.self_g, g1.clone(), &self_kv(&self.self_g, &g1), &pad_g) + g1,
+        );
+        let x2 = self.ln_x2.forward(
+            att(&self.self_x, x1.clone(), &self_kv(&self.self_x, &x1), &pad_x) + x1,
+        );
         // (21)-(22): second cross-attention against the position-encoded inputs,
         // with the projections of the first one.
         let (g3, x3) = if self.cross2 {
             (
                 self.ln_g3
-                    .forward(att(&self.cross_g, g2.clone(), x0.clone(), &pad_x) + g2),
+                    .forward(att(&self.cross_g, g2.clone(), &kv_x0, &pad_x) + g2),
                 self.ln_x3
-                    .forward(att(&self.cross_x, x2.clone(), g0, &pad_g) + x2),
+                    .forward(att(&self.cross_x, x2.clone(), &kv_g0, &pad_g) + x2),
             )
         } else {
             (g2, x2)
@@ -306,7 +308,7 @@ impl<B: Backend> Gap<B> {
         for (m, g) in gs.into_iter().enumerate() {
             let normed = self.norms[m].forward(g);
             // (25): scalar gate from the time-pooled normalised sequence.
-            let gate = sigmoid(self.gates[m].forward(masked_time_mean(normed.clone(), mask))); // [b, 1]
+            let gate = tensor::sigmoid(self.gates[m].forward(masked_time_mean(normed.clone(), mask))); // [b, 1]
             let [b, _] = gate.dims();
             // (26)
             let gm = normed * gate.clone().reshape([b, 1, 1]);

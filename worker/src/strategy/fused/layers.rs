@@ -12,7 +12,7 @@ use burn::module::Param;
 use burn::nn::attention::MultiHeadAttention;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, Lstm, Relu};
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 
 use crate::trial::TrainError;
 
@@ -304,16 +304,15 @@ impl<B: Backend> FusedMha<B> {
         let q = self.heads(query, &self.query);
         let key = self.heads(kv.clone(), &self.key);
         let value = self.heads(kv, &self.value);
-        let scores = q
-            .matmul(key.transpose())
-            .div_scalar((self.d_k as f32).sqrt());
-        let mut scores = self.dropout.forward(scores);
-        if let Some(pad) = pad {
-            let [kb, lk] = pad.dims();
-            scores = scores.mask_fill(pad.clone().reshape([kb, 1, 1, lk]), self.min_float);
-        }
-        let weights = softmax(scores, 3);
-        let context = weights.matmul(value).swap_dims(1, 2).reshape([k, b, lq, d]);
+        let context = crate::tensor::attention::scaled_dot_product(
+            q,
+            key,
+            value,
+            pad,
+            self.min_float,
+            &self.dropout,
+        );
+        let context = context.swap_dims(1, 2).reshape([k, b, lq, d]);
         self.output.forward4(context)
     }
 }
