@@ -183,7 +183,13 @@ mod cpu_node {
     /// faer 0.23.2's `MatMut::from_row_major_slice_with_stride_mut` lays
     /// the matrix out column-major (row stride 1) after checking row-major
     /// bounds, so writes through it land outside the matrix.
-    fn head_mut<'a>(x: &'a mut [f32], dims: &Dims, l: usize, b: usize, h: usize) -> MatMut<'a, f32> {
+    fn head_mut<'a>(
+        x: &'a mut [f32],
+        dims: &Dims,
+        l: usize,
+        b: usize,
+        h: usize,
+    ) -> MatMut<'a, f32> {
         let start = b * l * dims.d() + h * dims.dk;
         MatMut::from_column_major_slice_with_stride_mut(&mut x[start..], dims.dk, l, dims.d())
             .transpose_mut()
@@ -221,7 +227,13 @@ mod cpu_node {
         keep: &[u8],
         keep_scale: f32,
     ) -> (Vec<f32>, Vec<f32>) {
-        let Dims { n, lq, lk, heads, dk } = dims;
+        let Dims {
+            n,
+            lq,
+            lk,
+            heads,
+            dk,
+        } = dims;
         let scale = 1.0 / (dk as f32).sqrt();
         let block = lq * lk;
         let mut out = vec![0f32; n * lq * dims.d()];
@@ -233,7 +245,12 @@ mod cpu_node {
                 let at = (b * heads + h) * block;
                 let p = &mut probs[at..at + block];
                 let kh = head(k, &dims, lk, b, h);
-                product(rows_mut(p, lq, lk), head(q, &dims, lq, b, h), kh.transpose(), scale);
+                product(
+                    rows_mut(p, lq, lk),
+                    head(q, &dims, lq, b, h),
+                    kh.transpose(),
+                    scale,
+                );
                 for row in p.chunks_exact_mut(lk) {
                     if let Some(pad) = pad {
                         row.iter_mut()
@@ -272,7 +289,13 @@ mod cpu_node {
             let [pq, pk, pv] = ops.parents;
             let dout = grads.consume::<Inner>(&ops.node);
             let dims = saved.dims;
-            let Dims { n, lq, lk, heads, dk } = dims;
+            let Dims {
+                n,
+                lq,
+                lk,
+                heads,
+                dk,
+            } = dims;
             let scale = 1.0 / (dk as f32).sqrt();
             let block = lq * lk;
             let (q, k, v, dout) = (host(&q), host(&k), host(&v), host(&dout));
@@ -301,7 +324,12 @@ mod cpu_node {
                         1.0,
                     );
                     // dD = dO vᵀ, then dP = dD ∘ M / (1 − p).
-                    product(rows_mut(&mut ds, lq, lk), d_o, head(&v, &dims, lk, b, h).transpose(), 1.0);
+                    product(
+                        rows_mut(&mut ds, lq, lk),
+                        d_o,
+                        head(&v, &dims, lk, b, h).transpose(),
+                        1.0,
+                    );
                     if !saved.keep.is_empty() {
                         for (g, &kf) in ds.iter_mut().zip(&saved.keep[at..at + block]) {
                             *g *= f32::from(kf) * saved.keep_scale;
@@ -321,7 +349,12 @@ mod cpu_node {
                         }
                     }
                     let ds_m = rows(&ds, lq, lk);
-                    product(head_mut(&mut dq, &dims, lq, b, h), ds_m, head(&k, &dims, lk, b, h), 1.0);
+                    product(
+                        head_mut(&mut dq, &dims, lq, b, h),
+                        ds_m,
+                        head(&k, &dims, lk, b, h),
+                        1.0,
+                    );
                     product(
                         head_mut(&mut dk_, &dims, lk, b, h),
                         ds_m.transpose(),
@@ -380,7 +413,11 @@ mod cpu_node {
             (Vec::new(), 1.0)
         };
         let parts = |t: &Tensor<B, 3>| -> Option<Tracked> {
-            Some(cast::<_, Tensor<Cpu, 3>>(t.clone())?.into_primitive().tensor())
+            Some(
+                cast::<_, Tensor<Cpu, 3>>(t.clone())?
+                    .into_primitive()
+                    .tensor(),
+            )
         };
         let (q, k, v) = (parts(q)?, parts(k)?, parts(v)?);
         let run = |q: &Prim, k: &Prim, v: &Prim| {
@@ -410,11 +447,18 @@ mod cpu_node {
                     keep_scale,
                     pad,
                 };
-                prep.finish((q.primitive, k.primitive, v.primitive, Arc::new(saved)), out)
+                prep.finish(
+                    (q.primitive, k.primitive, v.primitive, Arc::new(saved)),
+                    out,
+                )
             }
-            OpsKind::UnTracked(prep) => prep.finish(run(&q.primitive, &k.primitive, &v.primitive).0),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(run(&q.primitive, &k.primitive, &v.primitive).0)
+            }
         };
-        cast(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(out)))
+        cast(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(
+            out,
+        )))
     }
 }
 
@@ -457,7 +501,8 @@ mod tests {
                         .require_grad()
                 };
                 let (q, k, v) = (normal([n, lq, d]), normal([n, lk, d]), normal([n, lk, d]));
-                let w = Tensor::<Cpu, 3>::random([n, lq, d], Distribution::Normal(0.0, 1.0), &device);
+                let w =
+                    Tensor::<Cpu, 3>::random([n, lq, d], Distribution::Normal(0.0, 1.0), &device);
                 let run = |node: bool| {
                     Cpu::seed(&device, 7);
                     let out = if node {
@@ -473,7 +518,8 @@ mod tests {
                         ))
                     };
                     let grads = (out.clone() * w.clone()).sum().backward();
-                    let g = |t: &Tensor<Cpu, 3>| Tensor::<Cpu, 3>::from_inner(t.grad(&grads).unwrap());
+                    let g =
+                        |t: &Tensor<Cpu, 3>| Tensor::<Cpu, 3>::from_inner(t.grad(&grads).unwrap());
                     [out, g(&q), g(&k), g(&v)]
                 };
                 for (i, (a, b)) in run(true).into_iter().zip(run(false)).enumerate() {

@@ -137,6 +137,58 @@ pub fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
+/// Registers `g` as the gradient of `node` when both exist.
+macro_rules! register {
+    ($grads:expr, $node:expr, $g:expr) => {
+        if let (Some(node), Some(g)) = ($node, $g) {
+            $grads.register::<Inner>(node.id, g);
+        }
+    };
+}
+
+/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
+/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
+fn input_and_weight_grads(
+    x: &Prim,
+    w: &Tracked,
+    dy: &[f32],
+    m: usize,
+    grads: &mut Gradients,
+    want: [bool; 2],
+) -> (Option<Prim>, Option<Prim>) {
+    let dx = want[0].then(|| linear_dx(&w.primitive, dy, m));
+    let dw = want[1].then(|| {
+        let acc = grads.remove::<Inner>(w);
+        linear_dw(x, dy, acc, dims(&w.primitive))
+    });
+    (dx, dw)
+}
+
+impl Backward<Inner, 3> for LinearBias {
+    /// The input, and the weight with its autodiff node.
+    type State = (Prim, Tracked);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let (m, n) = dims(&dy);
+        let dyv = host(&dy);
+        let [px, pw, pb] = ops.parents;
+        let want = [px.is_some(), pw.is_some()];
+        let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, m, grads, want);
+        let db = pb.is_some().then(|| {
+            let mut sums = vec![0f32; n];
+            for row in dyv.chunks_exact(n) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
+        });
+        register!(grads, px, dx);
+        register!(grads, pw, dw);
+        register!(grads, pb, db);
+    }
+}
+
 // ---- Activations ------------------------------------------------------------
 
 /// An elementwise activation whose derivative is a function of its output.
@@ -219,7 +271,149 @@ pub fn activation<B: Backend, const D: usize>(
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
     };
-    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(out)))
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
+}
+
+// ---- LayerNorm ------------------------------------------------------------
+
+/// `y = (x − μ) / sqrt(σ² + ε) · γ + β` over the last axis (biased
+/// variance, burn's `layer_norm`).
+#[derive(Debug)]
+struct LayerNormNode;
+
+impl Backward<Inner, 3> for LayerNormNode {
+    /// The normalised input `x̂` (`[rows, d]` row-major), `1 / sqrt(σ² + ε)`
+    /// per row, `γ`, and the input's shape.
+    type State = (std::sync::Arc<(Vec<f32>, Vec<f32>)>, Prim, Vec<usize>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (saved, gamma, shape) = ops.state;
+        let (xhat, rstd) = &*saved;
+        let [px, pg, pb] = ops.parents;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let dy = host(&dy);
+        let gamma = host(&gamma);
+        let d = gamma.len();
+        let mut dgamma = vec![0f32; d];
+        let mut dbeta = vec![0f32; d];
+        let mut dx = vec![0f32; if px.is_some() { xhat.len() } else { 0 }];
+        let mut dxhat = vec![0f32; d];
+        for (row, (dy, xh)) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).enumerate() {
+            for j in 0..d {
+                dgamma[j] += dy[j] * xh[j];
+                dbeta[j] += dy[j];
+            }
+            if px.is_some() {
+                // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ∘ x̂)), dx̂ = dy ∘ γ.
+                dxhat
+                    .iter_mut()
+                    .zip(dy)
+                    .zip(gamma.iter())
+                    .for_each(|((o, &g), &w)| *o = g * w);
+                let n = d as f32;
+                let mean = dxhat.iter().sum::<f32>() / n;
+                let mean_x = dxhat.iter().zip(xh).map(|(a, b)| a * b).sum::<f32>() / n;
+                let r = rstd[row];
+                dx[row * d..(row + 1) * d]
+                    .iter_mut()
+                    .zip(&dxhat)
+                    .zip(xh)
+                    .for_each(|((o, &g), &x)| *o = r * (g - mean - x * mean_x));
+            }
+        }
+        let vector = |v: Vec<f32>| {
+            NdArrayTensor::from(ndarray::Array1::from_vec(v).into_shared().into_dyn())
+        };
+        let dx = px.is_some().then(|| from_shape(dx, &shape));
+        register!(grads, px, dx);
+        register!(grads, pg, Some(vector(dgamma)));
+        register!(grads, pb, Some(vector(dbeta)));
+    }
+}
+
+/// [`LayerNormNode`]'s forward: `(y, x̂, rstd)`.
+fn layer_norm_forward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = gamma.len();
+    let rows = x.len() / d.max(1);
+    let mut y = vec![0f32; x.len()];
+    let mut xhat = vec![0f32; x.len()];
+    let mut rstd = vec![0f32; rows];
+    let n = d as f32;
+    for (row, ((x, y), xh)) in x
+        .chunks_exact(d)
+        .zip(y.chunks_exact_mut(d))
+        .zip(xhat.chunks_exact_mut(d))
+        .enumerate()
+    {
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let r = 1.0 / (var + eps as f32).sqrt();
+        rstd[row] = r;
+        for j in 0..d {
+            xh[j] = (x[j] - mean) * r;
+            y[j] = xh[j] * gamma[j] + beta[j];
+        }
+    }
+    (y, xhat, rstd)
+}
+
+/// burn's `LayerNorm::forward` with epsilon `eps` as one node on the CPU
+/// backend (burn-autodiff runs it as a dozen elementwise nodes over the
+/// whole input). `None` unless `B` is [`Cpu`] and the norm has a `β`.
+pub fn layer_norm<B: Backend, const D: usize>(
+    ln: &burn::nn::LayerNorm<B>,
+    x: &Tensor<B, D>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let beta = ln.beta.as_ref()?;
+    let tracked = |t: Tensor<B, 1>| -> Option<Tracked> {
+        Some(cast::<_, Tensor<Cpu, 1>>(t)?.into_primitive().tensor())
+    };
+    let (gamma, beta) = (tracked(ln.gamma.val())?, tracked(beta.val())?);
+    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
+        .into_primitive()
+        .tensor();
+    let shape = array(&x.primitive).shape().to_vec();
+    let run = |x: &Prim| {
+        layer_norm_forward(
+            &host(x),
+            &host(&gamma.primitive),
+            &host(&beta.primitive),
+            eps,
+        )
+    };
+    let out = match LayerNormNode
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, xhat, rstd) = run(&x.primitive);
+            let y = from_shape(y, &shape);
+            prep.finish(
+                (
+                    std::sync::Arc::new((xhat, rstd)),
+                    gamma.primitive.clone(),
+                    shape,
+                ),
+                y,
+            )
+        }
+        OpsKind::UnTracked(prep) => prep.finish(from_shape(run(&x.primitive).0, &shape)),
+    };
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
 }
 
 // ---- Linear ---------------------------------------------------------------
@@ -232,7 +426,13 @@ struct LinearNoBias;
 
 /// `dst (+)= a b` for row-major `dst` (`m × n`), on this thread (faer;
 /// about twice matrixmultiply's throughput at these shapes).
-pub fn gemm(dst: &mut [f32], n: usize, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>, add: bool) {
+pub fn gemm(
+    dst: &mut [f32],
+    n: usize,
+    a: faer::MatRef<'_, f32>,
+    b: faer::MatRef<'_, f32>,
+    add: bool,
+) {
     let m = a.nrows();
     let accum = if add {
         faer::Accum::Add
@@ -287,58 +487,6 @@ fn linear_dw(x: &Prim, dy: &[f32], acc: Option<Prim>, (k, n): (usize, usize)) ->
     let mut dw = vec![0f32; k * n];
     gemm(&mut dw, n, xt, dy, false);
     from_vec(dw, [k, n])
-}
-
-/// Registers `g` as the gradient of `node` when both exist.
-macro_rules! register {
-    ($grads:expr, $node:expr, $g:expr) => {
-        if let (Some(node), Some(g)) = ($node, $g) {
-            $grads.register::<Inner>(node.id, g);
-        }
-    };
-}
-
-/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
-/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
-fn input_and_weight_grads(
-    x: &Prim,
-    w: &Tracked,
-    dy: &[f32],
-    m: usize,
-    grads: &mut Gradients,
-    want: [bool; 2],
-) -> (Option<Prim>, Option<Prim>) {
-    let dx = want[0].then(|| linear_dx(&w.primitive, dy, m));
-    let dw = want[1].then(|| {
-        let acc = grads.remove::<Inner>(w);
-        linear_dw(x, dy, acc, dims(&w.primitive))
-    });
-    (dx, dw)
-}
-
-impl Backward<Inner, 3> for LinearBias {
-    /// The input, and the weight with its autodiff node.
-    type State = (Prim, Tracked);
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w) = ops.state;
-        let dy = grads.consume::<Inner>(&ops.node);
-        let (m, n) = dims(&dy);
-        let dyv = host(&dy);
-        let [px, pw, pb] = ops.parents;
-        let want = [px.is_some(), pw.is_some()];
-        let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, m, grads, want);
-        let db = pb.is_some().then(|| {
-            let mut sums = vec![0f32; n];
-            for row in dyv.chunks_exact(n) {
-                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            }
-            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
-        });
-        register!(grads, px, dx);
-        register!(grads, pw, dw);
-        register!(grads, pb, db);
-    }
 }
 
 impl Backward<Inner, 2> for LinearNoBias {
@@ -528,7 +676,7 @@ pub fn select_rows<B: Backend>(
 /// decides it).
 pub fn keep_flags(n: usize, p: f64, seed: u64) -> Vec<u8> {
     // keep with probability `threshold / 2^32`.
-    let threshold = ((1.0 - p) * 4_294_967_296.0).min(4_294_967_295.0) as u64;
+    let threshold = ((1.0 - p) * 4_294_967_296.0).min(4_294_967_295.0) as u32;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     // Drawn in bulk (ChaCha8 fills whole blocks) a chunk at a time, then
     // compared: the same words in the same order as one fill of `n`.
@@ -538,7 +686,7 @@ pub fn keep_flags(n: usize, p: f64, seed: u64) -> Vec<u8> {
         let words = &mut words[..chunk.len()];
         rng.fill(&mut words[..]);
         for (f, &w) in chunk.iter_mut().zip(words.iter()) {
-            *f = u8::from(u64::from(w) < threshold);
+            *f = u8::from(w < threshold);
         }
     }
     flags
@@ -564,6 +712,60 @@ mod tests {
 
     fn max_diff(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> f32 {
         (a - b).abs().max().into_scalar()
+    }
+
+    /// The LayerNorm node gives burn's `LayerNorm::forward` outputs and the
+    /// gradients of the input, `γ` and `β`, for a 3-D input (non-trivial
+    /// `γ`, `β` after one optimiser-like update) and a transposed one.
+    #[test]
+    fn layer_norm_node_equals_burns_layer_norm() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let mut ln = crate::tensor::layer_norm_config(6).init::<Cpu>(&device);
+        ln.gamma = burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
+            [6],
+            Distribution::Normal(1.0, 0.3),
+            &device,
+        ));
+        ln.beta = Some(burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
+            [6],
+            Distribution::Normal(0.0, 0.3),
+            &device,
+        )));
+        for transposed in [false, true] {
+            let x = Tensor::<Cpu, 3>::random([2, 6, 4], Distribution::Normal(0.5, 2.0), &device)
+                .require_grad();
+            let w = Tensor::<Cpu, 3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &device);
+            let input = || {
+                if transposed {
+                    x.clone().swap_dims(1, 2)
+                } else {
+                    x.clone().reshape([2, 4, 6])
+                }
+            };
+            let run = |node: bool| {
+                let y = if node {
+                    super::layer_norm(&ln, &input(), crate::tensor::LAYER_NORM_EPS).unwrap()
+                } else {
+                    ln.forward(input())
+                };
+                let grads = (y.clone() * w.clone()).sum().backward();
+                let gamma = Tensor::<Cpu, 1>::from_inner(ln.gamma.val().grad(&grads).unwrap());
+                let beta = ln.beta.as_ref().unwrap().val();
+                let beta = Tensor::<Cpu, 1>::from_inner(beta.grad(&grads).unwrap());
+                let gx = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
+                [
+                    y.reshape([48]),
+                    gx.reshape([48]),
+                    gamma.reshape([6]),
+                    beta.reshape([6]),
+                ]
+            };
+            for (i, (a, b)) in run(true).into_iter().zip(run(false)).enumerate() {
+                let d: f32 = (a - b).abs().max().into_scalar();
+                assert!(d < 1e-5, "transposed={transposed} output {i}: {d}");
+            }
+        }
     }
 
     /// The fused linear node gives burn's `Linear` outputs and gradients,

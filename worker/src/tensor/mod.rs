@@ -194,6 +194,30 @@ pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tens
     x * Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device)
 }
 
+/// Epsilon of every LayerNorm of the models: burn's default, set
+/// explicitly ([`layer_norm_config`]) because burn-nn keeps a LayerNorm's
+/// epsilon private while [`layer_norm`]'s CPU node and the seed-fused
+/// models need it.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// The configuration of a LayerNorm over `width` features with
+/// [`LAYER_NORM_EPS`]; [`layer_norm`] assumes its norms were built by it.
+pub fn layer_norm_config(width: usize) -> burn::nn::LayerNormConfig {
+    burn::nn::LayerNormConfig::new(width).with_epsilon(LAYER_NORM_EPS)
+}
+
+/// `ln(x)` for a norm built by [`layer_norm_config`]: burn's forward, or
+/// on the CPU training backend one node ([`cpu::layer_norm`]).
+pub fn layer_norm<B: Backend, const D: usize>(
+    ln: &burn::nn::LayerNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match cpu::layer_norm(ln, &x, LAYER_NORM_EPS) {
+        Some(y) => y,
+        None => ln.forward(x),
+    }
+}
+
 /// A seed for a CPU dropout mask, drawn from the backend's generator (two
 /// uniform floats, so the trial's seed decides it).
 pub(crate) fn dropout_seed<B: Backend>(device: &B::Device) -> u64 {

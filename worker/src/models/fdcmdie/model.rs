@@ -4,8 +4,8 @@
 
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{
-    Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, Lstm, LstmConfig,
-    PositionalEncoding, PositionalEncodingConfig, Relu,
+    Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig, Lstm, LstmConfig, PositionalEncoding,
+    PositionalEncodingConfig, Relu,
 };
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -90,14 +90,14 @@ pub struct Projector<B: Backend> {
 impl<B: Backend> Projector<B> {
     pub fn new(width: usize, dropout: f64, device: &B::Device) -> Self {
         Self {
-            norm: LayerNormConfig::new(width).init(device),
+            norm: tensor::layer_norm_config(width).init(device),
             linear: LinearConfig::new(width, width).init(device),
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let y = tensor::linear_nd(&self.linear, self.norm.forward(x));
+        let y = tensor::linear_nd(&self.linear, tensor::layer_norm(&self.norm, x));
         tensor::dropout(&self.dropout, tensor::tanh(y))
     }
 }
@@ -183,7 +183,7 @@ pub struct Dipu<B: Backend> {
 
 impl<B: Backend> Dipu<B> {
     pub fn new(width: usize, heads: usize, dropout: f64, cross2: bool, device: &B::Device) -> Self {
-        let ln = || LayerNormConfig::new(width).init(device);
+        let ln = || tensor::layer_norm_config(width).init(device);
         let mha = || {
             MultiHeadAttentionConfig::new(width, heads)
                 .with_dropout(dropout)
@@ -219,41 +219,62 @@ impl<B: Backend> Dipu<B> {
         masks: (&StepMask<B>, &StepMask<B>),
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let (pad_g, pad_x) = (padding(masks.0), padding(masks.1));
+        let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| tensor::layer_norm(n, x);
         // (13)-(14): add position, normalise.
-        let g0 = self.ln_g0.forward(pe.forward(g));
-        let x0 = self.ln_x0.forward(pe.forward(x));
-        let att = |m: &MultiHeadAttention<B>,
-                   q: Tensor<B, 3>,
-                   kv: &KeyValue<B>,
-                   pad: &Option<Tensor<B, 2, Bool>>| attention::attend(m, q, kv, pad);
+        let g0 = ln(&self.ln_g0, pe.forward(g));
+        let x0 = ln(&self.ln_x0, pe.forward(x));
+        let att =
+            |m: &MultiHeadAttention<B>,
+             q: Tensor<B, 3>,
+             kv: &KeyValue<B>,
+             pad: &Option<Tensor<B, 2, Bool>>| attention::attend(m, q, kv, pad);
         // The first and the second cross-attention attend to the same
         // position-encoded inputs under the same weights: their keys and
         // values are projected once.
         let kv_x0 = attention::key_value(&self.cross_g, x0.clone());
         let kv_g0 = attention::key_value(&self.cross_x, g0.clone());
         // (16)-(17): first cross-attention.
-        let g1 = self
-            .ln_g1
-            .forward(att(&self.cross_g, g0.clone(), &kv_x0, &pad_x) + g0);
-        let x1 = self
-            .ln_x1
-            .forward(att(&self.cross_x, x0.clone(), &kv_g0, &pad_g) + x0);
-        // (19)-(20): self-attention.
-        let self_kv = |m: &MultiHeadAttention<B>, t: &Tensor<B, 3>| attention::key_value(m, t.clone());
-        let g2 = self.ln_g2.forward(
-            att(&self.self_g, g1.clone(), &self_kv(&self.self_g, &g1), &pad_g) + g1,
+        let g1 = ln(
+            &self.ln_g1,
+            att(&self.cross_g, g0.clone(), &kv_x0, &pad_x) + g0,
         );
-        let x2 = self.ln_x2.forward(
-            att(&self.self_x, x1.clone(), &self_kv(&self.self_x, &x1), &pad_x) + x1,
+        let x1 = ln(
+            &self.ln_x1,
+            att(&self.cross_x, x0.clone(), &kv_g0, &pad_g) + x0,
+        );
+        // (19)-(20): self-attention.
+        let self_kv =
+            |m: &MultiHeadAttention<B>, t: &Tensor<B, 3>| attention::key_value(m, t.clone());
+        let g2 = ln(
+            &self.ln_g2,
+            att(
+                &self.self_g,
+                g1.clone(),
+                &self_kv(&self.self_g, &g1),
+                &pad_g,
+            ) + g1,
+        );
+        let x2 = ln(
+            &self.ln_x2,
+            att(
+                &self.self_x,
+                x1.clone(),
+                &self_kv(&self.self_x, &x1),
+                &pad_x,
+            ) + x1,
         );
         // (21)-(22): second cross-attention against the position-encoded inputs,
         // with the projections of the first one.
         let (g3, x3) = if self.cross2 {
             (
-                self.ln_g3
-                    .forward(att(&self.cross_g, g2.clone(), &kv_x0, &pad_x) + g2),
-                self.ln_x3
-                    .forward(att(&self.cross_x, x2.clone(), &kv_g0, &pad_g) + x2),
+                ln(
+                    &self.ln_g3,
+                    att(&self.cross_g, g2.clone(), &kv_x0, &pad_x) + g2,
+                ),
+                ln(
+                    &self.ln_x3,
+                    att(&self.cross_x, x2.clone(), &kv_g0, &pad_g) + x2,
+                ),
             )
         } else {
             (g2, x2)
@@ -291,7 +312,7 @@ impl<B: Backend> Gap<B> {
         let hidden = (width / 2).max(1);
         Self {
             norms: (0..3)
-                .map(|_| LayerNormConfig::new(width).init(device))
+                .map(|_| tensor::layer_norm_config(width).init(device))
                 .collect(),
             gates: (0..3)
                 .map(|_| Ffn::new(width, hidden, 1, 0.0, device))
@@ -306,9 +327,10 @@ impl<B: Backend> Gap<B> {
         let mut gates = Vec::with_capacity(3);
         let mut scores = Vec::with_capacity(3);
         for (m, g) in gs.into_iter().enumerate() {
-            let normed = self.norms[m].forward(g);
+            let normed = tensor::layer_norm(&self.norms[m], g);
             // (25): scalar gate from the time-pooled normalised sequence.
-            let gate = tensor::sigmoid(self.gates[m].forward(masked_time_mean(normed.clone(), mask))); // [b, 1]
+            let gate =
+                tensor::sigmoid(self.gates[m].forward(masked_time_mean(normed.clone(), mask))); // [b, 1]
             let [b, _] = gate.dims();
             // (26)
             let gm = normed * gate.clone().reshape([b, 1, 1]);
@@ -495,7 +517,7 @@ impl<B: Backend> FdCmdie<B> {
         masks: [StepMask<B>; 3],
     ) -> Decoupled<B> {
         let f = [
-            self.text.forward(text),
+            tensor::linear_nd(&self.text, text),
             self.vision.forward(vision),
             self.audio.forward(audio),
         ];

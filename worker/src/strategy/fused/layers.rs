@@ -99,9 +99,8 @@ impl<B: Backend> FusedLinear<B> {
     }
 }
 
-/// Epsilon of every LayerNorm the fused models mirror (burn's default;
-/// `LayerNorm` keeps its epsilon private, so the models set it explicitly).
-pub const LAYER_NORM_EPS: f64 = 1e-5;
+/// Epsilon of every LayerNorm the fused models mirror.
+pub use crate::tensor::LAYER_NORM_EPS;
 
 /// `K` LayerNorms over the last axis (burn's `layer_norm`: biased variance,
 /// `(x − μ) / sqrt(σ² + ε) · γ + β`).
