@@ -258,9 +258,9 @@ mod cpu_node {
                             .filter(|(_, padded)| **padded)
                             .for_each(|(s, _)| *s = mask_value);
                     }
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                    let max = cpu::max(row);
                     row.iter_mut().for_each(|s| *s = cpu::exp(*s - max));
-                    let inv = 1.0 / row.iter().sum::<f32>();
+                    let inv = 1.0 / cpu::sum(row);
                     row.iter_mut().for_each(|s| *s *= inv);
                 }
                 let weights = if keep.is_empty() {
@@ -337,7 +337,7 @@ mod cpu_node {
                     }
                     // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
                     for (g, p) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
-                        let dot: f32 = g.iter().zip(p).map(|(a, b)| a * b).sum();
+                        let dot = cpu::dot(g, p);
                         g.iter_mut()
                             .zip(p)
                             .for_each(|(g, &pj)| *g = pj * (*g - dot) * scale);

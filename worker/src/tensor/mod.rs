@@ -245,6 +245,14 @@ pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     }
 }
 
+/// `max(x, 0)`: burn's, or on the CPU training backend one node.
+pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    match cpu::activation(&x, cpu::Activation::Relu) {
+        Some(y) => y,
+        None => burn::tensor::activation::relu(x),
+    }
+}
+
 /// `σ(x)`; on the CPU as `1 / (1 + e^{−x})` (see [`tanh`]; the clamp at
 /// ±80 keeps `e^{−x}` finite and changes nothing above `f32` precision).
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {

@@ -153,7 +153,7 @@ impl<B: Backend> Ffn<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = self.relu.forward(tensor::linear_nd(&self.l1, x));
+        let h = tensor::relu(tensor::linear_nd(&self.l1, x));
         tensor::linear_nd(&self.l2, tensor::dropout(&self.dropout, h))
     }
 }
