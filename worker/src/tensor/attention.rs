@@ -119,10 +119,11 @@ pub fn scaled_dot_product<B: Backend>(
 
 /// [`multi_head`] as one autodiff node on the CPU training backend, the
 /// backward pass written out:
-/// `S = q kᵀ / √d_k` (masked), `P = softmax(S)`, `D = P ∘ M / (1 − p)`
-/// (`M` the keep flags, drawn as [`super::dropout`] draws them, in the
-/// same `[n, h, lq, lk]` order), `O = D v`; backward `dv = Dᵀ dO`,
-/// `dP = (dO vᵀ) ∘ M / (1 − p)`, `dS = P ∘ (dP − rowsum(dP ∘ P))` (zero
+/// `S = q kᵀ / √d_k` (masked), `P = softmax(S)`, `D = P ∘ M`
+/// (`M` the keep flags times their scale ≈ `1 / (1 − p)`, drawn as
+/// [`super::dropout`] draws them, [`cpu::keep_flags`], in the same
+/// `[n, h, lq, lk]` order), `O = D v`; backward `dv = Dᵀ dO`,
+/// `dP = (dO vᵀ) ∘ M`, `dS = P ∘ (dP − rowsum(dP ∘ P))` (zero
 /// at masked keys), `dq = dS k / √d_k`, `dk = dSᵀ q / √d_k`.
 mod cpu_node {
     use std::sync::Arc;
@@ -405,10 +406,7 @@ mod cpu_node {
         };
         let (keep, keep_scale) = if dropout.prob > 0.0 && B::ad_enabled(&device) {
             let seed = crate::tensor::dropout_seed::<B>(&device);
-            (
-                cpu::keep_flags(n * heads * lq * lk, dropout.prob, seed),
-                (1.0 / (1.0 - dropout.prob)) as f32,
-            )
+            cpu::keep_flags(n * heads * lq * lk, dropout.prob, seed)
         } else {
             (Vec::new(), 1.0)
         };
