@@ -196,6 +196,8 @@ pub fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
+// ---- Autodiff plumbing ---------------------------------------------------
+
 /// Registers `g` as the gradient of `node` when both exist.
 macro_rules! register {
     ($grads:expr, $node:expr, $g:expr) => {
@@ -203,49 +205,6 @@ macro_rules! register {
             $grads.register::<Inner>(node.id, g);
         }
     };
-}
-
-/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
-/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
-fn input_and_weight_grads(
-    x: &Prim,
-    w: &Tracked,
-    dy: &[f32],
-    m: usize,
-    grads: &mut Gradients,
-    want: [bool; 2],
-) -> (Option<Prim>, Option<Prim>) {
-    let dx = want[0].then(|| linear_dx(&w.primitive, dy, m));
-    let dw = want[1].then(|| {
-        let acc = grads.remove::<Inner>(w);
-        linear_dw(x, dy, acc, dims(&w.primitive))
-    });
-    (dx, dw)
-}
-
-impl Backward<Inner, 3> for LinearBias {
-    /// The input, and the weight with its autodiff node.
-    type State = (Prim, Tracked);
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w) = ops.state;
-        let dy = grads.consume::<Inner>(&ops.node);
-        let (m, n) = dims(&dy);
-        let dyv = host(&dy);
-        let [px, pw, pb] = ops.parents;
-        let want = [px.is_some(), pw.is_some()];
-        let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, m, grads, want);
-        let db = pb.is_some().then(|| {
-            let mut sums = vec![0f32; n];
-            for row in dyv.chunks_exact(n) {
-                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            }
-            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
-        });
-        register!(grads, px, dx);
-        register!(grads, pw, dw);
-        register!(grads, pb, db);
-    }
 }
 
 // ---- Activations ------------------------------------------------------------
@@ -527,13 +486,28 @@ fn dims(p: &Prim) -> (usize, usize) {
     matrix(p).dim()
 }
 
-/// `dx = dy Wᵀ` for the incoming `dy` (`m × n`), `W`: `k × n`.
-fn linear_dx(w: &Prim, dy: &[f32], m: usize) -> Prim {
+/// `p` read as a matrix of its rows (all axes but the last, flattened) by
+/// its last axis.
+fn rows_cols(p: &Prim) -> (usize, usize) {
+    let shape = array(p).shape().to_vec();
+    let cols = shape.last().copied().unwrap_or(1);
+    (shape.iter().product::<usize>() / cols.max(1), cols)
+}
+
+/// The shape of `p`.
+fn shape(p: &Prim) -> Vec<usize> {
+    array(p).shape().to_vec()
+}
+
+/// `dx = dy Wᵀ` for the incoming `dy` (`m × n`), `W`: `k × n`, shaped as
+/// the input (`x_shape`, `m` rows of `k`).
+fn linear_dx(w: &Prim, dy: &[f32], x_shape: &[usize]) -> Prim {
     let (k, n) = dims(w);
+    let m = dy.len() / n.max(1);
     let wv = host(w);
     let mut dx = vec![0f32; m * k];
     gemm(&mut dx, k, mat(dy, m, n), mat(&wv, k, n).transpose(), false);
-    from_vec(dx, [m, k])
+    from_shape(dx, x_shape)
 }
 
 /// `dW = xᵀ dy` added to the weight's gradient so far (`acc`, taken out of
@@ -541,7 +515,7 @@ fn linear_dx(w: &Prim, dy: &[f32], m: usize) -> Prim {
 /// product per step, accumulated in place instead of a fresh matrix and
 /// an addition each time).
 fn linear_dw(x: &Prim, dy: &[f32], acc: Option<Prim>, (k, n): (usize, usize)) -> Prim {
-    let (m, _) = dims(x);
+    let (m, _) = rows_cols(x);
     let xv = host(x);
     let (xt, dy) = (mat(&xv, m, k).transpose(), mat(dy, m, n));
     if let Some(NdArrayTensor::F32(mut storage)) = acc {
@@ -558,6 +532,48 @@ fn linear_dw(x: &Prim, dy: &[f32], acc: Option<Prim>, (k, n): (usize, usize)) ->
     from_vec(dw, [k, n])
 }
 
+/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
+/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
+fn input_and_weight_grads(
+    x: &Prim,
+    w: &Tracked,
+    dy: &[f32],
+    grads: &mut Gradients,
+    want: [bool; 2],
+) -> (Option<Prim>, Option<Prim>) {
+    let dx = want[0].then(|| linear_dx(&w.primitive, dy, &shape(x)));
+    let dw = want[1].then(|| {
+        let acc = grads.remove::<Inner>(w);
+        linear_dw(x, dy, acc, dims(&w.primitive))
+    });
+    (dx, dw)
+}
+
+impl Backward<Inner, 3> for LinearBias {
+    /// The input, and the weight with its autodiff node.
+    type State = (Prim, Tracked);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let (_, n) = rows_cols(&dy);
+        let dyv = host(&dy);
+        let [px, pw, pb] = ops.parents;
+        let want = [px.is_some(), pw.is_some()];
+        let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, grads, want);
+        let db = pb.is_some().then(|| {
+            let mut sums = vec![0f32; n];
+            for row in dyv.chunks_exact(n) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
+        });
+        register!(grads, px, dx);
+        register!(grads, pw, dw);
+        register!(grads, pb, db);
+    }
+}
+
 impl Backward<Inner, 2> for LinearNoBias {
     /// The input, and the weight with its autodiff node.
     type State = (Prim, Tracked);
@@ -565,10 +581,9 @@ impl Backward<Inner, 2> for LinearNoBias {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
-        let (m, _) = dims(&dy);
         let [px, pw] = ops.parents;
         let want = [px.is_some(), pw.is_some()];
-        let (dx, dw) = input_and_weight_grads(&x, &w, &host(&dy), m, grads, want);
+        let (dx, dw) = input_and_weight_grads(&x, &w, &host(&dy), grads, want);
         register!(grads, px, dx);
         register!(grads, pw, dw);
     }
@@ -576,18 +591,23 @@ impl Backward<Inner, 2> for LinearNoBias {
 
 /// `x W + b` in one product (the bias preloaded into the output).
 fn linear_forward(x: &Prim, w: &Prim, b: Option<&Prim>) -> Prim {
-    let ((m, k), (_, n)) = (dims(x), dims(w));
+    let ((m, k), (_, n)) = (rows_cols(x), dims(w));
     let (xv, wv) = (host(x), host(w));
     let mut y = match b {
         Some(b) => host(b).repeat(m),
         None => vec![0f32; m * n],
     };
     gemm(&mut y, n, mat(&xv, m, k), mat(&wv, k, n), b.is_some());
-    from_vec(y, [m, n])
+    let mut out_shape = shape(x);
+    if let Some(last) = out_shape.last_mut() {
+        *last = n;
+    }
+    from_shape(y, &out_shape)
 }
 
-/// `l(x)` for `x`: `[n, d_in]` on the CPU backend.
-pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+/// `l(x)` for `x`: `[…, d_in]` on the CPU backend (the rows of `x` in
+/// place: burn-ndarray's reshape copies even a contiguous tensor).
+pub fn linear<B: Backend, const D: usize>(l: &Linear<B>, x: &Tensor<B, D>) -> Option<Tensor<B, D>> {
     affine(
         x,
         &l.weight.val(),
@@ -595,17 +615,19 @@ pub fn linear<B: Backend>(l: &Linear<B>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2
     )
 }
 
-/// `x W + b` for `x`: `[n, k]`, `W`: `[k, m]`, `b`: `[m]` on the CPU
+/// `x W + b` for `x`: `[…, k]`, `W`: `[k, m]`, `b`: `[m]` on the CPU
 /// backend ([`linear`] with the weights given as tensors).
-pub fn affine<B: Backend>(
-    x: &Tensor<B, 2>,
+pub fn affine<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
     w: &Tensor<B, 2>,
     b: Option<&Tensor<B, 1>>,
-) -> Option<Tensor<B, 2>> {
-    if !on_cpu(&[x, w]) {
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) || !on_cpu(&[w]) {
         return None;
     }
-    let x = parts(cast(x.clone())?);
+    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
+        .into_primitive()
+        .tensor();
     let w = parts(cast(w.clone())?);
     let out = match b {
         Some(b) => {
@@ -642,7 +664,9 @@ pub fn affine<B: Backend>(
             }
         },
     };
-    cast(tensor(out))
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
 }
 
 // ---- Row selection -------------------------------------------------------
@@ -764,11 +788,14 @@ pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
     for chunk in flags.chunks_mut(2 * words.len()) {
         let words = &mut words[..chunk.len().div_ceil(2)];
         rng.fill(&mut words[..]);
-        for (pair, &w) in chunk.chunks_mut(2).zip(words.iter()) {
+        let pairs = chunk.chunks_exact_mut(2);
+        let odd = pairs.len();
+        for (pair, &w) in pairs.zip(words.iter()) {
             pair[0] = u8::from((w & 0xffff) < threshold);
-            if let Some(second) = pair.get_mut(1) {
-                *second = u8::from((w >> 16) < threshold);
-            }
+            pair[1] = u8::from((w >> 16) < threshold);
+        }
+        if let (Some(last), Some(&w)) = (chunk.get_mut(2 * odd), words.get(odd)) {
+            *last = u8::from((w & 0xffff) < threshold);
         }
     }
     (flags, scale)

@@ -44,17 +44,14 @@ fn exp_formulation<B: Backend>(device: &B::Device) -> bool {
     name == "ndarray" || name == "autodiff<ndarray>"
 }
 
-/// `l(x)` for `x` of any rank (`[…, d_in]`): [`linear`] over the rows of
-/// `x` flattened to a matrix.
+/// `l(x)` for `x` of any rank (`[…, d_in]`): burn's `Linear::forward`,
+/// or on the CPU training backend one node over the rows of `x`
+/// ([`cpu::linear`]).
 pub fn linear_nd<B: Backend, const D: usize>(l: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
-    if !cpu::on_cpu(&[&x]) {
-        return l.forward(x);
+    match cpu::linear(l, &x) {
+        Some(y) => y,
+        None => l.forward(x),
     }
-    let mut dims = x.dims();
-    let d = dims[D - 1];
-    let y = linear(l, x.reshape([dims.iter().product::<usize>() / d.max(1), d]));
-    dims[D - 1] = y.dims()[1];
-    y.reshape(dims)
 }
 
 /// `l(x)` for `x`: `[n, d_in]`: burn's `Linear::forward`, or on the CPU
