@@ -7,7 +7,7 @@
 //! On one CPU core that overhead outweighed the arithmetic of MM-DFN. The
 //! functions here are the same mathematics with less of it: a linear layer
 //! whose products read transposes in place ([`linear`]), a dropout mask
-//! from a fast seeded generator ([`dropout_mask`]), and the plumbing the
+//! from a fast seeded generator ([`dropout`]), and the plumbing the
 //! fused recurrent cells ([`super::cells`]) share. Every entry
 //! point returns `None` unless `B` is [`Cpu`], and the callers in
 //! [`super`] then use burn's own operations (CUDA keeps its kernels).
@@ -801,11 +801,62 @@ pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
     (flags, scale)
 }
 
-/// The dropout mask for `n` elements: [`keep_flags`]' scale where it
-/// keeps, else 0.
-pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
-    let (flags, scale) = keep_flags(n, p, seed);
-    flags.into_iter().map(|k| f32::from(k) * scale).collect()
+/// `y = x ∘ M · s` with [`keep_flags`]' flags `M` and scale `s`; the
+/// state is the flags (a byte per element, not a mask tensor).
+#[derive(Debug)]
+struct DropoutNode;
+
+impl Backward<Inner, 1> for DropoutNode {
+    type State = (std::sync::Arc<Vec<u8>>, f32, Vec<usize>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let (flags, scale, shape) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        grads.register::<Inner>(
+            node.id,
+            from_shape(masked(&host(&dy), &flags, scale), &shape),
+        );
+    }
+}
+
+/// `x ∘ M · s` elementwise.
+fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    for ((y, &x), &k) in y.iter_mut().zip(x).zip(flags) {
+        *y = x * f32::from(k) * scale;
+    }
+    y
+}
+
+/// Dropout at rate `p` with the keep flags of `seed` as one node on the
+/// CPU backend.
+pub fn dropout<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    p: f64,
+    seed: u64,
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
+        .into_primitive()
+        .tensor();
+    let shape = shape(&x.primitive);
+    let (flags, scale) = keep_flags(shape.iter().product(), p, seed);
+    let y = from_shape(masked(&host(&x.primitive), &flags, scale), &shape);
+    let out = match DropoutNode
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((std::sync::Arc::new(flags), scale, shape), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
 }
 
 #[cfg(test)]

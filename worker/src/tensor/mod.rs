@@ -178,7 +178,7 @@ pub fn select_rows<B: Backend>(x: Tensor<B, 2>, rows: &Rows<B>) -> Tensor<B, 2> 
 }
 
 /// `d(x)`: burn's `Dropout::forward`, or on the CPU training backend one
-/// product with a mask from [`cpu::dropout_mask`], seeded from the
+/// node keeping a byte of [`cpu::keep_flags`] per element, seeded from the
 /// backend's generator (burn samples each element through its
 /// distribution sampler, which cost a tenth of an MM-DFN epoch).
 pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
@@ -186,9 +186,10 @@ pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tens
     if d.prob == 0.0 || !B::ad_enabled(&device) || !cpu::on_cpu(&[&x]) {
         return d.forward(x);
     }
-    let shape = x.shape();
-    let mask = cpu::dropout_mask(shape.num_elements(), d.prob, dropout_seed::<B>(&device));
-    x * Tensor::<B, D>::from_data(TensorData::new(mask, shape), &device)
+    match cpu::dropout(&x, d.prob, dropout_seed::<B>(&device)) {
+        Some(y) => y,
+        None => d.forward(x),
+    }
 }
 
 /// Epsilon of every LayerNorm of the models: burn's default, set
