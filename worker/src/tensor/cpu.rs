@@ -258,7 +258,7 @@ impl Backward<Inner, 1> for Activate {
         let y = host(&ops.state);
         let mut dx = vec![0f32; y.len()];
         self.0.backward(&y, &host(&dy), &mut dx);
-        grads.register::<Inner>(node.id, from_shape(dx, &array(&ops.state).shape().to_vec()));
+        grads.register::<Inner>(node.id, from_shape(dx, &shape(&ops.state)));
     }
 }
 
@@ -286,7 +286,7 @@ pub fn activation<B: Backend, const D: usize>(
         let v = host(p);
         let mut y = vec![0f32; v.len()];
         f.forward(&v, &mut y);
-        from_shape(y, &array(p).shape().to_vec())
+        from_shape(y, &shape(p))
     };
     let out = match Activate(f)
         .prepare::<NoCheckpointing>([x.node.clone()])
