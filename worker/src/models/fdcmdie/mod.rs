@@ -78,7 +78,12 @@
 //!    write them (`W_Q`, original K/V) + residual + LN; FFN
 //!    (width → 4·width → width, ReLU [design]) + residual, no LN (23–24).
 //!    Multi-head attention with `heads` heads (default 8 [design]) and
-//!    dropout `dropout`; no padding masks [design, as MulT on unaligned MMSA].
+//!    dropout `dropout` on the attention weights after the softmax (the
+//!    Transformer's and PyTorch's placement [design]; burn-nn's
+//!    `MultiHeadAttention`, whose parameters the model keeps, drops scores
+//!    before the softmax), computed by [`crate::tensor::attention`]; no
+//!    padding masks on aligned, unpadded sequences [design, as MulT on
+//!    unaligned MMSA], padding keys masked where the file gives lengths.
 //! 6. **GAP** (§2.4.2, spec G.5): per modality LN, scalar gate
 //!    `σ(GateMLP(mean_t LN(G_{sM→G})))` (independent MLPs width → width/2 → 1),
 //!    gated sequence `LN(G)·g`, score from a shared MLP on its time mean,

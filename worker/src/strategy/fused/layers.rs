@@ -246,9 +246,10 @@ impl<B: Backend> FusedLstm<B> {
     }
 }
 
-/// `K` multi-head attentions (burn's `MultiHeadAttention`: scores
-/// `Q·Kᵀ / sqrt(d_k)`, dropout on the scores, padding keys filled with its
-/// `min_float`, softmax, output projection).
+/// `K` multi-head attentions over burn `MultiHeadAttention` parameters,
+/// the mathematics of [`crate::tensor::attention::scaled_dot_product`]
+/// (scores `Q·Kᵀ / sqrt(d_k)`, padding keys filled with `min_float`,
+/// softmax, dropout on the weights, output projection).
 #[derive(Module, Debug)]
 pub struct FusedMha<B: Backend> {
     pub query: FusedLinear<B>,
