@@ -217,6 +217,27 @@ mod cpu_node {
         }
     }
 
+    /// `g ← g ∘ M · s` in place, returning `Σ g_j p_j` afterwards (one
+    /// vectorised pass: `dP` from `dD`, and its row sum against `P`).
+    fn drop_dot(g: &mut [f32], keep: &[u8], s: f32, p: &[f32]) -> f32 {
+        const LANES: usize = 16;
+        let mut acc = [0f32; LANES];
+        let mut gc = g.chunks_exact_mut(LANES);
+        let (kc, pc) = (keep.chunks_exact(LANES), p.chunks_exact(LANES));
+        let (kr, pr) = (kc.remainder(), pc.remainder());
+        for ((g, k), p) in (&mut gc).zip(kc).zip(pc) {
+            for l in 0..LANES {
+                g[l] *= f32::from(k[l]) * s;
+                acc[l] += g[l] * p[l];
+            }
+        }
+        for ((g, &k), &p) in gc.into_remainder().iter_mut().zip(kr).zip(pr) {
+            *g *= f32::from(k) * s;
+            acc[0] += *g * p;
+        }
+        acc.iter().sum()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn forward(
         q: &[f32],
@@ -252,7 +273,10 @@ mod cpu_node {
                     kh.transpose(),
                     scale,
                 );
-                for row in p.chunks_exact_mut(lk) {
+                // Softmax per row, the dropped weights `D` written in the
+                // same pass as the normalisation.
+                let keep = (!keep.is_empty()).then(|| &keep[at..at + block]);
+                for (i, row) in p.chunks_exact_mut(lk).enumerate() {
                     if let Some(pad) = pad {
                         row.iter_mut()
                             .zip(pad)
@@ -260,16 +284,22 @@ mod cpu_node {
                             .for_each(|(s, _)| *s = mask_value);
                     }
                     let max = cpu::max(row);
-                    row.iter_mut().for_each(|s| *s = cpu::exp(*s - max));
-                    let inv = 1.0 / cpu::sum(row);
-                    row.iter_mut().for_each(|s| *s *= inv);
+                    let inv = 1.0 / cpu::exp_sum(row, max);
+                    match keep {
+                        None => row.iter_mut().for_each(|s| *s *= inv),
+                        Some(keep) => {
+                            let cells = row
+                                .iter_mut()
+                                .zip(&keep[i * lk..(i + 1) * lk])
+                                .zip(&mut d[i * lk..(i + 1) * lk]);
+                            for ((s, &k), d) in cells {
+                                *s *= inv;
+                                *d = *s * f32::from(k) * keep_scale;
+                            }
+                        }
+                    }
                 }
-                let weights = if keep.is_empty() {
-                    &*p
-                } else {
-                    dropped(p, &keep[at..at + block], keep_scale, &mut d);
-                    &d[..]
-                };
+                let weights = if keep.is_none() { &*p } else { &d[..] };
                 product(
                     head_mut(&mut out, &dims, lq, b, h),
                     rows(weights, lq, lk),
@@ -331,14 +361,15 @@ mod cpu_node {
                         head(&v, &dims, lk, b, h).transpose(),
                         1.0,
                     );
-                    if !saved.keep.is_empty() {
-                        for (g, &kf) in ds.iter_mut().zip(&saved.keep[at..at + block]) {
-                            *g *= f32::from(kf) * saved.keep_scale;
-                        }
-                    }
                     // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
-                    for (g, p) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
-                        let dot = cpu::dot(g, p);
+                    let keep = (!saved.keep.is_empty()).then(|| &saved.keep[at..at + block]);
+                    for (i, (g, p)) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)).enumerate() {
+                        let dot = match keep {
+                            None => cpu::dot(g, p),
+                            Some(keep) => {
+                                drop_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
+                            }
+                        };
                         g.iter_mut()
                             .zip(p)
                             .for_each(|(g, &pj)| *g = pj * (*g - dot) * scale);

@@ -159,6 +159,27 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     reduce2(x, y, |a, b| a * b)
 }
 
+/// `x_i ← e^{x_i − shift}` in place, returning `Σ x_i` afterwards (one
+/// vectorised pass: softmax's exponentials and their sum).
+#[inline(always)]
+pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let e = exp(c[l] - shift);
+            c[l] = e;
+            acc[l] += e;
+        }
+    }
+    for v in chunks.into_remainder() {
+        let e = exp(*v - shift);
+        *v = e;
+        acc[0] += e;
+    }
+    acc.iter().sum()
+}
+
 /// `max x_i` (`−∞` for an empty row; NaN when a NaN is present, so a
 /// NaN score stays visible), vectorised.
 #[inline(always)]
