@@ -420,7 +420,14 @@ mod cpu_node {
         }
         let [n, lq, d] = q.dims();
         let [_, lk, _] = k.dims();
-        if heads == 0 || d % heads != 0 {
+        // Shapes that do not fit go to burn's operations, which report them.
+        let pad_fits = pad.as_ref().is_none_or(|p| p.dims() == [n, lk]);
+        if heads == 0
+            || d % heads != 0
+            || k.dims() != [n, lk, d]
+            || v.dims() != [n, lk, d]
+            || !pad_fits
+        {
             return None;
         }
         let dims = Dims {

@@ -425,6 +425,11 @@ pub fn layer_norm<B: Backend, const D: usize>(
         return None;
     }
     let beta = ln.beta.as_ref()?;
+    // An empty or mismatched norm goes to burn's forward, which reports it.
+    let width = ln.gamma.shape().num_elements();
+    if width == 0 || x.dims().last() != Some(&width) {
+        return None;
+    }
     let tracked = |t: Tensor<B, 1>| -> Option<Tracked> {
         Some(cast::<_, Tensor<Cpu, 1>>(t)?.into_primitive().tensor())
     };
