@@ -676,16 +676,7 @@ pub(crate) fn batch_loss<B: AutodiffBackend>(
     }
     let pairs = build_pairs(b, all.per_anchor, all.per_anchor);
     let z = dec.contrastive_matrix();
-    // `[6·u, d]` over the distinct samples → `[6·n, d]` over the slots.
-    let z = if distinct.len() == all.samples.len() {
-        z
-    } else {
-        let u = distinct.len();
-        let rows = (0..6)
-            .flat_map(|block| slot_rows.iter().map(move |&r| block * u + r))
-            .collect();
-        crate::tensor::select_rows(z, &crate::tensor::Rows::new(rows))
-    };
+    let z = slot_features(z, distinct.len(), &slot_rows);
     let (nt, tri) = cl_loss(z, &pairs, &all.active, b, s.tau, s.margin);
     let cl = nt + tri.mul_scalar(s.lambda_tri);
     let cl_value: f64 = cl.clone().into_scalar().elem::<f64>();
@@ -711,6 +702,24 @@ pub(crate) fn distinct_samples(samples: &[usize], b: usize) -> (Vec<usize>, Vec<
         rows.push(row);
     }
     (distinct, rows)
+}
+
+/// The time-pooled features of `u` distinct samples (`[6·u, d]`, the
+/// layout of [`model::Decoupled::contrastive_matrix`]) spread over the
+/// batch's slots (`[6·n, d]`), `slot_rows` giving each slot's distinct row
+/// ([`distinct_samples`]). A slot read twice gets both gradients.
+pub(crate) fn slot_features<B: Backend>(
+    z: Tensor<B, 2>,
+    u: usize,
+    slot_rows: &[usize],
+) -> Tensor<B, 2> {
+    if slot_rows.iter().enumerate().all(|(slot, &row)| slot == row) && slot_rows.len() == u {
+        return z;
+    }
+    let rows = (0..6)
+        .flat_map(|block| slot_rows.iter().map(move |&r| block * u + r))
+        .collect();
+    crate::tensor::select_rows(z, &crate::tensor::Rows::new(rows))
 }
 
 /// The part of a contrastive batch (laid out as
@@ -741,4 +750,83 @@ pub(crate) fn shard_slots<T: Clone>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    use super::{FdCmdie, FdCmdieConfig, distinct_samples, slot_features};
+    use crate::backend::Cpu;
+
+    #[test]
+    fn distinct_samples_keep_the_anchors_and_map_every_slot() {
+        let (distinct, rows) = distinct_samples(&[4, 7, 2, 7, 9, 4, 9, 1], 3);
+        assert_eq!(distinct, [4, 7, 2, 9, 1]);
+        assert_eq!(rows, [0, 1, 2, 1, 3, 0, 3, 4]);
+        // No repeats: the identity.
+        let (distinct, rows) = distinct_samples(&[3, 1, 2, 0], 2);
+        assert_eq!((distinct, rows), (vec![3, 1, 2, 0], vec![0, 1, 2, 3]));
+        // More anchors than slots asks for nothing odd.
+        assert_eq!(distinct_samples(&[5], 4), (vec![5], vec![0]));
+    }
+
+    /// Encoding each distinct sample once and spreading its features over
+    /// the slots gives the features, and the parameter gradients, of
+    /// encoding every slot (no dropout).
+    #[test]
+    fn encoding_distinct_samples_once_equals_encoding_every_slot() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let config = FdCmdieConfig {
+            dims: [6, 3, 4],
+            lens: [4, 5, 3],
+            width: 8,
+            heads: 2,
+            layers: 1,
+            dropout: 0.0,
+            lstm_layers: 2,
+            use_cmdie: true,
+            use_gap: true,
+            use_cross_att2: true,
+        };
+        let model = FdCmdie::<Cpu>::new(&config, &device);
+        let samples = [2usize, 0, 3, 0, 2, 1, 3, 3, 1, 2];
+        let b = 3;
+        let (distinct, rows) = distinct_samples(&samples, b);
+        let inputs: Vec<[Tensor<Cpu, 3>; 3]> = (0..4)
+            .map(|_| {
+                [(4, 6), (5, 3), (3, 4)].map(|(l, d)| {
+                    Tensor::random([1, l, d], Distribution::Normal(0.0, 1.0), &device)
+                })
+            })
+            .collect();
+        let gather = |ids: &[usize], m: usize| {
+            Tensor::cat(ids.iter().map(|&i| inputs[i][m].clone()).collect(), 0)
+        };
+        let w = Tensor::<Cpu, 2>::random(
+            [6 * samples.len(), 8],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |dedup: bool| {
+            let ids: &[usize] = if dedup { &distinct } else { &samples };
+            let dec = model.encode(gather(ids, 0), gather(ids, 1), gather(ids, 2));
+            let z = dec.contrastive_matrix();
+            let z = if dedup {
+                slot_features(z, distinct.len(), &rows)
+            } else {
+                z
+            };
+            let grads = (z.clone() * w.clone()).sum().backward();
+            let g = model.shared.linear.weight.val().grad(&grads).unwrap();
+            (z, Tensor::<Cpu, 2>::from_inner(g))
+        };
+        let ((z1, g1), (z2, g2)) = (run(true), run(false));
+        let dz: f32 = (z1 - z2).abs().max().into_scalar();
+        let dg: f32 = (g1 - g2).abs().max().into_scalar();
+        assert!(dz < 1e-5 && dg < 1e-4, "features {dz}, gradients {dg}");
+    }
 }
