@@ -106,6 +106,11 @@ pub fn lstm_sequence<B: Backend>(l: &burn::nn::Lstm<B>, x: Tensor<B, 3>) -> Tens
     };
     // Rows are sample-major (`i·T + t`).
     let xg = affine(x.reshape([b * steps, d]), &wx, &bx);
+    if let Some(bh) = &bh
+        && let Some(out) = cells::lstm_layer(&xg, &wh, bh, b, steps)
+    {
+        return out;
+    }
     let zero = Tensor::<B, 2>::zeros([b, hd], &device);
     let (mut h, mut c) = (zero.clone(), zero);
     let mut outputs = Vec::with_capacity(steps);
