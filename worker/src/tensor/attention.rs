@@ -134,10 +134,9 @@ mod cpu_node {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::nn::Dropout;
     use burn::prelude::*;
-    use burn::tensor::TensorPrimitive;
     use faer::{MatMut, MatRef};
 
-    use crate::tensor::cpu::{self, Cpu, Inner, Prim, Tracked, cast, host};
+    use crate::tensor::cpu::{self, Inner, Prim, host};
 
     /// Sizes of one call: `n` sequences of `lq` queries and `lk` keys,
     /// `heads` heads of `dk` values each.
@@ -153,6 +152,16 @@ mod cpu_node {
     impl Dims {
         fn d(&self) -> usize {
             self.heads * self.dk
+        }
+
+        /// `1 / √d_k`.
+        fn scale(&self) -> f32 {
+            1.0 / (self.dk as f32).sqrt()
+        }
+
+        /// Weights per head: `lq · lk`.
+        fn block(&self) -> usize {
+            self.lq * self.lk
         }
     }
 
@@ -250,14 +259,9 @@ mod cpu_node {
         keep_scale: f32,
     ) -> (Vec<f32>, Vec<f32>) {
         let Dims {
-            n,
-            lq,
-            lk,
-            heads,
-            dk,
+            n, lq, lk, heads, ..
         } = dims;
-        let scale = 1.0 / (dk as f32).sqrt();
-        let block = lq * lk;
+        let (scale, block) = (dims.scale(), dims.block());
         let mut out = vec![0f32; n * lq * dims.d()];
         let mut probs = vec![0f32; n * heads * block];
         let mut d = vec![0f32; if keep.is_empty() { 0 } else { block }];
@@ -321,14 +325,9 @@ mod cpu_node {
             let dout = grads.consume::<Inner>(&ops.node);
             let dims = saved.dims;
             let Dims {
-                n,
-                lq,
-                lk,
-                heads,
-                dk,
+                n, lq, lk, heads, ..
             } = dims;
-            let scale = 1.0 / (dk as f32).sqrt();
-            let block = lq * lk;
+            let (scale, block) = (dims.scale(), dims.block());
             let (q, k, v, dout) = (host(&q), host(&k), host(&v), host(&dout));
             let mut dq = vec![0f32; q.len()];
             let mut dk_ = vec![0f32; k.len()];
@@ -448,14 +447,7 @@ mod cpu_node {
         } else {
             (Vec::new(), 1.0)
         };
-        let parts = |t: &Tensor<B, 3>| -> Option<Tracked> {
-            Some(
-                cast::<_, Tensor<Cpu, 3>>(t.clone())?
-                    .into_primitive()
-                    .tensor(),
-            )
-        };
-        let (q, k, v) = (parts(q)?, parts(k)?, parts(v)?);
+        let (q, k, v) = (cpu::tracked(q)?, cpu::tracked(k)?, cpu::tracked(v)?);
         let run = |q: &Prim, k: &Prim, v: &Prim| {
             let (out, probs) = forward(
                 &host(q),
@@ -492,9 +484,7 @@ mod cpu_node {
                 prep.finish(run(&q.primitive, &k.primitive, &v.primitive).0)
             }
         };
-        cast(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(
-            out,
-        )))
+        cpu::output(out)
     }
 }
 

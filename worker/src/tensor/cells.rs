@@ -554,9 +554,7 @@ pub fn lstm_layer<B: Backend>(
     }
     let xg = parts(cast(xg.clone())?);
     let wh = parts(cast(wh.clone())?);
-    let bh: crate::tensor::cpu::Tracked = cast::<_, Tensor<Cpu, 1>>(bh.clone())?
-        .into_primitive()
-        .tensor();
+    let bh = crate::tensor::cpu::tracked(bh)?;
     let run = |xg: &Prim, wh: &Prim, bh: &Prim| {
         sequence_fwd(&host(xg), &host(wh), &host(bh), b, steps, h)
     };

@@ -88,6 +88,22 @@ fn from_array(a: Array2<f32>) -> Prim {
 /// [`Cpu`]'s float tensor: the [`Inner`] tensor and its autodiff node.
 pub type Tracked = <Cpu as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive;
 
+/// `x`'s autodiff parts, when `B` is [`Cpu`] (any rank).
+pub fn tracked<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tracked> {
+    Some(
+        cast::<_, Tensor<Cpu, D>>(x.clone())?
+            .into_primitive()
+            .tensor(),
+    )
+}
+
+/// A node's output `out` as a `B` tensor (`B` is [`Cpu`]).
+pub fn output<B: Backend, const D: usize>(out: Tracked) -> Option<Tensor<B, D>> {
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
+}
+
 /// An autodiff tensor's primitive parts.
 pub fn parts(t: Tensor<Cpu, 2>) -> Tracked {
     t.into_primitive().tensor()
@@ -300,9 +316,7 @@ pub fn activation<B: Backend, const D: usize>(
     if !on_cpu(&[x]) {
         return None;
     }
-    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
-        .into_primitive()
-        .tensor();
+    let x: Tracked = tracked(x)?;
     let forward = |p: &Prim| {
         let v = host(p);
         let mut y = vec![0f32; v.len()];
@@ -430,13 +444,8 @@ pub fn layer_norm<B: Backend, const D: usize>(
     if width == 0 || x.dims().last() != Some(&width) {
         return None;
     }
-    let tracked = |t: Tensor<B, 1>| -> Option<Tracked> {
-        Some(cast::<_, Tensor<Cpu, 1>>(t)?.into_primitive().tensor())
-    };
-    let (gamma, beta) = (tracked(ln.gamma.val())?, tracked(beta.val())?);
-    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
-        .into_primitive()
-        .tensor();
+    let (gamma, beta) = (tracked(&ln.gamma.val())?, tracked(&beta.val())?);
+    let x: Tracked = tracked(x)?;
     let shape = array(&x.primitive).shape().to_vec();
     let run = |x: &Prim| {
         layer_norm_forward(
@@ -651,15 +660,11 @@ pub fn affine<B: Backend, const D: usize>(
     if !on_cpu(&[x]) || !on_cpu(&[w]) {
         return None;
     }
-    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
-        .into_primitive()
-        .tensor();
+    let x: Tracked = tracked(x)?;
     let w = parts(cast(w.clone())?);
     let out = match b {
         Some(b) => {
-            let b: Tracked = cast::<_, Tensor<Cpu, 1>>(b.clone())?
-                .into_primitive()
-                .tensor();
+            let b: Tracked = tracked(b)?;
             match LinearBias
                 .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
                 .compute_bound()
@@ -866,9 +871,7 @@ pub fn dropout<B: Backend, const D: usize>(
     if !on_cpu(&[x]) {
         return None;
     }
-    let x: Tracked = cast::<_, Tensor<Cpu, D>>(x.clone())?
-        .into_primitive()
-        .tensor();
+    let x: Tracked = tracked(x)?;
     let shape = shape(&x.primitive);
     let (flags, scale) = keep_flags(shape.iter().product(), p, seed);
     let y = from_shape(masked(&host(&x.primitive), &flags, scale), &shape);
