@@ -219,34 +219,6 @@ mod cpu_node {
         MatRef::from_row_major_slice(x, rows, cols)
     }
 
-    /// `D = P ∘ M / (1 − p)` of one head's weights into `out`.
-    fn dropped(p: &[f32], keep: &[u8], keep_scale: f32, out: &mut [f32]) {
-        for ((o, &w), &k) in out.iter_mut().zip(p).zip(keep) {
-            *o = w * f32::from(k) * keep_scale;
-        }
-    }
-
-    /// `g ← g ∘ M · s` in place, returning `Σ g_j p_j` afterwards (one
-    /// vectorised pass: `dP` from `dD`, and its row sum against `P`).
-    fn drop_dot(g: &mut [f32], keep: &[u8], s: f32, p: &[f32]) -> f32 {
-        const LANES: usize = 16;
-        let mut acc = [0f32; LANES];
-        let mut gc = g.chunks_exact_mut(LANES);
-        let (kc, pc) = (keep.chunks_exact(LANES), p.chunks_exact(LANES));
-        let (kr, pr) = (kc.remainder(), pc.remainder());
-        for ((g, k), p) in (&mut gc).zip(kc).zip(pc) {
-            for l in 0..LANES {
-                g[l] *= f32::from(k[l]) * s;
-                acc[l] += g[l] * p[l];
-            }
-        }
-        for ((g, &k), &p) in gc.into_remainder().iter_mut().zip(kr).zip(pr) {
-            *g *= f32::from(k) * s;
-            acc[0] += *g * p;
-        }
-        acc.iter().sum()
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn forward(
         q: &[f32],
@@ -344,7 +316,7 @@ mod cpu_node {
                     let weights = if saved.keep.is_empty() {
                         p
                     } else {
-                        dropped(p, &saved.keep[at..at + block], saved.keep_scale, &mut d);
+                        cpu::apply_keep(p, &saved.keep[at..at + block], saved.keep_scale, &mut d);
                         &d[..]
                     };
                     product(
@@ -366,7 +338,7 @@ mod cpu_node {
                         let dot = match keep {
                             None => cpu::dot(g, p),
                             Some(keep) => {
-                                drop_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
+                                cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
                             }
                         };
                         g.iter_mut()

@@ -196,6 +196,28 @@ pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
     acc.iter().sum()
 }
 
+/// `g ← g ∘ M · s` in place for keep flags `M` and their scale `s`,
+/// returning `Σ g_i p_i` afterwards (one vectorised pass: dropout's
+/// backward and softmax's row sum).
+#[inline(always)]
+pub fn keep_dot(g: &mut [f32], keep: &[u8], s: f32, p: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut gc = g.chunks_exact_mut(LANES);
+    let (kc, pc) = (keep.chunks_exact(LANES), p.chunks_exact(LANES));
+    let (kr, pr) = (kc.remainder(), pc.remainder());
+    for ((g, k), p) in (&mut gc).zip(kc).zip(pc) {
+        for l in 0..LANES {
+            g[l] *= f32::from(k[l]) * s;
+            acc[l] += g[l] * p[l];
+        }
+    }
+    for ((g, &k), &p) in gc.into_remainder().iter_mut().zip(kr).zip(pr) {
+        *g *= f32::from(k) * s;
+        acc[0] += *g * p;
+    }
+    acc.iter().sum()
+}
+
 /// `max x_i` (`−∞` for an empty row; NaN when a NaN is present, so a
 /// NaN score stays visible), vectorised.
 #[inline(always)]
@@ -852,12 +874,17 @@ impl Backward<Inner, 1> for DropoutNode {
     }
 }
 
-/// `x ∘ M · s` elementwise.
-fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    for ((y, &x), &k) in y.iter_mut().zip(x).zip(flags) {
+/// `out = x ∘ M · s` elementwise for keep flags `M` and their scale `s`.
+pub fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
+    for ((y, &x), &k) in out.iter_mut().zip(x).zip(flags) {
         *y = x * f32::from(k) * scale;
     }
+}
+
+/// [`apply_keep`] into a new buffer.
+fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    apply_keep(x, flags, scale, &mut y);
     y
 }
 
