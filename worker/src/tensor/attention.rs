@@ -219,7 +219,10 @@ mod cpu_node {
         MatRef::from_row_major_slice(x, rows, cols)
     }
 
+    /// The output `O` and the weights `P` (called under
+    /// [`cpu::vectorised`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn forward(
         q: &[f32],
         k: &[f32],
@@ -296,84 +299,97 @@ mod cpu_node {
             let [pq, pk, pv] = ops.parents;
             let dout = grads.consume::<Inner>(&ops.node);
             let dims = saved.dims;
-            let Dims {
-                n, lq, lk, heads, ..
-            } = dims;
-            let (scale, block) = (dims.scale(), dims.block());
             let (q, k, v, dout) = (host(&q), host(&k), host(&v), host(&dout));
-            let mut dq = vec![0f32; q.len()];
-            let mut dk_ = vec![0f32; k.len()];
-            let mut dv = vec![0f32; v.len()];
-            let mut ds = vec![0f32; block];
-            let mut d = vec![0f32; if saved.keep.is_empty() { 0 } else { block }];
-            for b in 0..n {
-                let pad = (!saved.pad.is_empty()).then(|| &saved.pad[b * lk..(b + 1) * lk]);
-                for h in 0..heads {
-                    let at = (b * heads + h) * block;
-                    let p = &saved.probs[at..at + block];
-                    let d_o = head(&dout, &dims, lq, b, h);
-                    // dv = Dᵀ dO.
-                    let weights = if saved.keep.is_empty() {
-                        p
-                    } else {
-                        cpu::apply_keep(p, &saved.keep[at..at + block], saved.keep_scale, &mut d);
-                        &d[..]
-                    };
-                    product(
-                        head_mut(&mut dv, &dims, lk, b, h),
-                        rows(weights, lq, lk).transpose(),
-                        d_o,
-                        1.0,
-                    );
-                    // dD = dO vᵀ, then dP = dD ∘ M / (1 − p).
-                    product(
-                        rows_mut(&mut ds, lq, lk),
-                        d_o,
-                        head(&v, &dims, lk, b, h).transpose(),
-                        1.0,
-                    );
-                    // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
-                    let keep = (!saved.keep.is_empty()).then(|| &saved.keep[at..at + block]);
-                    for (i, (g, p)) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)).enumerate() {
-                        let dot = match keep {
-                            None => cpu::dot(g, p),
-                            Some(keep) => {
-                                cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
-                            }
-                        };
-                        g.iter_mut()
-                            .zip(p)
-                            .for_each(|(g, &pj)| *g = pj * (*g - dot) * scale);
-                        if let Some(pad) = pad {
-                            g.iter_mut()
-                                .zip(pad)
-                                .filter(|(_, padded)| **padded)
-                                .for_each(|(g, _)| *g = 0.0);
-                        }
-                    }
-                    let ds_m = rows(&ds, lq, lk);
-                    product(
-                        head_mut(&mut dq, &dims, lq, b, h),
-                        ds_m,
-                        head(&k, &dims, lk, b, h),
-                        1.0,
-                    );
-                    product(
-                        head_mut(&mut dk_, &dims, lk, b, h),
-                        ds_m.transpose(),
-                        head(&q, &dims, lq, b, h),
-                        1.0,
-                    );
-                }
-            }
+            let [dq, dk, dv] = cpu::vectorised(
+                #[inline(always)]
+                || gradients(&q, &k, &v, &dout, &saved),
+            );
+            let Dims { n, lq, lk, .. } = dims;
             let d = dims.d();
             let shape = |l: usize| [n, l, d];
-            for (parent, grad, l) in [(pq, dq, lq), (pk, dk_, lk), (pv, dv, lk)] {
+            for (parent, grad, l) in [(pq, dq, lq), (pk, dk, lk), (pv, dv, lk)] {
                 if let Some(node) = parent {
                     grads.register::<Inner>(node.id, cpu::from_shape(grad, &shape(l)));
                 }
             }
         }
+    }
+
+    /// `[dq, dk, dv]` for the incoming `dout` (called under
+    /// [`cpu::vectorised`]).
+    #[inline(always)]
+    fn gradients(q: &[f32], k: &[f32], v: &[f32], dout: &[f32], saved: &Saved) -> [Vec<f32>; 3] {
+        let dims = saved.dims;
+        let Dims {
+            n, lq, lk, heads, ..
+        } = dims;
+        let (scale, block) = (dims.scale(), dims.block());
+        let mut dq = vec![0f32; q.len()];
+        let mut dk_ = vec![0f32; k.len()];
+        let mut dv = vec![0f32; v.len()];
+        let mut ds = vec![0f32; block];
+        let mut d = vec![0f32; if saved.keep.is_empty() { 0 } else { block }];
+        for b in 0..n {
+            let pad = (!saved.pad.is_empty()).then(|| &saved.pad[b * lk..(b + 1) * lk]);
+            for h in 0..heads {
+                let at = (b * heads + h) * block;
+                let p = &saved.probs[at..at + block];
+                let d_o = head(&dout, &dims, lq, b, h);
+                // dv = Dᵀ dO.
+                let weights = if saved.keep.is_empty() {
+                    p
+                } else {
+                    cpu::apply_keep(p, &saved.keep[at..at + block], saved.keep_scale, &mut d);
+                    &d[..]
+                };
+                product(
+                    head_mut(&mut dv, &dims, lk, b, h),
+                    rows(weights, lq, lk).transpose(),
+                    d_o,
+                    1.0,
+                );
+                // dD = dO vᵀ, then dP = dD ∘ M / (1 − p).
+                product(
+                    rows_mut(&mut ds, lq, lk),
+                    d_o,
+                    head(&v, &dims, lk, b, h).transpose(),
+                    1.0,
+                );
+                // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
+                let keep = (!saved.keep.is_empty()).then(|| &saved.keep[at..at + block]);
+                for (i, (g, p)) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)).enumerate() {
+                    let dot = match keep {
+                        None => cpu::dot(g, p),
+                        Some(keep) => {
+                            cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
+                        }
+                    };
+                    g.iter_mut()
+                        .zip(p)
+                        .for_each(|(g, &pj)| *g = pj * (*g - dot) * scale);
+                    if let Some(pad) = pad {
+                        g.iter_mut()
+                            .zip(pad)
+                            .filter(|(_, padded)| **padded)
+                            .for_each(|(g, _)| *g = 0.0);
+                    }
+                }
+                let ds_m = rows(&ds, lq, lk);
+                product(
+                    head_mut(&mut dq, &dims, lq, b, h),
+                    ds_m,
+                    head(&k, &dims, lk, b, h),
+                    1.0,
+                );
+                product(
+                    head_mut(&mut dk_, &dims, lk, b, h),
+                    ds_m.transpose(),
+                    head(&q, &dims, lq, b, h),
+                    1.0,
+                );
+            }
+        }
+        [dq, dk_, dv]
     }
 
     /// The node, when `q`, `k`, `v` are on the CPU training backend.
@@ -421,15 +437,20 @@ mod cpu_node {
         };
         let (q, k, v) = (cpu::tracked(q)?, cpu::tracked(k)?, cpu::tracked(v)?);
         let run = |q: &Prim, k: &Prim, v: &Prim| {
-            let (out, probs) = forward(
-                &host(q),
-                &host(k),
-                &host(v),
-                dims,
-                &pad,
-                mask_value as f32,
-                &keep,
-                keep_scale,
+            let (out, probs) = cpu::vectorised(
+                #[inline(always)]
+                || {
+                    forward(
+                        &host(q),
+                        &host(k),
+                        &host(v),
+                        dims,
+                        &pad,
+                        mask_value as f32,
+                        &keep,
+                        keep_scale,
+                    )
+                },
             );
             (cpu::from_shape(out, &[n, lq, d]), probs)
         };

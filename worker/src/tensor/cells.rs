@@ -29,7 +29,8 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::prelude::*;
 
 use crate::tensor::cpu::{
-    Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, sigmoid, tanh, tensor,
+    self, Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, sigmoid, tanh,
+    tensor,
 };
 
 // ---- The arithmetic, on row-major host buffers ----------------------------
@@ -66,14 +67,14 @@ fn thirds_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 3] {
     [r, z, n]
 }
 
-#[inline(never)]
+#[inline(always)]
 fn cell_row(out: &mut [f32], c: &[f32], gi: &[f32], gf: &[f32], gg: &[f32]) {
     for ((((o, &c), &i), &f), &g) in out.iter_mut().zip(c).zip(gi).zip(gf).zip(gg) {
         *o = sigmoid(f) * c + sigmoid(i) * tanh(g);
     }
 }
 
-#[inline(never)]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn cell_row_bwd(
     [dgi, dgf, dgg]: [&mut [f32]; 3],
@@ -97,14 +98,14 @@ fn cell_row_bwd(
     }
 }
 
-#[inline(never)]
+#[inline(always)]
 fn hidden_row(out: &mut [f32], c: &[f32], go: &[f32]) {
     for ((o, &c), &g) in out.iter_mut().zip(c).zip(go) {
         *o = sigmoid(g) * tanh(c);
     }
 }
 
-#[inline(never)]
+#[inline(always)]
 fn hidden_row_bwd(dgo: &mut [f32], dc: &mut [f32], go: &[f32], c: &[f32], dout: &[f32]) {
     let n = dc.len();
     let (dgo, go, c, dout) = (&mut dgo[..n], &go[..n], &c[..n], &dout[..n]);
@@ -116,7 +117,7 @@ fn hidden_row_bwd(dgo: &mut [f32], dc: &mut [f32], go: &[f32], c: &[f32], dout: 
     }
 }
 
-#[inline(never)]
+#[inline(always)]
 fn gru_row(out: &mut [f32], p: &[f32], [xr, xz, xn]: [&[f32]; 3], [hr, hz, hn]: [&[f32]; 3]) {
     let n = out.len();
     let (p, xr, xz, xn) = (&p[..n], &xr[..n], &xz[..n], &xn[..n]);
@@ -129,7 +130,7 @@ fn gru_row(out: &mut [f32], p: &[f32], [xr, xz, xn]: [&[f32]; 3], [hr, hz, hn]: 
     }
 }
 
-#[inline(never)]
+#[inline(always)]
 fn gru_row_bwd(
     [dxr, dxz, dxn]: [&mut [f32]; 3],
     [dhr, dhz, dhn]: [&mut [f32]; 3],
@@ -166,13 +167,14 @@ fn gru_row_bwd(
 /// `c` (`[b, h]`).
 fn lstm_rows(g: &[f32], c: &[f32], h: usize, row: impl Fn(&[f32], &[f32], &mut [f32])) -> Vec<f32> {
     let mut out = vec![0f32; c.len()];
-    for ((gr, cr), or) in g
+    let rows = g
         .chunks_exact(4 * h)
         .zip(c.chunks_exact(h))
-        .zip(out.chunks_exact_mut(h))
-    {
-        row(gr, cr, or);
-    }
+        .zip(out.chunks_exact_mut(h));
+    cpu::vectorised(
+        #[inline(always)]
+        || rows.for_each(|((gr, cr), or)| row(gr, cr, or)),
+    );
     out
 }
 
@@ -191,40 +193,67 @@ fn lstm_rows_bwd(
         .zip(c.chunks_exact(h))
         .zip(dout.chunks_exact(h))
         .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
-    for (((gr, cr), dr), (dgr, dcr)) in rows {
-        row(gr, cr, dr, dgr, dcr);
-    }
+    cpu::vectorised(
+        #[inline(always)]
+        || rows.for_each(|(((gr, cr), dr), (dgr, dcr))| row(gr, cr, dr, dgr, dcr)),
+    );
     (dg, dc)
 }
 
 /// `c'` from the gates `g` (`[b, 4h]`) and `c` (`[b, h]`).
 fn lstm_cell_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
-    lstm_rows(g, c, h, |gr, cr, or| {
-        let [gi, gf, gg, _] = quarters(gr, h);
-        cell_row(or, cr, gi, gf, gg);
-    })
+    lstm_rows(
+        g,
+        c,
+        h,
+        #[inline(always)]
+        |gr, cr, or| {
+            let [gi, gf, gg, _] = quarters(gr, h);
+            cell_row(or, cr, gi, gf, gg);
+        },
+    )
 }
 
 /// Gradients of [`lstm_cell_fwd`] for the incoming `dc'`: `(dG, dc)`.
 fn lstm_cell_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec<f32>) {
-    lstm_rows_bwd(g, c, dout, h, |gr, cr, dr, dgr, dcr| {
-        let [gi, gf, gg, _] = quarters(gr, h);
-        let [dgi, dgf, dgg, _] = quarters_mut(dgr, h);
-        cell_row_bwd([dgi, dgf, dgg], dcr, gi, gf, gg, cr, dr);
-    })
+    lstm_rows_bwd(
+        g,
+        c,
+        dout,
+        h,
+        #[inline(always)]
+        |gr, cr, dr, dgr, dcr| {
+            let [gi, gf, gg, _] = quarters(gr, h);
+            let [dgi, dgf, dgg, _] = quarters_mut(dgr, h);
+            cell_row_bwd([dgi, dgf, dgg], dcr, gi, gf, gg, cr, dr);
+        },
+    )
 }
 
 /// `h'` from the gates `g` (`[b, 4h]`) and `c'` (`[b, h]`).
 fn lstm_hidden_fwd(g: &[f32], c: &[f32], h: usize) -> Vec<f32> {
-    lstm_rows(g, c, h, |gr, cr, or| hidden_row(or, cr, quarters(gr, h)[3]))
+    lstm_rows(
+        g,
+        c,
+        h,
+        #[inline(always)]
+        |gr, cr, or| hidden_row(or, cr, quarters(gr, h)[3]),
+    )
 }
 
 /// Gradients of [`lstm_hidden_fwd`] for the incoming `dh'`: `(dG, dc')`.
 fn lstm_hidden_bwd(g: &[f32], c: &[f32], dout: &[f32], h: usize) -> (Vec<f32>, Vec<f32>) {
-    lstm_rows_bwd(g, c, dout, h, |gr, cr, dr, dgr, dcr| {
-        let [_, _, _, dgo] = quarters_mut(dgr, h);
-        hidden_row_bwd(dgo, dcr, quarters(gr, h)[3], cr, dr);
-    })
+    lstm_rows_bwd(
+        g,
+        c,
+        dout,
+        h,
+        #[inline(always)]
+        |gr, cr, dr, dgr, dcr| {
+            let [_, _, _, dgo] = quarters_mut(dgr, h);
+            hidden_row_bwd(dgo, dcr, quarters(gr, h)[3], cr, dr);
+        },
+    )
 }
 
 /// `h'` from `X` and `H` (`[b, 3h]`) and `h` (`[b, h]`).
@@ -235,9 +264,14 @@ fn gru_fwd(x: &[f32], hg: &[f32], hprev: &[f32], h: usize) -> Vec<f32> {
         .zip(hg.chunks_exact(3 * h))
         .zip(hprev.chunks_exact(h))
         .zip(out.chunks_exact_mut(h));
-    for (((xr, hr), pr), or) in rows {
-        gru_row(or, pr, thirds(xr, h), thirds(hr, h));
-    }
+    cpu::vectorised(
+        #[inline(always)]
+        || {
+            for (((xr, hr), pr), or) in rows {
+                gru_row(or, pr, thirds(xr, h), thirds(hr, h));
+            }
+        },
+    );
     out
 }
 
@@ -261,17 +295,22 @@ fn gru_bwd(
                 .zip(dhg.chunks_exact_mut(3 * h))
                 .zip(dh.chunks_exact_mut(h)),
         );
-    for (((xr, hr), (pr, dr)), ((dxr, dhr), dpr)) in rows {
-        gru_row_bwd(
-            thirds_mut(dxr, h),
-            thirds_mut(dhr, h),
-            dpr,
-            thirds(xr, h),
-            thirds(hr, h),
-            pr,
-            dr,
-        );
-    }
+    cpu::vectorised(
+        #[inline(always)]
+        || {
+            for (((xr, hr), (pr, dr)), ((dxr, dhr), dpr)) in rows {
+                gru_row_bwd(
+                    thirds_mut(dxr, h),
+                    thirds_mut(dhr, h),
+                    dpr,
+                    thirds(xr, h),
+                    thirds(hr, h),
+                    pr,
+                    dr,
+                );
+            }
+        },
+    );
     (dx, dhg, dh)
 }
 

@@ -116,6 +116,18 @@ pub fn tensor(out: Tracked) -> Tensor<Cpu, 2> {
 
 // ---- Elementwise math the compiler can vectorise ---------------------------
 
+/// Runs `f` compiled for the widest vector instructions this CPU has
+/// (pulp's runtime dispatch: AVX-512, else AVX2 with FMA, else the build's
+/// baseline, SSE2 on x86-64). The loops of `f` and of what it inlines
+/// ([`exp`], [`sum`], … are `#[inline(always)]`) vectorise to them; the
+/// results do not depend on the width, since every reduction keeps its
+/// [`LANES`] partial sums and nothing is contracted into fused
+/// multiply-adds.
+#[inline(always)]
+pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// `e^x` in `f32` within 2 ulp for `x ∈ [−87, 88]` (clamped there), as
 /// plain arithmetic so that loops over it vectorise (`f32::exp` is a libm
 /// call per element): `x = k ln 2 + r` with `k` rounded by the
@@ -277,6 +289,8 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// `y = f(x)` (called under [`vectorised`]).
+    #[inline(always)]
     fn forward(self, x: &[f32], y: &mut [f32]) {
         match self {
             Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = tanh(x)),
@@ -289,7 +303,9 @@ impl Activation {
         }
     }
 
-    /// `dx = dy · f'(x)` written from the output `y`.
+    /// `dx = dy · f'(x)` written from the output `y` (called under
+    /// [`vectorised`]).
+    #[inline(always)]
     fn backward(self, y: &[f32], dy: &[f32], dx: &mut [f32]) {
         let rows = dx.iter_mut().zip(y).zip(dy);
         match self {
@@ -316,7 +332,10 @@ impl Backward<Inner, 1> for Activate {
         let dy = grads.consume::<Inner>(&ops.node);
         let y = host(&ops.state);
         let mut dx = vec![0f32; y.len()];
-        self.0.backward(&y, &host(&dy), &mut dx);
+        vectorised(
+            #[inline(always)]
+            || self.0.backward(&y, &host(&dy), &mut dx),
+        );
         grads.register::<Inner>(node.id, from_shape(dx, &shape(&ops.state)));
     }
 }
@@ -342,7 +361,10 @@ pub fn activation<B: Backend, const D: usize>(
     let forward = |p: &Prim| {
         let v = host(p);
         let mut y = vec![0f32; v.len()];
-        f.forward(&v, &mut y);
+        vectorised(
+            #[inline(always)]
+            || f.forward(&v, &mut y),
+        );
         from_shape(y, &shape(p))
     };
     let out = match Activate(f)
@@ -380,34 +402,11 @@ impl Backward<Inner, 3> for LayerNormNode {
         let dy = grads.consume::<Inner>(&ops.node);
         let dy = host(&dy);
         let gamma = host(&gamma);
-        let d = gamma.len();
-        let mut dgamma = vec![0f32; d];
-        let mut dbeta = vec![0f32; d];
-        let mut dx = vec![0f32; if px.is_some() { xhat.len() } else { 0 }];
-        let mut dxhat = vec![0f32; d];
-        for (row, (dy, xh)) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).enumerate() {
-            for j in 0..d {
-                dgamma[j] += dy[j] * xh[j];
-                dbeta[j] += dy[j];
-            }
-            if px.is_some() {
-                // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ∘ x̂)), dx̂ = dy ∘ γ.
-                dxhat
-                    .iter_mut()
-                    .zip(dy)
-                    .zip(gamma.iter())
-                    .for_each(|((o, &g), &w)| *o = g * w);
-                let n = d as f32;
-                let mean = sum(&dxhat) / n;
-                let mean_x = dot(&dxhat, xh) / n;
-                let r = rstd[row];
-                dx[row * d..(row + 1) * d]
-                    .iter_mut()
-                    .zip(&dxhat)
-                    .zip(xh)
-                    .for_each(|((o, &g), &x)| *o = r * (g - mean - x * mean_x));
-            }
-        }
+        let want_dx = px.is_some();
+        let (dx, dgamma, dbeta) = vectorised(
+            #[inline(always)]
+            || layer_norm_backward(&dy, xhat, rstd, &gamma, want_dx),
+        );
         let vector = |v: Vec<f32>| {
             NdArrayTensor::from(ndarray::Array1::from_vec(v).into_shared().into_dyn())
         };
@@ -418,7 +417,50 @@ impl Backward<Inner, 3> for LayerNormNode {
     }
 }
 
-/// [`LayerNormNode`]'s forward: `(y, x̂, rstd)`.
+/// [`LayerNormNode`]'s backward for the incoming `dy`: `(dx, dγ, dβ)`,
+/// `dx` empty unless `want_dx` (called under [`vectorised`]).
+#[inline(always)]
+fn layer_norm_backward(
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+    want_dx: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = gamma.len();
+    let mut dgamma = vec![0f32; d];
+    let mut dbeta = vec![0f32; d];
+    let mut dx = vec![0f32; if want_dx { xhat.len() } else { 0 }];
+    let mut dxhat = vec![0f32; d];
+    for (row, (dy, xh)) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).enumerate() {
+        for j in 0..d {
+            dgamma[j] += dy[j] * xh[j];
+            dbeta[j] += dy[j];
+        }
+        if want_dx {
+            // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ∘ x̂)), dx̂ = dy ∘ γ.
+            dxhat
+                .iter_mut()
+                .zip(dy)
+                .zip(gamma.iter())
+                .for_each(|((o, &g), &w)| *o = g * w);
+            let n = d as f32;
+            let mean = sum(&dxhat) / n;
+            let mean_x = dot(&dxhat, xh) / n;
+            let r = rstd[row];
+            dx[row * d..(row + 1) * d]
+                .iter_mut()
+                .zip(&dxhat)
+                .zip(xh)
+                .for_each(|((o, &g), &x)| *o = r * (g - mean - x * mean_x));
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+/// [`LayerNormNode`]'s forward: `(y, x̂, rstd)` (called under
+/// [`vectorised`]).
+#[inline(always)]
 fn layer_norm_forward(
     x: &[f32],
     gamma: &[f32],
@@ -470,11 +512,10 @@ pub fn layer_norm<B: Backend, const D: usize>(
     let x: Tracked = tracked(x)?;
     let shape = array(&x.primitive).shape().to_vec();
     let run = |x: &Prim| {
-        layer_norm_forward(
-            &host(x),
-            &host(&gamma.primitive),
-            &host(&beta.primitive),
-            eps,
+        let (x, gamma, beta) = (host(x), host(&gamma.primitive), host(&beta.primitive));
+        vectorised(
+            #[inline(always)]
+            || layer_norm_forward(&x, &gamma, &beta, eps),
         )
     };
     let out = match LayerNormNode
@@ -843,10 +884,15 @@ pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
         rng.fill(&mut words[..]);
         let pairs = chunk.chunks_exact_mut(2);
         let odd = pairs.len();
-        for (pair, &w) in pairs.zip(words.iter()) {
-            pair[0] = u8::from((w & 0xffff) < threshold);
-            pair[1] = u8::from((w >> 16) < threshold);
-        }
+        vectorised(
+            #[inline(always)]
+            || {
+                for (pair, &w) in pairs.zip(words.iter()) {
+                    pair[0] = u8::from((w & 0xffff) < threshold);
+                    pair[1] = u8::from((w >> 16) < threshold);
+                }
+            },
+        );
         if let (Some(last), Some(&w)) = (chunk.get_mut(2 * odd), words.get(odd)) {
             *last = u8::from((w & 0xffff) < threshold);
         }
@@ -875,6 +921,7 @@ impl Backward<Inner, 1> for DropoutNode {
 }
 
 /// `out = x ∘ M · s` elementwise for keep flags `M` and their scale `s`.
+#[inline(always)]
 pub fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
     for ((y, &x), &k) in out.iter_mut().zip(x).zip(flags) {
         *y = x * f32::from(k) * scale;
@@ -884,7 +931,10 @@ pub fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
 /// [`apply_keep`] into a new buffer.
 fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
-    apply_keep(x, flags, scale, &mut y);
+    vectorised(
+        #[inline(always)]
+        || apply_keep(x, flags, scale, &mut y),
+    );
     y
 }
 
@@ -1186,5 +1236,41 @@ mod math_tests {
         // A NaN stays a NaN (a diverged trial must fail, not be squashed).
         assert!(super::exp(f32::NAN).is_nan() && super::sigmoid(f32::NAN).is_nan());
         assert!(super::tanh(f32::NAN).is_nan());
+    }
+
+    /// A kernel run under [`super::vectorised`] (the widest instructions
+    /// this CPU has) gives the bits of the same kernel compiled for the
+    /// baseline: trial numbers do not depend on which instruction set ran.
+    #[test]
+    fn vectorised_kernels_give_the_baseline_bits() {
+        use super::{Activation, layer_norm_forward, vectorised};
+        let x: Vec<f32> = (0..3 * 130)
+            .map(|i| ((i * 7919) % 1000) as f32 / 97.0 - 5.0)
+            .collect();
+        let (gamma, beta): (Vec<f32>, Vec<f32>) = (0..130)
+            .map(|j| (1.0 + j as f32 / 300.0, j as f32 / 500.0 - 0.1))
+            .unzip();
+        let baseline = layer_norm_forward(&x, &gamma, &beta, 1e-5);
+        let wide = vectorised(
+            #[inline(always)]
+            || layer_norm_forward(&x, &gamma, &beta, 1e-5),
+        );
+        assert_eq!(baseline, wide, "layer norm");
+        for f in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
+            let (mut a, mut b) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+            f.forward(&x, &mut a);
+            vectorised(
+                #[inline(always)]
+                || f.forward(&x, &mut b),
+            );
+            assert_eq!(a, b, "{f:?}");
+        }
+        let (mut a, mut b) = (x.clone(), x.clone());
+        let sum_a = super::exp_sum(&mut a, 1.5);
+        let sum_b = vectorised(
+            #[inline(always)]
+            || super::exp_sum(&mut b, 1.5),
+        );
+        assert_eq!((sum_a.to_bits(), a), (sum_b.to_bits(), b), "softmax sums");
     }
 }
