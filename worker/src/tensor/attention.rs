@@ -120,11 +120,18 @@ pub fn scaled_dot_product<B: Backend>(
 /// [`multi_head`] as one autodiff node on the CPU training backend, the
 /// backward pass written out:
 /// `S = q kᵀ / √d_k` (masked), `P = softmax(S)`, `D = P ∘ M`
-/// (`M` the keep flags times their scale ≈ `1 / (1 − p)`, drawn as
-/// [`super::dropout`] draws them, [`cpu::keep_flags`], in the same
-/// `[n, h, lq, lk]` order), `O = D v`; backward `dv = Dᵀ dO`,
-/// `dP = (dO vᵀ) ∘ M`, `dS = P ∘ (dP − rowsum(dP ∘ P))` (zero
-/// at masked keys), `dq = dS k / √d_k`, `dk = dSᵀ q / √d_k`.
+/// (`M` the keep flags times their scale ≈ `1 / (1 − p)`, each head's
+/// weights a part of [`cpu::Dropper`]), `O = D v`; backward `dv = Dᵀ dO`,
+/// `dP = (dO vᵀ) ∘ M`, `dS = P ∘ (dP − rowsum(dP ∘ P))` (zero at masked
+/// keys), `dq = dS k / √d_k`, `dk = dSᵀ q / √d_k`.
+///
+/// Nothing of size `[n, h, lq, lk]` is kept between the passes: the
+/// backward pass computes each head's `S` again (the same product, so the
+/// same bits), `P` from the saved row maxima and normalisers, and the keep
+/// flags from the dropout seed. Each head's weights live in one buffer the
+/// size of a head (`lq × lk`, in cache) from the first product to the
+/// last; stored, the weights and flags were about 630 MB per FD-CMDIE step
+/// written and read back.
 mod cpu_node {
     use std::sync::Arc;
 
@@ -136,7 +143,7 @@ mod cpu_node {
     use burn::prelude::*;
     use faer::{MatMut, MatRef};
 
-    use crate::tensor::cpu::{self, Inner, Prim, host};
+    use crate::tensor::cpu::{self, Dropper, Inner, Prim, host};
 
     /// Sizes of one call: `n` sequences of `lq` queries and `lk` keys,
     /// `heads` heads of `dk` values each.
@@ -165,18 +172,26 @@ mod cpu_node {
         }
     }
 
-    /// What the backward pass needs besides the inputs.
+    /// What both passes need besides `q`, `k` and `v`.
     #[derive(Debug)]
-    struct Saved {
+    struct Setting {
         dims: Dims,
-        /// `P`, `[n, h, lq, lk]`.
-        probs: Vec<f32>,
-        /// Dropout keep flags in the layout of `probs` (empty: no dropout),
-        /// and the scale `1 / (1 − p)` of a kept weight.
-        keep: Vec<u8>,
-        keep_scale: f32,
         /// `[n, lk]` padding keys (empty: none).
         pad: Arc<[bool]>,
+        /// The score of a padding key.
+        mask_value: f32,
+        /// Dropout on the weights (`None`: none).
+        dropper: Option<Dropper>,
+    }
+
+    /// What the forward pass leaves for the backward pass: per row of
+    /// every head (`[n, h, lq]`), the maximum of the masked scores and the
+    /// reciprocal of the sum of their exponentials.
+    #[derive(Debug)]
+    struct Saved {
+        setting: Setting,
+        max: Vec<f32>,
+        inv_sum: Vec<f32>,
     }
 
     #[derive(Debug)]
@@ -219,75 +234,77 @@ mod cpu_node {
         MatRef::from_row_major_slice(x, rows, cols)
     }
 
-    /// The output `O` and the weights `P` (called under
-    /// [`cpu::vectorised`]).
-    #[allow(clippy::too_many_arguments)]
+    /// The masked scores `S` of head `h` of sequence `b` into `s`
+    /// (`lq × lk`); both passes compute them this way.
     #[inline(always)]
-    fn forward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        dims: Dims,
-        pad: &[bool],
-        mask_value: f32,
-        keep: &[u8],
-        keep_scale: f32,
-    ) -> (Vec<f32>, Vec<f32>) {
+    fn scores(s: &mut [f32], q: &[f32], k: &[f32], set: &Setting, b: usize, h: usize) {
+        let Dims { lq, lk, .. } = set.dims;
+        product(
+            rows_mut(s, lq, lk),
+            head(q, &set.dims, lq, b, h),
+            head(k, &set.dims, lk, b, h).transpose(),
+            set.dims.scale(),
+        );
+        if !set.pad.is_empty() {
+            let (pad, masked) = (&set.pad[b * lk..(b + 1) * lk], set.mask_value);
+            for row in s.chunks_exact_mut(lk) {
+                row.iter_mut()
+                    .zip(pad)
+                    .for_each(|(s, &padded)| *s = if padded { masked } else { *s });
+            }
+        }
+    }
+
+    /// The output `O` and the row statistics `(max, 1 / Σ exp)` (called
+    /// under [`cpu::vectorised`]).
+    #[inline(always)]
+    fn forward(q: &[f32], k: &[f32], v: &[f32], set: &Setting) -> [Vec<f32>; 3] {
+        let dims = set.dims;
         let Dims {
             n, lq, lk, heads, ..
         } = dims;
-        let (scale, block) = (dims.scale(), dims.block());
         let mut out = vec![0f32; n * lq * dims.d()];
-        let mut probs = vec![0f32; n * heads * block];
-        let mut d = vec![0f32; if keep.is_empty() { 0 } else { block }];
+        let mut max = vec![0f32; n * heads * lq];
+        let mut inv_sum = vec![0f32; n * heads * lq];
+        let mut s = vec![0f32; dims.block()];
+        // Dropout's multipliers of one head (the keep flags times their scale).
+        let mut keep = vec![
+            0f32;
+            if set.dropper.is_some() {
+                dims.block()
+            } else {
+                0
+            }
+        ];
         for b in 0..n {
-            let pad = (!pad.is_empty()).then(|| &pad[b * lk..(b + 1) * lk]);
             for h in 0..heads {
-                let at = (b * heads + h) * block;
-                let p = &mut probs[at..at + block];
-                let kh = head(k, &dims, lk, b, h);
-                product(
-                    rows_mut(p, lq, lk),
-                    head(q, &dims, lq, b, h),
-                    kh.transpose(),
-                    scale,
-                );
-                // Softmax per row, the dropped weights `D` written in the
-                // same pass as the normalisation.
-                let keep = (!keep.is_empty()).then(|| &keep[at..at + block]);
-                for (i, row) in p.chunks_exact_mut(lk).enumerate() {
-                    if let Some(pad) = pad {
-                        row.iter_mut()
-                            .zip(pad)
-                            .filter(|(_, padded)| **padded)
-                            .for_each(|(s, _)| *s = mask_value);
-                    }
-                    let max = cpu::max(row);
-                    let inv = 1.0 / cpu::exp_sum(row, max);
-                    match keep {
-                        None => row.iter_mut().for_each(|s| *s *= inv),
-                        Some(keep) => {
-                            let cells = row
-                                .iter_mut()
-                                .zip(&keep[i * lk..(i + 1) * lk])
-                                .zip(&mut d[i * lk..(i + 1) * lk]);
-                            for ((s, &k), d) in cells {
-                                *s *= inv;
-                                *d = *s * f32::from(k) * keep_scale;
-                            }
-                        }
+                let part = b * heads + h;
+                scores(&mut s, q, k, set, b, h);
+                if let Some(dropper) = &set.dropper {
+                    dropper.fill_scaled(part as u64, &mut keep);
+                }
+                // Softmax per row, dropout in the same pass.
+                let stats = (part * lq..(part + 1) * lq).zip(s.chunks_exact_mut(lk));
+                for (i, (r, row)) in stats.enumerate() {
+                    let m = cpu::max(row);
+                    let inv = 1.0 / cpu::exp_sum(row, m);
+                    (max[r], inv_sum[r]) = (m, inv);
+                    if keep.is_empty() {
+                        row.iter_mut().for_each(|s| *s *= inv);
+                    } else {
+                        let m = &keep[i * lk..(i + 1) * lk];
+                        row.iter_mut().zip(m).for_each(|(s, &m)| *s = *s * inv * m);
                     }
                 }
-                let weights = if keep.is_none() { &*p } else { &d[..] };
                 product(
                     head_mut(&mut out, &dims, lq, b, h),
-                    rows(weights, lq, lk),
+                    rows(&s, lq, lk),
                     head(v, &dims, lk, b, h),
                     1.0,
                 );
             }
         }
-        (out, probs)
+        [out, max, inv_sum]
     }
 
     impl Backward<Inner, 3> for Attention {
@@ -298,18 +315,16 @@ mod cpu_node {
             let (q, k, v, saved) = ops.state;
             let [pq, pk, pv] = ops.parents;
             let dout = grads.consume::<Inner>(&ops.node);
-            let dims = saved.dims;
             let (q, k, v, dout) = (host(&q), host(&k), host(&v), host(&dout));
             let [dq, dk, dv] = cpu::vectorised(
                 #[inline(always)]
                 || gradients(&q, &k, &v, &dout, &saved),
             );
-            let Dims { n, lq, lk, .. } = dims;
-            let d = dims.d();
-            let shape = |l: usize| [n, l, d];
+            let Dims { n, lq, lk, .. } = saved.setting.dims;
+            let d = saved.setting.dims.d();
             for (parent, grad, l) in [(pq, dq, lq), (pk, dk, lk), (pv, dv, lk)] {
                 if let Some(node) = parent {
-                    grads.register::<Inner>(node.id, cpu::from_shape(grad, &shape(l)));
+                    grads.register::<Inner>(node.id, cpu::from_shape(grad, &[n, l, d]));
                 }
             }
         }
@@ -319,50 +334,80 @@ mod cpu_node {
     /// [`cpu::vectorised`]).
     #[inline(always)]
     fn gradients(q: &[f32], k: &[f32], v: &[f32], dout: &[f32], saved: &Saved) -> [Vec<f32>; 3] {
-        let dims = saved.dims;
+        let set = &saved.setting;
+        let dims = set.dims;
         let Dims {
             n, lq, lk, heads, ..
         } = dims;
-        let (scale, block) = (dims.scale(), dims.block());
+        let scale = dims.scale();
         let mut dq = vec![0f32; q.len()];
-        let mut dk_ = vec![0f32; k.len()];
+        let mut dk = vec![0f32; k.len()];
         let mut dv = vec![0f32; v.len()];
-        let mut ds = vec![0f32; block];
-        let mut d = vec![0f32; if saved.keep.is_empty() { 0 } else { block }];
+        // `P`, the dropped weights `D`, and `dD` turned into `dS`.
+        let mut p = vec![0f32; dims.block()];
+        let mut dropped = vec![
+            0f32;
+            if set.dropper.is_some() {
+                dims.block()
+            } else {
+                0
+            }
+        ];
+        let mut ds = vec![0f32; dims.block()];
+        // Dropout's multipliers of one head (the keep flags times their scale).
+        let mut keep = vec![
+            0f32;
+            if set.dropper.is_some() {
+                dims.block()
+            } else {
+                0
+            }
+        ];
         for b in 0..n {
-            let pad = (!saved.pad.is_empty()).then(|| &saved.pad[b * lk..(b + 1) * lk]);
+            let pad = (!set.pad.is_empty()).then(|| &set.pad[b * lk..(b + 1) * lk]);
             for h in 0..heads {
-                let at = (b * heads + h) * block;
-                let p = &saved.probs[at..at + block];
-                let d_o = head(&dout, &dims, lq, b, h);
-                // dv = Dᵀ dO.
-                let weights = if saved.keep.is_empty() {
-                    p
-                } else {
-                    cpu::apply_keep(p, &saved.keep[at..at + block], saved.keep_scale, &mut d);
-                    &d[..]
+                let part = b * heads + h;
+                // P again, as the forward pass computed it.
+                scores(&mut p, q, k, set, b, h);
+                let stats = (part * lq..(part + 1) * lq).zip(p.chunks_exact_mut(lk));
+                for (r, row) in stats {
+                    let (m, inv) = (saved.max[r], saved.inv_sum[r]);
+                    row.iter_mut().for_each(|s| *s = cpu::exp(*s - m) * inv);
+                }
+                let weights = match &set.dropper {
+                    None => &p[..],
+                    Some(dropper) => {
+                        dropper.fill_scaled(part as u64, &mut keep);
+                        dropped
+                            .iter_mut()
+                            .zip(&p)
+                            .zip(&keep)
+                            .for_each(|((d, &p), &m)| *d = p * m);
+                        &dropped[..]
+                    }
                 };
+                let d_o = head(dout, &dims, lq, b, h);
+                // dv = Dᵀ dO.
                 product(
                     head_mut(&mut dv, &dims, lk, b, h),
                     rows(weights, lq, lk).transpose(),
                     d_o,
                     1.0,
                 );
-                // dD = dO vᵀ, then dP = dD ∘ M / (1 − p).
+                // dD = dO vᵀ, then dP = dD ∘ M.
                 product(
                     rows_mut(&mut ds, lq, lk),
                     d_o,
-                    head(&v, &dims, lk, b, h).transpose(),
+                    head(v, &dims, lk, b, h).transpose(),
                     1.0,
                 );
                 // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
-                let keep = (!saved.keep.is_empty()).then(|| &saved.keep[at..at + block]);
-                for (i, (g, p)) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)).enumerate() {
-                    let dot = match keep {
-                        None => cpu::dot(g, p),
-                        Some(keep) => {
-                            cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], saved.keep_scale, p)
-                        }
+                let rows_ = ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk));
+                for (i, (g, p)) in rows_.enumerate() {
+                    let dot = if keep.is_empty() {
+                        cpu::dot(g, p)
+                    } else {
+                        cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], p)
                     };
                     g.iter_mut()
                         .zip(p)
@@ -370,26 +415,25 @@ mod cpu_node {
                     if let Some(pad) = pad {
                         g.iter_mut()
                             .zip(pad)
-                            .filter(|(_, padded)| **padded)
-                            .for_each(|(g, _)| *g = 0.0);
+                            .for_each(|(g, &padded)| *g = if padded { 0.0 } else { *g });
                     }
                 }
                 let ds_m = rows(&ds, lq, lk);
                 product(
                     head_mut(&mut dq, &dims, lq, b, h),
                     ds_m,
-                    head(&k, &dims, lk, b, h),
+                    head(k, &dims, lk, b, h),
                     1.0,
                 );
                 product(
-                    head_mut(&mut dk_, &dims, lk, b, h),
+                    head_mut(&mut dk, &dims, lk, b, h),
                     ds_m.transpose(),
-                    head(&q, &dims, lq, b, h),
+                    head(q, &dims, lq, b, h),
                     1.0,
                 );
             }
         }
-        [dq, dk_, dv]
+        [dq, dk, dv]
     }
 
     /// The node, when `q`, `k`, `v` are on the CPU training backend.
@@ -417,42 +461,33 @@ mod cpu_node {
         {
             return None;
         }
-        let dims = Dims {
-            n,
-            lq,
-            lk,
-            heads,
-            dk: d / heads,
-        };
         let device = q.device();
         let pad: Arc<[bool]> = match pad {
             Some(p) => p.clone().into_data().into_vec::<bool>().ok()?.into(),
             None => Arc::from(Vec::new()),
         };
-        let (keep, keep_scale) = if dropout.prob > 0.0 && B::ad_enabled(&device) {
-            let seed = crate::tensor::dropout_seed::<B>(&device);
-            cpu::keep_flags(n * heads * lq * lk, dropout.prob, seed)
-        } else {
-            (Vec::new(), 1.0)
+        let dropper = (dropout.prob > 0.0 && B::ad_enabled(&device))
+            .then(|| Dropper::new(dropout.prob, crate::tensor::dropout_seed::<B>(&device)));
+        let setting = Setting {
+            dims: Dims {
+                n,
+                lq,
+                lk,
+                heads,
+                dk: d / heads,
+            },
+            pad,
+            mask_value: mask_value as f32,
+            dropper,
         };
         let (q, k, v) = (cpu::tracked(q)?, cpu::tracked(k)?, cpu::tracked(v)?);
         let run = |q: &Prim, k: &Prim, v: &Prim| {
-            let (out, probs) = cpu::vectorised(
+            let (q, k, v) = (host(q), host(k), host(v));
+            let [out, max, inv_sum] = cpu::vectorised(
                 #[inline(always)]
-                || {
-                    forward(
-                        &host(q),
-                        &host(k),
-                        &host(v),
-                        dims,
-                        &pad,
-                        mask_value as f32,
-                        &keep,
-                        keep_scale,
-                    )
-                },
+                || forward(&q, &k, &v, &setting),
             );
-            (cpu::from_shape(out, &[n, lq, d]), probs)
+            (cpu::from_shape(out, &[n, lq, d]), max, inv_sum)
         };
         let out = match Attention
             .prepare::<NoCheckpointing>([q.node.clone(), k.node.clone(), v.node.clone()])
@@ -460,13 +495,11 @@ mod cpu_node {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, probs) = run(&q.primitive, &k.primitive, &v.primitive);
+                let (out, max, inv_sum) = run(&q.primitive, &k.primitive, &v.primitive);
                 let saved = Saved {
-                    dims,
-                    probs,
-                    keep,
-                    keep_scale,
-                    pad,
+                    setting,
+                    max,
+                    inv_sum,
                 };
                 prep.finish(
                     (q.primitive, k.primitive, v.primitive, Arc::new(saved)),
@@ -494,8 +527,9 @@ mod tests {
     /// The CPU node gives burn's composite attention (split heads, scores,
     /// mask, softmax, dropout, product, merged heads): outputs and the
     /// gradients of `q`, `k` and `v`, with and without padding keys (one
-    /// sequence entirely padding), with and without dropout (the same
-    /// generator state draws the same keep flags).
+    /// sequence entirely padding), with and without dropout (the composite
+    /// then multiplies the weights by the node's keep flags: head `(b, h)`
+    /// is part `b · heads + h` of the dropper seeded as the node seeds it).
     #[test]
     fn cpu_attention_node_equals_burns_composite() {
         let _guard = crate::backend::training_guard();
@@ -526,7 +560,7 @@ mod tests {
                     Cpu::seed(&device, 7);
                     let out = if node {
                         multi_head(q.clone(), k.clone(), v.clone(), heads, &pad, -1e4, &dropout)
-                    } else {
+                    } else if p == 0.0 {
                         merge_heads(scaled_dot_product(
                             split_heads(q.clone(), heads),
                             split_heads(k.clone(), heads),
@@ -535,6 +569,26 @@ mod tests {
                             -1e4,
                             &dropout,
                         ))
+                    } else {
+                        let seed = crate::tensor::dropout_seed::<Cpu>(&device);
+                        let dropper = crate::tensor::cpu::Dropper::new(p, seed);
+                        let mut flags = vec![0u8; n * heads * lq * lk];
+                        for (part, f) in flags.chunks_exact_mut(lq * lk).enumerate() {
+                            dropper.fill(part as u64, f);
+                        }
+                        let keep = flags.iter().map(|&f| f32::from(f) * dropper.scale);
+                        let keep = Tensor::<Cpu, 4>::from_data(
+                            TensorData::new(keep.collect::<Vec<_>>(), [n, heads, lq, lk]),
+                            &device,
+                        );
+                        let mut scores = split_heads(q.clone(), heads)
+                            .matmul(split_heads(k.clone(), heads).swap_dims(2, 3))
+                            .mul_scalar(1.0 / ((d / heads) as f64).sqrt());
+                        if let Some(pad) = &pad {
+                            scores = scores.mask_fill(pad.clone().reshape([n, 1, 1, lk]), -1e4);
+                        }
+                        let weights = softmax(scores, 3) * keep;
+                        merge_heads(weights.matmul(split_heads(v.clone(), heads)))
                     };
                     let grads = (out.clone() * w.clone()).sum().backward();
                     let g =

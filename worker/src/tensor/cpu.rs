@@ -25,7 +25,6 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use ndarray::{Array2, ArrayView2, Ix2};
-use rand::{Rng, SeedableRng};
 
 pub use crate::backend::Cpu;
 
@@ -155,24 +154,44 @@ pub fn exp(x: f32) -> f32 {
 
 /// Lanes of the reductions below: sixteen partial results side by side,
 /// so the loops vectorise (a plain `f32` sum is one serial chain, since
-/// floating-point addition is not associative).
+/// floating-point addition is not associative). The tail of a row shorter
+/// than [`LANES`] goes to lanes `0, 1, …`, and the lanes are combined
+/// pairwise ([`lanes`]): a fixed order, whatever the instruction set.
 const LANES: usize = 16;
 
+/// The lanes combined by `f` pairwise, halves folded onto halves (a few
+/// shuffles once vectorised, where a left-to-right fold is a chain of
+/// fifteen dependent operations: on rows of fifty weights, as long as the
+/// loop itself).
+#[inline(always)]
+fn lanes(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut half = LANES / 2;
+    while half > 0 {
+        for l in 0..half {
+            acc[l] = f(acc[l], acc[l + half]);
+        }
+        half /= 2;
+    }
+    acc[0]
+}
+
 /// `Σ f(x_i, y_i)` over two equally long rows, in [`LANES`] partial sums.
+/// (Rows as arrays of [`LANES`]: with the length known, every loop below
+/// vectorises; over `chunks_exact` slices some did not.)
 #[inline(always)]
 fn reduce2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let n = x.len().min(y.len());
+    let ((xc, xr), (yc, yr)) = (x[..n].as_chunks::<LANES>(), y[..n].as_chunks::<LANES>());
     let mut acc = [0f32; LANES];
-    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
+    for (a, b) in xc.iter().zip(yc) {
         for l in 0..LANES {
             acc[l] += f(a[l], b[l]);
         }
     }
-    for (&a, &b) in xr.iter().zip(yr) {
-        acc[0] += f(a, b);
+    for (l, (&a, &b)) in xr.iter().zip(yr).enumerate() {
+        acc[l] += f(a, b);
     }
-    acc.iter().sum()
+    lanes(acc, |a, b| a + b)
 }
 
 /// `Σ x_i`, vectorised ([`LANES`] partial sums).
@@ -192,67 +211,58 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
 #[inline(always)]
 pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
     let mut acc = [0f32; LANES];
-    let mut chunks = x.chunks_exact_mut(LANES);
-    for c in &mut chunks {
+    let (chunks, rest) = x.as_chunks_mut::<LANES>();
+    for c in chunks {
         for l in 0..LANES {
-            let e = exp(c[l] - shift);
-            c[l] = e;
-            acc[l] += e;
+            c[l] = exp(c[l] - shift);
+            acc[l] += c[l];
         }
     }
-    for v in chunks.into_remainder() {
-        let e = exp(*v - shift);
-        *v = e;
-        acc[0] += e;
+    for (l, v) in rest.iter_mut().enumerate() {
+        *v = exp(*v - shift);
+        acc[l] += *v;
     }
-    acc.iter().sum()
+    lanes(acc, |a, b| a + b)
 }
 
-/// `g ← g ∘ M · s` in place for keep flags `M` and their scale `s`,
-/// returning `Σ g_i p_i` afterwards (one vectorised pass: dropout's
-/// backward and softmax's row sum).
+/// `g ← g ∘ m` in place for dropout's multipliers `m` (the keep flags
+/// times their scale), returning `Σ g_i p_i` afterwards (one vectorised
+/// pass: dropout's backward and softmax's row sum).
 #[inline(always)]
-pub fn keep_dot(g: &mut [f32], keep: &[u8], s: f32, p: &[f32]) -> f32 {
+pub fn keep_dot(g: &mut [f32], m: &[f32], p: &[f32]) -> f32 {
+    let n = g.len().min(m.len()).min(p.len());
+    let (gc, gr) = g[..n].as_chunks_mut::<LANES>();
+    let ((mc, mr), (pc, pr)) = (m[..n].as_chunks::<LANES>(), p[..n].as_chunks::<LANES>());
     let mut acc = [0f32; LANES];
-    let mut gc = g.chunks_exact_mut(LANES);
-    let (kc, pc) = (keep.chunks_exact(LANES), p.chunks_exact(LANES));
-    let (kr, pr) = (kc.remainder(), pc.remainder());
-    for ((g, k), p) in (&mut gc).zip(kc).zip(pc) {
+    for ((g, m), p) in gc.iter_mut().zip(mc).zip(pc) {
         for l in 0..LANES {
-            g[l] *= f32::from(k[l]) * s;
+            g[l] *= m[l];
             acc[l] += g[l] * p[l];
         }
     }
-    for ((g, &k), &p) in gc.into_remainder().iter_mut().zip(kr).zip(pr) {
-        *g *= f32::from(k) * s;
-        acc[0] += *g * p;
+    for (l, ((g, &m), &p)) in gr.iter_mut().zip(mr).zip(pr).enumerate() {
+        *g *= m;
+        acc[l] += *g * p;
     }
-    acc.iter().sum()
+    lanes(acc, |a, b| a + b)
 }
 
-/// `max x_i` (`−∞` for an empty row; NaN when a NaN is present, so a
-/// NaN score stays visible), vectorised.
+/// `max x_i` over the numbers of `x` (`−∞` for an empty row). A NaN is
+/// skipped here (testing for one stopped the loop vectorising) but not
+/// lost: softmax's exponential of a NaN score is NaN, and so is the row.
 #[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    let mut nan = false;
+    let (chunks, rest) = x.as_chunks::<LANES>();
     for c in chunks {
         for l in 0..LANES {
-            nan |= c[l].is_nan();
             acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
-    for &v in rest {
-        nan |= v.is_nan();
-        acc[0] = if v > acc[0] { v } else { acc[0] };
+    for (l, &v) in rest.iter().enumerate() {
+        acc[l] = if v > acc[l] { v } else { acc[l] };
     }
-    if nan {
-        return f32::NAN;
-    }
-    acc.iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    lanes(acc, |a, b| if b > a { b } else { a })
 }
 
 /// `σ(x) = 1 / (1 + e^{−x})` through [`exp`].
@@ -857,47 +867,119 @@ pub fn select_rows<B: Backend>(
 
 // ---- Dropout --------------------------------------------------------------
 
-/// Which of `n` elements dropout keeps (1) or drops (0) at rate `p`, and
-/// the scale of a kept element. Each element is kept when a 16-bit draw
-/// falls below `t = round((1 − p) · 2¹⁶)`, so with probability `t / 2¹⁶`
-/// (within 2⁻¹⁷ of `1 − p`), and a kept element is scaled by `2¹⁶ / t`,
-/// which keeps the expectation exact. The draws are the two halves of each
-/// ChaCha8 word (low half first), seeded with `seed` (which the caller
-/// draws from the backend's generator, so the trial's seed decides it):
-/// half the generator's work of one word per element, which was a tenth
-/// of an FD-CMDIE step with dropout on every attention weight.
-pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
-    const ONE: f64 = 65_536.0;
-    let threshold = ((1.0 - p) * ONE).round().clamp(0.0, ONE) as u32;
-    let scale = if threshold == 0 {
-        0.0
-    } else {
-        (ONE / f64::from(threshold)) as f32
-    };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    // Drawn in bulk (ChaCha8 fills whole blocks) a chunk at a time: the
-    // same words in the same order as one fill.
-    let mut flags = vec![0u8; n];
-    let mut words = [0u32; 1024];
-    for chunk in flags.chunks_mut(2 * words.len()) {
-        let words = &mut words[..chunk.len().div_ceil(2)];
-        rng.fill(&mut words[..]);
-        let pairs = chunk.chunks_exact_mut(2);
-        let odd = pairs.len();
-        vectorised(
-            #[inline(always)]
-            || {
-                for (pair, &w) in pairs.zip(words.iter()) {
-                    pair[0] = u8::from((w & 0xffff) < threshold);
-                    pair[1] = u8::from((w >> 16) < threshold);
-                }
-            },
-        );
-        if let (Some(last), Some(&w)) = (chunk.get_mut(2 * odd), words.get(odd)) {
-            *last = u8::from((w & 0xffff) < threshold);
+/// Dropout's keep decisions at rate `p` from one seed. An element is kept
+/// when a 16-bit draw falls below `t = round((1 − p) · 2¹⁶)`, so with
+/// probability `t / 2¹⁶` (within 2⁻¹⁷ of `1 − p`), and a kept element is
+/// scaled by `2¹⁶ / t`, which keeps the expectation exact. The draws come
+/// from SplitMix64 (Steele, Lea & Flood, 2014): part `i` of a tensor (a
+/// whole tensor is part 0; the attention node draws each head's weights
+/// as its own part, so it can draw them again in the backward pass
+/// instead of storing them) is the stream started at word `i` of the
+/// hashed seed's stream, and its elements take the 16-bit quarters of its
+/// words, sixteen words to 64 elements: element `64b + 16q + l` takes
+/// quarter `q` of word `16b + l`. Word `w` is a function of `w` alone, so
+/// the draws vectorise (ChaCha8, drawn sequentially, took a quarter of the
+/// attention node's forward pass).
+#[derive(Debug, Clone, Copy)]
+pub struct Dropper {
+    threshold: u64,
+    /// The scale of a kept element, `2¹⁶ / t` (0 when nothing is kept).
+    pub scale: f32,
+    start: u64,
+}
+
+impl Dropper {
+    /// `seed` is drawn by the caller from the backend's generator, so the
+    /// trial's seed decides it.
+    pub fn new(p: f64, seed: u64) -> Self {
+        const ONE: f64 = 65_536.0;
+        let threshold = ((1.0 - p) * ONE).round().clamp(0.0, ONE) as u64;
+        let scale = if threshold == 0 {
+            0.0
+        } else {
+            (ONE / threshold as f64) as f32
+        };
+        Self {
+            threshold,
+            scale,
+            start: mix64(seed),
         }
     }
-    (flags, scale)
+
+    /// The keep flags (1 kept, 0 dropped) of part `part`, as many as
+    /// `flags` holds. Called under [`vectorised`].
+    #[inline(always)]
+    pub fn fill(&self, part: u64, flags: &mut [u8]) {
+        self.fill_with(part, flags, 1, 0);
+    }
+
+    /// The multipliers of part `part` ([`Self::scale`] where kept, 0
+    /// where dropped), as many as `m` holds. Called under [`vectorised`].
+    #[inline(always)]
+    pub fn fill_scaled(&self, part: u64, m: &mut [f32]) {
+        self.fill_with(part, m, self.scale, 0.0);
+    }
+
+    /// `kept` or `dropped` for each element of part `part`.
+    #[inline(always)]
+    fn fill_with<T: Copy>(&self, part: u64, out: &mut [T], kept: T, dropped: T) {
+        // Sixteen words at a time: the mixing vectorises across them.
+        const WORDS: usize = 16;
+        let (threshold, start) = (self.threshold, splitmix64(self.start, part));
+        let keep = move |z: u64, q: usize| {
+            if (z >> (16 * q)) & 0xffff < threshold {
+                kept
+            } else {
+                dropped
+            }
+        };
+        let flags = out;
+        let n = flags.len();
+        let mut blocks = flags.chunks_exact_mut(4 * WORDS);
+        for (b, block) in (&mut blocks).enumerate() {
+            let mut z = [0u64; WORDS];
+            for (l, z) in z.iter_mut().enumerate() {
+                *z = splitmix64(start, (b * WORDS + l) as u64);
+            }
+            for (q, quarter) in block.chunks_exact_mut(WORDS).enumerate() {
+                for (flag, &z) in quarter.iter_mut().zip(&z) {
+                    *flag = keep(z, q);
+                }
+            }
+        }
+        let first = (n / (4 * WORDS) * WORDS) as u64;
+        for (i, flag) in blocks.into_remainder().iter_mut().enumerate() {
+            *flag = keep(splitmix64(start, first + (i % WORDS) as u64), i / WORDS);
+        }
+    }
+}
+
+/// The keep flags of `n` elements (part 0 of [`Dropper`]) and the scale of
+/// a kept element.
+pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
+    let dropper = Dropper::new(p, seed);
+    let mut flags = vec![0u8; n];
+    vectorised(
+        #[inline(always)]
+        || dropper.fill(0, &mut flags),
+    );
+    (flags, dropper.scale)
+}
+
+/// Word `w` of the SplitMix64 stream whose state starts at `start`: the
+/// state after `w + 1` steps of the golden-ratio increment, mixed.
+#[inline(always)]
+fn splitmix64(start: u64, w: u64) -> u64 {
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+    mix64(start.wrapping_add(w.wrapping_add(1).wrapping_mul(GAMMA)))
+}
+
+/// SplitMix64's output function (Stafford's "mix13" variant).
+#[inline(always)]
+fn mix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// `y = x ∘ M · s` with [`keep_flags`]' flags `M` and scale `s`; the
@@ -922,7 +1004,7 @@ impl Backward<Inner, 1> for DropoutNode {
 
 /// `out = x ∘ M · s` elementwise for keep flags `M` and their scale `s`.
 #[inline(always)]
-pub fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
+fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
     for ((y, &x), &k) in out.iter_mut().zip(x).zip(flags) {
         *y = x * f32::from(k) * scale;
     }
@@ -1033,9 +1115,12 @@ mod tests {
             assert!((super::dot(&x, &y) - plain_dot).abs() < 1e-5, "dot of {n}");
             assert_eq!(super::max(&x), plain_max, "max of {n}");
         }
+        // A NaN score makes its softmax row NaN.
         let mut x = vec![1.0f32; 40];
         x[33] = f32::NAN;
-        assert!(super::max(&x).is_nan());
+        let m = super::max(&x);
+        assert_eq!(m, 1.0);
+        assert!(super::exp_sum(&mut x, m).is_nan());
     }
 
     /// The LayerNorm node gives burn's `LayerNorm::forward` outputs and the
@@ -1209,6 +1294,50 @@ mod tests {
         );
         assert_eq!(y, g, "the gradient of x · mask is the mask");
         assert_eq!(run().0, y, "the same backend seed gives the same mask");
+    }
+
+    /// A dropper's parts: the same flags again for the same part (a
+    /// shorter buffer gets the first of them), other flags for another
+    /// part or seed, kept at the rate, with no pattern between neighbours
+    /// or between the quarters of one word.
+    #[test]
+    fn dropper_parts_repeat_differ_and_keep_at_the_rate() {
+        let fill = |d: &super::Dropper, part: u64, n: usize| {
+            let mut f = vec![0u8; n];
+            d.fill(part, &mut f);
+            f
+        };
+        let d = super::Dropper::new(0.25, 11);
+        let a = fill(&d, 3, 100_003);
+        assert_eq!(a, fill(&d, 3, 100_003));
+        assert_eq!(a[..777], fill(&d, 3, 777)[..], "a prefix is the same draws");
+        let agree = |b: &[u8]| a.iter().zip(b).filter(|(x, y)| x == y).count() as f64;
+        // Independent flags kept at 0.75 agree on 0.75² + 0.25² = 0.625.
+        for other in [
+            fill(&d, 4, a.len()),
+            fill(&super::Dropper::new(0.25, 12), 3, a.len()),
+        ] {
+            let same = agree(&other) / a.len() as f64;
+            assert!((same - 0.625).abs() < 0.01, "agreement {same}");
+        }
+        let kept = a.iter().map(|&f| f64::from(f)).sum::<f64>() / a.len() as f64;
+        assert!((kept - 0.75).abs() < 0.005, "kept {kept}");
+        for lag in [1, 16, 64] {
+            let both = a
+                .iter()
+                .zip(&a[lag..])
+                .filter(|(x, y)| **x == 1 && **y == 1);
+            let rate = both.count() as f64 / (a.len() - lag) as f64;
+            assert!((rate - 0.5625).abs() < 0.01, "lag {lag}: {rate}");
+        }
+        assert_eq!(d.scale, (65_536.0f64 / 49_152.0) as f32);
+        let none = super::Dropper::new(1.0, 11);
+        assert!(fill(&none, 0, 1000).iter().all(|&f| f == 0) && none.scale == 0.0);
+        assert!(
+            fill(&super::Dropper::new(0.0, 11), 0, 1000)
+                .iter()
+                .all(|&f| f == 1)
+        );
     }
 }
 
