@@ -248,9 +248,9 @@ mod cpu_node {
         if !set.pad.is_empty() {
             let (pad, masked) = (&set.pad[b * lk..(b + 1) * lk], set.mask_value);
             for row in s.chunks_exact_mut(lk) {
-                row.iter_mut()
-                    .zip(pad)
-                    .for_each(|(s, &padded)| *s = if padded { masked } else { *s });
+                for (s, &padded) in row.iter_mut().zip(pad) {
+                    *s = if padded { masked } else { *s };
+                }
             }
         }
     }
@@ -290,10 +290,13 @@ mod cpu_node {
                     let inv = 1.0 / cpu::exp_sum(row, m);
                     (max[r], inv_sum[r]) = (m, inv);
                     if keep.is_empty() {
-                        row.iter_mut().for_each(|s| *s *= inv);
+                        for s in row.iter_mut() {
+                            *s *= inv;
+                        }
                     } else {
-                        let m = &keep[i * lk..(i + 1) * lk];
-                        row.iter_mut().zip(m).for_each(|(s, &m)| *s = *s * inv * m);
+                        for (s, &m) in row.iter_mut().zip(&keep[i * lk..(i + 1) * lk]) {
+                            *s = *s * inv * m;
+                        }
                     }
                 }
                 product(
@@ -372,17 +375,17 @@ mod cpu_node {
                 let stats = (part * lq..(part + 1) * lq).zip(p.chunks_exact_mut(lk));
                 for (r, row) in stats {
                     let (m, inv) = (saved.max[r], saved.inv_sum[r]);
-                    row.iter_mut().for_each(|s| *s = cpu::exp(*s - m) * inv);
+                    for s in row.iter_mut() {
+                        *s = cpu::exp(*s - m) * inv;
+                    }
                 }
                 let weights = match &set.dropper {
                     None => &p[..],
                     Some(dropper) => {
                         dropper.fill_scaled(part as u64, &mut keep);
-                        dropped
-                            .iter_mut()
-                            .zip(&p)
-                            .zip(&keep)
-                            .for_each(|((d, &p), &m)| *d = p * m);
+                        for ((d, &p), &m) in dropped.iter_mut().zip(&p).zip(&keep) {
+                            *d = p * m;
+                        }
                         &dropped[..]
                     }
                 };
@@ -409,13 +412,13 @@ mod cpu_node {
                     } else {
                         cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], p)
                     };
-                    g.iter_mut()
-                        .zip(p)
-                        .for_each(|(g, &pj)| *g = pj * (*g - dot) * scale);
+                    for (g, &pj) in g.iter_mut().zip(p) {
+                        *g = pj * (*g - dot) * scale;
+                    }
                     if let Some(pad) = pad {
-                        g.iter_mut()
-                            .zip(pad)
-                            .for_each(|(g, &padded)| *g = if padded { 0.0 } else { *g });
+                        for (g, &padded) in g.iter_mut().zip(pad) {
+                            *g = if padded { 0.0 } else { *g };
+                        }
                     }
                 }
                 let ds_m = rows(&ds, lq, lk);

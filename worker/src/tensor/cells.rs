@@ -171,9 +171,15 @@ fn lstm_rows(g: &[f32], c: &[f32], h: usize, row: impl Fn(&[f32], &[f32], &mut [
         .chunks_exact(4 * h)
         .zip(c.chunks_exact(h))
         .zip(out.chunks_exact_mut(h));
+    // A `for` loop, not `for_each`: the loop must be inlined into the
+    // dispatched function to be compiled for its instructions.
     cpu::vectorised(
         #[inline(always)]
-        || rows.for_each(|((gr, cr), or)| row(gr, cr, or)),
+        || {
+            for ((gr, cr), or) in rows {
+                row(gr, cr, or);
+            }
+        },
     );
     out
 }
@@ -195,7 +201,11 @@ fn lstm_rows_bwd(
         .zip(dg.chunks_exact_mut(4 * h).zip(dc.chunks_exact_mut(h)));
     cpu::vectorised(
         #[inline(always)]
-        || rows.for_each(|(((gr, cr), dr), (dgr, dcr))| row(gr, cr, dr, dgr, dcr)),
+        || {
+            for (((gr, cr), dr), (dgr, dcr)) in rows {
+                row(gr, cr, dr, dgr, dcr);
+            }
+        },
     );
     (dg, dc)
 }

@@ -301,52 +301,66 @@ pub enum Activation {
 impl Activation {
     /// `y = f(x)` (called under [`vectorised`]).
     #[inline(always)]
-    fn forward(self, x: &[f32], y: &mut [f32]) {
+    fn forward(self, x: &[f32]) -> Vec<f32> {
         match self {
-            Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = tanh(x)),
-            Activation::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &x)| *y = sigmoid(x)),
+            Activation::Tanh => x.iter().map(|&x| tanh(x)).collect(),
+            Activation::Sigmoid => x.iter().map(|&x| sigmoid(x)).collect(),
             // NaN stays NaN (`max` would turn it into 0).
-            Activation::Relu => y
-                .iter_mut()
-                .zip(x)
-                .for_each(|(y, &x)| *y = if x < 0.0 { 0.0 } else { x }),
+            Activation::Relu => x.iter().map(|&x| if x < 0.0 { 0.0 } else { x }).collect(),
         }
     }
 
     /// `dx = dy · f'(x)` written from the output `y` (called under
     /// [`vectorised`]).
     #[inline(always)]
-    fn backward(self, y: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let rows = dx.iter_mut().zip(y).zip(dy);
+    fn backward(self, y: &[f32], dy: &[f32]) -> Vec<f32> {
+        self.backward_rows(y.iter().zip(dy).map(|(&y, &d)| (y, d)))
+    }
+
+    /// `dx` from pairs `(y, dy)`.
+    #[inline(always)]
+    fn backward_rows(self, rows: impl Iterator<Item = (f32, f32)>) -> Vec<f32> {
         match self {
-            Activation::Tanh => rows.for_each(|((dx, &y), &d)| *dx = d * (1.0 - y * y)),
-            Activation::Sigmoid => rows.for_each(|((dx, &y), &d)| *dx = d * y * (1.0 - y)),
+            Activation::Tanh => rows.map(|(y, d)| d * (1.0 - y * y)).collect(),
+            Activation::Sigmoid => rows.map(|(y, d)| d * y * (1.0 - y)).collect(),
             // burn's: the gradient passes where the output is positive.
-            Activation::Relu => {
-                rows.for_each(|((dx, &y), &d)| *dx = if y <= 0.0 { 0.0 } else { d })
-            }
+            Activation::Relu => rows.map(|(y, d)| if y <= 0.0 { 0.0 } else { d }).collect(),
         }
     }
 }
 
-/// The activation node; its state is the output.
+/// The activation node, optionally followed by dropout: `y = f(x) ∘ M · s`
+/// (without dropout `y = f(x)`). Its state is `f(x)` and the keep flags
+/// with their scale.
 #[derive(Debug)]
 struct Activate(Activation);
 
+/// Dropout's keep flags of a node's output and the scale of a kept element.
+type Kept = Option<(std::sync::Arc<Vec<u8>>, f32)>;
+
 impl Backward<Inner, 1> for Activate {
-    type State = Prim;
+    type State = (Prim, Kept);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [px] = ops.parents;
         let Some(node) = px else { return };
+        let (fx, kept) = ops.state;
         let dy = grads.consume::<Inner>(&ops.node);
-        let y = host(&ops.state);
-        let mut dx = vec![0f32; y.len()];
-        vectorised(
+        let (y, dy) = (host(&fx), host(&dy));
+        let dx = vectorised(
             #[inline(always)]
-            || self.0.backward(&y, &host(&dy), &mut dx),
+            || match &kept {
+                None => self.0.backward(&y, &dy),
+                // Dropout's backward in the same pass.
+                Some((flags, scale)) => {
+                    let scale = *scale;
+                    let rows = y.iter().zip(dy.iter()).zip(flags.iter());
+                    self.0
+                        .backward_rows(rows.map(|((&y, &d), &k)| (y, d * f32::from(k) * scale)))
+                }
+            },
         );
-        grads.register::<Inner>(node.id, from_shape(dx, &shape(&ops.state)));
+        grads.register::<Inner>(node.id, from_shape(dx, &shape(&fx)));
     }
 }
 
@@ -359,34 +373,43 @@ pub fn from_shape(values: Vec<f32>, shape: &[usize]) -> Prim {
 
 /// `f(x)` elementwise as one node (vectorised forward; the backward reads
 /// the saved output instead of recomputing `f`, as burn-autodiff does from
-/// its input) on the CPU backend.
+/// its input) on the CPU backend; with `dropout` (rate and seed)
+/// `dropout(f(x))` as the same node, the keep flags those of [`dropout`]
+/// for that seed, so the values are those of the two nodes.
 pub fn activation<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     f: Activation,
+    dropout: Option<(f64, u64)>,
 ) -> Option<Tensor<B, D>> {
     if !on_cpu(&[x]) {
         return None;
     }
     let x: Tracked = tracked(x)?;
-    let forward = |p: &Prim| {
-        let v = host(p);
-        let mut y = vec![0f32; v.len()];
-        vectorised(
-            #[inline(always)]
-            || f.forward(&v, &mut y),
-        );
-        from_shape(y, &shape(p))
+    let shape = shape(&x.primitive);
+    let kept: Kept = dropout.map(|(p, seed)| {
+        let (flags, scale) = keep_flags(shape.iter().product(), p, seed);
+        (std::sync::Arc::new(flags), scale)
+    });
+    let v = host(&x.primitive);
+    let fx = vectorised(
+        #[inline(always)]
+        || f.forward(&v),
+    );
+    let y = match &kept {
+        None => None,
+        Some((flags, scale)) => Some(from_shape(masked(&fx, flags, *scale), &shape)),
     };
+    let fx = from_shape(fx, &shape);
     let out = match Activate(f)
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let y = forward(&x.primitive);
-            prep.finish(y.clone(), y)
+            let y = y.unwrap_or_else(|| fx.clone());
+            prep.finish((fx, kept), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(y.unwrap_or(fx)),
     };
     cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
         out,
@@ -440,29 +463,28 @@ fn layer_norm_backward(
     let d = gamma.len();
     let mut dgamma = vec![0f32; d];
     let mut dbeta = vec![0f32; d];
-    let mut dx = vec![0f32; if want_dx { xhat.len() } else { 0 }];
+    let mut dx = Vec::with_capacity(if want_dx { xhat.len() } else { 0 });
     let mut dxhat = vec![0f32; d];
     for (row, (dy, xh)) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).enumerate() {
-        for j in 0..d {
-            dgamma[j] += dy[j] * xh[j];
-            dbeta[j] += dy[j];
+        for ((g, b), (&d, &h)) in dgamma.iter_mut().zip(&mut dbeta).zip(dy.iter().zip(xh)) {
+            *g += d * h;
+            *b += d;
         }
         if want_dx {
             // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ∘ x̂)), dx̂ = dy ∘ γ.
-            dxhat
-                .iter_mut()
-                .zip(dy)
-                .zip(gamma.iter())
-                .for_each(|((o, &g), &w)| *o = g * w);
+            for ((o, &g), &w) in dxhat.iter_mut().zip(dy).zip(gamma) {
+                *o = g * w;
+            }
             let n = d as f32;
             let mean = sum(&dxhat) / n;
             let mean_x = dot(&dxhat, xh) / n;
             let r = rstd[row];
-            dx[row * d..(row + 1) * d]
-                .iter_mut()
-                .zip(&dxhat)
-                .zip(xh)
-                .for_each(|((o, &g), &x)| *o = r * (g - mean - x * mean_x));
+            dx.extend(
+                dxhat
+                    .iter()
+                    .zip(xh)
+                    .map(|(&g, &x)| r * (g - mean - x * mean_x)),
+            );
         }
     }
     (dx, dgamma, dbeta)
@@ -479,24 +501,20 @@ fn layer_norm_forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     let rows = x.len() / d.max(1);
-    let mut y = vec![0f32; x.len()];
-    let mut xhat = vec![0f32; x.len()];
-    let mut rstd = vec![0f32; rows];
+    // Filled row by row (no zeroing pass first).
+    let mut y = Vec::with_capacity(x.len());
+    let mut xhat = Vec::with_capacity(x.len());
+    let mut rstd = Vec::with_capacity(rows);
     let n = d as f32;
-    for (row, ((x, y), xh)) in x
-        .chunks_exact(d)
-        .zip(y.chunks_exact_mut(d))
-        .zip(xhat.chunks_exact_mut(d))
-        .enumerate()
-    {
+    for x in x.chunks_exact(d) {
         let mean = sum(x) / n;
         let var = reduce2(x, x, |v, _| (v - mean) * (v - mean)) / n;
         let r = 1.0 / (var + eps as f32).sqrt();
-        rstd[row] = r;
-        for j in 0..d {
-            xh[j] = (x[j] - mean) * r;
-            y[j] = xh[j] * gamma[j] + beta[j];
-        }
+        rstd.push(r);
+        let at = xhat.len();
+        xhat.extend(x.iter().map(|&v| (v - mean) * r));
+        let rows = xhat[at..].iter().zip(gamma).zip(beta);
+        y.extend(rows.map(|((&h, &g), &b)| h * g + b));
     }
     (y, xhat, rstd)
 }
@@ -607,59 +625,73 @@ fn shape(p: &Prim) -> Vec<usize> {
     array(p).shape().to_vec()
 }
 
-/// `dx = dy Wᵀ` for the incoming `dy` (`m × n`), `W`: `k × n`, shaped as
-/// the input (`x_shape`, `m` rows of `k`).
-fn linear_dx(w: &Prim, dy: &[f32], x_shape: &[usize]) -> Prim {
-    let (k, n) = dims(w);
-    let m = dy.len() / n.max(1);
-    let wv = host(w);
-    let mut dx = vec![0f32; m * k];
-    gemm(&mut dx, k, mat(dy, m, n), mat(&wv, k, n).transpose(), false);
-    from_shape(dx, x_shape)
+/// The gradient of `t` so far, taken out of `grads` to be added to in
+/// place, when there is one of `len` elements.
+fn take_gradient(grads: &mut Gradients, t: &Tracked, len: usize) -> Option<Prim> {
+    let g = grads.remove::<Inner>(t)?;
+    if array(&g).len() == len {
+        return Some(g);
+    }
+    grads.register::<Inner>(t.node.id, g);
+    None
 }
 
-/// `dW = xᵀ dy` added to the weight's gradient so far (`acc`, taken out of
-/// the gradients: a weight used at every step of a recurrence gets one
-/// product per step, accumulated in place instead of a fresh matrix and
-/// an addition each time).
-fn linear_dw(x: &Prim, dy: &[f32], acc: Option<Prim>, (k, n): (usize, usize)) -> Prim {
-    let (m, _) = rows_cols(x);
-    let xv = host(x);
-    let (xt, dy) = (mat(&xv, m, k).transpose(), mat(dy, m, n));
+/// `a b` (`m × n`, row-major) added to `acc`, a gradient so far, in place
+/// when its buffer is this gradient's alone; without `acc`, a new tensor
+/// of `shape`. A tensor used several times (a weight at every step of a
+/// recurrence, a sequence projected to queries, keys and values) so gets
+/// one product per use added into one buffer, instead of a fresh tensor
+/// and an addition each time.
+fn add_product(
+    acc: Option<Prim>,
+    a: faer::MatRef<'_, f32>,
+    b: faer::MatRef<'_, f32>,
+    shape: &[usize],
+) -> Prim {
+    let n = b.ncols();
     if let Some(NdArrayTensor::F32(mut storage)) = acc {
         if let Some(values) = storage.ensure_owned().as_slice_mut() {
-            gemm(values, n, xt, dy, true);
+            gemm(values, n, a, b, true);
             return NdArrayTensor::F32(storage);
         }
-        let mut dw = host(&NdArrayTensor::F32(storage)).into_owned();
-        gemm(&mut dw, n, xt, dy, true);
-        return from_vec(dw, [k, n]);
+        let mut values = host(&NdArrayTensor::F32(storage)).into_owned();
+        gemm(&mut values, n, a, b, true);
+        return from_shape(values, shape);
     }
-    let mut dw = vec![0f32; k * n];
-    gemm(&mut dw, n, xt, dy, false);
-    from_vec(dw, [k, n])
+    let mut values = vec![0f32; a.nrows() * n];
+    gemm(&mut values, n, a, b, false);
+    from_shape(values, shape)
 }
 
-/// `(dx, dW)` of a linear node for the incoming `dy`, each when its parent
-/// is tracked (`want`); `dW` accumulates into the weight's gradient so far.
+/// `(dx, dW)` of a linear node for the incoming `dy` (`m × n`), each when
+/// its parent is tracked (`want`): `dx = dy Wᵀ` shaped as `x`, `dW = xᵀ
+/// dy`, each added into its tensor's gradient so far ([`add_product`]).
 fn input_and_weight_grads(
-    x: &Prim,
+    x: &Tracked,
     w: &Tracked,
     dy: &[f32],
     grads: &mut Gradients,
     want: [bool; 2],
 ) -> (Option<Prim>, Option<Prim>) {
-    let dx = want[0].then(|| linear_dx(&w.primitive, dy, &shape(x)));
+    let (k, n) = dims(&w.primitive);
+    let m = dy.len() / n.max(1);
+    let dy = mat(dy, m, n);
+    let dx = want[0].then(|| {
+        let acc = take_gradient(grads, x, m * k);
+        let wv = host(&w.primitive);
+        add_product(acc, dy, mat(&wv, k, n).transpose(), &shape(&x.primitive))
+    });
     let dw = want[1].then(|| {
-        let acc = grads.remove::<Inner>(w);
-        linear_dw(x, dy, acc, dims(&w.primitive))
+        let acc = take_gradient(grads, w, k * n);
+        let xv = host(&x.primitive);
+        add_product(acc, mat(&xv, m, k).transpose(), dy, &[k, n])
     });
     (dx, dw)
 }
 
 impl Backward<Inner, 3> for LinearBias {
-    /// The input, and the weight with its autodiff node.
-    type State = (Prim, Tracked);
+    /// The input and the weight, with their autodiff nodes.
+    type State = (Tracked, Tracked);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
@@ -683,8 +715,8 @@ impl Backward<Inner, 3> for LinearBias {
 }
 
 impl Backward<Inner, 2> for LinearNoBias {
-    /// The input, and the weight with its autodiff node.
-    type State = (Prim, Tracked);
+    /// The input and the weight, with their autodiff nodes.
+    type State = (Tracked, Tracked);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
@@ -745,7 +777,7 @@ pub fn affine<B: Backend, const D: usize>(
             {
                 OpsKind::Tracked(prep) => {
                     let y = linear_forward(&x.primitive, &w.primitive, Some(&b.primitive));
-                    prep.finish((x.primitive, w), y)
+                    prep.finish((x, w), y)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(linear_forward(
                     &x.primitive,
@@ -761,7 +793,7 @@ pub fn affine<B: Backend, const D: usize>(
         {
             OpsKind::Tracked(prep) => {
                 let y = linear_forward(&x.primitive, &w.primitive, None);
-                prep.finish((x.primitive, w), y)
+                prep.finish((x, w), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(linear_forward(&x.primitive, &w.primitive, None))
@@ -1002,22 +1034,17 @@ impl Backward<Inner, 1> for DropoutNode {
     }
 }
 
-/// `out = x ∘ M · s` elementwise for keep flags `M` and their scale `s`.
-#[inline(always)]
-fn apply_keep(x: &[f32], flags: &[u8], scale: f32, out: &mut [f32]) {
-    for ((y, &x), &k) in out.iter_mut().zip(x).zip(flags) {
-        *y = x * f32::from(k) * scale;
-    }
-}
-
-/// [`apply_keep`] into a new buffer.
+/// `x ∘ M · s` elementwise for keep flags `M` and their scale `s`.
 fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
     vectorised(
         #[inline(always)]
-        || apply_keep(x, flags, scale, &mut y),
-    );
-    y
+        || {
+            x.iter()
+                .zip(flags)
+                .map(|(&x, &k)| x * f32::from(k) * scale)
+                .collect()
+        },
+    )
 }
 
 /// Dropout at rate `p` with the keep flags of `seed` as one node on the
@@ -1075,7 +1102,7 @@ mod tests {
             let run = |node: bool| {
                 let input = x.clone().swap_dims(1, 2);
                 let y = match (node, f) {
-                    (true, _) => super::activation(&input, f).unwrap(),
+                    (true, _) => super::activation(&input, f, None).unwrap(),
                     (false, Activation::Tanh) => act::tanh(input),
                     (false, Activation::Sigmoid) => act::sigmoid(input),
                     (false, Activation::Relu) => act::relu(input),
@@ -1090,12 +1117,43 @@ mod tests {
                 assert!(d < 1e-6, "{f:?} {what}: {d}");
             }
             let nan = Tensor::<Cpu, 2>::from_floats([[f32::NAN, 1.0]], &device);
-            let y = super::activation(&nan, f)
+            let y = super::activation(&nan, f, None)
                 .unwrap()
                 .into_data()
                 .to_vec::<f32>()
                 .unwrap();
             assert!(y[0].is_nan(), "{f:?} of NaN: {}", y[0]);
+        }
+    }
+
+    /// The activation node with dropout gives the bits of the activation
+    /// node followed by the dropout node for the same backend seed: values
+    /// and gradients.
+    #[test]
+    fn activation_with_dropout_equals_the_two_nodes() {
+        use super::Activation;
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let dropout = DropoutConfig::new(0.3).init();
+        let x = Tensor::<Cpu, 3>::random([4, 7, 33], Distribution::Normal(0.0, 2.0), &device)
+            .require_grad();
+        let w = Tensor::<Cpu, 3>::random([4, 7, 33], Distribution::Normal(0.0, 1.0), &device);
+        for f in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
+            let run = |fused: bool| {
+                <Cpu as Backend>::seed(&device, 5);
+                let y = if fused {
+                    crate::tensor::activation_dropout(&dropout, f, x.clone())
+                } else {
+                    let y = super::activation(&x, f, None).unwrap();
+                    crate::tensor::dropout(&dropout, y)
+                };
+                let grads = (y.clone() * w.clone()).sum().backward();
+                let g = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
+                (crate::tensor::to_f32_vec(y), crate::tensor::to_f32_vec(g))
+            };
+            let (fused, apart) = (run(true), run(false));
+            assert!(fused.0.iter().any(|&v| v == 0.0), "{f:?}: nothing dropped");
+            assert_eq!(fused, apart, "{f:?}");
         }
     }
 
@@ -1386,11 +1444,10 @@ mod math_tests {
         );
         assert_eq!(baseline, wide, "layer norm");
         for f in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
-            let (mut a, mut b) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-            f.forward(&x, &mut a);
-            vectorised(
+            let a = f.forward(&x);
+            let b = vectorised(
                 #[inline(always)]
-                || f.forward(&x, &mut b),
+                || f.forward(&x),
             );
             assert_eq!(a, b, "{f:?}");
         }

@@ -197,6 +197,29 @@ pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tens
     }
 }
 
+/// `d(f(x))` for an activation `f`: on the CPU training backend one node
+/// (the keep flags and values of [`dropout`] after `f`'s node; the
+/// backward pass one loop instead of two), elsewhere the two.
+pub fn activation_dropout<B: Backend, const D: usize>(
+    d: &Dropout,
+    f: cpu::Activation,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let device = x.device();
+    if d.prob > 0.0 && B::ad_enabled(&device) && cpu::on_cpu(&[&x]) {
+        let seed = dropout_seed::<B>(&device);
+        if let Some(y) = cpu::activation(&x, f, Some((d.prob, seed))) {
+            return y;
+        }
+    }
+    let y = match f {
+        cpu::Activation::Tanh => tanh(x),
+        cpu::Activation::Sigmoid => sigmoid(x),
+        cpu::Activation::Relu => relu(x),
+    };
+    dropout(d, y)
+}
+
 /// Epsilon of every LayerNorm of the models: burn's default, set
 /// explicitly ([`layer_norm_config`]) because burn-nn keeps a LayerNorm's
 /// epsilon private while [`layer_norm`]'s CPU node and the seed-fused
@@ -239,7 +262,7 @@ pub(crate) fn dropout_seed<B: Backend>(device: &B::Device) -> u64 {
 /// `e^{−2x}` finite so the backward pass never forms `0 · ∞`; `tanh(±40)`
 /// is `±1` in `f32`.
 pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if let Some(y) = cpu::activation(&x, cpu::Activation::Tanh) {
+    if let Some(y) = cpu::activation(&x, cpu::Activation::Tanh, None) {
         y
     } else if exp_formulation::<B>(&x.device()) {
         ((x.clamp(-40.0, 40.0) * -2.0).exp() + 1.0).recip() * 2.0 - 1.0
@@ -250,7 +273,7 @@ pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 /// `max(x, 0)`: burn's, or on the CPU training backend one node.
 pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    match cpu::activation(&x, cpu::Activation::Relu) {
+    match cpu::activation(&x, cpu::Activation::Relu, None) {
         Some(y) => y,
         None => burn::tensor::activation::relu(x),
     }
@@ -259,7 +282,7 @@ pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// `σ(x)`; on the CPU as `1 / (1 + e^{−x})` (see [`tanh`]; the clamp at
 /// ±80 keeps `e^{−x}` finite and changes nothing above `f32` precision).
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if let Some(y) = cpu::activation(&x, cpu::Activation::Sigmoid) {
+    if let Some(y) = cpu::activation(&x, cpu::Activation::Sigmoid, None) {
         y
     } else if exp_formulation::<B>(&x.device()) {
         (x.clamp(-80.0, 80.0).neg().exp() + 1.0).recip()

@@ -12,6 +12,7 @@ use burn::tensor::activation::softmax;
 
 use crate::tensor;
 use crate::tensor::attention::{self, KeyValue};
+use crate::tensor::cpu::Activation;
 
 /// Architecture settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +99,7 @@ impl<B: Backend> Projector<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let y = tensor::linear_nd(&self.linear, tensor::layer_norm(&self.norm, x));
-        tensor::dropout(&self.dropout, tensor::tanh(y))
+        tensor::activation_dropout(&self.dropout, Activation::Tanh, y)
     }
 }
 
@@ -153,8 +154,11 @@ impl<B: Backend> Ffn<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = tensor::relu(tensor::linear_nd(&self.l1, x));
-        tensor::linear_nd(&self.l2, tensor::dropout(&self.dropout, h))
+        let h = tensor::linear_nd(&self.l1, x);
+        tensor::linear_nd(
+            &self.l2,
+            tensor::activation_dropout(&self.dropout, Activation::Relu, h),
+        )
     }
 }
 
