@@ -395,10 +395,9 @@ pub fn activation<B: Backend, const D: usize>(
         #[inline(always)]
         || f.forward(&v),
     );
-    let y = match &kept {
-        None => None,
-        Some((flags, scale)) => Some(from_shape(masked(&fx, flags, *scale), &shape)),
-    };
+    let y = kept
+        .as_ref()
+        .map(|(flags, scale)| from_shape(masked(&fx, flags, *scale), &shape));
     let fx = from_shape(fx, &shape);
     let out = match Activate(f)
         .prepare::<NoCheckpointing>([x.node.clone()])
