@@ -29,15 +29,16 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::prelude::*;
 
 use crate::tensor::cpu::{
-    self, Cpu, Inner, Prim, cast, from_vec as device_tensor, host, on_cpu, parts, sigmoid, tanh,
-    tensor,
+    self, Cpu, Inner, Prim, cast, from_vec as device_tensor, host, lanewise, on_cpu, parts,
+    sigmoid, tanh, tensor,
 };
 
 // ---- The arithmetic, on row-major host buffers ----------------------------
 
-// Each row kernel takes its blocks as separate slices of one length: as
-// function arguments they cannot alias, so the loops vectorise with no
-// run-time checks (they did not when written over the chunk iterators).
+// Each row kernel takes its blocks as separate slices of one length and
+// computes them element by element through `cpu::lanewise`, which
+// vectorises whatever the slices' aliasing; the loops over the rows run
+// under `cpu::vectorised`.
 
 /// The four gate blocks of an LSTM row `[i | f | g | o]`.
 fn quarters(row: &[f32], h: usize) -> [&[f32]; 4] {
@@ -69,9 +70,9 @@ fn thirds_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 3] {
 
 #[inline(always)]
 fn cell_row(out: &mut [f32], c: &[f32], gi: &[f32], gf: &[f32], gg: &[f32]) {
-    for ((((o, &c), &i), &f), &g) in out.iter_mut().zip(c).zip(gi).zip(gf).zip(gg) {
-        *o = sigmoid(f) * c + sigmoid(i) * tanh(g);
-    }
+    lanewise([c, gi, gf, gg], [out], |[c, i, f, g]| {
+        [sigmoid(f) * c + sigmoid(i) * tanh(g)]
+    });
 }
 
 #[inline(always)]
@@ -85,49 +86,46 @@ fn cell_row_bwd(
     c: &[f32],
     dout: &[f32],
 ) {
-    let n = dc.len();
-    let (dgi, dgf, dgg) = (&mut dgi[..n], &mut dgf[..n], &mut dgg[..n]);
-    let (gi, gf, gg, c, dout) = (&gi[..n], &gf[..n], &gg[..n], &c[..n], &dout[..n]);
-    for k in 0..n {
-        let (i, f, cand) = (sigmoid(gi[k]), sigmoid(gf[k]), tanh(gg[k]));
-        let d = dout[k];
-        dgi[k] = d * cand * i * (1.0 - i);
-        dgf[k] = d * c[k] * f * (1.0 - f);
-        dgg[k] = d * i * (1.0 - cand * cand);
-        dc[k] = d * f;
-    }
+    lanewise(
+        [gi, gf, gg, c, dout],
+        [dc, dgi, dgf, dgg],
+        |[gi, gf, gg, c, d]| {
+            let (i, f, cand) = (sigmoid(gi), sigmoid(gf), tanh(gg));
+            [
+                d * f,
+                d * cand * i * (1.0 - i),
+                d * c * f * (1.0 - f),
+                d * i * (1.0 - cand * cand),
+            ]
+        },
+    );
 }
 
 #[inline(always)]
 fn hidden_row(out: &mut [f32], c: &[f32], go: &[f32]) {
-    for ((o, &c), &g) in out.iter_mut().zip(c).zip(go) {
-        *o = sigmoid(g) * tanh(c);
-    }
+    lanewise([c, go], [out], |[c, g]| [sigmoid(g) * tanh(c)]);
 }
 
 #[inline(always)]
 fn hidden_row_bwd(dgo: &mut [f32], dc: &mut [f32], go: &[f32], c: &[f32], dout: &[f32]) {
-    let n = dc.len();
-    let (dgo, go, c, dout) = (&mut dgo[..n], &go[..n], &c[..n], &dout[..n]);
-    for k in 0..n {
-        let (o, t) = (sigmoid(go[k]), tanh(c[k]));
-        let d = dout[k];
-        dgo[k] = d * t * o * (1.0 - o);
-        dc[k] = d * o * (1.0 - t * t);
-    }
+    lanewise([go, c, dout], [dc, dgo], |[g, c, d]| {
+        let (o, t) = (sigmoid(g), tanh(c));
+        [d * o * (1.0 - t * t), d * t * o * (1.0 - o)]
+    });
 }
 
 #[inline(always)]
 fn gru_row(out: &mut [f32], p: &[f32], [xr, xz, xn]: [&[f32]; 3], [hr, hz, hn]: [&[f32]; 3]) {
-    let n = out.len();
-    let (p, xr, xz, xn) = (&p[..n], &xr[..n], &xz[..n], &xn[..n]);
-    let (hr, hz, hn) = (&hr[..n], &hz[..n], &hn[..n]);
-    for k in 0..n {
-        let r = sigmoid(xr[k] + hr[k]);
-        let z = sigmoid(xz[k] + hz[k]);
-        let c = tanh(xn[k] + r * hn[k]);
-        out[k] = c + z * (p[k] - c);
-    }
+    lanewise(
+        [p, xr, xz, xn, hr, hz, hn],
+        [out],
+        |[p, xr, xz, xn, hr, hz, hn]| {
+            let r = sigmoid(xr + hr);
+            let z = sigmoid(xz + hz);
+            let c = tanh(xn + r * hn);
+            [c + z * (p - c)]
+        },
+    );
 }
 
 #[inline(always)]
@@ -140,27 +138,19 @@ fn gru_row_bwd(
     p: &[f32],
     dout: &[f32],
 ) {
-    let n = dp.len();
-    let (dxr, dxz, dxn) = (&mut dxr[..n], &mut dxz[..n], &mut dxn[..n]);
-    let (dhr, dhz, dhn) = (&mut dhr[..n], &mut dhz[..n], &mut dhn[..n]);
-    let (xr, xz, xn, hr, hz, hn) = (&xr[..n], &xz[..n], &xn[..n], &hr[..n], &hz[..n], &hn[..n]);
-    let (p, dout) = (&p[..n], &dout[..n]);
-    for k in 0..n {
-        let r = sigmoid(xr[k] + hr[k]);
-        let z = sigmoid(xz[k] + hz[k]);
-        let c = tanh(xn[k] + r * hn[k]);
-        let d = dout[k];
-        let dc = d * (1.0 - z) * (1.0 - c * c);
-        let dz = d * (p[k] - c) * z * (1.0 - z);
-        let dr = dc * hn[k] * r * (1.0 - r);
-        dxr[k] = dr;
-        dhr[k] = dr;
-        dxz[k] = dz;
-        dhz[k] = dz;
-        dxn[k] = dc;
-        dhn[k] = dc * r;
-        dp[k] = d * z;
-    }
+    lanewise(
+        [xr, xz, xn, hr, hz, hn, p, dout],
+        [dp, dxr, dhr, dxz, dhz, dxn, dhn],
+        |[xr, xz, xn, hr, hz, hn, p, d]| {
+            let r = sigmoid(xr + hr);
+            let z = sigmoid(xz + hz);
+            let c = tanh(xn + r * hn);
+            let dc = d * (1.0 - z) * (1.0 - c * c);
+            let dz = d * (p - c) * z * (1.0 - z);
+            let dr = dc * hn * r * (1.0 - r);
+            [d * z, dr, dr, dz, dz, dc, dc * r]
+        },
+    );
 }
 
 /// `out` (`[b, h]`) row by row from the gates `g` (`[b, 4h]`) and a state

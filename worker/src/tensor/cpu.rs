@@ -175,6 +175,45 @@ fn lanes(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc[0]
 }
 
+/// `f` element by element: input `i` of element `k` is `ins[i][k]` and
+/// output `o` goes to `outs[o][k]`, for as many elements as `outs[0]`
+/// holds (every slice at least as long). [`LANES`] elements at a time
+/// through local arrays, every load of a block before its stores, so the
+/// blocks vectorise even where the compiler cannot tell the slices apart
+/// (the gate blocks of one LSTM row); written over the slices, the LSTM's
+/// backward kernels stayed scalar once inlined.
+#[inline(always)]
+pub fn lanewise<const I: usize, const O: usize>(
+    ins: [&[f32]; I],
+    mut outs: [&mut [f32]; O],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    let n = outs.first().map_or(0, |o| o.len());
+    let full = n / LANES * LANES;
+    for k in (0..full).step_by(LANES) {
+        let mut x = [[0f32; LANES]; I];
+        for (x, s) in x.iter_mut().zip(&ins) {
+            x.copy_from_slice(&s[k..k + LANES]);
+        }
+        let mut y = [[0f32; LANES]; O];
+        for l in 0..LANES {
+            let r = f(std::array::from_fn(|i| x[i][l]));
+            for (y, r) in y.iter_mut().zip(r) {
+                y[l] = r;
+            }
+        }
+        for (s, y) in outs.iter_mut().zip(&y) {
+            s[k..k + LANES].copy_from_slice(y);
+        }
+    }
+    for k in full..n {
+        let r = f(std::array::from_fn(|i| ins[i][k]));
+        for (s, r) in outs.iter_mut().zip(r) {
+            s[k] = r;
+        }
+    }
+}
+
 /// `Σ f(x_i, y_i)` over two equally long rows, in [`LANES`] partial sums.
 /// (Rows as arrays of [`LANES`]: with the length known, every loop below
 /// vectorises; over `chunks_exact` slices some did not.)
