@@ -184,6 +184,21 @@ mod cpu_node {
         dropper: Option<Dropper>,
     }
 
+    impl Setting {
+        /// A buffer for one head's weights when there is dropout (empty
+        /// without).
+        fn per_head_dropout(&self) -> Vec<f32> {
+            vec![
+                0f32;
+                if self.dropper.is_some() {
+                    self.dims.block()
+                } else {
+                    0
+                }
+            ]
+        }
+    }
+
     /// What the forward pass leaves for the backward pass: per row of
     /// every head (`[n, h, lq]`), the maximum of the masked scores and the
     /// reciprocal of the sum of their exponentials.
@@ -268,14 +283,7 @@ mod cpu_node {
         let mut inv_sum = vec![0f32; n * heads * lq];
         let mut s = vec![0f32; dims.block()];
         // Dropout's multipliers of one head (the keep flags times their scale).
-        let mut keep = vec![
-            0f32;
-            if set.dropper.is_some() {
-                dims.block()
-            } else {
-                0
-            }
-        ];
+        let mut keep = set.per_head_dropout();
         for b in 0..n {
             for h in 0..heads {
                 let part = b * heads + h;
@@ -348,24 +356,10 @@ mod cpu_node {
         let mut dv = vec![0f32; v.len()];
         // `P`, the dropped weights `D`, and `dD` turned into `dS`.
         let mut p = vec![0f32; dims.block()];
-        let mut dropped = vec![
-            0f32;
-            if set.dropper.is_some() {
-                dims.block()
-            } else {
-                0
-            }
-        ];
+        let mut dropped = set.per_head_dropout();
         let mut ds = vec![0f32; dims.block()];
         // Dropout's multipliers of one head (the keep flags times their scale).
-        let mut keep = vec![
-            0f32;
-            if set.dropper.is_some() {
-                dims.block()
-            } else {
-                0
-            }
-        ];
+        let mut keep = set.per_head_dropout();
         for b in 0..n {
             let pad = (!set.pad.is_empty()).then(|| &set.pad[b * lk..(b + 1) * lk]);
             for h in 0..heads {
