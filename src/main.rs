@@ -8,15 +8,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 3; the test below reads its default through it).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// How long mimalloc keeps freed memory before returning it to the OS, in
-/// milliseconds. A training step frees its activations and gradients and
-/// the next step, seconds later, allocates them again; with mimalloc's
-/// 1 s each CPU step faulted them back in and had the kernel clear every
-/// page (about 8 % of an FD-CMDIE epoch, 380 000 page faults in two
-/// epochs of the 128-sample bench file; 16 000 with 10 s). Memory still
-/// goes back to the OS 10 s after a trial ends. `MIMALLOC_PURGE_DELAY` in
-/// the environment wins.
-const KEEP_FREED_MS: std::ffi::c_long = 10_000;
+/// mimalloc's purge delay, in milliseconds. mimalloc does not return a
+/// block to the OS that long after *it* was freed: the first free of a
+/// cycle arms a timer, and when it fires everything free at that moment is
+/// purged, however recently it was freed. A training step frees its
+/// activations and gradients and the next step allocates them again, so
+/// each purge costs the next step a page fault and a cleared page (a
+/// transparent huge page of 2 MiB where the kernel grants them) for all of
+/// that memory. With mimalloc's 1 s that was about 8 % of an FD-CMDIE epoch
+/// (380 000 page faults in two epochs of the 128-sample bench file); with
+/// 10 s still 44 000 faults and 10 % of a full-size epoch on a machine with
+/// transparent huge pages; with 60 s 1 300, as with purging off. A worker's
+/// memory still goes back to the OS within about a minute of a trial's
+/// end. `MIMALLOC_PURGE_DELAY` in the environment wins.
+const KEEP_FREED_MS: std::ffi::c_long = 60_000;
 
 fn main() -> std::process::ExitCode {
     keep_freed_memory();

@@ -368,10 +368,7 @@ mod cpu_node {
                 scores(&mut p, q, k, set, b, h);
                 let stats = (part * lq..(part + 1) * lq).zip(p.chunks_exact_mut(lk));
                 for (r, row) in stats {
-                    let (m, inv) = (saved.max[r], saved.inv_sum[r]);
-                    for s in row.iter_mut() {
-                        *s = cpu::exp(*s - m) * inv;
-                    }
+                    cpu::exp_scaled(row, saved.max[r], saved.inv_sum[r]);
                 }
                 let weights = match &set.dropper {
                     None => &p[..],

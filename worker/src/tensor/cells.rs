@@ -541,8 +541,8 @@ impl Backward<Inner, 3> for LstmSequence {
             }
             for (i, row) in dg.chunks_exact(g4).enumerate() {
                 dxg[(i * steps + t) * g4..(i * steps + t + 1) * g4].copy_from_slice(row);
-                dbh.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
             }
+            crate::tensor::cpu::add_rows(&mut dbh, &dg);
             if t > 0 {
                 let h_prev = &saved.hidden[t * b * h..(t + 1) * b * h];
                 // dW_h += h_{t−1}ᵀ dG; dh_{t−1} = dG W_hᵀ.

@@ -257,11 +257,45 @@ pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
             acc[l] += c[l];
         }
     }
-    for (l, v) in rest.iter_mut().enumerate() {
-        *v = exp(*v - shift);
+    padded_tail(rest, shift, |v| exp(v - shift));
+    for (l, v) in rest.iter().enumerate() {
         acc[l] += *v;
     }
     lanes(acc, |a, b| a + b)
+}
+
+/// `x_i ← e^{x_i − shift} · scale` in place (one vectorised pass: the
+/// softmax weights again from the scores and the row's statistics).
+#[inline(always)]
+pub fn exp_scaled(x: &mut [f32], shift: f32, scale: f32) {
+    let (chunks, rest) = x.as_chunks_mut::<LANES>();
+    for c in chunks {
+        for v in c.iter_mut() {
+            *v = exp(*v - shift) * scale;
+        }
+    }
+    padded_tail(rest, shift, |v| exp(v - shift) * scale);
+}
+
+/// `v ← f(v)` for the tail of a row shorter than [`LANES`], through one
+/// vector of lanes padded with `pad`: left to itself the tail is a scalar
+/// loop, where each exponential is one long dependent chain (the tails of
+/// the attention's rows of 50 and 150 keys took a third of its softmax).
+/// The same arithmetic per element, so the same bits.
+#[inline(always)]
+fn padded_tail(rest: &mut [f32], pad: f32, f: impl Fn(f32) -> f32) {
+    if rest.is_empty() || rest.len() >= LANES {
+        for v in rest.iter_mut() {
+            *v = f(*v);
+        }
+        return;
+    }
+    let mut lanes = [pad; LANES];
+    lanes[..rest.len()].copy_from_slice(rest);
+    for v in lanes.iter_mut() {
+        *v = f(*v);
+    }
+    rest.copy_from_slice(&lanes[..rest.len()]);
 }
 
 /// `g ← g ∘ m` in place for dropout's multipliers `m` (the keep flags
@@ -464,28 +498,61 @@ struct LayerNormNode;
 impl Backward<Inner, 3> for LayerNormNode {
     /// The normalised input `x̂` (`[rows, d]` row-major), `1 / sqrt(σ² + ε)`
     /// per row, `γ`, and the input's shape.
-    type State = (std::sync::Arc<(Vec<f32>, Vec<f32>)>, Prim, Vec<usize>);
+    type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (saved, gamma, shape) = ops.state;
-        let (xhat, rstd) = &*saved;
         let [px, pg, pb] = ops.parents;
         let dy = grads.consume::<Inner>(&ops.node);
-        let dy = host(&dy);
-        let gamma = host(&gamma);
-        let want_dx = px.is_some();
-        let (dx, dgamma, dbeta) = vectorised(
-            #[inline(always)]
-            || layer_norm_backward(&dy, xhat, rstd, &gamma, want_dx),
-        );
-        let vector = |v: Vec<f32>| {
-            NdArrayTensor::from(ndarray::Array1::from_vec(v).into_shared().into_dyn())
-        };
-        let dx = px.is_some().then(|| from_shape(dx, &shape));
+        let [dx, dgamma, dbeta] = norm_gradients(&ops.state, &dy, px.is_some());
         register!(grads, px, dx);
-        register!(grads, pg, Some(vector(dgamma)));
-        register!(grads, pb, Some(vector(dbeta)));
+        register!(grads, pg, dgamma);
+        register!(grads, pb, dbeta);
     }
+}
+
+/// `LayerNorm(a + b)` for a residual connection: one node, the sum never
+/// stored, and both addends given the input's gradient.
+#[derive(Debug)]
+struct AddLayerNormNode;
+
+impl Backward<Inner, 4> for AddLayerNormNode {
+    /// As [`LayerNormNode`]'s, for the input `a + b`.
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pa, pb, pg, pbeta] = ops.parents;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let want_dx = pa.is_some() || pb.is_some();
+        let [dx, dgamma, dbeta] = norm_gradients(&ops.state, &dy, want_dx);
+        // One buffer for both (burn's tensors share it until written).
+        register!(grads, pa, dx.clone());
+        register!(grads, pb, dx);
+        register!(grads, pg, dgamma);
+        register!(grads, pbeta, dbeta);
+    }
+}
+
+/// What a LayerNorm node keeps: `x̂` and `1 / sqrt(σ² + ε)` per row, `γ`,
+/// and the input's shape.
+type NormState = (std::sync::Arc<(Vec<f32>, Vec<f32>)>, Prim, Vec<usize>);
+
+/// `[dx, dγ, dβ]` of a LayerNorm node for the incoming `dy` (`dx` only
+/// when `want_dx`).
+fn norm_gradients(state: &NormState, dy: &Prim, want_dx: bool) -> [Option<Prim>; 3] {
+    let (saved, gamma, shape) = state;
+    let (xhat, rstd) = &**saved;
+    let (dy, gamma) = (host(dy), host(gamma));
+    let (dx, dgamma, dbeta) = vectorised(
+        #[inline(always)]
+        || layer_norm_backward(&dy, xhat, rstd, &gamma, want_dx),
+    );
+    let vector =
+        |v: Vec<f32>| NdArrayTensor::from(ndarray::Array1::from_vec(v).into_shared().into_dyn());
+    [
+        want_dx.then(|| from_shape(dx, shape)),
+        Some(vector(dgamma)),
+        Some(vector(dbeta)),
+    ]
 }
 
 /// [`LayerNormNode`]'s backward for the incoming `dy`: `(dx, dγ, dβ)`,
@@ -533,6 +600,7 @@ fn layer_norm_backward(
 #[inline(always)]
 fn layer_norm_forward(
     x: &[f32],
+    residual: Option<&[f32]>,
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
@@ -544,7 +612,18 @@ fn layer_norm_forward(
     let mut xhat = Vec::with_capacity(x.len());
     let mut rstd = Vec::with_capacity(rows);
     let n = d as f32;
-    for x in x.chunks_exact(d) {
+    // The row of `x + residual`, when there is a residual.
+    let mut summed = vec![0f32; if residual.is_some() { d } else { 0 }];
+    for (i, x) in x.chunks_exact(d).enumerate() {
+        let x: &[f32] = match residual {
+            Some(r) => {
+                for ((s, &a), &b) in summed.iter_mut().zip(x).zip(&r[i * d..(i + 1) * d]) {
+                    *s = a + b;
+                }
+                &summed
+            }
+            None => x,
+        };
         let mean = sum(x) / n;
         let var = reduce2(x, x, |v, _| (v - mean) * (v - mean)) / n;
         let r = 1.0 / (var + eps as f32).sqrt();
@@ -565,7 +644,31 @@ pub fn layer_norm<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     eps: f64,
 ) -> Option<Tensor<B, D>> {
-    if !on_cpu(&[x]) {
+    norm(ln, x, None, eps)
+}
+
+/// `ln(a + b)` ([`layer_norm`] of a residual sum) as one node on the CPU
+/// backend: the values of the sum and the norm as two nodes, one pass
+/// and no stored sum. `None` also when `a` and `b` differ in shape.
+pub fn add_layer_norm<B: Backend, const D: usize>(
+    ln: &burn::nn::LayerNorm<B>,
+    a: &Tensor<B, D>,
+    b: &Tensor<B, D>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    if a.dims() != b.dims() {
+        return None;
+    }
+    norm(ln, a, Some(b), eps)
+}
+
+fn norm<B: Backend, const D: usize>(
+    ln: &burn::nn::LayerNorm<B>,
+    x: &Tensor<B, D>,
+    residual: Option<&Tensor<B, D>>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) || residual.is_some_and(|r| !on_cpu(&[r])) {
         return None;
     }
     let beta = ln.beta.as_ref()?;
@@ -576,36 +679,63 @@ pub fn layer_norm<B: Backend, const D: usize>(
     }
     let (gamma, beta) = (tracked(&ln.gamma.val())?, tracked(&beta.val())?);
     let x: Tracked = tracked(x)?;
+    let residual: Option<Tracked> = match residual {
+        Some(r) => Some(tracked(r)?),
+        None => None,
+    };
     let shape = array(&x.primitive).shape().to_vec();
-    let run = |x: &Prim| {
-        let (x, gamma, beta) = (host(x), host(&gamma.primitive), host(&beta.primitive));
+    let run = || {
+        let (x, gamma, beta) = (
+            host(&x.primitive),
+            host(&gamma.primitive),
+            host(&beta.primitive),
+        );
+        let r = residual.as_ref().map(|r| host(&r.primitive));
+        let r = r.as_deref();
         vectorised(
             #[inline(always)]
-            || layer_norm_forward(&x, &gamma, &beta, eps),
+            || layer_norm_forward(&x, r, &gamma, &beta, eps),
         )
     };
-    let out = match LayerNormNode
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (y, xhat, rstd) = run(&x.primitive);
-            let y = from_shape(y, &shape);
-            prep.finish(
-                (
-                    std::sync::Arc::new((xhat, rstd)),
-                    gamma.primitive.clone(),
-                    shape,
-                ),
-                y,
-            )
-        }
-        OpsKind::UnTracked(prep) => prep.finish(from_shape(run(&x.primitive).0, &shape)),
+    let state = |xhat, rstd, shape| {
+        (
+            std::sync::Arc::new((xhat, rstd)),
+            gamma.primitive.clone(),
+            shape,
+        )
     };
-    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
-        out,
-    )))
+    let out = match &residual {
+        None => match LayerNormNode
+            .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, xhat, rstd) = run();
+                let y = from_shape(y, &shape);
+                prep.finish(state(xhat, rstd, shape), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(from_shape(run().0, &shape)),
+        },
+        Some(r) => match AddLayerNormNode
+            .prepare::<NoCheckpointing>([
+                x.node.clone(),
+                r.node.clone(),
+                gamma.node.clone(),
+                beta.node.clone(),
+            ])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, xhat, rstd) = run();
+                let y = from_shape(y, &shape);
+                prep.finish(state(xhat, rstd, shape), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(from_shape(run().0, &shape)),
+        },
+    };
+    output(out)
 }
 
 // ---- Linear ---------------------------------------------------------------
@@ -638,6 +768,26 @@ pub fn gemm(
         b,
         1.0,
         faer::Par::Seq,
+    );
+}
+
+/// `sums += Σ_r rows_r` over the rows of `rows` (row-major, each as long
+/// as `sums`): a bias's gradient, row by row in order (the same sums as a
+/// plain loop), on the widest instructions this CPU has.
+pub fn add_rows(sums: &mut [f32], rows: &[f32]) {
+    let n = sums.len();
+    if n == 0 {
+        return;
+    }
+    vectorised(
+        #[inline(always)]
+        || {
+            for row in rows.chunks_exact(n) {
+                for (s, v) in sums.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+        },
     );
 }
 
@@ -741,9 +891,7 @@ impl Backward<Inner, 3> for LinearBias {
         let (dx, dw) = input_and_weight_grads(&x, &w, &dyv, grads, want);
         let db = pb.is_some().then(|| {
             let mut sums = vec![0f32; n];
-            for row in dyv.chunks_exact(n) {
-                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            }
+            add_rows(&mut sums, &dyv);
             NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
         });
         register!(grads, px, dx);
@@ -935,6 +1083,91 @@ pub fn select_rows<B: Backend>(
     cast(tensor(out))
 }
 
+/// `x[..n]` along the first axis; its gradient is added in place into the
+/// input's gradient so far.
+#[derive(Debug)]
+struct LeadingRows;
+
+impl Backward<Inner, 1> for LeadingRows {
+    /// The input, with its autodiff node, and its shape.
+    type State = (Tracked, Vec<usize>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let (x, shape) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let dyv = host(&dy);
+        let len = shape.iter().product::<usize>();
+        // The rows read get the gradient; the rest of the input's gradient
+        // so far is left as it is, not added to a zero-filled tensor.
+        let add = |acc: &mut [f32]| {
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (a, v) in acc.iter_mut().zip(dyv.iter()) {
+                        *a += v;
+                    }
+                },
+            )
+        };
+        let grad = match take_gradient(grads, &x, len) {
+            Some(NdArrayTensor::F32(mut storage)) => match storage.ensure_owned().as_slice_mut() {
+                Some(values) => {
+                    add(values);
+                    NdArrayTensor::F32(storage)
+                }
+                None => {
+                    let mut acc = host(&NdArrayTensor::F32(storage)).into_owned();
+                    add(&mut acc);
+                    from_shape(acc, &shape)
+                }
+            },
+            Some(other) => {
+                let mut acc = host(&other).into_owned();
+                add(&mut acc);
+                from_shape(acc, &shape)
+            }
+            None => {
+                let mut acc = vec![0f32; len];
+                acc[..dyv.len()].copy_from_slice(&dyv);
+                from_shape(acc, &shape)
+            }
+        };
+        grads.register::<Inner>(node.id, grad);
+    }
+}
+
+/// The first `n` entries of `x` along its first axis on the CPU backend
+/// (`n` at most its length). burn's slice would fill a zero tensor of
+/// `x`'s whole shape in the backward pass and add it to `x`'s gradient.
+pub fn leading_rows<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    n: usize,
+) -> Option<Tensor<B, D>> {
+    if !on_cpu(&[x]) || D == 0 {
+        return None;
+    }
+    let x: Tracked = tracked(x)?;
+    let full = shape(&x.primitive);
+    if n > full[0] {
+        return None;
+    }
+    let mut out_shape = full.clone();
+    out_shape[0] = n;
+    let kept = out_shape.iter().product::<usize>();
+    let y = from_shape(host(&x.primitive)[..kept].to_vec(), &out_shape);
+    let out = match LeadingRows
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((x, full), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    output(out)
+}
+
 // ---- Dropout --------------------------------------------------------------
 
 /// Dropout's keep decisions at rate `p` from one seed. An element is kept
@@ -995,31 +1228,38 @@ impl Dropper {
     fn fill_with<T: Copy>(&self, part: u64, out: &mut [T], kept: T, dropped: T) {
         // Sixteen words at a time: the mixing vectorises across them.
         const WORDS: usize = 16;
-        let (threshold, start) = (self.threshold, splitmix64(self.start, part));
-        let keep = move |z: u64, q: usize| {
-            if (z >> (16 * q)) & 0xffff < threshold {
-                kept
-            } else {
-                dropped
-            }
-        };
-        let flags = out;
-        let n = flags.len();
-        let mut blocks = flags.chunks_exact_mut(4 * WORDS);
-        for (b, block) in (&mut blocks).enumerate() {
+        let start = splitmix64(self.start, part);
+        // Thresholds run to 2¹⁶, quarters to 2¹⁶ − 1: both fit a `u32`.
+        let threshold = self.threshold as u32;
+        let n = out.len();
+        let (blocks, rest) = out.as_chunks_mut::<{ 4 * WORDS }>();
+        for (b, block) in blocks.iter_mut().enumerate() {
             let mut z = [0u64; WORDS];
             for (l, z) in z.iter_mut().enumerate() {
                 *z = splitmix64(start, (b * WORDS + l) as u64);
             }
-            for (q, quarter) in block.chunks_exact_mut(WORDS).enumerate() {
-                for (flag, &z) in quarter.iter_mut().zip(&z) {
-                    *flag = keep(z, q);
+            // LLVM unrolls the loops below and then vectorises the loop
+            // over blocks, writing with scatters (a quarter of the
+            // attention node's forward pass on AMD Zen 4); the opaque
+            // hint keeps each block a loop body of its own, vectorised
+            // across its sixteen words.
+            std::hint::black_box(&mut z);
+            let (quarters, _) = block.as_chunks_mut::<WORDS>();
+            for (q, quarter) in quarters.iter_mut().enumerate() {
+                let mut draws = [0u32; WORDS];
+                for l in 0..WORDS {
+                    draws[l] = ((z[l] >> (16 * q)) & 0xffff) as u32;
+                }
+                for l in 0..WORDS {
+                    quarter[l] = if draws[l] < threshold { kept } else { dropped };
                 }
             }
         }
         let first = (n / (4 * WORDS) * WORDS) as u64;
-        for (i, flag) in blocks.into_remainder().iter_mut().enumerate() {
-            *flag = keep(splitmix64(start, first + (i % WORDS) as u64), i / WORDS);
+        for (i, flag) in rest.iter_mut().enumerate() {
+            let z = splitmix64(start, first + (i % WORDS) as u64);
+            let draw = ((z >> (16 * (i / WORDS))) & 0xffff) as u32;
+            *flag = if draw < threshold { kept } else { dropped };
         }
     }
 }
@@ -1195,6 +1435,53 @@ mod tests {
         }
     }
 
+    /// The leading-rows node gives burn's slice and the same input
+    /// gradient, whether the input's other use reaches the backward pass
+    /// before the node or after it, and on a transposed input.
+    #[test]
+    fn leading_rows_equal_burns_slice() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let x = Tensor::<Cpu, 3>::random([5, 4, 3], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let w = Tensor::<Cpu, 3>::random([2, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let v = Tensor::<Cpu, 3>::random([5, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        for (transposed, other_first) in [(false, false), (false, true), (true, false)] {
+            let run = |node: bool| {
+                let input = if transposed {
+                    x.clone().swap_dims(1, 2).swap_dims(1, 2)
+                } else {
+                    x.clone()
+                };
+                // The other use, created before or after the rows.
+                let other = |t: Tensor<Cpu, 3>| (t * v.clone()).sum();
+                let before = other_first.then(|| other(input.clone()));
+                let rows = if node {
+                    super::leading_rows(&input, 2).unwrap()
+                } else {
+                    input.clone().narrow(0, 0, 2)
+                };
+                let mut loss = (rows.clone() * w.clone()).sum();
+                loss = match before {
+                    Some(b) => b + loss,
+                    None => loss + other(input),
+                };
+                let grads = loss.backward();
+                let g = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
+                (
+                    crate::tensor::to_f32_vec(rows),
+                    crate::tensor::to_f32_vec(g),
+                )
+            };
+            assert_eq!(
+                run(true),
+                run(false),
+                "transposed {transposed}, other first {other_first}"
+            );
+        }
+        assert!(super::leading_rows(&x, 6).is_none());
+    }
+
     /// The reductions equal plain sums and maxima on rows of every length
     /// around the lane count, and a NaN makes the maximum NaN.
     #[test]
@@ -1271,6 +1558,51 @@ mod tests {
                 assert!(d < 1e-5, "transposed={transposed} output {i}: {d}");
             }
         }
+    }
+
+    /// The residual node gives the bits of burn's sum followed by the
+    /// LayerNorm node: values and the gradients of both addends, `γ` and
+    /// `β`, with an addend that is also used elsewhere and with one input
+    /// as both addends.
+    #[test]
+    fn add_layer_norm_equals_the_sum_then_the_norm() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let mut ln = crate::tensor::layer_norm_config(20).init::<Cpu>(&device);
+        ln.gamma = burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
+            [20],
+            Distribution::Normal(1.0, 0.3),
+            &device,
+        ));
+        let shape = [3, 5, 20];
+        let a =
+            Tensor::<Cpu, 3>::random(shape, Distribution::Normal(0.5, 2.0), &device).require_grad();
+        let b =
+            Tensor::<Cpu, 3>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w = Tensor::<Cpu, 3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        for same in [false, true] {
+            let run = |fused: bool| {
+                let rhs = if same { a.clone() } else { b.clone() };
+                let y = if fused {
+                    crate::tensor::add_layer_norm(&ln, a.clone(), rhs.clone())
+                } else {
+                    crate::tensor::layer_norm(&ln, a.clone() + rhs.clone())
+                };
+                let loss = (y.clone() * w.clone()).sum() + (rhs * w.clone()).sum();
+                let grads = loss.backward();
+                let gamma = Tensor::<Cpu, 1>::from_inner(ln.gamma.val().grad(&grads).unwrap());
+                let beta = ln.beta.as_ref().unwrap().val();
+                let beta = Tensor::<Cpu, 1>::from_inner(beta.grad(&grads).unwrap());
+                let ga = Tensor::<Cpu, 3>::from_inner(a.grad(&grads).unwrap());
+                let gb = b.grad(&grads).map(Tensor::<Cpu, 3>::from_inner);
+                let v = crate::tensor::to_f32_vec::<Cpu, 3>;
+                let v1 = crate::tensor::to_f32_vec::<Cpu, 1>;
+                (v(y), v(ga), gb.map(v), v1(gamma), v1(beta))
+            };
+            assert_eq!(run(true), run(false), "one input as both addends: {same}");
+        }
+        let other = Tensor::<Cpu, 3>::zeros([3, 1, 20], &device);
+        assert!(super::add_layer_norm(&ln, &a, &other, 1e-5).is_none());
     }
 
     /// The fused linear node gives burn's `Linear` outputs and gradients,
@@ -1475,10 +1807,10 @@ mod math_tests {
         let (gamma, beta): (Vec<f32>, Vec<f32>) = (0..130)
             .map(|j| (1.0 + j as f32 / 300.0, j as f32 / 500.0 - 0.1))
             .unzip();
-        let baseline = layer_norm_forward(&x, &gamma, &beta, 1e-5);
+        let baseline = layer_norm_forward(&x, None, &gamma, &beta, 1e-5);
         let wide = vectorised(
             #[inline(always)]
-            || layer_norm_forward(&x, &gamma, &beta, 1e-5),
+            || layer_norm_forward(&x, None, &gamma, &beta, 1e-5),
         );
         assert_eq!(baseline, wide, "layer norm");
         for f in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {

@@ -182,6 +182,16 @@ pub fn select_rows<B: Backend>(x: Tensor<B, 2>, rows: &Rows<B>) -> Tensor<B, 2> 
     }
 }
 
+/// The first `n` entries of `x` along its first axis: burn's slice, or
+/// on the CPU training backend one node whose backward pass adds into the
+/// rows read only ([`cpu::leading_rows`]).
+pub fn leading_rows<B: Backend, const D: usize>(x: Tensor<B, D>, n: usize) -> Tensor<B, D> {
+    match cpu::leading_rows(&x, n) {
+        Some(y) => y,
+        None => x.narrow(0, 0, n),
+    }
+}
+
 /// `d(x)`: burn's `Dropout::forward`, or on the CPU training backend one
 /// node keeping a byte of [`cpu::keep_flags`] per element, seeded from the
 /// backend's generator (burn samples each element through its
@@ -241,6 +251,19 @@ pub fn layer_norm<B: Backend, const D: usize>(
     match cpu::layer_norm(ln, &x, LAYER_NORM_EPS) {
         Some(y) => y,
         None => ln.forward(x),
+    }
+}
+
+/// `ln(a + b)` for a residual connection: on the CPU training backend one
+/// node ([`cpu::add_layer_norm`]), elsewhere the sum and [`layer_norm`].
+pub fn add_layer_norm<B: Backend, const D: usize>(
+    ln: &burn::nn::LayerNorm<B>,
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match cpu::add_layer_norm(ln, &a, &b, LAYER_NORM_EPS) {
+        Some(y) => y,
+        None => layer_norm(ln, a + b),
     }
 }
 

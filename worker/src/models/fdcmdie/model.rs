@@ -224,6 +224,10 @@ impl<B: Backend> Dipu<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let (pad_g, pad_x) = (padding(masks.0), padding(masks.1));
         let ln = |n: &LayerNorm<B>, x: Tensor<B, 3>| tensor::layer_norm(n, x);
+        // LN(sublayer + residual) (eqs. 16–17, 19–22) as one node.
+        let add_ln = |n: &LayerNorm<B>, y: Tensor<B, 3>, residual: Tensor<B, 3>| {
+            tensor::add_layer_norm(n, y, residual)
+        };
         // (13)-(14): add position, normalise.
         let g0 = ln(&self.ln_g0, pe.forward(g));
         let x0 = ln(&self.ln_x0, pe.forward(x));
@@ -238,46 +242,52 @@ impl<B: Backend> Dipu<B> {
         let kv_x0 = attention::key_value(&self.cross_g, x0.clone());
         let kv_g0 = attention::key_value(&self.cross_x, g0.clone());
         // (16)-(17): first cross-attention.
-        let g1 = ln(
+        let g1 = add_ln(
             &self.ln_g1,
-            att(&self.cross_g, g0.clone(), &kv_x0, &pad_x) + g0,
+            att(&self.cross_g, g0.clone(), &kv_x0, &pad_x),
+            g0,
         );
-        let x1 = ln(
+        let x1 = add_ln(
             &self.ln_x1,
-            att(&self.cross_x, x0.clone(), &kv_g0, &pad_g) + x0,
+            att(&self.cross_x, x0.clone(), &kv_g0, &pad_g),
+            x0,
         );
         // (19)-(20): self-attention.
         let self_kv =
             |m: &MultiHeadAttention<B>, t: &Tensor<B, 3>| attention::key_value(m, t.clone());
-        let g2 = ln(
+        let g2 = add_ln(
             &self.ln_g2,
             att(
                 &self.self_g,
                 g1.clone(),
                 &self_kv(&self.self_g, &g1),
                 &pad_g,
-            ) + g1,
+            ),
+            g1,
         );
-        let x2 = ln(
+        let x2 = add_ln(
             &self.ln_x2,
             att(
                 &self.self_x,
                 x1.clone(),
                 &self_kv(&self.self_x, &x1),
                 &pad_x,
-            ) + x1,
+            ),
+            x1,
         );
         // (21)-(22): second cross-attention against the position-encoded inputs,
         // with the projections of the first one.
         let (g3, x3) = if self.cross2 {
             (
-                ln(
+                add_ln(
                     &self.ln_g3,
-                    att(&self.cross_g, g2.clone(), &kv_x0, &pad_x) + g2,
+                    att(&self.cross_g, g2.clone(), &kv_x0, &pad_x),
+                    g2,
                 ),
-                ln(
+                add_ln(
                     &self.ln_x3,
-                    att(&self.cross_x, x2.clone(), &kv_g0, &pad_g) + x2,
+                    att(&self.cross_x, x2.clone(), &kv_g0, &pad_g),
+                    x2,
                 ),
             )
         } else {
@@ -383,10 +393,7 @@ pub struct Decoupled<B: Backend> {
 impl<B: Backend> Decoupled<B> {
     /// The first `n` samples.
     pub fn head(&self, n: usize) -> Self {
-        let cut = |x: &Tensor<B, 3>| {
-            let [_, l, d] = x.dims();
-            x.clone().slice([0..n, 0..l, 0..d])
-        };
+        let cut = |x: &Tensor<B, 3>| tensor::leading_rows(x.clone(), n);
         let cut_mask = |m: &StepMask<B>| {
             m.as_ref().map(|m| {
                 let [_, l] = m.dims();
