@@ -697,45 +697,57 @@ fn norm<B: Backend, const D: usize>(
             || layer_norm_forward(&x, r, &gamma, &beta, eps),
         )
     };
-    let state = |xhat, rstd, shape| {
-        (
-            std::sync::Arc::new((xhat, rstd)),
-            gamma.primitive.clone(),
-            shape,
-        )
-    };
     let out = match &residual {
-        None => match LayerNormNode
-            .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (y, xhat, rstd) = run();
-                let y = from_shape(y, &shape);
-                prep.finish(state(xhat, rstd, shape), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(from_shape(run().0, &shape)),
-        },
-        Some(r) => match AddLayerNormNode
-            .prepare::<NoCheckpointing>([
+        None => finish_norm(
+            LayerNormNode
+                .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+                .compute_bound()
+                .stateful(),
+            run,
+            &gamma.primitive,
+            shape,
+        ),
+        Some(r) => {
+            let nodes = [
                 x.node.clone(),
                 r.node.clone(),
                 gamma.node.clone(),
                 beta.node.clone(),
-            ])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (y, xhat, rstd) = run();
-                let y = from_shape(y, &shape);
-                prep.finish(state(xhat, rstd, shape), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(from_shape(run().0, &shape)),
-        },
+            ];
+            finish_norm(
+                AddLayerNormNode
+                    .prepare::<NoCheckpointing>(nodes)
+                    .compute_bound()
+                    .stateful(),
+                run,
+                &gamma.primitive,
+                shape,
+            )
+        }
     };
     output(out)
+}
+
+/// A LayerNorm node's output from `run` (`(y, x̂, rstd)`), keeping what
+/// its backward pass needs when it is tracked.
+fn finish_norm<T, C, const N: usize>(
+    kind: OpsKind<T, Inner, NormState, C, N>,
+    run: impl FnOnce() -> (Vec<f32>, Vec<f32>, Vec<f32>),
+    gamma: &Prim,
+    shape: Vec<usize>,
+) -> Tracked
+where
+    T: Backward<Inner, N, State = NormState>,
+    C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy,
+{
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let (y, xhat, rstd) = run();
+            let y = from_shape(y, &shape);
+            prep.finish((std::sync::Arc::new((xhat, rstd)), gamma.clone(), shape), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(from_shape(run().0, &shape)),
+    }
 }
 
 // ---- Linear ---------------------------------------------------------------
