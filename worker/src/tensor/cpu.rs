@@ -1456,12 +1456,14 @@ mod tests {
         let device = Default::default();
         let x = Tensor::<Cpu, 3>::random([5, 4, 3], Distribution::Normal(0.0, 1.0), &device)
             .require_grad();
-        let w = Tensor::<Cpu, 3>::random([2, 4, 3], Distribution::Normal(0.0, 1.0), &device);
-        let v = Tensor::<Cpu, 3>::random([5, 4, 3], Distribution::Normal(0.0, 1.0), &device);
         for (transposed, other_first) in [(false, false), (false, true), (true, false)] {
+            // A transposed input is a strided view (`[5, 3, 4]`).
+            let dims = if transposed { [3, 4] } else { [4, 3] };
+            let w = Tensor::<Cpu, 3>::random([2, dims[0], dims[1]], Distribution::Default, &device);
+            let v = Tensor::<Cpu, 3>::random([5, dims[0], dims[1]], Distribution::Default, &device);
             let run = |node: bool| {
                 let input = if transposed {
-                    x.clone().swap_dims(1, 2).swap_dims(1, 2)
+                    x.clone().swap_dims(1, 2)
                 } else {
                     x.clone()
                 };
