@@ -1520,6 +1520,23 @@ mod tests {
         assert!(super::exp_sum(&mut x, m).is_nan());
     }
 
+    /// A LayerNorm over `width` features with non-trivial `γ` and `β` (as
+    /// after some training).
+    fn random_norm(width: usize) -> burn::nn::LayerNorm<Cpu> {
+        let device = Default::default();
+        let mut ln = crate::tensor::layer_norm_config(width).init::<Cpu>(&device);
+        let param = |mean| {
+            burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
+                [width],
+                Distribution::Normal(mean, 0.3),
+                &device,
+            ))
+        };
+        ln.gamma = param(1.0);
+        ln.beta = Some(param(0.0));
+        ln
+    }
+
     /// The LayerNorm node gives burn's `LayerNorm::forward` outputs and the
     /// gradients of the input, `γ` and `β`, for a 3-D input (non-trivial
     /// `γ`, `β` after one optimiser-like update) and a transposed one.
@@ -1527,17 +1544,7 @@ mod tests {
     fn layer_norm_node_equals_burns_layer_norm() {
         let _guard = crate::backend::training_guard();
         let device = Default::default();
-        let mut ln = crate::tensor::layer_norm_config(6).init::<Cpu>(&device);
-        ln.gamma = burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
-            [6],
-            Distribution::Normal(1.0, 0.3),
-            &device,
-        ));
-        ln.beta = Some(burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
-            [6],
-            Distribution::Normal(0.0, 0.3),
-            &device,
-        )));
+        let ln = random_norm(6);
         for transposed in [false, true] {
             let x = Tensor::<Cpu, 3>::random([2, 6, 4], Distribution::Normal(0.5, 2.0), &device)
                 .require_grad();
@@ -1582,12 +1589,7 @@ mod tests {
     fn add_layer_norm_equals_the_sum_then_the_norm() {
         let _guard = crate::backend::training_guard();
         let device = Default::default();
-        let mut ln = crate::tensor::layer_norm_config(20).init::<Cpu>(&device);
-        ln.gamma = burn::module::Param::from_tensor(Tensor::<Cpu, 1>::random(
-            [20],
-            Distribution::Normal(1.0, 0.3),
-            &device,
-        ));
+        let ln = random_norm(20);
         let shape = [3, 5, 20];
         let a =
             Tensor::<Cpu, 3>::random(shape, Distribution::Normal(0.5, 2.0), &device).require_grad();
