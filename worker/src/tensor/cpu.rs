@@ -836,6 +836,34 @@ fn take_gradient(grads: &mut Gradients, t: &Tracked, len: usize) -> Option<Prim>
     None
 }
 
+/// `add` applied to `acc`, a gradient so far (in place when its buffer is
+/// this gradient's alone), or without one to zeros of `shape`.
+fn accumulate(acc: Option<Prim>, shape: &[usize], add: impl FnOnce(&mut [f32])) -> Prim {
+    match acc {
+        Some(NdArrayTensor::F32(mut storage)) => match storage.ensure_owned().as_slice_mut() {
+            Some(values) => {
+                add(values);
+                NdArrayTensor::F32(storage)
+            }
+            None => {
+                let mut values = host(&NdArrayTensor::F32(storage)).into_owned();
+                add(&mut values);
+                from_shape(values, shape)
+            }
+        },
+        Some(other) => {
+            let mut values = host(&other).into_owned();
+            add(&mut values);
+            from_shape(values, shape)
+        }
+        None => {
+            let mut values = vec![0f32; shape.iter().product()];
+            add(&mut values);
+            from_shape(values, shape)
+        }
+    }
+}
+
 /// `a b` (`m × n`, row-major) added to `acc`, a gradient so far, in place
 /// when its buffer is this gradient's alone; without `acc`, a new tensor
 /// of `shape`. A tensor used several times (a weight at every step of a
@@ -1033,29 +1061,7 @@ impl Backward<Inner, 1> for SelectRows {
                 }
             }
         };
-        let grad = match grads.remove::<Inner>(&x) {
-            Some(NdArrayTensor::F32(mut storage)) => match storage.ensure_owned().as_slice_mut() {
-                Some(values) => {
-                    add(values);
-                    NdArrayTensor::F32(storage)
-                }
-                None => {
-                    let mut acc = host(&NdArrayTensor::F32(storage)).into_owned();
-                    add(&mut acc);
-                    from_vec(acc, [n, k])
-                }
-            },
-            Some(other) => {
-                let mut acc = host(&other).into_owned();
-                add(&mut acc);
-                from_vec(acc, [n, k])
-            }
-            None => {
-                let mut acc = vec![0f32; n * k];
-                add(&mut acc);
-                from_vec(acc, [n, k])
-            }
-        };
+        let grad = accumulate(grads.remove::<Inner>(&x), &[n, k], add);
         grads.register::<Inner>(node.id, grad);
     }
 }
@@ -1123,29 +1129,7 @@ impl Backward<Inner, 1> for LeadingRows {
                 },
             )
         };
-        let grad = match take_gradient(grads, &x, len) {
-            Some(NdArrayTensor::F32(mut storage)) => match storage.ensure_owned().as_slice_mut() {
-                Some(values) => {
-                    add(values);
-                    NdArrayTensor::F32(storage)
-                }
-                None => {
-                    let mut acc = host(&NdArrayTensor::F32(storage)).into_owned();
-                    add(&mut acc);
-                    from_shape(acc, &shape)
-                }
-            },
-            Some(other) => {
-                let mut acc = host(&other).into_owned();
-                add(&mut acc);
-                from_shape(acc, &shape)
-            }
-            None => {
-                let mut acc = vec![0f32; len];
-                acc[..dyv.len()].copy_from_slice(&dyv);
-                from_shape(acc, &shape)
-            }
-        };
+        let grad = accumulate(take_gradient(grads, &x, len), &shape, add);
         grads.register::<Inner>(node.id, grad);
     }
 }
