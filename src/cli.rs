@@ -186,6 +186,11 @@ pub struct BenchTrainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also count the matrix products of the CPU nodes: operations, time
+    /// and throughput per steady epoch (single mode, CPU backend; adds
+    /// two clock reads per product).
+    #[arg(long)]
+    pub count_products: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -30,6 +30,7 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         devices: args.devices,
         trial_epochs: args.trial_epochs,
         json: args.json,
+        count_products: args.count_products,
         exe: vec![exe.display().to_string()],
     };
     let figures = sigsweep_worker::bench::train(&bench)?;

@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use crate::backend::BackendKind;
 use crate::models;
 use crate::strategy::bench as pb;
+use crate::tensor::products::{self, Counts};
 use crate::trial::{
     DatasetRequest, LoadedDataset, Params, Split, TrialRequest, Value, load_dataset,
 };
@@ -55,6 +56,9 @@ pub struct TrainBench {
     pub trial_epochs: Option<u32>,
     /// Quiet per-epoch lines (the caller prints JSON).
     pub json: bool,
+    /// Count the CPU products' operations and time ([`ProductFigures`];
+    /// single mode, CPU backend).
+    pub count_products: bool,
     /// How to start this benchmark again in a child process (`packed`
     /// mode): the program and the arguments before `bench train`'s flags.
     pub exe: Vec<String>,
@@ -128,6 +132,54 @@ pub struct TrainFigures {
     /// Every epoch's training pass, seconds (single mode).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epoch_seconds: Vec<f64>,
+    /// The CPU products of a steady epoch (`--count-products`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub products: Option<ProductFigures>,
+}
+
+/// The matrix products of the CPU nodes in a steady epoch (mean over the
+/// epochs after the first; [`crate::tensor::products`]): what an epoch
+/// does at the machine's product throughput, and what it spends besides.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProductFigures {
+    /// Floating-point operations per epoch, 10⁹ (a multiply-add is two).
+    pub gflop_per_epoch: f64,
+    /// Seconds per epoch inside the products.
+    pub seconds_per_epoch: f64,
+    /// Their throughput, 10⁹ operations per second.
+    pub gflop_per_second: f64,
+    /// Their share of the epoch's wall time.
+    pub share_of_epoch: f64,
+    /// The attention node's products alone, 10⁹ operations per epoch.
+    pub attention_gflop_per_epoch: f64,
+    /// The attention node's products alone, seconds per epoch.
+    pub attention_seconds_per_epoch: f64,
+}
+
+impl ProductFigures {
+    /// Figures of the per-epoch `counts` over epochs of `epoch_seconds`,
+    /// the first epoch left out as in `seconds_per_epoch` (`None` without
+    /// a product).
+    fn steady(counts: &[Counts], epoch_seconds: &[f64]) -> Option<Self> {
+        let skip = usize::from(counts.len() > 1);
+        let (counts, seconds) = (&counts[skip..], &epoch_seconds[skip..]);
+        let epochs = counts.len() as f64;
+        let sum = |f: &dyn Fn(&Counts) -> f64| counts.iter().map(f).sum::<f64>() / epochs;
+        let flop = sum(&|c| c.total().flop as f64);
+        if flop == 0.0 {
+            return None;
+        }
+        let time = sum(&|c| c.total().seconds());
+        let wall = seconds.iter().sum::<f64>() / epochs;
+        Some(Self {
+            gflop_per_epoch: flop * 1e-9,
+            seconds_per_epoch: time,
+            gflop_per_second: flop * 1e-9 / time,
+            share_of_epoch: time / wall,
+            attention_gflop_per_epoch: sum(&|c| c.attention.flop as f64) * 1e-9,
+            attention_seconds_per_epoch: sum(&|c| c.attention.seconds()),
+        })
+    }
 }
 
 /// The benchmark's data: a generator (`synthetic-…`), or a file in a
@@ -227,10 +279,18 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
     let cancel = AtomicBool::new(false);
     let sampler = GpuSampler::start(backend);
     let mut times = Vec::new();
+    let mut counts = Vec::new();
+    if args.count_products {
+        products::start();
+    }
     for epoch in 1..=args.epochs {
         let start = Instant::now();
+        let before = products::current();
         let loss = workload.train_epoch(epoch, &cancel)?;
         let s = start.elapsed().as_secs_f64();
+        if let (Some(before), Some(after)) = (before, products::current()) {
+            counts.push(after.since(&before));
+        }
         if !args.json {
             eprintln!(
                 "epoch {epoch}: {s:.3} s, {:.1} {unit}/s, loss {loss:.4}",
@@ -239,6 +299,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         }
         times.push(s);
     }
+    products::stop();
     let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
     // The first epoch includes one-off costs (allocation, kernel compilation).
     let steady: &[f64] = if times.len() > 1 { &times[1..] } else { &times };
@@ -264,6 +325,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         gpu_peak_memory_mib: mem,
         baseline_samples_per_second: None,
         speedup_vs_baseline: None,
+        products: ProductFigures::steady(&counts, &times),
         epoch_seconds: times,
     })
 }
@@ -349,6 +411,7 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         baseline_samples_per_second: None,
         speedup_vs_baseline: None,
         epoch_seconds: Vec::new(),
+        products: None,
     })
 }
 
@@ -398,6 +461,7 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         baseline_samples_per_second: Some(baseline.samples_per_second),
         speedup_vs_baseline: Some(run.samples_per_second / baseline.samples_per_second),
         epoch_seconds: Vec::new(),
+        products: None,
     })
 }
 
@@ -406,6 +470,12 @@ pub fn train(args: &TrainBench) -> anyhow::Result<TrainFigures> {
     let backend: BackendKind = args.backend.parse().map_err(anyhow::Error::msg)?;
     crate::backend::check_available(backend).map_err(anyhow::Error::msg)?;
     crate::backend::set_cpu_threads(args.threads);
+    if args.count_products && (args.mode != Mode::Single || backend != BackendKind::Cpu) {
+        bail!(
+            "--count-products counts the CPU backend's products in single mode (got mode {:?}, backend {backend})",
+            args.mode
+        );
+    }
     match args.mode {
         Mode::Single => single(args, backend),
         Mode::Packed => packed(args, backend),
@@ -438,6 +508,17 @@ impl TrainFigures {
                 f.unit
             ));
         }
+        if let Some(p) = &f.products {
+            out.push_str(&format!(
+                "products: {:.1} GFLOP/epoch in {:.3} s ({:.1} GFLOP/s, {:.0}% of the epoch); attention {:.1} GFLOP in {:.3} s\n",
+                p.gflop_per_epoch,
+                p.seconds_per_epoch,
+                p.gflop_per_second,
+                100.0 * p.share_of_epoch,
+                p.attention_gflop_per_epoch,
+                p.attention_seconds_per_epoch
+            ));
+        }
         out.push_str(&format!("peak RSS {:.0} MiB", f.peak_rss_mib));
         if let (Some(u), Some(m)) = (f.gpu_mean_utilization_pct, f.gpu_peak_memory_mib) {
             out.push_str(&format!(
@@ -445,5 +526,40 @@ impl TrainFigures {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::products::Count;
+
+    fn epoch(attention: (u64, u64), other: (u64, u64)) -> Counts {
+        let count = |(flop, nanos)| Count { flop, nanos };
+        Counts {
+            attention: count(attention),
+            other: count(other),
+        }
+    }
+
+    /// The product figures average the epochs after the first, as
+    /// `seconds_per_epoch` does, and are absent when nothing was counted.
+    #[test]
+    fn product_figures_are_steady_epoch_means() {
+        let counts = [
+            epoch((1, 1), (1_000_000_000_000, 9_000_000_000)),
+            epoch((2_000_000_000, 500_000_000), (8_000_000_000, 1_500_000_000)),
+            epoch((4_000_000_000, 500_000_000), (6_000_000_000, 500_000_000)),
+        ];
+        let p = ProductFigures::steady(&counts, &[30.0, 4.0, 6.0]).expect("products");
+        assert_eq!(p.gflop_per_epoch, 10.0);
+        assert_eq!(p.seconds_per_epoch, 1.5);
+        assert!((p.gflop_per_second - 10.0 / 1.5).abs() < 1e-12);
+        assert_eq!(p.share_of_epoch, 0.3);
+        assert_eq!(p.attention_gflop_per_epoch, 3.0);
+        assert_eq!(p.attention_seconds_per_epoch, 0.5);
+        let one = ProductFigures::steady(&counts[..1], &[30.0]).expect("products");
+        assert!((one.gflop_per_epoch - 1000.000000001).abs() < 1e-9);
+        assert!(ProductFigures::steady(&[Counts::default(); 2], &[1.0, 1.0]).is_none());
     }
 }

@@ -144,6 +144,7 @@ mod cpu_node {
     use faer::{MatMut, MatRef};
 
     use crate::tensor::cpu::{self, Dropper, Inner, Prim, host};
+    use crate::tensor::products;
 
     /// Sizes of one call: `n` sequences of `lq` queries and `lk` keys,
     /// `heads` heads of `dk` values each.
@@ -237,7 +238,10 @@ mod cpu_node {
 
     /// `dst = α a b` on this thread.
     fn product(dst: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>, alpha: f32) {
-        faer::linalg::matmul::matmul(dst, faer::Accum::Replace, a, b, alpha, faer::Par::Seq);
+        let dims = (a.nrows(), a.ncols(), b.ncols());
+        products::timed(products::Kind::Attention, dims, || {
+            faer::linalg::matmul::matmul(dst, faer::Accum::Replace, a, b, alpha, faer::Par::Seq);
+        });
     }
 
     /// A row-major `rows × cols` matrix over `x`.

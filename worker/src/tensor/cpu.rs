@@ -773,14 +773,16 @@ pub fn gemm(
     } else {
         faer::Accum::Replace
     };
-    faer::linalg::matmul::matmul(
-        faer::MatMut::from_row_major_slice_mut(dst, m, n),
-        accum,
-        a,
-        b,
-        1.0,
-        faer::Par::Seq,
-    );
+    super::products::timed(super::products::Kind::Other, (m, a.ncols(), n), || {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(dst, m, n),
+            accum,
+            a,
+            b,
+            1.0,
+            faer::Par::Seq,
+        );
+    });
 }
 
 /// `sums += Σ_r rows_r` over the rows of `rows` (row-major, each as long

@@ -7,6 +7,7 @@ use burn::prelude::*;
 pub mod attention;
 pub mod cells;
 pub mod cpu;
+pub mod products;
 
 /// Forces every lazily initialised parameter of `model` to take its value
 /// (in the module's visiting order). Call before cloning a model into
