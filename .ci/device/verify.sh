@@ -6,6 +6,11 @@
 #   .ci/device/verify.sh mmic      # carry .device-bin/sigsweep: MMIC four modes
 #   .ci/device/verify.sh fdcmdie   # carry .device-bin/sigsweep: FD-CMDIE four modes
 #   .ci/device/verify.sh packing   # carry .device-bin/sigsweep: end-to-end slots
+#   .ci/device/verify.sh reference # carry .device-bin/sigsweep: against our PyTorch
+#                                  # references on the same GPU (the image's torch;
+#                                  # MODELS, BATCHES, MOSI_TRAIN, EPOCHS as in
+#                                  # benches/reference/run.sh; defaults here: both
+#                                  # models, MOSI_TRAIN=1284, EPOCHS=2)
 #
 # The four modes of `sigsweep bench train`: one trial (single), k packed
 # trials, 10 fused seeds (FD-CMDIE; MMIC does not fuse), and data parallel
@@ -13,7 +18,7 @@
 # GPU-hour, samples/s, GPU memory and utilisation); copies go to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-part=${1:?tests|mmic|fdcmdie|packing}
+part=${1:?tests|mmic|fdcmdie|packing|reference}
 out=${OUT:-$(mktemp -d)}
 bin=.device-bin/sigsweep
 gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
@@ -46,6 +51,10 @@ fdcmdie)
     ;;
 packing)
     .ci/device/packing.sh "$bin" configs/gpu-packing-mmic.toml 8 | tee "$out/packing.jsonl"
+    ;;
+reference)
+    DEVICE=cuda TORCH_PYTHON=${TORCH_PYTHON:-python3} SIGSWEEP=$bin MOSI_TRAIN=${MOSI_TRAIN:-1284} \
+        EPOCHS=${EPOCHS:-2} PYTHONUNBUFFERED=1 bash benches/reference/run.sh 2>&1 | tee "$out/reference.txt"
     ;;
 *)
     echo "unknown part $part" >&2

@@ -15,7 +15,11 @@ reference, not a numerical one: no weights are shared with sigsweep, and a
 class with fewer than k_cl other samples fills its set by repetition (sigsweep
 leaves such slots out of the loss).
 
-    python3 fdcmdie_train.py DATA.pkl [--epochs 3] [--threads 1] [--json]
+With --device cuda the model and the data live on the GPU and each epoch's
+time ends after the GPU has finished (torch.cuda.synchronize); the figures
+then include the peak GPU memory torch allocated.
+
+    python3 fdcmdie_train.py DATA.pkl [--epochs 3] [--threads 1] [--device cpu] [--json]
 """
 
 import argparse
@@ -188,7 +192,7 @@ def cl_loss(z, pos, neg, tri, b, tau=0.5, margin=0.5, lambda_tri=0.1):
     allp = torch.cat([pos, neg])
     s = (zn[allp[:, 0]] * zn[allp[:, 1]]).sum(1) / tau
     e = torch.exp(s)
-    denom = torch.zeros(z.shape[0]).index_add(0, allp[:, 0], e)
+    denom = torch.zeros(z.shape[0], device=z.device).index_add(0, allp[:, 0], e)
     sp, ep = s[: len(pos)], e[: len(pos)]
     nt = (torch.log(denom[pos[:, 0]] - ep) - sp).sum() / b
     d = lambda i, j: 1 - (zn[i] * zn[j]).sum(1)
@@ -204,39 +208,44 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--k-cl", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rng = np.random.default_rng(a.seed)
     with open(a.data, "rb") as f:
         train = pickle.load(f)["train"]
-    t = torch.tensor(pool_time(np.asarray(train["text"], np.float32), 50))
-    au = torch.tensor(pool_time(np.asarray(train["audio"], np.float32), 50))
-    vi = torch.tensor(pool_time(np.asarray(train["vision"], np.float32), 50))
-    y = torch.tensor(np.asarray(train["regression_labels"], np.float32).reshape(-1))
+    t = torch.tensor(pool_time(np.asarray(train["text"], np.float32), 50), device=dev)
+    au = torch.tensor(pool_time(np.asarray(train["audio"], np.float32), 50), device=dev)
+    vi = torch.tensor(pool_time(np.asarray(train["vision"], np.float32), 50), device=dev)
+    y = torch.tensor(np.asarray(train["regression_labels"], np.float32).reshape(-1), device=dev)
     n = len(y)
-    feats = np.concatenate([x.mean(1).numpy() for x in (t, vi, au)], 1)
-    similar, different = build_sets(feats, y.numpy(), a.k_cl, rng)
-    model = FdCmdie([t.shape[2], au.shape[2], vi.shape[2]], [t.shape[1], vi.shape[1], au.shape[1]])
+    feats = np.concatenate([x.mean(1).cpu().numpy() for x in (t, vi, au)], 1)
+    similar, different = build_sets(feats, y.cpu().numpy(), a.k_cl, rng)
+    model = FdCmdie([t.shape[2], au.shape[2], vi.shape[2]], [t.shape[1], vi.shape[1], au.shape[1]]).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     model.train()
     times = []
     for epoch in range(a.epochs):
         order = rng.permutation(n)
+        sync()
         start = time.perf_counter()
         for i in range(0, n, a.batch_size):
             idx = order[i:i + a.batch_size]
             b = len(idx)
-            ext = np.concatenate([idx, similar[idx].reshape(-1), different[idx].reshape(-1)])
+            ext = torch.from_numpy(np.concatenate([idx, similar[idx].reshape(-1), different[idx].reshape(-1)])).to(dev)
             sim, dis = model.encode(t[ext], au[ext], vi[ext])
             z = torch.cat([x.mean(1) for x in sim + dis], 0)
-            pos, neg, tri = pairs(b, a.k_cl)
+            pos, neg, tri = (p.to(dev) for p in pairs(b, a.k_cl))
             pred = model.fuse([x[:b] for x in sim], [x[:b] for x in dis]).squeeze(1)
-            loss = (pred - y[idx]).abs().mean() + 0.1 * cl_loss(z, pos, neg, tri, b)
+            loss = (pred - y[torch.from_numpy(idx).to(dev)]).abs().mean() + 0.1 * cl_loss(z, pos, neg, tri, b)
             opt.zero_grad()
             loss.backward()
             opt.step()
+        sync()
         times.append(time.perf_counter() - start)
         if not a.json:
             print(f"epoch {epoch}: {times[-1]:.2f} s ({n / times[-1]:.2f} samples/s)", flush=True)
@@ -252,7 +261,11 @@ def main():
         "seconds_per_epoch": mean,
         "samples_per_second": n / mean,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": str(dev),
     }
+    if dev.type == "cuda":
+        figures["peak_gpu_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        figures["gpu"] = torch.cuda.get_device_name(dev)
     print(json.dumps(figures) if a.json else
           f"steady: {mean:.2f} s/epoch, {n / mean:.2f} samples/s, peak RSS {figures['peak_rss_mib']:.0f} MiB")
 

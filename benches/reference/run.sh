@@ -14,7 +14,10 @@
 # Environment: TORCH_PYTHON (a Python with torch and numpy), SIGSWEEP (the
 # release binary), THREADS (default 1), EPOCHS (default 3; the first epoch
 # is warm-up and left out of the steady figure), BATCHES (MM-DFN batch
-# sizes, default "16 32"), MODELS (default "mmdfn fdcmdie"), MOSI_TRAIN.
+# sizes, default "16 32"), MODELS (default "mmdfn fdcmdie"), MOSI_TRAIN,
+# DEVICE (cpu, the default, or cuda: both sides on the GPU, the reference
+# with --device cuda and sigsweep with --backend cuda; the GPU's peak memory
+# is printed beside the RSS; .ci/device/verify.sh reference runs it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${TORCH_PYTHON:-python3}
@@ -24,11 +27,22 @@ EPOCHS=${EPOCHS:-3}
 BATCHES=${BATCHES:-16 32}
 MODELS=${MODELS:-mmdfn fdcmdie}
 MOSI_TRAIN=${MOSI_TRAIN:-128}
+DEVICE=${DEVICE:-cpu}
+case $DEVICE in
+cpu | cuda) ;;
+*)
+    echo "bench-reference: DEVICE must be cpu or cuda, not $DEVICE" >&2
+    exit 1
+    ;;
+esac
 "$PY" -c 'import torch, numpy' || { echo "bench-reference: $PY has no torch" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); threads $THREADS each; $EPOCHS epochs (steady = epochs 2..)"
-echo "torch: $("$PY" -c 'import torch; print(torch.__version__)'); sigsweep: $("$SIGSWEEP" --version)"
+echo "torch: $("$PY" -c 'import torch; print(torch.__version__)'); sigsweep: $("$SIGSWEEP" --version); device: $DEVICE"
+if [ "$DEVICE" = cuda ]; then
+    "$PY" -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("GPU:", torch.cuda.get_device_name(0))'
+fi
 
 # Prints one side-by-side block from the two JSON objects.
 compare() {
@@ -36,10 +50,11 @@ compare() {
 import json, sys
 ref, ours = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 unit = "utt" if ref["model"] == "mmdfn" else "samples"
-def row(name, epochs, steady, rate, rss):
-    print(f"  {name:<28} epochs {' '.join(f'{t:6.2f}' for t in epochs)} s | steady {steady:6.2f} s/epoch, {rate:7.2f} {unit}/s | peak RSS {rss:6.0f} MiB")
-row(ref["implementation"], ref["epoch_seconds"], ref["seconds_per_epoch"], ref["samples_per_second"], ref["peak_rss_mib"])
-row("sigsweep bench train", ours["epoch_seconds"], ours["seconds_per_epoch"], ours["samples_per_second"], ours["peak_rss_mib"])
+def row(name, epochs, steady, rate, rss, gpu):
+    gpu = "" if gpu is None else f" | peak GPU memory {gpu:6.0f} MiB"
+    print(f"  {name:<28} epochs {' '.join(f'{t:6.2f}' for t in epochs)} s | steady {steady:6.2f} s/epoch, {rate:7.2f} {unit}/s | peak RSS {rss:6.0f} MiB{gpu}")
+row(ref["implementation"], ref["epoch_seconds"], ref["seconds_per_epoch"], ref["samples_per_second"], ref["peak_rss_mib"], ref.get("peak_gpu_mib"))
+row("sigsweep bench train", ours["epoch_seconds"], ours["seconds_per_epoch"], ours["samples_per_second"], ours["peak_rss_mib"], ours.get("gpu_peak_memory_mib"))
 n_ref = ref.get("utterances_per_epoch", ref.get("samples_per_epoch"))
 print(f"  {unit} per epoch: reference {n_ref}, sigsweep {ours['samples_per_epoch']}")
 print(f"  ratio (sigsweep / reference {unit} per second): {ours['samples_per_second'] / ref['samples_per_second']:.2f}x")
@@ -48,7 +63,7 @@ PYEOF
 
 ours() {
     MATMUL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS "$SIGSWEEP" bench train --epochs "$EPOCHS" \
-        --threads "$THREADS" --json "$@"
+        --threads "$THREADS" --backend "$DEVICE" --json "$@"
 }
 
 for model in $MODELS; do
@@ -59,7 +74,7 @@ for model in $MODELS; do
             echo
             echo "== mmdfn, IEMOCAP shapes, batch $b =="
             ref=$("$PY" benches/reference/mmdfn_train.py "$work/iemocap.pkl" --batch-size "$b" \
-                --epochs "$EPOCHS" --threads "$THREADS" --json)
+                --epochs "$EPOCHS" --threads "$THREADS" --device "$DEVICE" --json)
             compare "$ref" "$(ours --model mmdfn --dataset "iemocap:$work/iemocap.pkl" --param "batch_size=$b")"
         done
         ;;
@@ -68,7 +83,7 @@ for model in $MODELS; do
         echo
         echo "== fdcmdie, MOSI shapes ($MOSI_TRAIN training samples), batch 32, k_cl 10, all pairs =="
         ref=$("$PY" benches/reference/fdcmdie_train.py "$work/mosi.pkl" --epochs "$EPOCHS" \
-            --threads "$THREADS" --json)
+            --threads "$THREADS" --device "$DEVICE" --json)
         compare "$ref" "$(ours --model fdcmdie --dataset "mmsa:$work/mosi.pkl")"
         if [ "$MOSI_TRAIN" -lt 1284 ]; then
             echo "  note: sigsweep encodes each distinct sample of a batch once; with $MOSI_TRAIN training samples the"

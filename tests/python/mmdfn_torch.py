@@ -135,7 +135,7 @@ class MMDFN(nn.Module):
         a = feats[0].new_zeros(3 * n, 3 * n)
         start = 0
         for length in lengths:
-            r = torch.arange(start, start + length)
+            r = torch.arange(start, start + length, device=a.device)
             for m in range(3):
                 x = feats[m][r]
                 a[(m * n + r)[:, None], (m * n + r)[None, :]] = self.similarity(

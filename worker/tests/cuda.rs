@@ -1,7 +1,9 @@
 //! GPU checks, run on a machine with a GPU (`--features cuda`, `--ignored`;
 //! `.ci/device/verify.sh tests` runs them from a binary built here): for
 //! every model, seed fusion and data parallelism on CUDA give the plain
-//! CUDA trial's numbers (dropout 0, within 1e-4). Data parallelism uses
+//! CUDA trial's numbers (dropout 0, within 1e-4); and the same trial run
+//! twice on CUDA, dropout on, gives the same numbers bit for bit (seed
+//! pairing assumes a seed means one run). Data parallelism uses
 //! `SIGSWEEP_TEST_CUDA_DEVICES` GPUs (default 1: the sharding and gathering
 //! paths with one replica). One file so that one test binary carries them.
 #![cfg(feature = "cuda")]
@@ -165,4 +167,87 @@ fn mmic_data_parallel_matches_plain() {
     ];
     let reqs = vec![request("mmic", 7, "erc", data, &params, "f1_weighted")];
     check_fused_and_dp(&reqs, false);
+}
+
+/// Every number of two outcomes of one request: per epoch the training
+/// loss and the validation and test metrics, then the selected test metrics.
+fn numbers(o: &TrialOutcome) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for e in &o.epochs {
+        out.push((format!("epoch {} train_loss", e.epoch), e.train_loss));
+        for (split, metrics) in [("valid", &e.valid), ("test", &e.test)] {
+            for (k, v) in metrics {
+                out.push((format!("epoch {} {split} {k}", e.epoch), *v));
+            }
+        }
+    }
+    for (k, v) in &o.test_metrics {
+        out.push((format!("selected test {k}"), *v));
+    }
+    out
+}
+
+/// The same trial twice on CUDA, dropout on: identical numbers, or a
+/// failure that says which differ and by how much (atomics in a reduction
+/// or autotuning that picks another kernel would show here).
+fn check_repeatable(req: &TrialRequest) {
+    let cancel = AtomicBool::new(false);
+    let run = || run_trial(req, BackendKind::Cuda, &mut |_| {}, &cancel).expect("trial");
+    let (a, b) = (numbers(&run()), numbers(&run()));
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{}: the two runs report different numbers",
+        req.model
+    );
+    let differ: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .filter(|((_, x), (_, y))| x.to_bits() != y.to_bits())
+        .map(|((k, x), (_, y))| format!("{k}: {x} vs {y} (|Δ| {:.3e})", (x - y).abs()))
+        .collect();
+    println!(
+        "{}: {} of {} numbers differ between two runs of seed {}",
+        req.model,
+        differ.len(),
+        a.len(),
+        req.seed
+    );
+    assert!(differ.is_empty(), "{}: {}", req.model, differ.join("; "));
+}
+
+#[test]
+#[ignore]
+fn fdcmdie_same_trial_twice_is_identical() {
+    let data = serde_json::json!({ "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16 });
+    let params = [
+        ("epochs", Value::Int(2)),
+        ("layers", Value::Int(2)),
+        ("batch_size", Value::Int(20)),
+        ("width", Value::Int(16)),
+        ("heads", Value::Int(2)),
+        ("k_cl", Value::Int(5)),
+        ("lr", Value::Float(2e-3)),
+        ("dropout", Value::Float(0.1)),
+    ];
+    check_repeatable(&request("fdcmdie", 11, "msa", data, &params, "mae"));
+}
+
+#[test]
+#[ignore]
+fn mmic_same_trial_twice_is_identical() {
+    let data = serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 });
+    let params = [
+        ("epochs", Value::Int(3)),
+        ("batch_size", Value::Int(8)),
+        ("lr", Value::Float(1e-3)),
+        ("layers", Value::Int(4)),
+        ("hidden", Value::Int(64)),
+        ("graph_hidden", Value::Int(32)),
+        ("alpha", Value::Float(1.0)),
+        ("beta", Value::Float(0.05)),
+        ("zeta", Value::Float(0.05)),
+        ("dropout", Value::Float(0.4)),
+    ];
+    check_repeatable(&request("mmic", 7, "erc", data, &params, "f1_weighted"));
 }
