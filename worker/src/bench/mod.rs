@@ -158,9 +158,12 @@ pub struct ProductFigures {
 
 impl ProductFigures {
     /// Figures of the per-epoch `counts` over epochs of `epoch_seconds`,
-    /// the first epoch left out as in `seconds_per_epoch` (`None` without
-    /// a product).
+    /// the first epoch left out as in `seconds_per_epoch` (`None` when
+    /// nothing was counted: not counting, or no product).
     fn steady(counts: &[Counts], epoch_seconds: &[f64]) -> Option<Self> {
+        if counts.is_empty() || counts.len() != epoch_seconds.len() {
+            return None;
+        }
         let skip = usize::from(counts.len() > 1);
         let (counts, seconds) = (&counts[skip..], &epoch_seconds[skip..]);
         let epochs = counts.len() as f64;
@@ -561,5 +564,7 @@ mod tests {
         let one = ProductFigures::steady(&counts[..1], &[30.0]).expect("products");
         assert!((one.gflop_per_epoch - 1000.000000001).abs() < 1e-9);
         assert!(ProductFigures::steady(&[Counts::default(); 2], &[1.0, 1.0]).is_none());
+        // Not counting: no counts, no figures.
+        assert!(ProductFigures::steady(&[], &[1.0, 1.0]).is_none());
     }
 }
