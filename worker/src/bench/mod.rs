@@ -283,9 +283,17 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
     let sampler = GpuSampler::start(backend);
     let mut times = Vec::new();
     let mut counts = Vec::new();
-    if args.count_products {
-        products::start();
+    // Stops this thread's counting however the loop ends.
+    struct Counting;
+    impl Drop for Counting {
+        fn drop(&mut self) {
+            products::stop();
+        }
     }
+    let _counting = args.count_products.then(|| {
+        products::start();
+        Counting
+    });
     for epoch in 1..=args.epochs {
         let start = Instant::now();
         let before = products::current();
@@ -302,7 +310,6 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         }
         times.push(s);
     }
-    products::stop();
     let (util, mem) = sampler.map_or((None, None), GpuSampler::stop);
     // The first epoch includes one-off costs (allocation, kernel compilation).
     let steady: &[f64] = if times.len() > 1 { &times[1..] } else { &times };
@@ -513,14 +520,19 @@ impl TrainFigures {
         }
         if let Some(p) = &f.products {
             out.push_str(&format!(
-                "products: {:.1} GFLOP/epoch in {:.3} s ({:.1} GFLOP/s, {:.0}% of the epoch); attention {:.1} GFLOP in {:.3} s\n",
+                "products: {:.1} GFLOP/epoch in {:.3} s ({:.1} GFLOP/s, {:.0}% of the epoch)",
                 p.gflop_per_epoch,
                 p.seconds_per_epoch,
                 p.gflop_per_second,
-                100.0 * p.share_of_epoch,
-                p.attention_gflop_per_epoch,
-                p.attention_seconds_per_epoch
+                100.0 * p.share_of_epoch
             ));
+            if p.attention_gflop_per_epoch > 0.0 {
+                out.push_str(&format!(
+                    "; attention {:.1} GFLOP in {:.3} s",
+                    p.attention_gflop_per_epoch, p.attention_seconds_per_epoch
+                ));
+            }
+            out.push('\n');
         }
         out.push_str(&format!("peak RSS {:.0} MiB", f.peak_rss_mib));
         if let (Some(u), Some(m)) = (f.gpu_mean_utilization_pct, f.gpu_peak_memory_mib) {
