@@ -131,9 +131,8 @@ fn late_fusion_fused_and_data_parallel_match_plain() {
     check_fused_and_dp(&reqs, true);
 }
 
-#[test]
-#[ignore]
-fn fdcmdie_fused_and_data_parallel_match_plain() {
+/// A small FD-CMDIE trial of seed `seed` with `dropout`.
+fn fdcmdie_request(seed: u64, dropout: f64) -> TrialRequest {
     let data = serde_json::json!({ "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16 });
     let params = [
         ("epochs", Value::Int(2)),
@@ -143,16 +142,13 @@ fn fdcmdie_fused_and_data_parallel_match_plain() {
         ("heads", Value::Int(2)),
         ("k_cl", Value::Int(5)),
         ("lr", Value::Float(2e-3)),
+        ("dropout", Value::Float(dropout)),
     ];
-    let reqs: Vec<_> = (11..=13)
-        .map(|s| request("fdcmdie", s, "msa", data.clone(), &params, "mae"))
-        .collect();
-    check_fused_and_dp(&reqs, true);
+    request("fdcmdie", seed, "msa", data, &params, "mae")
 }
 
-#[test]
-#[ignore]
-fn mmic_data_parallel_matches_plain() {
+/// A small MMIC trial of seed `seed` with `dropout`.
+fn mmic_request(seed: u64, dropout: f64) -> TrialRequest {
     let data = serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 });
     let params = [
         ("epochs", Value::Int(3)),
@@ -164,9 +160,22 @@ fn mmic_data_parallel_matches_plain() {
         ("alpha", Value::Float(1.0)),
         ("beta", Value::Float(0.05)),
         ("zeta", Value::Float(0.05)),
+        ("dropout", Value::Float(dropout)),
     ];
-    let reqs = vec![request("mmic", 7, "erc", data, &params, "f1_weighted")];
-    check_fused_and_dp(&reqs, false);
+    request("mmic", seed, "erc", data, &params, "f1_weighted")
+}
+
+#[test]
+#[ignore]
+fn fdcmdie_fused_and_data_parallel_match_plain() {
+    let reqs: Vec<_> = (11..=13).map(|s| fdcmdie_request(s, 0.0)).collect();
+    check_fused_and_dp(&reqs, true);
+}
+
+#[test]
+#[ignore]
+fn mmic_data_parallel_matches_plain() {
+    check_fused_and_dp(&[mmic_request(7, 0.0)], false);
 }
 
 /// Every number of two outcomes of one request: per epoch the training
@@ -219,35 +228,11 @@ fn check_repeatable(req: &TrialRequest) {
 #[test]
 #[ignore]
 fn fdcmdie_same_trial_twice_is_identical() {
-    let data = serde_json::json!({ "preset": "small", "n_train": 64, "n_valid": 16, "n_test": 16 });
-    let params = [
-        ("epochs", Value::Int(2)),
-        ("layers", Value::Int(2)),
-        ("batch_size", Value::Int(20)),
-        ("width", Value::Int(16)),
-        ("heads", Value::Int(2)),
-        ("k_cl", Value::Int(5)),
-        ("lr", Value::Float(2e-3)),
-        ("dropout", Value::Float(0.1)),
-    ];
-    check_repeatable(&request("fdcmdie", 11, "msa", data, &params, "mae"));
+    check_repeatable(&fdcmdie_request(11, 0.1));
 }
 
 #[test]
 #[ignore]
 fn mmic_same_trial_twice_is_identical() {
-    let data = serde_json::json!({ "preset": "small", "n_train": 60, "n_test": 20 });
-    let params = [
-        ("epochs", Value::Int(3)),
-        ("batch_size", Value::Int(8)),
-        ("lr", Value::Float(1e-3)),
-        ("layers", Value::Int(4)),
-        ("hidden", Value::Int(64)),
-        ("graph_hidden", Value::Int(32)),
-        ("alpha", Value::Float(1.0)),
-        ("beta", Value::Float(0.05)),
-        ("zeta", Value::Float(0.05)),
-        ("dropout", Value::Float(0.4)),
-    ];
-    check_repeatable(&request("mmic", 7, "erc", data, &params, "f1_weighted"));
+    check_repeatable(&mmic_request(7, 0.4));
 }
