@@ -25,7 +25,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ndarray::NdArrayTensor;
 use burn::prelude::*;
 
 use crate::tensor::cpu::{
@@ -565,8 +564,7 @@ impl Backward<Inner, 3> for LstmSequence {
             grads.register::<Inner>(node.id, device_tensor(dwh, [h, g4]));
         }
         if let Some(node) = pbh {
-            let v = NdArrayTensor::from(ndarray::Array1::from_vec(dbh).into_shared().into_dyn());
-            grads.register::<Inner>(node.id, v);
+            grads.register::<Inner>(node.id, crate::tensor::cpu::from_shape(dbh, &[g4]));
         }
     }
 }

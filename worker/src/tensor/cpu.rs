@@ -277,17 +277,16 @@ pub fn exp_scaled(x: &mut [f32], shift: f32, scale: f32) {
     padded_tail(rest, shift, |v| exp(v - shift) * scale);
 }
 
-/// `v ← f(v)` for the tail of a row shorter than [`LANES`], through one
-/// vector of lanes padded with `pad`: left to itself the tail is a scalar
-/// loop, where each exponential is one long dependent chain (the tails of
-/// the attention's rows of 50 and 150 keys took a third of its softmax).
-/// The same arithmetic per element, so the same bits.
+/// `v ← f(v)` for the tail of a row shorter than [`LANES`] (the remainder
+/// of `as_chunks_mut::<LANES>`), through one vector of lanes padded with
+/// `pad`: left to itself the tail is a scalar loop, where each exponential
+/// is one long dependent chain (the tails of the attention's rows of 50
+/// and 150 keys took a third of its softmax). The same arithmetic per
+/// element, so the same bits.
 #[inline(always)]
 fn padded_tail(rest: &mut [f32], pad: f32, f: impl Fn(f32) -> f32) {
-    if rest.is_empty() || rest.len() >= LANES {
-        for v in rest.iter_mut() {
-            *v = f(*v);
-        }
+    debug_assert!(rest.len() < LANES, "a tail is shorter than a vector");
+    if rest.is_empty() {
         return;
     }
     let mut lanes = [pad; LANES];
@@ -546,12 +545,11 @@ fn norm_gradients(state: &NormState, dy: &Prim, want_dx: bool) -> [Option<Prim>;
         #[inline(always)]
         || layer_norm_backward(&dy, xhat, rstd, &gamma, want_dx),
     );
-    let vector =
-        |v: Vec<f32>| NdArrayTensor::from(ndarray::Array1::from_vec(v).into_shared().into_dyn());
+    let d = dgamma.len();
     [
         want_dx.then(|| from_shape(dx, shape)),
-        Some(vector(dgamma)),
-        Some(vector(dbeta)),
+        Some(from_shape(dgamma, &[d])),
+        Some(from_shape(dbeta, &[d])),
     ]
 }
 
@@ -934,7 +932,7 @@ impl Backward<Inner, 3> for LinearBias {
         let db = pb.is_some().then(|| {
             let mut sums = vec![0f32; n];
             add_rows(&mut sums, &dyv);
-            NdArrayTensor::from(ndarray::Array1::from_vec(sums).into_shared().into_dyn())
+            from_shape(sums, &[n])
         });
         register!(grads, px, dx);
         register!(grads, pw, dw);
