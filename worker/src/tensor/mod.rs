@@ -35,14 +35,35 @@ pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// Whether the CPU formulations of [`tanh`] and [`sigmoid`] pay off on
-/// `B`: burn-ndarray evaluates `tanh` in `f64` (and again in the backward
-/// pass) and builds `sigmoid` from two exponentials and a logarithm, while
-/// its `f32` `exp` and `recip` are fast. GPU backends keep their own kernels
-/// (one launch each).
-fn exp_formulation<B: Backend>(device: &B::Device) -> bool {
+/// Whether `B` is burn-ndarray (with or without autodiff). There the CPU
+/// formulations of [`tanh`] and [`sigmoid`] pay off: burn-ndarray
+/// evaluates `tanh` in `f64` (and again in the backward pass) and builds
+/// `sigmoid` from two exponentials and a logarithm, while its `f32` `exp`
+/// and `recip` are fast; GPU backends keep their own kernels (one launch
+/// each). And its `sum()` has no atomics ([`sum_all`]).
+fn on_ndarray<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name == "ndarray" || name == "autodiff<ndarray>"
+}
+
+/// `Σ x` over every element of `x`, as a `[1]` tensor, summed in an order
+/// the shape fixes. burn-cubecl's `sum()` may autotune to cubek-reduce's
+/// one-kernel `shared_sum`, whose blocks add into the result with atomic
+/// adds (the last bits then depend on the order the blocks finish in), so
+/// on GPU backends this reduces the flattened tensor along its one axis
+/// (burn's chained reduction, as `mean()` runs; no atomics). burn-ndarray
+/// keeps its own `sum()`: the bits every CPU trial and test has.
+pub fn sum_all<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1> {
+    if on_ndarray::<B>(&x.device()) {
+        return x.sum();
+    }
+    sum_flat(x)
+}
+
+/// [`sum_all`]'s GPU form on any backend.
+fn sum_flat<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1> {
+    let n = x.shape().num_elements();
+    x.reshape([n]).sum_dim(0)
 }
 
 /// `l(x)` for `x` of any rank (`[…, d_in]`): burn's `Linear::forward`,
@@ -288,7 +309,7 @@ pub(crate) fn dropout_seed<B: Backend>(device: &B::Device) -> u64 {
 pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if let Some(y) = cpu::activation(&x, cpu::Activation::Tanh, None) {
         y
-    } else if exp_formulation::<B>(&x.device()) {
+    } else if on_ndarray::<B>(&x.device()) {
         ((x.clamp(-40.0, 40.0) * -2.0).exp() + 1.0).recip() * 2.0 - 1.0
     } else {
         burn::tensor::activation::tanh(x)
@@ -308,9 +329,47 @@ pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if let Some(y) = cpu::activation(&x, cpu::Activation::Sigmoid, None) {
         y
-    } else if exp_formulation::<B>(&x.device()) {
+    } else if on_ndarray::<B>(&x.device()) {
         (x.clamp(-80.0, 80.0).neg().exp() + 1.0).recip()
     } else {
         burn::tensor::activation::sigmoid(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use burn::prelude::*;
+
+    use super::*;
+    use crate::tensor::cpu::Cpu;
+
+    /// On burn-ndarray (with and without autodiff) [`sum_all`] is burn's
+    /// `sum()`, bit for bit; its GPU form, run here on the same backend,
+    /// sums every element, to a `[1]` tensor whose gradient is all ones.
+    #[test]
+    fn sum_all_is_burns_sum_on_ndarray_and_its_gpu_form_sums_every_element() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..105).map(|i| (i as f32 * 0.37).sin() * 10.0).collect();
+        let x =
+            Tensor::<Cpu, 3>::from_data(TensorData::new(values, [3, 5, 7]), &device).require_grad();
+        let burns: f32 = x.clone().sum().into_scalar();
+        let ours: f32 = sum_all(x.clone()).into_scalar();
+        assert_eq!(ours.to_bits(), burns.to_bits());
+        let inner = x.clone().inner();
+        let inner_ours: f32 = sum_all(inner.clone()).into_scalar();
+        let inner_burns: f32 = inner.sum().into_scalar();
+        assert_eq!(inner_ours.to_bits(), inner_burns.to_bits());
+
+        let flat = sum_flat(x.clone());
+        assert_eq!(flat.dims(), [1]);
+        let flat_value: f32 = flat.clone().into_scalar();
+        assert!(
+            (flat_value - burns).abs() <= 1e-4,
+            "{flat_value} vs {burns}"
+        );
+        let grad = x.grad(&flat.backward()).unwrap();
+        let ones: Vec<f32> = grad.into_data().into_vec().unwrap();
+        assert!(ones.iter().all(|&g| g == 1.0), "{ones:?}");
     }
 }

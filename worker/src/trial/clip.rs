@@ -27,7 +27,7 @@ pub fn grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     impl<B: AutodiffBackend> ModuleVisitor<B> for Norm<'_, B::InnerBackend> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-                let sq = g.powf_scalar(2.0).sum();
+                let sq = crate::tensor::sum_all(g.powf_scalar(2.0));
                 self.total = Some(match self.total.take() {
                     None => sq,
                     Some(t) => t + sq,

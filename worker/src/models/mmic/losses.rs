@@ -101,7 +101,7 @@ pub fn supcon_loss<B: Backend>(
     }
     let anchors: f32 = has_pos.iter().sum();
     if anchors == 0.0 {
-        return (sim.sum() * 0.0).reshape([1]);
+        return (crate::tensor::sum_all(sim) * 0.0).reshape([1]);
     }
     let t = |v: Vec<f32>, shape: [usize; 2]| {
         Tensor::<B, 2>::from_data(TensorData::new(v, shape), &device)
@@ -113,7 +113,7 @@ pub fn supcon_loss<B: Backend>(
     let denom = (shifted.clone().exp() * not_self).sum_dim(1).log();
     let log_prob = shifted - denom;
     let per_anchor = (log_prob * pos).sum_dim(1) * t(inv_count, [views, 1]);
-    (per_anchor.sum().neg() / anchors as f64).reshape([1])
+    (crate::tensor::sum_all(per_anchor).neg() / anchors as f64).reshape([1])
 }
 
 /// CPC / InfoNCE between modality representations `h` and the predictions

@@ -49,12 +49,12 @@ fn live_total<B: Backend>(
         return None;
     }
     if live.len() == values.len() {
-        return Some(losses.sum());
+        return Some(crate::tensor::sum_all(losses));
     }
     let device = losses.device();
     let n = live.len();
     let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(live, [n]), &device);
-    Some(losses.select(0, idx).sum())
+    Some(crate::tensor::sum_all(losses.select(0, idx)))
 }
 
 /// One optimiser step of a fused model on the summed losses `[K]` of the
