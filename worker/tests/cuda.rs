@@ -178,7 +178,7 @@ fn mmic_data_parallel_matches_plain() {
     check_fused_and_dp(&[mmic_request(7, 0.0)], false);
 }
 
-/// Every number of two outcomes of one request: per epoch the training
+/// Every number of one outcome: per epoch the training
 /// loss and the validation and test metrics, then the selected test metrics.
 fn numbers(o: &TrialOutcome) -> Vec<(String, f64)> {
     let mut out = Vec::new();

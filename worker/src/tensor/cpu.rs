@@ -1729,10 +1729,6 @@ mod tests {
         assert_eq!(run().0, y, "the same backend seed gives the same mask");
     }
 
-    /// A dropper's parts: the same flags again for the same part (a
-    /// shorter buffer gets the first of them), other flags for another
-    /// part or seed, kept at the rate, with no pattern between neighbours
-    /// or between the quarters of one word.
     /// `keep_dot` gives the plain loop's bits: `g ∘ m` elementwise, and
     /// the sum in [`super::LANES`] partial sums (element `i` into sum
     /// `i mod LANES`) added up as `lanes` adds them; rows with and
@@ -1762,6 +1758,10 @@ mod tests {
         }
     }
 
+    /// A dropper's parts: the same flags again for the same part (a
+    /// shorter buffer gets the first of them), other flags for another
+    /// part or seed, kept at the rate, with no pattern between neighbours
+    /// or between the quarters of one word.
     #[test]
     fn dropper_parts_repeat_differ_and_keep_at_the_rate() {
         let fill = |d: &super::Dropper, part: u64, n: usize| {
