@@ -78,7 +78,20 @@ impl<'a> SpanLocator<'a> {
     pub(super) fn toml_error(&self, e: &toml::de::Error) -> SweepError {
         let offset = e.span().map_or(0, |s| s.start);
         let mut message = e.message().trim().to_string();
-        let key = e.span().and_then(|s| self.key_at(s.start));
+        let mut key = e.span().and_then(|s| self.key_at(s.start));
+        // serde names a missing field and spans the table that lacks it:
+        // the whole document as an empty span at 0, a `[table]` by its
+        // header, an inline table by its braces. The key is the field in
+        // that table (not the key that happens to sit where the span starts).
+        if let Some(field) = missing_field(&message) {
+            key = match e.span() {
+                Some(s) if !s.is_empty() => match self.key_at(s.start) {
+                    Some(table) => Some(format!("{table}.{field}")),
+                    None => Some(field.to_string()),
+                },
+                _ => Some(field.to_string()),
+            };
+        }
         if e.span().is_none() {
             message = e.to_string().trim().to_string();
         }
@@ -105,4 +118,13 @@ impl<'a> SpanLocator<'a> {
         }
         self.at(offset, Some(format!("{table}.{key}")), message)
     }
+}
+
+/// `X` of serde's "missing field `X`".
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()
+        .filter(|f| !f.is_empty())
 }

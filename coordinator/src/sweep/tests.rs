@@ -648,3 +648,19 @@ prog = "x""#,
         .check_local_files()
         .expect("a templated program is checked where it runs");
 }
+
+#[test]
+fn a_missing_field_is_named_with_its_table_not_the_key_where_the_table_starts() {
+    let src = minimal("");
+    // A missing top-level table: the document starts with `name = …`, which
+    // is not the key at fault.
+    let without_metrics = &src[..src.find("[metrics]").expect("metrics")];
+    let err = parse(without_metrics).expect_err("no [metrics]");
+    assert_eq!(err.key.as_deref(), Some("metrics"), "{err}");
+    assert!(err.to_string().contains("missing field `metrics`"), "{err}");
+    // A missing key of a table: the table's header line, the dotted key.
+    let err = parse(&src.replace("select = \"accuracy\"\n", "")).expect_err("no select");
+    assert_eq!(err.key.as_deref(), Some("metrics.select"), "{err}");
+    let header = src.lines().position(|l| l == "[metrics]").expect("header") + 1;
+    assert_eq!(err.line, header, "{err}");
+}
