@@ -60,14 +60,14 @@ pub fn from_slice(bytes: &[u8]) -> Result<value::Value, error::PickleError> {
 
 /// Reads the pickle file at `path`, buffered.
 pub fn from_path(path: &Path) -> crate::Result<value::Value> {
-    let file = std::fs::File::open(path).map_err(|source| crate::DataError::Io {
+    let file = std::fs::File::open(path).map_err(|error| crate::DataError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    from_reader(reader).map_err(|source| crate::DataError::Pickle {
+    from_reader(reader).map_err(|error| crate::DataError::Pickle {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -154,5 +154,27 @@ mod tests {
         // An array claiming 2^40 × 2^40 elements.
         let e = err(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R(K\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x86cnumpy\ndtype\nU\x02f4\x89\x88\x87R\x89C\x00tb.");
         assert!(e.message.contains("overflow"), "{e}");
+    }
+
+    #[test]
+    fn a_file_error_says_its_cause_once() {
+        use std::error::Error as _;
+        let dir = std::env::temp_dir().join(format!("sigsweep-pickle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let truncated = dir.join("truncated.pkl");
+        std::fs::write(&truncated, b"\x80\x02X\x10\x00\x00\x00abc").expect("write");
+        for path in [truncated.as_path(), dir.join("missing.pkl").as_path()] {
+            let e = from_path(path).expect_err("must fail");
+            // The message holds the cause; a printed chain (`{:#}`) adds
+            // nothing, so it says it once.
+            assert!(e.source().is_none(), "{e}");
+            let text = e.to_string();
+            assert!(text.starts_with(&path.display().to_string()), "{text}");
+            assert!(
+                text.contains("truncated input") || text.contains("No such file"),
+                "{text}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -8,8 +8,10 @@ pub enum TrainError {
     /// place that knows which models exist.
     #[error("unknown model `{name}`; known models: {known}", known = known.join(", "))]
     UnknownModel { name: String, known: Vec<String> },
+    /// Not the error's source: the message already holds it (a printed
+    /// chain would say it twice).
     #[error("dataset: {0}")]
-    Data(#[from] sigsweep_data::DataError),
+    Data(sigsweep_data::DataError),
     #[error("dataset: {0}")]
     Dataset(String),
     #[error("training diverged: {what} is {value} at epoch {epoch}, step {step}")]
@@ -33,6 +35,12 @@ pub enum TrainError {
     ProgramExit(String),
     #[error("backend: {0}")]
     Backend(String),
+}
+
+impl From<sigsweep_data::DataError> for TrainError {
+    fn from(e: sigsweep_data::DataError) -> Self {
+        Self::Data(e)
+    }
 }
 
 impl TrainError {
