@@ -607,6 +607,37 @@ fn an_empty_validation_split_is_never_scored() {
     assert!(reported.iter().all(BTreeMap::is_empty));
 }
 
+/// A training or a test split without examples fails the trial, naming
+/// the data and the split: a model trained on nothing, or scored on
+/// nothing, reports numbers that mean nothing (an MMSA file with an empty
+/// `train` trained for "0.000 s" and was reported).
+#[test]
+fn an_empty_training_or_test_split_fails_the_trial() {
+    use sigsweep_worker::models::check_splits;
+    use sigsweep_worker::trial::data::{LoadedDataset, load_dataset};
+    let req = request("mmdfn", 1, &[]);
+    let whole = load_dataset(&req.dataset, req.seed, 0.1).expect("synthetic data");
+    check_splits(&req, &whole).expect("every split has examples");
+    for split in ["training", "test"] {
+        let mut data = whole.clone();
+        let LoadedDataset::Erc(d) = &mut data else {
+            panic!("dialogues expected")
+        };
+        match split {
+            "training" => d.train.clear(),
+            _ => d.test.clear(),
+        }
+        let err = check_splits(&req, &data).expect_err(split);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("no examples in its {split} split"))
+                && text.contains("synthetic `erc` data"),
+            "{text}"
+        );
+        assert!(err.is_deterministic(), "{text}");
+    }
+}
+
 /// `rnn_padding = "unpacked"` runs the recurrences through the padding, as
 /// MM-DFN's GRUs on padded tensors: a dialogue's outputs then depend on the
 /// longest dialogue of its batch, which packed sequences never do.

@@ -766,8 +766,8 @@ fn dataset_section(
             sigsweep_data::DataError::Param { key, message } => (key, message),
             other => (String::new(), other.to_string()),
         };
-        // `n_train/n_valid/n_test` names several keys: point at the
-        // first one the file sets.
+        // A key the file sets points at its line (a message naming several
+        // keys as `a/b` points at the first one the file sets).
         let found = key
             .split('/')
             .find_map(|k| d.params.get(k).map(|v| (k.to_string(), v.span().start)));

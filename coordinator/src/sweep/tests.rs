@@ -664,3 +664,21 @@ fn a_missing_field_is_named_with_its_table_not_the_key_where_the_table_starts() 
     let header = src.lines().position(|l| l == "[metrics]").expect("header") + 1;
     assert_eq!(err.line, header, "{err}");
 }
+
+#[test]
+fn an_empty_synthetic_split_names_its_own_key() {
+    for key in ["n_train", "n_valid", "n_test"] {
+        let at = QUICKSTART.find(&format!("{key} = ")).expect(key) + key.len() + 3;
+        let digits = QUICKSTART[at..]
+            .find(|c: char| !c.is_ascii_digit())
+            .expect("value");
+        let src = format!("{}0{}", &QUICKSTART[..at], &QUICKSTART[at + digits..]);
+        let err = parse(&src).expect_err(key);
+        assert_eq!(
+            err.key.as_deref(),
+            Some(format!("dataset.params.{key}").as_str()),
+            "{err}"
+        );
+        assert!(err.message.contains("at least one sample"), "{err}");
+    }
+}

@@ -218,8 +218,10 @@ impl ErcParams {
         if s.class_names.len() != s.class_freqs.len() {
             s.class_names = (0..s.class_freqs.len()).map(|c| format!("c{c}")).collect();
         }
-        if s.n_train == 0 || s.n_test == 0 {
-            return bad("n_train/n_test", "need at least one dialogue per split");
+        for (key, n) in [("n_train", s.n_train), ("n_test", s.n_test)] {
+            if n == 0 {
+                return bad(key, "need at least one dialogue per split");
+            }
         }
         if !(0.0..1.0).contains(&s.valid_rate) {
             return bad("valid_rate", "must be in [0, 1)");

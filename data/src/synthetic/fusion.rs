@@ -58,11 +58,14 @@ impl FusionParams {
                 message: message.to_string(),
             })
         };
-        if self.n_train == 0 || self.n_valid == 0 || self.n_test == 0 {
-            return bad(
-                "n_train/n_valid/n_test",
-                "every split needs at least one sample",
-            );
+        for (key, n) in [
+            ("n_train", self.n_train),
+            ("n_valid", self.n_valid),
+            ("n_test", self.n_test),
+        ] {
+            if n == 0 {
+                return bad(key, "every split needs at least one sample");
+            }
         }
         if self.classes < 2 {
             return bad("classes", "need at least 2 classes");

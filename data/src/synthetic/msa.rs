@@ -111,11 +111,10 @@ impl MsaParams {
                 message: message.into(),
             })
         };
-        if s.counts.contains(&0) {
-            return bad(
-                "n_train/n_valid/n_test",
-                "every split needs at least one sample",
-            );
+        for (key, n) in ["n_train", "n_valid", "n_test"].into_iter().zip(s.counts) {
+            if n == 0 {
+                return bad(key, "every split needs at least one sample");
+            }
         }
         for (key, [len, dim]) in ["text", "audio", "vision"].into_iter().zip(s.shapes) {
             if len == 0 || dim == 0 {

@@ -277,6 +277,7 @@ fn describe(data: &LoadedDataset) -> (&'static str, usize, String) {
 fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigures> {
     let req = request(args)?;
     let data = load_dataset(&req.dataset, req.seed, 0.1)?;
+    models::check_splits(&req, &data)?;
     let (unit, samples, shapes) = describe(&data);
     let mut workload = models::build(&req, data, backend)?;
     let cancel = AtomicBool::new(false);
@@ -434,6 +435,7 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         .trial_epochs
         .unwrap_or(models::lookup(&args.model)?.paper_epochs);
     let data = load_dataset(&req.dataset, req.seed, 0.1)?;
+    models::check_splits(&req, &data)?;
     let (unit, samples, shapes) = describe(&data);
     drop(data);
     let sampler = GpuSampler::start(backend);

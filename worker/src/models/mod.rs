@@ -286,6 +286,7 @@ fn load_for(req: &TrialRequest, name: &str, want: Shape) -> Result<LoadedDataset
             want.describe()
         )));
     }
+    check_splits(req, &data)?;
     if req.select_split == Split::Valid && split_len(&data, Split::Valid) == 0 {
         return Err(TrainError::InvalidParam {
             key: "metrics.select_split".into(),
@@ -297,6 +298,27 @@ fn load_for(req: &TrialRequest, name: &str, want: Shape) -> Result<LoadedDataset
         });
     }
     Ok(data)
+}
+
+/// A model trained on nothing, or scored on nothing, gives numbers that
+/// mean nothing: a trial whose training or test split is empty fails
+/// instead of reporting them.
+pub fn check_splits(req: &TrialRequest, data: &LoadedDataset) -> Result<(), TrainError> {
+    for (split, what) in [
+        (Split::Train, "training split: nothing to train on"),
+        (
+            Split::Test,
+            "test split: the reported metrics are computed on it",
+        ),
+    ] {
+        if split_len(data, split) == 0 {
+            return Err(TrainError::Dataset(format!(
+                "{} has no examples in its {what}",
+                req.dataset.describe()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How many examples (utterances for dialogue data) `split` of `data` holds.

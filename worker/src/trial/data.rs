@@ -24,6 +24,21 @@ pub struct DatasetRequest {
     pub fold: Option<sigsweep_data::folds::Fold>,
 }
 
+impl DatasetRequest {
+    /// The data in words, for errors: the file, or the generator.
+    pub fn describe(&self) -> String {
+        let whole = if self.kind == "synthetic" {
+            format!("the synthetic `{}` data", self.generator)
+        } else {
+            format!("{} file {}", self.kind, self.path)
+        };
+        match &self.fold {
+            Some(f) => format!("{whole} (held-out fold {} of {})", f.fold, f.folds),
+            None => whole,
+        }
+    }
+}
+
 /// A dataset of one of the two shapes the models consume.
 #[derive(Debug, Clone)]
 // One dataset per trial, moved once into its workload: the size difference
