@@ -9,6 +9,12 @@
 # `target/`). Carry one per call (the carry limit is 64 MiB):
 #   run(command=".ci/device/verify.sh tests", carry=[".device-bin/cuda-tests"])
 #   run(command=".ci/device/verify.sh mmic",  carry=[".device-bin/sigsweep"])
+#
+# With FUSION=1 it also builds the same code with burn's kernel fusion
+# (`--features cuda-fusion`, in the target directory `…-fusion`: burn
+# rebuilds) and packs both binaries, gzipped, into
+# .device-bin/fusion-pair.tar.gz (about 30 MB: both fit one carry):
+#   run(command=".ci/device/verify.sh fusion", carry=[".device-bin/fusion-pair.tar.gz"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../targets/cuda}
@@ -23,4 +29,10 @@ for l in sys.stdin:
 mkdir -p .device-bin
 strip -o .device-bin/sigsweep "$CARGO_TARGET_DIR/release/sigsweep"
 strip -o .device-bin/cuda-tests "$test_bin"
+if [ "${FUSION:-0}" = 1 ]; then
+    CARGO_TARGET_DIR=$CARGO_TARGET_DIR-fusion cargo build --release --locked --features cuda-fusion -p sigsweep
+    strip -o .device-bin/sigsweep-fusion "$CARGO_TARGET_DIR-fusion/release/sigsweep"
+    tar -C .device-bin -czf .device-bin/fusion-pair.tar.gz sigsweep sigsweep-fusion
+    rm .device-bin/sigsweep-fusion
+fi
 ls -la .device-bin

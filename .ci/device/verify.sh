@@ -11,6 +11,11 @@
 #                                  # MODELS, BATCHES, MOSI_TRAIN, EPOCHS as in
 #                                  # benches/reference/run.sh; defaults here: both
 #                                  # models, MOSI_TRAIN=1284, EPOCHS=2)
+#   .ci/device/verify.sh fusion    # carry .device-bin/fusion-pair.tar.gz (FUSION=1
+#                                  # .ci/device/build.sh): one trial of MMIC and of
+#                                  # FD-CMDIE without and with burn's kernel fusion,
+#                                  # one after the other on the same GPU (MODELS to
+#                                  # choose; epoch 2 is the steady one)
 #
 # The four modes of `sigsweep bench train`: one trial (single), k packed
 # trials, 10 fused seeds (FD-CMDIE; MMIC does not fuse), and data parallel
@@ -18,7 +23,7 @@
 # GPU-hour, samples/s, GPU memory and utilisation); copies go to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-part=${1:?tests|mmic|fdcmdie|packing|reference}
+part=${1:?tests|mmic|fdcmdie|packing|reference|fusion}
 out=${OUT:-$(mktemp -d)}
 bin=.device-bin/sigsweep
 gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
@@ -55,6 +60,22 @@ packing)
 reference)
     DEVICE=cuda TORCH_PYTHON=${TORCH_PYTHON:-python3} SIGSWEEP=$bin MOSI_TRAIN=${MOSI_TRAIN:-1284} \
         EPOCHS=${EPOCHS:-2} PYTHONUNBUFFERED=1 bash benches/reference/run.sh 2>&1 | tee "$out/reference.txt"
+    ;;
+fusion)
+    pair=$(mktemp -d)
+    tar -C "$pair" -xzf .device-bin/fusion-pair.tar.gz
+    for model in ${MODELS:-mmic fdcmdie}; do
+        case $model in
+        mmic) args=(--model mmic --dataset synthetic-iemocap --epochs 2) ;;
+        fdcmdie) args=(--model fdcmdie --dataset synthetic-mosi --epochs 2) ;;
+        *) echo "unknown model $model" >&2 && exit 2 ;;
+        esac
+        for variant in sigsweep sigsweep-fusion; do
+            echo "== $model, $variant: bench train ${args[*]}"
+            "$pair/$variant" bench train --backend cuda "${args[@]}" 2>&1 |
+                tee "$out/fusion-$model-$variant.txt"
+        done
+    done
     ;;
 *)
     echo "unknown part $part" >&2
