@@ -633,3 +633,67 @@ fn cross_validation_folds_pair_on_seed_and_fold() {
     assert_eq!(compared["comparison"]["used"], "corrected_resampled");
     assert_eq!(compared["comparison"]["n_pairs"], 6);
 }
+
+/// The same trial (same seed, dropout on) trained by two processes at once
+/// (`bench train --mode packed`) gives the same loss at every epoch, bit for
+/// bit: what `loss_spread_across_processes` reports, and what it checks on
+/// a GPU (`verify.sh mmic`, `fdcmdie`).
+#[test]
+fn the_same_trial_in_two_processes_gives_identical_losses() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "train",
+            "--model",
+            "late-fusion",
+            "--dataset",
+            "synthetic-fusion",
+            "--epochs",
+            "3",
+            "--mode",
+            "packed",
+            "--k",
+            "2",
+            "--param",
+            "dropout=0.3",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("sigsweep bench train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(figures["concurrent_trials"], 2, "{figures}");
+    assert_eq!(figures["loss_spread_across_processes"], 0.0, "{figures}");
+    // A single run reports its losses, which the packed run compared.
+    let single = Command::new(BIN)
+        .args([
+            "bench",
+            "train",
+            "--model",
+            "late-fusion",
+            "--dataset",
+            "synthetic-fusion",
+            "--epochs",
+            "3",
+            "--param",
+            "dropout=0.3",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("sigsweep bench train");
+    let single: serde_json::Value = serde_json::from_slice(&single.stdout).expect("JSON");
+    let losses = single["epoch_losses"].as_array().expect("epoch_losses");
+    assert_eq!(losses.len(), 3, "{single}");
+    assert!(
+        losses
+            .iter()
+            .all(|l| l.as_f64().is_some_and(f64::is_finite)),
+        "{single}"
+    );
+}

@@ -20,7 +20,10 @@
 # The four modes of `sigsweep bench train`: one trial (single), k packed
 # trials, 10 fused seeds (FD-CMDIE; MMIC does not fuse), and data parallel
 # over every GPU when there are at least two. Each prints JSON (trials per
-# GPU-hour, samples/s, GPU memory and utilisation); copies go to $OUT.
+# GPU-hour, samples/s, GPU memory and utilisation); copies go to $OUT. The
+# packed runs train the same trial in every process: their
+# `loss_spread_across_processes` is 0 when the processes agree bit for bit
+# (#16's determinism across processes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 part=${1:?tests|mmic|fdcmdie|packing|reference|fusion}

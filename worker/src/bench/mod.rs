@@ -132,6 +132,17 @@ pub struct TrainFigures {
     /// Every epoch's training pass, seconds (single mode).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epoch_seconds: Vec<f64>,
+    /// Every epoch's training loss, as the workload returned it (single
+    /// mode; JSON keeps every bit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub epoch_losses: Vec<f64>,
+    /// Packed mode: every process trains the same trial (same seed), so
+    /// this is the largest spread (max − min over the processes) of an
+    /// epoch's loss: 0 when the processes agree bit for bit, the check that
+    /// a seed means the same run in another process (on CUDA: #16's
+    /// determinism question). `None` when a process reported no losses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_spread_across_processes: Option<f64>,
     /// The CPU products of a steady epoch (`--count-products`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub products: Option<ProductFigures>,
@@ -283,6 +294,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
     let cancel = AtomicBool::new(false);
     let sampler = GpuSampler::start(backend);
     let mut times = Vec::new();
+    let mut losses = Vec::new();
     let mut counts = Vec::new();
     // Stops this thread's counting however the loop ends.
     struct Counting;
@@ -300,6 +312,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         let before = products::current();
         let loss = workload.train_epoch(epoch, &cancel)?;
         let s = start.elapsed().as_secs_f64();
+        losses.push(loss);
         if let (Some(before), Some(after)) = (before, products::current()) {
             counts.push(after.since(&before));
         }
@@ -338,6 +351,8 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         speedup_vs_baseline: None,
         products: ProductFigures::steady(&counts, &times),
         epoch_seconds: times,
+        epoch_losses: losses,
+        loss_spread_across_processes: None,
     })
 }
 
@@ -422,6 +437,8 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         baseline_samples_per_second: None,
         speedup_vs_baseline: None,
         epoch_seconds: Vec::new(),
+        epoch_losses: Vec::new(),
+        loss_spread_across_processes: loss_spread(&figures),
         products: None,
     })
 }
@@ -473,6 +490,8 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         baseline_samples_per_second: Some(baseline.samples_per_second),
         speedup_vs_baseline: Some(run.samples_per_second / baseline.samples_per_second),
         epoch_seconds: Vec::new(),
+        epoch_losses: Vec::new(),
+        loss_spread_across_processes: None,
         products: None,
     })
 }
@@ -494,6 +513,38 @@ pub fn train(args: &TrainBench) -> anyhow::Result<TrainFigures> {
         Mode::Fused => fused(args, backend, false),
         Mode::Dp => fused(args, backend, true),
     }
+}
+
+/// The largest spread over processes of an epoch's loss (see
+/// [`TrainFigures::loss_spread_across_processes`]); NaN when a loss is not
+/// a number, `None` when a process reported none or the processes
+/// reported different numbers of epochs.
+fn loss_spread(figures: &[serde_json::Value]) -> Option<f64> {
+    let losses: Vec<Vec<f64>> = figures
+        .iter()
+        .map(|f| {
+            f["epoch_losses"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
+        })
+        .collect::<Option<_>>()?;
+    let epochs = losses.first()?.len();
+    if epochs == 0 || losses.iter().any(|l| l.len() != epochs) {
+        return None;
+    }
+    let mut spread = 0f64;
+    for e in 0..epochs {
+        let (lo, hi) = losses
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+                (lo.min(l[e]), hi.max(l[e]))
+            });
+        if losses.iter().any(|l| l[e].is_nan()) {
+            return Some(f64::NAN);
+        }
+        spread = spread.max(hi - lo);
+    }
+    Some(spread)
 }
 
 impl TrainFigures {
@@ -519,6 +570,15 @@ impl TrainFigures {
                 "baseline measured in the same run: {b:.1} {}/s; speed-up {x:.2}x\n",
                 f.unit
             ));
+        }
+        if let Some(spread) = f.loss_spread_across_processes {
+            out.push_str(&if spread == 0.0 {
+                "the same trial in every process: identical epoch losses, bit for bit\n".into()
+            } else {
+                format!(
+                    "the same trial in every process: epoch losses differ by up to {spread:e}\n"
+                )
+            });
         }
         if let Some(p) = &f.products {
             out.push_str(&format!(
@@ -550,6 +610,47 @@ impl TrainFigures {
 mod tests {
     use super::*;
     use crate::tensor::products::Count;
+
+    #[test]
+    fn loss_spread_is_zero_only_for_identical_losses() {
+        let run = |losses: serde_json::Value| serde_json::json!({ "epoch_losses": losses });
+        let same = [
+            run(serde_json::json!([1.5, 0.25])),
+            run(serde_json::json!([1.5, 0.25])),
+        ];
+        assert_eq!(loss_spread(&same), Some(0.0));
+        let apart = [
+            run(serde_json::json!([1.5, 0.25])),
+            run(serde_json::json!([1.5, 0.75])),
+            run(serde_json::json!([1.0, 0.5])),
+        ];
+        assert_eq!(loss_spread(&apart), Some(0.5));
+        // One ulp apart is not the same run.
+        let ulp = f64::from_bits(0.25f64.to_bits() + 1);
+        let near = [
+            run(serde_json::json!([0.25])),
+            run(serde_json::json!([ulp])),
+        ];
+        assert!(loss_spread(&near).is_some_and(|d| d > 0.0));
+        // A NaN (serialised as null) makes the spread NaN, never 0.
+        let nan = [
+            run(serde_json::json!([null])),
+            run(serde_json::json!([null])),
+        ];
+        assert!(loss_spread(&nan).is_some_and(f64::is_nan));
+        // Nothing to compare: no losses, or different epoch counts.
+        assert_eq!(
+            loss_spread(&[serde_json::json!({}), run(serde_json::json!([1.0]))]),
+            None
+        );
+        assert_eq!(
+            loss_spread(&[
+                run(serde_json::json!([1.0])),
+                run(serde_json::json!([1.0, 2.0]))
+            ]),
+            None
+        );
+    }
 
     fn epoch(attention: (u64, u64), other: (u64, u64)) -> Counts {
         let count = |(flop, nanos)| Count { flop, nanos };
