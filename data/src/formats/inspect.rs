@@ -206,19 +206,23 @@ impl fmt::Display for Inspection {
                 } = &s.labels
                 {
                     let hist: Vec<String> = histogram7.iter().map(usize::to_string).collect();
+                    let [min, max, mean] = [min, max, mean].map(|x| {
+                        if s.count == 0 {
+                            "-".to_string()
+                        } else {
+                            format!("{x:.3}")
+                        }
+                    });
                     writeln!(
                         f,
-                        "{:<6} {:>8} {:>7.3} {:>7.3} {:>7.3}   {}",
+                        "{:<6} {:>8} {min:>7} {max:>7} {mean:>7}   {}",
                         s.name,
                         s.count,
-                        if s.count == 0 { 0.0 } else { *min },
-                        if s.count == 0 { 0.0 } else { *max },
-                        mean,
                         hist.join(" ")
                     )?;
                 }
             }
-            return Ok(());
+            return self.empty_splits(f);
         }
         write!(f, "{:<6} {:>9} {:>10}", "split", "dialogues", "utterances")?;
         for name in &self.class_names {
@@ -246,6 +250,80 @@ impl fmt::Display for Inspection {
                 .collect();
             writeln!(f, "   {}", speakers.join("/"))?;
         }
+        self.empty_splits(f)
+    }
+}
+
+impl Inspection {
+    /// A note for a training or test split without examples: a trial on
+    /// the file fails (an empty validation split is common, and reported
+    /// where epochs are selected on it).
+    fn empty_splits(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.splits {
+            let examples = s.utterances.unwrap_or(s.count);
+            let why = match s.name.as_str() {
+                "train" => "nothing to train on",
+                "test" => "nothing to report metrics on",
+                _ => continue,
+            };
+            if examples == 0 {
+                writeln!(
+                    f,
+                    "note: the {} split has no examples: a trial on this file fails ({why})",
+                    s.name
+                )?;
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A split of `count` samples; an empty one with the statistics of
+    /// no labels (as `from_seq` computes them: ±∞ and NaN).
+    fn split(name: &str, count: usize) -> SplitInfo {
+        let (min, max, mean) = if count == 0 {
+            (f64::INFINITY, f64::NEG_INFINITY, f64::NAN)
+        } else {
+            (-1.0, 1.0, 0.0)
+        };
+        SplitInfo {
+            name: name.into(),
+            count,
+            utterances: None,
+            speaker_counts: None,
+            labels: LabelStats::Regression {
+                min,
+                max,
+                mean,
+                histogram7: [0, 0, count, 0, 0, 0, 0],
+            },
+        }
+    }
+
+    #[test]
+    fn an_empty_training_or_test_split_is_called_out() {
+        let mut inspection = Inspection {
+            path: "x.pkl".into(),
+            format: Format::Mmsa,
+            dims: [768, 5, 20],
+            seq_lens: Some([50, 375, 500]),
+            has_lengths: Some(false),
+            n_speakers: None,
+            class_names: Vec::new(),
+            splits: vec![split("train", 0), split("valid", 0), split("test", 4)],
+        };
+        let text = inspection.to_string();
+        assert!(
+            text.contains("note: the train split has no examples"),
+            "{text}"
+        );
+        assert!(!text.contains("valid split"), "{text}");
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        inspection.splits[0].count = 8;
+        assert!(!inspection.to_string().contains("note:"), "{inspection}");
     }
 }
