@@ -634,12 +634,9 @@ fn cross_validation_folds_pair_on_seed_and_fold() {
     assert_eq!(compared["comparison"]["n_pairs"], 6);
 }
 
-/// The same trial (same seed, dropout on) trained by two processes at once
-/// (`bench train --mode packed`) gives the same loss at every epoch, bit for
-/// bit: what `loss_spread_across_processes` reports, and what it checks on
-/// a GPU (`verify.sh mmic`, `fdcmdie`).
-#[test]
-fn the_same_trial_in_two_processes_gives_identical_losses() {
+/// `sigsweep bench train … --json` on late-fusion's synthetic data, with
+/// `extra` flags; its JSON figures.
+fn bench_json(extra: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN)
         .args([
             "bench",
@@ -648,16 +645,9 @@ fn the_same_trial_in_two_processes_gives_identical_losses() {
             "late-fusion",
             "--dataset",
             "synthetic-fusion",
-            "--epochs",
-            "3",
-            "--mode",
-            "packed",
-            "--k",
-            "2",
-            "--param",
-            "dropout=0.3",
-            "--json",
         ])
+        .args(extra)
+        .arg("--json")
         .env("RUST_LOG", "warn")
         .output()
         .expect("sigsweep bench train");
@@ -666,28 +656,28 @@ fn the_same_trial_in_two_processes_gives_identical_losses() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(figures["concurrent_trials"], 2, "{figures}");
-    assert_eq!(figures["loss_spread_across_processes"], 0.0, "{figures}");
-    // A single run reports its losses, which the packed run compared.
-    let single = Command::new(BIN)
-        .args([
-            "bench",
-            "train",
-            "--model",
-            "late-fusion",
-            "--dataset",
-            "synthetic-fusion",
-            "--epochs",
-            "3",
-            "--param",
-            "dropout=0.3",
-            "--json",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("sigsweep bench train");
-    let single: serde_json::Value = serde_json::from_slice(&single.stdout).expect("JSON");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// The same trial (same seed, dropout on) trained by two processes at once
+/// (`bench train --mode packed`) gives the same loss at every epoch, bit for
+/// bit: what `loss_spread_across_processes` reports, and what it checks on
+/// a GPU (`verify.sh mmic`, `fdcmdie`). Fused seeds report how far their
+/// losses are from the same seeds trained one after another.
+#[test]
+fn the_same_trial_in_two_processes_gives_identical_losses() {
+    let dropout = ["--param", "dropout=0.3"];
+    let packed = bench_json(
+        &[
+            &["--epochs", "3", "--mode", "packed", "--k", "2"][..],
+            &dropout,
+        ]
+        .concat(),
+    );
+    assert_eq!(packed["concurrent_trials"], 2, "{packed}");
+    assert_eq!(packed["loss_spread_across_processes"], 0.0, "{packed}");
+    // A single run reports the losses the packed run compared.
+    let single = bench_json(&[&["--epochs", "3"][..], &dropout].concat());
     let losses = single["epoch_losses"].as_array().expect("epoch_losses");
     assert_eq!(losses.len(), 3, "{single}");
     assert!(
@@ -696,4 +686,20 @@ fn the_same_trial_in_two_processes_gives_identical_losses() {
             .all(|l| l.as_f64().is_some_and(f64::is_finite)),
         "{single}"
     );
+    // Fused seeds without dropout: the unfused losses up to the batched
+    // products' rounding.
+    let fused = bench_json(&[
+        "--epochs",
+        "2",
+        "--mode",
+        "fused",
+        "--seeds",
+        "2",
+        "--param",
+        "dropout=0",
+    ]);
+    let d = fused["loss_difference_vs_baseline"]
+        .as_f64()
+        .expect("a difference");
+    assert!(d < 1e-6, "{fused}");
 }

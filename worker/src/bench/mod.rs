@@ -143,6 +143,14 @@ pub struct TrainFigures {
     /// determinism question). `None` when a process reported no losses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_spread_across_processes: Option<f64>,
+    /// Fused and data-parallel modes: the largest |Δ| between a seed's
+    /// training loss at an epoch and the same seed's in the baseline run
+    /// of the same benchmark (0 when they agree bit for bit). Batched
+    /// products round differently (~1e-7 relative); with dropout on, a
+    /// fused seed also draws its own masks, not the unfused trial's, so
+    /// the difference is then of the order of the training noise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_difference_vs_baseline: Option<f64>,
     /// The CPU products of a steady epoch (`--count-products`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub products: Option<ProductFigures>,
@@ -353,6 +361,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         epoch_seconds: times,
         epoch_losses: losses,
         loss_spread_across_processes: None,
+        loss_difference_vs_baseline: None,
     })
 }
 
@@ -439,6 +448,7 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         epoch_seconds: Vec::new(),
         epoch_losses: Vec::new(),
         loss_spread_across_processes: loss_spread(&figures),
+        loss_difference_vs_baseline: None,
         products: None,
     })
 }
@@ -492,6 +502,7 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         epoch_seconds: Vec::new(),
         epoch_losses: Vec::new(),
         loss_spread_across_processes: None,
+        loss_difference_vs_baseline: largest_difference(&baseline.epoch_losses, &run.epoch_losses),
         products: None,
     })
 }
@@ -547,6 +558,24 @@ fn loss_spread(figures: &[serde_json::Value]) -> Option<f64> {
     Some(spread)
 }
 
+/// The largest |a − b| over matching seeds and epochs (NaN if a loss is
+/// not a number; `None` when the runs' shapes differ or are empty).
+fn largest_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> Option<f64> {
+    if a.is_empty() || a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+        return None;
+    }
+    let pairs = a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y));
+    let mut largest = 0f64;
+    for (x, y) in pairs {
+        let d = (x - y).abs();
+        if d.is_nan() {
+            return Some(f64::NAN);
+        }
+        largest = largest.max(d);
+    }
+    Some(largest)
+}
+
 impl TrainFigures {
     /// The figures as the text `bench train` prints.
     pub fn summary(&self) -> String {
@@ -580,6 +609,15 @@ impl TrainFigures {
                 )
             });
         }
+        if let Some(d) = f.loss_difference_vs_baseline {
+            out.push_str(&if d == 0.0 {
+                "training losses, seed by seed, equal the baseline's bit for bit\n".into()
+            } else {
+                format!(
+                    "training losses, seed by seed, differ from the baseline's by up to {d:e}\n"
+                )
+            });
+        }
         if let Some(p) = &f.products {
             out.push_str(&format!(
                 "products: {:.1} GFLOP/epoch in {:.3} s ({:.1} GFLOP/s, {:.0}% of the epoch)",
@@ -610,6 +648,19 @@ impl TrainFigures {
 mod tests {
     use super::*;
     use crate::tensor::products::Count;
+
+    #[test]
+    fn largest_difference_pairs_seeds_and_epochs() {
+        let a = vec![vec![1.0, 0.5], vec![2.0, 1.0]];
+        assert_eq!(largest_difference(&a, &a), Some(0.0));
+        let b = vec![vec![1.0, 0.75], vec![1.5, 1.0]];
+        assert_eq!(largest_difference(&a, &b), Some(0.5));
+        assert!(
+            largest_difference(&a, &[vec![1.0, f64::NAN], vec![2.0, 1.0]]).is_some_and(f64::is_nan)
+        );
+        assert_eq!(largest_difference(&a, &a[..1]), None);
+        assert_eq!(largest_difference(&[], &[]), None);
+    }
 
     #[test]
     fn loss_spread_is_zero_only_for_identical_losses() {

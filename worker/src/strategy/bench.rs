@@ -39,6 +39,14 @@ pub struct BenchReport {
     pub seconds_per_epoch: f64,
     /// Training samples per second, summed over seeds.
     pub samples_per_second: f64,
+    /// Each seed's training loss at every epoch, in seed order: what
+    /// another mode's run of the same seeds is compared with.
+    pub epoch_losses: Vec<Vec<f64>>,
+}
+
+/// Every epoch's training loss of `outcome`.
+fn losses(outcome: &crate::TrialOutcome) -> Vec<f64> {
+    outcome.epochs.iter().map(|e| e.train_loss).collect()
 }
 
 /// `template` once per seed, with `epochs` and a selection metric the task
@@ -95,6 +103,7 @@ fn report(
     seconds: f64,
 ) -> BenchReport {
     BenchReport {
+        epoch_losses: Vec::new(),
         mode,
         backend: backend.to_string(),
         seeds,
@@ -127,18 +136,22 @@ pub fn bench_sequential(
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();
+    let mut seen = Vec::new();
     for r in &reqs {
-        run_trial(r, backend, &mut |_| {}, &cancel)?;
+        seen.push(losses(&run_trial(r, backend, &mut |_| {}, &cancel)?));
     }
-    Ok(report(
-        "sequential",
-        backend,
-        reqs.len(),
-        1,
-        epochs,
-        n,
-        start.elapsed().as_secs_f64(),
-    ))
+    Ok(BenchReport {
+        epoch_losses: seen,
+        ..report(
+            "sequential",
+            backend,
+            reqs.len(),
+            1,
+            epochs,
+            n,
+            start.elapsed().as_secs_f64(),
+        )
+    })
 }
 
 /// The K seeds as one fused model on one device.
@@ -152,18 +165,22 @@ pub fn bench_fused(
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();
+    let mut seen = Vec::new();
     for r in run_fused(&reqs, backend, &mut |_, _| {}, &cancel) {
-        r?;
+        seen.push(losses(&r?));
     }
-    Ok(report(
-        "fused",
-        backend,
-        reqs.len(),
-        1,
-        epochs,
-        n,
-        start.elapsed().as_secs_f64(),
-    ))
+    Ok(BenchReport {
+        epoch_losses: seen,
+        ..report(
+            "fused",
+            backend,
+            reqs.len(),
+            1,
+            epochs,
+            n,
+            start.elapsed().as_secs_f64(),
+        )
+    })
 }
 
 /// One seed data-parallel over `devices` replicas.
@@ -178,14 +195,17 @@ pub fn bench_data_parallel(
     let n = train_samples(&reqs[0])?;
     let cancel = AtomicBool::new(false);
     let start = Instant::now();
-    run_data_parallel(&reqs[0], backend, devices, &mut |_| {}, &cancel)?;
-    Ok(report(
-        "data-parallel",
-        backend,
-        1,
-        devices,
-        epochs,
-        n,
-        start.elapsed().as_secs_f64(),
-    ))
+    let outcome = run_data_parallel(&reqs[0], backend, devices, &mut |_| {}, &cancel)?;
+    Ok(BenchReport {
+        epoch_losses: vec![losses(&outcome)],
+        ..report(
+            "data-parallel",
+            backend,
+            1,
+            devices,
+            epochs,
+            n,
+            start.elapsed().as_secs_f64(),
+        )
+    })
 }
