@@ -269,20 +269,40 @@ impl SweepSpec {
     }
 
     /// Remarks about a valid sweep, for `run`, `submit` and `--dry-run` to
-    /// print: parameters that no template of a training program uses.
+    /// print: parameters that no template of a training program uses, and
+    /// fused seeds that train with dropout.
     pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.resources.fuse_seeds && self.may_drop_out() {
+            out.push(format!(
+                "{}: fuse_seeds with dropout: a fused seed draws its own dropout masks (from its seed), \
+                 not those of the same seed trained alone, so its numbers differ from an unfused run's; \
+                 compare fused runs with fused runs (dropout = 0 fuses exactly)",
+                self.source_name
+            ));
+        }
         let Some(c) = &self.model.command else {
-            return Vec::new();
+            return out;
         };
-        command::unused(self, c)
-            .into_iter()
-            .map(|k| {
-                format!(
-                    "{}: parameter `{k}` is in no placeholder of [model] argv/env/workdir; the program sees it only in SIGSWEEP_PARAMS",
-                    self.source_name
-                )
-            })
-            .collect()
+        out.extend(command::unused(self, c).into_iter().map(|k| {
+            format!(
+                "{}: parameter `{k}` is in no placeholder of [model] argv/env/workdir; the program sees it only in SIGSWEEP_PARAMS",
+                self.source_name
+            )
+        }));
+        out
+    }
+
+    /// Whether some configuration may train with dropout: its `dropout`
+    /// is not set to 0 (unset means the model's default, which may not
+    /// be 0).
+    fn may_drop_out(&self) -> bool {
+        self.configurations().iter().any(|config| {
+            self.resolve(config)
+                .get("dropout")
+                .and_then(ParamValue::as_f64)
+                .is_none_or(|p| p > 0.0)
+        })
     }
 
     /// For a run on this machine, which reads the dataset file itself and

@@ -682,3 +682,36 @@ fn an_empty_synthetic_split_names_its_own_key() {
         assert!(err.message.contains("at least one sample"), "{err}");
     }
 }
+
+#[test]
+fn fused_seeds_with_dropout_are_warned_about() {
+    let fused = |extra: &str| {
+        let mut src = format!("{}\n[resources]\nfuse_seeds = true\n", minimal(extra));
+        if extra.starts_with("dropout") {
+            src = src.replace(
+                "baseline = { a = 1 }",
+                "baseline = { a = 1, dropout = 0.0 }",
+            );
+        }
+        parse(&src).expect("valid").warnings()
+    };
+    let dropout_warning = |w: &[String]| w.iter().any(|w| w.contains("fuse_seeds with dropout"));
+    // Unset: the model's default may drop out.
+    assert!(dropout_warning(&fused("")));
+    // Swept with a non-zero value.
+    assert!(dropout_warning(&fused("dropout = [0.0, 0.3]")));
+    // Zero everywhere: fused seeds are exact, nothing to say.
+    let w = fused("dropout = [0.0]");
+    assert!(!dropout_warning(&w), "{w:?}");
+    let src = format!(
+        "{}\n[resources]\nfuse_seeds = true\n",
+        minimal("").replace(
+            "name = \"late-fusion\"\n",
+            "name = \"late-fusion\"\ndropout = 0.0\n"
+        )
+    );
+    let w = parse(&src).expect("valid").warnings();
+    assert!(!dropout_warning(&w), "{w:?}");
+    // Unfused sweeps: nothing.
+    assert!(parse(&minimal("")).expect("valid").warnings().is_empty());
+}
