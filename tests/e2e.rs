@@ -637,25 +637,16 @@ fn cross_validation_folds_pair_on_seed_and_fold() {
 /// `sigsweep bench train … --json` on late-fusion's synthetic data, with
 /// `extra` flags; its JSON figures.
 fn bench_json(extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "train",
-            "--model",
-            "late-fusion",
-            "--dataset",
-            "synthetic-fusion",
-        ])
-        .args(extra)
-        .arg("--json")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("sigsweep bench train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let base = [
+        "bench",
+        "train",
+        "--model",
+        "late-fusion",
+        "--dataset",
+        "synthetic-fusion",
+    ];
+    let out = common::cluster::sigsweep(&[&base[..], extra, &["--json"]].concat());
+    assert!(out.status.success(), "{}", common::cluster::text(&out));
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 

@@ -539,21 +539,19 @@ fn loss_spread(figures: &[serde_json::Value]) -> Option<f64> {
                 .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
         })
         .collect::<Option<_>>()?;
-    let epochs = losses.first()?.len();
-    if epochs == 0 || losses.iter().any(|l| l.len() != epochs) {
+    if losses.first()?.is_empty() {
         return None;
     }
+    // max − min over the processes is the largest difference of a pair.
     let mut spread = 0f64;
-    for e in 0..epochs {
-        let (lo, hi) = losses
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
-                (lo.min(l[e]), hi.max(l[e]))
-            });
-        if losses.iter().any(|l| l[e].is_nan()) {
-            return Some(f64::NAN);
+    for (i, a) in losses.iter().enumerate() {
+        for b in &losses[i + 1..] {
+            let d = largest_difference(std::slice::from_ref(a), std::slice::from_ref(b))?;
+            if d.is_nan() {
+                return Some(f64::NAN);
+            }
+            spread = spread.max(d);
         }
-        spread = spread.max(hi - lo);
     }
     Some(spread)
 }
