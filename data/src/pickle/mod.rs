@@ -159,11 +159,13 @@ mod tests {
     #[test]
     fn a_file_error_says_its_cause_once() {
         use std::error::Error as _;
-        let dir = std::env::temp_dir().join(format!("sigsweep-pickle-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let truncated = dir.join("truncated.pkl");
+        let dir = tempfile::tempdir().expect("dir");
+        let truncated = dir.path().join("truncated.pkl");
         std::fs::write(&truncated, b"\x80\x02X\x10\x00\x00\x00abc").expect("write");
-        for path in [truncated.as_path(), dir.join("missing.pkl").as_path()] {
+        for path in [
+            truncated.as_path(),
+            dir.path().join("missing.pkl").as_path(),
+        ] {
             let e = from_path(path).expect_err("must fail");
             // The message holds the cause; a printed chain (`{:#}`) adds
             // nothing, so it says it once.
@@ -175,6 +177,5 @@ mod tests {
                 "{text}"
             );
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
