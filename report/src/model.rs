@@ -117,6 +117,12 @@ pub struct RunInfo {
     pub epochs: u32,
     /// GPUs per trial (0: CPU).
     pub gpus_per_trial: u32,
+    /// Trials that may share one GPU (`trials_per_gpu`; 0 or 1: none).
+    #[serde(default)]
+    pub trials_per_gpu: u32,
+    /// Whether a configuration's seeds could train as one fused model.
+    #[serde(default)]
+    pub fuse_seeds: bool,
     /// Software, `(name, version)`: sigsweep, burn.
     pub versions: Vec<(String, String)>,
 }

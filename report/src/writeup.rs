@@ -372,10 +372,34 @@ pub fn reproducibility(r: &Report) -> Vec<(String, String)> {
         "in the table below, side by side for every configuration.".to_string(),
     ));
     let c = &r.compute;
+    // Trials that shared a GPU or a fused model each count the wall time
+    // of the whole run they shared, so the sums are upper bounds.
+    let mut shared = Vec::new();
+    if r.run.gpus_per_trial > 0 && r.run.trials_per_gpu > 1 {
+        shared.push(format!(
+            "up to {} trials shared a GPU (trials_per_gpu)",
+            r.run.trials_per_gpu
+        ));
+    }
+    if r.run.fuse_seeds {
+        shared.push(
+            "a seed-fused trial counts the wall time of its whole fused model (fuse_seeds)"
+                .to_string(),
+        );
+    }
+    let bound = if shared.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (an upper bound where trials shared: {})",
+            shared.join("; ")
+        )
+    };
     let device = if r.run.gpus_per_trial > 0 {
         format!(
-            "{} GPU(s) per trial; GPU-hours = trial-hours × {} = {}",
+            "{} GPU(s) per trial; GPU-hours {} trial-hours × {} = {}",
             r.run.gpus_per_trial,
+            if shared.is_empty() { "=" } else { "≤" },
             r.run.gpus_per_trial,
             hours(c.total_seconds * f64::from(r.run.gpus_per_trial))
         )
@@ -385,7 +409,7 @@ pub fn reproducibility(r: &Report) -> Vec<(String, String)> {
     out.push((
         "Hardware and compute".to_string(),
         format!(
-            "{device}; {} worker(s) reported results. {} Trial time in all: {} (wall time of each completed trial's final attempt, {} trial(s)); per trial mean {:.1} s, median {:.1} s, max {:.1} s. Earlier failed attempts and orchestration time are not included.",
+            "{device}; {} worker(s) reported results. {} Trial time in all: {}{bound} (wall time of each completed trial's final attempt, {} trial(s)); per trial mean {:.1} s, median {:.1} s, max {:.1} s. Earlier failed attempts and orchestration time are not included.",
             c.workers.len(),
             if c.hardware.is_empty() {
                 "The results do not say which hardware trained them.".to_string()

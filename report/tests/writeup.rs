@@ -38,6 +38,8 @@ fn spec_with_run(n: u64) -> ReportSpec {
         ],
         epochs: 30,
         gpus_per_trial: 1,
+        trials_per_gpu: 1,
+        fuse_seeds: false,
         versions: vec![("sigsweep".to_string(), "0.1.0".to_string())],
     };
     s
@@ -149,6 +151,7 @@ fn reproducibility_answers_the_checklist_from_the_run() {
     assert!(find("Selection").contains("of 30 epochs"));
     // 30 completed trials of 1 s each on 1 GPU.
     assert!(find("Hardware and compute").contains("GPU-hours = trial-hours × 1 = 0.01 h (30 s)"));
+    assert!(!find("Hardware and compute").contains("upper bound"));
     assert_eq!(find("Software"), "sigsweep 0.1.0");
     assert!(find("Model and fixed parameters").contains("mmic: hidden = 200"));
     for format in [Format::Html, Format::Markdown] {
@@ -156,4 +159,38 @@ fn reproducibility_answers_the_checklist_from_the_run() {
         assert!(text.contains("Reproducibility") && text.contains("Statistics"));
         assert!(text.contains("Validation and test acc"));
     }
+}
+
+/// Trials that shared a GPU or a fused model each count the whole shared
+/// run's wall time: the compute figures say they are upper bounds.
+#[test]
+fn shared_gpus_and_fused_seeds_make_the_compute_an_upper_bound() {
+    let mut spec = spec_with_run(10);
+    spec.run.trials_per_gpu = 8;
+    spec.run.fuse_seeds = true;
+    let r = build(&spec, &records(10));
+    let (_, text) = reproducibility(&r)
+        .into_iter()
+        .find(|(k, _)| k == "Hardware and compute")
+        .unwrap();
+    assert!(
+        text.contains("GPU-hours ≤ trial-hours × 1 = 0.01 h (30 s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(an upper bound where trials shared: up to 8 trials shared a GPU (trials_per_gpu); a seed-fused trial counts the wall time of its whole fused model (fuse_seeds))"),
+        "{text}"
+    );
+    spec.run.gpus_per_trial = 0;
+    let r = build(&spec, &records(10));
+    let (_, text) = reproducibility(&r)
+        .into_iter()
+        .find(|(k, _)| k == "Hardware and compute")
+        .unwrap();
+    assert!(
+        text.starts_with("CPU, one worker slot per trial;")
+            && !text.contains("trials shared a GPU")
+            && text.contains("whole fused model"),
+        "{text}"
+    );
 }

@@ -199,6 +199,14 @@ pub fn assert_fusion_matches_unfused(dir: &Path, sweep: &Path, metrics: &[&str])
             assert!((a - b).abs() < 1e-4, "{metric}: unfused {a} vs fused {b}");
         }
         assert_eq!(p["selected_epoch"], f["selected_epoch"]);
+        // Each record says how its trial trained.
+        let how = |row: &serde_json::Value| row["hardware"].as_str().unwrap_or("").to_string();
+        assert!(
+            how(p).ends_with("trained on cpu, 1 thread(s)"),
+            "{}",
+            how(p)
+        );
+        assert!(how(f).contains("; seed-fused: "), "{}", how(f));
     }
     let log =
         std::fs::read_to_string(fused_state.join("logs").join("worker-0.log")).expect("worker log");

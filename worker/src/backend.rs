@@ -43,6 +43,26 @@ impl fmt::Display for BackendKind {
     }
 }
 
+impl BackendKind {
+    /// How this build computes on the backend, for a trial's record (what
+    /// decides whether the same seed gives the same bits): on CUDA, burn's
+    /// `cuda` feature brings burn-cuda without `autotune`, so every kernel
+    /// choice is fixed at build time, and kernel fusion only with the
+    /// `cuda-fusion` feature. `None` on the CPU, where the backend has no
+    /// such choice.
+    pub fn numerics(self) -> Option<&'static str> {
+        match self {
+            Self::Cpu => None,
+            Self::Cuda if cfg!(feature = "cuda-fusion") => {
+                Some("burn-cuda kernels fixed at build time (no autotune), kernel fusion on")
+            }
+            Self::Cuda => {
+                Some("burn-cuda kernels fixed at build time (no autotune), no kernel fusion")
+            }
+        }
+    }
+}
+
 /// Checks that a backend can be used here; a clear message when not.
 pub fn check_available(kind: BackendKind) -> Result<(), String> {
     match kind {

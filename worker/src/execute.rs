@@ -28,6 +28,26 @@ pub enum Plan {
     Fused { seeds: usize },
 }
 
+impl Plan {
+    /// How a trial of this plan trained, for its record, when not alone:
+    /// a reader of the results must know that a seed shared a model with
+    /// other seeds (its dropout masks are not the ones it draws alone) or
+    /// was split over devices.
+    pub fn describe(self) -> Option<String> {
+        match self {
+            Self::Plain => None,
+            Self::DataParallel { devices } => Some(format!(
+                "data parallel over {devices} devices (gradients all-reduced every step)"
+            )),
+            Self::Fused { .. } => Some(
+                "seed-fused: trained as one model with other seeds of its configuration \
+                 (with dropout its masks, and so its numbers, differ from the seed trained alone)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
 /// The strategy for `requests` on a worker that gives each trial `devices`
 /// devices.
 pub fn plan(requests: &[Result<TrialRequest, TrainError>], devices: u32) -> Plan {
@@ -67,7 +87,8 @@ pub fn run(
     progress: &mut dyn FnMut(usize, EpochReport),
     cancel: &AtomicBool,
 ) -> Vec<Result<TrialOutcome, TrainError>> {
-    match plan(&requests, devices) {
+    let plan = plan(&requests, devices);
+    let mut results = match plan {
         Plan::DataParallel { devices } => requests
             .into_iter()
             .enumerate()
@@ -90,7 +111,13 @@ pub fn run(
                 r.and_then(|req| run_trial(&req, backend, &mut |p| progress(i, p), cancel))
             })
             .collect(),
+    };
+    if let Some(how) = plan.describe() {
+        for outcome in results.iter_mut().flatten() {
+            outcome.strategy = Some(how.clone());
+        }
     }
+    results
 }
 
 #[cfg(test)]

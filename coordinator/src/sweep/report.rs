@@ -83,6 +83,8 @@ impl SweepSpec {
                 .collect(),
             epochs: self.training.as_ref().map_or(0, |t| t.epochs),
             gpus_per_trial: self.resources.gpus_per_trial,
+            trials_per_gpu: self.resources.trials_per_gpu,
+            fuse_seeds: self.resources.fuse_seeds,
             versions: vec![(
                 "sigsweep".to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),

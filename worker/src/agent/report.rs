@@ -8,6 +8,7 @@ use tonic::Status;
 
 use sigsweep_proto::v1 as pb;
 
+use crate::backend::BackendKind;
 use crate::trial::{Prediction, TrainError, TrialOutcome};
 
 use sigsweep_client::{ErrorCode, is_transient};
@@ -115,7 +116,7 @@ pub(super) async fn report_outcome(
                 predictions,
                 weights,
                 history: outcome.epochs.iter().map(pb::EpochMetrics::from).collect(),
-                hardware: hardware(config),
+                hardware: hardware(config, outcome.strategy.as_deref()),
                 log: log.clone(),
                 program_selected: outcome.program_selected,
             };
@@ -268,15 +269,78 @@ fn write_atomically(
     Ok(())
 }
 
-/// What trains this worker's trials, for the report's Reproducibility
-/// section: the machine's CPU and GPU models (read once) and the backend
-/// with its compute threads.
-fn hardware(config: &AgentConfig) -> String {
+/// What trained a trial, for the report's Reproducibility section: the
+/// machine's CPU and GPU models (read once), the backend with its compute
+/// threads or how this build computes on it, a GPU shared with other
+/// trials' processes, and `strategy` (seed-fused, data parallel).
+fn hardware(config: &AgentConfig, strategy: Option<&str>) -> String {
     static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let machine = MACHINE.get_or_init(sigsweep_types::host::hardware);
-    let backend = match config.backend {
-        crate::backend::BackendKind::Cpu => format!("trained on cpu, {} thread(s)", config.threads),
-        crate::backend::BackendKind::Cuda => "trained on cuda".to_string(),
-    };
-    sigsweep_types::host::bounded_hardware(&format!("{machine}; {backend}"))
+    sigsweep_types::host::bounded_hardware(&format!("{machine}; {}", compute(config, strategy)))
+}
+
+/// The part of [`hardware`] this worker decides, after the machine.
+fn compute(config: &AgentConfig, strategy: Option<&str>) -> String {
+    let mut parts = vec![match config.backend {
+        BackendKind::Cpu => format!("trained on cpu, {} thread(s)", config.threads),
+        BackendKind::Cuda => "trained on cuda".to_string(),
+    }];
+    parts.extend(config.backend.numerics().map(str::to_string));
+    if config.backend == BackendKind::Cuda && config.trials_per_gpu > 1 {
+        parts.push(format!(
+            "its GPU shared by up to {} trial processes (times include the sharing)",
+            config.trials_per_gpu
+        ));
+    }
+    parts.extend(strategy.map(str::to_string));
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compute;
+    use crate::agent::config::AgentConfig;
+    use crate::backend::BackendKind;
+    use crate::execute::Plan;
+
+    /// A trial's record says how it trained: alone on the CPU with its
+    /// threads; on CUDA with this build's kernel choices and a shared GPU;
+    /// seed-fused or data parallel when it was.
+    #[test]
+    fn the_record_says_how_a_trial_trained() {
+        let cpu = AgentConfig {
+            threads: 1,
+            ..AgentConfig::default()
+        };
+        assert_eq!(compute(&cpu, None), "trained on cpu, 1 thread(s)");
+        let fused = Plan::Fused { seeds: 10 }.describe();
+        let text = compute(&cpu, fused.as_deref());
+        assert!(
+            text.starts_with("trained on cpu, 1 thread(s); seed-fused:")
+                && text.contains("differ from the seed trained alone"),
+            "{text}"
+        );
+        let shared = AgentConfig {
+            backend: BackendKind::Cuda,
+            trials_per_gpu: 8,
+            ..AgentConfig::default()
+        };
+        let dp = Plan::DataParallel { devices: 2 }.describe();
+        let text = compute(&shared, dp.as_deref());
+        let fusion = if cfg!(feature = "cuda-fusion") {
+            "kernel fusion on"
+        } else {
+            "no kernel fusion"
+        };
+        assert!(
+            text.starts_with(
+                "trained on cuda; burn-cuda kernels fixed at build time (no autotune)"
+            ) && text.contains(fusion)
+                && text.contains("shared by up to 8 trial processes")
+                && text
+                    .ends_with("data parallel over 2 devices (gradients all-reduced every step)"),
+            "{text}"
+        );
+        assert_eq!(Plan::Plain.describe(), None);
+    }
 }

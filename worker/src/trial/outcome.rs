@@ -41,6 +41,9 @@ pub struct TrialOutcome {
     pub weights: Option<Weights>,
     /// True when a training program selected the epoch itself.
     pub program_selected: bool,
+    /// How the trial trained when not alone on one device (seed-fused,
+    /// data parallel): [`crate::execute::Plan::describe`].
+    pub strategy: Option<String>,
 }
 
 /// One test example's prediction: a line of a trial's predictions file
@@ -289,6 +292,7 @@ impl Selector {
             predictions: None,
             weights: None,
             program_selected: false,
+            strategy: None,
         })
     }
 
@@ -305,6 +309,7 @@ impl Selector {
             predictions: None,
             weights: None,
             program_selected: true,
+            strategy: None,
         }
     }
 }
