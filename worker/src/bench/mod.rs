@@ -95,6 +95,16 @@ pub fn parse_param(kv: &str) -> anyhow::Result<(String, Value)> {
     Ok((k.trim().to_string(), value))
 }
 
+/// The backend with how this build computes on it (on CUDA: kernel
+/// choices fixed at build time, kernel fusion on or off), so that a
+/// figure says which build measured it.
+fn backend_label(backend: BackendKind) -> String {
+    match backend.numerics() {
+        Some(n) => format!("{backend} ({n})"),
+        None => backend.to_string(),
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), bytes.
 fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -343,7 +353,7 @@ fn single(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         mode: "single".into(),
         model: args.model.clone(),
         dataset: args.dataset.clone(),
-        backend: backend.to_string(),
+        backend: backend_label(backend),
         shapes,
         unit: unit.into(),
         samples_per_epoch: samples,
@@ -431,7 +441,7 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         mode: format!("packed x{}", figures.len()),
         model: args.model.clone(),
         dataset: args.dataset.clone(),
-        backend: backend.to_string(),
+        backend: backend_label(backend),
         shapes: first["shapes"].as_str().unwrap_or_default().to_string(),
         unit: first["unit"].as_str().unwrap_or_default().to_string(),
         samples_per_epoch: num(first, "samples_per_epoch") as usize,
@@ -485,7 +495,7 @@ fn fused(args: &TrainBench, backend: BackendKind, dp: bool) -> anyhow::Result<Tr
         mode,
         model: args.model.clone(),
         dataset: args.dataset.clone(),
-        backend: backend.to_string(),
+        backend: backend_label(backend),
         shapes,
         unit: unit.into(),
         samples_per_epoch: samples,
