@@ -198,6 +198,46 @@ fn fused_seeds_give_the_same_per_trial_metrics_as_unfused_training() {
     assert_fusion_matches_unfused(dir.path(), &sweep, &["accuracy", "f1_weighted"]);
 }
 
+/// With dropout a fused model would draw every seed's masks from one
+/// generator (a seed's numbers would depend on its group mates), so seeds
+/// that train with dropout do not fuse: `fuse_seeds = true` gives exactly
+/// the unfused numbers, and the run says why.
+#[test]
+fn seeds_with_dropout_train_alone_and_give_the_unfused_numbers_bit_for_bit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 3, 2, 64);
+    let text = std::fs::read_to_string(&sweep)
+        .expect("read")
+        .replace("hidden = 16\n", "hidden = 16\ndropout = 0.3\n");
+    assert!(text.contains("dropout = 0.3"), "{text}");
+    std::fs::write(&sweep, &text).expect("write");
+    let fused = dir.path().join("fused.toml");
+    std::fs::write(&fused, format!("{text}\n[resources]\nfuse_seeds = true\n")).expect("write");
+    let (plain_state, fused_state) = (dir.path().join("plain"), dir.path().join("fused"));
+    run_ok(&sweep, &plain_state, "1");
+    let out = run_ok(&fused, &fused_state, "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fuse_seeds with dropout") && stderr.contains("one seed at a time"),
+        "{stderr}"
+    );
+    let (plain, fused_rows) = (results(&plain_state), results(&fused_state));
+    assert_eq!(plain.len(), 6);
+    for p in &plain {
+        let f = fused_rows
+            .iter()
+            .find(|f| f["trial_id"] == p["trial_id"])
+            .expect("same trial ids");
+        assert_eq!(p["history"], f["history"], "{}", p["trial_id"]);
+        assert_eq!(p["metrics"], f["metrics"]);
+        assert!(
+            !f["hardware"].as_str().unwrap_or("").contains("seed-fused"),
+            "{}",
+            f["hardware"]
+        );
+    }
+}
+
 /// The same for FD-CMDIE (contrastive learning, two interaction layers).
 #[test]
 fn fused_fdcmdie_seeds_give_the_same_per_trial_metrics_as_unfused_training() {

@@ -275,9 +275,9 @@ impl SweepSpec {
         let mut out = Vec::new();
         if self.resources.fuse_seeds && self.may_drop_out() {
             out.push(format!(
-                "{}: fuse_seeds with dropout: a fused seed draws its own dropout masks (from its seed), \
-                 not those of the same seed trained alone, so its numbers differ from an unfused run's; \
-                 compare fused runs with fused runs (dropout = 0 fuses exactly)",
+                "{}: fuse_seeds with dropout: configurations that train with dropout train one seed \
+                 at a time (a fused model draws all its seeds' dropout masks from one generator, so a \
+                 seed's numbers would depend on the seeds fused with it); set dropout = 0 to fuse them",
                 self.source_name
             ));
         }
@@ -293,14 +293,19 @@ impl SweepSpec {
         out
     }
 
-    /// Whether some configuration may train with dropout: its `dropout`
-    /// is not set to 0 (unset means the model's default, which may not
-    /// be 0).
+    /// Whether some configuration trains with dropout: its `dropout`, or
+    /// unset its model's declared default, is not 0 (the workers fuse only
+    /// seeds that train without: `sigsweep_worker::models::fuses_exactly`).
     fn may_drop_out(&self) -> bool {
         self.configurations().iter().any(|config| {
+            let declared = || {
+                sigsweep_types::params::model(self.model_of(&config.values))
+                    .and_then(|m| m.param("dropout"))
+                    .map_or(Some(0.0), |d| d.default.parse::<f64>().ok())
+            };
             self.resolve(config)
                 .get("dropout")
-                .and_then(ParamValue::as_f64)
+                .map_or_else(declared, ParamValue::as_f64)
                 .is_none_or(|p| p > 0.0)
         })
     }

@@ -696,8 +696,21 @@ fn fused_seeds_with_dropout_are_warned_about() {
         parse(&src).expect("valid").warnings()
     };
     let dropout_warning = |w: &[String]| w.iter().any(|w| w.contains("fuse_seeds with dropout"));
-    // Unset: the model's default may drop out.
-    assert!(dropout_warning(&fused("")));
+    // Unset: the model's declared default decides (late-fusion 0, fdcmdie 0.1).
+    assert!(!dropout_warning(&fused("")));
+    let fd = format!("{}\n[resources]\nfuse_seeds = true\n", minimal(""))
+        .replace("name = \"late-fusion\"", "name = \"fdcmdie\"")
+        .replace("generator = \"fusion\"", "generator = \"msa\"")
+        .replace("a = 1", "layers = 1")
+        .replace("a = [1, 2]", "layers = [1, 2]")
+        .replace("\"accuracy\"", "\"mae\"")
+        .replace("accuracy = \"max\"", "mae = \"min\"");
+    let w = parse(&fd).expect("valid").warnings();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("fuse_seeds with dropout") && w.contains("one seed at a time")),
+        "{w:?}"
+    );
     // Swept with a non-zero value.
     assert!(dropout_warning(&fused("dropout = [0.0, 0.3]")));
     // Zero everywhere: fused seeds are exact, nothing to say.

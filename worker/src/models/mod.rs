@@ -254,6 +254,29 @@ pub fn supports_fusion(req: &TrialRequest) -> bool {
     }
 }
 
+/// Whether a fused run of `req`'s seeds gives each seed the numbers it gets
+/// trained alone (up to the rounding of batched products): it can fuse
+/// ([`supports_fusion`]) and trains without dropout. A fused model draws
+/// the dropout masks of all its seeds from one generator, so with dropout
+/// a seed's numbers would depend on the seeds fused with it (after a retry,
+/// on which ones were left) and differ from the same trial, under the same
+/// id, trained alone. [`crate::execute::plan`] fuses only such trials; the
+/// fused benchmark ([`crate::strategy::bench_fused`]) fuses any.
+pub fn fuses_exactly(req: &TrialRequest) -> bool {
+    supports_fusion(req) && dropout(req).is_ok_and(|p| p == 0.0)
+}
+
+/// `req`'s dropout rate: its `dropout` parameter, else its model's declared
+/// default (0 for a model without one).
+fn dropout(req: &TrialRequest) -> Result<f64, TrainError> {
+    let entry = lookup(&req.model)?;
+    let default = sigsweep_types::params::model(entry.name)
+        .and_then(|m| m.param("dropout"))
+        .map_or(Ok(0.0), |d| d.default.parse::<f64>())
+        .map_err(|e| TrainError::Backend(format!("declared default of `dropout`: {e}")))?;
+    req.params.f64("dropout", default)
+}
+
 /// Whether `model`'s trials can train data-parallel (`gpus_per_trial > 1`).
 /// A training program gets its GPUs and parallelises itself (torchrun).
 pub fn supports_data_parallel(model: &str) -> bool {

@@ -21,11 +21,17 @@
 //! - **Optimiser**: AdamW is elementwise (its step count is shared and equal),
 //!   so slice `k`'s update is seed `k`'s unfused update. Gradient clipping by
 //!   norm is not elementwise: trials with `grad_clip > 0` do not fuse.
-//! - **Dropout**: each seed gets its own masks (one Bernoulli draw per
-//!   element of the fused activation), but they come from a different RNG
-//!   stream than unfused training (one draw for all seeds, in a different
-//!   order), so fused and unfused runs match only with dropout 0; with
-//!   dropout > 0 they are statistically, not numerically, equivalent.
+//! - **Dropout**: the masks of all seeds come from one draw over the fused
+//!   activation, from the one generator the group shares, so with a dropout
+//!   rate above 0 a seed's masks depend on the seeds fused with it and differ from
+//!   its unfused masks: the runs are statistically, not numerically,
+//!   equivalent. Trials therefore fuse only without dropout
+//!   ([`crate::models::fuses_exactly`], which [`crate::execute::plan`]
+//!   asks); [`run_fused`] itself fuses any (the fused benchmark measures
+//!   with dropout). Exact fused dropout would give every seed slice the
+//!   per-call seeds of its unfused run (a per-trial counter instead of the
+//!   backend's generator, per-slice keep flags in the CPU nodes) and calls
+//!   in the unfused order: not built.
 //! - **Failure**: a seed whose training loss is not finite fails alone (its
 //!   slice is dropped from the loss; the slices never interact, so the other
 //!   seeds are unaffected). A missing selection metric also fails only that
