@@ -4,9 +4,8 @@
 //!
 //! - One trial with `devices > 1`: data-parallel over `devices` replicas
 //!   (the registry refuses a model it does not mark data-parallel).
-//! - Several seeds of one configuration that fuse exactly
-//!   ([`crate::models::fuses_exactly`]: the model can fuse them and they
-//!   train without dropout): one fused model.
+//! - Several seeds of one configuration whose model can fuse them
+//!   ([`crate::models::supports_fusion`]): one fused model.
 //! - Otherwise every trial on its own, one after another.
 //!
 //! A request that failed to convert (`Err`) fails its own trial only.
@@ -42,7 +41,7 @@ impl Plan {
             )),
             Self::Fused { .. } => Some(
                 "seed-fused: trained as one model with other seeds of its configuration \
-                 (without dropout, so with the numbers of the seed trained alone, up to rounding)"
+                 (the numbers of the seed trained alone, up to rounding)"
                     .to_string(),
             ),
         }
@@ -68,7 +67,7 @@ pub fn plan(requests: &[Result<TrialRequest, TrainError>], devices: u32) -> Plan
     let fusable = requests.len() > 1
         && requests
             .iter()
-            .all(|r| r.as_ref().is_ok_and(models::fuses_exactly));
+            .all(|r| r.as_ref().is_ok_and(models::supports_fusion));
     if fusable {
         Plan::Fused {
             seeds: requests.len(),
@@ -159,24 +158,10 @@ mod tests {
         assert_eq!(plan(&[lf()], 1), Plan::Plain, "one seed is not fused");
         let mmic = || request("mmic", &[]);
         assert_eq!(plan(&[mmic(), mmic()], 1), Plan::Plain);
-        let clipped = || {
-            request(
-                "fdcmdie",
-                &[
-                    ("grad_clip", Value::Float(1.0)),
-                    ("dropout", Value::Float(0.0)),
-                ],
-            )
-        };
+        let clipped = || request("fdcmdie", &[("grad_clip", Value::Float(1.0))]);
         assert_eq!(plan(&[clipped(), clipped()], 1), Plan::Plain);
-        let fd = || request("fdcmdie", &[("dropout", Value::Int(0))]);
+        let fd = || request("fdcmdie", &[]);
         assert_eq!(plan(&[fd(), fd()], 1), Plan::Fused { seeds: 2 });
-        // With dropout (fdcmdie's default is 0.1) a fused seed's masks
-        // would depend on its group: such seeds train one by one.
-        let dropping = || request("fdcmdie", &[]);
-        assert_eq!(plan(&[dropping(), dropping()], 1), Plan::Plain);
-        let lf_dropping = || request("late-fusion", &[("dropout", Value::Float(0.2))]);
-        assert_eq!(plan(&[lf_dropping(), lf_dropping()], 1), Plan::Plain);
         let failed = Err(TrainError::Cancelled);
         assert_eq!(
             plan(&[lf(), failed], 1),

@@ -172,6 +172,22 @@ fn fdcmdie_fused_and_data_parallel_match_plain() {
     check_fused_and_dp(&reqs, true);
 }
 
+/// With dropout: each fused slice seeds the backend with its own trial's
+/// value before its masks are drawn (`tensor::draws`), so on CUDA too the
+/// fused seeds equal their trials alone.
+#[test]
+#[ignore]
+fn fdcmdie_fused_seeds_with_dropout_match_plain() {
+    let cancel = AtomicBool::new(false);
+    let reqs: Vec<_> = (11..=13).map(|s| fdcmdie_request(s, 0.2)).collect();
+    let fused = run_fused(&reqs, BackendKind::Cuda, &mut |_, _| {}, &cancel);
+    for (req, f) in reqs.iter().zip(fused) {
+        let plain = run_trial(req, BackendKind::Cuda, &mut |_| {}, &cancel).expect("plain");
+        let what = format!("fdcmdie fused seed {} with dropout", req.seed);
+        assert_same(&what, &f.expect("fused"), &plain);
+    }
+}
+
 #[test]
 #[ignore]
 fn mmic_data_parallel_matches_plain() {

@@ -488,17 +488,24 @@ fn epoch_timing_probe() {
 }
 
 /// Seed fusion: 3 seeds trained as one fused FD-CMDIE equal 3 unfused
-/// trials (dropout 0): every epoch's training loss and validation metrics,
-/// the selected epoch and its test metrics. Two interaction layers (GAP,
-/// second cross-attention) with contrastive learning, and the ablation
-/// without GAP and contrastive learning; batch 20 over 64 samples leaves a
-/// short last batch.
+/// trials, without and with dropout (each seed slice draws its own trial's
+/// masks: `tensor::draws`): every epoch's training loss and validation
+/// metrics, the selected epoch and its test metrics. Two interaction layers
+/// (GAP, second cross-attention) with contrastive learning, and the
+/// ablation without GAP and contrastive learning; batch 20 over 64 samples
+/// leaves a short last batch.
 #[test]
 fn fused_seeds_match_unfused_trials() {
     let _guard = rng_lock();
     let cancel = AtomicBool::new(false);
     for extra in [
         vec![],
+        vec![("dropout", Value::Float(0.2))],
+        vec![
+            ("use_gap", Value::Bool(false)),
+            ("use_cl", Value::Bool(false)),
+            ("dropout", Value::Float(0.2)),
+        ],
         vec![
             ("use_gap", Value::Bool(false)),
             ("use_cl", Value::Bool(false)),

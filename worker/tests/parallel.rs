@@ -223,25 +223,46 @@ fn data_parallel_trial_matches_run_trial() {
     assert_outcomes_close("data parallel", &dp, &plain);
 }
 
-/// Fused training of 3 seeds == 3 unfused trials (dropout 0).
+/// Fused training of 3 seeds == 3 unfused trials, without and with dropout
+/// (each slice draws its own trial's masks: `tensor::draws`), and a seed's
+/// numbers do not depend on the seeds fused with it.
 #[test]
 fn fused_seeds_match_unfused_trials() {
     let cancel = AtomicBool::new(false);
-    // Batch 20 over 90 samples: the last batch (10) is short for every seed.
-    let requests: Vec<TrialRequest> = [1u64, 2, 3].iter().map(|&s| request(s, 4, 20)).collect();
-    let mut reports = 0;
-    let fused = run_fused(
-        &requests,
-        BackendKind::Cpu,
-        &mut |_, _| reports += 1,
-        &cancel,
-    );
-    assert_eq!(fused.len(), 3);
-    assert_eq!(reports, 3 * 4);
-    for (req, fused) in requests.iter().zip(fused) {
-        let fused = fused.expect("fused seed");
-        let plain = run_trial(req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
-        assert_outcomes_close(&format!("seed {}", req.seed), &fused, &plain);
+    for dropout in [0.0, 0.3] {
+        // Batch 20 over 90 samples: the last batch (10) is short for every seed.
+        let requests: Vec<TrialRequest> = [1u64, 2, 3]
+            .iter()
+            .map(|&s| {
+                let mut r = request(s, 4, 20);
+                r.params.insert("dropout", Value::Float(dropout));
+                r
+            })
+            .collect();
+        let mut reports = 0;
+        let fused = run_fused(
+            &requests,
+            BackendKind::Cpu,
+            &mut |_, _| reports += 1,
+            &cancel,
+        );
+        assert_eq!(fused.len(), 3);
+        assert_eq!(reports, 3 * 4);
+        let mut first = None;
+        for (req, fused) in requests.iter().zip(fused) {
+            let fused = fused.expect("fused seed");
+            let plain = run_trial(req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
+            let what = format!("seed {} dropout {dropout}", req.seed);
+            assert_outcomes_close(&what, &fused, &plain);
+            first.get_or_insert(fused);
+        }
+        // Seed 1 fused with seed 3 only: the numbers it had beside 2 and 3.
+        let pair = [requests[0].clone(), requests[2].clone()];
+        let again = run_fused(&pair, BackendKind::Cpu, &mut |_, _| {}, &cancel);
+        let again = again.into_iter().next().expect("one").expect("fused seed");
+        let first = first.expect("seed 1");
+        let losses = |o: &TrialOutcome| o.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+        assert_eq!(losses(&again), losses(&first), "dropout {dropout}");
     }
 }
 

@@ -269,45 +269,20 @@ impl SweepSpec {
     }
 
     /// Remarks about a valid sweep, for `run`, `submit` and `--dry-run` to
-    /// print: parameters that no template of a training program uses, and
-    /// fused seeds that train with dropout.
+    /// print: parameters that no template of a training program uses.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.resources.fuse_seeds && self.may_drop_out() {
-            out.push(format!(
-                "{}: fuse_seeds with dropout: configurations that train with dropout train one seed \
-                 at a time (a fused model draws all its seeds' dropout masks from one generator, so a \
-                 seed's numbers would depend on the seeds fused with it); set dropout = 0 to fuse them",
-                self.source_name
-            ));
-        }
         let Some(c) = &self.model.command else {
-            return out;
+            return Vec::new();
         };
-        out.extend(command::unused(self, c).into_iter().map(|k| {
-            format!(
-                "{}: parameter `{k}` is in no placeholder of [model] argv/env/workdir; the program sees it only in SIGSWEEP_PARAMS",
-                self.source_name
-            )
-        }));
-        out
-    }
-
-    /// Whether some configuration trains with dropout: its `dropout`, or
-    /// unset its model's declared default, is not 0 (the workers fuse only
-    /// seeds that train without: `sigsweep_worker::models::fuses_exactly`).
-    fn may_drop_out(&self) -> bool {
-        self.configurations().iter().any(|config| {
-            let declared = || {
-                sigsweep_types::params::model(self.model_of(&config.values))
-                    .and_then(|m| m.param("dropout"))
-                    .map_or(Some(0.0), |d| d.default.parse::<f64>().ok())
-            };
-            self.resolve(config)
-                .get("dropout")
-                .map_or_else(declared, ParamValue::as_f64)
-                .is_none_or(|p| p > 0.0)
-        })
+        command::unused(self, c)
+            .into_iter()
+            .map(|k| {
+                format!(
+                    "{}: parameter `{k}` is in no placeholder of [model] argv/env/workdir; the program sees it only in SIGSWEEP_PARAMS",
+                    self.source_name
+                )
+            })
+            .collect()
     }
 
     /// For a run on this machine, which reads the dataset file itself and

@@ -317,7 +317,7 @@ mod tests {
         let text = compute(&cpu, fused.as_deref());
         assert!(
             text.starts_with("trained on cpu, 1 thread(s); seed-fused:")
-                && text.contains("differ from the seed trained alone"),
+                && text.contains("the numbers of the seed trained alone"),
             "{text}"
         );
         let shared = AgentConfig {

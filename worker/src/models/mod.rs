@@ -236,8 +236,11 @@ pub fn check_request(req: &TrialRequest) -> Result<&'static Entry, TrainError> {
 }
 
 /// Whether the seeds of `req`'s configuration can train as one fused model
-/// (`fuse_seeds`): `late-fusion`, and `fdcmdie` without gradient clipping
-/// (norm clipping couples a parameter's seed slices).
+/// (`fuse_seeds`) that gives each seed the numbers of its trial alone (up
+/// to the rounding of batched products, dropout included: every slice
+/// draws its own trial's masks, `tensor::draws`): `late-fusion`, and
+/// `fdcmdie` without gradient clipping (norm clipping couples a
+/// parameter's seed slices).
 pub fn supports_fusion(req: &TrialRequest) -> bool {
     // The fused trainers write neither per-example predictions, weights nor
     // checkpoints.
@@ -252,29 +255,6 @@ pub fn supports_fusion(req: &TrialRequest) -> bool {
         Ok(Kind::FdCmdie) => req.params.f64("grad_clip", 0.0).is_ok_and(|c| c <= 0.0),
         Ok(Kind::Mmic(_)) | Err(_) => false,
     }
-}
-
-/// Whether a fused run of `req`'s seeds gives each seed the numbers it gets
-/// trained alone (up to the rounding of batched products): it can fuse
-/// ([`supports_fusion`]) and trains without dropout. A fused model draws
-/// the dropout masks of all its seeds from one generator, so with dropout
-/// a seed's numbers would depend on the seeds fused with it (after a retry,
-/// on which ones were left) and differ from the same trial, under the same
-/// id, trained alone. [`crate::execute::plan`] fuses only such trials; the
-/// fused benchmark ([`crate::strategy::bench_fused`]) fuses any.
-pub fn fuses_exactly(req: &TrialRequest) -> bool {
-    supports_fusion(req) && dropout(req).is_ok_and(|p| p == 0.0)
-}
-
-/// `req`'s dropout rate: its `dropout` parameter, else its model's declared
-/// default (0 for a model without one).
-fn dropout(req: &TrialRequest) -> Result<f64, TrainError> {
-    let entry = lookup(&req.model)?;
-    let default = sigsweep_types::params::model(entry.name)
-        .and_then(|m| m.param("dropout"))
-        .map_or(Ok(0.0), |d| d.default.parse::<f64>())
-        .map_err(|e| TrainError::Backend(format!("declared default of `dropout`: {e}")))?;
-    req.params.f64("dropout", default)
 }
 
 /// Whether `model`'s trials can train data-parallel (`gpus_per_trial > 1`).

@@ -181,8 +181,9 @@ mod cpu_node {
         pad: Arc<[bool]>,
         /// The score of a padding key.
         mask_value: f32,
-        /// Dropout on the weights (`None`: none).
-        dropper: Option<Dropper>,
+        /// Dropout on the weights, one dropper per equal slice of the `n`
+        /// sequences (a fused model's seeds; empty: no dropout).
+        droppers: Vec<Dropper>,
     }
 
     impl Setting {
@@ -191,12 +192,30 @@ mod cpu_node {
         fn per_head_dropout(&self) -> Vec<f32> {
             vec![
                 0f32;
-                if self.dropper.is_some() {
-                    self.dims.block()
-                } else {
+                if self.droppers.is_empty() {
                     0
+                } else {
+                    self.dims.block()
                 }
             ]
+        }
+
+        /// The multipliers of head `h` of sequence `b` into `keep`: part
+        /// `b′ · heads + h` of the dropper of `b`'s slice, `b′` its index in
+        /// the slice (so a slice draws what a call on that slice alone
+        /// draws). `false` without dropout.
+        fn fill_keep(&self, b: usize, h: usize, keep: &mut [f32]) -> bool {
+            let Some(per) = self.dims.n.checked_div(self.droppers.len()) else {
+                return false;
+            };
+            let (slice, local) = (b / per, b % per);
+            match self.droppers.get(slice) {
+                Some(dropper) => {
+                    dropper.fill_scaled((local * self.dims.heads + h) as u64, keep);
+                    true
+                }
+                None => false,
+            }
         }
     }
 
@@ -292,9 +311,7 @@ mod cpu_node {
             for h in 0..heads {
                 let part = b * heads + h;
                 scores(&mut s, q, k, set, b, h);
-                if let Some(dropper) = &set.dropper {
-                    dropper.fill_scaled(part as u64, &mut keep);
-                }
+                set.fill_keep(b, h, &mut keep);
                 // Softmax per row, dropout in the same pass.
                 let stats = (part * lq..(part + 1) * lq).zip(s.chunks_exact_mut(lk));
                 for (i, (r, row)) in stats.enumerate() {
@@ -374,15 +391,13 @@ mod cpu_node {
                 for (r, row) in stats {
                     cpu::exp_scaled(row, saved.max[r], saved.inv_sum[r]);
                 }
-                let weights = match &set.dropper {
-                    None => &p[..],
-                    Some(dropper) => {
-                        dropper.fill_scaled(part as u64, &mut keep);
-                        for ((d, &p), &m) in dropped.iter_mut().zip(&p).zip(&keep) {
-                            *d = p * m;
-                        }
-                        &dropped[..]
+                let weights = if set.fill_keep(b, h, &mut keep) {
+                    for ((d, &p), &m) in dropped.iter_mut().zip(&p).zip(&keep) {
+                        *d = p * m;
                     }
+                    &dropped[..]
+                } else {
+                    &p[..]
                 };
                 let d_o = head(dout, &dims, lq, b, h);
                 // dv = Dᵀ dO.
@@ -464,8 +479,18 @@ mod cpu_node {
             Some(p) => p.clone().into_data().into_vec::<bool>().ok()?.into(),
             None => Arc::from(Vec::new()),
         };
-        let dropper = (dropout.prob > 0.0 && B::ad_enabled(&device))
-            .then(|| Dropper::new(dropout.prob, crate::tensor::dropout_seed::<B>(&device)));
+        let droppers: Vec<Dropper> = if dropout.prob > 0.0 && B::ad_enabled(&device) {
+            let seeds = crate::tensor::dropout_seeds::<B>(&device);
+            if seeds.is_empty() || !n.is_multiple_of(seeds.len()) {
+                return None;
+            }
+            seeds
+                .iter()
+                .map(|&seed| Dropper::new(dropout.prob, seed))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let setting = Setting {
             dims: Dims {
                 n,
@@ -476,7 +501,7 @@ mod cpu_node {
             },
             pad,
             mask_value: mask_value as f32,
-            dropper,
+            droppers,
         };
         let (q, k, v) = (cpu::tracked(q)?, cpu::tracked(k)?, cpu::tracked(v)?);
         let run = |q: &Prim, k: &Prim, v: &Prim| {

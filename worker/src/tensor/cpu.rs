@@ -450,23 +450,26 @@ pub fn from_shape(values: Vec<f32>, shape: &[usize]) -> Prim {
 
 /// `f(x)` elementwise as one node (vectorised forward; the backward reads
 /// the saved output instead of recomputing `f`, as burn-autodiff does from
-/// its input) on the CPU backend; with `dropout` (rate and seed)
+/// its input) on the CPU backend; with `dropout` (rate and seeds)
 /// `dropout(f(x))` as the same node, the keep flags those of [`dropout`]
-/// for that seed, so the values are those of the two nodes.
+/// for those seeds, so the values are those of the two nodes.
 pub fn activation<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     f: Activation,
-    dropout: Option<(f64, u64)>,
+    dropout: Option<(f64, &[u64])>,
 ) -> Option<Tensor<B, D>> {
     if !on_cpu(&[x]) {
         return None;
     }
     let x: Tracked = tracked(x)?;
     let shape = shape(&x.primitive);
-    let kept: Kept = dropout.map(|(p, seed)| {
-        let (flags, scale) = keep_flags(shape.iter().product(), p, seed);
-        (std::sync::Arc::new(flags), scale)
-    });
+    let kept: Kept = match dropout {
+        Some((p, seeds)) => {
+            let (flags, scale) = sliced_keep_flags(shape.iter().product(), p, seeds)?;
+            Some((std::sync::Arc::new(flags), scale))
+        }
+        None => None,
+    };
     let v = host(&x.primitive);
     let fx = vectorised(
         #[inline(always)]
@@ -1277,6 +1280,33 @@ pub fn keep_flags(n: usize, p: f64, seed: u64) -> (Vec<u8>, f32) {
     (flags, dropper.scale)
 }
 
+/// The keep flags of `n` elements in `seeds.len()` equal consecutive
+/// slices, slice `k` the [`keep_flags`] of `seeds[k]` (a fused model's
+/// seeds stacked on the leading axis: each slice gets its seed's own
+/// flags), and the scale of a kept element. `None` when the slices are not
+/// equal.
+pub fn sliced_keep_flags(n: usize, p: f64, seeds: &[u64]) -> Option<(Vec<u8>, f32)> {
+    if let [seed] = seeds {
+        return Some(keep_flags(n, p, *seed));
+    }
+    if seeds.is_empty() || !n.is_multiple_of(seeds.len()) {
+        return None;
+    }
+    let mut flags = vec![0u8; n];
+    let mut scale = Dropper::new(p, 0).scale;
+    if n > 0 {
+        for (slice, &seed) in flags.chunks_exact_mut(n / seeds.len()).zip(seeds) {
+            let dropper = Dropper::new(p, seed);
+            vectorised(
+                #[inline(always)]
+                || dropper.fill(0, slice),
+            );
+            scale = dropper.scale;
+        }
+    }
+    Some((flags, scale))
+}
+
 /// Word `w` of the SplitMix64 stream whose state starts at `start`: the
 /// state after `w + 1` steps of the golden-ratio increment, mixed.
 #[inline(always)]
@@ -1326,19 +1356,19 @@ fn masked(x: &[f32], flags: &[u8], scale: f32) -> Vec<f32> {
     )
 }
 
-/// Dropout at rate `p` with the keep flags of `seed` as one node on the
-/// CPU backend.
+/// Dropout at rate `p` with the keep flags of `seeds` (one per slice of
+/// the leading axis: [`sliced_keep_flags`]) as one node on the CPU backend.
 pub fn dropout<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     p: f64,
-    seed: u64,
+    seeds: &[u64],
 ) -> Option<Tensor<B, D>> {
     if !on_cpu(&[x]) {
         return None;
     }
     let x: Tracked = tracked(x)?;
     let shape = shape(&x.primitive);
-    let (flags, scale) = keep_flags(shape.iter().product(), p, seed);
+    let (flags, scale) = sliced_keep_flags(shape.iter().product(), p, seeds)?;
     let y = from_shape(masked(&host(&x.primitive), &flags, scale), &shape);
     let out = match DropoutNode
         .prepare::<NoCheckpointing>([x.node.clone()])
@@ -1727,6 +1757,27 @@ mod tests {
         );
         assert_eq!(y, g, "the gradient of x · mask is the mask");
         assert_eq!(run().0, y, "the same backend seed gives the same mask");
+    }
+
+    /// Slice `k` of sliced keep flags is the flags of `seeds[k]` alone, and
+    /// an element's flag does not depend on how many follow it (a fused
+    /// seed's padded rows leave its real rows' flags as they are).
+    #[test]
+    fn each_slice_gets_its_own_seeds_flags() {
+        use super::{keep_flags, sliced_keep_flags};
+        let (n, p) = (3 * 150, 0.3);
+        let (flags, scale) = sliced_keep_flags(n, p, &[5, 9, 5]).unwrap();
+        for (slice, seed) in flags.chunks_exact(150).zip([5, 9, 5]) {
+            assert_eq!(slice, keep_flags(150, p, seed).0.as_slice());
+        }
+        assert_ne!(flags[..150], flags[150..300]);
+        assert_eq!(scale, keep_flags(1, p, 0).1);
+        assert_eq!(keep_flags(1000, p, 3).0[..150], keep_flags(150, p, 3).0[..]);
+        assert!(sliced_keep_flags(10, p, &[1, 2, 3]).is_none());
+        assert_eq!(
+            sliced_keep_flags(10, p, &[4]).unwrap().0,
+            keep_flags(10, p, 4).0
+        );
     }
 
     /// `keep_dot` gives the plain loop's bits: `g ∘ m` elementwise, and

@@ -7,6 +7,7 @@ use burn::prelude::*;
 pub mod attention;
 pub mod cells;
 pub mod cpu;
+pub mod draws;
 pub mod products;
 
 /// Forces every lazily initialised parameter of `model` to take its value
@@ -214,18 +215,63 @@ pub fn leading_rows<B: Backend, const D: usize>(x: Tensor<B, D>, n: usize) -> Te
     }
 }
 
-/// `d(x)`: burn's `Dropout::forward`, or on the CPU training backend one
-/// node keeping a byte of [`cpu::keep_flags`] per element, seeded from the
-/// backend's generator (burn samples each element through its
-/// distribution sampler, which cost a tenth of an MM-DFN epoch).
+/// `d(x)`: on the CPU training backend one node keeping a byte of
+/// [`cpu::sliced_keep_flags`] per element (burn samples each element
+/// through its distribution sampler, which cost a tenth of an MM-DFN
+/// epoch), elsewhere burn's `Dropout::forward`. Its randomness is the
+/// thread's epoch stream when a trainer started one ([`draws`]: one seed
+/// per slice of the leading axis, so a fused seed draws its unfused
+/// masks), else the backend's generator.
 pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
     let device = x.device();
-    if d.prob == 0.0 || !B::ad_enabled(&device) || !cpu::on_cpu(&[&x]) {
+    if d.prob == 0.0 || !B::ad_enabled(&device) {
         return d.forward(x);
     }
-    match cpu::dropout(&x, d.prob, dropout_seed::<B>(&device)) {
-        Some(y) => y,
+    if cpu::on_cpu(&[&x]) {
+        return match cpu::dropout(&x, d.prob, &dropout_seeds::<B>(&device)) {
+            Some(y) => y,
+            None => d.forward(x),
+        };
+    }
+    match draws::next() {
+        Some(seeds) => seeded_dropout(d, x, &seeds),
         None => d.forward(x),
+    }
+}
+
+/// burn's dropout of `x` with the backend seeded by `seeds[k]` before slice
+/// `k` of `x`'s leading axis is drawn (one slice per seed of a fused
+/// model; the whole of `x` for one seed), so a slice draws what the same
+/// seed's unfused trial draws at that call ([`draws`]).
+fn seeded_dropout<B: Backend, const D: usize>(
+    d: &Dropout,
+    x: Tensor<B, D>,
+    seeds: &[u64],
+) -> Tensor<B, D> {
+    let device = x.device();
+    let k = seeds.len();
+    match seeds {
+        [] => d.forward(x),
+        [seed] => {
+            B::seed(&device, *seed);
+            d.forward(x)
+        }
+        _ if !x.dims()[0].is_multiple_of(k) => {
+            B::seed(&device, seeds[0]);
+            d.forward(x)
+        }
+        _ => {
+            let parts = x
+                .chunk(k, 0)
+                .into_iter()
+                .zip(seeds)
+                .map(|(part, &seed)| {
+                    B::seed(&device, seed);
+                    d.forward(part)
+                })
+                .collect();
+            Tensor::cat(parts, 0)
+        }
     }
 }
 
@@ -239,8 +285,8 @@ pub fn activation_dropout<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let device = x.device();
     if d.prob > 0.0 && B::ad_enabled(&device) && cpu::on_cpu(&[&x]) {
-        let seed = dropout_seed::<B>(&device);
-        if let Some(y) = cpu::activation(&x, f, Some((d.prob, seed))) {
+        let seeds = dropout_seeds::<B>(&device);
+        if let Some(y) = cpu::activation(&x, f, Some((d.prob, &seeds))) {
             return y;
         }
     }
@@ -287,6 +333,13 @@ pub fn add_layer_norm<B: Backend, const D: usize>(
         Some(y) => y,
         None => layer_norm(ln, a + b),
     }
+}
+
+/// The seeds of one CPU dropout call's keep flags, one per seed slice:
+/// the thread's epoch stream ([`draws::next`]), else one drawn from the
+/// backend's generator ([`dropout_seed`]).
+pub(crate) fn dropout_seeds<B: Backend>(device: &B::Device) -> Vec<u64> {
+    draws::next().unwrap_or_else(|| vec![dropout_seed::<B>(device)])
 }
 
 /// A seed for a CPU dropout mask, drawn from the backend's generator (two

@@ -82,11 +82,14 @@ impl EpochSeed {
         Self { seed, started: 0 }
     }
 
-    /// Starts the next epoch: the backend's random draws (dropout) of that
-    /// epoch come from [`epoch_seed`] of it.
+    /// Starts the next epoch on the calling (training) thread: its dropout
+    /// masks come from the seed, the epoch and the call
+    /// ([`crate::tensor::draws`]), any other random draw of the backend
+    /// from [`epoch_seed`] of it.
     pub fn start<B: Backend>(&mut self, device: &B::Device) {
         self.started += 1;
         B::seed(device, epoch_seed(self.seed, self.started));
+        crate::tensor::draws::start_epoch(&[self.seed], self.started);
     }
 }
 

@@ -79,9 +79,7 @@ impl<B: Backend> LateFusion<B> {
             ],
             1,
         );
-        let h = self
-            .dropout
-            .forward(self.relu.forward(self.fuse.forward(h)));
+        let h = crate::tensor::dropout(&self.dropout, self.relu.forward(self.fuse.forward(h)));
         self.head.forward(h)
     }
 }

@@ -26,7 +26,9 @@ use super::common::{
 };
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
-use crate::models::fdcmdie::{ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched, step_masks};
+use crate::models::fdcmdie::{
+    ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched, distinct_samples, step_masks,
+};
 use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
 
@@ -126,8 +128,11 @@ impl<B: Backend> FusedProjector<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.dropout
-            .forward(self.linear.forward4(self.norm.forward4(x)).tanh())
+        crate::tensor::activation_dropout(
+            &self.dropout,
+            crate::tensor::cpu::Activation::Tanh,
+            self.linear.forward4(self.norm.forward4(x)),
+        )
     }
 }
 
@@ -489,6 +494,36 @@ impl<B: Backend> FusedFdCmdie<B> {
     }
 }
 
+/// Every seed's time-pooled features of its `rows` (padded) distinct
+/// samples (`[K, 6·rows, d]`, [`FusedDecoupled::contrastive_matrix`])
+/// spread over its batch's slots (`[K, 6·n, d]`), as
+/// `models::fdcmdie::slot_features` does for one seed: `distinct[k].1` gives each slot's
+/// row. A slot read twice gets both gradients.
+fn fused_slot_features<B: Backend>(
+    z: Tensor<B, 3>,
+    rows: usize,
+    distinct: &[(Vec<usize>, Vec<usize>)],
+) -> Tensor<B, 3> {
+    let [k, _, d] = z.dims();
+    let slots = distinct.first().map_or(0, |(_, s)| s.len());
+    let index: Vec<usize> = distinct
+        .iter()
+        .enumerate()
+        .flat_map(|(seed, (_, slot_rows))| {
+            (0..6).flat_map(move |block| {
+                slot_rows
+                    .iter()
+                    .map(move |&r| (seed * 6 + block) * rows + r)
+            })
+        })
+        .collect();
+    crate::tensor::select_rows(
+        z.reshape([k * 6 * rows, d]),
+        &crate::tensor::Rows::new(index),
+    )
+    .reshape([k, 6 * slots, d])
+}
+
 fn split_shapes(s: &SeqSplit) -> (usize, [usize; 3], [usize; 3], [usize; 3]) {
     (s.len(), s.text.shape, s.audio.shape, s.vision.shape)
 }
@@ -595,7 +630,25 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
             .map(|(w, i)| w.extended(i))
             .collect();
         let splits: Vec<&SeqSplit> = self.seeds.iter().map(|w| &w.train).collect();
-        let all_idx: Vec<&[usize]> = all.iter().map(|c| c.samples.as_slice()).collect();
+        // Each seed encodes its batch's distinct samples once, as unfused
+        // (so a sample's occurrences share its dropout masks, and slice k
+        // draws the masks of seed k's trial): padded to the longest list
+        // with copies of its last sample, whose rows are never read.
+        let distinct: Vec<(Vec<usize>, Vec<usize>)> = all
+            .iter()
+            .map(|c| distinct_samples(&c.samples, b))
+            .collect();
+        let rows = distinct.iter().map(|(d, _)| d.len()).max().unwrap_or(0);
+        let padded: Vec<Vec<usize>> = distinct
+            .iter()
+            .map(|(d, _)| {
+                let mut d = d.clone();
+                let last = d.last().copied().unwrap_or(0);
+                d.resize(rows, last);
+                d
+            })
+            .collect();
+        let all_idx: Vec<&[usize]> = padded.iter().map(Vec::as_slice).collect();
         let [t, a, v] = stacked::<B>(&splits, &all_idx, &self.device);
         let masks = stacked_masks::<B>(&splits, &all_idx, &self.device);
         let labels = stacked_labels(&splits, idx);
@@ -612,7 +665,7 @@ impl<B: AutodiffBackend> FusedTrainer for FdCmdieTrainer<B> {
         let (losses, numbers) = if use_cl {
             let per_anchor = all[0].per_anchor;
             let pairs = build_pairs(b, per_anchor, per_anchor);
-            let z = dec.contrastive_matrix();
+            let z = fused_slot_features(dec.contrastive_matrix(), rows, &distinct);
             let active: Vec<Vec<bool>> = all.iter().map(|c| c.active.clone()).collect();
             let (nt, tri) = cl_loss_batched(z, &pairs, &active, b, s.tau, s.margin);
             let cl = nt + tri.mul_scalar(s.lambda_tri);

@@ -92,9 +92,7 @@ impl<B: Backend> FusedLateFusion<B> {
             ],
             2,
         );
-        let h = self
-            .dropout
-            .forward(self.relu.forward(self.fuse.forward(h)));
+        let h = crate::tensor::dropout(&self.dropout, self.relu.forward(self.fuse.forward(h)));
         self.head.forward(h)
     }
 }

@@ -283,17 +283,11 @@ impl<B: Backend> FusedMha<B> {
         })
     }
 
-    /// `[K, B, L, d]` → `[K·B, heads, L, d_k]`.
-    fn heads(&self, x: Tensor<B, 4>, linear: &FusedLinear<B>) -> Tensor<B, 4> {
-        let [k, b, l, _] = x.dims();
-        linear
-            .forward4(x)
-            .reshape([k * b, l, self.n_heads, self.d_k])
-            .swap_dims(1, 2)
-    }
-
     /// Query `[K, B, Lq, d]`, key/value `[K, B, Lk, d]` → context `[K, B, Lq, d]`;
     /// `pad` `[K·B, Lk]` marks the padding keys (true), never attended to.
+    /// The `K·B` sequences go through [`crate::tensor::attention::multi_head`]
+    /// as the unfused attention's `B` do, so slice `k` draws seed `k`'s own
+    /// dropout on the weights.
     pub fn forward(
         &self,
         query: Tensor<B, 4>,
@@ -301,19 +295,20 @@ impl<B: Backend> FusedMha<B> {
         pad: &Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 4> {
         let [k, b, lq, d] = query.dims();
-        let q = self.heads(query, &self.query);
-        let key = self.heads(kv.clone(), &self.key);
-        let value = self.heads(kv, &self.value);
-        let context = crate::tensor::attention::scaled_dot_product(
+        let lk = kv.dims()[2];
+        let q = self.query.forward4(query).reshape([k * b, lq, d]);
+        let key = self.key.forward4(kv.clone()).reshape([k * b, lk, d]);
+        let value = self.value.forward4(kv).reshape([k * b, lk, d]);
+        let context = crate::tensor::attention::multi_head(
             q,
             key,
             value,
+            self.n_heads,
             pad,
             self.min_float,
             &self.dropout,
         );
-        let context = context.swap_dims(1, 2).reshape([k, b, lq, d]);
-        self.output.forward4(context)
+        self.output.forward4(context.reshape([k, b, lq, d]))
     }
 }
 
@@ -338,8 +333,11 @@ impl<B: Backend> FusedFfn<B> {
 
     /// `[K, N, in]` → `[K, N, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.l2
-            .forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
+        self.l2.forward(crate::tensor::activation_dropout(
+            &self.dropout,
+            crate::tensor::cpu::Activation::Relu,
+            self.l1.forward(x),
+        ))
     }
 
     /// `[K, B, L, in]` → `[K, B, L, out]`.

@@ -21,17 +21,14 @@
 //! - **Optimiser**: AdamW is elementwise (its step count is shared and equal),
 //!   so slice `k`'s update is seed `k`'s unfused update. Gradient clipping by
 //!   norm is not elementwise: trials with `grad_clip > 0` do not fuse.
-//! - **Dropout**: the masks of all seeds come from one draw over the fused
-//!   activation, from the one generator the group shares, so with a dropout
-//!   rate above 0 a seed's masks depend on the seeds fused with it and differ from
-//!   its unfused masks: the runs are statistically, not numerically,
-//!   equivalent. Trials therefore fuse only without dropout
-//!   ([`crate::models::fuses_exactly`], which [`crate::execute::plan`]
-//!   asks); [`run_fused`] itself fuses any (the fused benchmark measures
-//!   with dropout). Exact fused dropout would give every seed slice the
-//!   per-call seeds of its unfused run (a per-trial counter instead of the
-//!   backend's generator, per-slice keep flags in the CPU nodes) and calls
-//!   in the unfused order: not built.
+//! - **Dropout**: [`run_loop`] starts every epoch's dropout stream with
+//!   the group's seeds ([`crate::tensor::draws`]), so slice `k` of every
+//!   dropout call draws exactly the masks seed `k`'s trial draws alone at
+//!   that call (the fused layers call dropout in the unfused order, on
+//!   slices laid out as the unfused activations: the fused FD-CMDIE encodes
+//!   each seed's distinct samples once, padded at the end, and attends
+//!   through the same CPU node). A seed's numbers therefore do not depend
+//!   on the seeds fused with it.
 //! - **Failure**: a seed whose training loss is not finite fails alone (its
 //!   slice is dropped from the loss; the slices never interact, so the other
 //!   seeds are unaffected). A missing selection metric also fails only that
@@ -238,10 +235,13 @@ fn run_loop(
     let mut active: Vec<bool> = vec![true; k];
     let n = trainer.train_len();
     let batch_size = trainer.batch_size().max(1);
+    let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
     for epoch in 1..=epochs {
         if cancel.load(Ordering::Relaxed) {
             return Err(TrainError::Cancelled);
         }
+        // Slice k draws seed k's own dropout masks, as its trial alone.
+        crate::tensor::draws::start_epoch(&seeds, epoch);
         let orders = trainer.orders();
         let mut totals = vec![0.0f64; k];
         let mut steps = 0usize;
