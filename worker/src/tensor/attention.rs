@@ -203,7 +203,9 @@ mod cpu_node {
         /// The multipliers of head `h` of sequence `b` into `keep`: part
         /// `b′ · heads + h` of the dropper of `b`'s slice, `b′` its index in
         /// the slice (so a slice draws what a call on that slice alone
-        /// draws). `false` without dropout.
+        /// draws). `false` without dropout. Inlined, so that it runs under
+        /// the caller's [`cpu::vectorised`] target features.
+        #[inline(always)]
         fn fill_keep(&self, b: usize, h: usize, keep: &mut [f32]) -> bool {
             let Some(per) = self.dims.n.checked_div(self.droppers.len()) else {
                 return false;
