@@ -156,9 +156,10 @@ pub struct TrainFigures {
     /// Fused and data-parallel modes: the largest |Δ| between a seed's
     /// training loss at an epoch and the same seed's in the baseline run
     /// of the same benchmark (0 when they agree bit for bit). Batched
-    /// products round differently (~1e-7 relative); with dropout on, a
-    /// fused seed also draws its own masks, not the unfused trial's, so
-    /// the difference is then of the order of the training noise.
+    /// products round differently (~1e-7 relative); a fused seed draws
+    /// its unfused trial's dropout masks (`tensor::draws`), so anything of
+    /// the order of the training noise means it did not. Data-parallel
+    /// replicas draw their own masks: compare them at dropout 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_difference_vs_baseline: Option<f64>,
     /// The CPU products of a steady epoch (`--count-products`).
