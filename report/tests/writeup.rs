@@ -165,14 +165,17 @@ fn reproducibility_answers_the_checklist_from_the_run() {
 /// run's wall time: the compute figures say they are upper bounds.
 #[test]
 fn shared_gpus_and_fused_seeds_make_the_compute_an_upper_bound() {
+    let compute = |spec: &ReportSpec| {
+        reproducibility(&build(spec, &records(10)))
+            .into_iter()
+            .find(|(k, _)| k == "Hardware and compute")
+            .map(|(_, text)| text)
+            .unwrap()
+    };
     let mut spec = spec_with_run(10);
     spec.run.trials_per_gpu = 8;
     spec.run.fuse_seeds = true;
-    let r = build(&spec, &records(10));
-    let (_, text) = reproducibility(&r)
-        .into_iter()
-        .find(|(k, _)| k == "Hardware and compute")
-        .unwrap();
+    let text = compute(&spec);
     assert!(
         text.contains("GPU-hours ≤ trial-hours × 1 = 0.01 h (30 s)"),
         "{text}"
@@ -182,11 +185,7 @@ fn shared_gpus_and_fused_seeds_make_the_compute_an_upper_bound() {
         "{text}"
     );
     spec.run.gpus_per_trial = 0;
-    let r = build(&spec, &records(10));
-    let (_, text) = reproducibility(&r)
-        .into_iter()
-        .find(|(k, _)| k == "Hardware and compute")
-        .unwrap();
+    let text = compute(&spec);
     assert!(
         text.starts_with("CPU, one worker slot per trial;")
             && !text.contains("trials shared a GPU")

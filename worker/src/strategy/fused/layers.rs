@@ -246,10 +246,10 @@ impl<B: Backend> FusedLstm<B> {
     }
 }
 
-/// `K` multi-head attentions over burn `MultiHeadAttention` parameters,
-/// the mathematics of [`crate::tensor::attention::scaled_dot_product`]
+/// `K` multi-head attentions over burn `MultiHeadAttention` parameters:
+/// batched projections around [`crate::tensor::attention::multi_head`]
 /// (scores `Q·Kᵀ / sqrt(d_k)`, padding keys filled with `min_float`,
-/// softmax, dropout on the weights, output projection).
+/// softmax, dropout on the weights), as the unfused attention.
 #[derive(Module, Debug)]
 pub struct FusedMha<B: Backend> {
     pub query: FusedLinear<B>,
@@ -258,7 +258,6 @@ pub struct FusedMha<B: Backend> {
     pub output: FusedLinear<B>,
     dropout: Dropout,
     n_heads: usize,
-    d_k: usize,
     min_float: f64,
 }
 
@@ -278,7 +277,6 @@ impl<B: Backend> FusedMha<B> {
             output: lin(|m| &m.output)?,
             dropout: DropoutConfig::new(dropout).init(),
             n_heads: first.n_heads,
-            d_k: first.d_k,
             min_float: first.min_float,
         })
     }
