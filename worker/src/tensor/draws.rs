@@ -46,12 +46,6 @@ pub fn start_epoch(seeds: &[u64], epoch: u32) {
     STREAM.with(|s| *s.borrow_mut() = Some(Stream { seeds, calls: 0 }));
 }
 
-/// Ends the epoch stream of this thread (dropout draws from the backend
-/// again).
-pub fn stop() {
-    STREAM.with(|s| *s.borrow_mut() = None);
-}
-
 /// The next dropout call's value for every seed of this thread's epoch, in
 /// slice order; `None` without a started epoch.
 pub fn next() -> Option<Vec<u64>> {
@@ -66,7 +60,7 @@ pub fn next() -> Option<Vec<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{next, start_epoch, stop};
+    use super::{next, start_epoch};
 
     /// A seed's values depend on the seed, the epoch and the call, not on
     /// the seeds beside it; a new epoch starts the calls again.
@@ -83,7 +77,7 @@ mod tests {
         assert_ne!(next().unwrap_or_default()[0], alone[0]);
         start_epoch(&[7], 2);
         assert_eq!(next().unwrap_or_default()[0], alone[0]);
-        stop();
-        assert_eq!(next(), None);
+        let elsewhere = std::thread::spawn(next).join().expect("thread");
+        assert_eq!(elsewhere, None, "another thread has no stream");
     }
 }

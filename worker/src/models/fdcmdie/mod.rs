@@ -716,10 +716,16 @@ pub(crate) fn slot_features<B: Backend>(
     if slot_rows.iter().enumerate().all(|(slot, &row)| slot == row) && slot_rows.len() == u {
         return z;
     }
-    let rows = (0..6)
-        .flat_map(|block| slot_rows.iter().map(move |&r| block * u + r))
-        .collect();
-    crate::tensor::select_rows(z, &crate::tensor::Rows::new(rows))
+    crate::tensor::select_rows(
+        z,
+        &crate::tensor::Rows::new(slot_index(u, slot_rows).collect()),
+    )
+}
+
+/// The rows of [`slot_features`]: for each of the six blocks of `u` rows,
+/// every slot's row in that block.
+pub(crate) fn slot_index(u: usize, slot_rows: &[usize]) -> impl Iterator<Item = usize> + '_ {
+    (0..6).flat_map(move |block| slot_rows.iter().map(move |&r| block * u + r))
 }
 
 /// The part of a contrastive batch (laid out as

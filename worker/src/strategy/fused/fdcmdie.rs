@@ -27,7 +27,8 @@ use super::common::{
 use super::layers::{FusedFfn, FusedLayerNorm, FusedLinear, FusedLstm, FusedMha};
 use crate::models::fdcmdie::model::{Dipu, FdCmdie, Ffn, Gap, Projector, StackedLstm};
 use crate::models::fdcmdie::{
-    ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched, distinct_samples, step_masks,
+    ClBatch, FdCmdieWorkload, build_pairs, cl_loss_batched, distinct_samples, slot_index,
+    step_masks,
 };
 use crate::tensor::to_f32_vec as values;
 use crate::trial::{TrainError, TrialRequest};
@@ -497,8 +498,8 @@ impl<B: Backend> FusedFdCmdie<B> {
 /// Every seed's time-pooled features of its `rows` (padded) distinct
 /// samples (`[K, 6·rows, d]`, [`FusedDecoupled::contrastive_matrix`])
 /// spread over its batch's slots (`[K, 6·n, d]`), as
-/// `models::fdcmdie::slot_features` does for one seed: `distinct[k].1` gives each slot's
-/// row. A slot read twice gets both gradients.
+/// `models::fdcmdie::slot_features` does for one seed (through its
+/// [`slot_index`]): `distinct[k].1` gives each slot's row. A slot read twice gets both gradients.
 fn fused_slot_features<B: Backend>(
     z: Tensor<B, 3>,
     rows: usize,
@@ -510,11 +511,7 @@ fn fused_slot_features<B: Backend>(
         .iter()
         .enumerate()
         .flat_map(|(seed, (_, slot_rows))| {
-            (0..6).flat_map(move |block| {
-                slot_rows
-                    .iter()
-                    .map(move |&r| (seed * 6 + block) * rows + r)
-            })
+            slot_index(rows, slot_rows).map(move |i| seed * 6 * rows + i)
         })
         .collect();
     crate::tensor::select_rows(
