@@ -409,7 +409,7 @@ mod cpu_node {
                     d_o,
                     1.0,
                 );
-                // dD = dO vᵀ, then dP = dD ∘ M.
+                // dD = dO vᵀ (dP = dD ∘ M is formed where it is read, below).
                 product(
                     rows_mut(&mut ds, lq, lk),
                     d_o,
@@ -419,13 +419,17 @@ mod cpu_node {
                 // dS = P ∘ (dP − rowsum(dP ∘ P)) / √d_k, zero at masked keys.
                 let rows_ = ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk));
                 for (i, (g, p)) in rows_.enumerate() {
-                    let dot = if keep.is_empty() {
-                        cpu::dot(g, p)
+                    if keep.is_empty() {
+                        let dot = cpu::dot(g, p);
+                        for (g, &pj) in g.iter_mut().zip(p) {
+                            *g = pj * (*g - dot) * scale;
+                        }
                     } else {
-                        cpu::keep_dot(g, &keep[i * lk..(i + 1) * lk], p)
-                    };
-                    for (g, &pj) in g.iter_mut().zip(p) {
-                        *g = pj * (*g - dot) * scale;
+                        let m = &keep[i * lk..(i + 1) * lk];
+                        let dot = cpu::keep_dot(g, m, p);
+                        for ((g, &mj), &pj) in g.iter_mut().zip(m).zip(p) {
+                            *g = pj * (*g * mj - dot) * scale;
+                        }
                     }
                     if let Some(pad) = pad {
                         for (g, &padded) in g.iter_mut().zip(pad) {

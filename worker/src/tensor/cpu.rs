@@ -249,18 +249,24 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
 /// vectorised pass: softmax's exponentials and their sum).
 #[inline(always)]
 pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
+    let f = |v: f32| exp(v - shift);
     let mut acc = [0f32; LANES];
+    let last = last_vector(x, f);
     let (chunks, rest) = x.as_chunks_mut::<LANES>();
     for c in chunks {
         for l in 0..LANES {
-            c[l] = exp(c[l] - shift);
+            c[l] = f(c[l]);
             acc[l] += c[l];
         }
     }
-    padded_tail(rest, shift, |v| exp(v - shift));
-    for (l, v) in rest.iter().enumerate() {
-        acc[l] += *v;
+    if last.is_none() {
+        padded_tail(rest, shift, f);
     }
+    let tail = rest.len();
+    for (l, v) in rest.iter().enumerate() {
+        acc[l] += last.map_or(*v, |t| t[LANES - tail + l]);
+    }
+    put_last_vector(x, last);
     lanes(acc, |a, b| a + b)
 }
 
@@ -268,21 +274,58 @@ pub fn exp_sum(x: &mut [f32], shift: f32) -> f32 {
 /// softmax weights again from the scores and the row's statistics).
 #[inline(always)]
 pub fn exp_scaled(x: &mut [f32], shift: f32, scale: f32) {
+    let f = |v: f32| exp(v - shift) * scale;
+    let last = last_vector(x, f);
     let (chunks, rest) = x.as_chunks_mut::<LANES>();
     for c in chunks {
         for v in c.iter_mut() {
-            *v = exp(*v - shift) * scale;
+            *v = f(*v);
         }
     }
-    padded_tail(rest, shift, |v| exp(v - shift) * scale);
+    if last.is_none() {
+        padded_tail(rest, shift, f);
+    }
+    put_last_vector(x, last);
 }
 
-/// `v ← f(v)` for the tail of a row shorter than [`LANES`] (the remainder
-/// of `as_chunks_mut::<LANES>`), through one vector of lanes padded with
-/// `pad`: left to itself the tail is a scalar loop, where each exponential
-/// is one long dependent chain (the tails of the attention's rows of 50
-/// and 150 keys took a third of its softmax). The same arithmetic per
-/// element, so the same bits.
+/// `f` of the last [`LANES`] elements of a row at least that long whose
+/// length is not a multiple of [`LANES`] (`None` otherwise), computed
+/// before the row changes: the row's tail as one vector that overlaps the
+/// last whole one, loaded and, by [`put_last_vector`], stored whole. The
+/// overlapped elements get the values the whole vector gives them (the
+/// same arithmetic on the same inputs), so storing them again changes no
+/// bit. (Copied through a buffer of lanes, the tails of the attention's
+/// rows of 50 and 147 keys cost two `memcpy` calls, a stalled load and
+/// the constants reloaded per row: 28 % of the node's softmax passes.)
+#[inline(always)]
+fn last_vector(x: &[f32], f: impl Fn(f32) -> f32) -> Option<[f32; LANES]> {
+    let n = x.len();
+    if n < LANES || n.is_multiple_of(LANES) {
+        return None;
+    }
+    let mut t = *x[n - LANES..].first_chunk::<LANES>()?;
+    for v in t.iter_mut() {
+        *v = f(*v);
+    }
+    Some(t)
+}
+
+/// Stores [`last_vector`]'s result over the last [`LANES`] elements.
+#[inline(always)]
+fn put_last_vector(x: &mut [f32], last: Option<[f32; LANES]>) {
+    let n = x.len();
+    if let (Some(t), Some(start)) = (last, n.checked_sub(LANES))
+        && let Some(w) = x[start..].first_chunk_mut::<LANES>()
+    {
+        *w = t;
+    }
+}
+
+/// `v ← f(v)` for a row shorter than [`LANES`] (the remainder of
+/// `as_chunks_mut::<LANES>`), through one vector of lanes padded with
+/// `pad`: left to itself it is a scalar loop, where each exponential is
+/// one long dependent chain. The same arithmetic per element, so the same
+/// bits. (Longer rows end in [`last_vector`] instead.)
 #[inline(always)]
 fn padded_tail(rest: &mut [f32], pad: f32, f: impl Fn(f32) -> f32) {
     debug_assert!(rest.len() < LANES, "a tail is shorter than a vector");
@@ -297,29 +340,25 @@ fn padded_tail(rest: &mut [f32], pad: f32, f: impl Fn(f32) -> f32) {
     rest.copy_from_slice(&lanes[..rest.len()]);
 }
 
-/// `g ← g ∘ m` in place for dropout's multipliers `m` (the keep flags
-/// times their scale), returning `Σ g_i p_i` afterwards (one vectorised
-/// pass: dropout's backward and softmax's row sum).
+/// `Σ (g_i m_i) p_i` for dropout's multipliers `m` (the keep flags times
+/// their scale; one vectorised pass: dropout's backward and softmax's row
+/// sum). The caller forms `g_i m_i` again where it needs it: the same
+/// product, so the same bits. (Multiplied in place here, the loop did not
+/// vectorise once inlined into the attention node's backward pass: a fifth
+/// of that pass's own time on Zen 4.)
 #[inline(always)]
-pub fn keep_dot(g: &mut [f32], m: &[f32], p: &[f32]) -> f32 {
+pub fn keep_dot(g: &[f32], m: &[f32], p: &[f32]) -> f32 {
     let n = g.len().min(m.len()).min(p.len());
-    let (gc, gr) = g[..n].as_chunks_mut::<LANES>();
+    let (gc, gr) = g[..n].as_chunks::<LANES>();
     let ((mc, mr), (pc, pr)) = (m[..n].as_chunks::<LANES>(), p[..n].as_chunks::<LANES>());
     let mut acc = [0f32; LANES];
-    for ((g, m), p) in gc.iter_mut().zip(mc).zip(pc) {
-        // Through a local copy: inlined into the attention node's
-        // backward pass, the loop over `g` in place stayed scalar (a
-        // third of that pass's own time on Zen 4).
-        let mut v = *g;
+    for ((g, m), p) in gc.iter().zip(mc).zip(pc) {
         for l in 0..LANES {
-            v[l] *= m[l];
-            acc[l] += v[l] * p[l];
+            acc[l] += g[l] * m[l] * p[l];
         }
-        *g = v;
     }
-    for (l, ((g, &m), &p)) in gr.iter_mut().zip(mr).zip(pr).enumerate() {
-        *g *= m;
-        acc[l] += *g * p;
+    for (l, ((&g, &m), &p)) in gr.iter().zip(mr).zip(pr).enumerate() {
+        acc[l] += g * m * p;
     }
     lanes(acc, |a, b| a + b)
 }
@@ -1172,6 +1211,69 @@ pub fn leading_rows<B: Backend, const D: usize>(
     output(out)
 }
 
+// ---- Mean over steps ------------------------------------------------------
+
+/// `mean_l x[b, l, d]`; its gradient is added in place into the input's
+/// gradient so far.
+#[derive(Debug)]
+struct MeanSteps;
+
+impl Backward<Inner, 1> for MeanSteps {
+    /// The input, with its autodiff node, and its shape `[b, l, d]`.
+    type State = (Tracked, [usize; 3]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let (x, [b, l, d]) = ops.state;
+        let dy = grads.consume::<Inner>(&ops.node);
+        let g = host(&dy);
+        // burn's backward multiplies a tensor of `1 / l` (rounded to `f32`)
+        // by the gradient broadcast over the steps: the same products here,
+        // written once into the gradient instead of into a tensor of ones,
+        // its scaled copy and their product.
+        let inv = (1.0 / l as f64) as f32;
+        let add = |acc: &mut [f32]| {
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (acc, g) in acc.chunks_exact_mut(l * d).zip(g.chunks_exact(d)) {
+                        for step in acc.chunks_exact_mut(d) {
+                            for (a, &v) in step.iter_mut().zip(g) {
+                                *a += inv * v;
+                            }
+                        }
+                    }
+                },
+            )
+        };
+        let grad = accumulate(take_gradient(grads, &x, b * l * d), &[b, l, d], add);
+        grads.register::<Inner>(node.id, grad);
+    }
+}
+
+/// The mean of `x` (`[b, l, d]`) over its steps, `[b, 1, d]`, on the CPU
+/// backend: burn-ndarray's own mean forward (so its bits); the backward
+/// pass writes `g / l` over the steps once.
+pub fn mean_steps<B: Backend>(x: &Tensor<B, 3>) -> Option<Tensor<B, 3>> {
+    if !on_cpu(&[x]) {
+        return None;
+    }
+    let [b, l, d] = x.dims();
+    let x: Tracked = tracked(x)?;
+    let y =
+        <Inner as burn::tensor::ops::FloatTensorOps<Inner>>::float_mean_dim(x.primitive.clone(), 1);
+    let out = match MeanSteps
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((x, [b, l, d]), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    output(out)
+}
+
 // ---- Dropout --------------------------------------------------------------
 
 /// Dropout's keep decisions at rate `p` from one seed. An element is kept
@@ -1515,6 +1617,56 @@ mod tests {
         assert!(super::leading_rows(&x, 6).is_none());
     }
 
+    /// The mean over steps gives burn's `mean_dim` bit for bit: the mean
+    /// and the input's gradient, for a strided input and with the input's
+    /// other use before or after it (its gradient added in place).
+    #[test]
+    fn mean_steps_equals_burns_mean_dim() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let x = Tensor::<Cpu, 3>::random([5, 7, 3], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        for (transposed, other_first) in [(false, false), (false, true), (true, false)] {
+            // A transposed input is a strided view (`[5, 3, 7]`).
+            let dims = if transposed { [3, 7] } else { [7, 3] };
+            let w = Tensor::<Cpu, 3>::random([5, 1, dims[1]], Distribution::Default, &device);
+            let v = Tensor::<Cpu, 3>::random([5, dims[0], dims[1]], Distribution::Default, &device);
+            let run = |node: bool| {
+                let input = if transposed {
+                    x.clone().swap_dims(1, 2)
+                } else {
+                    x.clone()
+                };
+                let other = |t: Tensor<Cpu, 3>| (t * v.clone()).sum();
+                let before = other_first.then(|| other(input.clone()));
+                let mean = if node {
+                    super::mean_steps(&input).unwrap()
+                } else {
+                    input.clone().mean_dim(1)
+                };
+                let mut loss = (mean.clone() * w.clone()).sum();
+                loss = match before {
+                    Some(b) => b + loss,
+                    None => loss + other(input),
+                };
+                let grads = loss.backward();
+                let g = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
+                let bits = |t: Tensor<Cpu, 3>| {
+                    crate::tensor::to_f32_vec(t)
+                        .into_iter()
+                        .map(f32::to_bits)
+                        .collect::<Vec<_>>()
+                };
+                (bits(mean), bits(g))
+            };
+            assert_eq!(
+                run(true),
+                run(false),
+                "transposed {transposed}, other first {other_first}"
+            );
+        }
+    }
+
     /// The reductions equal plain sums and maxima on rows of every length
     /// around the lane count, and a NaN makes the maximum NaN.
     #[test]
@@ -1780,10 +1932,9 @@ mod tests {
         );
     }
 
-    /// `keep_dot` gives the plain loop's bits: `g ∘ m` elementwise, and
-    /// the sum in [`super::LANES`] partial sums (element `i` into sum
-    /// `i mod LANES`) added up as `lanes` adds them; rows with and
-    /// without a tail.
+    /// `keep_dot` gives the plain loop's bits: `(g ∘ m) ∘ p` summed in
+    /// [`super::LANES`] partial sums (element `i` into sum `i mod LANES`)
+    /// added up as `lanes` adds them; rows with and without a tail.
     #[test]
     fn keep_dot_equals_the_plain_loop_bitwise() {
         use super::{LANES, keep_dot, lanes};
@@ -1801,11 +1952,48 @@ mod tests {
                 acc[i % LANES] += expected_g[i] * p[i];
             }
             let expected = lanes(acc, |a, b| a + b);
-            let mut g = g0.clone();
-            let got = keep_dot(&mut g, &m, &p);
+            let got = keep_dot(&g0, &m, &p);
             assert_eq!(got.to_bits(), expected.to_bits(), "n = {n}");
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&g), bits(&expected_g), "n = {n}");
+        }
+    }
+
+    /// Softmax's passes give the plain loop's bits on rows of every
+    /// length around the lane count and the attention's 50 and 147 keys:
+    /// `exp` element by element, and the sum in [`super::LANES`] partial
+    /// sums (element `i` into sum `i mod LANES`) added up as `lanes` adds
+    /// them, under the widest instructions and the baseline alike.
+    #[test]
+    fn softmax_passes_equal_the_plain_loop_bitwise() {
+        use super::{LANES, exp, exp_scaled, exp_sum, lanes, vectorised};
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for n in (0..=40).chain([50, 147]) {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+            let (shift, scale) = (0.8, 0.3);
+            let exps: Vec<f32> = x.iter().map(|&v| exp(v - shift)).collect();
+            let mut acc = [0f32; LANES];
+            for (i, &e) in exps.iter().enumerate() {
+                acc[i % LANES] += e;
+            }
+            let sum = lanes(acc, |a, b| a + b);
+            let scaled: Vec<f32> = x.iter().map(|&v| exp(v - shift) * scale).collect();
+            let (mut a, mut b) = (x.clone(), x.clone());
+            let sum_a = exp_sum(&mut a, shift);
+            let sum_b = vectorised(
+                #[inline(always)]
+                || exp_sum(&mut b, shift),
+            );
+            for (got, row, how) in [(sum_a, a, "baseline"), (sum_b, b, "vectorised")] {
+                assert_eq!(got.to_bits(), sum.to_bits(), "{how} sum, n = {n}");
+                assert_eq!(bits(&row), bits(&exps), "{how} exponentials, n = {n}");
+            }
+            let (mut a, mut b) = (x.clone(), x.clone());
+            exp_scaled(&mut a, shift, scale);
+            vectorised(
+                #[inline(always)]
+                || exp_scaled(&mut b, shift, scale),
+            );
+            assert_eq!(bits(&a), bits(&scaled), "baseline scaled, n = {n}");
+            assert_eq!(bits(&b), bits(&scaled), "vectorised scaled, n = {n}");
         }
     }
 

@@ -310,6 +310,16 @@ pub fn layer_norm_config(width: usize) -> burn::nn::LayerNormConfig {
     burn::nn::LayerNormConfig::new(width).with_epsilon(LAYER_NORM_EPS)
 }
 
+/// The mean of `x` (`[b, l, d]`) over its steps (axis 1), `[b, d]`:
+/// burn's `mean_dim`, on the CPU training backend as one node
+/// ([`cpu::mean_steps`]: the same forward, a backward pass without
+/// burn's tensor of ones).
+pub fn mean_steps<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
+    cpu::mean_steps(&x)
+        .unwrap_or_else(|| x.mean_dim(1))
+        .squeeze_dim(1)
+}
+
 /// `ln(x)` for a norm built by [`layer_norm_config`]: burn's forward, or
 /// on the CPU training backend one node ([`cpu::layer_norm`]).
 pub fn layer_norm<B: Backend, const D: usize>(

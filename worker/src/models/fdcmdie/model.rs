@@ -33,7 +33,7 @@ pub struct FdCmdieConfig {
 
 /// Mean over the time axis: `[b, l, d] → [b, d]`.
 pub fn time_mean<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
-    x.mean_dim(1).squeeze_dim(1)
+    tensor::mean_steps(x)
 }
 
 /// Which time steps of a `[b, l, ·]` sequence are real (`[b, l]`, 1 for a

@@ -43,7 +43,10 @@ pub type FusedMask<B> = Option<Tensor<B, 3>>;
 /// [`crate::models::fdcmdie::model::masked_time_mean`] per seed.
 fn time_mean<B: Backend>(x: Tensor<B, 4>, mask: &FusedMask<B>) -> Tensor<B, 3> {
     match mask {
-        None => x.mean_dim(2).squeeze_dim(2),
+        None => {
+            let [k, b, l, d] = x.dims();
+            crate::tensor::mean_steps(x.reshape([k * b, l, d])).reshape([k, b, d])
+        }
         Some(m) => {
             let [k, b, l] = m.dims();
             let count = m.clone().sum_dim(2).clamp_min(1.0); // [K, B, 1]
