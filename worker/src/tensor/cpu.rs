@@ -296,7 +296,7 @@ pub fn exp_scaled(x: &mut [f32], shift: f32, scale: f32) {
 /// same arithmetic on the same inputs), so storing them again changes no
 /// bit. (Copied through a buffer of lanes, the tails of the attention's
 /// rows of 50 and 147 keys cost two `memcpy` calls, a stalled load and
-/// the constants reloaded per row: 28 % of the node's softmax passes.)
+/// the constants reloaded per row: 28 % of the node's own time.)
 #[inline(always)]
 fn last_vector(x: &[f32], f: impl Fn(f32) -> f32) -> Option<[f32; LANES]> {
     let n = x.len();
