@@ -470,9 +470,11 @@ mod cpu_node {
         }
         let [n, lq, d] = q.dims();
         let [_, lk, _] = k.dims();
-        // Shapes that do not fit go to burn's operations, which report them.
+        // Shapes that do not fit, and empty ones, go to burn's operations,
+        // which report them.
         let pad_fits = pad.as_ref().is_none_or(|p| p.dims() == [n, lk]);
         if heads == 0
+            || n * lq * lk * d == 0
             || d % heads != 0
             || k.dims() != [n, lk, d]
             || v.dims() != [n, lk, d]
@@ -552,6 +554,19 @@ mod tests {
 
     use super::*;
     use crate::tensor::cpu::Cpu;
+
+    /// Empty sequences are left to burn's operations (the node's loops
+    /// take rows of at least one key).
+    #[test]
+    fn cpu_node_leaves_empty_sequences_to_burn() {
+        let _guard = crate::backend::training_guard();
+        let device = Default::default();
+        let dropout = DropoutConfig::new(0.1).init();
+        let q = Tensor::<Cpu, 3>::zeros([2, 3, 4], &device).require_grad();
+        let none = Tensor::<Cpu, 3>::zeros([2, 0, 4], &device).require_grad();
+        assert!(cpu_node::attention(&q, &none, &none, 2, &None, -1e4, &dropout).is_none());
+        assert!(cpu_node::attention(&none, &q, &q, 2, &None, -1e4, &dropout).is_none());
+    }
 
     /// The CPU node gives burn's composite attention (split heads, scores,
     /// mask, softmax, dropout, product, merged heads): outputs and the

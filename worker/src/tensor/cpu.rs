@@ -1256,10 +1256,11 @@ impl Backward<Inner, 1> for MeanSteps {
 /// backend: burn-ndarray's own mean forward (so its bits); the backward
 /// pass writes `g / l` over the steps once.
 pub fn mean_steps<B: Backend>(x: &Tensor<B, 3>) -> Option<Tensor<B, 3>> {
-    if !on_cpu(&[x]) {
+    let [b, l, d] = x.dims();
+    // Empty shapes go to burn's operations.
+    if !on_cpu(&[x]) || b * l * d == 0 {
         return None;
     }
-    let [b, l, d] = x.dims();
     let x: Tracked = tracked(x)?;
     let y =
         <Inner as burn::tensor::ops::FloatTensorOps<Inner>>::float_mean_dim(x.primitive.clone(), 1);
@@ -1665,6 +1666,9 @@ mod tests {
                 "transposed {transposed}, other first {other_first}"
             );
         }
+        // Empty shapes are left to burn.
+        let empty = Tensor::<Cpu, 3>::zeros([2, 0, 3], &device).require_grad();
+        assert!(super::mean_steps(&empty).is_none());
     }
 
     /// The reductions equal plain sums and maxima on rows of every length
