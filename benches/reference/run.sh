@@ -17,7 +17,12 @@
 # sizes, default "16 32"), MODELS (default "mmdfn fdcmdie"), MOSI_TRAIN,
 # DEVICE (cpu, the default, or cuda: both sides on the GPU, the reference
 # with --device cuda and sigsweep with --backend cuda; the GPU's peak memory
-# is printed beside the RSS; .ci/device/verify.sh reference runs it).
+# is printed beside the RSS; .ci/device/verify.sh reference runs it),
+# TOGETHER (cpu only; 0, the default: the reference, then sigsweep; 1: both
+# at once, the reference pinned to CPUs 0..THREADS-1 and sigsweep to the
+# next THREADS, so that a drift of the machine's speed (±5 % between runs on
+# a shared VM) falls on both sides alike; sigsweep then trains OURS_EPOCHS,
+# default 2 × EPOCHS, so that its steady epochs overlap the reference's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${TORCH_PYTHON:-python3}
@@ -28,6 +33,21 @@ BATCHES=${BATCHES:-16 32}
 MODELS=${MODELS:-mmdfn fdcmdie}
 MOSI_TRAIN=${MOSI_TRAIN:-128}
 DEVICE=${DEVICE:-cpu}
+TOGETHER=${TOGETHER:-0}
+case $TOGETHER in
+0) OURS_EPOCHS=${OURS_EPOCHS:-$EPOCHS} ;;
+1)
+    OURS_EPOCHS=${OURS_EPOCHS:-$((2 * EPOCHS))}
+    if [ "$DEVICE" != cpu ] || [ "$(nproc)" -lt $((2 * THREADS)) ] || ! command -v taskset >/dev/null; then
+        echo "bench-reference: TOGETHER=1 needs DEVICE=cpu, 2 x THREADS CPUs and taskset" >&2
+        exit 1
+    fi
+    ;;
+*)
+    echo "bench-reference: TOGETHER must be 0 or 1, not $TOGETHER" >&2
+    exit 1
+    ;;
+esac
 case $DEVICE in
 cpu | cuda) ;;
 *)
@@ -39,6 +59,9 @@ esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); threads $THREADS each; $EPOCHS epochs (steady = epochs 2..)"
+if [ "$TOGETHER" = 1 ]; then
+    echo "together: both at once, reference on CPUs 0-$((THREADS - 1)), sigsweep on $THREADS-$((2 * THREADS - 1)) for $OURS_EPOCHS epochs"
+fi
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)'); sigsweep: $("$SIGSWEEP" --version); device: $DEVICE"
 if [ "$DEVICE" = cuda ]; then
     "$PY" -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("GPU:", torch.cuda.get_device_name(0))'
@@ -62,8 +85,35 @@ PYEOF
 }
 
 ours() {
-    MATMUL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS "$SIGSWEEP" bench train --epochs "$EPOCHS" \
-        --threads "$THREADS" --backend "$DEVICE" --json "$@"
+    local pin=()
+    if [ "$TOGETHER" = 1 ]; then
+        pin=(taskset -c "$THREADS-$((2 * THREADS - 1))")
+    fi
+    MATMUL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS "${pin[@]}" "$SIGSWEEP" bench train \
+        --epochs "$OURS_EPOCHS" --threads "$THREADS" --backend "$DEVICE" --json "$@"
+}
+
+# Runs the reference command (its arguments) and then `ours` with the
+# arguments after `--`, or both at once with TOGETHER=1, and compares them.
+race() {
+    local ref_args=() arg
+    while [ $# -gt 0 ]; do
+        arg=$1
+        shift
+        [ "$arg" = -- ] && break
+        ref_args+=("$arg")
+    done
+    if [ "$TOGETHER" = 1 ]; then
+        taskset -c "0-$((THREADS - 1))" "$PY" "${ref_args[@]}" >"$work/ref.json" &
+        local pid=$!
+        ours "$@" >"$work/ours.json"
+        wait "$pid"
+        compare "$(cat "$work/ref.json")" "$(cat "$work/ours.json")"
+    else
+        local ref
+        ref=$("$PY" "${ref_args[@]}")
+        compare "$ref" "$(ours "$@")"
+    fi
 }
 
 for model in $MODELS; do
@@ -73,18 +123,18 @@ for model in $MODELS; do
         for b in $BATCHES; do
             echo
             echo "== mmdfn, IEMOCAP shapes, batch $b =="
-            ref=$("$PY" benches/reference/mmdfn_train.py "$work/iemocap.pkl" --batch-size "$b" \
-                --epochs "$EPOCHS" --threads "$THREADS" --device "$DEVICE" --json)
-            compare "$ref" "$(ours --model mmdfn --dataset "iemocap:$work/iemocap.pkl" --param "batch_size=$b")"
+            race benches/reference/mmdfn_train.py "$work/iemocap.pkl" --batch-size "$b" \
+                --epochs "$EPOCHS" --threads "$THREADS" --device "$DEVICE" --json \
+                -- --model mmdfn --dataset "iemocap:$work/iemocap.pkl" --param "batch_size=$b"
         done
         ;;
     fdcmdie)
         "$PY" tests/python/mmsa_file.py "$work/mosi.pkl" --preset mosi --train "$MOSI_TRAIN"
         echo
         echo "== fdcmdie, MOSI shapes ($MOSI_TRAIN training samples), batch 32, k_cl 10, all pairs =="
-        ref=$("$PY" benches/reference/fdcmdie_train.py "$work/mosi.pkl" --epochs "$EPOCHS" \
-            --threads "$THREADS" --device "$DEVICE" --json)
-        compare "$ref" "$(ours --model fdcmdie --dataset "mmsa:$work/mosi.pkl")"
+        race benches/reference/fdcmdie_train.py "$work/mosi.pkl" --epochs "$EPOCHS" \
+            --threads "$THREADS" --device "$DEVICE" --json \
+            -- --model fdcmdie --dataset "mmsa:$work/mosi.pkl"
         if [ "$MOSI_TRAIN" -lt 1284 ]; then
             echo "  note: sigsweep encodes each distinct sample of a batch once; with $MOSI_TRAIN training samples the"
             echo "  anchors' sets overlap more than on MOSI's 1284, which favours sigsweep (MOSI_TRAIN=1284 for that figure)"
