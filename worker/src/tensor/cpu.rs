@@ -1569,52 +1569,72 @@ mod tests {
         }
     }
 
-    /// The leading-rows node gives burn's slice and the same input
-    /// gradient, whether the input's other use reaches the backward pass
-    /// before the node or after it, and on a transposed input.
-    #[test]
-    fn leading_rows_equal_burns_slice() {
-        let _guard = crate::backend::training_guard();
+    /// A node against burn's form of the same operation on a `[5, 7, 3]`
+    /// input `x`, as given and transposed (a strided view, `[5, 3, 7]`),
+    /// with the input's other use reaching the backward pass before the
+    /// node and after it: per case, `(output, x's gradient)` of
+    /// `op(x, true)` (the node) and of `op(x, false)` (burn). The loss
+    /// weighs the output by `weights(input dims)`.
+    #[allow(clippy::type_complexity)]
+    fn node_and_burn(
+        op: impl Fn(&Tensor<Cpu, 3>, bool) -> Tensor<Cpu, 3>,
+        weights: impl Fn([usize; 3]) -> [usize; 3],
+    ) -> Vec<[(Vec<f32>, Vec<f32>); 2]> {
         let device = Default::default();
-        let x = Tensor::<Cpu, 3>::random([5, 4, 3], Distribution::Normal(0.0, 1.0), &device)
+        let x = Tensor::<Cpu, 3>::random([5, 7, 3], Distribution::Normal(0.0, 1.0), &device)
             .require_grad();
+        let mut cases = Vec::new();
         for (transposed, other_first) in [(false, false), (false, true), (true, false)] {
-            // A transposed input is a strided view (`[5, 3, 4]`).
-            let dims = if transposed { [3, 4] } else { [4, 3] };
-            let w = Tensor::<Cpu, 3>::random([2, dims[0], dims[1]], Distribution::Default, &device);
-            let v = Tensor::<Cpu, 3>::random([5, dims[0], dims[1]], Distribution::Default, &device);
-            let run = |node: bool| {
-                let input = if transposed {
+            // Built in each run: a backward pass consumes the graph behind it.
+            let input = || {
+                if transposed {
                     x.clone().swap_dims(1, 2)
                 } else {
                     x.clone()
-                };
-                // The other use, created before or after the rows.
+                }
+            };
+            let dims = input().dims();
+            let w = Tensor::<Cpu, 3>::random(weights(dims), Distribution::Default, &device);
+            let v = Tensor::<Cpu, 3>::random(dims, Distribution::Default, &device);
+            let run = |node: bool| {
+                let input = input();
                 let other = |t: Tensor<Cpu, 3>| (t * v.clone()).sum();
                 let before = other_first.then(|| other(input.clone()));
-                let rows = if node {
-                    super::leading_rows(&input, 2).unwrap()
-                } else {
-                    input.clone().narrow(0, 0, 2)
-                };
-                let mut loss = (rows.clone() * w.clone()).sum();
+                let out = op(&input, node);
+                let mut loss = (out.clone() * w.clone()).sum();
                 loss = match before {
                     Some(b) => b + loss,
                     None => loss + other(input),
                 };
                 let grads = loss.backward();
                 let g = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
-                (
-                    crate::tensor::to_f32_vec(rows),
-                    crate::tensor::to_f32_vec(g),
-                )
+                (crate::tensor::to_f32_vec(out), crate::tensor::to_f32_vec(g))
             };
-            assert_eq!(
-                run(true),
-                run(false),
-                "transposed {transposed}, other first {other_first}"
-            );
+            cases.push([run(true), run(false)]);
         }
+        cases
+    }
+
+    /// The leading-rows node gives burn's slice and the same input
+    /// gradient, whether the input's other use reaches the backward pass
+    /// before the node or after it, and on a transposed input.
+    #[test]
+    fn leading_rows_equal_burns_slice() {
+        let _guard = crate::backend::training_guard();
+        let rows = |x: &Tensor<Cpu, 3>, node: bool| {
+            if node {
+                super::leading_rows(x, 2).unwrap()
+            } else {
+                x.clone().narrow(0, 0, 2)
+            }
+        };
+        for (i, [node, burn]) in node_and_burn(rows, |[_, a, b]| [2, a, b])
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(node, burn, "case {i}");
+        }
+        let x = Tensor::<Cpu, 3>::zeros([5, 4, 3], &Default::default());
         assert!(super::leading_rows(&x, 6).is_none());
     }
 
@@ -1624,50 +1644,23 @@ mod tests {
     #[test]
     fn mean_steps_equals_burns_mean_dim() {
         let _guard = crate::backend::training_guard();
-        let device = Default::default();
-        let x = Tensor::<Cpu, 3>::random([5, 7, 3], Distribution::Normal(0.0, 1.0), &device)
-            .require_grad();
-        for (transposed, other_first) in [(false, false), (false, true), (true, false)] {
-            // A transposed input is a strided view (`[5, 3, 7]`).
-            let dims = if transposed { [3, 7] } else { [7, 3] };
-            let w = Tensor::<Cpu, 3>::random([5, 1, dims[1]], Distribution::Default, &device);
-            let v = Tensor::<Cpu, 3>::random([5, dims[0], dims[1]], Distribution::Default, &device);
-            let run = |node: bool| {
-                let input = if transposed {
-                    x.clone().swap_dims(1, 2)
-                } else {
-                    x.clone()
-                };
-                let other = |t: Tensor<Cpu, 3>| (t * v.clone()).sum();
-                let before = other_first.then(|| other(input.clone()));
-                let mean = if node {
-                    super::mean_steps(&input).unwrap()
-                } else {
-                    input.clone().mean_dim(1)
-                };
-                let mut loss = (mean.clone() * w.clone()).sum();
-                loss = match before {
-                    Some(b) => b + loss,
-                    None => loss + other(input),
-                };
-                let grads = loss.backward();
-                let g = Tensor::<Cpu, 3>::from_inner(x.grad(&grads).unwrap());
-                let bits = |t: Tensor<Cpu, 3>| {
-                    crate::tensor::to_f32_vec(t)
-                        .into_iter()
-                        .map(f32::to_bits)
-                        .collect::<Vec<_>>()
-                };
-                (bits(mean), bits(g))
-            };
-            assert_eq!(
-                run(true),
-                run(false),
-                "transposed {transposed}, other first {other_first}"
-            );
+        let mean = |x: &Tensor<Cpu, 3>, node: bool| {
+            if node {
+                super::mean_steps(x).unwrap()
+            } else {
+                x.clone().mean_dim(1)
+            }
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        for (i, [node, burn]) in node_and_burn(mean, |[b, _, d]| [b, 1, d])
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(bits(node.0), bits(burn.0), "mean, case {i}");
+            assert_eq!(bits(node.1), bits(burn.1), "gradient, case {i}");
         }
         // Empty shapes are left to burn.
-        let empty = Tensor::<Cpu, 3>::zeros([2, 0, 3], &device).require_grad();
+        let empty = Tensor::<Cpu, 3>::zeros([2, 0, 3], &Default::default()).require_grad();
         assert!(super::mean_steps(&empty).is_none());
     }
 
