@@ -31,11 +31,6 @@ pub struct FdCmdieConfig {
     pub use_cross_att2: bool,
 }
 
-/// Mean over the time axis: `[b, l, d] → [b, d]`.
-pub fn time_mean<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 2> {
-    tensor::mean_steps(x)
-}
-
 /// Which time steps of a `[b, l, ·]` sequence are real (`[b, l]`, 1 for a
 /// frame, 0 for padding); `None` when every step of every sample is.
 pub type StepMask<B> = Option<Tensor<B, 2>>;
@@ -44,7 +39,7 @@ pub type StepMask<B> = Option<Tensor<B, 2>>;
 /// without a mask).
 pub fn masked_time_mean<B: Backend>(x: Tensor<B, 3>, mask: &StepMask<B>) -> Tensor<B, 2> {
     match mask {
-        None => time_mean(x),
+        None => tensor::mean_steps(x),
         Some(m) => {
             let [b, l] = m.dims();
             let count = m.clone().sum_dim(1).clamp_min(1.0); // [b, 1]
