@@ -15,6 +15,12 @@
 # rebuilds) and packs both binaries, gzipped, into
 # .device-bin/fusion-pair.tar.gz (about 30 MB: both fit one carry):
 #   run(command=".ci/device/verify.sh fusion", carry=[".device-bin/fusion-pair.tar.gz"])
+#
+# It also packs everything it built, gzipped, into .device-bin/all.tar.gz
+# (about 40 MB with FUSION=1): one carry for any parts, which verify.sh
+# runs one after the other in one call (a machine released between calls
+# costs minutes to start again):
+#   run(command=".ci/device/verify.sh tests reference fusion", carry=[".device-bin/all.tar.gz"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../targets/cuda}
@@ -33,6 +39,11 @@ if [ "${FUSION:-0}" = 1 ]; then
     CARGO_TARGET_DIR=$CARGO_TARGET_DIR-fusion cargo build --release --locked --features cuda-fusion -p sigsweep
     strip -o .device-bin/sigsweep-fusion "$CARGO_TARGET_DIR-fusion/release/sigsweep"
     tar -C .device-bin -czf .device-bin/fusion-pair.tar.gz sigsweep sigsweep-fusion
-    rm .device-bin/sigsweep-fusion
 fi
+all=(sigsweep cuda-tests)
+if [ "${FUSION:-0}" = 1 ]; then
+    all+=(sigsweep-fusion)
+fi
+tar -C .device-bin -czf .device-bin/all.tar.gz "${all[@]}"
+rm -f .device-bin/sigsweep-fusion
 ls -la .device-bin

@@ -14,8 +14,12 @@
 #   .ci/device/verify.sh fusion    # carry .device-bin/fusion-pair.tar.gz (FUSION=1
 #                                  # .ci/device/build.sh): one trial of MMIC and of
 #                                  # FD-CMDIE without and with burn's kernel fusion,
-#                                  # one after the other on the same GPU (MODELS to
+#                                  # one after the other on the same GPU (FUSION_MODELS to
 #                                  # choose; epoch 2 is the steady one)
+#
+# Several parts run one after the other in one call (`verify.sh tests
+# reference fusion`); with .device-bin/all.tar.gz carried (build.sh packs
+# every binary into it, about 40 MB) every part finds its binaries.
 #
 # The four modes of `sigsweep bench train`: one trial (single), k packed
 # trials, 10 fused seeds (FD-CMDIE; MMIC does not fuse), and data parallel
@@ -26,8 +30,12 @@
 # (#16's determinism across processes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-part=${1:?tests|mmic|fdcmdie|packing|reference|fusion}
+[ $# -gt 0 ] || { echo "usage: verify.sh tests|mmic|fdcmdie|packing|reference|fusion ..." >&2; exit 2; }
 out=${OUT:-$(mktemp -d)}
+# Everything build.sh built, when carried as one archive.
+if [ -f .device-bin/all.tar.gz ]; then
+    tar -C .device-bin -xzf .device-bin/all.tar.gz
+fi
 bin=.device-bin/sigsweep
 gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
@@ -39,6 +47,14 @@ bench() { # name, args…
     "$bin" bench train --backend cuda --json "$@" | tee "$out/$name.json"
 }
 
+failed=()
+for part in "$@"; do
+echo "==== verify.sh $part"
+# Each part in a subshell that stops at its first error; a failed part
+# does not keep the next ones from running (device time is scarce).
+set +e
+(
+set -e
 case $part in
 tests)
     SIGSWEEP_TEST_CUDA_DEVICES=$gpus .device-bin/cuda-tests --ignored --test-threads 1 2>&1 |
@@ -66,8 +82,12 @@ reference)
     ;;
 fusion)
     pair=$(mktemp -d)
-    tar -C "$pair" -xzf .device-bin/fusion-pair.tar.gz
-    for model in ${MODELS:-mmic fdcmdie}; do
+    if [ -x .device-bin/sigsweep-fusion ]; then
+        cp .device-bin/sigsweep .device-bin/sigsweep-fusion "$pair/"
+    else
+        tar -C "$pair" -xzf .device-bin/fusion-pair.tar.gz
+    fi
+    for model in ${FUSION_MODELS:-mmic fdcmdie}; do
         case $model in
         mmic) args=(--model mmic --dataset synthetic-iemocap --epochs 2) ;;
         fdcmdie) args=(--model fdcmdie --dataset synthetic-mosi --epochs 2) ;;
@@ -85,3 +105,15 @@ fusion)
     exit 2
     ;;
 esac
+)
+rc=$?
+set -e
+if [ "$rc" != 0 ]; then
+    echo "==== verify.sh $part failed (exit $rc)" >&2
+    failed+=("$part")
+fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "verify.sh: failed parts: ${failed[*]}" >&2
+    exit 1
+fi
