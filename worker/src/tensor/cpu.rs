@@ -1420,7 +1420,7 @@ fn splitmix64(start: u64, w: u64) -> u64 {
 
 /// SplitMix64's output function (Stafford's "mix13" variant).
 #[inline(always)]
-fn mix64(z: u64) -> u64 {
+pub(crate) fn mix64(z: u64) -> u64 {
     let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

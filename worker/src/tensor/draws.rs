@@ -28,12 +28,10 @@ thread_local! {
     static STREAM: RefCell<Option<Stream>> = const { RefCell::new(None) };
 }
 
-/// SplitMix64 of the pair `(a, b)`.
+/// SplitMix64 of the pair `(a, b)`: its output function
+/// ([`super::cpu::mix64`]) of `a ^ b·γ`.
 fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    super::cpu::mix64(a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Starts epoch `epoch` (1-based) of the trials of `seeds` on this thread:

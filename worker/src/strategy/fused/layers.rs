@@ -10,7 +10,7 @@
 
 use burn::module::Param;
 use burn::nn::attention::MultiHeadAttention;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, Lstm, Relu};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, Lstm};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
@@ -315,7 +315,6 @@ impl<B: Backend> FusedMha<B> {
 pub struct FusedFfn<B: Backend> {
     pub l1: FusedLinear<B>,
     pub l2: FusedLinear<B>,
-    relu: Relu,
     dropout: Dropout,
 }
 
@@ -324,7 +323,6 @@ impl<B: Backend> FusedFfn<B> {
         Self {
             l1,
             l2,
-            relu: Relu::new(),
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
