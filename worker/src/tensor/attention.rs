@@ -257,6 +257,22 @@ mod cpu_node {
             .transpose_mut()
     }
 
+    /// Asks for the cache lines of the `h`-th of `parts` equal parts of
+    /// sequence `b + 1` of a `[n, l, d]` buffer (nothing after the last
+    /// sequence), so that they arrive while head `h` of sequence `b`
+    /// computes. A sequence's heads are strided (rows of `d_k` values `d`
+    /// apart); fetched from memory head by head, their products ran at
+    /// about half the speed they reach with the operands in cache. One part
+    /// per head spreads the requests over the sequence's work.
+    #[inline(always)]
+    fn prefetch_next(x: &[f32], l: usize, d: usize, (b, h): (usize, usize), parts: usize) {
+        let next = x.get((b + 1) * l * d..(b + 2) * l * d).unwrap_or_default();
+        let per = next.len().div_ceil(parts.max(1));
+        if let Some(part) = next.chunks(per.max(1)).nth(h) {
+            cpu::prefetch(part);
+        }
+    }
+
     /// `dst = α a b` on this thread.
     fn product(dst: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>, alpha: f32) {
         let dims = (a.nrows(), a.ncols(), b.ncols());
@@ -312,6 +328,10 @@ mod cpu_node {
         for b in 0..n {
             for h in 0..heads {
                 let part = b * heads + h;
+                let d = dims.d();
+                prefetch_next(q, lq, d, (b, h), heads);
+                prefetch_next(k, lk, d, (b, h), heads);
+                prefetch_next(v, lk, d, (b, h), heads);
                 scores(&mut s, q, k, set, b, h);
                 set.fill_keep(b, h, &mut keep);
                 // Softmax per row, dropout in the same pass.
@@ -387,6 +407,11 @@ mod cpu_node {
             let pad = (!set.pad.is_empty()).then(|| &set.pad[b * lk..(b + 1) * lk]);
             for h in 0..heads {
                 let part = b * heads + h;
+                let d = dims.d();
+                prefetch_next(q, lq, d, (b, h), heads);
+                prefetch_next(k, lk, d, (b, h), heads);
+                prefetch_next(v, lk, d, (b, h), heads);
+                prefetch_next(dout, lq, d, (b, h), heads);
                 // P again, as the forward pass computed it.
                 scores(&mut p, q, k, set, b, h);
                 let stats = (part * lq..(part + 1) * lq).zip(p.chunks_exact_mut(lk));

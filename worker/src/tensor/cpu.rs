@@ -152,6 +152,22 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(two_k)
 }
 
+/// Asks the processor to bring the cache lines of `x` into its level-2
+/// cache: a hint (`prefetcht1`), which neither waits for the lines nor
+/// changes any value. Nothing where the instruction is not available.
+#[inline(always)]
+pub fn prefetch(x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(sse) = pulp::core_arch::x86::Sse::try_new() {
+        // Sixteen values to a 64-byte line.
+        for line in x.iter().step_by(16) {
+            sse._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(std::ptr::from_ref(line).cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// Lanes of the reductions below: sixteen partial results side by side,
 /// so the loops vectorise (a plain `f32` sum is one serial chain, since
 /// floating-point addition is not associative). The tail of a row shorter
@@ -870,6 +886,82 @@ fn rows_cols(p: &Prim) -> (usize, usize) {
 /// The shape of `p`.
 fn shape(p: &Prim) -> Vec<usize> {
     array(p).shape().to_vec()
+}
+
+/// The scalars of one AdamW update of a parameter, as burn's `AdamW`
+/// forms them (see [`adamw_update`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// `1 − β₁ᵗ` and `1 − β₂ᵗ` for this step's `t`.
+    pub correction_1: f32,
+    pub correction_2: f32,
+    /// The weight-decay factor `1 − lr·λ` (`None` when `lr·λ = 0`: burn
+    /// then leaves the parameter as it is).
+    pub decay: Option<f32>,
+    pub lr: f32,
+}
+
+/// burn's AdamW update of one parameter in one pass per result (burn runs
+/// about fifteen tensor operations, each a pass over the parameter and
+/// most a new buffer): `[parameter, m, v]` after the step, from the
+/// parameter, its gradient `g` and the moments before it (`None` on the
+/// first step, when `m = (1 − β₁) g`, `v = (1 − β₂) g²`). Every value is
+/// rounded where burn's operations round it, in the same order, so the
+/// results are bit for bit burn's.
+pub fn adamw_update(
+    param: &Prim,
+    grad: &Prim,
+    moments: Option<(&Prim, &Prim)>,
+    step: AdamWStep,
+) -> [Prim; 3] {
+    let shape = shape(param);
+    let (p, g) = (host(param), host(grad));
+    let AdamWStep {
+        beta_1,
+        beta_2,
+        epsilon,
+        correction_1,
+        correction_2,
+        decay,
+        lr,
+    } = step;
+    let (f1, f2) = (1.0 - beta_1, 1.0 - beta_2);
+    let [p, m, v] = vectorised(
+        #[inline(always)]
+        || {
+            let (m, v): (Vec<f32>, Vec<f32>) = match moments {
+                Some((m, v)) => (
+                    host(m)
+                        .iter()
+                        .zip(g.iter())
+                        .map(|(&m, &g)| m * beta_1 + g * f1)
+                        .collect(),
+                    host(v)
+                        .iter()
+                        .zip(g.iter())
+                        .map(|(&v, &g)| v * beta_2 + (g * g) * f2)
+                        .collect(),
+                ),
+                None => (
+                    g.iter().map(|&g| g * f1).collect(),
+                    g.iter().map(|&g| (g * g) * f2).collect(),
+                ),
+            };
+            let p: Vec<f32> = p
+                .iter()
+                .zip(m.iter().zip(&v))
+                .map(|(&p, (&m, &v))| {
+                    let delta = (m / correction_1) / ((v / correction_2).sqrt() + epsilon);
+                    decay.map_or(p, |d| p * d) - delta * lr
+                })
+                .collect();
+            [p, m, v]
+        },
+    );
+    [p, m, v].map(|values| from_shape(values, &shape))
 }
 
 /// The gradient of `t` so far, taken out of `grads` to be added to in

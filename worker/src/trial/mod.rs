@@ -7,6 +7,7 @@
 //! Nothing here knows a model or a strategy: `models/` implements the
 //! contract, `strategy/` drives it, `execute` chooses the strategy.
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod clip;
 pub mod data;

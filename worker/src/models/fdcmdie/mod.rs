@@ -121,8 +121,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 
 use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
@@ -132,6 +132,7 @@ use rand_chacha::ChaCha8Rng;
 use sigsweep_data::metrics::regression_metrics;
 use sigsweep_data::seq::{Array3, SeqDataset, SeqSplit, Task};
 
+use crate::trial::adamw::FusedAdamW;
 use crate::trial::{
     Clipped, EpochSeed, Prediction, ReplicaOptim, Split, TrainError, TrialRequest, Weights,
     Workload, WorkloadState, restore_trainer, save_trainer, train_epoch_steps,
@@ -294,7 +295,7 @@ pub struct FdCmdieWorkload<B: AutodiffBackend> {
 }
 
 /// AdamW with global-norm clipping (`grad_clip`, off at 0).
-pub(crate) type Optim<B> = Clipped<OptimizerAdaptor<AdamW, FdCmdie<B>, B>>;
+pub(crate) type Optim<B> = Clipped<OptimizerAdaptor<FusedAdamW, FdCmdie<B>, B>>;
 
 fn tensor3<B: Backend>(a: &Array3, device: &B::Device) -> Tensor<B, 3> {
     Tensor::from_data(TensorData::new(a.data.clone(), a.shape.to_vec()), device)
@@ -407,9 +408,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         // dropout masks, and a fused model could not reproduce them.
         crate::tensor::materialize::<B, _>(&model);
         let optim = Clipped::new(
-            AdamWConfig::new()
-                .with_weight_decay(weight_decay as f32)
-                .init::<B, FdCmdie<B>>(),
+            FusedAdamW::new(weight_decay as f32).init::<B, FdCmdie<B>>(),
             grad_clip,
         );
         Ok(Self {

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use burn::module::AutodiffModule;
 use burn::nn::{Dropout, DropoutConfig, PositionalEncoding, PositionalEncodingConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::backend::AutodiffBackend;
@@ -31,6 +30,7 @@ use crate::models::fdcmdie::{
     step_masks,
 };
 use crate::tensor::to_f32_vec as values;
+use crate::trial::adamw::FusedAdamW;
 use crate::trial::{TrainError, TrialRequest};
 
 type Res<T> = Result<T, TrainError>;
@@ -533,7 +533,7 @@ fn split_shapes(s: &SeqSplit) -> (usize, [usize; 3], [usize; 3], [usize; 3]) {
 /// were moved into the fused model).
 pub(crate) struct FdCmdieTrainer<B: AutodiffBackend> {
     model: Option<FusedFdCmdie<B>>,
-    optim: OptimizerAdaptor<AdamW, FusedFdCmdie<B>, B>,
+    optim: OptimizerAdaptor<FusedAdamW, FusedFdCmdie<B>, B>,
     seeds: Vec<FdCmdieWorkload<B>>,
     device: B::Device,
 }
@@ -568,9 +568,7 @@ impl<B: AutodiffBackend> FdCmdieTrainer<B> {
             config.lens.iter().sum(),
         )?;
         let weight_decay = requests[0].params.f64("weight_decay", 0.0)?;
-        let optim = AdamWConfig::new()
-            .with_weight_decay(weight_decay as f32)
-            .init::<B, FusedFdCmdie<B>>();
+        let optim = FusedAdamW::new(weight_decay as f32).init::<B, FusedFdCmdie<B>>();
         Ok(Self {
             model: Some(model),
             optim,
