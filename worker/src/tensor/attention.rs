@@ -319,7 +319,8 @@ mod cpu_node {
         let Dims {
             n, lq, lk, heads, ..
         } = dims;
-        let mut out = vec![0f32; n * lq * dims.d()];
+        let d = dims.d();
+        let mut out = vec![0f32; n * lq * d];
         let mut max = vec![0f32; n * heads * lq];
         let mut inv_sum = vec![0f32; n * heads * lq];
         let mut s = vec![0f32; dims.block()];
@@ -328,7 +329,6 @@ mod cpu_node {
         for b in 0..n {
             for h in 0..heads {
                 let part = b * heads + h;
-                let d = dims.d();
                 prefetch_next(q, lq, d, (b, h), heads);
                 prefetch_next(k, lk, d, (b, h), heads);
                 prefetch_next(v, lk, d, (b, h), heads);
@@ -393,7 +393,7 @@ mod cpu_node {
         let Dims {
             n, lq, lk, heads, ..
         } = dims;
-        let scale = dims.scale();
+        let (scale, d) = (dims.scale(), dims.d());
         let mut dq = vec![0f32; q.len()];
         let mut dk = vec![0f32; k.len()];
         let mut dv = vec![0f32; v.len()];
@@ -407,7 +407,6 @@ mod cpu_node {
             let pad = (!set.pad.is_empty()).then(|| &set.pad[b * lk..(b + 1) * lk]);
             for h in 0..heads {
                 let part = b * heads + h;
-                let d = dims.d();
                 prefetch_next(q, lq, d, (b, h), heads);
                 prefetch_next(k, lk, d, (b, h), heads);
                 prefetch_next(v, lk, d, (b, h), heads);
