@@ -31,6 +31,9 @@ for r in $(seq "$rounds"); do
             --epochs "$epochs" --threads 1 --json >"$out/$side.json" 2>"$out/$side.err" &
     done
     wait
+    for side in old new; do
+        [ -s "$out/$side.json" ] || { echo "ab.sh: the $side binary failed:" >&2; cat "$out/$side.err" >&2; exit 1; }
+    done
     read -r ot ol <<<"$(last "$out/old.json")"
     read -r nt nl <<<"$(last "$out/new.json")"
     python3 -c 'import sys

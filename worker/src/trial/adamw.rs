@@ -81,7 +81,8 @@ impl FusedAdamW {
         let moments = match state {
             Some(s) => {
                 let m = &s.momentum;
-                let fits = |t: &Tensor<Inner, D>| t.shape() == tensor.shape();
+                let fits =
+                    |t: &Tensor<Inner, D>| t.shape() == tensor.shape() && t.dtype() == DType::F32;
                 if m.max_moment_2.is_some() || !fits(&m.moment_1) || !fits(&m.moment_2) {
                     return None;
                 }
