@@ -14,9 +14,11 @@
 //!   `p = 0` (or `1` for the one-sided alternative in the wrong direction), as in scipy; all-zero
 //!   differences — `nan` in scipy — give the explicit [`Outcome::NoDifference`] with `t = 0`,
 //!   `p = 1`, so no `NaN` reaches a table.
-//! * **Wilcoxon**: scipy defaults — zeros dropped (`zero_method="wilcox"`), tied `|d|` get average
-//!   ranks, exact null distribution for up to 50 non-zero differences (even with ties, as scipy
-//!   1.17 does), otherwise normal approximation with tie correction, no continuity correction.
+//! * **Wilcoxon**: scipy 1.17 defaults — zeros dropped (`zero_method="wilcox"`), tied `|d|` get
+//!   average ranks; `method="auto"` on `n` pairs (zeros included): the exact signed-rank table
+//!   for `n <= 50` without zeros or ties, the exact distribution over all `2^n` sign flips for
+//!   `n <= 13` with zeros or ties, otherwise the normal approximation with tie correction and
+//!   no continuity correction ([`WilcoxonMethod`]).
 //! * **Permutation**: sign flips of `d`; all `2^n` patterns for `n <= 20`, seeded Monte Carlo
 //!   (ChaCha8) above.
 //! * **Corrections**: statsmodels `multipletests` (adjusted p in input order, clipped to 1,
