@@ -214,3 +214,60 @@ fn aso_is_deterministic_and_oriented() {
     assert!(aso(&A, &B, &m).unwrap() >= aso(&A, &B, &o).unwrap());
     assert!(aso(&[], &B, &o).is_err());
 }
+
+/// `t_ppf` is total and accurate in the tails, where statrs' own inverse is
+/// not (it stalls near |t| = 9·10⁷, panics below q ≈ 10⁻¹⁷⁵ and never
+/// returns for df = 1000, q = 10⁻¹⁰⁰ or df = 10¹², q = 0.1): closed forms
+/// for df = 1 and 2, and the CDF at the quantile for the rest.
+#[test]
+fn t_quantiles_are_total_and_accurate_in_the_tails() {
+    let close = |got: f64, want: f64, what: &str| {
+        assert!(
+            got == want || (got - want).abs() <= 1e-12 * want.abs(),
+            "{what}: got {got}, want {want}"
+        );
+    };
+    for e in [1, 3, 7, 8, 10, 12, 20, 50, 100, 200, 300] {
+        let q = 10f64.powi(-e);
+        // Cauchy: t = −1 / tan(π q).
+        close(
+            t_ppf(q, 1.0),
+            -1.0 / (std::f64::consts::PI * q).tan(),
+            "df 1",
+        );
+        close(
+            t_ppf(1.0 - q, 1.0),
+            1.0 / (std::f64::consts::PI * (1.0 - (1.0 - q))).tan(),
+            "df 1 upper",
+        );
+        // df = 2: t = (2q − 1) / √(2 q (1 − q)).
+        close(
+            t_ppf(q, 2.0),
+            (2.0 * q - 1.0) / (2.0 * q * (1.0 - q)).sqrt(),
+            "df 2",
+        );
+    }
+    assert_eq!(t_ppf(0.5, 7.0), 0.0);
+    // Very large df: the normal quantile, to within (|z|³ + |z|) / 4ν.
+    for e in [1, 4, 12, 100, 300] {
+        let (q, z) = (10f64.powi(-e), norm_ppf(10f64.powi(-e)));
+        let t = t_ppf(q, 1e12);
+        assert!(t <= z && t - z >= -(z.powi(3).abs() + z.abs()) / 4e12 * 1.01 - 1e-15 * z.abs());
+    }
+    for df in [0.5, 3.0, 10.0, 1e3, 1e6] {
+        for e in [1, 2, 4, 8, 12, 30, 100, 300] {
+            let q = 10f64.powi(-e);
+            let t = t_ppf(q, df);
+            assert!(t < 0.0 && t_ppf(1.0 - q, df) == -t_ppf(1.0 - (1.0 - q), df));
+            if t.is_finite() && t > -1e150 {
+                let back = t_cdf(t, df);
+                assert!(
+                    (back / q - 1.0).abs() < 1e-9,
+                    "df {df}, q {q:e}: t {t:e}, cdf {back:e}"
+                );
+            }
+        }
+    }
+    // Past the range of f64 the quantile is infinite.
+    assert_eq!(t_ppf(1e-300, 0.5), f64::NEG_INFINITY);
+}
