@@ -38,7 +38,9 @@ pub struct McNemar {
 
 /// McNemar's test on the discordant counts `b` and `c`.
 pub fn mcnemar(b: u64, c: u64, exact: bool) -> Result<McNemar> {
-    let n = b + c;
+    let n = b.checked_add(c).ok_or_else(|| {
+        StatsError::InvalidParameter(format!("{b} + {c} discordant pairs overflow"))
+    })?;
     if n == 0 {
         return Ok(McNemar {
             b,

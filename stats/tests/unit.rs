@@ -271,3 +271,9 @@ fn t_quantiles_are_total_and_accurate_in_the_tails() {
     // Past the range of f64 the quantile is infinite.
     assert_eq!(t_ppf(1e-300, 0.5), f64::NEG_INFINITY);
 }
+
+#[test]
+fn mcnemar_refuses_counts_whose_sum_overflows() {
+    assert!(mcnemar(u64::MAX, 1, true).is_err());
+    assert!(mcnemar(u64::MAX, 0, false).is_ok());
+}
