@@ -46,11 +46,13 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
 /// `df = 1`, `q = 10⁻⁸` is 10 % off, smaller `q` all give one value), it
 /// panics below `q ≈ 10⁻¹⁷⁵` and it loops forever at, for example,
 /// `df = 1000, q = 10⁻¹⁰⁰` or `df = 10¹², q = 0.1`. statrs' CDF and
-/// density are accurate and total over the same range, so the quantile is
-/// the root of `ln P(T <= t) = ln q`, found by Newton's method safeguarded
-/// by bisection over `s = asinh t` (`t` near 0, `ln |t|` in the tails,
-/// where the CDF is nearly a power of `|t|`). `1 − q` is exact for
-/// `q >= 0.5`, so the upper tail is the mirror image of the lower.
+/// density are total, and accurate up to 10⁶ degrees of freedom, so there
+/// the quantile is the root of `ln P(T <= t) = ln q`, found by Newton's
+/// method safeguarded by bisection over `s = asinh t` (`t` near 0, `ln |t|`
+/// in the tails, where the CDF is nearly a power of `|t|`); beyond
+/// `|t| = 10¹⁰⁰` it is the tail's power law, above 10⁶ degrees of freedom
+/// Hill's expansion. `1 − q` is exact for `q >= 0.5`, so the upper tail is
+/// the mirror image of the lower.
 pub fn t_ppf(q: f64, df: f64) -> f64 {
     if !(0.0..=1.0).contains(&q) {
         return f64::NAN;
@@ -97,15 +99,11 @@ fn lower_quantile(d: &StudentsT, lower: f64) -> f64 {
         if at <= 0.0 {
             break;
         }
-        hi = lo;
-        lo *= 2.0;
-        if lo < S_MIN {
-            return if g(S_MIN) > 0.0 {
-                f64::NEG_INFINITY
-            } else {
-                S_MIN.sinh()
-            };
+        if lo <= S_MIN {
+            return f64::NEG_INFINITY;
         }
+        hi = lo;
+        lo = (2.0 * lo).max(S_MIN);
     }
     let mut s = 0.5 * (lo + hi);
     for _ in 0..200 {

@@ -87,17 +87,18 @@ pub fn rank_average(xs: &[f64]) -> Vec<f64> {
     ranks
 }
 
-/// Counts of sign assignments of ranks `1..=n` with positive-rank sum `k`, `k = 0..=n(n+1)/2`.
-fn signed_rank_counts(n: usize) -> Vec<f64> {
-    let max = n * (n + 1) / 2;
-    let mut c = vec![0.0; max + 1];
-    c[0] = 1.0;
-    for r in 1..=n {
-        for k in (r..=max).rev() {
-            c[k] += c[k - r];
+/// How many of the `2^len` sign assignments of `weights` give each sum of the positive
+/// ones, `0..=Σ weights`.
+fn sign_flip_counts(weights: &[usize]) -> Vec<f64> {
+    let max: usize = weights.iter().sum();
+    let mut counts = vec![0.0; max + 1];
+    counts[0] = 1.0;
+    for &w in weights {
+        for k in (w..=max).rev() {
+            counts[k] += counts[k - w];
         }
     }
-    c
+    counts
 }
 
 /// Wilcoxon signed-rank test on the paired differences `a - b`.
@@ -187,7 +188,7 @@ fn sided(alternative: Alternative, (less, greater): (f64, f64)) -> f64 {
 /// scipy rounds a fractional statistic conservatively (up for the lower tail, down for the
 /// upper), which is what this does should one arrive.
 fn exact_p(n: usize, r_plus: f64, alternative: Alternative) -> f64 {
-    let counts = signed_rank_counts(n);
+    let counts = sign_flip_counts(&(1..=n).collect::<Vec<_>>());
     let max = counts.len() - 1;
     let at = |w: f64| (w.max(0.0) as usize).min(max);
     let less = tails(&counts, at(r_plus.ceil())).0;
@@ -200,15 +201,8 @@ fn exact_p(n: usize, r_plus: f64, alternative: Alternative) -> f64 {
 /// so the `2^zeros` copies of each assignment scipy enumerates leave the proportions alone.
 fn permutation_p(ranks: &[f64], r_plus: f64, alternative: Alternative) -> f64 {
     let doubled: Vec<usize> = ranks.iter().map(|r| (2.0 * r).round() as usize).collect();
-    let max: usize = doubled.iter().sum();
-    let mut counts = vec![0.0; max + 1];
-    counts[0] = 1.0;
-    for &r in &doubled {
-        for k in (r..=max).rev() {
-            counts[k] += counts[k - r];
-        }
-    }
-    let w = ((2.0 * r_plus).round().max(0.0) as usize).min(max);
+    let counts = sign_flip_counts(&doubled);
+    let w = ((2.0 * r_plus).round().max(0.0) as usize).min(counts.len() - 1);
     sided(alternative, tails(&counts, w))
 }
 
