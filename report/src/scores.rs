@@ -68,6 +68,13 @@ pub fn read_scores(
         let v: f64 = raw
             .parse()
             .map_err(|_| format!("{path}: row {}: `{raw}` is not a number", line + 2))?;
+        if !v.is_finite() {
+            return Err(format!(
+                "{path}: row {}: the score of seed `{seed}` is `{raw}`, not a finite number \
+                 (a failed run? leave its row out)",
+                line + 2
+            ));
+        }
         if scores.insert(seed.clone(), v).is_some() {
             return Err(format!("{path}: seed `{seed}` appears twice"));
         }
@@ -101,7 +108,20 @@ pub fn compare_files(
     }
     let xa: Vec<f64> = seeds.iter().map(|s| a[*s]).collect();
     let xb: Vec<f64> = seeds.iter().map(|s| b[*s]).collect();
+    if let Some(seed) = seeds.iter().find(|s| !(a[**s] - b[**s]).is_finite()) {
+        return Err(format!(
+            "seed `{seed}`: the difference of its scores ({} − {}) overflows",
+            a[*seed], b[*seed]
+        ));
+    }
     let mut comparison = sigsweep_stats::compare(&xa, &xb);
+    if !(comparison.mean_diff.is_finite() && comparison.std_diff.is_finite()) {
+        return Err(format!(
+            "the scores are too large to compare: the mean or spread of their differences \
+             overflows ({} and {})",
+            comparison.mean_diff, comparison.std_diff
+        ));
+    }
     let all_a: Vec<f64> = a.values().copied().collect();
     let all_b: Vec<f64> = b.values().copied().collect();
     if let Ok(w) = sigsweep_stats::welch_t(&all_a, &all_b, sigsweep_stats::Alternative::TwoSided) {
@@ -112,4 +132,44 @@ pub fn compare_files(
         unpaired: a.len() + b.len() - 2 * seeds.len(),
         comparison,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn scores_pair_by_seed_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = file(&dir, "a.csv", "seed,acc\n1,0.5\n2,0.6\n3,0.7\n9,0.1\n");
+        let b = file(&dir, "b.csv", "seed,acc\n3,0.6\n2,0.5\n1,0.45\n");
+        let f = compare_files(&a, &b, "seed", None).expect("compare");
+        assert_eq!((f.comparison.n, f.unpaired), (3, 1));
+        assert!((f.comparison.mean_diff - (0.05 + 0.1 + 0.1) / 3.0).abs() < 1e-12);
+
+        let nan = file(&dir, "nan.csv", "seed,acc\n1,0.4\n2,nan\n3,0.6\n");
+        let err = compare_files(&a, &nan, "seed", None).expect_err("a NaN score");
+        assert!(
+            err.contains("nan.csv: row 3") && err.contains("seed `2`") && err.contains("finite"),
+            "{err}"
+        );
+        let inf = file(&dir, "inf.csv", "seed,acc\n1,0.4\n2,-inf\n");
+        assert!(compare_files(&inf, &b, "seed", None).is_err());
+        let huge = file(&dir, "huge.csv", "seed,acc\n1,1e308\n2,1e308\n");
+        let neg = file(&dir, "neg.csv", "seed,acc\n1,-1e308\n2,-1e308\n");
+        let err = compare_files(&huge, &neg, "seed", None).expect_err("overflow");
+        assert!(err.contains("overflows"), "{err}");
+        let wild = file(&dir, "wild.csv", "seed,acc\n1,1e308\n2,-1e308\n3,1e308\n");
+        let err = compare_files(&a, &wild, "seed", None).expect_err("overflow");
+        assert!(err.contains("too large"), "{err}");
+        let dup = file(&dir, "dup.csv", "seed,acc\n1,0.4\n1,0.5\n");
+        let err = compare_files(&a, &dup, "seed", None).expect_err("duplicate");
+        assert!(err.contains("appears twice"), "{err}");
+    }
 }
