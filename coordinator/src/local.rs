@@ -97,11 +97,15 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<Result
             dir.display()
         );
     }
-    let store = EmbeddedStore::open(&path).with_context(|| {
-        format!(
-            "cannot open {} (is a sweep still running there?)",
-            path.display()
-        )
+    let store = EmbeddedStore::open(&path).map_err(|e| {
+        // The file is locked while a coordinator holds it; anything else
+        // (a damaged file) says so itself.
+        let hint = if e.to_string().contains("already open") {
+            " (is a sweep still running there?)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("cannot open {}{hint}", path.display()))
     })?;
     let catalog = Catalog::new(Arc::new(store));
     let mut sweeps = catalog.sweeps().await?;
