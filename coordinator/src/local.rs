@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Catalog, EmbeddedStore};
+use crate::store::{Catalog, EmbeddedStore, StoreError};
 use crate::sweep::SweepSpec;
 use crate::{Coordinator, CoordinatorConfig};
 use sigsweep_types::ResultRecord;
@@ -98,12 +98,11 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<Result
         );
     }
     let store = EmbeddedStore::open(&path).map_err(|e| {
-        // The file is locked while a coordinator holds it; anything else
-        // (a damaged file) says so itself.
-        let hint = if e.to_string().contains("already open") {
-            " (is a sweep still running there?)"
-        } else {
-            ""
+        // Unavailable: another process (a running coordinator) holds the
+        // file; anything else (a damaged file) says so itself.
+        let hint = match e {
+            StoreError::Unavailable(_) => " (is a sweep still running there?)",
+            _ => "",
         };
         anyhow::Error::new(e).context(format!("cannot open {}{hint}", path.display()))
     })?;

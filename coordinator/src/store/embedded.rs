@@ -49,11 +49,17 @@ impl EmbeddedStore {
         // (a disk, a copy cut short, a stray write) is refused with
         // `Corrupted` instead of panicking a reader later (a plain open
         // trusts the pages it reads).
+        // A file another process holds is unavailable (retrying may
+        // succeed); anything else is an error of the file itself.
         let db = redb::Builder::new()
             .set_check_integrity_on_open(true)
             .create(&path)
             .map_err(|e| {
-                StoreError::Internal(format!("cannot open store {}: {e}", path.display()))
+                let message = format!("cannot open store {}: {e}", path.display());
+                match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(message),
+                    _ => StoreError::Internal(message),
+                }
             })?;
         {
             let txn = db.begin_write().map_err(internal)?;
@@ -370,7 +376,7 @@ mod tests {
         let mut outcome = None;
         for _ in 0..50 {
             match EmbeddedStore::open(&path) {
-                Err(e) if e.to_string().contains("already open") => {
+                Err(StoreError::Unavailable(_)) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 other => {
