@@ -32,7 +32,13 @@
 //! Malformed input (truncation, unknown opcodes, stack underflow, shapes
 //! that disagree with the data, recursive structures, absurd lengths) gives
 //! a [`PickleError`] naming the byte offset and opcode; the reader never
-//! panics and never allocates more than the input can justify.
+//! panics and never allocates more than the input can justify: lengths are
+//! trusted only as far as bytes arrive, and what decoding holds is bounded
+//! by 256 MiB plus 128 bytes per byte read (a feature file needs one to a
+//! few; a `None` in a list, the densest honest case, under 100). Files
+//! that share one value a million times, call `list(x)` over and over, or
+//! declare zero-sized items in a huge shape are refused at that bound
+//! instead of taking the machine's memory.
 //!
 //! Values shared through the memo (the same Python object referenced twice)
 //! are copied into each place they appear.
@@ -46,7 +52,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use error::PickleError;
-pub use value::{ArrayData, DType, NdArray, Value};
+pub use value::{ArrayData, DType, Global, NdArray, Object, Value};
 
 /// Reads one pickle from `reader` (stops at its `STOP` opcode).
 pub fn from_reader<R: Read>(reader: R) -> Result<value::Value, error::PickleError> {
@@ -154,6 +160,78 @@ mod tests {
         // An array claiming 2^40 × 2^40 elements.
         let e = err(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R(K\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x86cnumpy\ndtype\nU\x02f4\x89\x88\x87R\x89C\x00tb.");
         assert!(e.message.contains("overflow"), "{e}");
+    }
+
+    fn refused_for_memory(bytes: &[u8]) {
+        let e = err(bytes);
+        // The limit: 256 MiB plus 128 bytes per byte read.
+        let limit = e
+            .message
+            .split("would take more than ")
+            .nth(1)
+            .and_then(|rest| rest.split(" MiB of memory").next())
+            .and_then(|mib| mib.parse::<u64>().ok());
+        assert!(limit.is_some_and(|mib| mib < 300), "{e}");
+    }
+
+    #[test]
+    fn a_value_shared_over_and_over_cannot_take_the_memory() {
+        // x = [None] * 1000; y = [x] * 1000; z = [y] * 1000; [z] * 1000:
+        // 7 kB that expand to 10^12 values.
+        let mut p = b"\x80\x04](".to_vec();
+        p.extend_from_slice(&[b'N'; 1000]);
+        p.extend_from_slice(b"e\x94");
+        for level in 0..3u8 {
+            p.extend_from_slice(b"](");
+            for _ in 0..1000 {
+                p.extend_from_slice(&[b'h', level]);
+            }
+            p.extend_from_slice(b"e\x94");
+        }
+        p.push(b'.');
+        refused_for_memory(&p);
+        // Sharing within reason decodes (the limit scales with the file).
+        let mut p = b"\x80\x04](".to_vec();
+        p.extend_from_slice(&[b'N'; 1000]);
+        p.extend_from_slice(b"e\x94](");
+        for _ in 0..1000 {
+            p.extend_from_slice(b"h\x00");
+        }
+        p.extend_from_slice(b"e.");
+        let v = from_slice(&p).expect("a million values from 3 kB decode");
+        assert_eq!(v.as_seq().map(<[Value]>::len), Some(1000));
+    }
+
+    #[test]
+    fn a_value_copied_over_and_over_cannot_take_the_memory() {
+        // x = list(range(100)) * 1000; then list(x) 100 000 times, each call
+        // seven bytes copying 800 kB of handles (80 GB in all).
+        let mut p = b"\x80\x04\x8c\x08builtins\x94\x8c\x04list\x94\x93\x94](".to_vec();
+        for i in 0..100_000u32 {
+            p.extend_from_slice(&[b'K', (i % 100) as u8]);
+            if i % 1000 == 999 {
+                p.extend_from_slice(b"e(");
+            }
+        }
+        p.extend_from_slice(b"e\x94");
+        for _ in 0..100_000 {
+            p.extend_from_slice(b"h\x02h\x03\x85R0");
+        }
+        p.push(b'.');
+        refused_for_memory(&p);
+    }
+
+    #[test]
+    fn zero_sized_items_cannot_claim_memory() {
+        // An `S0` array of shape (2^40,) and no data: 2^40 empty strings.
+        let mut p = Vec::new();
+        p.extend_from_slice(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+        p.extend_from_slice(b"K\x00\x85U\x01b\x87R");
+        p.extend_from_slice(b"(K\x01\x8a\x06\x00\x00\x00\x00\x00\x01\x85");
+        p.extend_from_slice(b"cnumpy\ndtype\nU\x02S0\x89\x88\x87R");
+        p.extend_from_slice(b"(K\x03U\x01|NNNJ\xff\xff\xff\xffK\x01K\x00tb");
+        p.extend_from_slice(b"\x89C\x00tb.");
+        refused_for_memory(&p);
     }
 
     #[test]

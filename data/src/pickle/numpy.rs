@@ -39,6 +39,36 @@ fn trim_nul(s: &[u32]) -> &[u32] {
     &s[..end]
 }
 
+/// Bytes that [`decode`] allocates for `count` elements of `dtype` (an upper
+/// bound for strings, whose characters may take fewer bytes than `itemsize`).
+pub(crate) fn decoded_size(dtype: &DType, count: usize) -> usize {
+    let each = match (dtype.kind, dtype.itemsize) {
+        ('S' | 'U', size) => std::mem::size_of::<String>() + size,
+        ('u' | 'b', 1) => 1,
+        ('f' | 'i', 1..=4) | ('u', 2) => 4,
+        _ => 8,
+    };
+    count.saturating_mul(each)
+}
+
+/// Heap bytes of decoded array data (object elements not included: they are
+/// values of their own).
+pub(crate) fn data_bytes(data: &ArrayData) -> usize {
+    match data {
+        ArrayData::F32(v) => std::mem::size_of_val(v.as_slice()),
+        ArrayData::F64(v) => std::mem::size_of_val(v.as_slice()),
+        ArrayData::I64(v) => std::mem::size_of_val(v.as_slice()),
+        ArrayData::I32(v) => std::mem::size_of_val(v.as_slice()),
+        ArrayData::U8(v) => v.len(),
+        ArrayData::Bool(v) => v.len(),
+        ArrayData::Str(v) => v
+            .iter()
+            .map(|s| std::mem::size_of::<String>() + s.len())
+            .sum(),
+        ArrayData::Object(_) => 0,
+    }
+}
+
 /// Decodes `count` elements of `dtype` from raw little/big-endian bytes.
 pub(crate) fn decode(dtype: &DType, count: usize, raw: &[u8]) -> Result<ArrayData, String> {
     let size = dtype.itemsize;

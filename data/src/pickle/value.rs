@@ -22,25 +22,37 @@ pub enum Value {
     Set(Vec<Value>),
     /// Entries in insertion order; a key set twice keeps its last value.
     Dict(Vec<(Value, Value)>),
-    NdArray(NdArray),
+    // The variants below are boxed so that a `Value` stays 32 bytes: a
+    // pickle of a million small ints or empty lists is a million values.
+    NdArray(Box<NdArray>),
     /// A numpy dtype object on its own (not as part of an array).
     DType(DType),
     /// A reference to a class or function (`GLOBAL`/`STACK_GLOBAL`) that was
     /// never called.
-    Global {
-        module: String,
-        name: String,
-    },
-    /// An instance of a class this reader does not know, recorded inert:
-    /// `class` is `module.name`, `args` the constructor arguments, `state`
-    /// what `BUILD` set, `items`/`entries` what `APPEND(S)`/`SETITEM(S)` added.
-    Object {
-        class: String,
-        args: Vec<Value>,
-        state: Option<Box<Value>>,
-        items: Vec<Value>,
-        entries: Vec<(Value, Value)>,
-    },
+    Global(Box<Global>),
+    /// An instance of a class this reader does not know, recorded inert.
+    Object(Box<Object>),
+}
+
+const _: () = assert!(std::mem::size_of::<Value>() == 32);
+
+/// `module.name` of a class or function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Global {
+    pub module: String,
+    pub name: String,
+}
+
+/// An instance of a class the reader does not know: `class` is
+/// `module.name`, `args` the constructor arguments, `state` what `BUILD`
+/// set, `items`/`entries` what `APPEND(S)`/`SETITEM(S)` added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub class: String,
+    pub args: Vec<Value>,
+    pub state: Option<Value>,
+    pub items: Vec<Value>,
+    pub entries: Vec<(Value, Value)>,
 }
 
 impl Value {
@@ -59,8 +71,8 @@ impl Value {
             Value::Dict(v) => format!("dict of {}", v.len()),
             Value::NdArray(a) => format!("ndarray {} {:?}", a.dtype, a.shape),
             Value::DType(d) => format!("dtype {d}"),
-            Value::Global { module, name } => format!("global {module}.{name}"),
-            Value::Object { class, .. } => format!("object {class}"),
+            Value::Global(g) => format!("global {}.{}", g.module, g.name),
+            Value::Object(o) => format!("object {}", o.class),
         }
     }
 

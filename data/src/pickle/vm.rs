@@ -8,20 +8,30 @@
 //! nodes referenced several times are built once and cloned; a reference
 //! back to a node still being built (a cycle) is an error.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 
 use super::error::PickleError;
 use super::numpy;
-use super::value::{ArrayData, DType, NdArray, Value};
+use super::value::{ArrayData, DType, Global, NdArray, Object, Value};
 
 type H = usize;
 
 /// Nesting deeper than this is rejected (real files nest 3–5 levels).
 const MAX_DEPTH: usize = 200;
-/// Upper bound on values produced when turning the arena into a tree; stops
-/// "billion laughs" inputs that share one list many times over.
-const MAX_OUTPUT_NODES: usize = 200_000_000;
+/// What decoding may hold in memory: this many bytes per byte of input read
+/// so far, plus [`HELD_ALLOWANCE`]. A value costs at most a few dozen bytes
+/// per opcode byte (a `None` in a list: its node, its stack slot, its output
+/// value), so no honest file comes near; what does is a file that shares or
+/// copies one value over and over (a list referenced a million times, a
+/// `list(x)` call repeated, an array of zero-sized items with a huge shape),
+/// which would otherwise take gigabytes from a few hundred bytes.
+const HELD_PER_INPUT_BYTE: u64 = 128;
+/// See [`HELD_PER_INPUT_BYTE`].
+const HELD_ALLOWANCE: u64 = 256 << 20;
+/// What one arena node costs (the node and its reference count).
+const NODE_COST: u64 = (std::mem::size_of::<Node>() + std::mem::size_of::<u32>()) as u64;
 /// Initial allocation cap for a length-prefixed read; the rest grows only as
 /// bytes actually arrive, so a forged length cannot exhaust memory.
 const READ_CHUNK: u64 = 1 << 20;
@@ -36,6 +46,25 @@ enum ArrayStore {
     Objects(H),
 }
 
+/// A numpy array under construction (boxed in [`Node`]).
+#[derive(Debug)]
+struct ArrayNode {
+    dtype: DType,
+    shape: Vec<usize>,
+    fortran: bool,
+    store: ArrayStore,
+}
+
+/// An instance of an unknown class (boxed in [`Node`]).
+#[derive(Debug)]
+struct ObjectNode {
+    class: String,
+    args: Vec<H>,
+    state: Option<H>,
+    items: Vec<H>,
+    entries: Vec<(H, H)>,
+}
+
 #[derive(Debug)]
 enum Node {
     Leaf(Value),
@@ -43,31 +72,20 @@ enum Node {
     Tuple(Vec<H>),
     Set(Vec<H>),
     Dict(Vec<(H, H)>),
-    Global {
-        module: String,
-        name: String,
-    },
+    Global(Box<Global>),
     DType(DType),
     /// `_reconstruct(ndarray, …)` waiting for its `BUILD`.
     PendingArray,
-    Array {
-        dtype: DType,
-        shape: Vec<usize>,
-        fortran: bool,
-        store: ArrayStore,
-    },
-    Object {
-        class: String,
-        args: Vec<H>,
-        state: Option<H>,
-        items: Vec<H>,
-        entries: Vec<(H, H)>,
-    },
+    Array(Box<ArrayNode>),
+    Object(Box<ObjectNode>),
     /// Moved out while building the result tree.
     Taken,
     /// A large raw buffer moved into the array (or bytes) built from it.
     Consumed,
 }
+
+// Every opcode byte can add a node: keep them small (see `charge`).
+const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
 impl Node {
     fn kind(&self) -> String {
@@ -77,11 +95,11 @@ impl Node {
             Node::Tuple(_) => "tuple".into(),
             Node::Set(_) => "set".into(),
             Node::Dict(_) => "dict".into(),
-            Node::Global { module, name } => format!("global {module}.{name}"),
+            Node::Global(g) => format!("global {}.{}", g.module, g.name),
             Node::DType(d) => format!("dtype {d}"),
             Node::PendingArray => "ndarray (unbuilt)".into(),
-            Node::Array { dtype, .. } => format!("ndarray {dtype}"),
-            Node::Object { class, .. } => format!("object {class}"),
+            Node::Array(a) => format!("ndarray {}", a.dtype),
+            Node::Object(o) => format!("object {}", o.class),
             Node::Taken => "(moved)".into(),
             Node::Consumed => "(consumed raw buffer)".into(),
         }
@@ -183,6 +201,10 @@ pub(crate) struct Machine<R> {
     refs: Vec<u32>,
     stack: Vec<Slot>,
     memo: HashMap<u64, H>,
+    /// Bytes copied out of existing values while decoding, and the output
+    /// tree's bytes (see [`Machine::charge`]); arena, stack and memo are
+    /// counted from their lengths.
+    copied: Cell<u64>,
 }
 
 type R<T> = Result<T, PickleError>;
@@ -198,7 +220,38 @@ impl<In: Read> Machine<In> {
             refs: Vec::new(),
             stack: Vec::new(),
             memo: HashMap::new(),
+            copied: Cell::new(0),
         }
+    }
+
+    /// Counts `bytes` about to be allocated and refuses once what decoding
+    /// holds passes its limit (see [`HELD_PER_INPUT_BYTE`]). Called before
+    /// every copy whose size the current opcode's own bytes do not bound.
+    fn charge(&self, bytes: usize) -> R<()> {
+        self.copied
+            .set(self.copied.get().saturating_add(bytes as u64));
+        self.check_held()
+    }
+
+    fn check_held(&self) -> R<()> {
+        let held = (self.nodes.len() as u64)
+            .saturating_mul(NODE_COST)
+            .saturating_add((self.stack.len() * std::mem::size_of::<Slot>()) as u64)
+            .saturating_add((self.memo.len() * 2 * std::mem::size_of::<(u64, H)>()) as u64)
+            .saturating_add(self.copied.get());
+        let limit = HELD_PER_INPUT_BYTE
+            .saturating_mul(self.pos)
+            .saturating_add(HELD_ALLOWANCE);
+        if held > limit {
+            return self.err(format!(
+                "decoding {} bytes of pickle would take more than {} MiB of memory \
+                 (values shared, copied or sized far beyond the file's own bytes: \
+                 a damaged or hostile file?)",
+                self.pos,
+                limit >> 20
+            ));
+        }
+        Ok(())
     }
 
     fn err<T>(&self, message: impl Into<String>) -> R<T> {
@@ -359,7 +412,10 @@ impl<In: Read> Machine<In> {
 
     fn str_of(&self, h: H, what: &str) -> R<String> {
         match self.leaf(h) {
-            Some(Value::Str(s)) => Ok(s.clone()),
+            Some(Value::Str(s)) => {
+                self.charge(s.len())?;
+                Ok(s.clone())
+            }
             _ => self.err(format!(
                 "{what} must be a str, got {}",
                 self.nodes[h].kind()
@@ -380,7 +436,10 @@ impl<In: Read> Machine<In> {
 
     fn seq_of(&self, h: H, what: &str) -> R<Vec<H>> {
         match &self.nodes[h] {
-            Node::Tuple(v) | Node::List(v) => Ok(v.clone()),
+            Node::Tuple(v) | Node::List(v) => {
+                self.charge(std::mem::size_of_val(v.as_slice()))?;
+                Ok(v.clone())
+            }
             other => self.err(format!("{what} must be a tuple, got {}", other.kind())),
         }
     }
@@ -388,13 +447,19 @@ impl<In: Read> Machine<In> {
     /// Raw bytes from a `bytes` value or a latin-1 `str` (Python 2 data).
     fn raw_bytes_of(&self, h: H, what: &str) -> R<Vec<u8>> {
         match self.leaf(h) {
-            Some(Value::Bytes(b)) => Ok(b.clone()),
-            Some(Value::Str(s)) => match latin1_encode(s) {
-                Some(b) => Ok(b),
-                None => self.err(format!(
-                    "{what} is a str with characters above U+00FF, not latin-1 bytes"
-                )),
-            },
+            Some(Value::Bytes(b)) => {
+                self.charge(b.len())?;
+                Ok(b.clone())
+            }
+            Some(Value::Str(s)) => {
+                self.charge(s.len())?;
+                match latin1_encode(s) {
+                    Some(b) => Ok(b),
+                    None => self.err(format!(
+                        "{what} is a str with characters above U+00FF, not latin-1 bytes"
+                    )),
+                }
+            }
             _ => self.err(format!(
                 "{what} must be bytes or str, got {}",
                 self.nodes[h].kind()
@@ -459,7 +524,11 @@ impl<In: Read> Machine<In> {
 
     fn shape_of(&self, h: H) -> R<Vec<usize>> {
         let dims = match &self.nodes[h] {
-            Node::Tuple(v) | Node::List(v) => v.clone(),
+            Node::Tuple(v) | Node::List(v) => {
+                // The handles and the shape built from them.
+                self.charge(2 * std::mem::size_of_val(v.as_slice()))?;
+                v.clone()
+            }
             Node::Leaf(Value::Int(_)) => vec![h],
             other => return self.err(format!("array shape must be a tuple, got {}", other.kind())),
         };
@@ -487,13 +556,13 @@ impl<In: Read> Machine<In> {
             if op == b'.' {
                 let root = self.pop()?;
                 self.hold(root);
-                let mut budget = MAX_OUTPUT_NODES;
                 let mut cache = HashMap::new();
                 self.op = None;
                 self.op_offset = self.pos;
-                return self.materialize(root, 0, &mut budget, &mut cache);
+                return self.materialize(root, 0, &mut cache);
             }
             self.step(op)?;
+            self.check_held()?;
         }
     }
 
@@ -735,14 +804,14 @@ impl<In: Read> Machine<In> {
             b'c' => {
                 let module = self.read_line_str()?;
                 let name = self.read_line_str()?;
-                self.push_node(Node::Global { module, name });
+                self.push_node(Node::Global(Box::new(Global { module, name })));
             }
             0x93 => {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 let name = self.str_of(name, "STACK_GLOBAL name")?;
                 let module = self.str_of(module, "STACK_GLOBAL module")?;
-                self.push_node(Node::Global { module, name });
+                self.push_node(Node::Global(Box::new(Global { module, name })));
             }
             b'R' => {
                 let args = self.pop()?;
@@ -770,7 +839,7 @@ impl<In: Read> Machine<In> {
                 let module = self.read_line_str()?;
                 let name = self.read_line_str()?;
                 let args = self.pop_mark()?;
-                let cls = self.alloc(Node::Global { module, name });
+                let cls = self.alloc(Node::Global(Box::new(Global { module, name })));
                 let h = self.call(cls, args)?;
                 self.stack.push(Slot::Obj(h));
             }
@@ -820,7 +889,7 @@ impl<In: Read> Machine<In> {
         }
         match &mut self.nodes[target] {
             Node::List(v) => v.extend(items),
-            Node::Object { items: v, .. } => v.extend(items),
+            Node::Object(o) => o.items.extend(items),
             other => {
                 let kind = other.kind();
                 return self.err(format!("cannot append to {kind}"));
@@ -837,7 +906,7 @@ impl<In: Read> Machine<In> {
         }
         match &mut self.nodes[target] {
             Node::Dict(v) => v.extend(pairs),
-            Node::Object { entries, .. } => entries.extend(pairs),
+            Node::Object(o) => o.entries.extend(pairs),
             other => {
                 let kind = other.kind();
                 return self.err(format!("cannot set items on {kind}"));
@@ -858,7 +927,11 @@ impl<In: Read> Machine<In> {
 
     fn call_node(&mut self, callable: H, args: Vec<H>) -> R<Called> {
         let (module, name) = match &self.nodes[callable] {
-            Node::Global { module, name } => (module.clone(), name.clone()),
+            Node::Global(g) => {
+                // The names, and an object's class built from them.
+                self.charge(2 * (g.module.len() + g.name.len()))?;
+                (g.module.clone(), g.name.clone())
+            }
             other => {
                 return self.err(format!("cannot call {}", other.kind()));
             }
@@ -939,7 +1012,10 @@ impl<In: Read> Machine<In> {
             (_, "set" | "frozenset" | "list" | "tuple") if builtins => {
                 let items = match arg(0) {
                     Some(h) => match &self.nodes[h] {
-                        Node::List(v) | Node::Tuple(v) | Node::Set(v) => v.clone(),
+                        Node::List(v) | Node::Tuple(v) | Node::Set(v) => {
+                            self.charge(std::mem::size_of_val(v.as_slice()))?;
+                            v.clone()
+                        }
                         other => {
                             return self.err(format!("cannot build {name} from {}", other.kind()));
                         }
@@ -964,14 +1040,19 @@ impl<In: Read> Machine<In> {
                         self.encode(&s, &enc)?
                     }
                     (Some(h), None) => match &self.nodes[h] {
-                        Node::Leaf(Value::Bytes(b)) => b.clone(),
-                        Node::List(v) | Node::Tuple(v) => v
-                            .iter()
-                            .map(|&x| {
-                                let i = self.int_of(x, "byte")?;
-                                u8::try_from(i).or_else(|_| self.err(format!("byte value {i}")))
-                            })
-                            .collect::<R<Vec<u8>>>()?,
+                        Node::Leaf(Value::Bytes(b)) => {
+                            self.charge(b.len())?;
+                            b.clone()
+                        }
+                        Node::List(v) | Node::Tuple(v) => {
+                            self.charge(v.len())?;
+                            v.iter()
+                                .map(|&x| {
+                                    let i = self.int_of(x, "byte")?;
+                                    u8::try_from(i).or_else(|_| self.err(format!("byte value {i}")))
+                                })
+                                .collect::<R<Vec<u8>>>()?
+                        }
                         other => {
                             return self.err(format!("cannot build bytes from {}", other.kind()));
                         }
@@ -981,32 +1062,33 @@ impl<In: Read> Machine<In> {
             }
             ("copy_reg" | "copyreg", "_reconstructor") => {
                 let class = match arg(0).map(|h| &self.nodes[h]) {
-                    Some(Node::Global { module, name }) => format!("{module}.{name}"),
+                    Some(Node::Global(g)) => format!("{}.{}", g.module, g.name),
                     _ => "copy_reg._reconstructor".into(),
                 };
                 let rest: Vec<H> = args.iter().skip(1).map(|&h| self.hold(h)).collect();
-                Ok(Called::New(Node::Object {
+                Ok(Called::New(Node::Object(Box::new(ObjectNode {
                     class,
                     args: rest,
                     state: None,
                     items: Vec::new(),
                     entries: Vec::new(),
-                }))
+                }))))
             }
             _ => {
                 let args: Vec<H> = args.iter().map(|&h| self.hold(h)).collect();
-                Ok(Called::New(Node::Object {
+                Ok(Called::New(Node::Object(Box::new(ObjectNode {
                     class: format!("{module}.{name}"),
                     args,
                     state: None,
                     items: Vec::new(),
                     entries: Vec::new(),
-                }))
+                }))))
             }
         }
     }
 
     fn encode(&self, text: &str, encoding: &str) -> R<Vec<u8>> {
+        self.charge(text.len())?;
         match encoding.to_ascii_lowercase().replace('_', "-").as_str() {
             "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1" => match latin1_encode(text) {
                 Some(b) => Ok(b),
@@ -1020,14 +1102,19 @@ impl<In: Read> Machine<In> {
 
     fn typed_array(&self, dtype: DType, shape: Vec<usize>, fortran: bool, raw: &[u8]) -> R<Node> {
         let count = numpy::element_count(&shape).or_else(|e| self.err(e))?;
+        // Zero-sized items (`S0`) decode to `count` values from no bytes.
+        // (Data of the wrong length is `decode`'s error to report.)
+        if count.checked_mul(dtype.itemsize) == Some(raw.len()) {
+            self.charge(numpy::decoded_size(&dtype, count))?;
+        }
         let data = numpy::decode(&dtype, count, raw)
             .or_else(|e| self.err(format!("array of shape {shape:?}: {e}")))?;
-        Ok(Node::Array {
+        Ok(Node::Array(Box::new(ArrayNode {
             dtype,
             shape,
             fortran,
             store: ArrayStore::Typed(data),
-        })
+        })))
     }
 
     fn build(&mut self, target: H, state: H) -> R<()> {
@@ -1062,12 +1149,12 @@ impl<In: Read> Machine<In> {
                         ));
                     }
                     self.hold(data);
-                    Node::Array {
+                    Node::Array(Box::new(ArrayNode {
                         dtype,
                         shape,
                         fortran,
                         store: ArrayStore::Objects(data),
-                    }
+                    }))
                 } else {
                     let raw = self.take_raw_bytes(data, "ndarray data")?;
                     self.typed_array(dtype, shape, fortran, &raw)?
@@ -1090,10 +1177,10 @@ impl<In: Read> Machine<In> {
                 }
                 self.nodes[target] = Node::DType(d);
             }
-            Node::Object { .. } => {
+            Node::Object(_) => {
                 self.hold(state);
-                if let Node::Object { state: s, .. } = &mut self.nodes[target] {
-                    *s = Some(state);
+                if let Node::Object(o) = &mut self.nodes[target] {
+                    o.state = Some(state);
                 }
             }
             // Instance attributes of dict/list/set subclasses (e.g. an
@@ -1111,41 +1198,35 @@ impl<In: Read> Machine<In> {
         &mut self,
         h: H,
         depth: usize,
-        budget: &mut usize,
         cache: &mut HashMap<H, (Value, usize)>,
     ) -> R<Value> {
         if depth > MAX_DEPTH {
             return self.err(format!("structure nested deeper than {MAX_DEPTH} levels"));
         }
         if let Some((v, size)) = cache.get(&h) {
-            if *size > *budget {
-                return self.err("shared values expand beyond the output size limit");
-            }
-            *budget -= size;
+            // A shared value is cloned whole each time it is referenced.
+            self.charge(*size)?;
             return Ok(v.clone());
         }
-        if *budget == 0 {
-            return self.err("shared values expand beyond the output size limit");
-        }
-        *budget -= 1;
-        let before = *budget;
+        let before = self.copied.get();
+        self.charge(std::mem::size_of::<Value>())?;
         let node = std::mem::replace(&mut self.nodes[h], Node::Taken);
-        let rec = |m: &mut Self, hs: Vec<H>, budget: &mut usize, cache: &mut _| {
+        let rec = |m: &mut Self, hs: Vec<H>, cache: &mut _| {
             hs.into_iter()
-                .map(|c| m.materialize(c, depth + 1, budget, cache))
+                .map(|c| m.materialize(c, depth + 1, cache))
                 .collect::<R<Vec<Value>>>()
         };
         let value = match node {
             Node::Leaf(v) => v,
-            Node::List(v) => Value::List(rec(self, v, budget, cache)?),
-            Node::Tuple(v) => Value::Tuple(rec(self, v, budget, cache)?),
-            Node::Set(v) => Value::Set(rec(self, v, budget, cache)?),
+            Node::List(v) => Value::List(rec(self, v, cache)?),
+            Node::Tuple(v) => Value::Tuple(rec(self, v, cache)?),
+            Node::Set(v) => Value::Set(rec(self, v, cache)?),
             Node::Dict(pairs) => {
                 let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
                 let mut index: HashMap<String, usize> = HashMap::new();
                 for (k, v) in pairs {
-                    let k = self.materialize(k, depth + 1, budget, cache)?;
-                    let v = self.materialize(v, depth + 1, budget, cache)?;
+                    let k = self.materialize(k, depth + 1, cache)?;
+                    let v = self.materialize(v, depth + 1, cache)?;
                     match dict_key(&k).and_then(|key| index.get(&key).copied()) {
                         Some(i) => out[i].1 = v,
                         None => {
@@ -1158,65 +1239,63 @@ impl<In: Read> Machine<In> {
                 }
                 Value::Dict(out)
             }
-            Node::Global { module, name } => Value::Global { module, name },
+            Node::Global(g) => Value::Global(g),
             Node::DType(d) => Value::DType(d),
             Node::PendingArray => {
                 return self.err("numpy array was created but never given its state (BUILD)");
             }
-            Node::Array {
-                dtype,
-                shape,
-                fortran,
-                store,
-            } => {
+            Node::Array(a) => {
+                let ArrayNode {
+                    dtype,
+                    shape,
+                    fortran,
+                    store,
+                } = *a;
                 let data = match store {
                     ArrayStore::Typed(d) => d,
-                    ArrayStore::Objects(list) => {
-                        match self.materialize(list, depth + 1, budget, cache)? {
-                            Value::List(v) => ArrayData::Object(v),
-                            other => {
-                                return self.err(format!(
-                                    "object array data became {}",
-                                    other.type_name()
-                                ));
-                            }
+                    ArrayStore::Objects(list) => match self.materialize(list, depth + 1, cache)? {
+                        Value::List(v) => ArrayData::Object(v),
+                        other => {
+                            return self
+                                .err(format!("object array data became {}", other.type_name()));
                         }
-                    }
+                    },
                 };
-                Value::NdArray(NdArray {
+                Value::NdArray(Box::new(NdArray {
                     dtype,
                     shape,
                     data,
                     fortran_order: fortran,
-                })
+                }))
             }
-            Node::Object {
-                class,
-                args,
-                state,
-                items,
-                entries,
-            } => {
-                let args = rec(self, args, budget, cache)?;
+            Node::Object(o) => {
+                let ObjectNode {
+                    class,
+                    args,
+                    state,
+                    items,
+                    entries,
+                } = *o;
+                let args = rec(self, args, cache)?;
                 let state = match state {
-                    Some(s) => Some(Box::new(self.materialize(s, depth + 1, budget, cache)?)),
+                    Some(s) => Some(self.materialize(s, depth + 1, cache)?),
                     None => None,
                 };
-                let items = rec(self, items, budget, cache)?;
+                let items = rec(self, items, cache)?;
                 let mut out = Vec::with_capacity(entries.len());
                 for (k, v) in entries {
                     out.push((
-                        self.materialize(k, depth + 1, budget, cache)?,
-                        self.materialize(v, depth + 1, budget, cache)?,
+                        self.materialize(k, depth + 1, cache)?,
+                        self.materialize(v, depth + 1, cache)?,
                     ));
                 }
-                Value::Object {
+                Value::Object(Box::new(Object {
                     class,
                     args,
                     state,
                     items,
                     entries: out,
-                }
+                }))
             }
             Node::Taken => {
                 return self.err("recursive structure (a value contains itself)");
@@ -1227,11 +1306,31 @@ impl<In: Read> Machine<In> {
                 );
             }
         };
+        self.charge(payload_bytes(&value))?;
         if self.refs[h] > 1 {
-            let size = before - *budget + 1;
+            let size = usize::try_from(self.copied.get() - before).unwrap_or(usize::MAX);
+            // The copy kept for the other references.
+            self.charge(size)?;
             cache.insert(h, (value.clone(), size));
         }
         Ok(value)
+    }
+}
+
+/// Heap bytes a value holds besides its children (which are values of their
+/// own), for [`Machine::charge`].
+fn payload_bytes(v: &Value) -> usize {
+    match v {
+        Value::BigInt(b) | Value::Bytes(b) => b.len(),
+        Value::Str(s) => s.len(),
+        Value::NdArray(a) => {
+            std::mem::size_of::<NdArray>()
+                + std::mem::size_of_val(a.shape.as_slice())
+                + numpy::data_bytes(&a.data)
+        }
+        Value::Global(g) => std::mem::size_of::<Global>() + g.module.len() + g.name.len(),
+        Value::Object(o) => std::mem::size_of::<Object>() + o.class.len(),
+        _ => 0,
     }
 }
 
