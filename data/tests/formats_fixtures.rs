@@ -228,6 +228,61 @@ fn mmsa_inconsistencies_name_split_and_key() {
     let err = formats::mmsa_from_value(v, "mosi").expect_err("not an array");
     assert!(err.to_string().contains("train.vision"), "{err}");
 
+    // Shapes that no bytes back: (N, 2^40, 0) decodes from an empty buffer.
+    let f32_array = |shape: Vec<usize>, data: Vec<f32>| {
+        Value::NdArray(Box::new(pickle::NdArray {
+            dtype: pickle::DType {
+                byte_order: '<',
+                kind: 'f',
+                itemsize: 4,
+            },
+            shape,
+            data: pickle::ArrayData::F32(data),
+            fortran_order: false,
+        }))
+    };
+    let n = original
+        .get("train")
+        .and_then(|s| s.get("regression_labels"))
+        .and_then(|a| a.as_array())
+        .map(|a| a.shape[0])
+        .expect("train labels");
+    let mut v = original.clone();
+    set_key(
+        &mut v,
+        "train",
+        "vision",
+        f32_array(vec![n, 1 << 40, 0], vec![]),
+    );
+    let err = formats::mmsa_from_value(v, "mosi").expect_err("no features");
+    assert!(
+        err.to_string().contains("train.vision") && err.to_string().contains("holds no features"),
+        "{err}"
+    );
+
+    // A split padded to another sequence length than train's.
+    let audio = original
+        .get("valid")
+        .and_then(|s| s.get("audio"))
+        .and_then(|a| a.as_array())
+        .expect("valid audio")
+        .clone();
+    let [m, len, dim] = audio.shape[..] else {
+        panic!("3-D")
+    };
+    let mut v = original.clone();
+    set_key(
+        &mut v,
+        "valid",
+        "audio",
+        f32_array(vec![m, len + 1, dim], vec![0.0; m * (len + 1) * dim]),
+    );
+    let err = formats::mmsa_from_value(v, "mosi").expect_err("other length");
+    assert!(
+        err.to_string().contains("valid.audio") && err.to_string().contains("differ from train"),
+        "{err}"
+    );
+
     let Value::Dict(mut top) = original else {
         panic!("dict")
     };
@@ -256,8 +311,34 @@ fn erc_inconsistencies_name_the_dialogue() {
         panic!("list")
     };
     rows.pop();
-    let err = formats::erc_from_value(Value::Tuple(fields), Format::Iemocap).expect_err("mismatch");
+    let err = formats::erc_from_value(Value::Tuple(fields.clone()), Format::Iemocap)
+        .expect_err("mismatch");
     assert!(err.to_string().contains("videoAudio[dlg1]"), "{err}");
+
+    // 2^40 utterances of no features: no bytes back that shape.
+    let Value::Dict(audio) = &mut fields[4] else {
+        panic!("dict")
+    };
+    let (_, rows) = audio
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("dlg1"))
+        .expect("dlg1");
+    *rows = Value::NdArray(Box::new(pickle::NdArray {
+        dtype: pickle::DType {
+            byte_order: '<',
+            kind: 'f',
+            itemsize: 4,
+        },
+        shape: vec![1 << 40, 0],
+        data: pickle::ArrayData::F32(Vec::new()),
+        fortran_order: false,
+    }));
+    let err = formats::erc_from_value(Value::Tuple(fields), Format::Iemocap).expect_err("empty");
+    assert!(
+        err.to_string().contains("videoAudio[dlg1]")
+            && err.to_string().contains("no feature values"),
+        "{err}"
+    );
 }
 
 #[test]

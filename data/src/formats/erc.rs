@@ -222,7 +222,11 @@ fn rows(path: &str, v: Value) -> Msg<Vec<Vec<f32>>> {
                 .into_f32_vec()
                 .ok_or_else(|| format!("{path}: dtype {dtype} is not numeric"))?;
             if dim == 0 {
-                return Ok(vec![Vec::new(); n]);
+                // No bytes back `n` rows of nothing, however large `n` is.
+                return match n {
+                    0 => Ok(Vec::new()),
+                    _ => Err(format!("{path}: shape {shape:?} has no feature values")),
+                };
             }
             Ok(data.chunks_exact(dim).map(<[f32]>::to_vec).collect())
         }

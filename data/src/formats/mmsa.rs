@@ -22,8 +22,9 @@
 //!   (MOSEI's COVAREP features contain `-inf`); we also zero NaN and ±inf
 //!   in every modality, since no model can consume them;
 //! * checks: all three arrays are 3-D with the same `N` as the labels (and
-//!   ids, lengths), every split has the same feature dims, and every length
-//!   is ≤ its sequence length. Errors name the split and key
+//!   ids, lengths) and no dimension but `N` zero, every split has the same
+//!   sequence lengths and feature dims, and every length is ≤ its sequence
+//!   length. Errors name the split and key
 //!   (`valid.audio_lengths`).
 
 use std::path::Path;
@@ -70,10 +71,12 @@ pub fn mmsa_from_value(value: Value, name: &str) -> Result<SeqDataset> {
             ("audio", &s.audio, &train.audio),
             ("vision", &s.vision, &train.vision),
         ] {
-            if a.shape[2] != b.shape[2] {
+            // A model is built for train's shapes, as MMSA's `seq_lens` are.
+            if a.shape[1..] != b.shape[1..] {
                 return Err(err(format!(
-                    "{key}.{m}: feature dim {} differs from train's {}",
-                    a.shape[2], b.shape[2]
+                    "{key}.{m}: (sequence length, feature dim) {:?} differ from train's {:?}",
+                    &a.shape[1..],
+                    &b.shape[1..]
                 )));
             }
         }
@@ -106,6 +109,14 @@ fn array3(split: &str, key: &str, v: Value) -> Msg<Array3> {
             a.shape
         ));
     };
+    if len == 0 || dim == 0 {
+        // No bytes back such a shape, however large its other dimensions.
+        return Err(format!(
+            "{split}.{key}: shape {:?} holds no features (a sequence length or \
+             feature dim of 0)",
+            a.shape
+        ));
+    }
     let dtype = a.dtype.to_string();
     let mut data = a
         .into_f32_vec()
