@@ -173,6 +173,37 @@ fn inspect_reports_counts_and_prints() {
     let _ = formats::detect;
 }
 
+/// A C-order `float32` numpy array.
+fn f32_array(shape: Vec<usize>, data: Vec<f32>) -> sigsweep_data::pickle::Value {
+    use sigsweep_data::pickle::{ArrayData, DType, NdArray, Value};
+    Value::NdArray(Box::new(NdArray {
+        dtype: DType {
+            byte_order: '<',
+            kind: 'f',
+            itemsize: 4,
+        },
+        shape,
+        data: ArrayData::F32(data),
+        fortran_order: false,
+    }))
+}
+
+/// Dialogue `dlg1`'s entry in field `field` of an ERC tuple.
+fn dlg1(
+    fields: &mut [sigsweep_data::pickle::Value],
+    field: usize,
+) -> &mut sigsweep_data::pickle::Value {
+    use sigsweep_data::pickle::Value;
+    let Value::Dict(entries) = &mut fields[field] else {
+        panic!("dict")
+    };
+    let (_, v) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("dlg1"))
+        .expect("dlg1");
+    v
+}
+
 fn set_key(
     value: &mut sigsweep_data::pickle::Value,
     split: &str,
@@ -229,18 +260,6 @@ fn mmsa_inconsistencies_name_split_and_key() {
     assert!(err.to_string().contains("train.vision"), "{err}");
 
     // Shapes that no bytes back: (N, 2^40, 0) decodes from an empty buffer.
-    let f32_array = |shape: Vec<usize>, data: Vec<f32>| {
-        Value::NdArray(Box::new(pickle::NdArray {
-            dtype: pickle::DType {
-                byte_order: '<',
-                kind: 'f',
-                itemsize: 4,
-            },
-            shape,
-            data: pickle::ArrayData::F32(data),
-            fortran_order: false,
-        }))
-    };
     let n = original
         .get("train")
         .and_then(|s| s.get("regression_labels"))
@@ -300,14 +319,7 @@ fn erc_inconsistencies_name_the_dialogue() {
         panic!("tuple")
     };
     // Drop one utterance's audio in dialogue dlg1.
-    let Value::Dict(audio) = &mut fields[4] else {
-        panic!("dict")
-    };
-    let (_, rows) = audio
-        .iter_mut()
-        .find(|(k, _)| k.as_str() == Some("dlg1"))
-        .expect("dlg1");
-    let Value::List(rows) = rows else {
+    let Value::List(rows) = dlg1(&mut fields, 4) else {
         panic!("list")
     };
     rows.pop();
@@ -316,23 +328,7 @@ fn erc_inconsistencies_name_the_dialogue() {
     assert!(err.to_string().contains("videoAudio[dlg1]"), "{err}");
 
     // 2^40 utterances of no features: no bytes back that shape.
-    let Value::Dict(audio) = &mut fields[4] else {
-        panic!("dict")
-    };
-    let (_, rows) = audio
-        .iter_mut()
-        .find(|(k, _)| k.as_str() == Some("dlg1"))
-        .expect("dlg1");
-    *rows = Value::NdArray(Box::new(pickle::NdArray {
-        dtype: pickle::DType {
-            byte_order: '<',
-            kind: 'f',
-            itemsize: 4,
-        },
-        shape: vec![1 << 40, 0],
-        data: pickle::ArrayData::F32(Vec::new()),
-        fortran_order: false,
-    }));
+    *dlg1(&mut fields, 4) = f32_array(vec![1 << 40, 0], Vec::new());
     let err = formats::erc_from_value(Value::Tuple(fields), Format::Iemocap).expect_err("empty");
     assert!(
         err.to_string().contains("videoAudio[dlg1]")
