@@ -6,7 +6,7 @@
 //! * [`load_erc`]: MMGCN / MM-DFN `IEMOCAP_features.pkl` (9-tuple, Python 2),
 //!   `MELD_features_raw1.pkl` (10-tuple) and the CCAC-2023 M3ED pickle
 //!   (10-tuple with `devVid`) → [`ErcDataset`](crate::erc::ErcDataset).
-//! * [`inspect`]: a summary of either kind of file, for `sigsweep data inspect`.
+//! * [`inspect()`]: a summary of either kind of file, for `sigsweep data inspect`.
 //!
 //! Errors name the file and the key path inside it (`train.audio`,
 //! `videoAudio[Ses01F_impro01][3]`). Format details and conventions are in

@@ -21,7 +21,7 @@
 //!   `[dim, classes]`.
 //!
 //! The validation split is carved from the training dialogues with
-//! [`carve_valid`](crate::formats::carve_valid) (`valid_rate`).
+//! [`carve_valid`] (`valid_rate`).
 
 use rand::Rng;
 use rand::seq::index::sample;
