@@ -1,5 +1,9 @@
 //! Command-line definitions. Every flag can also be set through a
 //! `SIGSWEEP_<FLAG>` environment variable (flags win over the environment).
+//!
+//! The doc comments below are clap's `--help` text, read by people at a
+//! terminal: `<sweep name>` there is a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@
 //! - [`strategy`]: plain, data-parallel and fused training, which drive the
 //!   models through the contract;
 //! - [`execute`]: chooses the strategy for a leased group of trials;
-//! - [`bench`]: `sigsweep bench train`'s measurements;
+//! - [`bench`](mod@bench): `sigsweep bench train`'s measurements;
 //! - [`supervisor`]: worker processes supervised by a parent (slots, local
 //!   runs);
 //! - [`agent`]: the gRPC loop — register, acquire trials under a lease,
@@ -22,6 +22,11 @@
 //! Training never runs on the async runtime: the agent spawns a thread per
 //! group and talks to it through a channel and a cancel flag checked every
 //! step.
+
+// The module docs are written for the people who change this crate: they
+// link the private items that carry each decision (`cargo doc
+// --document-private-items` resolves them).
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod agent;
 pub mod backend;

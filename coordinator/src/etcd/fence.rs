@@ -50,7 +50,7 @@ impl Fence {
     }
 
     /// Records that leadership is over, e.g. because etcd refused a fenced
-    /// write: the leader's [`LeaderGuard::lost`] fires.
+    /// write: the leader's [`LeaderGuard::lost`](super::election::LeaderGuard::lost) fires.
     pub fn depose(&self) {
         self.lost.cancel();
     }

@@ -112,7 +112,7 @@ impl std::fmt::Debug for TlsSettings {
     }
 }
 
-/// Options of [`serve_slot`].
+/// Options of [`serve_slot`](super::serve_slot).
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     pub tls: Option<TlsSettings>,

@@ -13,7 +13,7 @@
 //!   `NdArrayDevice::Cpu`, replicas are threads) and for several GPUs driven
 //!   from one process (`to_device` is a device-to-device copy through the
 //!   runtime). Summation order is fixed, so results are deterministic.
-//! - [`NcclAllReduce`] (`--features cuda`, opt-in with
+//! - `NcclAllReduce` (`--features cuda`, opt-in with
 //!   `SIGSWEEP_ALLREDUCE=nccl`): one `cudarc::nccl::Comm` per device
 //!   (`ncclCommInitAll`, one process driving its GPUs) and one grouped
 //!   `ncclAllReduce(sum)` per tensor. The gradients are staged through

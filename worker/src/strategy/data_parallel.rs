@@ -33,14 +33,14 @@
 //!
 //! On the CPU backend every device is `NdArrayDevice::Cpu` and the replicas
 //! are threads; on CUDA the devices are the worker's GPUs
-//! ([`crate::backend::cuda_device`]) and each replica's thread drives its
+//! (`crate::backend::cuda_device`, with `--features cuda`) and each replica's thread drives its
 //! own GPU.
 //!
 //! # Per model ([`Sharded`], one file each)
 //!
 //! The model's plain workload implements [`Sharded`], so a data-parallel
 //! trial is built by the plain constructor and draws its batches, shuffles
-//! and contrastive samples from the same RNG streams; [`run_loop`] is the
+//! and contrastive samples from the same RNG streams; `Loop` (below) is the
 //! epoch loop they share.
 //!
 //! - `late_fusion`: samples sharded, per-sample loss.

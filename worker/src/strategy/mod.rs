@@ -33,7 +33,7 @@
 //!   model follows the unfused trajectory of seed `k`** — its gradient is the
 //!   unfused gradient (the sum decouples the seeds), and AdamW is
 //!   elementwise, so its update is the unfused update.
-//! - [`bench`]: timing hooks for `sigsweep bench train`.
+//! - [`bench`](mod@bench): timing hooks for `sigsweep bench train`.
 //!
 //! Both trainers keep [`plain::run_trial`]'s protocol: evaluate on
 //! valid and test after every epoch, select the epoch on the selection

@@ -2,7 +2,7 @@
 //! Enhancement for multimodal sentiment analysis (Zhao et al., J. Nanjing
 //! Univ. Aeronautics & Astronautics 58(3), 2026; seed paper 001). No
 //! reference code exists; equations (1)–(32) of the paper are followed and
-//! every choice the paper leaves open is marked **[design]** below.
+//! every choice the paper leaves open is marked **\[design\]** below.
 //!
 //! # Pipeline
 //! 1. **Temporal pooling** [design, CPU cost]: every modality longer than
@@ -24,7 +24,7 @@
 //!    paper's fine-tuned encoder) cannot be downloaded here; the parameter is
 //!    the hook for a future encoder. Audio and vision: stacked LSTM
 //!    ("sLSTM" = stacked LSTM per the abstract), 2 layers, unidirectional,
-//!    hidden = `width` [design].
+//!    hidden = `width` \[design\].
 //! 3. **Decoupling** (§2.3.1): one shared similarity encoder and three
 //!    private dissimilarity encoders, each LayerNorm → Linear(width → width)
 //!    → Tanh → Dropout(`dropout`), per time step → `T_s, V_s, A_s, T_d, V_d, A_d`.
@@ -55,7 +55,7 @@
 //!      with the members it has. `cl_pairs = "sampled"` (ConFEDE's sampler,
 //!      kept as an option): `cl_samples` members drawn with replacement
 //!      from each set per step and anchor, otherwise the same equations.
-//!    * representations [design]: time-averaged decoupled features.
+//!    * representations \[design\]: time-averaged decoupled features.
 //!    * pairs (paper): positives in-sample `(T_s,V_s)`, `(T_s,A_s)` of the
 //!      anchor and of each similar sample; cross-sample `(X_s^i, X_s^j)` for
 //!      similar j; negatives in-sample `(T_s, X_d)` of the anchor and of each
@@ -70,16 +70,16 @@
 //! 5. **CMDIE** (§2.4): `G_s^{[0]}` = `T_s, V_s, A_s` concatenated along
 //!    time [design: the paper only says "built from"]. Each of the `layers`
 //!    layers has one DIPU per modality (separate weights per modality and
-//!    layer [design]) taking `(G_s^{[i]}, X_d^{[i]})`: sinusoidal positional
+//!    layer \[design\]) taking `(G_s^{[i]}, X_d^{[i]})`: sinusoidal positional
 //!    encoding + LayerNorm (13–14); cross-attention both ways + residual +
 //!    LN (16–17); self-attention + residual + LN (19–20); second
 //!    cross-attention of the refined queries against the position-encoded
 //!    inputs, reusing the first cross-attention's projections as eqs. 21–22
 //!    write them (`W_Q`, original K/V) + residual + LN; FFN
-//!    (width → 4·width → width, ReLU [design]) + residual, no LN (23–24).
-//!    Multi-head attention with `heads` heads (default 8 [design]) and
+//!    (width → 4·width → width, ReLU \[design\]) + residual, no LN (23–24).
+//!    Multi-head attention with `heads` heads (default 8 \[design\]) and
 //!    dropout `dropout` on the attention weights after the softmax (the
-//!    Transformer's and PyTorch's placement [design]; burn-nn's
+//!    Transformer's and PyTorch's placement \[design\]; burn-nn's
 //!    `MultiHeadAttention`, whose parameters the model keeps, drops scores
 //!    before the softmax), computed by [`crate::tensor::attention`]; no
 //!    padding masks on aligned, unpadded sequences [design, as MulT on
@@ -88,7 +88,7 @@
 //!    `σ(GateMLP(mean_t LN(G_{sM→G})))` (independent MLPs width → width/2 → 1),
 //!    gated sequence `LN(G)·g`, score from a shared MLP on its time mean,
 //!    softmax over the three modalities, weighted sum → `G_s^{[i+1]}`
-//!    (the gates are computed from time means [design]).
+//!    (the gates are computed from time means \[design\]).
 //! 7. **Prediction** (eq. 30): time means of `G_s^{[k]}, T_d^{[k]}, V_d^{[k]},
 //!    A_d^{[k]}` concatenated → Linear(4·width → width) → ReLU → Dropout →
 //!    Linear(width → 1). Loss (31–32): MAE + `lambda_cl · L_cl`. AdamW.
@@ -102,8 +102,8 @@
 //!
 //! # Parameters
 //! `k_cl` (10), `layers` (3), `tau` (0.5), `margin` (0.5), `lambda_tri` (0.1),
-//! `lambda_cl` (0.1) — Table 2 (MOSI); `width` (128 [design]), `heads` (8),
-//! `dropout` (0.1 [design]), `lstm_layers` (2), `max_len` (50), `cl_pairs`
+//! `lambda_cl` (0.1) — Table 2 (MOSI); `width` (128 \[design\]), `heads` (8),
+//! `dropout` (0.1 \[design\]), `lstm_layers` (2), `max_len` (50), `cl_pairs`
 //! ("all"), `cl_samples` (2, sampled pairs only), `text_encoder` ("linear"), `use_cl`, `use_cmdie`, `use_gap`,
 //! `use_cross_att2` (all true). Training keys: `lr` (1e-4), `batch_size`
 //! (32), `weight_decay` (0), `grad_clip` (0 = off), `epochs`.

@@ -1,6 +1,6 @@
 //! FD-CMDIE network: feature extraction (§2.2), decoupling encoders
 //! (§2.3.1), DIPU layers (§2.4.1), gated attention pooling (§2.4.2) and the
-//! prediction MLP (eq. 30). See the parent module for the [design] choices.
+//! prediction MLP (eq. 30). See the parent module for the \[design\] choices.
 
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{

@@ -53,7 +53,7 @@
 //! * `L_CPC`: Σ_m InfoNCE between `x^m` and `G_φ^m(F)` (Linear 900 → 200).
 //! * `L_BA = −Σ_{m∈{a,v}} (lld(x^t → x^m) + H(x^m))`.
 //!
-//! # [design] choices (paper / spec silent) and deviations
+//! # \[design\] choices (paper / spec silent) and deviations
 //! * SCL representation = the classifier input `F`; rows L2-normalised;
 //!   mean over the 2N anchors (the paper writes a sum); the copy's views
 //!   are constants (gradient reaches `F` only through its live rows).

@@ -3,7 +3,7 @@
 //!
 //! Every parameter gets a leading seed axis ([`layers`]): slice `k` is seed
 //! `k`'s model. Implemented for `late-fusion` ([`late_fusion`]) and
-//! `fdcmdie` ([`fdcmdie`]); [`supports`] says which trials can fuse.
+//! `fdcmdie` ([`fdcmdie`]); [`crate::models::supports_fusion`] says which trials can fuse.
 //!
 //! # Invariants (per-slice equivalence)
 //!
