@@ -311,6 +311,36 @@ fn mmsa_inconsistencies_name_split_and_key() {
 }
 
 #[test]
+fn speaker_vectors_must_be_one_hot() {
+    use sigsweep_data::pickle::{self, Value};
+    let dir = common::fixtures("formats");
+    let Value::Tuple(fields) = pickle::from_path(&dir.join("meld.pkl")).expect("decode") else {
+        panic!("tuple")
+    };
+    // A weight other than 1 (or a NaN) is not a speaker index.
+    for bad in [0.5, f64::NAN] {
+        let mut fields = fields.clone();
+        let Value::List(vectors) = dlg1(&mut fields, 1) else {
+            panic!("list of one-hot vectors")
+        };
+        let Value::List(first) = &mut vectors[0] else {
+            panic!("one-hot list")
+        };
+        let one = first
+            .iter()
+            .position(|x| x.as_f64() == Some(1.0))
+            .expect("a 1");
+        first[one] = Value::Float(bad);
+        let err = formats::erc_from_value(Value::Tuple(fields), Format::Meld).expect_err("bad");
+        assert!(
+            err.to_string().contains("videoSpeakers[dlg1][0]")
+                && err.to_string().contains("is not one-hot"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn erc_inconsistencies_name_the_dialogue() {
     use sigsweep_data::pickle::{self, Value};
     let dir = common::fixtures("formats");
@@ -326,6 +356,41 @@ fn erc_inconsistencies_name_the_dialogue() {
     let err = formats::erc_from_value(Value::Tuple(fields.clone()), Format::Iemocap)
         .expect_err("mismatch");
     assert!(err.to_string().contains("videoAudio[dlg1]"), "{err}");
+
+    // A NaN feature names its dialogue, utterance and index, in either
+    // layout (a list of vectors, a 2-D array), instead of surfacing as a NaN
+    // training loss.
+    let Value::List(text) = dlg1(&mut fields, 3).clone() else {
+        panic!("list of vectors")
+    };
+    let rows: Vec<Vec<f32>> = text
+        .iter()
+        .map(|r| r.as_array().and_then(|a| a.to_f32_vec()).expect("vector"))
+        .collect();
+    let (n, d) = (rows.len(), rows[0].len());
+    let mut flat: Vec<f32> = rows.concat();
+    flat[d + 2] = f32::NAN;
+    *dlg1(&mut fields, 3) = f32_array(vec![n, d], flat.clone());
+    let err =
+        formats::erc_from_value(Value::Tuple(fields.clone()), Format::Iemocap).expect_err("NaN");
+    assert!(
+        err.to_string()
+            .contains("videoText[dlg1][1][2]: feature value NaN"),
+        "{err}"
+    );
+    *dlg1(&mut fields, 3) = Value::List(
+        flat.chunks(d)
+            .map(|r| f32_array(vec![d], r.to_vec()))
+            .collect(),
+    );
+    let err =
+        formats::erc_from_value(Value::Tuple(fields.clone()), Format::Iemocap).expect_err("NaN");
+    assert!(
+        err.to_string()
+            .contains("videoText[dlg1][1][2]: feature value NaN"),
+        "{err}"
+    );
+    *dlg1(&mut fields, 3) = Value::List(text);
 
     // 2^40 utterances of no features: no bytes back that shape.
     *dlg1(&mut fields, 4) = f32_array(vec![1 << 40, 0], Vec::new());

@@ -16,7 +16,9 @@
 //!   1 neu, 2 sad, 3 dis, 4 ang, 5 fea, 6 sur;
 //! * features: a list of 1-D arrays (or lists of numbers), or one 2-D
 //!   `(n_utterances, dim)` array. Dims come from the data and must agree
-//!   across dialogues.
+//!   across dialogues; every value must be finite (a NaN or ±inf is an
+//!   error naming dialogue, utterance and index, where it would otherwise
+//!   surface as a NaN training loss).
 //!
 //! Dialogue ids may be `str` or `int` keys (MELD uses ints); they become
 //! strings. Dialogue order is the order of `trainVid`/`testVid`/`devVid`.
@@ -228,18 +230,37 @@ fn rows(path: &str, v: Value) -> Msg<Vec<Vec<f32>>> {
                     _ => Err(format!("{path}: shape {shape:?} has no feature values")),
                 };
             }
+            if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+                return Err(not_finite(
+                    &format!("{path}[{}][{}]", k / dim, k % dim),
+                    data[k],
+                ));
+            }
             Ok(data.chunks_exact(dim).map(<[f32]>::to_vec).collect())
         }
         Value::List(items) | Value::Tuple(items) => items
             .into_iter()
             .enumerate()
-            .map(|(i, x)| vector(&format!("{path}[{i}]"), x))
+            .map(|(i, x)| {
+                let path = format!("{path}[{i}]");
+                let v = vector(&path, x)?;
+                match v.iter().position(|x| !x.is_finite()) {
+                    Some(k) => Err(not_finite(&format!("{path}[{k}]"), v[k])),
+                    None => Ok(v),
+                }
+            })
             .collect(),
         other => Err(format!(
             "{path}: expected a list of vectors or a 2-D array, got {}",
             other.type_name()
         )),
     }
+}
+
+/// A feature value no model can consume. (MMSA files have a convention for
+/// these, zeroing them, which the MMSA loader follows; these files do not.)
+fn not_finite(path: &str, x: f32) -> String {
+    format!("{path}: feature value {x} is not a finite number")
 }
 
 fn vector(path: &str, v: Value) -> Msg<Vec<f32>> {
@@ -363,7 +384,7 @@ fn speakers(path: &str, v: Value, format: Format) -> Msg<(Vec<usize>, usize)> {
                 let v = vector(&p, other)?;
                 let ones: Vec<usize> = (0..v.len()).filter(|&k| v[k] != 0.0).collect();
                 match ones[..] {
-                    [k] => (k, v.len()),
+                    [k] if v[k] == 1.0 => (k, v.len()),
                     _ => return Err(format!("{p}: speaker vector {v:?} is not one-hot")),
                 }
             }
