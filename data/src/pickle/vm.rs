@@ -201,9 +201,11 @@ pub(crate) struct Machine<R> {
     refs: Vec<u32>,
     stack: Vec<Slot>,
     memo: HashMap<u64, H>,
-    /// Bytes copied out of existing values while decoding, and the output
-    /// tree's bytes (see [`Machine::charge`]); arena, stack and memo are
-    /// counted from their lengths.
+    /// Bytes of every copy made out of existing values while decoding
+    /// (counted when made, kept or not: an over-estimate of what is held,
+    /// never an under-estimate), and of the output tree (see
+    /// [`Machine::charge`]); arena, stack and memo are counted from their
+    /// lengths.
     copied: Cell<u64>,
 }
 
