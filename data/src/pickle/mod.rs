@@ -255,5 +255,8 @@ mod tests {
                 "{text}"
             );
         }
+        // A directory opens but cannot be read: a read error, not truncation.
+        let e = from_path(dir.path()).expect_err("a directory");
+        assert!(e.to_string().contains("read error"), "{e}");
     }
 }

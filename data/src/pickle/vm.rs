@@ -548,11 +548,17 @@ impl<In: Read> Machine<In> {
         loop {
             self.op_offset = self.pos;
             self.op = None;
-            let op = match self.read_u8() {
-                Ok(op) => op,
-                Err(_) => {
+            let mut byte = [0u8; 1];
+            let op = match self.input.read_exact(&mut byte) {
+                Ok(()) => {
+                    self.pos += 1;
+                    byte[0]
+                }
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                     return self.err("truncated input: end of data before the STOP opcode");
                 }
+                // A directory, a device that fails: say so, not "truncated".
+                Err(e) => return self.err(format!("read error: {e}")),
             };
             self.op = Some(op);
             if op == b'.' {
