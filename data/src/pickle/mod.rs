@@ -105,6 +105,35 @@ mod tests {
     }
 
     #[test]
+    fn equal_keys_and_set_elements_collapse_as_in_python() {
+        // d = {}; d[1] = 'a'; d[1.0] = 'b'; d[True] = 'c'; d[nan] = 'x'; d[nan] = 'y'
+        // → {1: 'c', nan: 'x', nan: 'y'}
+        let mut p = b"\x80\x04}(K\x01\x8c\x01aG".to_vec();
+        p.extend_from_slice(&1.0f64.to_be_bytes());
+        p.extend_from_slice(b"\x8c\x01b\x88\x8c\x01cG");
+        p.extend_from_slice(&f64::NAN.to_be_bytes());
+        p.extend_from_slice(b"\x8c\x01xG");
+        p.extend_from_slice(&f64::NAN.to_be_bytes());
+        p.extend_from_slice(b"\x8c\x01yu.");
+        let Value::Dict(d) = from_slice(&p).expect("decode") else {
+            panic!("dict")
+        };
+        assert_eq!(d.len(), 3);
+        assert_eq!(
+            (&d[0].0, &d[0].1),
+            (&Value::Int(1), &Value::Str("c".into()))
+        );
+        // {0.0, -0.0, 0, 2} → {0.0, 2}
+        let mut p = b"\x80\x04\x8f(G".to_vec();
+        p.extend_from_slice(&0.0f64.to_be_bytes());
+        p.push(b'G');
+        p.extend_from_slice(&(-0.0f64).to_be_bytes());
+        p.extend_from_slice(b"K\x00K\x02\x90.");
+        let v = from_slice(&p).expect("decode");
+        assert_eq!(v, Value::Set(vec![Value::Float(0.0), Value::Int(2)]));
+    }
+
+    #[test]
     fn recursive_structures_are_rejected() {
         // l = []; l.append(l)
         let e = err(b"\x80\x02]q\x00h\x00a.");

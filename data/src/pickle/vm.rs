@@ -1228,7 +1228,7 @@ impl<In: Read> Machine<In> {
             Node::Leaf(v) => v,
             Node::List(v) => Value::List(rec(self, v, cache)?),
             Node::Tuple(v) => Value::Tuple(rec(self, v, cache)?),
-            Node::Set(v) => Value::Set(rec(self, v, cache)?),
+            Node::Set(v) => Value::Set(distinct(rec(self, v, cache)?)),
             Node::Dict(pairs) => {
                 let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
                 let mut index: HashMap<String, usize> = HashMap::new();
@@ -1343,14 +1343,27 @@ fn payload_bytes(v: &Value) -> usize {
 }
 
 /// Dict keys that Python would treat as equal collapse to one entry.
+/// As in Python, `True == 1 == 1.0` and `0.0 == -0.0` are one key, and a
+/// NaN equals nothing.
 fn dict_key(v: &Value) -> Option<String> {
     match v {
         Value::Str(s) => Some(format!("s{s}")),
         Value::Int(i) => Some(format!("i{i}")),
         Value::Bool(b) => Some(format!("i{}", i64::from(*b))),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(format!("i{}", *f as i64)),
+        Value::Float(f) if !f.is_nan() => Some(format!("f{}", f.to_bits())),
         Value::Bytes(b) => Some(format!("b{b:?}")),
         _ => None,
     }
+}
+
+/// A set's elements with those Python holds equal collapsed to the first.
+fn distinct(items: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|v| dict_key(v).is_none_or(|k| seen.insert(k)))
+        .collect()
 }
 
 fn long_value(bytes: Vec<u8>) -> Value {
