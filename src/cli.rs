@@ -195,6 +195,16 @@ pub struct BenchTrainArgs {
     /// two clock reads per product).
     #[arg(long)]
     pub count_products: bool,
+    /// Run what the CUDA backend runs (burn's operations and the
+    /// recomputing attention node) instead of the CPU nodes, on the CPU
+    /// backend: that graph's memory and results without a GPU.
+    #[arg(long)]
+    pub generic_ops: bool,
+    /// Attention as burn's composite operations instead of the recomputing
+    /// node on the CUDA backend (and with --generic-ops): the node's effect
+    /// on time and memory, side by side.
+    #[arg(long)]
+    pub composite_attention: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

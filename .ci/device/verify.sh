@@ -69,6 +69,9 @@ mmic)
 fdcmdie)
     f=(--model fdcmdie --dataset synthetic-mosi --epochs 2)
     bench fdcmdie-single "${f[@]}"
+    # The recomputing attention node against burn's composite form (#16's
+    # memory per trial), side by side.
+    bench fdcmdie-single-composite "${f[@]}" --composite-attention
     bench fdcmdie-packed-4 "${f[@]}" --mode packed --k 4
     bench fdcmdie-fused-10 "${f[@]}" --mode fused --seeds 10
     if [ "$gpus" -ge 2 ]; then bench fdcmdie-dp "${f[@]}" --mode dp --devices "$gpus"; fi

@@ -31,6 +31,8 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         trial_epochs: args.trial_epochs,
         json: args.json,
         count_products: args.count_products,
+        generic_ops: args.generic_ops,
+        composite_attention: args.composite_attention,
         exe: vec![exe.display().to_string()],
     };
     let figures = sigsweep_worker::bench::train(&bench)?;

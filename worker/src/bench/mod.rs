@@ -59,6 +59,12 @@ pub struct TrainBench {
     /// Count the CPU products' operations and time ([`ProductFigures`];
     /// single mode, CPU backend).
     pub count_products: bool,
+    /// Turn the CPU nodes off: the CPU backend runs what the CUDA backend
+    /// runs ([`crate::tensor::cpu::set_generic_ops`]).
+    pub generic_ops: bool,
+    /// burn's composite attention instead of the recomputing node
+    /// ([`crate::tensor::recompute::set_composite`]).
+    pub composite_attention: bool,
     /// How to start this benchmark again in a child process (`packed`
     /// mode): the program and the arguments before `bench train`'s flags.
     pub exe: Vec<String>,
@@ -402,6 +408,12 @@ fn packed(args: &TrainBench, backend: BackendKind) -> anyhow::Result<TrainFigure
         base.push("--param".into());
         base.push(p.clone());
     }
+    if args.generic_ops {
+        base.push("--generic-ops".into());
+    }
+    if args.composite_attention {
+        base.push("--composite-attention".into());
+    }
     if let Some(te) = args.trial_epochs {
         base.push("--trial-epochs".into());
         base.push(te.to_string());
@@ -529,12 +541,28 @@ pub fn train(args: &TrainBench) -> anyhow::Result<TrainFigures> {
             args.mode
         );
     }
-    match args.mode {
+    if args.generic_ops {
+        if backend != BackendKind::Cpu {
+            bail!(
+                "--generic-ops turns the CPU backend's nodes off; the {backend} backend has none"
+            );
+        }
+        crate::tensor::cpu::set_generic_ops(true);
+    }
+    crate::tensor::recompute::set_composite(args.composite_attention);
+    let mut figures = match args.mode {
         Mode::Single => single(args, backend),
         Mode::Packed => packed(args, backend),
         Mode::Fused => fused(args, backend, false),
         Mode::Dp => fused(args, backend, true),
+    }?;
+    if args.generic_ops {
+        figures.backend = format!("{} with generic ops", figures.backend);
     }
+    if args.composite_attention {
+        figures.backend = format!("{}, composite attention", figures.backend);
+    }
+    Ok(figures)
 }
 
 /// The largest spread over processes of an epoch's loss (see

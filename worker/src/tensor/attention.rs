@@ -70,7 +70,9 @@ pub fn attend<B: Backend>(
 /// `k`, `v` `[n, lk, d]` → `[n, lq, d]` ([`scaled_dot_product`] per head).
 /// On the CPU training backend one node ([`cpu_node`]): burn's form makes
 /// a dozen passes over the `[n, heads, lq, lk]` weights, each a new
-/// tensor, and as many again backward.
+/// tensor, and as many again backward. On the CUDA training backend the
+/// recomputing node ([`super::recompute`]): burn's operations, without
+/// keeping the weights for the backward pass.
 pub fn multi_head<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
@@ -83,14 +85,15 @@ pub fn multi_head<B: Backend>(
     if let Some(out) = cpu_node::attention(&q, &k, &v, heads, pad, mask_value, dropout) {
         return out;
     }
-    merge_heads(scaled_dot_product(
+    let (q, k, v) = (
         split_heads(q, heads),
         split_heads(k, heads),
         split_heads(v, heads),
-        pad,
-        mask_value,
-        dropout,
-    ))
+    );
+    if let Some(out) = super::recompute::attention(&q, &k, &v, pad, mask_value, dropout) {
+        return merge_heads(out);
+    }
+    merge_heads(scaled_dot_product(q, k, v, pad, mask_value, dropout))
 }
 
 /// `dropout(softmax(q kᵀ / √d_k, masked)) v` for `q`: `[n, h, lq, d_k]`,

@@ -14,6 +14,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::NdArray;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -41,9 +42,27 @@ pub fn cast<T: 'static, U: 'static>(t: T) -> Option<U> {
         .map(|b| *b)
 }
 
-/// Whether `B` is [`Cpu`] and every tensor holds `f32`.
+/// Whether `B` is [`Cpu`] and every tensor holds `f32` (and the CPU nodes
+/// are on: [`set_generic_ops`]).
 pub fn on_cpu<B: Backend, const D: usize>(ts: &[&Tensor<B, D>]) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Cpu>() && ts.iter().all(|t| t.dtype() == DType::F32)
+    !generic_ops()
+        && TypeId::of::<B>() == TypeId::of::<Cpu>()
+        && ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+static GENERIC_OPS: AtomicBool = AtomicBool::new(false);
+
+/// Turns this process's CPU nodes off (`true`) or on: the CPU training
+/// backend then runs what the CUDA backend runs — burn's operations and the
+/// recomputing attention node — so that graph's results and memory can be
+/// measured without a GPU (`sigsweep bench train --generic-ops`).
+pub fn set_generic_ops(on: bool) {
+    GENERIC_OPS.store(on, Ordering::Relaxed);
+}
+
+/// See [`set_generic_ops`].
+pub fn generic_ops() -> bool {
+    GENERIC_OPS.load(Ordering::Relaxed)
 }
 
 /// The `f32` array of `p` (any strides).

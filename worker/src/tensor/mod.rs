@@ -9,6 +9,7 @@ pub mod cells;
 pub mod cpu;
 pub mod draws;
 pub mod products;
+pub mod recompute;
 
 /// Forces every lazily initialised parameter of `model` to take its value
 /// (in the module's visiting order). Call before cloning a model into
@@ -239,40 +240,49 @@ pub fn dropout<B: Backend, const D: usize>(d: &Dropout, x: Tensor<B, D>) -> Tens
     }
 }
 
-/// burn's dropout of `x` with the backend seeded by `seeds[k]` before slice
-/// `k` of `x`'s leading axis is drawn (one slice per seed of a fused
-/// model; the whole of `x` for one seed), so a slice draws what the same
-/// seed's unfused trial draws at that call ([`draws`]).
+/// burn's dropout of `x` (`x ∘ r / (1 − p)`, in that order, as burn's
+/// `Dropout::forward`) with the draws `r` of [`seeded_flags`].
 fn seeded_dropout<B: Backend, const D: usize>(
     d: &Dropout,
     x: Tensor<B, D>,
     seeds: &[u64],
 ) -> Tensor<B, D> {
-    let device = x.device();
+    let r = seeded_flags(x.dims(), d.prob, seeds, &x.device());
+    x * r * (1.0 / (1.0 - d.prob))
+}
+
+/// The 0/1 draws of a dropout call at rate `prob` over `dims`, drawn as
+/// burn's `Dropout` draws them (`Bernoulli(1 − prob)`), with the backend
+/// seeded by `seeds[k]` before slice `k` of the leading axis (one slice per
+/// seed of a fused model; for one seed, or slices that do not divide the
+/// axis, the whole with `seeds[0]`; without seeds, the backend's generator
+/// as it is). So a slice draws what the same seed's unfused trial draws at
+/// that call ([`draws`]), and the same seeds draw the same again (the
+/// recomputing attention node's backward pass).
+pub(crate) fn seeded_flags<B: Backend, const D: usize>(
+    dims: [usize; D],
+    prob: f64,
+    seeds: &[u64],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let keep = burn::tensor::Distribution::Bernoulli(1.0 - prob);
     let k = seeds.len();
-    match seeds {
-        [] => d.forward(x),
-        [seed] => {
-            B::seed(&device, *seed);
-            d.forward(x)
-        }
-        _ if !x.dims()[0].is_multiple_of(k) => {
-            B::seed(&device, seeds[0]);
-            d.forward(x)
-        }
-        _ => {
-            let parts = x
-                .chunk(k, 0)
-                .into_iter()
-                .zip(seeds)
-                .map(|(part, &seed)| {
-                    B::seed(&device, seed);
-                    d.forward(part)
-                })
-                .collect();
-            Tensor::cat(parts, 0)
-        }
+    if k > 1 && dims[0].is_multiple_of(k) {
+        let mut part = dims;
+        part[0] /= k;
+        let parts = seeds
+            .iter()
+            .map(|&seed| {
+                B::seed(device, seed);
+                Tensor::random(part, keep, device)
+            })
+            .collect();
+        return Tensor::cat(parts, 0);
     }
+    if let Some(&seed) = seeds.first() {
+        B::seed(device, seed);
+    }
+    Tensor::random(dims, keep, device)
 }
 
 /// `d(f(x))` for an activation `f`: on the CPU training backend one node
