@@ -1,9 +1,12 @@
 //! FD-CMDIE: contrastive set construction, losses against hand computation,
 //! GAP, DIPU shapes, and training on synthetic MSA data (release, CPU).
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 
 use burn::prelude::*;
+use common::assert_same;
 use indexmap::IndexMap;
 
 use sigsweep_worker::backend::BackendKind;
@@ -16,7 +19,7 @@ use sigsweep_worker::models::fdcmdie::{
 };
 use sigsweep_worker::parallel::{run_data_parallel, run_fused};
 use sigsweep_worker::params::{Params, Value};
-use sigsweep_worker::trainer::{DatasetRequest, Split, TrialOutcome, TrialRequest, run_trial};
+use sigsweep_worker::trainer::{DatasetRequest, Split, TrialRequest, run_trial};
 
 type Nd = burn::backend::NdArray<f32>;
 
@@ -547,29 +550,8 @@ fn fused_seeds_match_unfused_trials() {
         for (req, fused) in requests.iter().zip(fused) {
             let fused = fused.expect("fused seed");
             let plain = run_trial(req, BackendKind::Cpu, &mut |_| {}, &cancel).expect("plain");
-            assert_same_training(&format!("seed {} {extra:?}", req.seed), &fused, &plain);
+            assert_same(&format!("seed {} {extra:?}", req.seed), &fused, &plain);
         }
-    }
-}
-
-/// Every epoch's training loss and validation metrics, the selected epoch
-/// and the test metrics agree within 1e-4 (relative for the loss).
-fn assert_same_training(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
-    assert_eq!(got.selected_epoch, plain.selected_epoch, "{what}");
-    assert_eq!(got.epochs.len(), plain.epochs.len(), "{what}");
-    for (ga, gb) in got.epochs.iter().zip(&plain.epochs) {
-        let (gl, gv, pl, pv) = (&ga.train_loss, &ga.valid, &gb.train_loss, &gb.valid);
-        assert!(
-            close(*gl, *pl, 1e-4 * pl.abs().max(1.0)),
-            "{what}: loss {gl} vs {pl}"
-        );
-        for (k, v) in pv {
-            assert!(close(gv[k], *v, 1e-4), "{what}: valid {k} {} vs {v}", gv[k]);
-        }
-    }
-    for (k, v) in &plain.test_metrics {
-        let g = got.test_metrics[k];
-        assert!(close(g, *v, 1e-4), "{what}: test {k} {g} vs {v}");
     }
 }
 
@@ -615,7 +597,7 @@ fn data_parallel_matches_the_plain_trial() {
         )
         .expect("data parallel");
         assert_eq!(reports, 2);
-        assert_same_training(&format!("{replicas} replicas {extra:?}"), &dp, &plain);
+        assert_same(&format!("{replicas} replicas {extra:?}"), &dp, &plain);
     }
 }
 

@@ -43,6 +43,8 @@ pub fn request(
     }
 }
 
+/// Every epoch's training loss and validation metrics, the selected epoch
+/// and the test metrics agree within 1e-4 (relative for the loss).
 pub fn assert_same(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
     let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol;
     assert_eq!(got.selected_epoch, plain.selected_epoch, "{what}");
@@ -58,7 +60,8 @@ pub fn assert_same(what: &str, got: &TrialOutcome, plain: &TrialOutcome) {
         }
     }
     for (k, v) in &plain.test_metrics {
-        assert!(close(got.test_metrics[k], *v, 1e-4), "{what}: test {k}");
+        let g = got.test_metrics[k];
+        assert!(close(g, *v, 1e-4), "{what}: test {k} {g} vs {v}");
     }
 }
 
