@@ -5,6 +5,9 @@
 #   .ci/device/verify.sh tests     # carry .device-bin/cuda-tests: CUDA equivalence
 #   .ci/device/verify.sh mmic      # carry .device-bin/sigsweep: MMIC four modes
 #   .ci/device/verify.sh fdcmdie   # carry .device-bin/sigsweep: FD-CMDIE four modes
+#   .ci/device/verify.sh attention # carry .device-bin/sigsweep: FD-CMDIE with the
+#                                  # recomputing attention node and with burn's
+#                                  # composite attention (time, GPU memory)
 #   .ci/device/verify.sh packing   # carry .device-bin/sigsweep: end-to-end slots
 #   .ci/device/verify.sh reference # carry .device-bin/sigsweep: against our PyTorch
 #                                  # references on the same GPU (the image's torch;
@@ -30,7 +33,7 @@
 # (#16's determinism across processes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -gt 0 ] || { echo "usage: verify.sh tests|mmic|fdcmdie|packing|reference|fusion ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: verify.sh tests|mmic|fdcmdie|attention|packing|reference|fusion ..." >&2; exit 2; }
 out=${OUT:-$(mktemp -d)}
 # Everything build.sh built, when carried as one archive.
 if [ -f .device-bin/all.tar.gz ]; then
@@ -69,12 +72,16 @@ mmic)
 fdcmdie)
     f=(--model fdcmdie --dataset synthetic-mosi --epochs 2)
     bench fdcmdie-single "${f[@]}"
-    # The recomputing attention node against burn's composite form (#16's
-    # memory per trial), side by side.
-    bench fdcmdie-single-composite "${f[@]}" --composite-attention
     bench fdcmdie-packed-4 "${f[@]}" --mode packed --k 4
     bench fdcmdie-fused-10 "${f[@]}" --mode fused --seeds 10
     if [ "$gpus" -ge 2 ]; then bench fdcmdie-dp "${f[@]}" --mode dp --devices "$gpus"; fi
+    ;;
+attention)
+    # The recomputing attention node against burn's composite form, one
+    # trial each, one after the other (#16's memory per trial).
+    f=(--model fdcmdie --dataset synthetic-mosi --epochs 2)
+    bench fdcmdie-recompute "${f[@]}"
+    bench fdcmdie-composite "${f[@]}" --composite-attention
     ;;
 packing)
     .ci/device/packing.sh "$bin" configs/gpu-packing-mmic.toml 8 | tee "$out/packing.jsonl"
