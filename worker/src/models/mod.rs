@@ -441,3 +441,123 @@ pub fn build_sharded<B: AutodiffBackend, V: ShardedVisitor<B>>(
         _ => return Err(wrong_shape(entry)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::prelude::*;
+
+    use super::{fdcmdie, late_fusion, mmic, open};
+    use crate::backend::{BackendKind, Cpu};
+    use crate::tensor::{materialize, parameter_count};
+    use crate::trial::{DatasetRequest, Params, Split, TrainError, TrialRequest, Value};
+
+    fn request(model: &str, generator: &str, data: serde_json::Value, width: &str) -> TrialRequest {
+        let mut params = Params::default();
+        params.insert(width, Value::Int(8192));
+        TrialRequest {
+            trial_id: "t".into(),
+            seed: 1,
+            model: model.into(),
+            params,
+            dataset: DatasetRequest {
+                kind: "synthetic".into(),
+                generator: generator.into(),
+                path: String::new(),
+                params: data,
+                fold: None,
+            },
+            select: "loss".into(),
+            select_higher_is_better: false,
+            select_split: Split::Test,
+            checkpoint: None,
+            program: None,
+        }
+    }
+
+    /// The count of a lazily built model draws none of its weights and
+    /// equals burn's count of the drawn model.
+    fn counts_before_drawing<M: Module<Cpu>>(model: &M) {
+        struct Drawn(usize);
+        impl<B: Backend> ModuleVisitor<B> for Drawn {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0 += usize::from(param.is_initialized());
+            }
+        }
+        let count = parameter_count::<Cpu, M>(model);
+        let mut drawn = Drawn(0);
+        model.visit(&mut drawn);
+        assert_eq!(drawn.0, 0, "counting drew weights");
+        materialize::<Cpu, M>(model);
+        assert!(count > 0);
+        assert_eq!(count, model.num_params() as u64);
+    }
+
+    #[test]
+    fn every_model_is_counted_before_any_weight_is_drawn() {
+        let device = Default::default();
+        counts_before_drawing(&late_fusion::LateFusion::<Cpu>::new(
+            [5, 3, 4],
+            6,
+            7,
+            1,
+            0.0,
+            &device,
+        ));
+        let config = fdcmdie::FdCmdieConfig {
+            dims: [6, 3, 4],
+            lens: [4, 5, 3],
+            width: 8,
+            heads: 2,
+            layers: 2,
+            dropout: 0.0,
+            lstm_layers: 2,
+            use_cmdie: true,
+            use_gap: true,
+            use_cross_att2: true,
+        };
+        counts_before_drawing(&fdcmdie::FdCmdie::<Cpu>::new(&config, &device));
+        let spec = serde_json::json!({ "preset": "small", "n_train": 4, "n_test": 2 });
+        let data = sigsweep_data::synthetic::synthetic_erc(
+            &serde_json::from_value(spec).expect("params"),
+            1,
+        )
+        .expect("data");
+        for variant in [mmic::Variant::Mmic, mmic::Variant::MmDfn] {
+            let cfg =
+                mmic::MmicConfig::from_params(variant, &Params::default(), &data).expect("config");
+            counts_before_drawing(&mmic::Mmic::<Cpu>::new(&cfg.net, &device));
+        }
+    }
+
+    /// A model that cannot fit fails its trial with a reason before it
+    /// takes its memory: 8·10⁶-dim text features into 8 192 units are at
+    /// least 6.6·10¹⁰ parameters (1 TiB to train). Were the check after
+    /// the weights are drawn, this test would abort on the allocation.
+    #[test]
+    fn a_model_too_large_for_the_machine_fails_before_it_is_drawn() {
+        let erc = serde_json::json!({
+            "preset": "small", "n_train": 1, "n_test": 1, "valid_rate": 0.0,
+            "min_len": 2, "max_len": 2, "mean_len": 2.0, "dims": [8_000_000, 4, 4],
+        });
+        let seq = serde_json::json!({
+            "preset": "small", "n_train": 1, "n_valid": 1, "n_test": 1,
+            "text": [1, 8_000_000], "audio": [1, 4], "vision": [1, 4],
+        });
+        for (model, generator, data, width) in [
+            ("mmic", "erc", erc.clone(), "hidden"),
+            ("mmdfn", "erc", erc, "hidden"),
+            ("late-fusion", "msa", seq.clone(), "modality_hidden"),
+            ("fdcmdie", "msa", seq, "width"),
+        ] {
+            let req = request(model, generator, data, width);
+            let err = match open(&req, BackendKind::Cpu) {
+                Ok(_) => panic!("{model}: a 1 TiB model was built"),
+                Err(e) => e,
+            };
+            assert!(matches!(err, TrainError::Memory(_)), "{model}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains("text 8000000, audio 4, visual 4"), "{msg}");
+        }
+    }
+}

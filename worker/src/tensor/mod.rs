@@ -28,6 +28,29 @@ pub fn materialize<B: Backend, M: Module<B>>(model: &M) {
     model.visit(&mut Touch);
 }
 
+/// The number of float parameters of `model`, counted from their shapes
+/// without initialising any (burn's `num_params` reads each value, which
+/// draws every lazily initialised weight): what a model would take is
+/// known before it takes it.
+pub fn parameter_count<B: Backend, M: Module<B>>(model: &M) -> u64 {
+    struct Count(u64);
+    impl<B: Backend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let n = param.lazy_shape().num_elements() as u64;
+            self.0 = self.0.saturating_add(n);
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
+}
+
+/// Whether `device` is the CPU backend (burn-ndarray, with or without
+/// autodiff): the one whose tensors live in this process's memory.
+pub fn on_host<B: Backend>(device: &B::Device) -> bool {
+    on_ndarray::<B>(device)
+}
+
 /// The values of `t` as `f32`, in row-major order (empty if the backend
 /// cannot read them back).
 pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {

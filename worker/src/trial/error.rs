@@ -35,6 +35,10 @@ pub enum TrainError {
     ProgramExit(String),
     #[error("backend: {0}")]
     Backend(String),
+    /// The model would not fit in this machine's memory (`trial::memory`):
+    /// another machine, or this one later, may have it.
+    #[error("not enough memory: {0}")]
+    Memory(String),
 }
 
 impl From<sigsweep_data::DataError> for TrainError {
@@ -49,7 +53,7 @@ impl TrainError {
     pub fn is_deterministic(&self) -> bool {
         !matches!(
             self,
-            Self::Cancelled | Self::Backend(_) | Self::ProgramExit(_)
+            Self::Cancelled | Self::Backend(_) | Self::ProgramExit(_) | Self::Memory(_)
         )
     }
 }

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod data;
 pub mod error;
+pub mod memory;
 pub mod outcome;
 pub mod params;
 pub mod request;

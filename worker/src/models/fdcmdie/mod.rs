@@ -406,7 +406,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         // Draw every weight now, in the module's visiting order: lazily
         // they would be drawn in order of first use, interleaved with
         // dropout masks, and a fused model could not reproduce them.
-        crate::tensor::materialize::<B, _>(&model);
+        crate::trial::memory::materialize_within_memory::<B, _>(&model, device, config.dims)?;
         let optim = Clipped::new(
             FusedAdamW::new(weight_decay as f32).init::<B, FdCmdie<B>>(),
             grad_clip,

@@ -278,7 +278,7 @@ impl<B: AutodiffBackend> LateFusionWorkload<B> {
         // Every weight now, before any epoch re-seeds the backend (the
         // visiting order is the order of first use, so these are the weights
         // a lazy first forward pass would draw).
-        crate::tensor::materialize::<B, _>(&model);
+        crate::trial::memory::materialize_within_memory::<B, _>(&model, device, data.dims())?;
         let optim = s.optimizer_config().init::<B, LateFusion<B>>();
         Ok(Self {
             model: Some(model),

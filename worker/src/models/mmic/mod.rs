@@ -367,7 +367,7 @@ impl<B: AutodiffBackend> MmicWorkload<B> {
         // interleaved with dropout, and the data-parallel trainer (whose
         // replicas draw dropout in another order) would start from another
         // network for the same seed.
-        crate::tensor::materialize::<B, _>(&model);
+        crate::trial::memory::materialize_within_memory::<B, _>(&model, device, data.dims)?;
         let main = AdamConfig::new()
             .with_epsilon(cfg.adam_epsilon as f32)
             .with_weight_decay(

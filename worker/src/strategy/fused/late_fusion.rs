@@ -23,6 +23,7 @@ use crate::models::late_fusion::{
 };
 use crate::tensor::materialize;
 use crate::tensor::to_f32_vec as values;
+use crate::trial::memory::check_within_memory;
 use crate::trial::{TrainError, TrialRequest};
 
 /// `K` `late-fusion` models, one per seed, as one batched model.
@@ -50,6 +51,9 @@ impl<B: Backend> FusedLateFusion<B> {
         dropout: f64,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
+        // Every seed's model is held at once: the group must fit, not one.
+        let one = LateFusion::<B>::new(dims, modality_hidden, hidden, outputs, dropout, device);
+        check_within_memory::<B, _>(&one, device, seeds.len(), dims)?;
         let models: Vec<LateFusion<B>> = seeds
             .iter()
             .map(|&seed| {

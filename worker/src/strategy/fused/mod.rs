@@ -215,6 +215,7 @@ fn duplicate(e: &TrainError) -> TrainError {
         TrainError::MissingMetric(m) => TrainError::MissingMetric(m.clone()),
         TrainError::Cancelled => TrainError::Cancelled,
         TrainError::Backend(b) => TrainError::Backend(b.clone()),
+        TrainError::Memory(m) => TrainError::Memory(m.clone()),
     }
 }
 
