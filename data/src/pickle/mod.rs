@@ -133,6 +133,45 @@ mod tests {
         assert_eq!(v, Value::Set(vec![Value::Float(0.0), Value::Int(2)]));
     }
 
+    /// Keys Python holds equal beyond scalars: tuples element by element,
+    /// integers beyond `i64` and the integral floats equal to them, `None`;
+    /// tuples holding a NaN stay apart. The bytes are a dict display whose
+    /// pairs were pickled one by one (protocol 2); the expected entries are
+    /// `pickle.loads`'s (Python 3.11).
+    #[test]
+    fn tuple_big_integer_and_none_keys_collapse_as_in_python() {
+        // {(1, 2.0): 'a', (True, 2): 'b', 2**70: 'c', 2.0**70: 'd', -2**70: 'e',
+        //  -2.0**70: 'f', None: 'g', None: 'h', 2**63: 'i', 2.0**63: 'j',
+        //  -2**63: 'k', -2.0**63: 'l', (1, nan): 'm', (1, nan): 'n'}
+        let p = b"\x80\x02}(K\x01G@\x00\x00\x00\x00\x00\x00\x00\x86q\x00X\x01\x00\x00\x00aq\x00\
+            \x88K\x02\x86q\x00X\x01\x00\x00\x00bq\x00\x8a\t\x00\x00\x00\x00\x00\x00\x00\x00@\
+            X\x01\x00\x00\x00cq\x00GDP\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00dq\x00\
+            \x8a\t\x00\x00\x00\x00\x00\x00\x00\x00\xc0X\x01\x00\x00\x00eq\x00\
+            G\xc4P\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00fq\x00NX\x01\x00\x00\x00gq\x00\
+            NX\x01\x00\x00\x00hq\x00\x8a\t\x00\x00\x00\x00\x00\x00\x00\x80\x00X\x01\x00\x00\x00iq\x00\
+            GC\xe0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00jq\x00\
+            \x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80X\x01\x00\x00\x00kq\x00\
+            G\xc3\xe0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00lq\x00\
+            K\x01G\x7f\xf8\x00\x00\x00\x00\x00\x00\x86q\x00X\x01\x00\x00\x00mq\x00\
+            K\x01G\x7f\xf8\x00\x00\x00\x00\x00\x00\x86q\x00X\x01\x00\x00\x00nq\x00u.";
+        let Value::Dict(d) = from_slice(p).expect("decode") else {
+            panic!("dict")
+        };
+        let values: String = d
+            .iter()
+            .map(|(_, v)| match v {
+                Value::Str(s) => s.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(values, "bdfhjlmn");
+        // The first key of each group is kept.
+        assert_eq!(d[0].0, Value::Tuple(vec![Value::Int(1), Value::Float(2.0)]));
+        assert!(matches!(d[1].0, Value::BigInt(_)));
+        assert_eq!(d[3].0, Value::None);
+        assert_eq!(d[5].0, Value::Int(i64::MIN));
+    }
+
     #[test]
     fn recursive_structures_are_rejected() {
         // l = []; l.append(l)

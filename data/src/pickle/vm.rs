@@ -1231,21 +1231,12 @@ impl<In: Read> Machine<In> {
             Node::Set(v) => Value::Set(distinct(rec(self, v, cache)?)),
             Node::Dict(pairs) => {
                 let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
-                let mut index: HashMap<String, usize> = HashMap::new();
                 for (k, v) in pairs {
                     let k = self.materialize(k, depth + 1, cache)?;
                     let v = self.materialize(v, depth + 1, cache)?;
-                    match dict_key(&k).and_then(|key| index.get(&key).copied()) {
-                        Some(i) => out[i].1 = v,
-                        None => {
-                            if let Some(key) = dict_key(&k) {
-                                index.insert(key, out.len());
-                            }
-                            out.push((k, v));
-                        }
-                    }
+                    out.push((k, v));
                 }
-                Value::Dict(out)
+                Value::Dict(collapse_keys(out))
             }
             Node::Global(g) => Value::Global(g),
             Node::DType(d) => Value::DType(d),
@@ -1342,27 +1333,138 @@ fn payload_bytes(v: &Value) -> usize {
     }
 }
 
-/// Dict keys that Python would treat as equal collapse to one entry.
-/// As in Python, `True == 1 == 1.0` and `0.0 == -0.0` are one key, and a
-/// NaN equals nothing.
-fn dict_key(v: &Value) -> Option<String> {
-    match v {
-        Value::Str(s) => Some(format!("s{s}")),
-        Value::Int(i) => Some(format!("i{i}")),
-        Value::Bool(b) => Some(format!("i{}", i64::from(*b))),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(format!("i{}", *f as i64)),
-        Value::Float(f) if !f.is_nan() => Some(format!("f{}", f.to_bits())),
-        Value::Bytes(b) => Some(format!("b{b:?}")),
-        _ => None,
+/// A dict key or set element as Python compares it: `True == 1 == 1.0`,
+/// `0.0 == -0.0`, an integral float equals the int of its value however
+/// large, `None == None`, tuples equal element by element; a NaN equals
+/// nothing (two NaN keys stay two entries, as two NaN objects do in
+/// Python). Borrows the value: finding duplicates copies nothing.
+#[derive(PartialEq, Eq, Hash)]
+enum Key<'a> {
+    None,
+    Int(i64),
+    /// An integer beyond `i64`: minimal little-endian two's complement.
+    Big(Vec<u8>),
+    /// A float that is not an integer (nor a NaN): its bits.
+    Float(u64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    Tuple(Vec<Key<'a>>),
+}
+
+/// `v` as a [`Key`]; `None` for values that equal nothing else here (NaN,
+/// lists, arrays, objects…), which are never collapsed.
+fn key(v: &Value) -> Option<Key<'_>> {
+    Some(match v {
+        Value::None => Key::None,
+        Value::Bool(b) => Key::Int(i64::from(*b)),
+        Value::Int(i) => Key::Int(*i),
+        Value::BigInt(b) => integer_key(b.clone()),
+        Value::Float(f) if f.is_nan() => return None,
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 => integral_float_key(*f),
+        Value::Float(f) => Key::Float(f.to_bits()),
+        Value::Str(s) => Key::Str(s),
+        Value::Bytes(b) => Key::Bytes(b),
+        Value::Tuple(items) => Key::Tuple(items.iter().map(key).collect::<Option<_>>()?),
+        _ => return None,
+    })
+}
+
+/// The key of an integer given as little-endian two's complement bytes
+/// (any length, redundant sign bytes allowed).
+fn integer_key(mut bytes: Vec<u8>) -> Key<'static> {
+    while let [.., below, top] = bytes[..] {
+        let redundant = (top == 0 && below & 0x80 == 0) || (top == 0xff && below & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        bytes.pop();
     }
+    if bytes.is_empty() {
+        return Key::Int(0);
+    }
+    if bytes.len() <= 8 {
+        let fill = if bytes[bytes.len() - 1] & 0x80 != 0 {
+            0xff
+        } else {
+            0
+        };
+        let mut buf = [fill; 8];
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        return Key::Int(i64::from_le_bytes(buf));
+    }
+    Key::Big(bytes)
+}
+
+/// The key of a finite float with no fractional part: the integer it
+/// equals, exactly (`2.0**70 == 2**70` in Python).
+fn integral_float_key(f: f64) -> Key<'static> {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if (-TWO_63..TWO_63).contains(&f) {
+        return Key::Int(f as i64);
+    }
+    // |f| ≥ 2⁶³: a normal float, its value mantissa · 2^(exponent − 52)
+    // with an exponent ≥ 63.
+    let bits = f.to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    let shift = ((bits >> 52) & 0x7ff) as usize - 1075;
+    let mut magnitude = vec![0u8; shift / 8 + 9];
+    let wide = u128::from(mantissa) << (shift % 8);
+    for (i, byte) in wide.to_le_bytes().iter().take(9).enumerate() {
+        magnitude[shift / 8 + i] = *byte;
+    }
+    if f < 0.0 {
+        // Two's complement: invert and add one.
+        let mut carry = true;
+        for byte in &mut magnitude {
+            let (sum, over) = (!*byte).overflowing_add(u8::from(carry));
+            *byte = sum;
+            carry = over;
+        }
+    }
+    integer_key(magnitude)
+}
+
+/// A dict's entries with keys Python holds equal collapsed: the first
+/// key is kept with the last value, in first-insertion order.
+fn collapse_keys(mut pairs: Vec<(Value, Value)>) -> Vec<(Value, Value)> {
+    let first: Vec<usize> = {
+        let mut seen: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut first = Vec::with_capacity(pairs.len());
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            first.push(key(k).map_or(i, |k| *seen.entry(k).or_insert(i)));
+        }
+        first
+    };
+    if first.iter().enumerate().all(|(i, &f)| i == f) {
+        return pairs;
+    }
+    for i in 0..pairs.len() {
+        if first[i] != i {
+            let value = std::mem::replace(&mut pairs[i].1, Value::None);
+            pairs[first[i]].1 = value;
+        }
+    }
+    pairs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| first[*i] == *i)
+        .map(|(_, pair)| pair)
+        .collect()
 }
 
 /// A set's elements with those Python holds equal collapsed to the first.
 fn distinct(items: Vec<Value>) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::new();
+        items
+            .iter()
+            .map(|v| key(v).is_none_or(|k| seen.insert(k)))
+            .collect()
+    };
     items
         .into_iter()
-        .filter(|v| dict_key(v).is_none_or(|k| seen.insert(k)))
+        .zip(keep)
+        .filter_map(|(v, keep)| keep.then_some(v))
         .collect()
 }
 
