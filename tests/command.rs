@@ -201,7 +201,7 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
         "failures",
         1,
         "",
-        r#"mode = ["ok", "fail", "nan", "malformed", "silent", "noselect", "notest"]"#,
+        r#"mode = ["ok", "linger", "fail", "killguard", "nan", "malformed", "silent", "noselect", "notest"]"#,
     );
     // `mode` reaches the program through its own placeholder.
     set_mode(&sweep, "{mode}");
@@ -224,7 +224,9 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     for r in results(&state) {
         let mode = r["config"]["mode"].as_str().unwrap().to_string();
-        if mode == "ok" {
+        // `linger` leaves a child holding the output pipes: its trial ends
+        // with the program (the child is killed), it does not wait for it.
+        if mode == "ok" || mode == "linger" {
             assert_eq!(r["status"], "completed", "{r}");
             continue;
         }
@@ -234,6 +236,8 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
     let expect = [
         ("fail", "exited with status 3"),
         ("fail", "CUDA out of memory (toy)"),
+        // The program's guard killed: the trial fails, its program with it.
+        ("killguard", "was killed by signal 9"),
         ("nan", "SIGSWEEP_METRICS line 2: a value is not finite"),
         ("malformed", "SIGSWEEP_METRICS line 2: not a JSON object"),
         ("silent", "without reporting an epoch"),
@@ -243,7 +247,7 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
             "SIGSWEEP_METRICS line 1 (epoch 1): no `test.acc`, which the sweep's [metrics] reports",
         ),
     ];
-    assert_eq!(reasons.len(), 6, "{reasons:?}");
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
     for (mode, needle) in expect {
         let reason = &reasons[mode];
         assert!(reason.contains(needle), "{mode}: {reason}");
@@ -251,6 +255,55 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
     // Only the last 20 lines of stderr.
     let fail = &reasons["fail"];
     assert!(fail.contains("traceback line 29") && !fail.contains("traceback line 9\n"));
+}
+
+/// A trial that takes its worker down every time (here it kills the worker
+/// process; in life, the kernel's OOM killer) fails after
+/// `max_lost_workers` (3) lost workers, with the reason, and the sweep
+/// finishes: `sigsweep run` restarts the dead worker, which registers
+/// again, and without the limit the trial would kill it forever.
+#[test]
+fn a_trial_that_kills_its_worker_fails_after_three_lost_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = toy_sweep(
+        dir.path(),
+        "killer",
+        1,
+        "",
+        r#"mode = ["ok", "killworker"]"#,
+    );
+    set_mode(&sweep, "{mode}");
+    let text = std::fs::read_to_string(&sweep).unwrap().replace(
+        "baseline = { lr = 0.1 }",
+        r#"baseline = { lr = 0.1, mode = "ok" }"#,
+    );
+    std::fs::write(&sweep, text).unwrap();
+    let state = dir.path().join("state");
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]);
+    assert!(!out.status.success(), "a failed trial makes the run fail");
+    let mut failed = 0;
+    for r in results(&state) {
+        if r["config"]["mode"] == "ok" {
+            assert_eq!(r["status"], "completed", "{r}");
+            continue;
+        }
+        failed += 1;
+        assert_eq!(r["status"], "failed", "{r}");
+        let reason = r["failure"].as_str().unwrap();
+        assert!(reason.contains("its worker was lost 3 times"), "{reason}");
+        // Leases counted: three lost, plus any reservation the worker held
+        // for it when it died.
+        assert!(r["attempts"].as_u64().unwrap() >= 3, "{r}");
+    }
+    assert_eq!(failed, 2, "both killworker configurations (lr 0.1, 0.9)");
 }
 
 #[test]

@@ -11,7 +11,10 @@ report), noselect (no selection metric), notest (no reported test metric), regex
 writing SIGSWEEP_METRICS), stubborn (ignores SIGTERM, starts a child that
 does too, then sleeps), slow (sleeps between epochs), predictions (also
 writes $SIGSWEEP_OUTPUT_DIR/predictions.jsonl), replay (writes the epoch
-lines of the JSON file --replay). With --pidfile it also starts a child that
+lines of the JSON file --replay), linger (trains as ok, then exits leaving a
+child that holds its stdout and sleeps), killguard (kills its parent, the
+worker's guard shell, then sleeps), killworker (kills the worker process,
+its grandparent, then sleeps). With --pidfile it also starts a child that
 ignores SIGTERM and writes "PID CHILD_PID" there.
 """
 import argparse
@@ -59,6 +62,15 @@ def main():
         return 0
     if a.mode == "silent":
         return 0
+    if a.mode in ("killguard", "killworker"):
+        report_epoch(1, 1.0, valid={"acc": 0.5}, test={"acc": 0.5})
+        victim = os.getppid()
+        if a.mode == "killworker":
+            with open("/proc/%d/stat" % victim) as f:
+                victim = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(3600)
+        return 0
     if a.mode == "fail":
         report_epoch(1, 1.0, valid={"acc": 0.5}, test={"acc": 0.5})
         for i in range(30):
@@ -93,6 +105,9 @@ def main():
     if child is not None:
         child.kill()
         child.wait()
+    if a.mode == "linger":
+        # Inherits stdout and stderr, and is not waited for.
+        subprocess.Popen(["sleep", "3600"])
     if a.mode == "predictions":
         out = os.environ["SIGSWEEP_OUTPUT_DIR"]
         with open(os.path.join(out, "predictions.jsonl"), "w") as f:

@@ -34,6 +34,7 @@ impl Coordinator {
         );
         for lease in &fenced {
             state.note_requeued(&lease.trial.trial_id);
+            state.note_lost(lease);
         }
         drop(state);
         if !fenced.is_empty() {
@@ -298,6 +299,7 @@ impl Coordinator {
             let expired = state.scheduler.expire(Instant::now());
             for l in &expired {
                 state.note_requeued(&l.trial.trial_id);
+                state.note_lost(l);
                 tracing::warn!(trial = %l.trial.trial_id, worker = %l.holder.worker_id, "lease expired; trial re-queued");
             }
             expired.len()
@@ -325,7 +327,12 @@ impl Coordinator {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => { self.expire_leases(); }
+                _ = tick.tick() => {
+                    self.expire_leases();
+                    if let Err(e) = self.fail_lost().await {
+                        tracing::warn!(error = %e, "storing a trial that lost its workers failed; will retry");
+                    }
+                }
             }
         }
     }

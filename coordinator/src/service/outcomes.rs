@@ -273,6 +273,77 @@ impl Coordinator {
         self.after_change(Some(&sweeps)).await;
         Ok(false)
     }
+
+    /// Stores as failed the trials taken out of the queue for losing their
+    /// worker `max_lost_workers` times ([`State::note_lost`]; lease expiry
+    /// calls it every tick). Returns how many were stored; a trial whose
+    /// result arrived meanwhile (its lost worker came back and finished)
+    /// keeps that result.
+    pub async fn fail_lost(&self) -> Result<usize> {
+        let lost = std::mem::take(&mut self.state().lost);
+        let mut stored_count = 0;
+        for (i, (trial_id, worker_id)) in lost.iter().enumerate() {
+            let (result, sweeps) = {
+                let state = self.state();
+                let Some(entry) = state.trials.get(trial_id) else {
+                    continue;
+                };
+                if entry.done {
+                    continue;
+                }
+                let reason = format!(
+                    "its worker was lost {} times while running it (the worker process died or \
+                     stopped renewing its lease: killed for lack of memory, a crash, a machine \
+                     gone; see the log of worker `{worker_id}`); [resources] max_lost_workers = {}",
+                    entry.lost, entry.spec.resources.max_lost_workers
+                );
+                let result = ResultRecord {
+                    failure: Some(reason),
+                    attempts: entry.attempts,
+                    ..record_of(
+                        trial_id,
+                        entry,
+                        sigsweep_types::TrialStatus::Failed,
+                        worker_id,
+                    )
+                };
+                (result, entry.sweeps.clone())
+            };
+            let reason = result.failure.as_deref().unwrap_or_default();
+            let stored = match self.store_lost(trial_id, reason, &result).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Not stored: keep this trial and the rest for the next tick.
+                    self.state().lost.extend(lost[i..].iter().cloned());
+                    return Err(e);
+                }
+            };
+            {
+                let mut state = self.state();
+                let was_done = state.trials.get(&**trial_id).is_some_and(|e| e.done);
+                if let Some(e) = state.trials.get_mut(&**trial_id) {
+                    e.done = true;
+                }
+                if stored && !was_done {
+                    state.note_finished(&result, false);
+                    stored_count += 1;
+                }
+            }
+            tracing::warn!(trial = %trial_id, worker = %worker_id, "trial failed: it lost its worker too often");
+            self.after_change(Some(&sweeps)).await;
+        }
+        Ok(stored_count)
+    }
+
+    async fn store_lost(
+        &self,
+        trial_id: &str,
+        reason: &str,
+        result: &ResultRecord,
+    ) -> Result<bool> {
+        self.inner.catalog.record_failure(trial_id, reason).await?;
+        Ok(self.inner.catalog.put_result(result).await?)
+    }
 }
 
 /// Most epochs one completion's history may hold.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Lease, Scheduler};
 use crate::store::{ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepSpec, TrialPlan};
 
@@ -128,6 +128,9 @@ pub(super) struct TrialEntry {
     pub sweeps: Vec<Arc<str>>,
     /// Attempts started by this coordinator.
     pub attempts: u32,
+    /// Times this coordinator saw the trial's worker lost while running it
+    /// ([`State::note_lost`]).
+    pub lost: u32,
     pub done: bool,
 }
 
@@ -138,6 +141,7 @@ impl TrialEntry {
             spec,
             sweeps: Vec::new(),
             attempts: 0,
+            lost: 0,
             done: false,
         }
     }
@@ -158,6 +162,10 @@ pub(super) struct State {
     /// Models that registered workers declared beyond the built-in ones,
     /// by name (the latest declaration wins).
     pub declared: std::collections::BTreeMap<String, sigsweep_types::ModelDecl>,
+    /// Trials taken out of the queue for losing their worker too often,
+    /// with the last worker lost, until they are stored as failed
+    /// (`Coordinator::fail_lost`).
+    pub lost: Vec<(Arc<str>, String)>,
 }
 
 impl State {
@@ -169,6 +177,7 @@ impl State {
             workers: HashMap::new(),
             next_generation: first_generation,
             declared: std::collections::BTreeMap::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -199,6 +208,28 @@ impl State {
                 s.queued += 1;
             }
         });
+    }
+
+    /// A started lease ended without its worker (it expired, or the worker
+    /// registered again and fenced it) and its trial went back to the
+    /// queue ([`State::note_requeued`] first). At the sweep's
+    /// `max_lost_workers`-th loss the trial leaves the queue instead and
+    /// waits in [`State::lost`] to be stored as failed. Reservations that
+    /// never started and cancelled leases do not count.
+    pub fn note_lost(&mut self, lease: &Lease) {
+        if lease.cancelled || lease.reserved {
+            return;
+        }
+        let id = &lease.trial.trial_id;
+        let Some(entry) = self.trials.get_mut(id) else {
+            return;
+        };
+        entry.lost += 1;
+        let limit = entry.spec.resources.max_lost_workers;
+        if limit > 0 && entry.lost >= limit && !entry.done {
+            self.scheduler.finish(id);
+            self.lost.push((id.clone(), lease.holder.worker_id.clone()));
+        }
     }
 
     /// A trial reached its final outcome.

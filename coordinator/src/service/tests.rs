@@ -168,6 +168,61 @@ async fn expired_lease_is_taken_by_another_worker() {
     assert!(!valid);
 }
 
+/// A trial that takes down every worker it runs on (killed for memory, a
+/// crash) fails at its `max_lost_workers`-th lost worker (default 3),
+/// whether the lease expired or the restarted worker fenced it, instead of
+/// crashing workers forever.
+#[tokio::test(start_paused = true)]
+async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let take = |reg: Registration| {
+        let c = &c;
+        async move {
+            c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+                .await
+                .expect("acquire")
+                .expect("trial")
+        }
+    };
+    let first = take(c.register("a", WorkerCaps::default())).await;
+    let id = first.trial.trial_id.clone();
+    // Lost 1: worker `a` restarts (a new generation fences its lease).
+    let second = take(c.register("a", WorkerCaps::default())).await;
+    assert_eq!(
+        (second.trial.trial_id.as_str(), second.attempt),
+        (id.as_str(), 2)
+    );
+    // Lost 2: worker `a` goes silent and the lease expires.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(c.expire_leases(), 1);
+    assert_eq!(c.fail_lost().await.expect("fail_lost"), 0, "not yet");
+    let third = take(c.register("b", WorkerCaps::default())).await;
+    assert_eq!(
+        (third.trial.trial_id.as_str(), third.attempt),
+        (id.as_str(), 3)
+    );
+    // Lost 3: worker `b` restarts. The trial leaves the queue for good.
+    let b = c.register("b", WorkerCaps::default());
+    assert_eq!(c.fail_lost().await.expect("fail_lost"), 1);
+    let next = take(b).await;
+    assert_ne!(
+        next.trial.trial_id, id,
+        "the failed trial is not leased again"
+    );
+    let results = c.results(&sweep).await.expect("results");
+    let r = results.iter().find(|r| r.trial_id == id).expect("stored");
+    assert_eq!((r.status.as_str(), r.attempts), ("failed", 3));
+    let reason = r.failure.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("lost 3 times") && reason.contains("worker `b`"),
+        "{reason}"
+    );
+    let p = c.progress(&sweep).expect("progress");
+    assert_eq!((p.failed, p.running, p.queued), (1, 1, 4));
+}
+
 #[tokio::test]
 async fn failures_retry_then_fail_for_good_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");

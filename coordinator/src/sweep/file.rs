@@ -197,8 +197,22 @@ pub struct ResourcesSection {
     pub trials_per_gpu: u32,
     /// Attempts after the first before a trial is marked failed.
     pub max_retries: u32,
+    /// Times a trial may lose its worker while running it (the process died
+    /// or stopped renewing its lease) before it fails instead of being
+    /// leased again: a trial that takes down every worker it runs on (out
+    /// of memory, a crash) would otherwise do so forever. 0: no limit.
+    /// (Left out of the sweep's id at its default, so sweeps written before
+    /// it existed keep their ids and resume.)
+    #[serde(skip_serializing_if = "is_default_lost_workers")]
+    pub max_lost_workers: u32,
     /// Train the seeds of one configuration as one fused model.
     pub fuse_seeds: bool,
+}
+
+const DEFAULT_LOST_WORKERS: u32 = 3;
+
+fn is_default_lost_workers(n: &u32) -> bool {
+    *n == DEFAULT_LOST_WORKERS
 }
 
 impl Default for ResourcesSection {
@@ -207,6 +221,7 @@ impl Default for ResourcesSection {
             gpus_per_trial: 0,
             trials_per_gpu: 1,
             max_retries: 2,
+            max_lost_workers: DEFAULT_LOST_WORKERS,
             fuse_seeds: false,
         }
     }

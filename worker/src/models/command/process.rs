@@ -9,7 +9,10 @@
 //! watcher sends SIGTERM and then SIGKILL to the whole group: the program and
 //! every child it started in its group never outlive their worker.
 //! Stopping a trial (cancel, drain, lost lease) sends SIGTERM to the group,
-//! then SIGKILL after a grace period.
+//! then SIGKILL after a grace period. When the guard exits (the program
+//! ended, or the guard itself was killed), whatever is left in the group is
+//! killed: a child the program left running would otherwise hold the
+//! output pipes open, and the trial would wait for it forever.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -188,10 +191,12 @@ impl Program {
                 .try_wait()
                 .map_err(|e| format!("cannot wait for the program: {e}"))?;
             if self.status.is_some() {
-                // Its output is complete once the readers reach the end.
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
+                // Whatever is left in the group (children the program left
+                // running, or the program itself when the guard was killed)
+                // would outlive the trial and hold the output pipes open:
+                // the readers would never reach the end.
+                signal_group(self.pgid, libc::SIGKILL);
+                self.join_readers();
             }
         }
         Ok(self.status)
@@ -226,11 +231,29 @@ impl Program {
         if self.status.is_none() {
             self.status = self.child.wait().ok();
         }
+        self.join_readers();
+    }
+
+    /// Waits for the output readers to reach the end of the program's
+    /// output, up to [`READERS_GRACE`]: a process that left the group
+    /// (`setsid`) may still hold a pipe, and its reader is then left to end
+    /// on its own rather than hold the trial.
+    fn join_readers(&mut self) {
+        let deadline = Instant::now() + READERS_GRACE;
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for r in self.readers.drain(..) {
-            let _ = r.join();
+            if r.is_finished() {
+                let _ = r.join();
+            }
         }
     }
 }
+
+/// How long the output readers may take to finish once the program's group
+/// is gone ([`Program::join_readers`]).
+const READERS_GRACE: Duration = Duration::from_secs(5);
 
 impl Drop for Program {
     fn drop(&mut self) {
