@@ -306,6 +306,45 @@ fn a_trial_that_kills_its_worker_fails_after_three_lost_workers() {
     assert_eq!(failed, 2, "both killworker configurations (lr 0.1, 0.9)");
 }
 
+/// An attempt past `[resources] trial_timeout` is stopped (its worker's
+/// next heartbeat learns the lease is gone) and fails with the reason; the
+/// worker then runs the next trial. The program would run 100 s.
+#[test]
+fn an_attempt_past_its_trial_timeout_is_stopped_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = toy_sweep(dir.path(), "hung", 1, "", "");
+    set_mode(&sweep, "slow");
+    let text = std::fs::read_to_string(&sweep)
+        .unwrap()
+        .replace("epochs = 4", "epochs = 100")
+        .replace("max_retries = 0", "max_retries = 0\ntrial_timeout = \"3s\"");
+    std::fs::write(&sweep, text).unwrap();
+    let state = dir.path().join("state");
+    let out = sigsweep(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]);
+    assert!(!out.status.success());
+    let rows = results(&state);
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["status"], "failed", "{r}");
+        let reason = r["failure"].as_str().unwrap();
+        assert!(
+            reason.contains("ran longer than [resources] trial_timeout = 3s"),
+            "{reason}"
+        );
+        // Stopped, not run to its end: a few of its 100 epochs reported.
+        let epochs = metrics_lines(&state, r["trial_id"].as_str().unwrap()).len();
+        assert!((1..50).contains(&epochs), "{epochs} epochs");
+    }
+}
+
 #[test]
 fn a_final_line_is_the_result_and_the_report_says_the_program_chose_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,9 @@ pub struct Lease {
     pub trial: TrialRef,
     pub holder: Holder,
     pub expires_at: Instant,
+    /// When the trial started under this lease (for a reservation, when
+    /// its worker started it).
+    pub started_at: Instant,
     pub cancelled: bool,
     /// Leased ahead to a busy worker and not started yet.
     pub reserved: bool,
@@ -106,6 +109,9 @@ pub struct Scheduler {
     leases: HashMap<String, Lease>,
     running: HashMap<Arc<str>, String>,
     next_lease: u64,
+    /// Leases ended against their holder's will (a trial past its time
+    /// limit): their holder may not re-adopt the trial ([`Scheduler::adopt`]).
+    revoked: HashSet<String>,
 }
 
 impl Scheduler {
@@ -117,6 +123,7 @@ impl Scheduler {
             leases: HashMap::new(),
             running: HashMap::new(),
             next_lease: 1,
+            revoked: HashSet::new(),
         }
     }
 
@@ -327,6 +334,7 @@ impl Scheduler {
             trial: trial.clone(),
             holder,
             expires_at: now + self.ttl,
+            started_at: now,
             cancelled: false,
             reserved: false,
             taken_from: None,
@@ -350,8 +358,9 @@ impl Scheduler {
             Some(l) if &l.holder != holder => RenewOutcome::NotHolder,
             Some(l) => {
                 l.expires_at = now + self.ttl;
-                if started {
+                if started && l.reserved {
                     l.reserved = false;
+                    l.started_at = now;
                 }
                 RenewOutcome::Renewed {
                     cancelled: l.cancelled,
@@ -364,7 +373,10 @@ impl Scheduler {
     /// scheduler does not know (after a coordinator restart): succeeds only
     /// if the trial is queued, i.e. nobody else holds it.
     pub fn adopt(&mut self, trial_id: &str, lease_id: &str, holder: Holder, now: Instant) -> bool {
-        if !self.queued.contains(trial_id) || self.leases.contains_key(lease_id) {
+        if !self.queued.contains(trial_id)
+            || self.leases.contains_key(lease_id)
+            || self.revoked.contains(lease_id)
+        {
             return false;
         }
         let Some(pos) = self.queue.iter().position(|t| &*t.trial_id == trial_id) else {
@@ -381,6 +393,18 @@ impl Scheduler {
         }
         self.lease(trial, holder, Some(lease_id.to_string()), now);
         true
+    }
+
+    /// Marks `lease_id` so that its holder cannot re-adopt its trial once
+    /// the lease ends (its heartbeat then stops the trial): for a lease
+    /// ended because its attempt ran too long.
+    pub fn revoke(&mut self, lease_id: &str) {
+        self.revoked.insert(lease_id.to_string());
+    }
+
+    /// Every lease (running trials and reservations).
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
     }
 
     /// The lease on a trial, if it is running.

@@ -332,6 +332,9 @@ impl Coordinator {
                     if let Err(e) = self.fail_lost().await {
                         tracing::warn!(error = %e, "storing a trial that lost its workers failed; will retry");
                     }
+                    if let Err(e) = self.time_out_trials().await {
+                        tracing::warn!(error = %e, "failing an attempt past its trial_timeout failed; will retry");
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::state::TrialEntry;
 use super::sweeps::json_config;
 use super::*;
+use crate::scheduler::Holder;
 use crate::store::ResultRecord;
 use crate::sweep::SweepSpec;
 
@@ -333,6 +334,70 @@ impl Coordinator {
             self.after_change(Some(&sweeps)).await;
         }
         Ok(stored_count)
+    }
+
+    /// Fails the attempts that have run longer than their sweep's
+    /// `[resources] trial_timeout` (lease expiry calls it every tick): each
+    /// is retried up to `max_retries`, or stored as failed, like any
+    /// transient failure. Its lease ends, so its worker's next heartbeat
+    /// stops it. Returns how many attempts were failed.
+    pub async fn time_out_trials(&self) -> Result<usize> {
+        let overdue: Vec<(String, Holder, std::time::Duration)> = {
+            let mut state = self.state();
+            let now = tokio::time::Instant::now();
+            let overdue = state
+                .scheduler
+                .leases()
+                .filter(|l| !l.reserved && !l.cancelled)
+                .filter_map(|l| {
+                    let limit = state
+                        .trials
+                        .get(&l.trial.trial_id)?
+                        .spec
+                        .resources
+                        .trial_timeout?;
+                    (now.duration_since(l.started_at) > limit).then(|| {
+                        (
+                            l.lease_id.clone(),
+                            l.trial.trial_id.to_string(),
+                            l.holder.clone(),
+                            limit,
+                        )
+                    })
+                })
+                .collect::<Vec<_>>();
+            overdue
+                .into_iter()
+                .map(|(lease_id, trial_id, holder, limit)| {
+                    // The worker, still running it, must not adopt it back.
+                    state.scheduler.revoke(&lease_id);
+                    (trial_id, holder, limit)
+                })
+                .collect()
+        };
+        let mut failed = 0;
+        let mut first_error = None;
+        for (trial_id, holder, limit) in &overdue {
+            let reason = format!(
+                "the attempt ran longer than [resources] trial_timeout = {} and was stopped",
+                sigsweep_types::duration::format(*limit)
+            );
+            match self
+                .fail_with(
+                    &holder.worker_id,
+                    holder.generation,
+                    trial_id,
+                    &reason,
+                    true,
+                )
+                .await
+            {
+                Ok(_) => failed += 1,
+                // The others still time out; this one is tried again next tick.
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(failed), Err)
     }
 
     async fn store_lost(

@@ -223,6 +223,77 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     assert_eq!((p.failed, p.running, p.queued), (1, 1, 4));
 }
 
+/// An attempt that runs past `[resources] trial_timeout` fails and is
+/// retried (`max_retries = 1`), then fails for good with the reason; its
+/// lease ends, so the worker's heartbeat stops it. Heartbeats keep the
+/// lease alive meanwhile: a hung program's worker still heartbeats.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_trial_timeout_fails_and_is_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep_text = SWEEP.replace(
+        "max_retries = 1",
+        "max_retries = 1\ntrial_timeout = \"30s\"",
+    );
+    let sweep = c
+        .submit(&sweep_text, "unit.toml")
+        .await
+        .expect("submit")
+        .sweep_id;
+    let reg = c.register("w", WorkerCaps::default());
+    let run_for = |a: &Assignment, seconds: u64| {
+        let (c, reg, a) = (&c, &reg, a.clone());
+        async move {
+            for _ in 0..seconds / 5 {
+                tokio::time::advance(Duration::from_secs(5)).await;
+                c.time_out_trials().await.expect("time out");
+                let (valid, _) = c
+                    .heartbeat(
+                        &reg.worker_id,
+                        reg.generation,
+                        &a.lease_id,
+                        &a.trial.trial_id,
+                        false,
+                    )
+                    .expect("heartbeat");
+                if !valid {
+                    return false;
+                }
+                assert_eq!(c.expire_leases(), 0, "heartbeats keep the lease");
+            }
+            true
+        }
+    };
+    let a = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    assert!(run_for(&a, 25).await, "within the limit");
+    assert!(!run_for(&a, 10).await, "the lease ends past 30 s");
+    let b = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    assert_eq!(
+        (b.trial.trial_id.as_str(), b.attempt),
+        (a.trial.trial_id.as_str(), 2)
+    );
+    assert!(!run_for(&b, 40).await);
+    let results = c.results(&sweep).await.expect("results");
+    let r = results
+        .iter()
+        .find(|r| r.trial_id == a.trial.trial_id)
+        .expect("stored");
+    assert_eq!((r.status.as_str(), r.attempts), ("failed", 2));
+    let reason = r.failure.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("ran longer than [resources] trial_timeout = 30s"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn failures_retry_then_fail_for_good_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");

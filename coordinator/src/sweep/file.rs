@@ -205,6 +205,17 @@ pub struct ResourcesSection {
     /// it existed keep their ids and resume.)
     #[serde(skip_serializing_if = "is_default_lost_workers")]
     pub max_lost_workers: u32,
+    /// Longest one attempt of a trial may run (`"2h"`, `"90m"`); past it the
+    /// attempt fails ("ran longer than trial_timeout") and is retried up to
+    /// `max_retries`: a hung program (a collective that never returns, a
+    /// deadlocked data loader) would otherwise hold its worker forever.
+    /// Unset: no limit.
+    #[serde(
+        default,
+        with = "sigsweep_types::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trial_timeout: Option<std::time::Duration>,
     /// Train the seeds of one configuration as one fused model.
     pub fuse_seeds: bool,
 }
@@ -222,6 +233,7 @@ impl Default for ResourcesSection {
             trials_per_gpu: 1,
             max_retries: 2,
             max_lost_workers: DEFAULT_LOST_WORKERS,
+            trial_timeout: None,
             fuse_seeds: false,
         }
     }
@@ -670,6 +682,13 @@ impl RawSweep {
         }
         if self.resources.trials_per_gpu == 0 {
             return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));
+        }
+        if self.resources.trial_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(loc.key_error(
+                "resources",
+                "trial_timeout",
+                "must be longer than 0 (leave it out for no limit)".into(),
+            ));
         }
 
         let command_spec = if command {

@@ -682,3 +682,34 @@ fn an_empty_synthetic_split_names_its_own_key() {
         assert!(err.message.contains("at least one sample"), "{err}");
     }
 }
+
+/// `[resources] trial_timeout` is a duration longer than 0, checked with
+/// the file's line and key; unset, a sweep's id is what it was before the
+/// key existed.
+#[test]
+fn a_trial_timeout_is_a_positive_duration() {
+    let with = |value: &str| format!("{}[resources]\ntrial_timeout = {value}\n", minimal(""));
+    let spec = parse(&with("\"1h30m\"")).expect("valid");
+    assert_eq!(
+        spec.resources.trial_timeout,
+        Some(std::time::Duration::from_secs(5400))
+    );
+    for bad in ["\"0s\"", "\"soon\"", "-5"] {
+        let err = parse(&with(bad)).expect_err(bad);
+        let text = err.to_string();
+        assert_eq!(err.line, 19, "{bad}: {text}");
+        assert!(text.contains("trial_timeout"), "{bad}: {text}");
+    }
+    let plain = parse(&minimal("")).expect("plain");
+    let explicit = parse(&format!(
+        "{}[resources]\nmax_lost_workers = 3\n",
+        minimal("")
+    ))
+    .expect("defaults spelled out");
+    assert_eq!(plain.sweep_id(), explicit.sweep_id());
+    assert_eq!(
+        plain.sweep_id(),
+        "t-ad2fc592",
+        "ids of existing sweeps must not move (a01874a gave this id)"
+    );
+}
