@@ -91,17 +91,73 @@ pub fn check_fits(parameters: u64, available: Option<u64>, inputs: &str) -> Resu
 }
 
 /// Memory this process can still take, in bytes: the system's available
-/// memory, or its cgroup's free memory where that is less (a container's
-/// limit). `None` where the platform says nothing.
+/// memory (sysinfo: `MemAvailable`, free memory plus the cache the kernel
+/// can drop), or what the process's cgroup still allows where that is
+/// less (a container's limit, [`cgroup_room`]). `None` where the platform says nothing.
 pub fn available_memory() -> Option<u64> {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     let host = Some(system.available_memory()).filter(|&b| b > 0);
-    let cgroup = system.cgroup_limits().map(|c| c.free_memory);
-    match (host, cgroup) {
+    match (host, cgroup_room()) {
         (Some(h), Some(c)) => Some(h.min(c)),
         (h, c) => h.or(c),
     }
+}
+
+/// What the cgroup of this process still allows, where it has a memory
+/// limit (cgroup v2, or v1's memory controller). sysinfo's cgroup figure
+/// counts the cgroup's page cache as used, so a container that has read
+/// its dataset files would look full; here the cache the kernel reclaims
+/// first (inactive file pages) is not counted, as Kubernetes counts a
+/// container's working set.
+fn cgroup_room() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let read = |dir: &std::path::Path, name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let under = |base: &std::path::Path, path: &str| base.join(path.trim().trim_start_matches('/'));
+    // v2: one line `0::/path`.
+    if let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) {
+        let dir = under(root, path);
+        if let (Some(max), Some(current), Some(stat)) = (
+            read(&dir, "memory.max"),
+            read(&dir, "memory.current"),
+            read(&dir, "memory.stat"),
+        ) {
+            return room(&max, &current, &stat, "inactive_file");
+        }
+    }
+    // v1: `N:memory:/path` (or `N:…,memory,…:/path`).
+    let path = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then_some(path)
+    })?;
+    let dir = under(&root.join("memory"), path);
+    room(
+        &read(&dir, "memory.limit_in_bytes")?,
+        &read(&dir, "memory.usage_in_bytes")?,
+        &read(&dir, "memory.stat")?,
+        "total_inactive_file",
+    )
+}
+
+/// A cgroup's room from its limit, its usage and its `memory.stat` (whose
+/// `inactive` line counts reclaimable page cache): the limit less what it
+/// holds besides that cache. `None` without a limit (v2's `max`) or for
+/// unreadable numbers; v1's "no limit" is a huge number, which the host's
+/// figure then undercuts.
+fn room(limit: &str, usage: &str, stat: &str, inactive: &str) -> Option<u64> {
+    let limit: u64 = limit.trim().parse().ok()?;
+    let usage: u64 = usage.trim().parse().ok()?;
+    let cache = stat
+        .lines()
+        .find_map(|l| l.strip_prefix(inactive)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(limit.saturating_sub(usage.saturating_sub(cache)))
 }
 
 fn gib(bytes: u64) -> String {
@@ -134,6 +190,25 @@ mod tests {
         }
         // A count past u64 bytes saturates rather than wrapping to a small number.
         assert!(check_fits(u64::MAX / 2, Some(u64::MAX - 1), "").is_err());
+    }
+
+    #[test]
+    fn a_cgroups_page_cache_is_room() {
+        let v2 = "anon 1000\nfile 5000\nactive_file 1000\ninactive_file 4000\n";
+        assert_eq!(room("10000\n", "6000\n", v2, "inactive_file"), Some(8000));
+        assert_eq!(
+            room("max\n", "6000\n", v2, "inactive_file"),
+            None,
+            "no limit"
+        );
+        assert_eq!(
+            room("10000", "12000", "inactive_file 1000", "inactive_file"),
+            Some(0)
+        );
+        assert_eq!(room("10000", "3000", "", "inactive_file"), Some(7000));
+        // v1 names the hierarchy's total; its own `inactive_file` is not it.
+        let v1 = "inactive_file 10\ntotal_inactive_file 4000\n";
+        assert_eq!(room("10000", "6000", v1, "total_inactive_file"), Some(8000));
     }
 
     #[test]
