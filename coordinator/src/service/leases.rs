@@ -264,6 +264,11 @@ impl Coordinator {
             RenewOutcome::Unknown => {
                 if !trial_id.is_empty() && state.scheduler.adopt(trial_id, lease_id, holder, now) {
                     state.note_started(trial_id);
+                    // Its worker was not lost after all (a partition, not
+                    // a crash): the loss its expiry counted is taken back.
+                    if let Some(entry) = state.trials.get_mut(trial_id) {
+                        entry.lost = entry.lost.saturating_sub(1);
+                    }
                     tracing::info!(worker = %worker_id, trial = %trial_id, "lease re-adopted");
                     Ok((true, false))
                 } else {

@@ -223,6 +223,38 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     assert_eq!((p.failed, p.running, p.queued), (1, 1, 4));
 }
 
+/// A worker cut off long enough for its lease to expire, that then
+/// heartbeats again and adopts its trial back, was not lost: partitions do
+/// not add up to a failure.
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_comes_back_for_its_trial_was_not_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let reg = c.register("w", WorkerCaps::default());
+    let a = c
+        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    for _ in 0..4 {
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(c.expire_leases(), 1);
+        let (valid, _) = c
+            .heartbeat(
+                &reg.worker_id,
+                reg.generation,
+                &a.lease_id,
+                &a.trial.trial_id,
+                false,
+            )
+            .expect("heartbeat");
+        assert!(valid, "re-adopted");
+    }
+    assert_eq!(c.fail_lost().await.expect("fail_lost"), 0);
+    assert!(complete(&c, &reg, &a).await, "its result counts");
+}
+
 /// An attempt that runs past `[resources] trial_timeout` fails and is
 /// retried (`max_retries = 1`), then fails for good with the reason; its
 /// lease ends, so the worker's heartbeat stops it. Heartbeats keep the
