@@ -211,6 +211,7 @@ async fn follow(
     let signal = crate::signals::signal();
     tokio::pin!(signal);
     let mut last_logged = (u32::MAX, u32::MAX);
+    let mut last_finished = (0, 0);
     loop {
         let p = watch.borrow_and_update().clone();
         bar.set_position(u64::from(p.completed + p.failed));
@@ -218,6 +219,12 @@ async fn follow(
             "done {} · failed {} · running {}",
             p.completed, p.failed, p.running
         ));
+        if (p.completed, p.failed) != last_finished {
+            // Workers dying while trials still finish are not a crash loop
+            // (a trial that kills its worker fails after max_lost_workers).
+            last_finished = (p.completed, p.failed);
+            pool.note_progress();
+        }
         if bar.is_hidden() && (p.completed, p.failed) != last_logged {
             last_logged = (p.completed, p.failed);
             tracing::info!(

@@ -8,6 +8,8 @@
 //! parent dies, so a `kill -9` of the parent drains its workers instead of
 //! orphaning them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -17,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 /// When a process is started again.
 #[derive(Debug, Clone, Copy)]
 pub struct Restart {
-    /// Give up on the process after this many restarts.
+    /// Give up on the process after this many restarts in a row without
+    /// progress ([`Pool::note_progress`]): a process that cannot start is
+    /// given up on, one killed now and then by what it runs (a trial that
+    /// takes all its memory) is not.
     pub max: u32,
     /// Restart it after a clean exit too (local workers are not meant to
     /// exit); otherwise a clean exit (idle exit, drained) ends its task.
@@ -31,20 +36,36 @@ pub struct Restart {
 pub struct Pool {
     tasks: JoinSet<Result<(), String>>,
     shutdown: CancellationToken,
+    progress: Arc<AtomicU64>,
 }
 
 impl Pool {
     /// Starts one supervised task per `(name, command)`.
     pub fn start(commands: Vec<(String, Command)>, policy: Restart) -> Self {
         let shutdown = CancellationToken::new();
+        let progress = Arc::new(AtomicU64::new(0));
         let mut tasks = JoinSet::new();
         for (name, mut cmd) in commands {
             #[cfg(target_os = "linux")]
             drain_when_parent_dies(&mut cmd);
             cmd.kill_on_drop(true);
-            tasks.spawn(supervise(name, cmd, policy, shutdown.clone()));
+            let watch = Progress {
+                shared: progress.clone(),
+                seen: 0,
+            };
+            tasks.spawn(supervise(name, cmd, policy, shutdown.clone(), watch));
         }
-        Self { tasks, shutdown }
+        Self {
+            tasks,
+            shutdown,
+            progress,
+        }
+    }
+
+    /// The processes' work moved on (a trial finished or failed): each
+    /// process's restarts count from zero again.
+    pub fn note_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Waits until a process has exhausted its restarts (pending forever if
@@ -86,11 +107,26 @@ impl Pool {
     }
 }
 
+/// A process's view of [`Pool::note_progress`].
+struct Progress {
+    shared: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl Progress {
+    /// Whether there was progress since the last call.
+    fn moved(&mut self) -> bool {
+        let now = self.shared.load(Ordering::Relaxed);
+        std::mem::replace(&mut self.seen, now) != now
+    }
+}
+
 async fn supervise(
     name: String,
     mut cmd: Command,
     policy: Restart,
     shutdown: CancellationToken,
+    mut progress: Progress,
 ) -> Result<(), String> {
     let mut restarts = 0u32;
     loop {
@@ -120,10 +156,14 @@ async fn supervise(
         if shutdown.is_cancelled() || (status.success() && !policy.on_clean_exit) {
             return Ok(());
         }
+        if progress.moved() {
+            restarts = 0;
+        }
         restarts += 1;
         if restarts > policy.max {
             return Err(format!(
-                "{name} exited with {status} {restarts} times; giving up"
+                "{name} exited with {status} {restarts} times in a row with no trial finished in \
+                 between; giving up"
             ));
         }
         tracing::warn!(process = %name, %status, restarts, "worker process exited; starting it again");
@@ -183,7 +223,56 @@ mod tests {
         };
         let mut pool = Pool::start(vec![("crash".into(), sh("exit 3"))], policy);
         let why = pool.next_failure().await;
-        assert!(why.contains("crash") && why.contains("3 times"), "{why}");
+        assert!(
+            why.contains("crash") && why.contains("3 times in a row"),
+            "{why}"
+        );
+    }
+
+    /// Restarts are counted in a row without progress: a worker killed
+    /// now and then while trials still finish is restarted every time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_between_exits_resets_the_restart_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+        let policy = Restart {
+            max: 1,
+            on_clean_exit: true,
+            kill_after: Some(Duration::from_secs(1)),
+        };
+        // Each run says it started, then exits (status 3) once it has taken
+        // a `go` file.
+        let script = format!(
+            "touch {0}; while [ ! -e {1} ]; do sleep 0.02; done; rm {1}; exit 3",
+            started.display(),
+            go.display()
+        );
+        let mut pool = Pool::start(vec![("flaky".into(), sh(&script))], policy);
+        let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}: given up");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        // One run: progress (or none) while it runs, then its exit.
+        let exit_once = |progress: bool| {
+            wait_until("not restarted", &|| started.exists());
+            std::fs::remove_file(&started).expect("started");
+            if progress {
+                pool.note_progress();
+            }
+            std::fs::write(&go, "").expect("go");
+            wait_until("go not taken", &|| !go.exists());
+        };
+        // Four exits, progress before each: far past `max`, still restarted.
+        for _ in 0..4 {
+            exit_once(true);
+        }
+        // Then one without progress: with the last one, two in a row.
+        exit_once(false);
+        let why = pool.next_failure().await;
+        assert!(why.contains("2 times in a row"), "{why}");
     }
 
     #[tokio::test]
