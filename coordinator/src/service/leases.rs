@@ -198,14 +198,15 @@ impl Coordinator {
                 .trials
                 .get_mut(&lease.trial.trial_id)
                 .ok_or_else(|| CoordinatorError::UnknownTrial(lease.trial.trial_id.to_string()))?;
-            // Taking over a reservation that never started is not an attempt.
+            // An attempt counts when it starts: now, or for a reservation
+            // when its worker starts it (`renew_lease`).
             let taken_over = lease.taken_from.is_some();
-            if !taken_over {
+            if !reserve {
                 entry.attempts += 1;
             }
             out.push(Assignment {
                 lease_id: lease.lease_id.clone(),
-                attempt: entry.attempts,
+                attempt: entry.attempts + u32::from(reserve),
                 sweep_id: lease.trial.sweep_id.to_string(),
                 spec: entry.spec.clone(),
                 trial: entry.plan.clone(),
@@ -235,12 +236,35 @@ impl Coordinator {
             .iter()
             .filter(|id| {
                 !matches!(
-                    state.scheduler.renew(id, &holder, true, now),
+                    Self::renew_lease(&mut state, id, &holder, true, now),
                     RenewOutcome::Renewed { cancelled: false }
                 )
             })
             .cloned()
             .collect())
+    }
+
+    /// Renews a lease; `started` marks a reservation as started, which is
+    /// when its trial's attempt counts.
+    fn renew_lease(
+        state: &mut State,
+        lease_id: &str,
+        holder: &Holder,
+        started: bool,
+        now: Instant,
+    ) -> RenewOutcome {
+        let starting = state
+            .scheduler
+            .lease_by_id(lease_id)
+            .filter(|l| started && l.reserved && &l.holder == holder)
+            .map(|l| l.trial.trial_id.clone());
+        let outcome = state.scheduler.renew(lease_id, holder, started, now);
+        if let (Some(trial_id), RenewOutcome::Renewed { .. }) = (starting, &outcome)
+            && let Some(entry) = state.trials.get_mut(&trial_id)
+        {
+            entry.attempts += 1;
+        }
+        outcome
     }
 
     /// Renews a lease. Returns `(lease_valid, cancel)`. A worker that kept
@@ -258,7 +282,7 @@ impl Coordinator {
         let mut state = self.state();
         let holder = Self::check_worker(&mut state, worker_id, generation)?;
         let now = Instant::now();
-        match state.scheduler.renew(lease_id, &holder, !reserved, now) {
+        match Self::renew_lease(&mut state, lease_id, &holder, !reserved, now) {
             RenewOutcome::Renewed { cancelled } => Ok((true, cancelled)),
             RenewOutcome::NotHolder => Ok((false, false)),
             RenewOutcome::Unknown => {

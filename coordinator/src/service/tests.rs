@@ -223,6 +223,42 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     assert_eq!((p.failed, p.running, p.queued), (1, 1, 4));
 }
 
+/// An attempt counts when the trial starts: a reservation whose worker died
+/// before starting it is not one.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_that_never_started_is_not_an_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let busy = c.register("busy", WorkerCaps::default());
+    let running = c
+        .acquire(&busy.worker_id, busy.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial");
+    let reserved = c
+        .reserve(&busy.worker_id, busy.generation, 1)
+        .expect("reserve")
+        .pop()
+        .expect("a reservation");
+    assert_eq!(reserved.attempt, 1, "the attempt it will be");
+    // `busy` dies: both leases expire.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(c.expire_leases(), 2);
+    let other = c.register("other", WorkerCaps::default());
+    let mut attempts = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let a = c
+            .acquire(&other.worker_id, other.generation, Duration::ZERO)
+            .await
+            .expect("acquire")
+            .expect("trial");
+        attempts.insert(a.trial.trial_id.clone(), a.attempt);
+    }
+    assert_eq!(attempts[&running.trial.trial_id], 2, "it ran once before");
+    assert_eq!(attempts[&reserved.trial.trial_id], 1, "it never ran");
+}
+
 /// A worker cut off long enough for its lease to expire, that then
 /// heartbeats again and adopts its trial back, was not lost: partitions do
 /// not add up to a failure.
