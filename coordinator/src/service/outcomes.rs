@@ -276,7 +276,7 @@ impl Coordinator {
     }
 
     /// Stores as failed the trials taken out of the queue for losing their
-    /// worker `max_lost_workers` times ([`State::note_lost`]; lease expiry
+    /// worker `max_lost_workers` times (`State::note_lost`; lease expiry
     /// calls it every tick). Returns how many were stored; a trial whose
     /// result arrived meanwhile (its lost worker came back and finished)
     /// keeps that result.
