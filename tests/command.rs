@@ -67,6 +67,32 @@ fn set_mode(sweep: &Path, mode: &str) {
     std::fs::write(sweep, text).unwrap();
 }
 
+/// A one-seed toy sweep over `[grid] mode = modes` (baseline mode "ok"),
+/// the mode reaching the program through its own placeholder.
+fn modes_sweep(dir: &Path, name: &str, modes: &str) -> PathBuf {
+    let sweep = toy_sweep(dir, name, 1, "", &format!("mode = {modes}"));
+    set_mode(&sweep, "{mode}");
+    let text = std::fs::read_to_string(&sweep).unwrap().replace(
+        "baseline = { lr = 0.1 }",
+        r#"baseline = { lr = 0.1, mode = "ok" }"#,
+    );
+    std::fs::write(&sweep, text).unwrap();
+    sweep
+}
+
+/// `sigsweep run SWEEP` with `workers` local workers into `state`.
+fn run_in(sweep: &Path, state: &Path, workers: &str) -> std::process::Output {
+    sigsweep(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--no-progress",
+    ])
+}
+
 /// Every metrics line the program wrote, for each trial (its one attempt's
 /// `sigsweep-metrics.<worker>.<time>.jsonl`).
 fn metrics_lines(state: &Path, trial: &str) -> Vec<serde_json::Value> {
@@ -196,30 +222,13 @@ history = [{list}]
 #[test]
 fn every_failure_mode_fails_its_trial_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = toy_sweep(
+    let sweep = modes_sweep(
         dir.path(),
         "failures",
-        1,
-        "",
-        r#"mode = ["ok", "linger", "fail", "killguard", "nan", "malformed", "silent", "noselect", "notest"]"#,
+        r#"["ok", "linger", "fail", "killguard", "nan", "malformed", "silent", "noselect", "notest"]"#,
     );
-    // `mode` reaches the program through its own placeholder.
-    set_mode(&sweep, "{mode}");
-    let text = std::fs::read_to_string(&sweep).unwrap().replace(
-        "baseline = { lr = 0.1 }",
-        r#"baseline = { lr = 0.1, mode = "ok" }"#,
-    );
-    std::fs::write(&sweep, text).unwrap();
     let state = dir.path().join("state");
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--workers",
-        "2",
-        "--no-progress",
-    ]);
+    let out = run_in(&sweep, &state, "2");
     assert!(!out.status.success(), "failed trials make the run fail");
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     for r in results(&state) {
@@ -265,29 +274,9 @@ fn every_failure_mode_fails_its_trial_with_its_reason() {
 #[test]
 fn a_trial_that_kills_its_worker_fails_after_three_lost_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = toy_sweep(
-        dir.path(),
-        "killer",
-        1,
-        "",
-        r#"mode = ["ok", "killworker"]"#,
-    );
-    set_mode(&sweep, "{mode}");
-    let text = std::fs::read_to_string(&sweep).unwrap().replace(
-        "baseline = { lr = 0.1 }",
-        r#"baseline = { lr = 0.1, mode = "ok" }"#,
-    );
-    std::fs::write(&sweep, text).unwrap();
+    let sweep = modes_sweep(dir.path(), "killer", r#"["ok", "killworker"]"#);
     let state = dir.path().join("state");
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--no-progress",
-    ]);
+    let out = run_in(&sweep, &state, "1");
     assert!(!out.status.success(), "a failed trial makes the run fail");
     let mut failed = 0;
     for r in results(&state) {
@@ -320,15 +309,7 @@ fn an_attempt_past_its_trial_timeout_is_stopped_and_fails() {
         .replace("max_retries = 0", "max_retries = 0\ntrial_timeout = \"3s\"");
     std::fs::write(&sweep, text).unwrap();
     let state = dir.path().join("state");
-    let out = sigsweep(&[
-        "run",
-        sweep.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--no-progress",
-    ]);
+    let out = run_in(&sweep, &state, "1");
     assert!(!out.status.success());
     let rows = results(&state);
     assert_eq!(rows.len(), 2);

@@ -65,6 +65,14 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
     .expect("complete")
 }
 
+/// The next trial for `reg`, which must get one.
+async fn next_trial(c: &Coordinator, reg: &Registration) -> Assignment {
+    c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("trial")
+}
+
 #[tokio::test]
 async fn runs_a_sweep_to_the_end_and_stores_each_result_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,19 +185,10 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
-    let take = |reg: Registration| {
-        let c = &c;
-        async move {
-            c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
-                .await
-                .expect("acquire")
-                .expect("trial")
-        }
-    };
-    let first = take(c.register("a", WorkerCaps::default())).await;
+    let first = next_trial(&c, &c.register("a", WorkerCaps::default())).await;
     let id = first.trial.trial_id.clone();
     // Lost 1: worker `a` restarts (a new generation fences its lease).
-    let second = take(c.register("a", WorkerCaps::default())).await;
+    let second = next_trial(&c, &c.register("a", WorkerCaps::default())).await;
     assert_eq!(
         (second.trial.trial_id.as_str(), second.attempt),
         (id.as_str(), 2)
@@ -198,7 +197,7 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(c.expire_leases(), 1);
     assert_eq!(c.fail_lost().await.expect("fail_lost"), 0, "not yet");
-    let third = take(c.register("b", WorkerCaps::default())).await;
+    let third = next_trial(&c, &c.register("b", WorkerCaps::default())).await;
     assert_eq!(
         (third.trial.trial_id.as_str(), third.attempt),
         (id.as_str(), 3)
@@ -206,7 +205,7 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     // Lost 3: worker `b` restarts. The trial leaves the queue for good.
     let b = c.register("b", WorkerCaps::default());
     assert_eq!(c.fail_lost().await.expect("fail_lost"), 1);
-    let next = take(b).await;
+    let next = next_trial(&c, &b).await;
     assert_ne!(
         next.trial.trial_id, id,
         "the failed trial is not leased again"
@@ -231,11 +230,7 @@ async fn a_reservation_that_never_started_is_not_an_attempt() {
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
     let busy = c.register("busy", WorkerCaps::default());
-    let running = c
-        .acquire(&busy.worker_id, busy.generation, Duration::ZERO)
-        .await
-        .expect("acquire")
-        .expect("trial");
+    let running = next_trial(&c, &busy).await;
     let reserved = c
         .reserve(&busy.worker_id, busy.generation, 1)
         .expect("reserve")
@@ -248,11 +243,7 @@ async fn a_reservation_that_never_started_is_not_an_attempt() {
     let other = c.register("other", WorkerCaps::default());
     let mut attempts = std::collections::BTreeMap::new();
     for _ in 0..2 {
-        let a = c
-            .acquire(&other.worker_id, other.generation, Duration::ZERO)
-            .await
-            .expect("acquire")
-            .expect("trial");
+        let a = next_trial(&c, &other).await;
         attempts.insert(a.trial.trial_id.clone(), a.attempt);
     }
     assert_eq!(attempts[&running.trial.trial_id], 2, "it ran once before");
@@ -268,11 +259,7 @@ async fn a_worker_that_comes_back_for_its_trial_was_not_lost() {
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
     let reg = c.register("w", WorkerCaps::default());
-    let a = c
-        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
-        .await
-        .expect("acquire")
-        .expect("trial");
+    let a = next_trial(&c, &reg).await;
     for _ in 0..4 {
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(c.expire_leases(), 1);
@@ -332,18 +319,10 @@ async fn an_attempt_past_its_trial_timeout_fails_and_is_retried() {
             true
         }
     };
-    let a = c
-        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
-        .await
-        .expect("acquire")
-        .expect("trial");
+    let a = next_trial(&c, &reg).await;
     assert!(run_for(&a, 25).await, "within the limit");
     assert!(!run_for(&a, 10).await, "the lease ends past 30 s");
-    let b = c
-        .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
-        .await
-        .expect("acquire")
-        .expect("trial");
+    let b = next_trial(&c, &reg).await;
     assert_eq!(
         (b.trial.trial_id.as_str(), b.attempt),
         (a.trial.trial_id.as_str(), 2)

@@ -1379,20 +1379,10 @@ fn integer_key(mut bytes: Vec<u8>) -> Key<'static> {
         }
         bytes.pop();
     }
-    if bytes.is_empty() {
-        return Key::Int(0);
+    match small_integer(&bytes) {
+        Some(i) => Key::Int(i),
+        None => Key::Big(bytes),
     }
-    if bytes.len() <= 8 {
-        let fill = if bytes[bytes.len() - 1] & 0x80 != 0 {
-            0xff
-        } else {
-            0
-        };
-        let mut buf = [fill; 8];
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        return Key::Int(i64::from_le_bytes(buf));
-    }
-    Key::Big(bytes)
 }
 
 /// The key of a finite float with no fractional part: the integer it
@@ -1469,20 +1459,24 @@ fn distinct(items: Vec<Value>) -> Vec<Value> {
 }
 
 fn long_value(bytes: Vec<u8>) -> Value {
-    if bytes.is_empty() {
-        return Value::Int(0);
+    match small_integer(&bytes) {
+        Some(i) => Value::Int(i),
+        None => Value::BigInt(bytes),
     }
-    if bytes.len() <= 8 {
-        let fill = if bytes[bytes.len() - 1] & 0x80 != 0 {
-            0xff
-        } else {
-            0
-        };
-        let mut buf = [fill; 8];
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        return Value::Int(i64::from_le_bytes(buf));
+}
+
+/// Little-endian two's complement bytes as an `i64`, where there are at
+/// most 8 of them (none: 0).
+fn small_integer(bytes: &[u8]) -> Option<i64> {
+    let Some(&top) = bytes.last() else {
+        return Some(0);
+    };
+    if bytes.len() > 8 {
+        return None;
     }
-    Value::BigInt(bytes)
+    let mut buf = [if top & 0x80 != 0 { 0xff } else { 0 }; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    Some(i64::from_le_bytes(buf))
 }
 
 pub(crate) fn latin1_decode(bytes: &[u8]) -> String {
