@@ -65,6 +65,19 @@ async fn complete(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
     .expect("complete")
 }
 
+/// A heartbeat of `reg` for `a`'s lease: whether the lease is still valid.
+fn beat(c: &Coordinator, reg: &Registration, a: &Assignment) -> bool {
+    c.heartbeat(
+        &reg.worker_id,
+        reg.generation,
+        &a.lease_id,
+        &a.trial.trial_id,
+        false,
+    )
+    .expect("heartbeat")
+    .0
+}
+
 /// The next trial for `reg`, which must get one.
 async fn next_trial(c: &Coordinator, reg: &Registration) -> Assignment {
     c.acquire(&reg.worker_id, reg.generation, Duration::ZERO)
@@ -263,16 +276,7 @@ async fn a_worker_that_comes_back_for_its_trial_was_not_lost() {
     for _ in 0..4 {
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(c.expire_leases(), 1);
-        let (valid, _) = c
-            .heartbeat(
-                &reg.worker_id,
-                reg.generation,
-                &a.lease_id,
-                &a.trial.trial_id,
-                false,
-            )
-            .expect("heartbeat");
-        assert!(valid, "re-adopted");
+        assert!(beat(&c, &reg, &a), "re-adopted");
     }
     assert_eq!(c.fail_lost().await.expect("fail_lost"), 0);
     assert!(complete(&c, &reg, &a).await, "its result counts");
@@ -302,16 +306,7 @@ async fn an_attempt_past_its_trial_timeout_fails_and_is_retried() {
             for _ in 0..seconds / 5 {
                 tokio::time::advance(Duration::from_secs(5)).await;
                 c.time_out_trials().await.expect("time out");
-                let (valid, _) = c
-                    .heartbeat(
-                        &reg.worker_id,
-                        reg.generation,
-                        &a.lease_id,
-                        &a.trial.trial_id,
-                        false,
-                    )
-                    .expect("heartbeat");
-                if !valid {
+                if !beat(c, reg, &a) {
                     return false;
                 }
                 assert_eq!(c.expire_leases(), 0, "heartbeats keep the lease");
