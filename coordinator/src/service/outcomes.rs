@@ -242,6 +242,22 @@ impl Coordinator {
             self.after_change(Some(&sweeps)).await;
             return Ok(true);
         }
+        self.store_failed(trial_id, worker_id, reason, failures.attempts, &sweeps)
+            .await?;
+        Ok(false)
+    }
+
+    /// Stores `trial_id` as failed for good with `reason`: its result, its
+    /// lease ended, the sweeps' counts. Returns whether this call stored it
+    /// (not when another result was stored first).
+    async fn store_failed(
+        &self,
+        trial_id: &str,
+        worker_id: &str,
+        reason: &str,
+        attempts: u32,
+        sweeps: &[Arc<str>],
+    ) -> Result<bool> {
         let result = {
             let state = self.state();
             let entry = state
@@ -250,7 +266,7 @@ impl Coordinator {
                 .ok_or_else(|| CoordinatorError::UnknownTrial(trial_id.to_string()))?;
             ResultRecord {
                 failure: Some(reason.to_string()),
-                attempts: failures.attempts,
+                attempts,
                 ..record_of(
                     trial_id,
                     entry,
@@ -260,7 +276,7 @@ impl Coordinator {
             }
         };
         let stored = self.inner.catalog.put_result(&result).await?;
-        {
+        let counted = {
             let mut state = self.state();
             let was_done = state.trials.get(trial_id).is_some_and(|e| e.done);
             if let Some(e) = state.trials.get_mut(trial_id) {
@@ -270,9 +286,10 @@ impl Coordinator {
             if stored && !was_done {
                 state.note_finished(&result, had_lease);
             }
-        }
-        self.after_change(Some(&sweeps)).await;
-        Ok(false)
+            stored && !was_done
+        };
+        self.after_change(Some(sweeps)).await;
+        Ok(counted)
     }
 
     /// Stores as failed the trials taken out of the queue for losing their
@@ -284,7 +301,7 @@ impl Coordinator {
         let lost = std::mem::take(&mut self.state().lost);
         let mut stored_count = 0;
         for (i, (trial_id, worker_id)) in lost.iter().enumerate() {
-            let (result, sweeps) = {
+            let (reason, attempts, sweeps) = {
                 let state = self.state();
                 let Some(entry) = state.trials.get(trial_id) else {
                     continue;
@@ -298,40 +315,25 @@ impl Coordinator {
                      gone; see the log of worker `{worker_id}`); [resources] max_lost_workers = {}",
                     entry.lost, entry.spec.resources.max_lost_workers
                 );
-                let result = ResultRecord {
-                    failure: Some(reason),
-                    attempts: entry.attempts,
-                    ..record_of(
-                        trial_id,
-                        entry,
-                        sigsweep_types::TrialStatus::Failed,
-                        worker_id,
-                    )
-                };
-                (result, entry.sweeps.clone())
+                (reason, entry.attempts, entry.sweeps.clone())
             };
-            let reason = result.failure.as_deref().unwrap_or_default();
-            let stored = match self.store_lost(trial_id, reason, &result).await {
-                Ok(stored) => stored,
+            let stored = match self.inner.catalog.record_failure(trial_id, &reason).await {
+                Ok(_) => {
+                    self.store_failed(trial_id, worker_id, &reason, attempts, &sweeps)
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match stored {
+                Ok(true) => stored_count += 1,
+                Ok(false) => {}
                 Err(e) => {
                     // Not stored: keep this trial and the rest for the next tick.
                     self.state().lost.extend(lost[i..].iter().cloned());
                     return Err(e);
                 }
-            };
-            {
-                let mut state = self.state();
-                let was_done = state.trials.get(&**trial_id).is_some_and(|e| e.done);
-                if let Some(e) = state.trials.get_mut(&**trial_id) {
-                    e.done = true;
-                }
-                if stored && !was_done {
-                    state.note_finished(&result, false);
-                    stored_count += 1;
-                }
             }
             tracing::warn!(trial = %trial_id, worker = %worker_id, "trial failed: it lost its worker too often");
-            self.after_change(Some(&sweeps)).await;
         }
         Ok(stored_count)
     }
@@ -398,16 +400,6 @@ impl Coordinator {
             }
         }
         first_error.map_or(Ok(failed), Err)
-    }
-
-    async fn store_lost(
-        &self,
-        trial_id: &str,
-        reason: &str,
-        result: &ResultRecord,
-    ) -> Result<bool> {
-        self.inner.catalog.record_failure(trial_id, reason).await?;
-        Ok(self.inner.catalog.put_result(result).await?)
     }
 }
 

@@ -45,12 +45,6 @@ pub fn parameter_count<B: Backend, M: Module<B>>(model: &M) -> u64 {
     count.0
 }
 
-/// Whether `device` is the CPU backend (burn-ndarray, with or without
-/// autodiff): the one whose tensors live in this process's memory.
-pub fn on_host<B: Backend>(device: &B::Device) -> bool {
-    on_ndarray::<B>(device)
-}
-
 /// The values of `t` as `f32`, in row-major order (empty if the backend
 /// cannot read them back).
 pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -65,8 +59,9 @@ pub fn to_f32_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 /// evaluates `tanh` in `f64` (and again in the backward pass) and builds
 /// `sigmoid` from two exponentials and a logarithm, while its `f32` `exp`
 /// and `recip` are fast; GPU backends keep their own kernels (one launch
-/// each). And its `sum()` has no atomics ([`sum_all`]).
-fn on_ndarray<B: Backend>(device: &B::Device) -> bool {
+/// each). And its `sum()` has no atomics ([`sum_all`]). Its tensors live in
+/// this process's memory (`trial::memory` checks that a model fits there).
+pub(crate) fn on_ndarray<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name == "ndarray" || name == "autodiff<ndarray>"
 }

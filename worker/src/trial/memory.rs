@@ -21,7 +21,7 @@ use burn::module::Module;
 use burn::prelude::Backend;
 
 use super::error::TrainError;
-use crate::tensor::{materialize, on_host, parameter_count};
+use crate::tensor::{materialize, on_ndarray, parameter_count};
 
 /// Bytes one parameter takes while it trains, at least: its `f32` value, its
 /// gradient and the optimiser's two moments (Adam, AdamW).
@@ -53,7 +53,7 @@ pub fn check_within_memory<B: Backend, M: Module<B>>(
     copies: usize,
     dims: [usize; 3],
 ) -> Result<(), TrainError> {
-    if !on_host::<B>(device) {
+    if !on_ndarray::<B>(device) {
         return Ok(());
     }
     let parameters = parameter_count::<B, M>(model).saturating_mul(copies as u64);
