@@ -426,6 +426,55 @@ fn run_exits_non_zero_when_a_trial_failed_writes_the_report_and_retries_failed_t
     assert_eq!(results(&state).len(), 4, "one result per trial");
 }
 
+/// A trial whose history is larger than a stored result holds (8 000
+/// epochs of six metrics per split, about 4 MB as JSON) completes: its
+/// worker fits the history (the selection metric at every epoch, then one
+/// epoch in k, with the first, the selected and the last). Before, the
+/// completion was refused as larger than a worker message, the trial ran
+/// again three times and failed as "worker lost".
+#[test]
+fn a_history_larger_than_a_result_holds_is_fitted_and_the_trial_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = common::fixture::TinySweep {
+        seeds: 1,
+        epochs: 8000,
+        n_train: 8,
+        ..Default::default()
+    }
+    .write(dir.path());
+    let state = dir.path().join("state");
+    run_ok(&sweep, &state, "2");
+    let rows = results(&state);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+        let history = r["history"].as_array().expect("a history");
+        let bytes = serde_json::to_vec(&r["history"]).expect("json").len();
+        assert!(bytes <= 512 * 1024, "{bytes} bytes");
+        assert!(
+            (1000..8000).contains(&history.len()),
+            "{} epochs",
+            history.len()
+        );
+        let epoch = |e: &serde_json::Value| e["epoch"].as_u64().expect("epoch");
+        let selected = r["selected_epoch"].as_u64().expect("selected");
+        assert_eq!(history.first().map(epoch), Some(1));
+        assert_eq!(history.last().map(epoch), Some(8000));
+        for e in history {
+            let metrics = e["valid"].as_object().expect("valid");
+            if epoch(e) == selected {
+                assert_eq!(
+                    &e["valid"], &r["valid_metrics"],
+                    "the selected epoch is whole"
+                );
+            } else {
+                assert_eq!(metrics.keys().collect::<Vec<_>>(), ["accuracy"]);
+            }
+        }
+    }
+}
+
 /// One sweep trains two models paired by seed (`model` as a grid key):
 /// MMIC's own parameters reach only the MMIC trials (a `mmdfn` worker would
 /// refuse them), every configuration gets every seed, and the report

@@ -46,6 +46,15 @@
 
 use std::collections::BTreeMap;
 
+/// The most classes a classification task may have here: a synthetic
+/// generator's `classes` (or `class_freqs`) and the labels of the
+/// predictions a report analyses per example. Emotion and sentiment label
+/// sets have a handful (IEMOCAP 6, MELD 7, GoEmotions 28); past this a
+/// task is no longer one sigsweep's models or report are made for, and
+/// every per-class cost (an output layer, a per-class F1 in each epoch's
+/// metrics, a bootstrap interval per class) grows with it.
+pub const MAX_CLASSES: usize = 1000;
+
 fn check_len(truth: usize, pred: usize) {
     assert_eq!(
         truth, pred,
@@ -66,21 +75,30 @@ pub fn accuracy<T: PartialEq>(truth: &[T], pred: &[T]) -> f64 {
     hits as f64 / truth.len() as f64
 }
 
-/// A confusion matrix over classes `0..n_classes`: `count(t, p)` examples
-/// with truth `t` predicted as `p`. Every classification metric here is
-/// computed from one, and a caller that weighs examples (a bootstrap
-/// resample counts an example as often as it was drawn) builds one with
-/// [`ConfusionMatrix::add`] and gets the same definitions.
+/// The tallies of a confusion matrix over classes `0..n_classes` that the
+/// classification metrics need: per class, its true positives, its support
+/// (examples whose truth it is) and its predictions. Every classification
+/// metric here is computed from one, and a caller that weighs examples (a
+/// bootstrap resample counts an example as often as it was drawn) builds
+/// one with [`ConfusionMatrix::add`] and gets the same definitions.
+///
+/// It takes `O(n_classes)` memory and time, not `O(n_classes²)`: a label
+/// space of thousands of classes (a synthetic generator's `classes`, a
+/// predictions file's labels) costs kilobytes, and each metric one pass.
 ///
 /// Labels outside `0..n_classes` count for accuracy but for no class: an
 /// outside truth predicted as `k` is a false positive of `k`, a truth `k`
 /// predicted outside is a false negative of `k`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfusionMatrix {
-    n: usize,
-    /// `(n + 1) × (n + 1)`, row = truth, column = prediction; index `n`
-    /// stands for every label outside `0..n`.
-    counts: Vec<u64>,
+    /// Per class `k`: examples with truth `k` predicted as `k`.
+    hits: Vec<u64>,
+    /// Per class `k`: examples with truth `k` (its support).
+    truths: Vec<u64>,
+    /// Per class `k`: examples predicted as `k`.
+    predictions: Vec<u64>,
+    /// All counted examples, inside the classes or not.
+    total: u64,
     /// Examples whose truth and prediction are the same outside label.
     outside_hits: u64,
 }
@@ -89,8 +107,10 @@ impl ConfusionMatrix {
     /// An empty matrix.
     pub fn new(n_classes: usize) -> Self {
         Self {
-            n: n_classes,
-            counts: vec![0; (n_classes + 1) * (n_classes + 1)],
+            hits: vec![0; n_classes],
+            truths: vec![0; n_classes],
+            predictions: vec![0; n_classes],
+            total: 0,
             outside_hits: 0,
         }
     }
@@ -110,86 +130,68 @@ impl ConfusionMatrix {
 
     /// Counts one example `weight` times.
     pub fn add(&mut self, truth: usize, pred: usize, weight: u64) {
-        if truth >= self.n && truth == pred {
-            self.outside_hits += weight;
+        self.total += weight;
+        if truth == pred {
+            match self.hits.get_mut(truth) {
+                Some(h) => *h += weight,
+                None => self.outside_hits += weight,
+            }
         }
-        let (t, p) = (truth.min(self.n), pred.min(self.n));
-        if let Some(c) = self.counts.get_mut(t * (self.n + 1) + p) {
-            *c += weight;
+        if let Some(t) = self.truths.get_mut(truth) {
+            *t += weight;
+        }
+        if let Some(p) = self.predictions.get_mut(pred) {
+            *p += weight;
         }
     }
 
     /// Number of classes.
     pub fn n_classes(&self) -> usize {
-        self.n
-    }
-
-    /// Examples with truth `truth` predicted as `pred`; `n_classes` stands
-    /// for every label outside the classes.
-    pub fn count(&self, truth: usize, pred: usize) -> u64 {
-        if truth <= self.n && pred <= self.n {
-            self.counts
-                .get(truth * (self.n + 1) + pred)
-                .copied()
-                .unwrap_or(0)
-        } else {
-            0
-        }
+        self.hits.len()
     }
 
     /// All counted examples.
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.total
     }
 
     /// Fraction of examples predicted correctly (0.0 when empty).
     pub fn accuracy(&self) -> f64 {
-        let total = self.total();
-        if total == 0 {
+        if self.total == 0 {
             return 0.0;
         }
-        let hits: u64 = (0..self.n).map(|k| self.count(k, k)).sum::<u64>() + self.outside_hits;
-        hits as f64 / total as f64
+        let hits: u64 = self.hits.iter().sum::<u64>() + self.outside_hits;
+        hits as f64 / self.total as f64
     }
 
-    /// Truth count of class `k` (its support).
-    fn support(&self, k: usize) -> u64 {
-        (0..=self.n).map(|p| self.count(k, p)).sum()
-    }
-
-    /// F1 of each class `0..n` (sklearn `average=None`, zero_division=0).
+    /// F1 of each class `0..n` (sklearn `average=None`, zero_division=0):
+    /// `2·tp / (2·tp + fp + fn)` with `fp = predicted − tp` and
+    /// `fn = support − tp`.
     pub fn f1(&self) -> Vec<f64> {
-        (0..self.n)
-            .map(|k| {
-                let tp = self.count(k, k);
-                let fp: u64 = (0..=self.n)
-                    .filter(|&t| t != k)
-                    .map(|t| self.count(t, k))
-                    .sum();
-                let fn_: u64 = (0..=self.n)
-                    .filter(|&p| p != k)
-                    .map(|p| self.count(k, p))
-                    .sum();
-                let denom = 2 * tp + fp + fn_;
-                if denom == 0 {
-                    0.0
-                } else {
-                    2.0 * tp as f64 / denom as f64
-                }
-            })
-            .collect()
+        (0..self.n_classes()).map(|k| self.class_f1(k)).collect()
+    }
+
+    /// F1 of class `k` (0 outside the classes).
+    fn class_f1(&self, k: usize) -> f64 {
+        let tp = self.hits.get(k).copied().unwrap_or(0);
+        let denom = self.truths.get(k).copied().unwrap_or(0)
+            + self.predictions.get(k).copied().unwrap_or(0);
+        if denom == 0 {
+            0.0
+        } else {
+            2.0 * tp as f64 / denom as f64
+        }
     }
 
     /// Support-weighted mean of the per-class F1 (sklearn `average='weighted'`).
     pub fn f1_weighted(&self) -> f64 {
-        let support: Vec<u64> = (0..self.n).map(|k| self.support(k)).collect();
-        let total: u64 = support.iter().sum();
+        let total: u64 = self.truths.iter().sum();
         if total == 0 {
             return 0.0;
         }
         self.f1()
             .iter()
-            .zip(&support)
+            .zip(&self.truths)
             .map(|(f, &s)| f * s as f64)
             .sum::<f64>()
             / total as f64
@@ -197,10 +199,10 @@ impl ConfusionMatrix {
 
     /// Unweighted mean of the per-class F1 over all `n` classes.
     pub fn f1_macro(&self) -> f64 {
-        if self.n == 0 {
+        if self.hits.is_empty() {
             return 0.0;
         }
-        self.f1().iter().sum::<f64>() / self.n as f64
+        self.f1().iter().sum::<f64>() / self.hits.len() as f64
     }
 
     /// One classification metric by name (`accuracy`, `f1_weighted`,
@@ -212,7 +214,7 @@ impl ConfusionMatrix {
             "f1_macro" => Some(self.f1_macro()),
             _ => {
                 let k: usize = name.strip_prefix("f1_class_")?.parse().ok()?;
-                (k < self.n).then(|| self.f1().get(k).copied().unwrap_or(0.0))
+                (k < self.n_classes()).then(|| self.class_f1(k))
             }
         }
     }
@@ -227,14 +229,15 @@ impl ConfusionMatrix {
 
     /// The metrics of [`classification_metrics`] (empty when nothing was counted).
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        if self.total() == 0 {
+        if self.total == 0 {
             return BTreeMap::new();
         }
+        let f1 = self.f1();
         let mut out = BTreeMap::new();
         out.insert("accuracy".to_string(), self.accuracy());
         out.insert("f1_weighted".to_string(), self.f1_weighted());
         out.insert("f1_macro".to_string(), self.f1_macro());
-        for (k, v) in self.f1().iter().enumerate() {
+        for (k, v) in f1.iter().enumerate() {
             out.insert(format!("f1_class_{k}"), *v);
         }
         out

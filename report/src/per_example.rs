@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sigsweep_data::metrics::{ConfusionMatrix, REGRESSION_METRICS, regression_metric};
+use sigsweep_data::metrics::{ConfusionMatrix, MAX_CLASSES, REGRESSION_METRICS, regression_metric};
 use sigsweep_stats::{Bootstrap, McNemar, adjust, bootstrap, discordant, mcnemar};
 
 use crate::model::{ALPHA, Goal, REPORT_SEED, ReportSpec, TrialRecord};
@@ -41,6 +41,9 @@ use crate::model::{ALPHA, Goal, REPORT_SEED, ReportSpec, TrialRecord};
 pub const RESAMPLES: usize = 2000;
 /// Largest predictions file the report reads.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Most classes the per-class F1 and confusion tables show: past this they
+/// would be pages of cells; the bootstrap and McNemar tables still come.
+pub const MAX_TABLE_CLASSES: usize = 50;
 
 /// One trial's test predictions, as its predictions file holds them.
 #[derive(Debug, Clone, PartialEq)]
@@ -457,6 +460,15 @@ pub fn analyze(
         ));
         return None;
     };
+    if let Task::Classification { n_classes } = data.task
+        && n_classes > MAX_CLASSES
+    {
+        note(format!(
+            "the predictions' labels run up to {}: more than the {MAX_CLASSES} classes the report analyses; no per-example analysis",
+            n_classes - 1
+        ));
+        return None;
+    }
     let knows = |m: &str| match data.task {
         Task::Classification { .. } => ConfusionMatrix::knows(m),
         Task::Regression => REGRESSION_METRICS.contains(&m),
@@ -606,10 +618,16 @@ pub fn analyze(
                 }
             }
         }
-        for (key, trials) in &data.configs {
+        let tables = n_classes <= MAX_TABLE_CLASSES;
+        if !tables {
+            note(format!(
+                "{n_classes} classes: the per-class F1 and confusion tables are left out (they show at most {MAX_TABLE_CLASSES})"
+            ));
+        }
+        for (key, trials) in data.configs.iter().filter(|_| tables) {
             per_class.push(class_f1(&data, key, trials, n_classes));
         }
-        for (key, trials) in &data.configs {
+        for (key, trials) in data.configs.iter().filter(|_| tables) {
             let roles: Vec<&str> = [
                 (winner == Some(key.as_str())).then_some("winner"),
                 (*key == spec.baseline_key).then_some("baseline"),
@@ -622,10 +640,12 @@ pub fn analyze(
             }
             let mut sum = vec![vec![0u64; n_classes]; n_classes];
             for t in trials.values() {
-                let cm = data.confusion(t, None);
-                for (i, row) in sum.iter_mut().enumerate() {
-                    for (j, c) in row.iter_mut().enumerate() {
-                        *c += cm.count(i, j);
+                for (g, p) in t.gold.iter().zip(&t.pred) {
+                    let cell = sum
+                        .get_mut(*g as usize)
+                        .and_then(|row| row.get_mut(*p as usize));
+                    if let Some(c) = cell {
+                        *c += 1;
                     }
                 }
             }

@@ -192,6 +192,53 @@ fn classification_bootstrap_mcnemar_and_per_class_f1_match_the_references() {
 }
 
 #[test]
+fn many_classes_are_analysed_in_bounded_memory_or_left_out_with_a_reason() {
+    let g = golden();
+    let c = &g["classification"];
+    let spec = spec(&[("accuracy", Goal::Max), ("f1_weighted", Goal::Max)]);
+    // One test example labelled (and predicted) `label` on every side: the
+    // label space runs to `label + 1` classes.
+    let with_label = |label: f64| {
+        let (records, mut preds) = case(c, Some(4));
+        for p in preds.values_mut() {
+            p.gold[0] = label;
+            p.pred[0] = label;
+            p.n_classes = None;
+        }
+        build_with_predictions(&spec, &records, &preds)
+    };
+
+    // 60 classes: the bootstrap and McNemar tables, not 60-row per-class
+    // tables or a 60 × 60 confusion matrix.
+    let report = with_label(59.0);
+    let e = report.examples.as_ref().expect("a per-example section");
+    assert_eq!(e.task, Task::Classification { n_classes: 60 });
+    assert_eq!(e.tables.len(), 2);
+    assert_eq!(e.mcnemar.len(), 3);
+    assert!(e.per_class.is_empty() && e.confusion.is_empty());
+    assert!(
+        report.notes.iter().any(|n| n
+            == "60 classes: the per-class F1 and confusion tables are left out (they show at most 50)"),
+        "{:?}",
+        report.notes
+    );
+
+    // Labels up to 5·10⁸ (a predictions file's, or log-probabilities that
+    // long): no per-example analysis, and no attempt at one (a dense
+    // confusion matrix of that size aborted the report).
+    let report = with_label(5e8);
+    assert!(report.examples.is_none());
+    assert!(
+        report.notes.iter().any(|n| n.contains(
+            "labels run up to 500000000: more than the 1000 classes the report analyses"
+        )),
+        "{:?}",
+        report.notes
+    );
+    assert!(!report.tables.is_empty(), "the seed tables stay");
+}
+
+#[test]
 fn regression_bootstrap_matches_the_reference() {
     let g = golden();
     let c = &g["regression"];

@@ -116,6 +116,93 @@ pub struct EpochRecord {
     pub test: BTreeMap<String, f64>,
 }
 
+/// Most epochs a result's history holds.
+pub const MAX_HISTORY_EPOCHS: usize = 10_000;
+
+/// Most bytes a result's history may take as JSON ([`history_bytes`]). With
+/// the rest of a result at its limits (1 024 metrics per split, a 64 KiB
+/// program log) a stored record stays under the etcd store's 1 MiB value
+/// limit, and a completion under the worker message limit.
+pub const MAX_HISTORY_BYTES: usize = 512 * 1024;
+
+/// The bytes `history` takes as JSON (as the store and `results.jsonl`
+/// hold it).
+pub fn history_bytes(history: &[EpochRecord]) -> usize {
+    serde_json::to_vec(history).map_or(usize::MAX, |v| v.len())
+}
+
+/// Fits a trial's history into [`MAX_HISTORY_EPOCHS`] and
+/// [`MAX_HISTORY_BYTES`], so that a long run or a wide label space (one
+/// `f1_class_<k>` per class, in both splits, every epoch) still completes
+/// and is stored. Nothing changes for a history that fits. Otherwise, in
+/// this order until it fits:
+///
+/// 1. every epoch but `selected` keeps only the selection metric `metric`
+///    (the learning curve the report plots) and its training loss;
+/// 2. only every `k`-th epoch is kept (the smallest `k` that fits), with
+///    the first, the `selected` and the last.
+///
+/// Every value kept is the one the epoch measured. Returns what was done,
+/// for the worker's log, or `None` when the history was kept whole.
+pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) -> Option<String> {
+    let fits =
+        |h: &[EpochRecord]| h.len() <= MAX_HISTORY_EPOCHS && history_bytes(h) <= MAX_HISTORY_BYTES;
+    if fits(history) {
+        return None;
+    }
+    let (epochs, bytes) = (history.len(), history_bytes(history));
+    for e in history.iter_mut().filter(|e| e.epoch != selected) {
+        e.valid.retain(|k, _| k == metric);
+        e.test.retain(|k, _| k == metric);
+    }
+    let mut done = format!(
+        "the history ({epochs} epochs, {bytes} bytes as JSON) is larger than a result holds \
+         ({MAX_HISTORY_EPOCHS} epochs, {MAX_HISTORY_BYTES} bytes): epochs other than the \
+         selected one ({selected}) keep only `{metric}` and the training loss"
+    );
+    if fits(history) {
+        return Some(done);
+    }
+    // An epoch's share of the JSON: its own bytes and a comma.
+    let sizes: Vec<usize> = history
+        .iter()
+        .map(|e| {
+            serde_json::to_vec(e)
+                .map_or(usize::MAX, |v| v.len())
+                .saturating_add(1)
+        })
+        .collect();
+    let last = history.len().saturating_sub(1);
+    let keep = |stride: usize, i: usize, e: &EpochRecord| {
+        i == 0 || i == last || e.epoch == selected || (i + 1).is_multiple_of(stride)
+    };
+    let kept_fit = |stride: usize| {
+        let (mut n, mut b) = (0usize, 2usize);
+        for (i, e) in history.iter().enumerate() {
+            if keep(stride, i, e) {
+                n += 1;
+                b = b.saturating_add(sizes.get(i).copied().unwrap_or(0));
+            }
+        }
+        n <= MAX_HISTORY_EPOCHS && b <= MAX_HISTORY_BYTES
+    };
+    let mut stride = 2;
+    while stride < history.len() && !kept_fit(stride) {
+        stride += 1;
+    }
+    let mut i = 0;
+    history.retain(|e| {
+        let k = keep(stride, i, e);
+        i += 1;
+        k
+    });
+    done.push_str(&format!(
+        "; one epoch in {stride} is kept, with the first, the selected and the last ({} of {epochs})",
+        history.len()
+    ));
+    Some(done)
+}
+
 /// Where a trial's per-example test predictions live, relative to the
 /// workers' artifacts directory (what [`ResultRecord::predictions`] holds).
 pub fn predictions_path(trial_id: &str) -> String {
@@ -175,5 +262,85 @@ mod tests {
         assert!(err.contains("seed"), "{err}");
         let bad_status = ROW.replace("completed", "done");
         assert!(ResultRecord::parse_jsonl("r", &bad_status).is_err());
+    }
+
+    /// A history of `epochs` epochs with `classes` per-class metrics in
+    /// both splits, each value distinct.
+    fn history(epochs: u32, classes: usize) -> Vec<EpochRecord> {
+        (1..=epochs)
+            .map(|epoch| {
+                let split = |offset: f64| {
+                    let mut m: BTreeMap<String, f64> = (0..classes)
+                        .map(|k| (format!("f1_class_{k}"), offset + k as f64 * 1e-4))
+                        .collect();
+                    m.insert("f1_weighted".into(), offset + f64::from(epoch) * 1e-6);
+                    m
+                };
+                EpochRecord {
+                    epoch,
+                    train_loss: 1.0 / f64::from(epoch),
+                    valid: split(0.25),
+                    test: split(0.5),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_history_that_fits_is_kept_whole() {
+        let mut h = history(30, 7);
+        let before = h.clone();
+        assert_eq!(fit_history(&mut h, "f1_weighted", 12), None);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn a_wide_history_keeps_every_epoch_with_the_selection_metric() {
+        // 1 000 classes for 200 epochs: about 11 MB as JSON.
+        let full = history(200, 1000);
+        let mut h = full.clone();
+        let done = fit_history(&mut h, "f1_weighted", 77).expect("reduced");
+        assert!(done.contains("keep only `f1_weighted`"), "{done}");
+        assert!(!done.contains("one epoch in"), "{done}");
+        assert!(history_bytes(&h) <= MAX_HISTORY_BYTES);
+        assert_eq!(h.len(), 200);
+        for (e, f) in h.iter().zip(&full) {
+            assert_eq!((e.epoch, e.train_loss), (f.epoch, f.train_loss));
+            if e.epoch == 77 {
+                assert_eq!(e, f, "the selected epoch keeps every metric");
+            } else {
+                assert_eq!(e.valid.len(), 1);
+                assert_eq!(e.valid["f1_weighted"], f.valid["f1_weighted"]);
+                assert_eq!(e.test["f1_weighted"], f.test["f1_weighted"]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_history_keeps_evenly_spaced_epochs_the_first_the_selected_and_the_last() {
+        // 100 000 epochs (the most `[training] epochs` allows).
+        let full = history(100_000, 5);
+        let mut h = full.clone();
+        let done = fit_history(&mut h, "f1_weighted", 31_337).expect("reduced");
+        assert!(done.contains("one epoch in"), "{done}");
+        assert!(h.len() <= MAX_HISTORY_EPOCHS && history_bytes(&h) <= MAX_HISTORY_BYTES);
+        assert!(h.len() > 1000, "as many as fit: {}", h.len());
+        let epochs: Vec<u32> = h.iter().map(|e| e.epoch).collect();
+        assert!(epochs.windows(2).all(|w| w[0] < w[1]));
+        for must in [1, 31_337, 100_000] {
+            assert!(epochs.contains(&must), "epoch {must} kept");
+        }
+        for e in &h {
+            let f = &full[e.epoch as usize - 1];
+            assert_eq!(e.train_loss, f.train_loss);
+            assert_eq!(e.valid["f1_weighted"], f.valid["f1_weighted"]);
+        }
+        // Evenly spaced: one stride between the kept epochs, but around the
+        // first, the selected and the last.
+        let gaps: Vec<u32> = epochs.windows(2).map(|w| w[1] - w[0]).collect();
+        let stride = gaps.iter().copied().max().unwrap_or(0);
+        assert!(done.contains(&format!("one epoch in {stride} ")), "{done}");
+        let off = gaps.iter().filter(|&&g| g != stride).count();
+        assert!(off <= 4, "{off} uneven gaps");
     }
 }

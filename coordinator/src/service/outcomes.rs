@@ -403,26 +403,22 @@ impl Coordinator {
     }
 }
 
-/// Most epochs one completion's history may hold.
-pub const MAX_HISTORY_EPOCHS: usize = 10_000;
-
-/// Most metric values a completion's whole history may hold.
-pub const MAX_HISTORY_VALUES: usize = 200_000;
-
-/// A completion's history: bounded (epochs, values, names) and finite, with
-/// epochs strictly increasing from 1, so that it can be stored, sent back
-/// and written as JSON.
+/// A completion's history: bounded (epochs, bytes, names; the worker fits
+/// it with [`sigsweep_types::record::fit_history`]) and finite, with epochs
+/// strictly increasing from 1, so that it can be stored, sent back and
+/// written as JSON.
 pub(super) fn check_history(history: &[sigsweep_types::EpochRecord]) -> Result<()> {
+    use sigsweep_types::record::{MAX_HISTORY_BYTES, MAX_HISTORY_EPOCHS, history_bytes};
     if history.len() > MAX_HISTORY_EPOCHS {
         return Err(CoordinatorError::Invalid(format!(
             "history has {} epochs, more than the limit of {MAX_HISTORY_EPOCHS}",
             history.len()
         )));
     }
-    let values: usize = history.iter().map(|e| e.valid.len() + e.test.len()).sum();
-    if values > MAX_HISTORY_VALUES {
+    let bytes = history_bytes(history);
+    if bytes > MAX_HISTORY_BYTES {
         return Err(CoordinatorError::Invalid(format!(
-            "history holds {values} metric values, more than the limit of {MAX_HISTORY_VALUES}"
+            "history takes {bytes} bytes as JSON, more than the limit of {MAX_HISTORY_BYTES}"
         )));
     }
     let mut last = 0;

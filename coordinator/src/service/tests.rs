@@ -586,6 +586,23 @@ fn a_completion_history_must_be_finite_and_in_order() {
     }
     let long: Vec<_> = (1..=10_001).map(|i| e(i, 0.1, 0.1)).collect();
     assert!(check_history(&long).is_err());
+    // Too many bytes for a stored result; what the worker's fit_history
+    // leaves of it is accepted.
+    let mut wide: Vec<_> = (1..=100)
+        .map(|i| {
+            let mut r = e(i, 0.1, 0.1);
+            r.test = (0..1000).map(|k| (format!("f1_class_{k}"), 0.5)).collect();
+            r
+        })
+        .collect();
+    let err = check_history(&wide).expect_err("too large");
+    assert!(
+        err.to_string()
+            .contains("bytes as JSON, more than the limit of 524288"),
+        "{err}"
+    );
+    assert!(sigsweep_types::record::fit_history(&mut wide, "acc", 3).is_some());
+    check_history(&wide).expect("fitted");
 }
 
 /// A completion names its predictions and weights only as the trial's own

@@ -241,6 +241,16 @@ impl ErcParams {
                 "need >= 2 non-negative frequencies with a positive sum",
             );
         }
+        if s.class_freqs.len() > crate::metrics::MAX_CLASSES {
+            return bad(
+                "class_freqs",
+                format!(
+                    "{} classes, more than the {} a classification task may have",
+                    s.class_freqs.len(),
+                    crate::metrics::MAX_CLASSES
+                ),
+            );
+        }
         if s.min_len < 2 || s.max_len < s.min_len {
             return bad("min_len/max_len", "need 2 <= min_len <= max_len");
         }
@@ -529,5 +539,14 @@ mod tests {
         };
         let err = synthetic_erc(&bad, 0).expect_err("invalid");
         assert!(err.to_string().contains("inertia"), "{err}");
+        let many = ErcParams {
+            class_freqs: Some(vec![1.0; crate::metrics::MAX_CLASSES + 1]),
+            ..ErcParams::default()
+        };
+        let err = many.check().expect_err("too many classes").to_string();
+        assert!(
+            err.contains("class_freqs") && err.contains("1001 classes, more than the 1000"),
+            "{err}"
+        );
     }
 }

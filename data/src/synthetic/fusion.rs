@@ -67,8 +67,15 @@ impl FusionParams {
                 return bad(key, "every split needs at least one sample");
             }
         }
-        if self.classes < 2 {
-            return bad("classes", "need at least 2 classes");
+        if !(2..=crate::metrics::MAX_CLASSES).contains(&self.classes) {
+            return bad(
+                "classes",
+                &format!(
+                    "need 2 to {} classes (the most a classification task may have), got {}",
+                    crate::metrics::MAX_CLASSES,
+                    self.classes
+                ),
+            );
         }
         for (key, shape) in [
             ("text", self.text),
@@ -145,9 +152,12 @@ pub fn fusion_classification(params: &FusionParams, seed: u64) -> Result<SeqData
                 let [_, len, dim] = array.shape;
                 let p = &projections[m];
                 let base = i * len * dim;
+                // `P_m u_m`, the same at every step.
+                let signal: Vec<f32> = (0..dim)
+                    .map(|d| (0..c).map(|k| p[d * c + k] * evidence[m][k]).sum())
+                    .collect();
                 for t in 0..len {
-                    for d in 0..dim {
-                        let signal: f32 = (0..c).map(|k| p[d * c + k] * evidence[m][k]).sum();
+                    for (d, signal) in signal.iter().enumerate() {
                         let value = signal
                             + if params.noise > 0.0 {
                                 noise.sample(&mut rng)
@@ -226,5 +236,21 @@ mod tests {
         };
         let err = fusion_classification(&p, 0).expect_err("must fail");
         assert!(err.to_string().contains("classes"), "{err}");
+        // A label space past MAX_CLASSES is refused before anything is drawn
+        // (100 000 classes took minutes per sample and a per-class metric each).
+        let p = FusionParams {
+            classes: crate::metrics::MAX_CLASSES + 1,
+            ..FusionParams::default()
+        };
+        let err = p.validate().expect_err("must fail").to_string();
+        assert!(err.contains("need 2 to 1000 classes"), "{err}");
+        let p = FusionParams {
+            classes: crate::metrics::MAX_CLASSES,
+            n_train: 4,
+            n_valid: 2,
+            n_test: 2,
+            ..FusionParams::default()
+        };
+        assert!(fusion_classification(&p, 0).is_ok());
     }
 }

@@ -128,7 +128,27 @@ pub(super) async fn report_outcome(
                 async move { c.complete_trial(r).await.map(|r| r.into_inner()) }
             })
             .await?;
-            Ok(reply.and_then(|r| r.next))
+            match reply {
+                Ok(r) => Ok(r.next),
+                // A result the coordinator cannot take (out of its bounds,
+                // larger than a message): the same trial would give it again,
+                // so it fails for good, saying why, rather than being dropped
+                // and leased again until its worker counts as lost.
+                Err(s) if refused_result(&s) => {
+                    let e = TrainError::Refused(s.message().to_string());
+                    Box::pin(report_outcome(
+                        session,
+                        config,
+                        shutdown,
+                        (lease_id, trial_id),
+                        (Err(e), log),
+                        released,
+                        req.next.clone(),
+                    ))
+                    .await
+                }
+                Err(_) => Ok(None),
+            }
         }
         Err(e) => {
             let release =
@@ -150,7 +170,8 @@ pub(super) async fn report_outcome(
                 release,
                 log: log.clone(),
             };
-            report_with_retry(session, config, shutdown, |s| {
+            // Rejected for good: the coordinator has moved on (logged).
+            let _ = report_with_retry(session, config, shutdown, |s| {
                 let mut r = req.clone();
                 r.worker_id = s.worker_id.clone();
                 r.generation = s.generation;
@@ -168,15 +189,22 @@ pub(super) async fn report_outcome(
     }
 }
 
+/// Whether the coordinator refused a completion for what it carries (a
+/// result out of its bounds, or a message over its size limit), not for
+/// who sent it (a stale generation, a trial leased elsewhere).
+fn refused_result(s: &Status) -> bool {
+    ErrorCode::of(s) == Some(ErrorCode::Invalid) || s.code() == tonic::Code::OutOfRange
+}
+
 /// Sends a final report, retrying through coordinator outages (and a
-/// re-registration if the coordinator restarted meanwhile). None when the
-/// coordinator rejected it for good.
+/// re-registration if the coordinator restarted meanwhile). `Err` with the
+/// status when the coordinator rejected it for good.
 pub(super) async fn report_with_retry<F, Fut, T>(
     session: &mut Session,
     config: &AgentConfig,
     shutdown: &CancellationToken,
     mut send: F,
-) -> Result<Option<T>, AgentError>
+) -> Result<Result<T, Status>, AgentError>
 where
     F: FnMut(&Session) -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -184,7 +212,7 @@ where
     let start = Instant::now();
     loop {
         match send(session).await {
-            Ok(reply) => return Ok(Some(reply)),
+            Ok(reply) => return Ok(Ok(reply)),
             Err(s) if ErrorCode::of(&s) == Some(ErrorCode::UnknownWorker) => {
                 register(session, config, shutdown).await?;
             }
@@ -200,7 +228,7 @@ where
                 // e.g. a stale generation or an unknown trial: the coordinator
                 // has moved on; the trial will be (or was) run elsewhere.
                 tracing::warn!(status = %s, "report rejected; dropping it");
-                return Ok(None);
+                return Ok(Err(s));
             }
         }
     }
@@ -298,7 +326,7 @@ fn compute(config: &AgentConfig, strategy: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::compute;
+    use super::{compute, refused_result};
     use crate::agent::config::AgentConfig;
     use crate::backend::BackendKind;
     use crate::execute::Plan;
@@ -342,5 +370,26 @@ mod tests {
             "{text}"
         );
         assert_eq!(Plan::Plain.describe(), None);
+    }
+
+    /// A completion refused for what it carries fails its trial; one
+    /// refused for who sent it (the trial moved on) is dropped.
+    #[test]
+    fn only_a_refused_result_fails_its_trial() {
+        use sigsweep_client::ErrorCode;
+        use tonic::Status;
+        assert!(refused_result(
+            &ErrorCode::Invalid.attach(Status::invalid_argument("history too large"))
+        ));
+        assert!(refused_result(&Status::out_of_range(
+            "decoded message length too large"
+        )));
+        for moved_on in [
+            ErrorCode::StaleGeneration.attach(Status::failed_precondition("stale")),
+            ErrorCode::UnknownTrial.attach(Status::not_found("unknown trial")),
+            Status::invalid_argument("no typed code: not ours to judge"),
+        ] {
+            assert!(!refused_result(&moved_on), "{moved_on:?}");
+        }
     }
 }

@@ -39,6 +39,10 @@ pub enum TrainError {
     /// another machine, or this one later, may have it.
     #[error("not enough memory: {0}")]
     Memory(String),
+    /// The coordinator refused the trial's result (out of its bounds, or
+    /// larger than a message): the same trial would produce it again.
+    #[error("the coordinator refused the trial's result: {0}")]
+    Refused(String),
 }
 
 impl From<sigsweep_data::DataError> for TrainError {

@@ -152,6 +152,16 @@ struct Best {
     test: BTreeMap<String, f64>,
 }
 
+/// `history` fitted into what a result holds
+/// ([`sigsweep_types::record::fit_history`]), saying so in the log when it
+/// had to shrink.
+fn fitted(mut history: Vec<EpochRecord>, metric: &str, selected: u32) -> Vec<EpochRecord> {
+    if let Some(done) = sigsweep_types::record::fit_history(&mut history, metric, selected) {
+        tracing::warn!("{done}");
+    }
+    history
+}
+
 /// Epoch selection of one trial: the epoch with the best value of the
 /// selection metric on its split (the first on ties) wins, and its test
 /// metrics are the trial's result. Shared by every trainer (plain, fused,
@@ -288,7 +298,7 @@ impl Selector {
             valid_metrics: best.valid,
             test_metrics: best.test,
             seconds,
-            epochs: self.history,
+            epochs: fitted(self.history, &self.select, best.epoch),
             predictions: None,
             weights: None,
             program_selected: false,
@@ -302,10 +312,10 @@ impl Selector {
     pub(crate) fn finish_chosen(self, seconds: f64, chosen: EpochRecord) -> TrialOutcome {
         TrialOutcome {
             selected_epoch: chosen.epoch,
+            epochs: fitted(self.history, &self.select, chosen.epoch),
             valid_metrics: chosen.valid,
             test_metrics: chosen.test,
             seconds,
-            epochs: self.history,
             predictions: None,
             weights: None,
             program_selected: true,
