@@ -152,8 +152,7 @@ pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) 
     }
     let (epochs, bytes) = (history.len(), history_bytes(history));
     for e in history.iter_mut().filter(|e| e.epoch != selected) {
-        e.valid.retain(|k, _| k == metric);
-        e.test.retain(|k, _| k == metric);
+        e.keep_only(metric);
     }
     let mut done = format!(
         "the history ({epochs} epochs, {bytes} bytes as JSON) is larger than a result holds \
@@ -163,15 +162,7 @@ pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) 
     if fits(history) {
         return Some(done);
     }
-    // An epoch's share of the JSON: its own bytes and a comma.
-    let sizes: Vec<usize> = history
-        .iter()
-        .map(|e| {
-            serde_json::to_vec(e)
-                .map_or(usize::MAX, |v| v.len())
-                .saturating_add(1)
-        })
-        .collect();
+    let sizes: Vec<usize> = history.iter().map(EpochRecord::json_bytes).collect();
     let last = history.len().saturating_sub(1);
     let keep = |stride: usize, i: usize, e: &EpochRecord| {
         i == 0 || i == last || e.epoch == selected || (i + 1).is_multiple_of(stride)
@@ -201,6 +192,21 @@ pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) 
         history.len()
     ));
     Some(done)
+}
+
+impl EpochRecord {
+    /// The bytes this epoch adds to a history as JSON (itself and a comma).
+    pub fn json_bytes(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len().saturating_add(1))
+    }
+
+    /// Drops every metric but `metric` from both splits (the training loss
+    /// stays): what [`fit_history`] leaves of an epoch that is not the
+    /// selected one.
+    pub fn keep_only(&mut self, metric: &str) {
+        self.valid.retain(|k, _| k == metric);
+        self.test.retain(|k, _| k == metric);
+    }
 }
 
 /// Where a trial's per-example test predictions live, relative to the

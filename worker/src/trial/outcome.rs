@@ -14,6 +14,7 @@ use super::error::TrainError;
 use super::request::{Split, TrialRequest};
 use super::weights::Weights;
 pub use sigsweep_types::EpochRecord;
+use sigsweep_types::record::{MAX_HISTORY_BYTES, fit_history};
 
 /// Progress after one epoch.
 #[derive(Debug, Clone)]
@@ -156,7 +157,7 @@ struct Best {
 /// ([`sigsweep_types::record::fit_history`]), saying so in the log when it
 /// had to shrink.
 fn fitted(mut history: Vec<EpochRecord>, metric: &str, selected: u32) -> Vec<EpochRecord> {
-    if let Some(done) = sigsweep_types::record::fit_history(&mut history, metric, selected) {
+    if let Some(done) = fit_history(&mut history, metric, selected) {
         tracing::warn!("{done}");
     }
     history
@@ -172,6 +173,11 @@ pub(crate) struct Selector {
     split: Split,
     best: Option<Best>,
     history: Vec<EpochRecord>,
+    /// What `history` takes as JSON ([`EpochRecord::json_bytes`]).
+    bytes: usize,
+    /// Epochs `..thinned` of `history` hold only the selection metric
+    /// (work saved, not state: thinning again changes nothing).
+    thinned: usize,
 }
 
 impl Selector {
@@ -182,7 +188,28 @@ impl Selector {
             split: req.select_split,
             best: None,
             history: Vec::new(),
+            bytes: 0,
+            thinned: 0,
         }
+    }
+
+    /// Keeps the history held during training within what a result can
+    /// hold: once it grows past [`MAX_HISTORY_BYTES`] (a wide label space,
+    /// a long run), every epoch keeps only the selection metric, which is
+    /// what [`fit_history`] would leave of them at the end anyway (the
+    /// selected epoch's metrics are in `best`). Memory and checkpoints then
+    /// grow by a few bytes an epoch, not by every per-class metric. A
+    /// function of the history alone, so a resumed trial does the same.
+    fn bound_history(&mut self) {
+        if self.bytes <= MAX_HISTORY_BYTES {
+            return;
+        }
+        for e in self.history.iter_mut().skip(self.thinned) {
+            let before = e.json_bytes();
+            e.keep_only(&self.select);
+            self.bytes = self.bytes.saturating_sub(before) + e.json_bytes();
+        }
+        self.thinned = self.history.len();
     }
 
     /// Records one finished epoch; errors when the selection metric is missing.
@@ -211,12 +238,15 @@ impl Selector {
                 }
             }
         };
-        self.history.push(EpochRecord {
+        let record = EpochRecord {
             epoch,
             train_loss: loss,
             valid: valid.clone(),
             test: test.clone(),
-        });
+        };
+        self.bytes = self.bytes.saturating_add(record.json_bytes());
+        self.history.push(record);
+        self.bound_history();
         if better && value.is_finite() {
             self.best = Some(Best {
                 value,
@@ -282,6 +312,8 @@ impl Selector {
                 test: unbits(test),
             })
             .collect();
+        self.bytes = self.history.iter().map(EpochRecord::json_bytes).sum();
+        self.thinned = 0;
     }
 
     /// Whether `epoch` is the best so far (the one a trial would keep).
@@ -289,10 +321,15 @@ impl Selector {
         self.best.as_ref().is_some_and(|b| b.epoch == epoch)
     }
 
-    pub(crate) fn finish(self, seconds: f64) -> Result<TrialOutcome, TrainError> {
+    pub(crate) fn finish(mut self, seconds: f64) -> Result<TrialOutcome, TrainError> {
         let best = self
             .best
             .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
+        // The selected epoch whole again, where `bound_history` thinned it.
+        if let Some(e) = self.history.iter_mut().find(|e| e.epoch == best.epoch) {
+            e.valid.clone_from(&best.valid);
+            e.test.clone_from(&best.test);
+        }
         Ok(TrialOutcome {
             selected_epoch: best.epoch,
             valid_metrics: best.valid,
@@ -321,5 +358,105 @@ impl Selector {
             program_selected: true,
             strategy: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sigsweep_types::record::{MAX_HISTORY_BYTES, fit_history, history_bytes};
+
+    use super::Selector;
+    use crate::trial::{DatasetRequest, Params, Split, TrialRequest};
+
+    fn selector() -> Selector {
+        Selector::new(&TrialRequest {
+            trial_id: "t".into(),
+            seed: 1,
+            model: "late-fusion".into(),
+            params: Params::default(),
+            dataset: DatasetRequest {
+                kind: "synthetic".into(),
+                generator: "fusion".into(),
+                path: String::new(),
+                params: serde_json::Value::Null,
+                fold: None,
+            },
+            select: "f1_weighted".into(),
+            select_higher_is_better: true,
+            select_split: Split::Valid,
+            checkpoint: None,
+            program: None,
+        })
+    }
+
+    /// Epoch `epoch`'s metrics: 1 000 per-class F1s and `f1_weighted`,
+    /// best at epoch 137.
+    fn metrics(epoch: u32, offset: f64) -> BTreeMap<String, f64> {
+        let mut m: BTreeMap<String, f64> = (0..1000)
+            .map(|k| {
+                (
+                    format!("f1_class_{k}"),
+                    offset + f64::from(epoch) * 1e-7 + k as f64,
+                )
+            })
+            .collect();
+        let distance = f64::from(epoch.abs_diff(137));
+        m.insert("f1_weighted".into(), 1.0 / (1.0 + distance));
+        m
+    }
+
+    fn record(s: &mut Selector, epoch: u32) {
+        let loss = 1.0 / f64::from(epoch);
+        s.record(epoch, loss, metrics(epoch, 0.0), metrics(epoch, 0.5))
+            .expect("record");
+    }
+
+    /// A wide history (1 000 classes × 400 epochs, about 50 MB as JSON) is
+    /// held within a result's size while it trains, and ends as
+    /// `fit_history` of the whole one would: every epoch with the selection
+    /// metric, the selected one whole. A trial resumed from a checkpoint
+    /// half-way ends the same.
+    #[test]
+    fn a_wide_history_stays_bounded_while_training_and_ends_as_fitted() {
+        let epochs = 400;
+        let mut s = selector();
+        let mut resumed = selector();
+        let mut largest = 0;
+        for epoch in 1..=epochs {
+            record(&mut s, epoch);
+            largest = largest.max(history_bytes(&s.history));
+            if epoch == 250 {
+                resumed.restore(&s.state());
+            }
+            if epoch > 250 {
+                record(&mut resumed, epoch);
+            }
+        }
+        // At most the budget and one whole epoch (about 60 kB) past it.
+        assert!(
+            largest <= MAX_HISTORY_BYTES + 70_000,
+            "{largest} bytes held"
+        );
+
+        let mut whole: Vec<_> = (1..=epochs)
+            .map(|epoch| sigsweep_types::EpochRecord {
+                epoch,
+                train_loss: 1.0 / f64::from(epoch),
+                valid: metrics(epoch, 0.0),
+                test: metrics(epoch, 0.5),
+            })
+            .collect();
+        assert!(fit_history(&mut whole, "f1_weighted", 137).is_some());
+
+        let out = s.finish(1.0).expect("finish");
+        assert_eq!(out.selected_epoch, 137);
+        assert_eq!(out.epochs, whole);
+        assert_eq!(out.epochs[136].valid, metrics(137, 0.0), "selected whole");
+        assert_eq!(out.epochs[10].valid.len(), 1);
+        let again = resumed.finish(1.0).expect("finish");
+        assert_eq!(again.epochs, out.epochs);
+        assert_eq!(again.valid_metrics, out.valid_metrics);
     }
 }
