@@ -401,6 +401,44 @@ pub const REGRESSION_METRICS: [&str; 9] = [
     "non0_f1",
 ];
 
+/// What a dataset's labels are, which decides the metrics sigsweep's
+/// models report on it ([`classification_metrics`] or
+/// [`regression_metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    /// Classes `0..n` (ERC files, the `fusion` and `erc` generators).
+    Classes(usize),
+    /// Sentiment scores (MMSA files, the `msa` generator).
+    Scores,
+}
+
+impl Labels {
+    /// Whether an evaluation on these labels reports metric `name`.
+    pub fn reports(self, name: &str) -> bool {
+        match self {
+            Labels::Classes(n) => match name.strip_prefix("f1_class_") {
+                // Exactly as written: `f1_class_3`, not `f1_class_03`.
+                Some(k) => k
+                    .parse::<usize>()
+                    .is_ok_and(|i| i < n && i.to_string() == k),
+                None => matches!(name, "accuracy" | "f1_weighted" | "f1_macro"),
+            },
+            Labels::Scores => REGRESSION_METRICS.contains(&name),
+        }
+    }
+
+    /// The metrics an evaluation on these labels reports, for messages.
+    pub fn describe(self) -> String {
+        match self {
+            Labels::Classes(n) => format!(
+                "{n} classes: accuracy, f1_weighted, f1_macro and f1_class_0 … f1_class_{}",
+                n.saturating_sub(1)
+            ),
+            Labels::Scores => format!("sentiment scores: {}", REGRESSION_METRICS.join(", ")),
+        }
+    }
+}
+
 /// One MMSA regression metric by name (see [`REGRESSION_METRICS`]); `None`
 /// for another name. Computes only that metric.
 ///

@@ -246,7 +246,57 @@ impl SweepSpec {
                 check("grid", k, v)?;
             }
         }
+        if models.iter().all(|m| params::model(&m.name).is_some()) {
+            self.check_metrics()?;
+        }
         Ok(())
+    }
+
+    /// For sigsweep's own models: checks that `[metrics] select` and every
+    /// `report` metric is one they report on the sweep's dataset
+    /// ([`sigsweep_data::metrics::Labels`]: the classification metrics of
+    /// its classes, or the regression metrics of sentiment scores), so that
+    /// a misspelt or foreign metric (`f1_weigthed`, `mae` on emotion
+    /// classes, `f1_class_6` of six classes) is an error naming its line
+    /// before anything runs, not a failure of every trial after its first
+    /// epoch. A training program's or a worker-declared model's metrics are
+    /// its own and are not checked.
+    fn check_metrics(&self) -> Result<(), SweepError> {
+        let Some(d) = &self.dataset else {
+            return Ok(());
+        };
+        let params = serde_json::Value::Object(
+            d.params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        // The dataset's own errors were reported when the file was parsed.
+        let Ok(labels) = sigsweep_data::synthetic::labels(&d.kind, d.generator.as_deref(), &params)
+        else {
+            return Ok(());
+        };
+        let m = &self.metrics;
+        let unknown = std::iter::once((&m.select, "select"))
+            .chain(m.report.keys().map(|k| (k, "report")))
+            .find(|(name, _)| !labels.reports(name));
+        match unknown {
+            None => Ok(()),
+            Some((name, key)) => {
+                let dataset = match (d.kind.as_str(), d.generator.as_deref()) {
+                    ("synthetic", Some(g)) => format!("the `{g}` generator"),
+                    (kind, _) => format!("`{kind}` files"),
+                };
+                Err(self.key_error(
+                    "metrics",
+                    key,
+                    format!(
+                        "`{name}` is not a metric sigsweep's models report on {dataset}; they report, for {}",
+                        labels.describe()
+                    ),
+                ))
+            }
+        }
     }
 
     /// Whether the sweep runs a training program (`[model] name = "command"`),

@@ -713,3 +713,93 @@ fn a_trial_timeout_is_a_positive_duration() {
         "ids of existing sweeps must not move (a01874a gave this id)"
     );
 }
+
+/// `[metrics]` names only what sigsweep's models report on the dataset: a
+/// misspelt metric, a regression metric on emotion classes or a class the
+/// dataset does not have is an error naming its line before anything runs;
+/// a training program's metrics are its own.
+#[test]
+fn metrics_are_checked_against_what_the_models_report_on_the_dataset() {
+    let check = |src: &str| parse(src).expect("parses").check_declared(&[]);
+    check(QUICKSTART).expect("the quickstart's metrics");
+    for (from, to, key, says) in [
+        (
+            "select = \"f1_weighted\"",
+            "select = \"f1_weigthed\"\nselect_goal = \"max\"",
+            "metrics.select",
+            "`f1_weigthed` is not a metric sigsweep's models report on the `fusion` generator; \
+             they report, for 3 classes: accuracy, f1_weighted, f1_macro and f1_class_0 … f1_class_2",
+        ),
+        (
+            "f1_macro = \"max\" }",
+            "f1_macro = \"max\", mae = \"min\" }",
+            "metrics.report",
+            "`mae` is not a metric",
+        ),
+        (
+            "f1_macro = \"max\" }",
+            "f1_macro = \"max\", f1_class_3 = \"max\" }",
+            "metrics.report",
+            "`f1_class_3` is not",
+        ),
+        (
+            "f1_macro = \"max\" }",
+            "f1_macro = \"max\", f1_class_02 = \"max\" }",
+            "metrics.report",
+            "`f1_class_02` is not",
+        ),
+    ] {
+        assert!(QUICKSTART.contains(from), "{from}");
+        let err = check(&QUICKSTART.replace(from, to)).expect_err(key);
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(err.line > 0, "{err}");
+    }
+    // More classes, more per-class metrics.
+    let five = QUICKSTART.replace("classes = 3", "classes = 5").replace(
+        "f1_macro = \"max\" }",
+        "f1_macro = \"max\", f1_class_4 = \"max\" }",
+    );
+    check(&five).expect("five classes");
+
+    // Files: IEMOCAP has six classes; MMSA files have sentiment scores.
+    let file = |kind: &str, metric: &str| {
+        format!(
+            "name = \"f\"\nbaseline = {{ hidden = 8 }}\n[model]\nname = \"late-fusion\"\n[dataset]\n\
+             kind = \"{kind}\"\npath = \"x.pkl\"\n[training]\nepochs = 1\nbatch_size = 8\nlr = 0.01\n[grid]\nhidden = [8, 16]\n\
+             [metrics]\nselect = \"{metric}\"\nreport = {{ {metric} = \"max\" }}\n"
+        )
+    };
+    check(&file("iemocap", "f1_class_5")).expect("six classes");
+    let err = check(&file("iemocap", "f1_class_6")).expect_err("no seventh class");
+    assert!(err.to_string().contains("for 6 classes"), "{err}");
+    check(&file("mmsa", "non0_acc2")).expect("a regression metric");
+    let err = check(&file("mmsa", "accuracy")).expect_err("no classes");
+    assert!(
+        err.to_string()
+            .contains("for sentiment scores: mae, corr, acc7"),
+        "{err}"
+    );
+
+    // A training program reports what it reports.
+    let program = r#"name = "p"
+seeds = 2
+baseline = { hidden = 8 }
+[model]
+name = "command"
+argv = ["python3", "train.py"]
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+[training]
+epochs = 1
+batch_size = 8
+lr = 0.01
+[grid]
+hidden = [8, 16]
+[metrics]
+select = "my_own_score"
+report = { my_own_score = "max" }
+"#;
+    check(program).expect("a program's own metric");
+}

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ErcParams, FusionParams, MsaParams};
 use crate::formats::ErcOptions;
+use crate::metrics::Labels;
 use crate::{DataError, Result};
 
 /// Most memory a synthetic generator may allocate for its features: the
@@ -94,6 +95,31 @@ pub fn check_dataset(kind: &str, generator: Option<&str>, p: &serde_json::Value)
     }
 }
 
+/// The labels of a dataset, known from its kind and parameters without
+/// reading or generating anything: they decide which metrics sigsweep's
+/// models report on it ([`Labels::reports`]), which the sweep file's
+/// `[metrics]` is checked against before anything runs.
+pub fn labels(kind: &str, generator: Option<&str>, p: &serde_json::Value) -> Result<Labels> {
+    use crate::formats::Format;
+    use crate::formats::erc::class_names;
+    Ok(match (kind, generator) {
+        ("synthetic", Some("fusion")) => Labels::Classes(params::<FusionParams>(p)?.classes),
+        ("synthetic", Some("erc")) => Labels::Classes(params::<ErcParams>(p)?.n_classes()?),
+        ("synthetic", Some("msa")) | ("mmsa", _) => Labels::Scores,
+        ("iemocap", _) => Labels::Classes(class_names(Format::Iemocap).len()),
+        ("meld", _) => Labels::Classes(class_names(Format::Meld).len()),
+        ("m3ed", _) => Labels::Classes(class_names(Format::M3ed).len()),
+        _ => {
+            // Names the unknown kind or generator.
+            check_dataset(kind, generator, p)?;
+            return Err(DataError::Param {
+                key: "kind".into(),
+                message: format!("no labels known for `{kind}`"),
+            });
+        }
+    })
+}
+
 /// Why a dataset has no validation split, when that is known before
 /// anything is read or generated: `Some((key, why))` names the setting that
 /// empties it — `valid_rate` (a dataset parameter) or `valid_fraction` (the
@@ -143,6 +169,48 @@ pub(super) fn check_size(key: &str, count: usize, floats_per_sample: usize) -> R
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn labels_follow_the_kind_and_the_generators_parameters() {
+        let l = |kind: &str, generator: Option<&str>, p: serde_json::Value| {
+            labels(kind, generator, &p).expect("labels")
+        };
+        assert_eq!(
+            l("synthetic", Some("fusion"), json!(null)),
+            Labels::Classes(3)
+        );
+        assert_eq!(
+            l("synthetic", Some("fusion"), json!({"classes": 9})),
+            Labels::Classes(9)
+        );
+        assert_eq!(
+            l("synthetic", Some("erc"), json!({"preset": "iemocap"})),
+            Labels::Classes(6)
+        );
+        assert_eq!(
+            l("synthetic", Some("erc"), json!({"preset": "meld"})),
+            Labels::Classes(7)
+        );
+        assert_eq!(
+            l("synthetic", Some("erc"), json!({"class_freqs": [1.0, 2.0]})),
+            Labels::Classes(2)
+        );
+        assert_eq!(l("synthetic", Some("msa"), json!(null)), Labels::Scores);
+        assert_eq!(l("m3ed", None, json!(null)), Labels::Classes(7));
+        assert_eq!(l("mmsa", None, json!(null)), Labels::Scores);
+        assert!(labels("synthetic", Some("nope"), &json!(null)).is_err());
+        assert!(Labels::Classes(7).reports("f1_class_6"));
+        for not in [
+            "f1_class_7",
+            "f1_class_06",
+            "f1_class_+6",
+            "mae",
+            "F1_weighted",
+        ] {
+            assert!(!Labels::Classes(7).reports(not), "{not}");
+        }
+        assert!(Labels::Scores.reports("has0_f1") && !Labels::Scores.reports("accuracy"));
+    }
 
     fn key_of(r: Result<()>) -> String {
         match r {

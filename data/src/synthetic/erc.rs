@@ -123,6 +123,11 @@ impl ErcParams {
         self.resolve().map(drop)
     }
 
+    /// The number of classes the generator draws (its `class_freqs`).
+    pub fn n_classes(&self) -> Result<usize> {
+        Ok(self.resolve()?.class_freqs.len())
+    }
+
     /// The fraction of training dialogues the generator moves to `valid`
     /// (the preset's unless `valid_rate` is set).
     pub fn resolved_valid_rate(&self) -> Result<f64> {

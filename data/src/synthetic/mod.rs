@@ -19,7 +19,9 @@ mod erc;
 mod fusion;
 mod msa;
 
-pub use check::{GENERATORS, KINDS, MAX_GENERATED_BYTES, check_dataset, empty_validation, params};
+pub use check::{
+    GENERATORS, KINDS, MAX_GENERATED_BYTES, check_dataset, empty_validation, labels, params,
+};
 
 pub use erc::{ErcParams, ErcPreset, IEMOCAP_FREQS, MELD_FREQS, synthetic_erc};
 pub use fusion::{FusionParams, fusion_classification};
