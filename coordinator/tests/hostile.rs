@@ -444,3 +444,65 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
     s.shutdown.cancel();
     s.task.await.expect("join").expect("serve");
 }
+
+/// A registration cannot make the coordinator hold more than a worker's
+/// worth: a GPU list of a quarter million entries or a backend name of a
+/// megabyte is refused, and the coordinator keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_registrations_are_refused() {
+    let s = start().await;
+    let mut workers = WorkerServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+    let register = |capabilities: pb::WorkerCapabilities| {
+        with_token(
+            pb::RegisterRequest {
+                name: String::new(),
+                capabilities: Some(capabilities),
+            },
+            Some(TOKEN),
+        )
+    };
+    for (caps, what) in [
+        (
+            pb::WorkerCapabilities {
+                backend: "cuda".into(),
+                gpus: (0..250_000).collect(),
+                ..Default::default()
+            },
+            "250 000 GPUs",
+        ),
+        (
+            pb::WorkerCapabilities {
+                backend: "x".repeat(900_000),
+                ..Default::default()
+            },
+            "a 900 kB backend name",
+        ),
+        (
+            pb::WorkerCapabilities {
+                backend: "cuda".into(),
+                gpus: vec![0],
+                trials_per_gpu: u32::MAX,
+                ..Default::default()
+            },
+            "4 billion trials per GPU",
+        ),
+    ] {
+        let status = workers.register(register(caps)).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(status.message().contains("at most 1024 GPUs"), "{status:?}");
+    }
+    let ok = pb::WorkerCapabilities {
+        backend: "cuda".into(),
+        gpus: (0..8).collect(),
+        trials_per_gpu: 4,
+        ..Default::default()
+    };
+    workers
+        .register(register(ok))
+        .await
+        .expect("an eight-GPU worker registers");
+    s.shutdown.cancel();
+    s.task.await.expect("join").expect("serve");
+}

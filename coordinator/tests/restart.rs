@@ -49,7 +49,7 @@ fn config() -> CoordinatorConfig {
 
 /// Runs every trial of `sweep_id` to completion (`limit` trials at most).
 async fn finish(c: &Coordinator, limit: usize) -> usize {
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let mut done = 0;
     while done < limit {
         let Some(a) = c

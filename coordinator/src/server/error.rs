@@ -31,6 +31,7 @@ impl From<CoordinatorError> for Status {
                 crate::store::StoreError::Unavailable(_) | crate::store::StoreError::Fenced { .. },
             ) => Status::unavailable(msg),
             CoordinatorError::Store(_) => Status::internal(msg),
+            CoordinatorError::Full(_) => Status::resource_exhausted(msg),
         }
     }
 }

@@ -41,7 +41,7 @@ impl WorkerService for WorkerApi {
                 gpus: caps.gpus,
                 trials_per_gpu: caps.trials_per_gpu.max(1),
             },
-        );
+        )?;
         let ttl = coordinator.config().lease_ttl;
         Ok(Response::new(pb::RegisterResponse {
             worker_id: reg.worker_id,

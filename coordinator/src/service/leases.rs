@@ -14,8 +14,26 @@ use crate::scheduler::{Capacity, Holder, RenewOutcome};
 impl Coordinator {
     /// Registers a worker; a known worker id gets a new generation and its
     /// old leases are fenced off.
-    pub fn register(&self, name: &str, caps: WorkerCaps) -> Registration {
+    pub fn register(&self, name: &str, caps: WorkerCaps) -> Result<Registration> {
+        if caps.gpus.len() > MAX_WORKER_GPUS
+            || caps.trials_per_gpu as usize > MAX_WORKER_GPUS
+            || caps.backend.len() > MAX_BACKEND_NAME
+            || caps.backend.chars().any(char::is_control)
+        {
+            return Err(CoordinatorError::Invalid(format!(
+                "a worker registers at most {MAX_WORKER_GPUS} GPUs, {MAX_WORKER_GPUS} trials per \
+                 GPU and a backend name of at most {MAX_BACKEND_NAME} printable bytes"
+            )));
+        }
         let mut state = self.state();
+        let known = !name.is_empty() && state.workers.contains_key(name);
+        if !known && state.workers.len() >= MAX_WORKERS {
+            return Err(CoordinatorError::Full(format!(
+                "the coordinator knows {MAX_WORKERS} workers, the most it holds; idle ones are \
+                 forgotten after {}s: try again later",
+                FORGET_IDLE_WORKERS_AFTER.as_secs()
+            )));
+        }
         let generation = state.next_generation;
         state.next_generation += 1;
         let worker_id = if name.is_empty() {
@@ -41,10 +59,27 @@ impl Coordinator {
             self.inner.work_available.notify_waiters();
         }
         tracing::info!(worker = %worker_id, generation, "worker registered");
-        Registration {
+        Ok(Registration {
             worker_id,
             generation,
-        }
+        })
+    }
+
+    /// Forgets the workers not heard from for [`FORGET_IDLE_WORKERS_AFTER`]
+    /// (or ten lease TTLs, if longer) that hold no lease; returns how many.
+    pub fn forget_idle_workers(&self) -> usize {
+        let after = FORGET_IDLE_WORKERS_AFTER.max(self.inner.config.lease_ttl * 10);
+        let mut state = self.state();
+        let holders: std::collections::HashSet<String> = state
+            .scheduler
+            .leases()
+            .map(|l| l.holder.worker_id.clone())
+            .collect();
+        let before = state.workers.len();
+        state
+            .workers
+            .retain(|id, w| holders.contains(id) || w.last_seen.elapsed() <= after);
+        before - state.workers.len()
     }
 
     /// Keeps the declarations of the models a registering worker can train
@@ -358,6 +393,7 @@ impl Coordinator {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     self.expire_leases();
+                    self.forget_idle_workers();
                     if let Err(e) = self.fail_lost().await {
                         tracing::warn!(error = %e, "storing a trial that lost its workers failed; will retry");
                     }

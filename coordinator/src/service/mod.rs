@@ -68,6 +68,10 @@ pub enum CoordinatorError {
     UnknownTrial(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The coordinator holds as much of something as it will (workers):
+    /// the caller may try again later.
+    #[error("{0}")]
+    Full(String),
 }
 
 pub type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
@@ -82,6 +86,26 @@ pub struct Registration {
 /// Most models the coordinator keeps declarations of, beyond the built-in
 /// ones (a registration that would exceed it is refused, naming it).
 pub const MAX_DECLARED_MODELS: usize = 256;
+
+/// Most workers the coordinator knows at once: a registration past it is
+/// refused (`RESOURCE_EXHAUSTED`, which a worker retries) until idle ones
+/// are forgotten ([`FORGET_IDLE_WORKERS_AFTER`]). Far above any fleet; it
+/// bounds what a client registering in a loop can make the coordinator
+/// hold.
+pub const MAX_WORKERS: usize = 65_536;
+
+/// A worker not heard from for this long (or ten lease TTLs, if longer) and
+/// holding no lease is forgotten; if it comes back, its next call is
+/// answered "unknown worker" and it registers again. Autoscaled fleets
+/// (a new worker name per pod) and registration loops no longer
+/// accumulate.
+pub const FORGET_IDLE_WORKERS_AFTER: Duration = Duration::from_secs(300);
+
+/// Most GPUs a worker may register, and most trials it may share each by.
+pub const MAX_WORKER_GPUS: usize = 1024;
+
+/// Longest backend name a worker may register.
+pub const MAX_BACKEND_NAME: usize = 64;
 
 /// A trial handed to a worker.
 #[derive(Debug, Clone)]

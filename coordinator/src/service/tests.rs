@@ -97,7 +97,7 @@ async fn runs_a_sweep_to_the_end_and_stores_each_result_once() {
     assert_eq!(again.sweep_id, s.sweep_id);
     assert!(!again.created);
 
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let mut seen = std::collections::HashSet::new();
     while let Some(a) = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
@@ -123,7 +123,7 @@ async fn resumes_from_the_store_without_rerunning_finished_trials() {
     {
         let c = coordinator(dir.path()).await;
         sweep_id = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
-        let reg = c.register("w", WorkerCaps::default());
+        let reg = c.register("w", WorkerCaps::default()).expect("register");
         for _ in 0..2 {
             let a = c
                 .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
@@ -142,7 +142,7 @@ async fn resumes_from_the_store_without_rerunning_finished_trials() {
     let c = coordinator(dir.path()).await;
     let p = c.progress(&sweep_id).expect("loaded");
     assert_eq!((p.completed, p.queued), (2, 4));
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let mut n = 0;
     while let Some(a) = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
@@ -160,7 +160,7 @@ async fn expired_lease_is_taken_by_another_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let dead = c.register("dead", WorkerCaps::default());
+    let dead = c.register("dead", WorkerCaps::default()).expect("register");
     let first = c
         .acquire(&dead.worker_id, dead.generation, Duration::ZERO)
         .await
@@ -168,7 +168,9 @@ async fn expired_lease_is_taken_by_another_worker() {
         .expect("trial");
     tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(c.expire_leases(), 1);
-    let alive = c.register("alive", WorkerCaps::default());
+    let alive = c
+        .register("alive", WorkerCaps::default())
+        .expect("register");
     let again = c
         .acquire(&alive.worker_id, alive.generation, Duration::ZERO)
         .await
@@ -198,10 +200,18 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
-    let first = next_trial(&c, &c.register("a", WorkerCaps::default())).await;
+    let first = next_trial(
+        &c,
+        &c.register("a", WorkerCaps::default()).expect("register"),
+    )
+    .await;
     let id = first.trial.trial_id.clone();
     // Lost 1: worker `a` restarts (a new generation fences its lease).
-    let second = next_trial(&c, &c.register("a", WorkerCaps::default())).await;
+    let second = next_trial(
+        &c,
+        &c.register("a", WorkerCaps::default()).expect("register"),
+    )
+    .await;
     assert_eq!(
         (second.trial.trial_id.as_str(), second.attempt),
         (id.as_str(), 2)
@@ -210,13 +220,17 @@ async fn a_trial_that_loses_its_worker_again_and_again_fails_with_the_reason() {
     tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(c.expire_leases(), 1);
     assert_eq!(c.fail_lost().await.expect("fail_lost"), 0, "not yet");
-    let third = next_trial(&c, &c.register("b", WorkerCaps::default())).await;
+    let third = next_trial(
+        &c,
+        &c.register("b", WorkerCaps::default()).expect("register"),
+    )
+    .await;
     assert_eq!(
         (third.trial.trial_id.as_str(), third.attempt),
         (id.as_str(), 3)
     );
     // Lost 3: worker `b` restarts. The trial leaves the queue for good.
-    let b = c.register("b", WorkerCaps::default());
+    let b = c.register("b", WorkerCaps::default()).expect("register");
     assert_eq!(c.fail_lost().await.expect("fail_lost"), 1);
     let next = next_trial(&c, &b).await;
     assert_ne!(
@@ -242,7 +256,7 @@ async fn a_reservation_that_never_started_is_not_an_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let busy = c.register("busy", WorkerCaps::default());
+    let busy = c.register("busy", WorkerCaps::default()).expect("register");
     let running = next_trial(&c, &busy).await;
     let reserved = c
         .reserve(&busy.worker_id, busy.generation, 1)
@@ -253,7 +267,9 @@ async fn a_reservation_that_never_started_is_not_an_attempt() {
     // `busy` dies: both leases expire.
     tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(c.expire_leases(), 2);
-    let other = c.register("other", WorkerCaps::default());
+    let other = c
+        .register("other", WorkerCaps::default())
+        .expect("register");
     let mut attempts = std::collections::BTreeMap::new();
     for _ in 0..2 {
         let a = next_trial(&c, &other).await;
@@ -271,7 +287,7 @@ async fn a_worker_that_comes_back_for_its_trial_was_not_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let a = next_trial(&c, &reg).await;
     for _ in 0..4 {
         tokio::time::advance(Duration::from_secs(11)).await;
@@ -299,7 +315,7 @@ async fn an_attempt_past_its_trial_timeout_fails_and_is_retried() {
         .await
         .expect("submit")
         .sweep_id;
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let run_for = |a: &Assignment, seconds: u64| {
         let (c, reg, a) = (&c, &reg, a.clone());
         async move {
@@ -341,7 +357,7 @@ async fn failures_retry_then_fail_for_good_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let a = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
         .await
@@ -387,13 +403,13 @@ async fn a_restarted_worker_fences_its_old_generation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let old = c.register("w", WorkerCaps::default());
+    let old = c.register("w", WorkerCaps::default()).expect("register");
     let a = c
         .acquire(&old.worker_id, old.generation, Duration::ZERO)
         .await
         .expect("acquire")
         .expect("trial");
-    let new = c.register("w", WorkerCaps::default());
+    let new = c.register("w", WorkerCaps::default()).expect("register");
     assert!(new.generation > old.generation);
     let err = c
         .complete(Completion {
@@ -431,7 +447,7 @@ async fn cancel_stops_handing_out_trials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let a = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
         .await
@@ -477,7 +493,7 @@ async fn fused_sweeps_hand_out_the_seeds_of_one_configuration_together() {
     let c = coordinator(dir.path()).await;
     let fused = SWEEP.replace("max_retries = 1", "max_retries = 1\nfuse_seeds = true");
     c.submit(&fused, "fused.toml").await.expect("submit");
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let got = c
         .acquire_many(&reg.worker_id, reg.generation, Duration::ZERO, 10)
         .await
@@ -493,7 +509,7 @@ async fn fused_sweeps_hand_out_the_seeds_of_one_configuration_together() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     let c2 = coordinator(dir2.path()).await;
     c2.submit(SWEEP, "plain.toml").await.expect("submit");
-    let reg2 = c2.register("w", WorkerCaps::default());
+    let reg2 = c2.register("w", WorkerCaps::default()).expect("register");
     let got = c2
         .acquire_many(&reg2.worker_id, reg2.generation, Duration::ZERO, 10)
         .await
@@ -613,7 +629,7 @@ async fn predictions_are_only_the_trials_own_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let s = c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let reg = c.register("w", WorkerCaps::default());
+    let reg = c.register("w", WorkerCaps::default()).expect("register");
     let a = c
         .acquire(&reg.worker_id, reg.generation, Duration::ZERO)
         .await
@@ -693,8 +709,8 @@ async fn a_stale_release_does_not_lose_a_taken_over_trial() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path()).await;
     let s = c.submit(SWEEP, "unit.toml").await.expect("submit");
-    let busy = c.register("busy", WorkerCaps::default());
-    let idle = c.register("idle", WorkerCaps::default());
+    let busy = c.register("busy", WorkerCaps::default()).expect("register");
+    let idle = c.register("idle", WorkerCaps::default()).expect("register");
     let first = c
         .acquire(&busy.worker_id, busy.generation, Duration::ZERO)
         .await
@@ -745,4 +761,44 @@ async fn a_stale_release_does_not_lose_a_taken_over_trial() {
         .expect("the retried trial");
     assert_eq!(again.trial.trial_id, id);
     assert_eq!(again.attempt, 2);
+}
+
+/// Idle workers are forgotten after a while (not one holding a lease), and
+/// the coordinator knows at most MAX_WORKERS at once: a registration loop
+/// cannot grow it without bound.
+#[tokio::test(start_paused = true)]
+async fn idle_workers_are_forgotten_and_their_number_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    c.submit(SWEEP, "unit.toml").await.expect("submit");
+    let busy = c.register("busy", WorkerCaps::default()).expect("register");
+    next_trial(&c, &busy).await;
+    let idle = c.register("idle", WorkerCaps::default()).expect("register");
+    assert_eq!(c.forget_idle_workers(), 0);
+    tokio::time::advance(super::FORGET_IDLE_WORKERS_AFTER + Duration::from_secs(1)).await;
+    // Leases are not expired here: `busy` still holds one, and is kept.
+    assert_eq!(c.forget_idle_workers(), 1, "only the idle worker");
+    let err = c
+        .acquire(&idle.worker_id, idle.generation, Duration::ZERO)
+        .await
+        .expect_err("forgotten");
+    assert!(matches!(err, CoordinatorError::UnknownWorker(_)), "{err}");
+    c.register("idle", WorkerCaps::default())
+        .expect("a forgotten worker registers again");
+
+    for i in 2..super::MAX_WORKERS {
+        c.register(&format!("w{i}"), WorkerCaps::default())
+            .expect("below the limit");
+    }
+    let err = c
+        .register("one-too-many", WorkerCaps::default())
+        .expect_err("full");
+    assert!(matches!(err, CoordinatorError::Full(_)), "{err}");
+    assert!(err.to_string().contains("65536 workers"), "{err}");
+    c.register("busy", WorkerCaps::default())
+        .expect("a known worker registers again when full");
+    tokio::time::advance(super::FORGET_IDLE_WORKERS_AFTER + Duration::from_secs(1)).await;
+    assert!(c.forget_idle_workers() >= super::MAX_WORKERS - 2);
+    c.register("one-too-many", WorkerCaps::default())
+        .expect("room again");
 }
