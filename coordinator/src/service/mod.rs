@@ -248,6 +248,7 @@ impl Coordinator {
                             && s.completed + s.failed >= s.total =>
                     {
                         s.state = SweepRunState::Finished;
+                        state.release_finished(&id);
                         true
                     }
                     _ => false,

@@ -192,6 +192,33 @@ impl State {
         }
     }
 
+    /// Drops the entries of `sweep_id`'s trials once it has finished: each
+    /// is done, and no running sweep shares it. What is left of a finished
+    /// sweep is its counts and its results in the store, so the memory of
+    /// a long-lived coordinator follows the sweeps it runs, not every trial
+    /// it ever ran. (A sweep whose failed trials are retried is loaded
+    /// again, which makes their entries anew.)
+    pub fn release_finished(&mut self, sweep_id: &str) {
+        let Some(finished) = self.sweeps.get(sweep_id) else {
+            return;
+        };
+        let running: std::collections::HashSet<&str> = self
+            .sweeps
+            .iter()
+            .filter(|(_, s)| s.state == SweepRunState::Running)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        for id in &finished.trial_ids {
+            let release = self
+                .trials
+                .get(id)
+                .is_some_and(|e| e.done && !e.sweeps.iter().any(|s| running.contains(&**s)));
+            if release {
+                self.trials.remove(id);
+            }
+        }
+    }
+
     /// A queued trial started running.
     pub fn note_started(&mut self, trial_id: &str) {
         self.for_sweeps_of(trial_id, |s| {

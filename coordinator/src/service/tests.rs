@@ -802,3 +802,39 @@ async fn idle_workers_are_forgotten_and_their_number_is_bounded() {
     c.register("one-too-many", WorkerCaps::default())
         .expect("room again");
 }
+
+/// A finished sweep leaves its counts and its stored results, not an entry
+/// per trial in memory; retrying its failed trials makes theirs anew.
+#[tokio::test]
+async fn a_finished_sweep_releases_its_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let total = c.state().trials.len();
+    assert!(total > 1);
+    let w = c.register("w", WorkerCaps::default()).expect("register");
+    for i in 0..total {
+        let a = next_trial(&c, &w).await;
+        if i == 0 {
+            c.fail_with(
+                &w.worker_id,
+                w.generation,
+                &a.trial.trial_id,
+                "broken",
+                false,
+            )
+            .await
+            .expect("fail");
+        } else {
+            complete(&c, &w, &a).await;
+        }
+    }
+    let progress = c.progress(&sweep).expect("progress");
+    assert_eq!((progress.completed, progress.failed), (total as u32 - 1, 1));
+    assert!(c.state().trials.is_empty(), "every entry released");
+    assert_eq!(c.retry_failed(&sweep).await.expect("retry"), 1);
+    assert_eq!(c.state().trials.len(), total, "loaded again");
+    let a = next_trial(&c, &w).await;
+    complete(&c, &w, &a).await;
+    assert!(c.state().trials.is_empty());
+}
