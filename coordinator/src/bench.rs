@@ -382,6 +382,7 @@ pub async fn run(args: &SchedulerBench) -> anyhow::Result<String> {
             lease_ttl: Duration::from_secs(60),
             max_acquire_wait: Duration::from_millis(200),
             allow_command: false,
+            ..CoordinatorConfig::default()
         },
     )
     .await?;

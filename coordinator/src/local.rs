@@ -52,6 +52,7 @@ impl LocalRun {
                 max_acquire_wait: Duration::from_secs(2),
                 // The user runs the sweep file on their own machine.
                 allow_command: true,
+                ..CoordinatorConfig::default()
             },
         )
         .await?;

@@ -44,6 +44,7 @@ fn config() -> CoordinatorConfig {
         lease_ttl: Duration::from_secs(10),
         max_acquire_wait: Duration::from_millis(20),
         allow_command: false,
+        ..CoordinatorConfig::default()
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn start_node(options: ServerOptions) -> Node {
             lease_ttl: Duration::from_secs(30),
             max_acquire_wait: Duration::from_millis(200),
             allow_command: false,
+            ..CoordinatorConfig::default()
         },
     )
     .await

@@ -227,6 +227,7 @@ pub async fn run(settings: NodeConfig, shutdown: CancellationToken) -> anyhow::R
         lease_ttl: settings.lease_ttl,
         max_acquire_wait: settings.max_acquire_wait,
         allow_command: settings.allow_command,
+        ..CoordinatorConfig::default()
     };
     let outcome = if is_etcd_url(&settings.store) {
         let etcd = open_etcd(&settings.store, &settings).await?;

@@ -36,6 +36,8 @@ pub struct CoordinatorConfig {
     /// Accept sweeps that run a training program (`[model] name =
     /// "command"`): whoever can submit then runs code on the workers.
     pub allow_command: bool,
+    /// Most trials of running sweeps held at once ([`MAX_LIVE_TRIALS`]).
+    pub max_live_trials: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -44,6 +46,7 @@ impl Default for CoordinatorConfig {
             lease_ttl: Duration::from_secs(15),
             max_acquire_wait: Duration::from_secs(5),
             allow_command: false,
+            max_live_trials: MAX_LIVE_TRIALS,
         }
     }
 }
@@ -100,6 +103,12 @@ pub const MAX_WORKERS: usize = 65_536;
 /// (a new worker name per pod) and registration loops no longer
 /// accumulate.
 pub const FORGET_IDLE_WORKERS_AFTER: Duration = Duration::from_secs(300);
+
+/// Most trials of running sweeps the coordinator holds by default
+/// ([`CoordinatorConfig::max_live_trials`]): a submission past it is refused (`RESOURCE_EXHAUSTED`: cancel a sweep or let one finish)
+/// instead of a client submitting sweeps in a loop growing its memory
+/// without bound. Ten sweeps of the largest size a file may have.
+pub const MAX_LIVE_TRIALS: usize = 10 * crate::sweep::MAX_TRIALS;
 
 /// Most GPUs a worker may register, and most trials it may share each by.
 pub const MAX_WORKER_GPUS: usize = 1024;
@@ -248,7 +257,7 @@ impl Coordinator {
                             && s.completed + s.failed >= s.total =>
                     {
                         s.state = SweepRunState::Finished;
-                        state.release_finished(&id);
+                        state.release(&id);
                         true
                     }
                     _ => false,

@@ -102,6 +102,9 @@ impl Coordinator {
                 )));
             }
         }
+        if !self.state().trials.contains_key(c.trial_id.as_str()) {
+            return self.released(&c.trial_id).await;
+        }
         let protocol_error = {
             let mut state = self.state();
             Self::check_worker(&mut state, &c.worker_id, c.generation)?;
@@ -193,6 +196,17 @@ impl Coordinator {
             .await
     }
 
+    /// The answer to a report about a trial the coordinator holds no entry
+    /// for: one that has its result (its sweep stopped and released it,
+    /// `State::release`) takes a late duplicate like any finished trial,
+    /// `Ok(false)`, nothing stored; any other is unknown.
+    async fn released(&self, trial_id: &str) -> Result<bool> {
+        match self.inner.catalog.result(trial_id).await? {
+            Some(_) => Ok(false),
+            None => Err(CoordinatorError::UnknownTrial(trial_id.to_string())),
+        }
+    }
+
     /// Like [`Coordinator::fail`]; a failure that is not `retryable` (bad
     /// parameters, a missing file, a wrong format, a divergence from the
     /// same seed: the same attempt would fail the same way) fails the trial
@@ -205,6 +219,9 @@ impl Coordinator {
         reason: &str,
         retryable: bool,
     ) -> Result<bool> {
+        if !self.state().trials.contains_key(trial_id) {
+            return self.released(trial_id).await;
+        }
         let (max_retries, sweeps) = {
             let mut state = self.state();
             let holder = Self::check_worker(&mut state, worker_id, generation)?;

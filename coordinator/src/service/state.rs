@@ -192,14 +192,16 @@ impl State {
         }
     }
 
-    /// Drops the entries of `sweep_id`'s trials once it has finished: each
-    /// is done, and no running sweep shares it. What is left of a finished
-    /// sweep is its counts and its results in the store, so the memory of
-    /// a long-lived coordinator follows the sweeps it runs, not every trial
-    /// it ever ran. (A sweep whose failed trials are retried is loaded
-    /// again, which makes their entries anew.)
-    pub fn release_finished(&mut self, sweep_id: &str) {
-        let Some(finished) = self.sweeps.get(sweep_id) else {
+    /// Drops the entries of `sweep_id`'s trials once it has stopped
+    /// (finished or cancelled): those that no running sweep shares and no
+    /// lease holds (a cancelled trial still running keeps its entry until
+    /// its worker stops). What is left of a stopped sweep is its counts and
+    /// its results in the store, so the memory of a long-lived coordinator
+    /// follows the sweeps it runs, not every trial it ever ran. (A sweep
+    /// whose failed trials are retried is loaded again, which makes their
+    /// entries anew.)
+    pub fn release(&mut self, sweep_id: &str) {
+        let Some(stopped) = self.sweeps.get(sweep_id) else {
             return;
         };
         let running: std::collections::HashSet<&str> = self
@@ -208,11 +210,12 @@ impl State {
             .filter(|(_, s)| s.state == SweepRunState::Running)
             .map(|(id, _)| id.as_str())
             .collect();
-        for id in &finished.trial_ids {
-            let release = self
-                .trials
-                .get(id)
-                .is_some_and(|e| e.done && !e.sweeps.iter().any(|s| running.contains(&**s)));
+        for id in &stopped.trial_ids {
+            let release = self.scheduler.lease_of(id).is_none()
+                && self
+                    .trials
+                    .get(id)
+                    .is_some_and(|e| !e.sweeps.iter().any(|s| running.contains(&**s)));
             if release {
                 self.trials.remove(id);
             }

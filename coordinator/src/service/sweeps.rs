@@ -112,6 +112,17 @@ impl Coordinator {
         spec.check_declared(&declared)?;
         let sweep_id = spec.sweep_id();
         let total_trials = spec.trials().len() as u32;
+        {
+            let state = self.state();
+            let (live, max) = (state.trials.len(), self.inner.config.max_live_trials);
+            if !state.sweeps.contains_key(&sweep_id) && live + total_trials as usize > max {
+                return Err(CoordinatorError::Full(format!(
+                    "the coordinator holds {live} trials of running sweeps and this sweep has \
+                     {total_trials}: more than the {max} it runs at once; cancel a sweep or let \
+                     one finish, then submit again"
+                )));
+            }
+        }
         let record = SweepRecord {
             sweep_id: sweep_id.clone(),
             name: spec.name.clone(),
@@ -197,6 +208,7 @@ impl Coordinator {
                 s.state = SweepRunState::Cancelled;
                 s.queued = 0;
             }
+            state.release(sweep_id);
         }
         tracing::info!(sweep = %sweep_id, "sweep cancelled");
         self.after_change(Some(&[Arc::from(sweep_id)])).await;

@@ -31,6 +31,7 @@ fn config() -> CoordinatorConfig {
         lease_ttl: Duration::from_secs(10),
         max_acquire_wait: Duration::from_millis(50),
         allow_command: true,
+        ..CoordinatorConfig::default()
     }
 }
 
@@ -837,4 +838,43 @@ async fn a_finished_sweep_releases_its_trials() {
     let a = next_trial(&c, &w).await;
     complete(&c, &w, &a).await;
     assert!(c.state().trials.is_empty());
+}
+
+/// A cancelled sweep releases its trials too, but not one still running
+/// (its worker is being told to stop); and the trials of running sweeps a
+/// coordinator holds are bounded: a submission past `max_live_trials` is
+/// refused, nothing stored, until a sweep stops.
+#[tokio::test]
+async fn live_trials_are_bounded_and_a_cancelled_sweep_releases_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path().join("state.redb")).expect("store");
+    let c = Coordinator::start(
+        Catalog::new(Arc::new(store)),
+        CoordinatorConfig {
+            max_live_trials: 7,
+            ..config()
+        },
+    )
+    .await
+    .expect("start");
+    let first = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let held = c.state().trials.len();
+    assert!(held <= 7 && held * 2 > 7, "{held} trials a sweep");
+    let other = SWEEP.replace("name = \"unit\"", "name = \"other\"");
+    assert_ne!(other, SWEEP);
+    let err = c.submit(&other, "other.toml").await.expect_err("full");
+    assert!(matches!(err, CoordinatorError::Full(_)), "{err}");
+    assert!(err.to_string().contains("cancel a sweep"), "{err}");
+    assert_eq!(c.list().len(), 1, "nothing stored for the refused sweep");
+    c.submit(SWEEP, "unit.toml")
+        .await
+        .expect("the same sweep again is no new trial");
+
+    let w = c.register("w", WorkerCaps::default()).expect("register");
+    let running = next_trial(&c, &w).await;
+    c.cancel(&first).await.expect("cancel");
+    let left: Vec<String> = c.state().trials.keys().map(|k| k.to_string()).collect();
+    assert_eq!(left.len(), 1, "only the running one: {left:?}");
+    assert_eq!(*left[0], *running.trial.trial_id);
+    c.submit(&other, "other.toml").await.expect("room again");
 }
