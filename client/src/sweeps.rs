@@ -5,6 +5,10 @@ use sigsweep_types::ResultRecord;
 
 use crate::{ClientError, Connection, call};
 
+/// Results asked for per `ListResults` page (the coordinator may send
+/// fewer, to keep a page under its byte budget).
+const RESULTS_PAGE: u32 = 500;
+
 /// The sweep service's calls over one [`Connection`], each retried through
 /// coordinator outages ([`call`]).
 #[derive(Debug, Clone)]
@@ -71,14 +75,27 @@ impl SweepApi {
         .await
     }
 
-    /// Per-trial results of `sweep`, as the result record.
+    /// Per-trial results of `sweep`, as the result record, fetched a page
+    /// at a time (a sweep's results can be far larger than one message).
     pub async fn results(&self, sweep: &str) -> Result<Vec<ResultRecord>, ClientError> {
-        let list = call(&self.connection, |mut c| {
-            let sweep_id = sweep.to_string();
-            async move { c.list_results(pb::ListResultsRequest { sweep_id }).await }
-        })
-        .await?;
-        Ok(list.results.iter().map(|r| r.to_record(sweep)).collect())
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = call(&self.connection, |mut c| {
+                let req = pb::ListResultsRequest {
+                    sweep_id: sweep.to_string(),
+                    page_size: RESULTS_PAGE,
+                    page_token: page_token.clone(),
+                };
+                async move { c.list_results(req).await }
+            })
+            .await?;
+            out.extend(page.results.iter().map(|r| r.to_record(sweep)));
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// The end of a training program trial's output, as its worker

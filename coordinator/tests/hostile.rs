@@ -149,6 +149,7 @@ async fn without_the_token_nothing_can_be_read_or_written() {
                 .list_results(with_token(
                     pb::ListResultsRequest {
                         sweep_id: id.clone(),
+                        ..Default::default()
                     },
                     token,
                 ))
@@ -421,6 +422,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
         .list_results(with_token(
             pb::ListResultsRequest {
                 sweep_id: sweep_id.clone(),
+                ..Default::default()
             },
             t,
         ))
@@ -503,6 +505,158 @@ async fn oversized_registrations_are_refused() {
         .register(register(ok))
         .await
         .expect("an eight-GPU worker registers");
+    s.shutdown.cancel();
+    s.task.await.expect("join").expect("serve");
+}
+
+/// `ListResults` pages a sweep whose results are larger than a message:
+/// 40 results of about 430 kB each (17 MB) come in pages under 4 MiB, each
+/// result once; a page token the coordinator did not give
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_larger_than_a_message_come_in_pages() {
+    let s = start().await;
+    let t = Some(TOKEN);
+    // A client that takes any size: the limit met is the coordinator's.
+    let mut sweeps = SweepServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect")
+        .max_decoding_message_size(usize::MAX);
+    let mut workers = WorkerServiceClient::connect(s.url.clone())
+        .await
+        .expect("connect");
+    let sweep = SWEEP
+        .replace("seeds = 2", "seeds = 40")
+        .replace("name = \"hostile\"", "name = \"wide\"");
+    let sweep_id = sweeps
+        .submit_sweep(with_token(
+            pb::SubmitSweepRequest {
+                sweep_toml: sweep,
+                source_name: "wide.toml".into(),
+            },
+            t,
+        ))
+        .await
+        .expect("submit")
+        .into_inner()
+        .sweep_id;
+    let reg = workers
+        .register(with_token(
+            pb::RegisterRequest {
+                name: "w".into(),
+                capabilities: None,
+            },
+            t,
+        ))
+        .await
+        .expect("register")
+        .into_inner();
+    // 24 epochs of 1 000 validation metrics: about 430 kB a result (within
+    // a history's 512 KiB), 17 MB for the sweep.
+    let wide: HashMap<String, f64> = (0..1000).map(|k| (format!("m{k:04}"), 0.5)).collect();
+    let history: Vec<pb::EpochMetrics> = (1..=24)
+        .map(|epoch| pb::EpochMetrics {
+            epoch,
+            train_loss: 0.1,
+            valid: Some(pb::Metrics {
+                values: wide.clone(),
+            }),
+            test: None,
+        })
+        .collect();
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        let a = workers
+            .acquire_trial(with_token(
+                pb::AcquireTrialRequest {
+                    worker_id: reg.worker_id.clone(),
+                    generation: reg.generation,
+                    wait_ms: 100,
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .expect("acquire")
+            .into_inner()
+            .assignment
+            .expect("a trial");
+        let trial_id = a.trial.expect("trial").trial_id;
+        workers
+            .complete_trial(with_token(
+                pb::CompleteTrialRequest {
+                    worker_id: reg.worker_id.clone(),
+                    generation: reg.generation,
+                    lease_id: a.lease_id,
+                    trial_id: trial_id.clone(),
+                    test_metrics: metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]),
+                    valid_metrics: metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]),
+                    selected_epoch: 1,
+                    seconds: 1.0,
+                    history: history.clone(),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .expect("complete");
+        order.push(trial_id);
+    }
+    let list = |page_size: u32, page_token: String| {
+        with_token(
+            pb::ListResultsRequest {
+                sweep_id: sweep_id.clone(),
+                page_size,
+                page_token,
+            },
+            t,
+        )
+    };
+    let whole = sweeps
+        .list_results(list(0, String::new()))
+        .await
+        .expect_err("one message cannot hold them");
+    assert_eq!(whole.code(), Code::OutOfRange, "{whole:?}");
+
+    let mut got = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = sweeps
+            .list_results(list(1000, token))
+            .await
+            .expect("a page")
+            .into_inner();
+        pages += 1;
+        assert!(
+            prost::Message::encoded_len(&page) <= 4 * 1024 * 1024 + 64 * 1024,
+            "page {pages} within its budget"
+        );
+        got.extend(page.results.into_iter().map(|r| r.trial_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(pages >= 3, "{pages} pages, {} results", got.len());
+    let mut sorted_got = got.clone();
+    sorted_got.sort();
+    let mut sorted_order = order.clone();
+    sorted_order.sort();
+    assert_eq!(sorted_got, sorted_order, "each result once");
+
+    let bad = sweeps
+        .list_results(list(10, "not-a-token".into()))
+        .await
+        .expect_err("bad token");
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    // Past the end: an empty last page.
+    let past = sweeps
+        .list_results(list(10, "1000000".into()))
+        .await
+        .expect("past the end")
+        .into_inner();
+    assert!(past.results.is_empty() && past.next_page_token.is_empty());
     s.shutdown.cancel();
     s.task.await.expect("join").expect("serve");
 }

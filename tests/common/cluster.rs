@@ -163,15 +163,40 @@ pub async fn wait_finished(
     .await
 }
 
+/// Every result of the sweep, three per page (so that paging runs), and
+/// the same as one unpaged answer.
 pub async fn results(url: &str, sweep_id: &str) -> Vec<pb::TrialResult> {
     let mut c = client(url).await;
-    c.list_results(pb::ListResultsRequest {
-        sweep_id: sweep_id.to_string(),
-    })
-    .await
-    .expect("results")
-    .into_inner()
-    .results
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .list_results(pb::ListResultsRequest {
+                sweep_id: sweep_id.to_string(),
+                page_size: 3,
+                page_token,
+            })
+            .await
+            .expect("results")
+            .into_inner();
+        assert!(page.results.len() <= 3);
+        paged.extend(page.results);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let whole = c
+        .list_results(pb::ListResultsRequest {
+            sweep_id: sweep_id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("results")
+        .into_inner()
+        .results;
+    assert_eq!(paged, whole, "pages hold every result once, in order");
+    paged
 }
 
 /// Exactly one result per (configuration, seed), `expected` in all.

@@ -119,16 +119,23 @@ pub struct EpochRecord {
 /// Most epochs a result's history holds.
 pub const MAX_HISTORY_EPOCHS: usize = 10_000;
 
-/// Most bytes a result's history may take as JSON ([`history_bytes`]). With
-/// the rest of a result at its limits (1 024 metrics per split, a 64 KiB
-/// program log) a stored record stays under the etcd store's 1 MiB value
-/// limit, and a completion under the worker message limit.
+/// Most bytes a result's history may take ([`history_bytes`]: as JSON or
+/// as protobuf, whichever is larger). With the rest of a result at its
+/// limits (1 024 metrics per split, a 64 KiB program log) a stored record
+/// stays under the etcd store's 1 MiB value limit, and a completion under
+/// the worker message limit.
 pub const MAX_HISTORY_BYTES: usize = 512 * 1024;
 
-/// The bytes `history` takes as JSON (as the store and `results.jsonl`
-/// hold it).
+/// The bytes `history` takes in a result, at most: as JSON (the store,
+/// `results.jsonl`) or as protobuf (a completion, `ListResults`),
+/// whichever is larger ([`EpochRecord::size`]). Neither bounds the other:
+/// `"m":0.5` is 7 bytes of JSON and 15 of protobuf, a long decimal the
+/// other way round.
 pub fn history_bytes(history: &[EpochRecord]) -> usize {
-    serde_json::to_vec(history).map_or(usize::MAX, |v| v.len())
+    history
+        .iter()
+        .map(EpochRecord::size)
+        .fold(2, usize::saturating_add)
 }
 
 /// Fits a trial's history into [`MAX_HISTORY_EPOCHS`] and
@@ -155,14 +162,14 @@ pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) 
         e.keep_only(metric);
     }
     let mut done = format!(
-        "the history ({epochs} epochs, {bytes} bytes as JSON) is larger than a result holds \
+        "the history ({epochs} epochs, {bytes} bytes) is larger than a result holds \
          ({MAX_HISTORY_EPOCHS} epochs, {MAX_HISTORY_BYTES} bytes): epochs other than the \
          selected one ({selected}) keep only `{metric}` and the training loss"
     );
     if fits(history) {
         return Some(done);
     }
-    let sizes: Vec<usize> = history.iter().map(EpochRecord::json_bytes).collect();
+    let sizes: Vec<usize> = history.iter().map(EpochRecord::size).collect();
     let last = history.len().saturating_sub(1);
     let keep = |stride: usize, i: usize, e: &EpochRecord| {
         i == 0 || i == last || e.epoch == selected || (i + 1).is_multiple_of(stride)
@@ -195,9 +202,19 @@ pub fn fit_history(history: &mut Vec<EpochRecord>, metric: &str, selected: u32) 
 }
 
 impl EpochRecord {
-    /// The bytes this epoch adds to a history as JSON (itself and a comma).
-    pub fn json_bytes(&self) -> usize {
-        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len().saturating_add(1))
+    /// The bytes this epoch adds to a history, at most: as JSON (itself
+    /// and a comma) or as protobuf (per metric its name and 16 bytes of
+    /// tags, lengths and the `f64`; 32 for the epoch, the loss and the
+    /// message's own tags), whichever is larger.
+    pub fn size(&self) -> usize {
+        let json = serde_json::to_vec(self).map_or(usize::MAX, |v| v.len().saturating_add(1));
+        let wire = self
+            .valid
+            .keys()
+            .chain(self.test.keys())
+            .map(|k| k.len() + 16)
+            .fold(32, usize::saturating_add);
+        json.max(wire)
     }
 
     /// Drops every metric but `metric` from both splits (the training loss

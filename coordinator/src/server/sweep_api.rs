@@ -10,6 +10,12 @@ use sigsweep_proto::v1 as pb;
 use sigsweep_proto::v1::sweep_service_server::SweepService;
 
 use super::convert::progress_to_proto;
+
+/// Most results in one page of `ListResults`.
+pub const MAX_RESULTS_PAGE: usize = 1000;
+/// Most bytes of results in one page (a page holds at least one result,
+/// which the worker message limit keeps under 1 MiB).
+pub const MAX_RESULTS_PAGE_BYTES: usize = 4 * 1024 * 1024;
 use super::leader::LeaderSlot;
 
 /// The sweep service (users, CLI).
@@ -127,14 +133,45 @@ impl SweepService for SweepApi {
         &self,
         request: Request<pb::ListResultsRequest>,
     ) -> Result<Response<pb::ListResultsResponse>, Status> {
-        let results = self
-            .slot
-            .require()?
-            .results(&request.into_inner().sweep_id)
-            .await?
-            .iter()
-            .map(pb::TrialResult::from)
-            .collect();
-        Ok(Response::new(pb::ListResultsResponse { results }))
+        let req = request.into_inner();
+        let coordinator = self.slot.require()?;
+        if req.page_size == 0 && req.page_token.is_empty() {
+            let results = coordinator
+                .results(&req.sweep_id)
+                .await?
+                .iter()
+                .map(pb::TrialResult::from)
+                .collect();
+            return Ok(Response::new(pb::ListResultsResponse {
+                results,
+                next_page_token: String::new(),
+            }));
+        }
+        let from = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token.parse::<usize>().map_err(|_| {
+                Status::invalid_argument("page_token is not one this coordinator gave")
+            })?
+        };
+        let limit = (req.page_size as usize).clamp(1, MAX_RESULTS_PAGE);
+        let (page, mut next) = coordinator.results_page(&req.sweep_id, from, limit).await?;
+        // Within the page's byte budget (a result may be up to about 1 MiB).
+        let mut results = Vec::with_capacity(page.len());
+        let mut bytes = 0;
+        for (index, r) in &page {
+            let r = pb::TrialResult::from(r);
+            let len = prost::Message::encoded_len(&r);
+            if !results.is_empty() && bytes + len > MAX_RESULTS_PAGE_BYTES {
+                next = Some(*index);
+                break;
+            }
+            bytes += len;
+            results.push(r);
+        }
+        Ok(Response::new(pb::ListResultsResponse {
+            results,
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
     }
 }

@@ -435,7 +435,7 @@ pub(super) fn check_history(history: &[sigsweep_types::EpochRecord]) -> Result<(
     let bytes = history_bytes(history);
     if bytes > MAX_HISTORY_BYTES {
         return Err(CoordinatorError::Invalid(format!(
-            "history takes {bytes} bytes as JSON, more than the limit of {MAX_HISTORY_BYTES}"
+            "history takes {bytes} bytes (as JSON or protobuf, the larger), more than the limit of {MAX_HISTORY_BYTES}"
         )));
     }
     let mut last = 0;

@@ -250,23 +250,53 @@ impl Coordinator {
 
     /// Stored results of a sweep's trials, in trial order.
     pub async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRecord>> {
-        let ids: Vec<Arc<str>> = self
-            .state()
+        let ids = self.trial_ids(sweep_id)?;
+        results_for(&self.inner.catalog, &ids).await
+    }
+
+    /// One page of a sweep's stored results: those of its trials from
+    /// index `from` on (in sweep order), at most `limit` of them, each with
+    /// its trial's index; and the index to go on from, if any trial is
+    /// left. The store is read for these trials only.
+    pub async fn results_page(
+        &self,
+        sweep_id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<(usize, ResultRecord)>, Option<usize>)> {
+        let ids = self.trial_ids(sweep_id)?;
+        let mut page = Vec::new();
+        let mut next = from;
+        while next < ids.len() && page.len() < limit {
+            if let Some(id) = ids.get(next)
+                && let Some(r) = self.inner.catalog.result(id).await?
+            {
+                page.push((next, r));
+            }
+            next += 1;
+        }
+        Ok((page, (next < ids.len()).then_some(next)))
+    }
+
+    fn trial_ids(&self, sweep_id: &str) -> Result<Vec<Arc<str>>> {
+        self.state()
             .sweeps
             .get(sweep_id)
             .map(|s| s.trial_ids.clone())
-            .ok_or_else(|| CoordinatorError::UnknownSweep(sweep_id.to_string()))?;
-        results_for(&self.inner.catalog, &ids).await
+            .ok_or_else(|| CoordinatorError::UnknownSweep(sweep_id.to_string()))
     }
 }
 
-/// Stored results for `trial_ids`, in that order (missing ones skipped).
+/// Stored results for `trial_ids`, in that order (missing ones skipped):
+/// one store read each, not every result the store holds.
 pub async fn results_for(catalog: &Catalog, trial_ids: &[Arc<str>]) -> Result<Vec<ResultRecord>> {
-    let all = catalog.results().await?;
-    Ok(trial_ids
-        .iter()
-        .filter_map(|id| all.get(&**id).cloned())
-        .collect())
+    let mut out = Vec::with_capacity(trial_ids.len());
+    for id in trial_ids {
+        if let Some(r) = catalog.result(id).await? {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn json_config(

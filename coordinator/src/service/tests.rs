@@ -615,7 +615,7 @@ fn a_completion_history_must_be_finite_and_in_order() {
     let err = check_history(&wide).expect_err("too large");
     assert!(
         err.to_string()
-            .contains("bytes as JSON, more than the limit of 524288"),
+            .contains("bytes (as JSON or protobuf, the larger), more than the limit of 524288"),
         "{err}"
     );
     assert!(sigsweep_types::record::fit_history(&mut wide, "acc", 3).is_some());

@@ -173,7 +173,7 @@ pub(crate) struct Selector {
     split: Split,
     best: Option<Best>,
     history: Vec<EpochRecord>,
-    /// What `history` takes as JSON ([`EpochRecord::json_bytes`]).
+    /// What `history` takes in a result ([`EpochRecord::size`]).
     bytes: usize,
     /// Epochs `..thinned` of `history` hold only the selection metric
     /// (work saved, not state: thinning again changes nothing).
@@ -205,9 +205,9 @@ impl Selector {
             return;
         }
         for e in self.history.iter_mut().skip(self.thinned) {
-            let before = e.json_bytes();
+            let before = e.size();
             e.keep_only(&self.select);
-            self.bytes = self.bytes.saturating_sub(before) + e.json_bytes();
+            self.bytes = self.bytes.saturating_sub(before) + e.size();
         }
         self.thinned = self.history.len();
     }
@@ -244,7 +244,7 @@ impl Selector {
             valid: valid.clone(),
             test: test.clone(),
         };
-        self.bytes = self.bytes.saturating_add(record.json_bytes());
+        self.bytes = self.bytes.saturating_add(record.size());
         self.history.push(record);
         self.bound_history();
         if better && value.is_finite() {
@@ -312,7 +312,7 @@ impl Selector {
                 test: unbits(test),
             })
             .collect();
-        self.bytes = self.history.iter().map(EpochRecord::json_bytes).sum();
+        self.bytes = self.history.iter().map(EpochRecord::size).sum();
         self.thinned = 0;
     }
 
