@@ -128,6 +128,9 @@ pub struct SelectorState {
     best: Option<BestBits>,
     /// Per epoch: (training loss, validation, test).
     history: Vec<(u64, Bits, Bits)>,
+    /// The history has outgrown a result ([`Selector::bound_history`]).
+    #[serde(default)]
+    outgrown: bool,
 }
 
 /// Metrics as bits.
@@ -155,10 +158,28 @@ struct Best {
 
 /// `history` fitted into what a result holds
 /// ([`sigsweep_types::record::fit_history`]), saying so in the log when it
-/// had to shrink.
-fn fitted(mut history: Vec<EpochRecord>, metric: &str, selected: u32) -> Vec<EpochRecord> {
-    if let Some(done) = fit_history(&mut history, metric, selected) {
-        tracing::warn!("{done}");
+/// had to shrink. `outgrown`: the whole history was larger than a result
+/// at some epoch ([`Selector::bound_history`] thinned what it held), so
+/// every epoch but `selected` keeps only `metric`, as the whole one's fit
+/// would have it.
+fn fitted(
+    mut history: Vec<EpochRecord>,
+    metric: &str,
+    selected: u32,
+    outgrown: bool,
+) -> Vec<EpochRecord> {
+    if outgrown {
+        for e in history.iter_mut().filter(|e| e.epoch != selected) {
+            e.keep_only(metric);
+        }
+    }
+    match fit_history(&mut history, metric, selected) {
+        Some(done) => tracing::warn!("{done}"),
+        None if outgrown => tracing::warn!(
+            "the history is larger than a result holds: epochs other than the selected one \
+             ({selected}) keep only `{metric}` and the training loss"
+        ),
+        None => {}
     }
     history
 }
@@ -178,6 +199,10 @@ pub(crate) struct Selector {
     /// Epochs `..thinned` of `history` hold only the selection metric
     /// (work saved, not state: thinning again changes nothing).
     thinned: usize,
+    /// The history has grown past what a result holds at some epoch, so
+    /// the result keeps only the selection metric of every epoch but the
+    /// selected one (as `fit_history` of the whole history would).
+    outgrown: bool,
 }
 
 impl Selector {
@@ -190,6 +215,7 @@ impl Selector {
             history: Vec::new(),
             bytes: 0,
             thinned: 0,
+            outgrown: false,
         }
     }
 
@@ -198,12 +224,13 @@ impl Selector {
     /// a long run), every epoch keeps only the selection metric, which is
     /// what [`fit_history`] would leave of them at the end anyway (the
     /// selected epoch's metrics are in `best`). Memory and checkpoints then
-    /// grow by a few bytes an epoch, not by every per-class metric. A
-    /// function of the history alone, so a resumed trial does the same.
+    /// grow by a few bytes an epoch, not by every per-class metric. Its
+    /// state is in the checkpoint, so a resumed trial does the same.
     fn bound_history(&mut self) {
         if self.bytes <= MAX_HISTORY_BYTES {
             return;
         }
+        self.outgrown = true;
         for e in self.history.iter_mut().skip(self.thinned) {
             let before = e.size();
             e.keep_only(&self.select);
@@ -290,6 +317,7 @@ impl Selector {
                 .iter()
                 .map(|e| (e.train_loss.to_bits(), bits(&e.valid), bits(&e.test)))
                 .collect(),
+            outgrown: self.outgrown,
         }
     }
 
@@ -314,6 +342,7 @@ impl Selector {
             .collect();
         self.bytes = self.history.iter().map(EpochRecord::size).sum();
         self.thinned = 0;
+        self.outgrown = state.outgrown;
     }
 
     /// Whether `epoch` is the best so far (the one a trial would keep).
@@ -335,7 +364,7 @@ impl Selector {
             valid_metrics: best.valid,
             test_metrics: best.test,
             seconds,
-            epochs: fitted(self.history, &self.select, best.epoch),
+            epochs: fitted(self.history, &self.select, best.epoch, self.outgrown),
             predictions: None,
             weights: None,
             program_selected: false,
@@ -349,7 +378,7 @@ impl Selector {
     pub(crate) fn finish_chosen(self, seconds: f64, chosen: EpochRecord) -> TrialOutcome {
         TrialOutcome {
             selected_epoch: chosen.epoch,
-            epochs: fitted(self.history, &self.select, chosen.epoch),
+            epochs: fitted(self.history, &self.select, chosen.epoch, self.outgrown),
             valid_metrics: chosen.valid,
             test_metrics: chosen.test,
             seconds,
