@@ -50,6 +50,40 @@ fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
     r
 }
 
+type Sweeps = SweepServiceClient<tonic::transport::Channel>;
+type Workers = WorkerServiceClient<tonic::transport::Channel>;
+
+/// Submits `toml` with the token; returns the sweep id.
+async fn submit(sweeps: &mut Sweeps, toml: &str) -> String {
+    sweeps
+        .submit_sweep(with_token(
+            pb::SubmitSweepRequest {
+                sweep_toml: toml.into(),
+                source_name: "hostile.toml".into(),
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("submit with the token")
+        .into_inner()
+        .sweep_id
+}
+
+/// Registers worker `name` with the token.
+async fn register(workers: &mut Workers, name: &str) -> pb::RegisterResponse {
+    workers
+        .register(with_token(
+            pb::RegisterRequest {
+                name: name.into(),
+                capabilities: None,
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("register with the token")
+        .into_inner()
+}
+
 fn metrics(pairs: &[(&str, f64)]) -> Option<pb::Metrics> {
     Some(pb::Metrics {
         values: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -67,28 +101,8 @@ async fn without_the_token_nothing_can_be_read_or_written() {
         .expect("connect");
 
     // The real user submits a sweep and a real worker registers.
-    let submitted = sweeps
-        .submit_sweep(with_token(
-            pb::SubmitSweepRequest {
-                sweep_toml: SWEEP.into(),
-                source_name: "hostile.toml".into(),
-            },
-            Some(TOKEN),
-        ))
-        .await
-        .expect("submit with the token")
-        .into_inner();
-    let reg = workers
-        .register(with_token(
-            pb::RegisterRequest {
-                name: "real".into(),
-                capabilities: None,
-            },
-            Some(TOKEN),
-        ))
-        .await
-        .expect("register with the token")
-        .into_inner();
+    let sweep_id = submit(&mut sweeps, SWEEP).await;
+    let reg = register(&mut workers, "real").await;
 
     for token in [None, Some("wrong"), Some("correct-horse-battery-stapl")] {
         let denied = |r: Result<(), tonic::Status>, what: &str| {
@@ -99,7 +113,7 @@ async fn without_the_token_nothing_can_be_read_or_written() {
                 "the token leaked: {status:?}"
             );
         };
-        let id = submitted.sweep_id.clone();
+        let id = sweep_id.clone();
         denied(
             sweeps
                 .submit_sweep(with_token(
@@ -291,29 +305,8 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
         .await
         .expect("connect");
     let t = Some(TOKEN);
-    let sweep_id = sweeps
-        .submit_sweep(with_token(
-            pb::SubmitSweepRequest {
-                sweep_toml: SWEEP.into(),
-                source_name: "hostile.toml".into(),
-            },
-            t,
-        ))
-        .await
-        .expect("submit")
-        .into_inner()
-        .sweep_id;
-    let reg = workers
-        .register(with_token(
-            pb::RegisterRequest {
-                name: "w".into(),
-                capabilities: None,
-            },
-            t,
-        ))
-        .await
-        .expect("register")
-        .into_inner();
+    let sweep_id = submit(&mut sweeps, SWEEP).await;
+    let reg = register(&mut workers, "w").await;
     let mut leases = Vec::new();
     for _ in 0..2 {
         let a = workers
@@ -528,29 +521,8 @@ async fn results_larger_than_a_message_come_in_pages() {
     let sweep = SWEEP
         .replace("seeds = 2", "seeds = 40")
         .replace("name = \"hostile\"", "name = \"wide\"");
-    let sweep_id = sweeps
-        .submit_sweep(with_token(
-            pb::SubmitSweepRequest {
-                sweep_toml: sweep,
-                source_name: "wide.toml".into(),
-            },
-            t,
-        ))
-        .await
-        .expect("submit")
-        .into_inner()
-        .sweep_id;
-    let reg = workers
-        .register(with_token(
-            pb::RegisterRequest {
-                name: "w".into(),
-                capabilities: None,
-            },
-            t,
-        ))
-        .await
-        .expect("register")
-        .into_inner();
+    let sweep_id = submit(&mut sweeps, &sweep).await;
+    let reg = register(&mut workers, "w").await;
     // 24 epochs of 1 000 validation metrics: about 430 kB a result (within
     // a history's 512 KiB), 17 MB for the sweep.
     let wide: HashMap<String, f64> = (0..1000).map(|k| (format!("m{k:04}"), 0.5)).collect();
