@@ -84,6 +84,26 @@ async fn register(workers: &mut Workers, name: &str) -> pb::RegisterResponse {
         .into_inner()
 }
 
+/// Leases the next trial to `reg` with the token: (lease id, trial id).
+async fn acquire(workers: &mut Workers, reg: &pb::RegisterResponse) -> (String, String) {
+    let a = workers
+        .acquire_trial(with_token(
+            pb::AcquireTrialRequest {
+                worker_id: reg.worker_id.clone(),
+                generation: reg.generation,
+                wait_ms: 100,
+                ..Default::default()
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .expect("acquire")
+        .into_inner()
+        .assignment
+        .expect("a trial");
+    (a.lease_id, a.trial.expect("trial").trial_id)
+}
+
 fn metrics(pairs: &[(&str, f64)]) -> Option<pb::Metrics> {
     Some(pb::Metrics {
         values: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -309,22 +329,7 @@ async fn malformed_completions_are_refused_and_the_coordinator_keeps_serving() {
     let reg = register(&mut workers, "w").await;
     let mut leases = Vec::new();
     for _ in 0..2 {
-        let a = workers
-            .acquire_trial(with_token(
-                pb::AcquireTrialRequest {
-                    worker_id: reg.worker_id.clone(),
-                    generation: reg.generation,
-                    wait_ms: 100,
-                    ..Default::default()
-                },
-                t,
-            ))
-            .await
-            .expect("acquire")
-            .into_inner()
-            .assignment
-            .expect("a trial");
-        leases.push((a.lease_id, a.trial.expect("trial").trial_id));
+        leases.push(acquire(&mut workers, &reg).await);
     }
     // A trial log over the limit is refused, and stores nothing.
     let err = workers
@@ -538,28 +543,13 @@ async fn results_larger_than_a_message_come_in_pages() {
         .collect();
     let mut order = Vec::new();
     for _ in 0..40 {
-        let a = workers
-            .acquire_trial(with_token(
-                pb::AcquireTrialRequest {
-                    worker_id: reg.worker_id.clone(),
-                    generation: reg.generation,
-                    wait_ms: 100,
-                    ..Default::default()
-                },
-                t,
-            ))
-            .await
-            .expect("acquire")
-            .into_inner()
-            .assignment
-            .expect("a trial");
-        let trial_id = a.trial.expect("trial").trial_id;
+        let (lease_id, trial_id) = acquire(&mut workers, &reg).await;
         workers
             .complete_trial(with_token(
                 pb::CompleteTrialRequest {
                     worker_id: reg.worker_id.clone(),
                     generation: reg.generation,
-                    lease_id: a.lease_id,
+                    lease_id,
                     trial_id: trial_id.clone(),
                     test_metrics: metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]),
                     valid_metrics: metrics(&[("accuracy", 0.5), ("f1_weighted", 0.4)]),

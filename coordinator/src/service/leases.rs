@@ -69,16 +69,17 @@ impl Coordinator {
     /// (or ten lease TTLs, if longer) that hold no lease; returns how many.
     pub fn forget_idle_workers(&self) -> usize {
         let after = FORGET_IDLE_WORKERS_AFTER.max(self.inner.config.lease_ttl * 10);
-        let mut state = self.state();
-        let holders: std::collections::HashSet<String> = state
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let holders: std::collections::HashSet<&str> = state
             .scheduler
             .leases()
-            .map(|l| l.holder.worker_id.clone())
+            .map(|l| l.holder.worker_id.as_str())
             .collect();
         let before = state.workers.len();
         state
             .workers
-            .retain(|id, w| holders.contains(id) || w.last_seen.elapsed() <= after);
+            .retain(|id, w| holders.contains(id.as_str()) || w.last_seen.elapsed() <= after);
         before - state.workers.len()
     }
 
