@@ -114,11 +114,9 @@ pub async fn load_state_dir(dir: &Path) -> anyhow::Result<(SweepSpec, Vec<Result
         .pop()
         .with_context(|| format!("{} holds no sweep", dir.display()))?;
     let spec = SweepSpec::parse(&record.source, &record.source_name)?;
-    let all = catalog.results().await?;
-    let results = spec
-        .trials()
-        .iter()
-        .filter_map(|t| all.get(t.trial_id.as_str()).cloned())
-        .collect();
+    let mut results = Vec::new();
+    for t in spec.trials() {
+        results.extend(catalog.result(&t.trial_id).await?);
+    }
     Ok((spec, results))
 }

@@ -352,6 +352,7 @@ impl Coordinator {
             if state.scheduler.requeue(trial_id) {
                 state.note_requeued(trial_id);
             }
+            state.release_trial(trial_id);
         }
         self.inner.work_available.notify_waiters();
         Ok(())
@@ -365,6 +366,7 @@ impl Coordinator {
             for l in &expired {
                 state.note_requeued(&l.trial.trial_id);
                 state.note_lost(l);
+                state.release_trial(&l.trial.trial_id);
                 tracing::warn!(trial = %l.trial.trial_id, worker = %l.holder.worker_id, "lease expired; trial re-queued");
             }
             expired.len()

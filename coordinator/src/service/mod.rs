@@ -201,7 +201,7 @@ impl Coordinator {
         // finished and cancelled ones are listed with their results.
         let sweeps = coordinator.inner.catalog.sweeps().await?;
         let stopped_results = if sweeps.iter().any(|r| r.state != SweepRecordState::Running) {
-            coordinator.inner.catalog.results().await?
+            coordinator.inner.catalog.outcomes().await?
         } else {
             HashMap::new()
         };

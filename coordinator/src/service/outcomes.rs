@@ -178,6 +178,7 @@ impl Coordinator {
             if stored && !was_done {
                 state.note_finished(&result, had_lease);
             }
+            state.release_trial(&c.trial_id);
         }
         self.after_change(Some(&sweeps)).await;
         Ok(stored)
@@ -254,6 +255,7 @@ impl Coordinator {
                 if state.scheduler.requeue(trial_id) {
                     state.note_requeued(trial_id);
                 }
+                state.release_trial(trial_id);
             }
             self.inner.work_available.notify_waiters();
             self.after_change(Some(&sweeps)).await;
@@ -303,6 +305,7 @@ impl Coordinator {
             if stored && !was_done {
                 state.note_finished(&result, had_lease);
             }
+            state.release_trial(trial_id);
             stored && !was_done
         };
         self.after_change(Some(sweeps)).await;

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::scheduler::{Lease, Scheduler};
-use crate::store::{ResultRecord, SweepRecord, SweepRecordState};
+use crate::store::{Outcome, ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepSpec, TrialPlan};
 
 /// What a worker reports about itself.
@@ -92,8 +92,8 @@ impl SweepRuntime {
         s
     }
 
-    pub fn count_result(&mut self, r: &ResultRecord) {
-        if r.is_completed() {
+    pub fn count_result(&mut self, r: Outcome) {
+        if r.completed {
             self.completed += 1;
             self.seconds_sum += r.seconds;
         } else {
@@ -195,31 +195,45 @@ impl State {
     /// Drops the entries of `sweep_id`'s trials once it has stopped
     /// (finished or cancelled): those that no running sweep shares and no
     /// lease holds (a cancelled trial still running keeps its entry until
-    /// its worker stops). What is left of a stopped sweep is its counts and
-    /// its results in the store, so the memory of a long-lived coordinator
-    /// follows the sweeps it runs, not every trial it ever ran. (A sweep
-    /// whose failed trials are retried is loaded again, which makes their
-    /// entries anew.)
+    /// its worker lets go, [`State::release_trial`]). What is left of a
+    /// stopped sweep is its counts and its results in the store, so the
+    /// memory of a long-lived coordinator follows the sweeps it runs, not
+    /// every trial it ever ran. (A sweep whose failed trials are retried is
+    /// loaded again, which makes their entries anew.)
     pub fn release(&mut self, sweep_id: &str) {
         let Some(stopped) = self.sweeps.get(sweep_id) else {
             return;
         };
-        let running: std::collections::HashSet<&str> = self
-            .sweeps
+        let ids: Vec<Arc<str>> = stopped
+            .trial_ids
             .iter()
-            .filter(|(_, s)| s.state == SweepRunState::Running)
-            .map(|(id, _)| id.as_str())
+            .filter(|id| self.releasable(id))
+            .cloned()
             .collect();
-        for id in &stopped.trial_ids {
-            let release = self.scheduler.lease_of(id).is_none()
-                && self
-                    .trials
-                    .get(id)
-                    .is_some_and(|e| !e.sweeps.iter().any(|s| running.contains(&**s)));
-            if release {
-                self.trials.remove(id);
-            }
+        for id in ids {
+            self.trials.remove(&id);
         }
+    }
+
+    /// Drops `trial_id`'s entry if no running sweep needs it and no lease
+    /// holds it: called wherever a lease ends, for the trial that was still
+    /// running when its sweep stopped.
+    pub fn release_trial(&mut self, trial_id: &str) {
+        if self.releasable(trial_id) {
+            self.trials.remove(trial_id);
+        }
+    }
+
+    fn releasable(&self, trial_id: &str) -> bool {
+        self.scheduler.lease_of(trial_id).is_none()
+            && !self.lost.iter().any(|(id, _)| &**id == trial_id)
+            && self.trials.get(trial_id).is_some_and(|e| {
+                !e.sweeps.iter().any(|s| {
+                    self.sweeps
+                        .get(&**s)
+                        .is_some_and(|rt| rt.state == SweepRunState::Running)
+                })
+            })
     }
 
     /// A queued trial started running.
@@ -264,14 +278,14 @@ impl State {
 
     /// A trial reached its final outcome.
     pub fn note_finished(&mut self, result: &ResultRecord, was_running: bool) {
-        let r = result.clone();
+        let outcome = Outcome::from(result);
         self.for_sweeps_of(&result.trial_id, |s| {
             if was_running {
                 s.running = s.running.saturating_sub(1);
             } else {
                 s.queued = s.queued.saturating_sub(1);
             }
-            s.count_result(&r);
+            s.count_result(outcome);
         });
     }
 }

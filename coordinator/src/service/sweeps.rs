@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::state::{SweepRuntime, TrialEntry};
 use super::*;
 use crate::scheduler::TrialRef;
-use crate::store::{Catalog, ResultRecord, SweepRecord, SweepRecordState};
+use crate::store::{Catalog, Outcome, ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::SweepSpec;
 
 impl Coordinator {
@@ -39,7 +39,7 @@ impl Coordinator {
                 let trial_id: Arc<str> = Arc::from(plan.trial_id.as_str());
                 runtime.trial_ids.push(trial_id.clone());
                 if let Some(r) = results.get(plan.trial_id.as_str()) {
-                    runtime.count_result(r);
+                    runtime.count_result(Outcome::from(r));
                 }
                 let entry = state
                     .trials
@@ -83,7 +83,7 @@ impl Coordinator {
         &self,
         record: SweepRecord,
         spec: SweepSpec,
-        all: &HashMap<sigsweep_types::TrialId, ResultRecord>,
+        outcomes: &HashMap<sigsweep_types::TrialId, Outcome>,
     ) {
         let spec = Arc::new(spec);
         let plans = spec.trials();
@@ -91,8 +91,8 @@ impl Coordinator {
         let mut runtime = SweepRuntime::new(record, spec.clone(), plans.len());
         for p in &plans {
             runtime.trial_ids.push(Arc::from(p.trial_id.as_str()));
-            if let Some(r) = all.get(p.trial_id.as_str()) {
-                runtime.count_result(r);
+            if let Some(r) = outcomes.get(p.trial_id.as_str()) {
+                runtime.count_result(*r);
             }
         }
         runtime.queued = 0;
@@ -138,8 +138,8 @@ impl Coordinator {
             if stored.state == SweepRecordState::Running {
                 self.load_sweep(stored, spec).await?;
             } else {
-                let all = self.inner.catalog.results().await?;
-                self.list_stopped(stored, spec, &all);
+                let outcomes = self.inner.catalog.outcomes().await?;
+                self.list_stopped(stored, spec, &outcomes);
             }
         }
         tracing::info!(sweep = %sweep_id, trials = total_trials, created, "sweep submitted");

@@ -876,5 +876,146 @@ async fn live_trials_are_bounded_and_a_cancelled_sweep_releases_its_own() {
     let left: Vec<String> = c.state().trials.keys().map(|k| k.to_string()).collect();
     assert_eq!(left.len(), 1, "only the running one: {left:?}");
     assert_eq!(*left[0], *running.trial.trial_id);
+    // Its worker lets go (here: it finished first): the entry goes too.
+    complete(&c, &w, &running).await;
+    assert!(c.state().trials.is_empty(), "released once its lease ended");
     c.submit(&other, "other.toml").await.expect("room again");
+}
+
+/// The same for a running trial of a cancelled sweep whose worker hands it
+/// back, fails it, or goes silent: no entry outlives its lease.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_trial_is_released_however_its_lease_ends() {
+    for ending in ["release", "fail", "expire"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path()).await;
+        let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+        let w = c.register("w", WorkerCaps::default()).expect("register");
+        let running = next_trial(&c, &w).await;
+        assert!(beat(&c, &w, &running), "started");
+        c.cancel(&sweep).await.expect("cancel");
+        assert_eq!(c.state().trials.len(), 1, "{ending}: the running one");
+        let id = &running.trial.trial_id;
+        match ending {
+            "release" => c.release(&w.worker_id, w.generation, id).expect("release"),
+            "fail" => {
+                c.fail(&w.worker_id, w.generation, id, "stopped")
+                    .await
+                    .expect("fail");
+            }
+            _ => {
+                tokio::time::advance(Duration::from_secs(11)).await;
+                assert_eq!(c.expire_leases(), 1);
+            }
+        }
+        assert!(c.state().trials.is_empty(), "{ending}: released");
+        assert_eq!(
+            c.progress(&sweep).expect("progress").state,
+            SweepRunState::Cancelled
+        );
+    }
+}
+
+/// A store that remembers the most `results/` records one read answered.
+struct Counting {
+    inner: EmbeddedStore,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::store::Store for Counting {
+    async fn get(&self, key: &str) -> crate::store::StoreResult<Option<crate::store::Versioned>> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        precondition: crate::store::Precondition,
+    ) -> crate::store::StoreResult<crate::store::Version> {
+        self.inner.put(key, value, precondition).await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        precondition: crate::store::Precondition,
+    ) -> crate::store::StoreResult<()> {
+        self.inner.delete(key, precondition).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> crate::store::StoreResult<Vec<(String, crate::store::Versioned)>> {
+        let out = self.inner.list(prefix).await?;
+        self.count(&out);
+        Ok(out)
+    }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> crate::store::StoreResult<Vec<(String, crate::store::Versioned)>> {
+        let out = self.inner.list_page(prefix, after, limit).await?;
+        self.count(&out);
+        Ok(out)
+    }
+    fn describe(&self) -> String {
+        "counting".into()
+    }
+}
+
+impl Counting {
+    fn count(&self, out: &[(String, crate::store::Versioned)]) {
+        let n = out
+            .iter()
+            .filter(|(k, _)| k.starts_with("results/"))
+            .count();
+        self.most.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A restart lists stopped sweeps with their counts while holding one page
+/// of stored results at a time, not every result (each can carry a
+/// history of up to 512 KiB).
+#[tokio::test]
+async fn a_restart_reads_stored_results_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = SWEEP.replace("seeds = 3", "seeds = 70");
+    let (finished, total) = {
+        let c = coordinator(dir.path()).await;
+        let s = c.submit(&many, "many.toml").await.expect("submit");
+        let w = c.register("w", WorkerCaps::default()).expect("register");
+        for i in 0..s.total_trials {
+            let a = next_trial(&c, &w).await;
+            if i % 7 == 0 {
+                c.fail_with(&w.worker_id, w.generation, &a.trial.trial_id, "no", false)
+                    .await
+                    .expect("fail");
+            } else {
+                complete(&c, &w, &a).await;
+            }
+        }
+        (s.sweep_id, s.total_trials)
+    };
+    assert!(total as usize > 2 * crate::store::RESULTS_SCAN_PAGE);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = Arc::new(Counting {
+        inner: EmbeddedStore::open(dir.path().join("state.redb")).expect("store"),
+        most: 0.into(),
+    });
+    let c = Coordinator::start(Catalog::new(store.clone()), config())
+        .await
+        .expect("start");
+    let p = c.progress(&finished).expect("listed");
+    let failed = total.div_ceil(7);
+    assert_eq!(
+        (p.state, p.completed, p.failed),
+        (SweepRunState::Finished, total - failed, failed)
+    );
+    let most = store.most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1..=crate::store::RESULTS_SCAN_PAGE).contains(&most),
+        "{most} results in one read"
+    );
 }

@@ -44,6 +44,26 @@ pub struct FailureRecord {
     pub reasons: Vec<String>,
 }
 
+/// How many stored results [`Catalog::outcomes`] holds at once.
+pub const RESULTS_SCAN_PAGE: usize = 64;
+
+/// What a stored result says of its trial's end, without its metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    pub completed: bool,
+    /// The trial's training time (what `mean_trial_seconds` averages).
+    pub seconds: f64,
+}
+
+impl From<&ResultRecord> for Outcome {
+    fn from(r: &ResultRecord) -> Self {
+        Self {
+            completed: r.is_completed(),
+            seconds: r.seconds,
+        }
+    }
+}
+
 /// Typed access to the coordinator's durable state.
 #[derive(Clone)]
 pub struct Catalog {
@@ -153,14 +173,28 @@ impl Catalog {
         }
     }
 
-    /// Every stored result, by trial id.
-    pub async fn results(&self) -> StoreResult<HashMap<sigsweep_types::TrialId, ResultRecord>> {
+    /// Every stored result's outcome, by trial id. Results are read
+    /// [`RESULTS_SCAN_PAGE`] at a time and only their outcomes kept: a
+    /// result carries a history of up to 512 KiB, and a long-lived
+    /// coordinator stores hundreds of thousands of them.
+    pub async fn outcomes(&self) -> StoreResult<HashMap<sigsweep_types::TrialId, Outcome>> {
         let mut out = HashMap::new();
-        for (k, v) in self.store.list("results/").await? {
-            let r: ResultRecord = from_json(&k, &v.value)?;
-            out.insert(r.trial_id.clone(), r);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_page("results/", after.as_deref(), RESULTS_SCAN_PAGE)
+                .await?;
+            let full = page.len() >= RESULTS_SCAN_PAGE;
+            for (k, v) in &page {
+                let r: ResultRecord = from_json(k, &v.value)?;
+                out.insert(r.trial_id.clone(), Outcome::from(&r));
+            }
+            match page.into_iter().last() {
+                Some((last, _)) if full => after = Some(last),
+                _ => return Ok(out),
+            }
         }
-        Ok(out)
     }
 
     /// Stores the end of a trial's program output (its latest attempt's).

@@ -80,6 +80,33 @@ async fn list_prefix(store: &dyn Store) {
         .collect();
     assert_eq!(keys, vec!["l/a", "l/b", "l/c"]);
     assert!(store.list("nothing/").await.expect("list").is_empty());
+    let page = |after: Option<&'static str>, limit: usize| async move {
+        store
+            .list_page("l/", after, limit)
+            .await
+            .expect("list page")
+            .into_iter()
+            .map(|(k, v)| {
+                assert_eq!(k.as_bytes(), v.value.as_slice());
+                k
+            })
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(page(None, 2).await, vec!["l/a", "l/b"]);
+    assert_eq!(page(Some("l/b"), 2).await, vec!["l/c"]);
+    assert!(page(Some("l/c"), 2).await.is_empty());
+    // `after` need not be a stored key, nor under the prefix.
+    assert_eq!(page(Some("l/aa"), 5).await, vec!["l/b", "l/c"]);
+    assert_eq!(page(Some("a"), 5).await, vec!["l/a", "l/b", "l/c"]);
+    assert!(page(Some("m"), 5).await.is_empty());
+    assert!(page(None, 0).await.is_empty());
+    assert!(
+        store
+            .list_page("nothing/", None, 5)
+            .await
+            .expect("list page")
+            .is_empty()
+    );
 }
 
 async fn delete(store: &dyn Store) {

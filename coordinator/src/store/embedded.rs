@@ -294,6 +294,41 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Versioned)>> {
+        let prefix = prefix.to_string();
+        let after = after.map(str::to_string);
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(internal)?;
+            let table = txn.open_table(TABLE).map_err(internal)?;
+            let start = match &after {
+                Some(a) if a.as_str() > prefix.as_str() => a.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            for entry in table.range(start..).map_err(internal)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = entry.map_err(internal)?;
+                let key = k.value();
+                if !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                if after.as_deref() == Some(key) {
+                    continue;
+                }
+                out.push((key.to_string(), decode(key, v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("embedded:{}", self.path.display())
     }

@@ -143,6 +143,53 @@ impl EtcdStore {
         .map(drop)
     }
 
+    /// One range request: at most `limit` keys in `[start, end)`, at
+    /// `revision` when given; the pairs (keys without this store's prefix),
+    /// whether more keys follow, and the revision read.
+    async fn range(
+        &self,
+        start: Vec<u8>,
+        end: &[u8],
+        limit: i64,
+        at_revision: Option<i64>,
+    ) -> StoreResult<(Vec<(String, Versioned)>, bool, i64)> {
+        let mut options = GetOptions::new()
+            .with_range(end.to_vec())
+            .with_limit(limit)
+            .with_sort(SortTarget::Key, SortOrder::Ascend);
+        if let Some(rev) = at_revision {
+            options = options.with_revision(rev);
+        }
+        let mut kv = self.kv.clone();
+        let response = self.call("list", kv.get(start, Some(options))).await?;
+        let read_at = match at_revision {
+            Some(rev) => rev,
+            None => revision(response.header())? as i64,
+        };
+        let mut out = Vec::with_capacity(response.kvs().len());
+        for entry in response.kvs() {
+            let key = entry
+                .key_str()
+                .ok()
+                .and_then(|k| k.strip_prefix(self.prefix.as_str()))
+                .ok_or_else(|| {
+                    StoreError::Internal(format!(
+                        "unexpected key {:?} under prefix `{}`",
+                        String::from_utf8_lossy(entry.key()),
+                        self.prefix
+                    ))
+                })?;
+            out.push((
+                key.to_string(),
+                Versioned {
+                    version: to_version(entry.mod_revision())?,
+                    value: entry.value().to_vec(),
+                },
+            ));
+        }
+        Ok((out, response.more(), read_at))
+    }
+
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -285,48 +332,45 @@ impl Store for EtcdStore {
         let mut at_revision = None;
         let mut out = Vec::new();
         loop {
-            let mut options = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(LIST_PAGE)
-                .with_sort(SortTarget::Key, SortOrder::Ascend);
-            if let Some(rev) = at_revision {
-                options = options.with_revision(rev);
-            }
-            let mut kv = self.kv.clone();
-            let response = self
-                .call("list", kv.get(start.clone(), Some(options)))
-                .await?;
-            if at_revision.is_none() {
-                at_revision = Some(revision(response.header())? as i64);
-            }
-            for entry in response.kvs() {
-                let key = entry
-                    .key_str()
-                    .ok()
-                    .and_then(|k| k.strip_prefix(self.prefix.as_str()))
-                    .ok_or_else(|| {
-                        StoreError::Internal(format!(
-                            "unexpected key {:?} under prefix `{}`",
-                            String::from_utf8_lossy(entry.key()),
-                            self.prefix
-                        ))
-                    })?;
-                out.push((
-                    key.to_string(),
-                    Versioned {
-                        version: to_version(entry.mod_revision())?,
-                        value: entry.value().to_vec(),
-                    },
-                ));
-            }
-            match response.kvs().last() {
-                Some(last) if response.more() => {
-                    start = last.key().to_vec();
-                    start.push(0);
+            let (page, more, revision) = self.range(start, &end, LIST_PAGE, at_revision).await?;
+            at_revision = Some(revision);
+            let last = page.last().map(|(k, _)| self.full_key(k).into_bytes());
+            out.extend(page);
+            match last {
+                Some(mut last) if more => {
+                    last.push(0);
+                    start = last;
                 }
                 _ => return Ok(out),
             }
         }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Versioned)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let full_prefix = self.full_key(prefix);
+        let end = prefix_end(full_prefix.as_bytes());
+        let start = match after {
+            // The first key after `after` is `after` followed by a zero byte.
+            Some(a) if a > prefix => {
+                let mut k = self.full_key(a).into_bytes();
+                k.push(0);
+                k
+            }
+            _ => full_prefix.into_bytes(),
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self.range(start, &end, limit, None).await?.0)
     }
 
     fn describe(&self) -> String {

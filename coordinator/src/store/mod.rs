@@ -17,7 +17,9 @@ mod etcd;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-pub use catalog::{Catalog, FailureRecord, SweepRecord, SweepRecordState};
+pub use catalog::{
+    Catalog, FailureRecord, Outcome, RESULTS_SCAN_PAGE, SweepRecord, SweepRecordState,
+};
 pub use embedded::EmbeddedStore;
 pub use etcd::{
     EtcdCredentials, EtcdOptions, EtcdStore, EtcdTls, MAX_VALUE_BYTES as ETCD_MAX_VALUE_BYTES,
@@ -84,6 +86,16 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, precondition: Precondition) -> StoreResult<()>;
     /// Every key starting with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> StoreResult<Vec<(String, Versioned)>>;
+    /// At most `limit` keys starting with `prefix` and sorting after
+    /// `after` (all of the prefix when `None`), in key order: a scan whose
+    /// memory is one page, however much is stored. Pages are read one by
+    /// one, so a key written during a scan may or may not be seen.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Versioned)>>;
     /// A short description for logs, e.g. `embedded:/path` or `etcd://host:2379`.
     fn describe(&self) -> String;
 }
