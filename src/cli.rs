@@ -133,6 +133,10 @@ pub struct ConfirmArgs {
     /// Worker processes (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Backend the workers train on: cpu or cuda (a sweep with
+    /// `gpus_per_trial > 0` needs cuda).
+    #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
+    pub backend: sigsweep_worker::backend::BackendKind,
     /// Where the confirmation's state goes (default <target>/confirm).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -255,9 +259,9 @@ pub struct RunArgs {
     /// Worker processes to start (default: the number of cores).
     #[arg(long, env = "SIGSWEEP_WORKERS")]
     pub workers: Option<usize>,
-    /// Backend the workers train on.
+    /// Backend the workers train on: cpu or cuda.
     #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
-    pub backend: String,
+    pub backend: sigsweep_worker::backend::BackendKind,
     /// Lease TTL: a trial whose worker stops heartbeating returns to the
     /// queue after this long (e.g. 5s).
     #[arg(long, default_value = "5s", value_parser = sigsweep_types::duration::parse, env = "SIGSWEEP_LEASE_TTL")]

@@ -13,8 +13,9 @@ use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use sigsweep_coordinator::local::LocalRun;
-use sigsweep_coordinator::service::SweepRunState;
+use sigsweep_coordinator::service::{SweepRunState, Waiting};
 use sigsweep_coordinator::sweep::SweepSpec;
+use sigsweep_worker::backend::BackendKind;
 use sigsweep_worker::supervisor::{Pool, Restart};
 
 use crate::cli::RunArgs;
@@ -57,7 +58,7 @@ fn print_plan(path: &Path, spec: &SweepSpec) {
 fn workers(
     n: usize,
     url: &str,
-    backend: &str,
+    backend: BackendKind,
     logs: &Path,
     artifacts: &Path,
 ) -> anyhow::Result<Pool> {
@@ -77,14 +78,8 @@ fn workers(
             "--name",
             &format!("local-{i}"),
         ])
-        .args([
-            "--backend",
-            backend,
-            "--orphan-timeout",
-            "30s",
-            "--drain-timeout",
-            "2s",
-        ])
+        .args(["--backend", &backend.to_string()])
+        .args(["--orphan-timeout", "30s", "--drain-timeout", "2s"])
         .arg("--artifacts")
         .arg(artifacts)
         // The user runs their own sweep file on their own machine.
@@ -105,13 +100,41 @@ fn workers(
     Ok(Pool::start(commands, policy))
 }
 
+/// Why this run's workers (`backend`, on this machine) could never take
+/// the sweep's trials, if they could not.
+fn local_backend_problem(spec: &SweepSpec, backend: BackendKind) -> Option<anyhow::Error> {
+    if let Err(e) = sigsweep_worker::backend::check_available(backend) {
+        return Some(anyhow::anyhow!(e));
+    }
+    let gpus = spec.resources.gpus_per_trial;
+    (gpus > 0 && backend == BackendKind::Cpu).then(|| {
+        spec.key_error(
+            "resources",
+            "gpus_per_trial",
+            format!(
+                "each trial needs {gpus} GPU(s), but this run's workers train on the CPU \
+                 (--backend cpu); set gpus_per_trial = 0 to train on the CPU, or run with \
+                 --backend cuda"
+            ),
+        )
+        .into()
+    })
+}
+
 /// Runs a sweep; `confirmatory` marks its report as a confirmation on fresh
 /// seeds (see `sigsweep confirm`).
 pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = crate::steps::load_sweep(&args.sweep)?;
     spec.check_local_files()?;
-    for w in spec.warnings() {
-        eprintln!("warning: {w}");
+    // Whether this machine's workers could take the trials at all: an
+    // error for a run (it would wait forever), a warning for a dry run
+    // (the file may be meant for a cluster's coordinator).
+    let unrunnable = local_backend_problem(&spec, args.backend);
+    if let Some(problem) = unrunnable {
+        if !args.dry_run {
+            return Err(problem);
+        }
+        eprintln!("warning: `sigsweep run` on this machine would refuse it: {problem:#}");
     }
     if args.dry_run {
         print_plan(&args.sweep, &spec);
@@ -154,7 +177,7 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
         // path is what their results name.
         let artifacts = std::path::absolute(state_dir.join("artifacts"))
             .context("cannot resolve the artifacts directory")?;
-        let mut pool = workers(n, &serving.url, &args.backend, &logs, &artifacts)?;
+        let mut pool = workers(n, &serving.url, args.backend, &logs, &artifacts)?;
         eprintln!(
             "{n} worker processes on {} (logs in {})",
             serving.url,
@@ -238,6 +261,11 @@ async fn follow(
         if p.state != SweepRunState::Running {
             bar.finish();
             return Ok(());
+        }
+        if let Some(Waiting::NoneFits(why)) = &p.waiting {
+            // Every worker of this run is alike: none will ever fit.
+            bar.abandon();
+            bail!("the sweep cannot run on this machine: {why}");
         }
         tokio::select! {
             () = &mut signal => {

@@ -188,6 +188,40 @@ fn coordinator_and_two_worker_processes_run_a_submitted_sweep() {
     let _ = coordinator.wait();
 }
 
+/// A submitted sweep whose trials need a GPU, with only a CPU worker
+/// connected: `status` says why nothing starts instead of showing it
+/// queued in silence.
+#[test]
+fn status_says_why_a_sweep_no_worker_can_take_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = tiny_sweep(dir.path(), 1, 1, 32);
+    let sweep = dir.path().join("gpu.toml");
+    let text = std::fs::read_to_string(&plain).expect("read");
+    std::fs::write(&sweep, format!("{text}\n[resources]\ngpus_per_trial = 1\n")).expect("write");
+    let (mut coordinator, mut worker, url) = cluster(&dir.path().join("coord"), &[]);
+    let sweep_id = submit_when_ready(&sweep, &url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let out = sigsweep(&["status", &sweep_id, "--coordinator", &url]);
+        let status = String::from_utf8_lossy(&out.stdout).to_string();
+        if status.contains("no connected worker") || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.contains("0 running, 2 queued")
+            && status
+                .contains("waiting: no connected worker can take its trials: each needs 1 GPU(s)")
+            && status.contains("backends: cpu"),
+        "{status}"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+}
+
 /// With `fuse_seeds = true` the seeds of a configuration land on one worker
 /// together and train as one fused model; per-trial metrics equal unfused
 /// training, within floating-point tolerance.

@@ -175,6 +175,30 @@ fn corpus() -> Vec<(&'static str, String, &'static str, usize)> {
             18,
         ),
         (
+            "weight decay past its declared range",
+            r("lr = 0.005", "lr = 0.005\nweight_decay = 1000000"),
+            "training.weight_decay",
+            18,
+        ),
+        (
+            "validation carve past its declared range",
+            r("lr = 0.005", "lr = 0.005\nvalid_fraction = 0.99"),
+            "training.valid_fraction",
+            18,
+        ),
+        (
+            "GPU trials in a run whose workers train on the CPU",
+            format!("{VALID}\n[resources]\ngpus_per_trial = 1\n"),
+            "resources.gpus_per_trial",
+            27,
+        ),
+        (
+            "more GPUs per trial than a worker can have",
+            format!("{VALID}\n[resources]\ngpus_per_trial = 5000\n"),
+            "resources.gpus_per_trial",
+            27,
+        ),
+        (
             "baseline outside the grid",
             r("modality_hidden = 8 }", "modality_hidden = 9 }"),
             "baseline.modality_hidden",
@@ -286,5 +310,31 @@ fn dry_run_lists_the_plan_and_starts_nothing() {
     assert!(text.contains("modality_hidden=8  (baseline)"), "{text}");
     assert!(text.contains("2 seed(s) -> 4 trial(s)"), "{text}");
     assert!(text.contains("nothing was started"), "{text}");
+    assert!(!dir.path().join("sigsweep-state").exists());
+}
+
+/// A GPU sweep file is valid: a dry run on a machine whose run would train
+/// on the CPU passes it with a warning (the file may be meant for a
+/// cluster), while the run itself refuses it before anything starts.
+#[test]
+fn a_gpu_sweep_dry_runs_with_a_warning_and_a_cpu_run_refuses_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gpu.toml");
+    std::fs::write(&file, format!("{VALID}\n[resources]\ngpus_per_trial = 1\n")).expect("write");
+    let out = run_in(dir.path(), &file, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: `sigsweep run` on this machine would refuse it")
+            && err.contains("--backend cpu"),
+        "{err}"
+    );
+    let out = run_in(dir.path(), &file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gpu.toml:27:1: key `resources.gpus_per_trial`"),
+        "{err}"
+    );
     assert!(!dir.path().join("sigsweep-state").exists());
 }

@@ -57,7 +57,7 @@ pub async fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
         sweep: file,
         state_dir: Some(confirm_dir),
         workers: args.workers,
-        backend: "cpu".into(),
+        backend: args.backend,
         lease_ttl: std::time::Duration::from_secs(5),
         no_progress: false,
         dry_run: false,

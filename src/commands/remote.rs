@@ -26,6 +26,9 @@ fn print_status(s: &pb::SweepStatus) {
         "{}  {state:<9}  {}/{} done, {} failed, {} running, {} queued",
         s.sweep_id, s.completed, s.total, s.failed, s.running, s.queued
     );
+    if !s.waiting.is_empty() {
+        println!("  waiting: {}", s.waiting);
+    }
 }
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
@@ -76,10 +79,14 @@ pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
             };
             bar.set_length(u64::from(s.total));
             bar.set_position(u64::from(s.completed + s.failed));
-            bar.set_message(format!(
-                "done {} · failed {} · running {}",
-                s.completed, s.failed, s.running
-            ));
+            bar.set_message(if s.waiting.is_empty() {
+                format!(
+                    "done {} · failed {} · running {}",
+                    s.completed, s.failed, s.running
+                )
+            } else {
+                format!("waiting: {}", s.waiting)
+            });
             last = Some(s);
         }
         break;

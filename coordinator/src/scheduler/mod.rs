@@ -86,7 +86,13 @@ impl Capacity {
     /// trials on a worker with enough GPUs, shared by no more trials than
     /// the sweep allows.
     pub fn fits(self, t: &TrialRef) -> bool {
-        t.gpus == 0 || (t.gpus <= self.gpu_slots && self.sharers <= t.share.max(1))
+        self.fits_need(t.gpus, t.share)
+    }
+
+    /// [`Capacity::fits`] for a trial needing `gpus` GPUs, each shared by
+    /// at most `share` trials.
+    pub fn fits_need(self, gpus: u32, share: u32) -> bool {
+        gpus == 0 || (gpus <= self.gpu_slots && self.sharers <= share.max(1))
     }
 }
 

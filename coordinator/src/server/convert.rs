@@ -27,6 +27,10 @@ pub(super) fn progress_to_proto(p: &SweepProgress, with_source: bool) -> pb::Swe
         } else {
             String::new()
         },
+        waiting: p
+            .waiting
+            .as_ref()
+            .map_or(String::new(), ToString::to_string),
     }
 }
 

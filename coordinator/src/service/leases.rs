@@ -42,6 +42,23 @@ impl Coordinator {
             name.to_string()
         };
         let fenced = state.scheduler.fence(&worker_id, generation);
+        // Sweeps whose watchers were told why nothing starts, and which this
+        // worker may change (checked in O(1) each: registrations can come
+        // in storms).
+        let capacity = caps.capacity();
+        let waiting: Vec<String> = state
+            .sweeps
+            .iter()
+            .filter(|(_, s)| match &s.watch.borrow().waiting {
+                Some(Waiting::NoWorker) => true,
+                Some(Waiting::NoneFits(_)) => capacity.fits_need(
+                    s.spec.resources.gpus_per_trial,
+                    s.spec.resources.trials_per_gpu,
+                ),
+                None => false,
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
         state.workers.insert(
             worker_id.clone(),
             WorkerInfo {
@@ -57,6 +74,9 @@ impl Coordinator {
         drop(state);
         if !fenced.is_empty() {
             self.inner.work_available.notify_waiters();
+        }
+        for id in &waiting {
+            self.publish(id);
         }
         tracing::info!(worker = %worker_id, generation, "worker registered");
         Ok(Registration {
@@ -218,10 +238,7 @@ impl Coordinator {
         let capacity = state
             .workers
             .get(worker_id)
-            .map_or(Capacity::gpus(0), |w| Capacity {
-                gpu_slots: w.caps.gpus.len() as u32,
-                sharers: w.caps.trials_per_gpu.max(1),
-            });
+            .map_or(Capacity::gpus(0), |w| w.caps.capacity());
         let now = Instant::now();
         let leases = if reserve {
             state.scheduler.reserve_group(holder, capacity, max, now)

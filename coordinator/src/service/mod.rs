@@ -23,7 +23,7 @@ use crate::store::{Catalog, StoreError, SweepRecordState};
 use crate::sweep::{SweepError, SweepSpec};
 pub use outcomes::{MAX_METRIC_NAME, MAX_METRICS};
 use state::State;
-pub use state::{SweepProgress, SweepRunState, WorkerCaps};
+pub use state::{SweepProgress, SweepRunState, Waiting, WorkerCaps};
 pub use sweeps::results_for;
 
 /// Coordinator settings.
@@ -110,8 +110,9 @@ pub const FORGET_IDLE_WORKERS_AFTER: Duration = Duration::from_secs(300);
 /// without bound. Ten sweeps of the largest size a file may have.
 pub const MAX_LIVE_TRIALS: usize = 10 * crate::sweep::MAX_TRIALS;
 
-/// Most GPUs a worker may register, and most trials it may share each by.
-pub const MAX_WORKER_GPUS: usize = 1024;
+/// Most GPUs a worker may register, and most trials it may share each by
+/// (what a sweep may ask for, [`crate::sweep::MAX_GPUS`]).
+pub const MAX_WORKER_GPUS: usize = crate::sweep::MAX_GPUS as usize;
 
 /// Longest backend name a worker may register.
 pub const MAX_BACKEND_NAME: usize = 64;
@@ -281,8 +282,8 @@ impl Coordinator {
     fn publish(&self, sweep_id: &str) {
         let state = self.state();
         if let Some(s) = state.sweeps.get(sweep_id) {
-            let p = s.progress();
-            s.watch.send_replace(p);
+            s.watch
+                .send_replace(state.progress_of(s, self.inner.config.lease_ttl));
         }
     }
 }

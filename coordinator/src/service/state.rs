@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::scheduler::{Lease, Scheduler};
+use crate::scheduler::{Capacity, Lease, Scheduler};
 use crate::store::{Outcome, ResultRecord, SweepRecord, SweepRecordState};
 use crate::sweep::{SweepSpec, TrialPlan};
 
@@ -16,6 +16,16 @@ pub struct WorkerCaps {
     pub backend: String,
     pub gpus: Vec<u32>,
     pub trials_per_gpu: u32,
+}
+
+impl WorkerCaps {
+    /// What the scheduler may hand this worker.
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            gpu_slots: self.gpus.len() as u32,
+            sharers: self.trials_per_gpu.max(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +49,27 @@ pub struct SweepProgress {
     pub mean_trial_seconds: f64,
     /// The sweep file text (shared, not copied, by every progress update).
     pub source: Arc<str>,
+    /// Why queued trials start nowhere, when nothing of the sweep runs.
+    pub waiting: Option<Waiting>,
+}
+
+/// Why a running sweep's queued trials start on no worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// No worker was seen within a lease TTL.
+    NoWorker,
+    /// Workers are connected but none can ever take these trials: too few
+    /// GPUs, or more trials per GPU than the sweep allows. The reason.
+    NoneFits(String),
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoWorker => f.write_str("no worker is connected"),
+            Self::NoneFits(why) => f.write_str(why),
+        }
+    }
 }
 
 pub(super) struct SweepRuntime {
@@ -86,6 +117,7 @@ impl SweepRuntime {
                 queued: 0,
                 mean_trial_seconds: 0.0,
                 source: Arc::from(""),
+                waiting: None,
             }),
         };
         s.watch.send_replace(s.progress());
@@ -117,6 +149,7 @@ impl SweepRuntime {
                 0.0
             },
             source: self.source.clone(),
+            waiting: None,
         }
     }
 }
@@ -190,6 +223,61 @@ impl State {
                 f(rt);
             }
         }
+    }
+
+    /// A sweep's progress, with why its queued trials start nowhere when
+    /// nothing of it runs (workers seen within `ttl` count as connected).
+    pub fn progress_of(&self, s: &SweepRuntime, ttl: std::time::Duration) -> SweepProgress {
+        let mut p = s.progress();
+        if s.state == SweepRunState::Running && s.queued > 0 && s.running == 0 {
+            p.waiting = self.waiting(&s.spec, ttl);
+        }
+        p
+    }
+
+    fn waiting(&self, spec: &SweepSpec, ttl: std::time::Duration) -> Option<Waiting> {
+        let live: Vec<&WorkerCaps> = self
+            .workers
+            .values()
+            .filter(|w| w.last_seen.elapsed() <= ttl)
+            .map(|w| &w.caps)
+            .collect();
+        if live.is_empty() {
+            return Some(Waiting::NoWorker);
+        }
+        let (gpus, share) = (
+            spec.resources.gpus_per_trial,
+            spec.resources.trials_per_gpu.max(1),
+        );
+        if live.iter().any(|c| c.capacity().fits_need(gpus, share)) {
+            return None;
+        }
+        let most = live.iter().map(|c| c.gpus.len()).max().unwrap_or(0);
+        let mut backends: Vec<&str> = live.iter().map(|c| c.backend.as_str()).collect();
+        backends.sort_unstable();
+        backends.dedup();
+        let why = if most >= gpus as usize {
+            let fewest = live
+                .iter()
+                .filter(|c| c.gpus.len() >= gpus as usize)
+                .map(|c| c.trials_per_gpu.max(1))
+                .min()
+                .unwrap_or(1);
+            format!(
+                "no connected worker can take its trials: the sweep lets at most {share} \
+                 trial(s) share a GPU (resources.trials_per_gpu), and the workers with enough \
+                 GPUs run {fewest} or more per GPU"
+            )
+        } else {
+            format!(
+                "no connected worker can take its trials: each needs {gpus} GPU(s) \
+                 (resources.gpus_per_trial), and the {} connected worker(s) have at most {most} \
+                 (backends: {})",
+                live.len(),
+                backends.join(", ")
+            )
+        };
+        Some(Waiting::NoneFits(why))
     }
 
     /// Drops the entries of `sweep_id`'s trials once it has stopped

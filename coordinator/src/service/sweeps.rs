@@ -216,17 +216,23 @@ impl Coordinator {
     }
 
     pub fn progress(&self, sweep_id: &str) -> Result<SweepProgress> {
-        self.state()
+        let ttl = self.inner.config.lease_ttl;
+        let state = self.state();
+        state
             .sweeps
             .get(sweep_id)
-            .map(SweepRuntime::progress)
+            .map(|s| state.progress_of(s, ttl))
             .ok_or_else(|| CoordinatorError::UnknownSweep(sweep_id.to_string()))
     }
 
     pub fn list(&self) -> Vec<SweepProgress> {
+        let ttl = self.inner.config.lease_ttl;
         let state = self.state();
-        let mut out: Vec<SweepProgress> =
-            state.sweeps.values().map(SweepRuntime::progress).collect();
+        let mut out: Vec<SweepProgress> = state
+            .sweeps
+            .values()
+            .map(|s| state.progress_of(s, ttl))
+            .collect();
         out.sort_by(|a, b| a.sweep_id.cmp(&b.sweep_id));
         out
     }

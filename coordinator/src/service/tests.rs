@@ -1019,3 +1019,49 @@ async fn a_restart_reads_stored_results_a_page_at_a_time() {
         "{most} results in one read"
     );
 }
+
+/// A sweep whose trials no connected worker can take says why in its
+/// progress (and to watchers, when a worker registers), instead of waiting
+/// in silence.
+#[tokio::test]
+async fn a_sweep_no_worker_can_take_says_why_it_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let two = SWEEP.replace("max_retries = 1", "max_retries = 1\ngpus_per_trial = 2");
+    let sweep = c.submit(&two, "two.toml").await.expect("submit").sweep_id;
+    let waiting = || c.progress(&sweep).expect("progress").waiting;
+    assert_eq!(waiting(), Some(Waiting::NoWorker));
+    let watch = c.watch(&sweep).expect("watch");
+    let caps = |backend: &str, gpus: u32, per_gpu: u32| WorkerCaps {
+        backend: backend.into(),
+        gpus: (0..gpus).collect(),
+        trials_per_gpu: per_gpu,
+    };
+    c.register("cpu", caps("cpu", 0, 1)).expect("register");
+    let Some(Waiting::NoneFits(why)) = waiting() else {
+        panic!("{:?}", waiting());
+    };
+    assert!(
+        why.contains("each needs 2 GPU(s)") && why.contains("at most 0") && why.contains("cpu"),
+        "{why}"
+    );
+    assert_eq!(watch.borrow().waiting, waiting(), "watchers were told");
+    c.register("one", caps("cuda", 1, 1)).expect("register");
+    assert!(
+        matches!(waiting(), Some(Waiting::NoneFits(w)) if w.contains("at most 1")),
+        "{:?}",
+        waiting()
+    );
+    c.register("packed", caps("cuda", 2, 4)).expect("register");
+    assert!(
+        matches!(waiting(), Some(Waiting::NoneFits(w)) if w.contains("share a GPU")),
+        "{:?}",
+        waiting()
+    );
+    let fits = c.register("two", caps("cuda", 2, 1)).expect("register");
+    assert_eq!(waiting(), None);
+    assert_eq!(watch.borrow().waiting, None, "watchers were told");
+    let a = next_trial(&c, &fits).await;
+    assert!(beat(&c, &fits, &a));
+    assert_eq!(waiting(), None, "something runs");
+}

@@ -114,6 +114,11 @@ pub struct Folds {
 /// Most folds a sweep may ask for.
 pub const MAX_FOLDS: i64 = 20;
 
+/// Most GPUs a trial may ask for and trials a GPU may be shared by: a
+/// worker registers at most as many (`service::MAX_WORKER_GPUS`), so a
+/// trial asking more could never start.
+pub const MAX_GPUS: u32 = 1024;
+
 /// Training settings shared by every trial (grid keys may override them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -411,14 +416,13 @@ impl RawSweep {
         // Training: optional for a training program, required otherwise.
         let command = model_name == COMMAND_MODEL;
         if let Some(t) = &self.training {
-            if t.epochs == 0 {
-                return Err(loc.key_error("training", "epochs", "must be at least 1".into()));
-            }
-            if t.batch_size == 0 {
-                return Err(loc.key_error("training", "batch_size", "must be at least 1".into()));
-            }
-            if !(t.lr.is_finite() && t.lr > 0.0) {
-                return Err(loc.key_error("training", "lr", "must be a positive number".into()));
+            // Each setting against its declaration (type and range), the
+            // same one workers check each trial's settings with.
+            for (k, v) in t.as_params() {
+                if let Some(d) = sigsweep_types::params::training(&k) {
+                    d.check(v.as_scalar())
+                        .map_err(|m| loc.key_error("training", &k, m))?;
+                }
             }
             if let Some(bad) = t.save.iter().find(|s| !SAVE_KINDS.contains(&s.as_str())) {
                 return Err(loc.key_error(
@@ -437,13 +441,6 @@ impl RawSweep {
                     format!(
                         "a training program's trials cannot save `{bad}`: sigsweep keeps what the program writes to $SIGSWEEP_OUTPUT_DIR, and its predictions.jsonl"
                     ),
-                ));
-            }
-            if !(0.0..1.0).contains(&t.valid_fraction) {
-                return Err(loc.key_error(
-                    "training",
-                    "valid_fraction",
-                    "must be in [0, 1)".into(),
                 ));
             }
         } else if !command {
@@ -682,6 +679,18 @@ impl RawSweep {
         }
         if self.resources.trials_per_gpu == 0 {
             return Err(loc.key_error("resources", "trials_per_gpu", "must be at least 1".into()));
+        }
+        for (key, n) in [
+            ("gpus_per_trial", self.resources.gpus_per_trial),
+            ("trials_per_gpu", self.resources.trials_per_gpu),
+        ] {
+            if n > MAX_GPUS {
+                return Err(loc.key_error(
+                    "resources",
+                    key,
+                    format!("{n} is more than the {MAX_GPUS} a worker can have"),
+                ));
+            }
         }
         if self.resources.trial_timeout.is_some_and(|t| t.is_zero()) {
             return Err(loc.key_error(

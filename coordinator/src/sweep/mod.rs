@@ -20,7 +20,7 @@ mod value;
 pub use confirm::Confirmation;
 pub use error::SweepError;
 pub use file::{
-    DatasetSection, Goal, MetricsSection, ModelSection, ResourcesSection, SeedsSpec,
+    DatasetSection, Goal, MAX_GPUS, MetricsSection, ModelSection, ResourcesSection, SeedsSpec,
     TrainingSection,
 };
 pub use value::ParamValue;
