@@ -129,6 +129,9 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
     // Whether this machine's workers could take the trials at all: an
     // error for a run (it would wait forever), a warning for a dry run
     // (the file may be meant for a cluster's coordinator).
+    for w in spec.warnings() {
+        eprintln!("warning: {w}");
+    }
     let unrunnable = local_backend_problem(&spec, args.backend);
     if let Some(problem) = unrunnable {
         if !args.dry_run {

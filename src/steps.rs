@@ -20,6 +20,16 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
     // (`sigsweep_worker::models::register`).
     spec.check_declared(&sigsweep_worker::models::extension_declarations())?;
     spec.check_data_parallel(sigsweep_worker::models::supports_data_parallel)?;
+    spec.check_settings(|model, params| {
+        let params = sigsweep_worker::trial::Params::new(params.clone());
+        match sigsweep_worker::models::check_params(model, &params) {
+            Err(sigsweep_worker::trial::TrainError::InvalidParam { key, message }) => {
+                Err((key, message))
+            }
+            // The models' reading of parameters only refuses parameters.
+            _ => Ok(()),
+        }
+    })?;
     Ok((text, spec))
 }
 

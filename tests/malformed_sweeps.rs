@@ -338,3 +338,51 @@ fn a_gpu_sweep_dry_runs_with_a_warning_and_a_cpu_run_refuses_it() {
     );
     assert!(!dir.path().join("sigsweep-state").exists());
 }
+
+/// What only a model's own reading of its parameters can refuse (`hidden`
+/// even for MMIC's bidirectional encoders, `heads` dividing `width`, the
+/// format of `speaker_weights`) is refused before anything runs too,
+/// naming the line the configuration took the value from.
+#[test]
+fn model_settings_are_checked_before_anything_runs() {
+    const MMIC: &str = r#"name = "settings"
+seeds = 1
+baseline = { hidden = 16 }
+[model]
+name = "mmic"
+speaker_weights = "3-0-1"
+[dataset]
+kind = "synthetic"
+generator = "erc"
+params = { preset = "small", n_train = 8, n_test = 4 }
+[training]
+epochs = 1
+batch_size = 4
+lr = 0.001
+[grid]
+hidden = [16, 32]
+[metrics]
+select = "accuracy"
+report = { accuracy = "max" }
+"#;
+    let cases = [
+        (
+            MMIC.replace("\"3-0-1\"", "\"3-0\""),
+            "settings.toml:6:1: key `model.speaker_weights`: expected three weights",
+        ),
+        (
+            MMIC.replace("[16, 32]", "[16, 15]"),
+            "settings.toml:16:1: key `grid.hidden`: must be even (two directions) (configuration `hidden=15`)",
+        ),
+    ];
+    for (text, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("settings.toml");
+        std::fs::write(&file, &text).expect("write");
+        let out = run_in(dir.path(), &file, &["--dry-run"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -17,8 +17,8 @@ use sigsweep_worker::backend::Cpu;
 use sigsweep_worker::models::fdcmdie::contrastive::{
     ClSets, all_members, build_pairs, cl_loss, different_slot, similar_slot,
 };
-use sigsweep_worker::models::mmic::class_weights;
 use sigsweep_worker::models::mmic::losses::{focal_loss, supcon_loss};
+use sigsweep_worker::models::mmic::{MmicSettings, Scheme, Variant, class_weights};
 use sigsweep_worker::trial::{clip_grad_norm, grad_norm};
 
 type I = burn::backend::NdArray<f32>;
@@ -223,19 +223,25 @@ fn dataset(names: &[&str], labels: &[usize]) -> ErcDataset {
 #[test]
 fn mmdfn_class_weights_are_its_inverse_frequencies() {
     let iemocap = dataset(&["hap", "sad", "neu", "ang", "exc", "fru"], &[0, 1, 2]);
-    let w = class_weights(&iemocap, "inverse_frequency").expect("golden case");
+    let w = class_weights(&iemocap, Scheme::InverseFrequency);
     let freq = [0.086747, 0.144406, 0.227883, 0.160585, 0.127711, 0.252668];
     for (got, f) in w.iter().zip(freq) {
         assert!(close(f64::from(*got), 1.0 / f, 1e-6), "{got} vs 1/{f}");
     }
     // Other datasets: 1/freq over the training utterances (mean ≈ C) …
     let other = dataset(&["a", "b", "c"], &[0, 0, 0, 1, 2, 2]);
-    let w = class_weights(&other, "inverse_frequency").expect("golden case");
+    let w = class_weights(&other, Scheme::InverseFrequency);
     assert_eq!(w, vec![2.0, 6.0, 3.0]);
     // … and the balanced scheme N / (C · count) (mean ≈ 1).
-    let w = class_weights(&other, "balanced").expect("golden case");
+    let w = class_weights(&other, Scheme::Balanced);
     assert_eq!(w, vec![2.0 / 3.0, 2.0, 1.0]);
-    assert!(class_weights(&other, "sqrt").is_err());
+    let mut params = sigsweep_worker::trial::Params::default();
+    params.insert(
+        "class_weight_scheme",
+        sigsweep_worker::trial::Value::Text("sqrt".into()),
+    );
+    let err = MmicSettings::from_params(Variant::MmDfn, &params).expect_err("unknown scheme");
+    assert!(err.to_string().contains("class_weight_scheme"), "{err}");
 }
 
 #[derive(Module, Debug)]

@@ -135,6 +135,50 @@ impl SweepSpec {
         Ok(())
     }
 
+    /// Checks every configuration's resolved parameters with `check`, the
+    /// model's own reading of them (what declarations cannot say: `hidden`
+    /// even, `width` divisible by `heads`, the format of a text setting).
+    /// `check(model, params)` answers the offending key and why; the error
+    /// names the line of that key in the grid, the model's own section,
+    /// `[training]` or `[model]`, wherever the configuration took it from.
+    pub fn check_settings(
+        &self,
+        check: impl Fn(&str, &IndexMap<String, ParamValue>) -> Result<(), (String, String)>,
+    ) -> Result<(), SweepError> {
+        let locator = SpanLocator::new(&self.source, &self.source_name);
+        let mut seen = std::collections::HashSet::new();
+        for plan in self.trials() {
+            if !seen.insert(plan.config.key.clone()) {
+                continue;
+            }
+            let Err((key, message)) = check(&plan.model, &plan.params) else {
+                continue;
+            };
+            let per_model = self
+                .model
+                .per_model
+                .get(&plan.model)
+                .is_some_and(|t| t.contains_key(&key));
+            let (table, message) = if self.grid.contains_key(&key) {
+                let m = format!("{message} (configuration `{}`)", plan.config.key);
+                ("grid".to_string(), m)
+            } else if per_model {
+                (format!("model.{}", plan.model), message)
+            } else if is_training_key(&key) && !self.model.params.contains_key(&key) {
+                ("training".to_string(), message)
+            } else {
+                ("model".to_string(), message)
+            };
+            let message = if self.grid.contains_key(MODEL_KEY) && table != "grid" {
+                format!("{message} (model `{}`)", plan.model)
+            } else {
+                message
+            };
+            return Err(locator.key_error(&table, &key, message));
+        }
+        Ok(())
+    }
+
     /// Checks the sweep against the declarations of its model and of the
     /// training settings (`sigsweep_types::params`): the model is a built-in
     /// one or one of `registered` (declared by workers), and every fixed and

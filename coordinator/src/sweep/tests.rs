@@ -803,3 +803,70 @@ report = { my_own_score = "max" }
 "#;
     check(program).expect("a program's own metric");
 }
+
+/// `check_settings` names the line the offending value came from: the grid
+/// (with the configuration), a model's own section, `[training]` or
+/// `[model]`.
+#[test]
+fn settings_errors_name_the_key_where_the_configuration_took_it() {
+    let src = r#"name = "s"
+seeds = 2
+baseline = { model = "mmdfn", hidden = 16 }
+[model]
+layers = 3
+[model.mmic]
+text_layers = 5
+[dataset]
+kind = "synthetic"
+generator = "erc"
+[training]
+epochs = 1
+batch_size = 4
+lr = 0.01
+[grid]
+model = ["mmdfn", "mmic"]
+hidden = [16, 15]
+[metrics]
+select = "accuracy"
+report = { accuracy = "max" }
+"#;
+    let spec = parse(src).expect("parses");
+    // A stand-in for a model's reading of its parameters: refuses `key`
+    // when it has `bad`, for model `only`.
+    let refuse = |key: &'static str, bad: ParamValue, only: &'static str| {
+        move |model: &str, params: &IndexMap<String, ParamValue>| {
+            if model == only && params.get(key) == Some(&bad) {
+                Err((key.to_string(), "no".to_string()))
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let at = |e: SweepError| (e.line, e.key.unwrap_or_default(), e.message);
+    let (line, key, message) = at(spec
+        .check_settings(refuse("hidden", ParamValue::Int(15), "mmic"))
+        .expect_err("grid"));
+    assert_eq!((line, key.as_str()), (17, "grid.hidden"));
+    assert!(
+        message.contains("configuration `model=mmic,hidden=15`"),
+        "{message}"
+    );
+    let (line, key, message) = at(spec
+        .check_settings(refuse("text_layers", ParamValue::Int(5), "mmic"))
+        .expect_err("per model"));
+    assert_eq!(
+        (line, key.as_str()),
+        (7, "model.mmic.text_layers"),
+        "{message}"
+    );
+    let (line, key, message) = at(spec
+        .check_settings(refuse("layers", ParamValue::Int(3), "mmdfn"))
+        .expect_err("model"));
+    assert_eq!((line, key.as_str()), (5, "model.layers"));
+    assert!(message.contains("(model `mmdfn`)"), "{message}");
+    let (line, key, _) = at(spec
+        .check_settings(refuse("lr", ParamValue::Float(0.01), "mmic"))
+        .expect_err("training"));
+    assert_eq!((line, key.as_str()), (14, "training.lr"));
+    spec.check_settings(|_, _| Ok(())).expect("nothing refused");
+}

@@ -21,7 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendKind;
 use crate::trial::{
-    LoadedDataset, ShardedVisitor, Split, TrainError, TrialRequest, Value, Workload,
+    LoadedDataset, Params, ShardedVisitor, Split, TrainError, TrialRequest, Value, Workload,
 };
 
 /// Which implementation a registry entry builds.
@@ -254,6 +254,22 @@ pub fn supports_fusion(req: &TrialRequest) -> bool {
         Ok(Kind::LateFusion) => true,
         Ok(Kind::FdCmdie) => req.params.f64("grad_clip", 0.0).is_ok_and(|c| c <= 0.0),
         Ok(Kind::Mmic(_)) | Err(_) => false,
+    }
+}
+
+/// Checks a configuration's parameters as `model` reads them, without its
+/// data: what the declarations cannot say (`hidden` even for MMIC's
+/// bidirectional encoders, `width` divisible by `heads`, the format of
+/// `speaker_weights`, the choices of text settings). The CLI runs it on
+/// every configuration of a sweep file before anything starts
+/// (`SweepSpec::check_settings`); a model this process does not build
+/// itself (an extension, a training program) passes.
+pub fn check_params(model: &str, params: &Params) -> Result<(), TrainError> {
+    match lookup(model).map(|e| e.kind) {
+        Ok(Kind::LateFusion) => late_fusion::LateFusionSettings::from_params(params).map(drop),
+        Ok(Kind::FdCmdie) => fdcmdie::Options::from_params(params).map(drop),
+        Ok(Kind::Mmic(variant)) => mmic::MmicSettings::from_params(variant, params).map(drop),
+        Err(_) => Ok(()),
     }
 }
 

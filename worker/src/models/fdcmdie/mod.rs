@@ -318,18 +318,27 @@ fn batch<B: Backend>(
     )
 }
 
-impl<B: AutodiffBackend> FdCmdieWorkload<B> {
-    pub fn new(
-        req: &TrialRequest,
-        data: SeqDataset,
-        device: &B::Device,
-    ) -> Result<Self, TrainError> {
-        let p = &req.params;
-        if data.task != Task::Regression {
-            return Err(TrainError::Dataset(
-                "fdcmdie predicts sentiment scores: it needs a regression dataset (synthetic msa, mmsa)".into(),
-            ));
-        }
+/// A trial's `fdcmdie` parameters, read and checked without its data:
+/// what a sweep file is checked with before anything runs
+/// (`models::check_params`), and what the workload completes with the
+/// dataset's dimensions and lengths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub settings: Settings,
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub dropout: f64,
+    pub lstm_layers: usize,
+    pub use_cmdie: bool,
+    pub use_gap: bool,
+    pub use_cross_att2: bool,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+}
+
+impl Options {
+    pub fn from_params(p: &crate::trial::Params) -> Result<Self, TrainError> {
         let text_encoder = p.text("text_encoder", "linear")?;
         if text_encoder != "linear" {
             return Err(invalid(
@@ -347,7 +356,6 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
                 format!("width {width} is not divisible by {heads} heads"),
             ));
         }
-        let use_cmdie = p.bool("use_cmdie", true)?;
         let settings = Settings {
             k_cl: p.positive("k_cl", 10)?,
             tau: p.f64("tau", 0.5)?,
@@ -373,8 +381,46 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         if settings.tau.is_nan() || settings.tau <= 0.0 {
             return Err(invalid("tau", "must be > 0"));
         }
-        let weight_decay = p.f64("weight_decay", 0.0)?;
-        let grad_clip = p.f64("grad_clip", 0.0)?;
+        Ok(Self {
+            settings,
+            width,
+            heads,
+            layers: p.positive("layers", 3)?,
+            dropout: p.f64_in("dropout", 0.1, 0.0, 0.95)?,
+            lstm_layers: p.positive("lstm_layers", 2)?,
+            use_cmdie: p.bool("use_cmdie", true)?,
+            use_gap: p.bool("use_gap", true)?,
+            use_cross_att2: p.bool("use_cross_att2", true)?,
+            weight_decay: p.f64("weight_decay", 0.0)?,
+            grad_clip: p.f64("grad_clip", 0.0)?,
+        })
+    }
+}
+
+impl<B: AutodiffBackend> FdCmdieWorkload<B> {
+    pub fn new(
+        req: &TrialRequest,
+        data: SeqDataset,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        if data.task != Task::Regression {
+            return Err(TrainError::Dataset(
+                "fdcmdie predicts sentiment scores: it needs a regression dataset (synthetic msa, mmsa)".into(),
+            ));
+        }
+        let Options {
+            settings,
+            width,
+            heads,
+            layers,
+            dropout,
+            lstm_layers,
+            use_cmdie,
+            use_gap,
+            use_cross_att2,
+            weight_decay,
+            grad_clip,
+        } = Options::from_params(&req.params)?;
         let train = pool_split(&data.train, settings.max_len);
         let valid = pool_split(&data.valid, settings.max_len);
         let test = pool_split(&data.test, settings.max_len);
@@ -387,12 +433,12 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
             ],
             width,
             heads,
-            layers: p.positive("layers", 3)?,
-            dropout: p.f64_in("dropout", 0.1, 0.0, 0.95)?,
-            lstm_layers: p.positive("lstm_layers", 2)?,
+            layers,
+            dropout,
+            lstm_layers,
             use_cmdie,
-            use_gap: p.bool("use_gap", true)?,
-            use_cross_att2: p.bool("use_cross_att2", true)?,
+            use_gap,
+            use_cross_att2,
         };
         let sets = if settings.use_cl {
             let (features, dim) = retrieval_features(&data.train);

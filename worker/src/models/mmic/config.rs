@@ -119,7 +119,7 @@ fn is_iemocap(names: &[String]) -> bool {
 /// * `balanced` (scikit-learn's): `N / (C · count_c)`, mean weight about 1.
 ///
 /// A class absent from the training split gets weight 0.
-pub fn class_weights(data: &ErcDataset, scheme: &str) -> Result<Vec<f32>, TrainError> {
+pub fn class_weights(data: &ErcDataset, scheme: Scheme) -> Vec<f32> {
     let c = data.n_classes;
     let names: Vec<&str> = data.class_names.iter().map(String::as_str).collect();
     let mut counts = vec![0usize; c];
@@ -133,7 +133,7 @@ pub fn class_weights(data: &ErcDataset, scheme: &str) -> Result<Vec<f32>, TrainE
     let total: usize = counts.iter().sum();
     let inverse = |k: usize, w: f32| if k == 0 { 0.0 } else { w };
     match scheme {
-        "inverse_frequency" => {
+        Scheme::InverseFrequency => {
             let fixed = if names == IEMOCAP_CLASSES {
                 Some(IEMOCAP_FREQ)
             } else if names == MELD_CLASSES {
@@ -141,22 +141,18 @@ pub fn class_weights(data: &ErcDataset, scheme: &str) -> Result<Vec<f32>, TrainE
             } else {
                 None
             };
-            Ok(match fixed {
+            match fixed {
                 Some(freq) => freq.iter().map(|f| (1.0 / f) as f32).collect(),
                 None => counts
                     .iter()
                     .map(|&k| inverse(k, total as f32 / k.max(1) as f32))
                     .collect(),
-            })
+            }
         }
-        "balanced" => Ok(counts
+        Scheme::Balanced => counts
             .iter()
             .map(|&k| inverse(k, total as f32 / (c * k.max(1)) as f32))
-            .collect()),
-        other => Err(invalid(
-            "class_weight_scheme",
-            format!("`{other}`: expected inverse_frequency or balanced"),
-        )),
+            .collect(),
     }
 }
 
@@ -169,14 +165,57 @@ pub enum Variant {
     MmDfn,
 }
 
-impl MmicConfig {
+/// The task loss's class weighting (`class_weight_scheme`; see
+/// [`class_weights`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    InverseFrequency,
+    Balanced,
+}
+
+/// A trial's `mmic`/`mmdfn` parameters, read and checked without its data:
+/// what a sweep file is checked with before anything runs
+/// (`models::check_params`), and what [`MmicConfig::from_params`]
+/// completes with the dataset's dimensions and classes.
+#[derive(Debug, Clone)]
+pub struct MmicSettings {
+    variant: Variant,
+    alpha: f64,
+    beta: f64,
+    zeta: f64,
+    gammas: [f64; 3],
+    text_lstm: bool,
+    hidden: usize,
+    weight_decay: f64,
+    /// `None`: the variant's default for the dataset (MM-DFN weighs
+    /// IEMOCAP's classes).
+    class_weight: Option<bool>,
+    scheme: Scheme,
+    /// `negative_classes`, when given: class indices (checked against the
+    /// dataset's classes).
+    negative: Option<Vec<f64>>,
+    graph_hidden: usize,
+    layers: usize,
+    text_layers: usize,
+    dropout: f64,
+    gcn_alpha: f64,
+    gcn_lambda: f64,
+    ent_dim: usize,
+    tau: f64,
+    focal_gamma: f64,
+    lr: f64,
+    grad_clip: f64,
+    mi_lr: f64,
+    adam_epsilon: f64,
+    batch_size: usize,
+    unpacked_rnn: bool,
+    fixed_order: bool,
+}
+
+impl MmicSettings {
     /// Reads the trial parameters; [`Variant::MmDfn`] changes the defaults
     /// only.
-    pub fn from_params(
-        variant: Variant,
-        p: &Params,
-        data: &ErcDataset,
-    ) -> Result<Self, TrainError> {
+    pub fn from_params(variant: Variant, p: &Params) -> Result<Self, TrainError> {
         let mmdfn = variant == Variant::MmDfn;
         let def = if mmdfn { 0.0 } else { 1.0 };
         let alpha = p.f64_in("alpha", def, 0.0, 1e6)?;
@@ -259,56 +298,55 @@ impl MmicConfig {
         };
         // MM-DFN's IEMOCAP script trains with `--class_weight`, its MELD
         // script without: the `mmdfn` default follows the dataset.
-        let class_weight = p.bool("class_weight", mmdfn && is_iemocap(&data.class_names))?;
-        let scheme = p.text("class_weight_scheme", "inverse_frequency")?;
-        let class_weights = if class_weight {
-            class_weights(data, &scheme)?
-        } else {
-            Vec::new()
+        let class_weight = match p.values().get("class_weight") {
+            None => None,
+            Some(_) => Some(p.bool("class_weight", false)?),
         };
-        let c = data.n_classes;
+        let scheme = match p.text("class_weight_scheme", "inverse_frequency")?.as_str() {
+            "inverse_frequency" => Scheme::InverseFrequency,
+            "balanced" => Scheme::Balanced,
+            other => {
+                return Err(invalid(
+                    "class_weight_scheme",
+                    format!("`{other}`: expected inverse_frequency or balanced"),
+                ));
+            }
+        };
         let neg_text = p.text("negative_classes", "")?;
         let negative = if neg_text.is_empty() {
-            negative_classes(data)
+            None
         } else {
             let ids = parse_dash_list("negative_classes", &neg_text)?;
-            let mut v = vec![false; c];
-            for id in ids {
-                let i = id as usize;
-                if id < 0.0 || i >= c || id.fract() != 0.0 {
-                    return Err(invalid(
-                        "negative_classes",
-                        format!("{id} is not a class index below {c}"),
-                    ));
-                }
-                v[i] = true;
+            if let Some(id) = ids.iter().find(|id| **id < 0.0 || id.fract() != 0.0) {
+                return Err(invalid(
+                    "negative_classes",
+                    format!("{id} is not a class index"),
+                ));
             }
-            v
+            Some(ids)
         };
         Ok(Self {
             variant,
-            net: NetConfig {
-                dims: data.dims,
-                n_classes: c,
-                hidden,
-                graph_hidden: p.positive("graph_hidden", 100)?,
-                layers: p.positive("layers", 16)?,
-                text_lstm,
-                text_layers: p.positive("text_layers", 2)?,
-                dropout: p.f64_in("dropout", 0.4, 0.0, 0.95)?,
-                gammas,
-                gcn_alpha: p.f64_in("gcn_alpha", 0.2, 0.0, 1.0)?,
-                gcn_lambda: p.f64_in("gcn_lambda", 0.5, 0.0, 1e6)?,
-                ent_dim: p.positive("ba_entropy_dim", 8)?,
-            },
             alpha,
             beta,
             zeta,
+            gammas,
+            text_lstm,
+            hidden,
+            weight_decay,
+            class_weight,
+            scheme,
+            negative,
+            graph_hidden: p.positive("graph_hidden", 100)?,
+            layers: p.positive("layers", 16)?,
+            text_layers: p.positive("text_layers", 2)?,
+            dropout: p.f64_in("dropout", 0.4, 0.0, 0.95)?,
+            gcn_alpha: p.f64_in("gcn_alpha", 0.2, 0.0, 1.0)?,
+            gcn_lambda: p.f64_in("gcn_lambda", 0.5, 0.0, 1e6)?,
+            ent_dim: p.positive("ba_entropy_dim", 8)?,
             tau: p.f64_in("scl_temperature", 0.1, 1e-6, 1e6)?,
             focal_gamma: p.f64_in("focal_gamma", if mmdfn { 0.5 } else { 0.0 }, 0.0, 100.0)?,
-            class_weights,
             lr: p.f64("lr", 3e-4)?,
-            weight_decay,
             grad_clip: p.f64("grad_clip", 0.0)?,
             mi_lr: p.f64("mi_lr", 1e-3)?,
             adam_epsilon: p.f64_in("adam_epsilon", 1e-8, 0.0, 1.0)?,
@@ -333,6 +371,75 @@ impl MmicConfig {
                     ));
                 }
             },
+        })
+    }
+}
+
+impl MmicConfig {
+    /// Reads the trial parameters ([`MmicSettings`]) and completes them with
+    /// the dataset's dimensions, classes and class weights.
+    pub fn from_params(
+        variant: Variant,
+        p: &Params,
+        data: &ErcDataset,
+    ) -> Result<Self, TrainError> {
+        let s = MmicSettings::from_params(variant, p)?;
+        let c = data.n_classes;
+        let class_weight = s
+            .class_weight
+            .unwrap_or(variant == Variant::MmDfn && is_iemocap(&data.class_names));
+        let class_weights = if class_weight {
+            class_weights(data, s.scheme)
+        } else {
+            Vec::new()
+        };
+        let negative = match &s.negative {
+            None => negative_classes(data),
+            Some(ids) => {
+                let mut v = vec![false; c];
+                for &id in ids {
+                    let i = id as usize;
+                    if i >= c {
+                        return Err(invalid(
+                            "negative_classes",
+                            format!("{id} is not a class index below {c}"),
+                        ));
+                    }
+                    v[i] = true;
+                }
+                v
+            }
+        };
+        Ok(Self {
+            variant: s.variant,
+            net: NetConfig {
+                dims: data.dims,
+                n_classes: c,
+                hidden: s.hidden,
+                graph_hidden: s.graph_hidden,
+                layers: s.layers,
+                text_lstm: s.text_lstm,
+                text_layers: s.text_layers,
+                dropout: s.dropout,
+                gammas: s.gammas,
+                gcn_alpha: s.gcn_alpha,
+                gcn_lambda: s.gcn_lambda,
+                ent_dim: s.ent_dim,
+            },
+            alpha: s.alpha,
+            beta: s.beta,
+            zeta: s.zeta,
+            tau: s.tau,
+            focal_gamma: s.focal_gamma,
+            class_weights,
+            lr: s.lr,
+            weight_decay: s.weight_decay,
+            grad_clip: s.grad_clip,
+            mi_lr: s.mi_lr,
+            adam_epsilon: s.adam_epsilon,
+            batch_size: s.batch_size,
+            fixed_order: s.fixed_order,
+            unpacked_rnn: s.unpacked_rnn,
             negative,
         })
     }

@@ -119,7 +119,7 @@ pub mod weights;
 mod config;
 mod sharded;
 
-pub use config::{MmicConfig, Variant, class_weights, negative_classes};
+pub use config::{MmicConfig, MmicSettings, Scheme, Variant, class_weights, negative_classes};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
