@@ -45,6 +45,7 @@ fn print_plan(path: &Path, spec: &SweepSpec) {
     for check in [
         "sweep file: keys, types, grid, seeds, baseline, metrics, name",
         "model parameters: names the model declares",
+        "model settings: each configuration as its model reads it (even widths, heads, lists)",
         "dataset parameters: names, types and ranges the dataset kind declares, generator memory",
         "dataset file: exists and can be opened (local runs)",
         "resources: data parallelism supported by the model",
