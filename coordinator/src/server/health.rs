@@ -28,7 +28,7 @@ pub async fn serve_health(
     health: HealthService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    super::listen::server_builder()
         .add_service(health)
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await

@@ -20,6 +20,8 @@ use crate::service::SweepRunState;
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// A client must send its request within this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests answered at once (a Prometheus scrapes one at a time).
+const MAX_SCRAPES: usize = 64;
 
 /// Renders the current metrics.
 pub fn render(slot: &LeaderSlot) -> String {
@@ -79,6 +81,7 @@ pub fn render(slot: &LeaderSlot) -> String {
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
 pub async fn serve_metrics(listener: TcpListener, slot: LeaderSlot, shutdown: CancellationToken) {
+    let scrapes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -91,8 +94,15 @@ pub async fn serve_metrics(listener: TcpListener, slot: LeaderSlot, shutdown: Ca
                 }
             },
         };
+        // Past the limit a connection is closed at once: a flood of slow
+        // requests holds at most MAX_SCRAPES descriptors, not the ones the
+        // gRPC server needs.
+        let Ok(permit) = scrapes.clone().try_acquire_owned() else {
+            continue;
+        };
         let slot = slot.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = respond(stream, &slot).await {
                 tracing::debug!(error = %e, "metrics: request failed");
             }

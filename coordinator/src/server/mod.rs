@@ -117,7 +117,7 @@ pub async fn serve_slot(
     );
     let reflection = reflection.map(|r| InterceptedService::new(r, check));
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = listen::server_builder();
     if let Some(tls) = &options.tls {
         let mut config = tonic::transport::ServerTlsConfig::new().identity(
             tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
