@@ -4,15 +4,30 @@
 
 use std::time::Duration;
 
+/// The longest duration [`parse`] accepts: 3 650 days. Deadlines are
+/// computed as `now + duration`, which would overflow (and panic) for
+/// durations near `u64::MAX` seconds; no timeout or TTL needs more.
+pub const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Parses `500ms`, `30s`, `5m`, `1h30m` (humantime's syntax), or a bare
-/// number of seconds.
+/// number of seconds; at most [`MAX`].
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|e| format!("invalid duration `{s}`: {e}"));
+    let d = match s.parse::<f64>() {
+        Ok(secs) => {
+            Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration `{s}`: {e}"))?
+        }
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}`: {e}"))?
+        }
+    };
+    if d > MAX {
+        return Err(format!(
+            "invalid duration `{s}`: longer than {} days",
+            MAX.as_secs() / 86_400
+        ));
     }
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}`: {e}"))
+    Ok(d)
 }
 
 /// Formats `d` so that [`parse`] reads it back (`30s`, `5m`, `1h 30m`).
@@ -43,7 +58,7 @@ pub mod option {
 
 #[cfg(test)]
 mod tests {
-    use super::{format, parse};
+    use super::{MAX, format, parse};
     use std::time::Duration;
 
     #[test]
@@ -57,6 +72,11 @@ mod tests {
         ] {
             assert_eq!(parse(text), Ok(d), "{text}");
             assert_eq!(parse(&format(d)), Ok(d), "{text}");
+        }
+        assert_eq!(parse(&format(MAX)), Ok(MAX));
+        for long in ["18446744073709551615s", "1e12", "11years"] {
+            let e = parse(long).expect_err(long);
+            assert!(e.contains("longer than"), "{long}: {e}");
         }
         assert!(parse("10 parsecs").is_err());
         assert!(parse("").is_err());
