@@ -130,9 +130,9 @@ pub struct ConfirmArgs {
     /// Number of fresh seeds (default 10, chosen above every seed used so far).
     #[arg(long, default_value_t = 10)]
     pub seeds: u32,
-    /// Worker processes (default: the number of cores).
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Worker processes (default: the number of cores; at most 1024).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Backend the workers train on: cpu or cuda (a sweep with
     /// `gpus_per_trial > 0` needs cuda).
     #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
@@ -256,9 +256,10 @@ pub struct RunArgs {
     /// run again.
     #[arg(long, env = "SIGSWEEP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Worker processes to start (default: the number of cores).
-    #[arg(long, env = "SIGSWEEP_WORKERS")]
-    pub workers: Option<usize>,
+    /// Worker processes to start (default: the number of cores; at most
+    /// 1024).
+    #[arg(long, env = "SIGSWEEP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Backend the workers train on: cpu or cuda.
     #[arg(long, default_value = "cpu", env = "SIGSWEEP_BACKEND")]
     pub backend: sigsweep_worker::backend::BackendKind,

@@ -174,6 +174,7 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
         let serving = local.serve().await?;
         let n = args
             .workers
+            .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .clamp(1, remaining as usize);
         let logs = state_dir.join("logs");

@@ -145,6 +145,11 @@ sigsweep_types::layered!(WorkerSettings {
     insecure,
 });
 
+/// Most slot processes (and trials per GPU) one worker host runs: each is
+/// a process of its own, and a typo such as `--slots 100000` must not
+/// start that many.
+pub const MAX_SLOTS: u32 = 1024;
+
 impl WorkerSettings {
     /// Every setting with a constant default at it ([`AgentConfig::default`]).
     pub fn defaults() -> Self {
@@ -177,13 +182,24 @@ impl WorkerSettings {
         };
         let gpus = parse_gpus(self.gpus.as_deref(), backend)?;
         let trials_per_gpu = self.trials_per_gpu.unwrap_or(d.trials_per_gpu).max(1);
+        if trials_per_gpu > MAX_SLOTS {
+            return Err(format!(
+                "--trials-per-gpu {trials_per_gpu}: at most {MAX_SLOTS} (what a coordinator accepts)"
+            ));
+        }
         let slots = match self.slots {
             Some(n) => n.max(1),
             None if backend == BackendKind::Cuda && trials_per_gpu > 1 => {
-                gpus.len() as u32 * trials_per_gpu
+                (gpus.len() as u32).saturating_mul(trials_per_gpu)
             }
             None => 1,
         };
+        if slots > MAX_SLOTS {
+            return Err(format!(
+                "{slots} slots (--slots, or GPUs × trials per GPU): at most {MAX_SLOTS} \
+                 processes on one host"
+            ));
+        }
         let config = AgentConfig {
             coordinator,
             name: self.name.clone().unwrap_or(d.name),
