@@ -237,3 +237,38 @@ fn parse_gpus(spec: Option<&str>, backend: BackendKind) -> Result<Vec<u32>, Stri
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            coordinator: Some("http://127.0.0.1:1".into()),
+            ..WorkerSettings::default()
+        }
+    }
+
+    #[test]
+    fn slot_counts_are_bounded() {
+        let (_, slots) = settings().resolve().expect("defaults");
+        assert_eq!(slots, 1);
+        let many = WorkerSettings {
+            slots: Some(MAX_SLOTS),
+            ..settings()
+        };
+        assert_eq!(many.resolve().expect("at the bound").1, MAX_SLOTS);
+        let too_many = WorkerSettings {
+            slots: Some(100_000),
+            ..settings()
+        };
+        let e = too_many.resolve().expect_err("past the bound");
+        assert!(e.contains("at most 1024"), "{e}");
+        let shared = WorkerSettings {
+            trials_per_gpu: Some(u32::MAX),
+            ..settings()
+        };
+        let e = shared.resolve().expect_err("past the bound");
+        assert!(e.contains("--trials-per-gpu"), "{e}");
+    }
+}
