@@ -216,6 +216,22 @@ fn status_says_why_a_sweep_no_worker_can_take_waits() {
             && status.contains("backends: cpu"),
         "{status}"
     );
+    // `watch` says it too (on stderr, the bar hidden without a terminal).
+    let watch = Command::new(BIN)
+        .args(["watch", &sweep_id, "--coordinator", &url])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("watch");
+    std::thread::sleep(Duration::from_secs(2));
+    // The watch never ends by itself here.
+    let _ = Command::new("kill").arg(watch.id().to_string()).status();
+    let out = watch.wait_with_output().expect("watch output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("waiting: no connected worker can take its trials"),
+        "{err}"
+    );
     let _ = worker.kill();
     let _ = worker.wait();
     let _ = coordinator.kill();

@@ -79,14 +79,24 @@ pub async fn watch(args: SweepRef) -> anyhow::Result<ExitCode> {
             };
             bar.set_length(u64::from(s.total));
             bar.set_position(u64::from(s.completed + s.failed));
-            bar.set_message(if s.waiting.is_empty() {
-                format!(
-                    "done {} · failed {} · running {}",
-                    s.completed, s.failed, s.running
-                )
-            } else {
-                format!("waiting: {}", s.waiting)
-            });
+            bar.set_message(format!(
+                "done {} · failed {} · running {}",
+                s.completed, s.failed, s.running
+            ));
+            // Why nothing starts, once each time it changes (also when
+            // stderr is no terminal and the bar is hidden).
+            if last
+                .as_ref()
+                .is_none_or(|l: &pb::SweepStatus| l.waiting != s.waiting)
+                && !s.waiting.is_empty()
+            {
+                let line = format!("waiting: {}", s.waiting);
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
             last = Some(s);
         }
         break;
