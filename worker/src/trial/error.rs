@@ -23,6 +23,14 @@ pub enum TrainError {
     },
     #[error("selection metric `{0}` is not produced by this model/dataset")]
     MissingMetric(String),
+    /// The selection metric was NaN or infinite at every epoch: no epoch
+    /// can be selected (the same seed would do it again).
+    #[error(
+        "selection metric `{0}` was not finite at any epoch (NaN or infinite at every \
+         evaluation: the model's outputs diverged; a lower learning rate or gradient \
+         clipping may help)"
+    )]
+    NeverFinite(String),
     #[error("cancelled")]
     Cancelled,
     /// A training program broke the metrics protocol or reported nothing

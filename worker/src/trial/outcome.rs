@@ -353,7 +353,7 @@ impl Selector {
     pub(crate) fn finish(mut self, seconds: f64) -> Result<TrialOutcome, TrainError> {
         let best = self
             .best
-            .ok_or_else(|| TrainError::MissingMetric(format!("{} (never finite)", self.select)))?;
+            .ok_or_else(|| TrainError::NeverFinite(self.select.clone()))?;
         // The selected epoch whole again, where `bound_history` thinned it.
         if let Some(e) = self.history.iter_mut().find(|e| e.epoch == best.epoch) {
             e.valid.clone_from(&best.valid);
@@ -440,6 +440,31 @@ mod tests {
         let loss = 1.0 / f64::from(epoch);
         s.record(epoch, loss, metrics(epoch, 0.0), metrics(epoch, 0.5))
             .expect("record");
+    }
+
+    /// A selection metric that is NaN or infinite at every epoch fails the
+    /// trial saying so (not "not produced by this model"); one finite epoch
+    /// is enough to select it.
+    #[test]
+    fn a_selection_metric_never_finite_fails_with_that_reason() {
+        let bad = |v: f64| BTreeMap::from([("f1_weighted".to_string(), v)]);
+        let mut s = selector();
+        s.record(1, 1e30, bad(f64::NAN), bad(f64::NAN))
+            .expect("record");
+        s.record(2, 1e31, bad(f64::INFINITY), bad(0.1))
+            .expect("record");
+        let e = s.finish(1.0).expect_err("nothing to select");
+        assert!(
+            matches!(&e, crate::trial::TrainError::NeverFinite(m) if m == "f1_weighted"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not finite at any epoch"), "{e}");
+        assert!(e.is_deterministic());
+        let mut s = selector();
+        s.record(1, 1.0, bad(f64::NAN), bad(f64::NAN))
+            .expect("record");
+        s.record(2, 1.0, bad(0.25), bad(0.5)).expect("record");
+        assert_eq!(s.finish(1.0).expect("one finite epoch").selected_epoch, 2);
     }
 
     /// A wide history (1 000 classes × 400 epochs, about 50 MB as JSON) is

@@ -213,6 +213,7 @@ fn duplicate(e: &TrainError) -> TrainError {
             step: *step,
         },
         TrainError::MissingMetric(m) => TrainError::MissingMetric(m.clone()),
+        TrainError::NeverFinite(m) => TrainError::NeverFinite(m.clone()),
         TrainError::Refused(m) => TrainError::Refused(m.clone()),
         TrainError::Cancelled => TrainError::Cancelled,
         TrainError::Backend(b) => TrainError::Backend(b.clone()),
