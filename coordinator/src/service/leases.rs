@@ -49,6 +49,7 @@ impl Coordinator {
         let waiting: Vec<String> = state
             .sweeps
             .iter()
+            .filter(|(_, s)| s.state == SweepRunState::Running)
             .filter(|(_, s)| match &s.watch.borrow().waiting {
                 Some(Waiting::NoWorker) => true,
                 Some(Waiting::NoneFits(_)) => capacity.fits_need(
