@@ -20,17 +20,25 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(String, SweepSpec)> {
     // (`sigsweep_worker::models::register`).
     spec.check_declared(&sigsweep_worker::models::extension_declarations())?;
     spec.check_data_parallel(sigsweep_worker::models::supports_data_parallel)?;
-    spec.check_settings(|model, params| {
-        let params = sigsweep_worker::trial::Params::new(params.clone());
-        match sigsweep_worker::models::check_params(model, &params) {
-            Err(sigsweep_worker::trial::TrainError::InvalidParam { key, message }) => {
-                Err((key, message))
-            }
-            // The models' reading of parameters only refuses parameters.
-            _ => Ok(()),
-        }
-    })?;
+    spec.check_settings(check_settings)?;
     Ok((text, spec))
+}
+
+/// This binary's models' check of a configuration (a
+/// [`sigsweep_coordinator::sweep::SettingsCheck`]): the CLI runs it before
+/// anything starts, and a coordinator it starts at every submission.
+pub fn check_settings(
+    model: &str,
+    params: &indexmap::IndexMap<String, sigsweep_coordinator::sweep::ParamValue>,
+) -> Result<(), (String, String)> {
+    let params = sigsweep_worker::trial::Params::new(params.clone());
+    match sigsweep_worker::models::check_params(model, &params) {
+        Err(sigsweep_worker::trial::TrainError::InvalidParam { key, message }) => {
+            Err((key, message))
+        }
+        // The models' reading of parameters only refuses parameters.
+        _ => Ok(()),
+    }
 }
 
 /// The sweep service of the coordinator at `url`, with `credentials`.

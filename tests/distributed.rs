@@ -389,3 +389,53 @@ async fn a_deterministic_failure_is_retried_max_retries_times_then_failed_and_le
 }
 
 // --------------------------------------------------------------- helpers
+
+/// A coordinator started by this binary checks every configuration as the
+/// models read it at submit, for any client (not only the CLI, which checks
+/// first): `INVALID_ARGUMENT` naming the line and key, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_a_model_refuses_is_invalid_for_any_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let store = format!("embedded:{}", dir.path().join("state").display());
+    let coord = coordinator(dir.path(), "coordinator", port, &store, &[]);
+    let source = "name = \"odd\"\nseeds = 1\nbaseline = { hidden = 16 }\n[model]\nname = \"mmic\"\n\
+                  [dataset]\nkind = \"synthetic\"\ngenerator = \"erc\"\n[training]\nepochs = 1\n\
+                  batch_size = 4\nlr = 0.001\n[grid]\nhidden = [16, 15]\n[metrics]\n\
+                  select = \"accuracy\"\nreport = { accuracy = \"max\" }\n";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = loop {
+        let reply = client(&url)
+            .await
+            .submit_sweep(pb::SubmitSweepRequest {
+                sweep_toml: source.to_string(),
+                source_name: "odd.toml".into(),
+            })
+            .await;
+        match reply {
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => break other.expect_err("refused"),
+        }
+    };
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{err}\n{}",
+        coord.log()
+    );
+    assert!(
+        err.message()
+            .contains("odd.toml:14:1: key `grid.hidden`: must be even (two directions)"),
+        "{err}"
+    );
+    let listed = client(&url)
+        .await
+        .list_sweeps(pb::ListSweepsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.sweeps.is_empty(), "nothing stored");
+}

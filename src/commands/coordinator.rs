@@ -27,6 +27,11 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
     let shutdown = crate::signals::shutdown_token("shutting down");
-    sigsweep_coordinator::node::run(settings.resolve(), shutdown).await?;
+    sigsweep_coordinator::node::run(
+        settings.resolve(),
+        Some(crate::steps::check_settings),
+        shutdown,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

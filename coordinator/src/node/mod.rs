@@ -165,7 +165,11 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener>
 /// Runs a coordinator node until `shutdown` (or until its gRPC server
 /// fails): the store, the election (etcd), the gRPC, health and metrics
 /// servers, and lease expiry while leading.
-pub async fn run(settings: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: NodeConfig,
+    check_settings: Option<crate::sweep::SettingsCheck>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let options = server_options(&settings)?;
     match server::raise_open_files_limit() {
         Ok(limit) => tracing::info!(limit, "open files limit (one per worker connection)"),
@@ -227,6 +231,7 @@ pub async fn run(settings: NodeConfig, shutdown: CancellationToken) -> anyhow::R
         lease_ttl: settings.lease_ttl,
         max_acquire_wait: settings.max_acquire_wait,
         allow_command: settings.allow_command,
+        check_settings,
         ..CoordinatorConfig::default()
     };
     let outcome = if is_etcd_url(&settings.store) {

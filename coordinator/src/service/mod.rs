@@ -38,6 +38,10 @@ pub struct CoordinatorConfig {
     pub allow_command: bool,
     /// Most trials of running sweeps held at once ([`MAX_LIVE_TRIALS`]).
     pub max_live_trials: usize,
+    /// The models' own check of each configuration, run at submit after
+    /// the declarations' ([`SweepSpec::check_settings`]); `None` where the
+    /// models are not linked in.
+    pub check_settings: Option<crate::sweep::SettingsCheck>,
 }
 
 impl Default for CoordinatorConfig {
@@ -47,6 +51,7 @@ impl Default for CoordinatorConfig {
             max_acquire_wait: Duration::from_secs(5),
             allow_command: false,
             max_live_trials: MAX_LIVE_TRIALS,
+            check_settings: None,
         }
     }
 }

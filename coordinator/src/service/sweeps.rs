@@ -110,6 +110,9 @@ impl Coordinator {
         let declared: Vec<sigsweep_types::ModelDecl> =
             self.state().declared.values().cloned().collect();
         spec.check_declared(&declared)?;
+        if let Some(check) = self.inner.config.check_settings {
+            spec.check_settings(check)?;
+        }
         let sweep_id = spec.sweep_id();
         let total_trials = spec.trials().len() as u32;
         {

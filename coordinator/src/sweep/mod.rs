@@ -106,6 +106,13 @@ pub struct TrialPlan {
     pub fold: Option<u32>,
 }
 
+/// A model's own reading of a configuration's parameters (`model`,
+/// resolved parameters): the offending key and why, when it refuses them.
+/// The models live with the workers; the binary that links both hands
+/// their check to the CLI's checks and to the coordinator
+/// ([`crate::service::CoordinatorConfig::check_settings`]).
+pub type SettingsCheck = fn(&str, &IndexMap<String, ParamValue>) -> Result<(), (String, String)>;
+
 impl SweepSpec {
     /// Parses and validates a sweep file. `source_name` is the file name used
     /// in error messages.
@@ -135,7 +142,8 @@ impl SweepSpec {
         Ok(())
     }
 
-    /// Checks every configuration's resolved parameters with `check`, the
+    /// Checks every configuration's resolved parameters with `check` (a
+    /// [`SettingsCheck`]), the
     /// model's own reading of them (what declarations cannot say: `hidden`
     /// even, `width` divisible by `heads`, the format of a text setting).
     /// `check(model, params)` answers the offending key and why; the error
