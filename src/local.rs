@@ -127,14 +127,13 @@ fn local_backend_problem(spec: &SweepSpec, backend: BackendKind) -> Option<anyho
 pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> {
     let (text, spec) = crate::steps::load_sweep(&args.sweep)?;
     spec.check_local_files()?;
-    // Whether this machine's workers could take the trials at all: an
-    // error for a run (it would wait forever), a warning for a dry run
-    // (the file may be meant for a cluster's coordinator).
     for w in spec.warnings() {
         eprintln!("warning: {w}");
     }
-    let unrunnable = local_backend_problem(&spec, args.backend);
-    if let Some(problem) = unrunnable {
+    // Whether this machine's workers could take the trials at all: an
+    // error for a run (it would wait forever), a warning for a dry run
+    // (the file may be meant for a cluster's coordinator).
+    if let Some(problem) = local_backend_problem(&spec, args.backend) {
         if !args.dry_run {
             return Err(problem);
         }
