@@ -147,10 +147,7 @@ async fn standby_answers_unavailable_and_takes_over_when_the_leader_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_trial_is_leased_again_and_completes_elsewhere() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let store = format!("embedded:{}", dir.path().join("state").display());
-    let coord = coordinator(dir.path(), "coordinator", port, &store, &[]);
+    let (coord, url) = embedded_coordinator(dir.path());
     let sweep = sweep_file(
         dir.path(),
         "killw",
@@ -322,10 +319,7 @@ async fn coordinator_and_workers_recover_from_a_frozen_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deterministic_failure_is_retried_max_retries_times_then_failed_and_left_unpaired() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let store = format!("embedded:{}", dir.path().join("state").display());
-    let coord = coordinator(dir.path(), "coordinator", port, &store, &[]);
+    let (coord, url) = embedded_coordinator(dir.path());
     // lr = 1e30 makes the loss non-finite in the first epoch.
     let sweep = sweep_file(
         dir.path(),
@@ -396,10 +390,7 @@ async fn a_deterministic_failure_is_retried_max_retries_times_then_failed_and_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_a_model_refuses_is_invalid_for_any_client() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let store = format!("embedded:{}", dir.path().join("state").display());
-    let coord = coordinator(dir.path(), "coordinator", port, &store, &[]);
+    let (coord, url) = embedded_coordinator(dir.path());
     let source = "name = \"odd\"\nseeds = 1\nbaseline = { hidden = 16 }\n[model]\nname = \"mmic\"\n\
                   [dataset]\nkind = \"synthetic\"\ngenerator = \"erc\"\n[training]\nepochs = 1\n\
                   batch_size = 4\nlr = 0.001\n[grid]\nhidden = [16, 15]\n[metrics]\n\

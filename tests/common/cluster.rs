@@ -56,6 +56,15 @@ pub fn coordinator(dir: &Path, what: &str, port: u16, store: &str, extra: &[&str
     Proc::spawn(what, dir, &args, &[])
 }
 
+/// A coordinator on a fresh embedded store in `dir/state`, on a free
+/// port; its URL.
+pub fn embedded_coordinator(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let store = format!("embedded:{}", dir.join("state").display());
+    let coord = coordinator(dir, "coordinator", port, &store, &[]);
+    (coord, format!("http://127.0.0.1:{port}"))
+}
+
 pub fn worker(dir: &Path, name: &str, url: &str) -> Proc {
     Proc::spawn(
         name,

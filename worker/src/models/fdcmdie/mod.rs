@@ -325,14 +325,9 @@ fn batch<B: Backend>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub settings: Settings,
-    pub width: usize,
-    pub heads: usize,
-    pub layers: usize,
-    pub dropout: f64,
-    pub lstm_layers: usize,
-    pub use_cmdie: bool,
-    pub use_gap: bool,
-    pub use_cross_att2: bool,
+    /// The architecture, its `dims` and `lens` zero until the dataset
+    /// gives them.
+    pub config: FdCmdieConfig,
     pub weight_decay: f64,
     pub grad_clip: f64,
 }
@@ -383,14 +378,18 @@ impl Options {
         }
         Ok(Self {
             settings,
-            width,
-            heads,
-            layers: p.positive("layers", 3)?,
-            dropout: p.f64_in("dropout", 0.1, 0.0, 0.95)?,
-            lstm_layers: p.positive("lstm_layers", 2)?,
-            use_cmdie: p.bool("use_cmdie", true)?,
-            use_gap: p.bool("use_gap", true)?,
-            use_cross_att2: p.bool("use_cross_att2", true)?,
+            config: FdCmdieConfig {
+                dims: [0; 3],
+                lens: [0; 3],
+                width,
+                heads,
+                layers: p.positive("layers", 3)?,
+                dropout: p.f64_in("dropout", 0.1, 0.0, 0.95)?,
+                lstm_layers: p.positive("lstm_layers", 2)?,
+                use_cmdie: p.bool("use_cmdie", true)?,
+                use_gap: p.bool("use_gap", true)?,
+                use_cross_att2: p.bool("use_cross_att2", true)?,
+            },
             weight_decay: p.f64("weight_decay", 0.0)?,
             grad_clip: p.f64("grad_clip", 0.0)?,
         })
@@ -410,14 +409,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
         }
         let Options {
             settings,
-            width,
-            heads,
-            layers,
-            dropout,
-            lstm_layers,
-            use_cmdie,
-            use_gap,
-            use_cross_att2,
+            config,
             weight_decay,
             grad_clip,
         } = Options::from_params(&req.params)?;
@@ -431,14 +423,7 @@ impl<B: AutodiffBackend> FdCmdieWorkload<B> {
                 train.audio.shape[1],
                 train.vision.shape[1],
             ],
-            width,
-            heads,
-            layers,
-            dropout,
-            lstm_layers,
-            use_cmdie,
-            use_gap,
-            use_cross_att2,
+            ..config
         };
         let sets = if settings.use_cl {
             let (features, dim) = retrieval_features(&data.train);
