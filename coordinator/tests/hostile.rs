@@ -291,20 +291,7 @@ async fn without_the_token_nothing_can_be_read_or_written() {
 
     // The real worker still holds its registration (nobody fenced it) and
     // the sweep is untouched.
-    let got = workers
-        .acquire_trial(with_token(
-            pb::AcquireTrialRequest {
-                worker_id: reg.worker_id.clone(),
-                generation: reg.generation,
-                wait_ms: 100,
-                ..Default::default()
-            },
-            Some(TOKEN),
-        ))
-        .await
-        .expect("the real worker is still registered")
-        .into_inner();
-    assert!(got.assignment.is_some());
+    acquire(&mut workers, &reg).await;
     let listed = sweeps
         .list_sweeps(with_token(pb::ListSweepsRequest {}, Some(TOKEN)))
         .await
