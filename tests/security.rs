@@ -1,5 +1,6 @@
 //! Who may talk to a coordinator, with real processes: mutual TLS, plaintext
-//! only on loopback unless `--insecure`, the bearer token on every call, and
+//! only on loopback unless `--insecure`, the bearer token on every call (and
+//! every scrape of the metrics port), and
 //! layered configuration (defaults, file, environment, flags).
 
 mod common;
@@ -116,13 +117,19 @@ async fn a_configured_token_is_required_for_every_call() {
     std::fs::write(&wrong_file, "not-it").expect("token");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
     let store = format!("embedded:{}", dir.path().join("state").display());
     let coord = coordinator(
         dir.path(),
         "coordinator",
         port,
         &store,
-        &["--token-file", token_file.to_str().expect("utf8")],
+        &[
+            "--token-file",
+            token_file.to_str().expect("utf8"),
+            "--metrics-listen",
+            &metrics,
+        ],
     );
     let sweep = sweep_file(dir.path(), "tok", 1, 1, 64, "modality_hidden = [2, 8]", "");
     let source = std::fs::read_to_string(&sweep).expect("sweep");
@@ -233,6 +240,19 @@ async fn a_configured_token_is_required_for_every_call() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("cancelled"),
         "{}",
         text(&out)
+    );
+    // The metrics port too: the counts are state like any other.
+    for authorization in [None, Some("Bearer not-it"), Some("s3cret-token")] {
+        let answer = http_get_as(&metrics, "/metrics", authorization).expect("metrics");
+        assert!(
+            answer.starts_with("HTTP/1.1 401 ") && !answer.contains("sigsweep_"),
+            "{authorization:?}: {answer}"
+        );
+    }
+    let answer = http_get_as(&metrics, "/metrics", Some("Bearer s3cret-token")).expect("metrics");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && metric(&answer, "sigsweep_trials_queued").is_some(),
+        "{answer}"
     );
     // The token never reaches the log.
     assert!(

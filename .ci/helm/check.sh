@@ -237,8 +237,9 @@ record "invalid values rejected ($neg_n cases)" "$([[ $neg_fail == 0 ]] && echo 
 # --------------------------------------------------------------------------
 log "self-test (mutated chart copies must fail the semantic checks)"
 self_fail=0
-selftest() { # selftest NAME FILE PYTHON_OLD PYTHON_NEW [VALUES]
+selftest() { # selftest NAME FILE PYTHON_OLD PYTHON_NEW [VALUES [HELM_ARGS...]]
   local name=$1 file=$2 old=$3 new=$4 values=${5:-$CHART/ci/default-values.yaml}
+  local -a extra=("${@:6}")
   local t; t=$(mktemp -d)
   cp -r "$CHART" "$t/sigsweep"
   if ! OLD="$old" NEW="$new" "$PY" - "$t/sigsweep/templates/$file" <<'PYEOF'
@@ -249,7 +250,7 @@ if old not in s:
 open(p, "w").write(s.replace(old, os.environ["NEW"], 1))
 PYEOF
   then echo "  $name: could not apply mutation"; self_fail=1; rm -rf "$t"; return; fi
-  if ! "$HELM3" template "$RELEASE" "$t/sigsweep" -n "$NAMESPACE" -f "$values" >"$t/out.yaml" 2>"$t/err"; then
+  if ! "$HELM3" template "$RELEASE" "$t/sigsweep" -n "$NAMESPACE" -f "$values" "${extra[@]}" >"$t/out.yaml" 2>"$t/err"; then
     echo "  $name: mutated chart did not render:"; sed 's/^/    /' "$t/err"; self_fail=1
   elif "$PY" "$HERE/semantic_checks.py" "$t/out.yaml" >"$t/log" 2>&1; then
     echo "  $name: NOT caught"; self_fail=1
@@ -290,6 +291,9 @@ selftest "cpu worker requests a GPU" worker-statefulset.yaml \
   '{{- if $cuda }}
             {{- $limits' '{{- if true }}
             {{- $limits' "$CHART/values-cpu.yaml"
+selftest "ServiceMonitor without the token" servicemonitor.yaml \
+  '{{- if .Values.auth.token.enabled }}' '{{- if false }}' \
+  "$CHART/ci/everything-values.yaml" --api-versions monitoring.coreos.com/v1
 record "self-test: broken charts caught" "$([[ $self_fail == 0 ]] && echo PASS || echo FAIL)"
 
 # --------------------------------------------------------------------------

@@ -13,6 +13,8 @@ time, and that the OpenAPI schemas used by kubernetes-validate miss:
   * worker terminationGracePeriodSeconds > SIGSWEEP_DRAIN_TIMEOUT
   * etcd StatefulSet replicas odd, PDB maxUnavailable keeps quorum
   * duplicate env var names, duplicate (kind, name) objects
+  * with a token, the coordinator's ServiceMonitor sends it (the secret
+    and key the coordinator reads it from)
 
 Usage: semantic_checks.py FILE [FILE...]   (exit 1 on any finding)
 Stdlib + PyYAML only.
@@ -268,6 +270,53 @@ class Checker:
                         if isinstance(mu, int) and mu > (replicas - 1) // 2:
                             self.err(pdb, f"maxUnavailable {mu} breaks etcd quorum of {replicas} members")
 
+    def check_scrape_token(self, objs: list[dict]) -> None:
+        """A coordinator with a token refuses scrapes without it: every
+        ServiceMonitor selecting its Service must send that secret's key."""
+        configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+        for obj in objs:
+            if obj.get("kind") not in WORKLOAD_KINDS:
+                continue
+            labels = self.pod_labels(obj)
+            if labels.get("app.kubernetes.io/component") != "coordinator":
+                continue
+            pod = self.pod_spec(obj) or {}
+            for c in self.containers(pod):
+                env: dict[str, str] = {}
+                for ef in c.get("envFrom") or []:
+                    env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
+                env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
+                token_file = env.get("SIGSWEEP_TOKEN_FILE")
+                if not token_file:
+                    continue
+                # The secret (and key) mounted where the token file is read.
+                mounts = {m.get("name"): m.get("mountPath", "") for m in c.get("volumeMounts") or []}
+                wanted = None
+                for v in pod.get("volumes") or []:
+                    path = mounts.get(v.get("name"))
+                    secret = v.get("secret")
+                    if not path or not secret or not token_file.startswith(path.rstrip("/") + "/"):
+                        continue
+                    rel = token_file[len(path.rstrip("/")) + 1:]
+                    key = next((i.get("key") for i in secret.get("items") or [] if i.get("path") == rel), rel)
+                    wanted = (secret.get("secretName"), key)
+                if wanted is None:
+                    self.err(obj, f"SIGSWEEP_TOKEN_FILE {token_file} is not in a mounted secret")
+                    continue
+                for svc in (o for o in objs if o.get("kind") == "Service"):
+                    sel = (svc.get("spec") or {}).get("selector") or {}
+                    if not sel or not all(labels.get(k) == v for k, v in sel.items()):
+                        continue
+                    for sm in (o for o in objs if o.get("kind") == "ServiceMonitor"):
+                        sm_sel = (sm.get("spec") or {}).get("selector") or {}
+                        if not self.selector_matches(sm_sel, (svc.get("metadata") or {}).get("labels") or {}):
+                            continue
+                        for ep in (sm.get("spec") or {}).get("endpoints") or []:
+                            cred = (ep.get("authorization") or {}).get("credentials") or {}
+                            if (cred.get("name"), cred.get("key")) != wanted:
+                                self.err(sm, f"endpoint {ep.get('port')!r} sends {(cred.get('name'), cred.get('key'))}, "
+                                             f"the coordinator's token is {wanted}: its scrapes are refused")
+
     def check_unique(self, objs: list[dict]) -> None:
         seen = set()
         for o in objs:
@@ -283,6 +332,7 @@ class Checker:
         self.check_services(objs)
         self.check_statefulset_services(objs)
         self.check_workers_and_etcd(objs)
+        self.check_scrape_token(objs)
         self.check_unique(objs)
 
 

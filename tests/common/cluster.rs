@@ -228,9 +228,20 @@ pub fn assert_all_completed(rows: &[pb::TrialResult]) {
 
 /// GET `path` over plain HTTP/1.1; the body.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    http_get_as(addr, path, None)
+}
+
+/// `GET path` sending `authorization` as the `Authorization` header.
+pub fn http_get_as(addr: &str, path: &str, authorization: Option<&str>) -> std::io::Result<String> {
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    let header = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{header}\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)

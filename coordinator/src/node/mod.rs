@@ -198,9 +198,9 @@ pub async fn run(
     }
     if let Some(addr) = &settings.metrics_listen {
         let listener = bind("metrics", addr).await?;
-        let (slot, shutdown) = (slot.clone(), shutdown.clone());
+        let (slot, auth, shutdown) = (slot.clone(), options.auth.clone(), shutdown.clone());
         tasks.spawn(async move {
-            server::metrics::serve_metrics(listener, slot, shutdown).await;
+            server::metrics::serve_metrics(listener, slot, auth, shutdown).await;
             Ok(())
         });
     }

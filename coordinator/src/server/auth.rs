@@ -66,16 +66,13 @@ impl Auth {
                 let sent = request
                     .metadata()
                     .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim);
-                match sent {
-                    Some(sent) if constant_time_eq(sent.as_bytes(), token.as_bytes()) => Ok(()),
-                    Some(_) => Err(Status::unauthenticated("invalid bearer token")),
-                    None => Err(Status::unauthenticated(
-                        "missing bearer token (send `authorization: Bearer <token>`; the CLI and workers take --token-file or SIGSWEEP_TOKEN_FILE)",
+                    .map(|v| v.to_str().unwrap_or(""));
+                bearer(token, sent).map_err(|refusal| match refusal {
+                    Refusal::Invalid => Status::unauthenticated(refusal.to_string()),
+                    Refusal::Missing => Status::unauthenticated(format!(
+                        "{refusal} (send `authorization: Bearer <token>`; the CLI and workers take --token-file or SIGSWEEP_TOKEN_FILE)"
                     )),
-                }
+                })
             }
             None if self.allow_unauthenticated => Ok(()),
             None => match request.remote_addr() {
@@ -85,6 +82,41 @@ impl Auth {
                 )),
             },
         }
+    }
+
+    /// Checks a scrape of the metrics port (plain HTTP, `authorization`
+    /// its `Authorization` header): with a token, the scraper must send it
+    /// like any other caller; without one, whoever reaches the port (which
+    /// the operator opened with `--metrics-listen`) may read the counts.
+    pub fn check_scrape(&self, authorization: Option<&str>) -> Result<(), Refusal> {
+        match &self.token {
+            Some(token) => bearer(token, authorization),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a caller's credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid bearer token")]
+    Invalid,
+}
+
+/// Whether `authorization` (the header's value, if sent) is `Bearer
+/// <token>`: the one comparison of a sent token, in constant time.
+fn bearer(token: &str, authorization: Option<&str>) -> Result<(), Refusal> {
+    let sent = authorization
+        .ok_or(Refusal::Missing)?
+        .strip_prefix("Bearer ")
+        .ok_or(Refusal::Invalid)?
+        .trim();
+    if constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::Invalid)
     }
 }
 

@@ -25,7 +25,7 @@ pub mod metrics;
 mod sweep_api;
 mod worker_api;
 
-pub use auth::{Auth, ServerOptions, TlsSettings};
+pub use auth::{Auth, Refusal, ServerOptions, TlsSettings};
 pub use health::{
     HealthService, SWEEP_SERVICE, WORKER_SERVICE, health_service, serve_health, track_health,
 };
