@@ -104,6 +104,38 @@ impl Coordinator {
         before - state.workers.len()
     }
 
+    /// Tells the watchers of sweeps that wait for a worker when a worker
+    /// fell silent (its last call now older than the lease TTL) since the
+    /// last look: a sweep its trials could start on waits again, and
+    /// nothing else would say so (a registration, a lease ending or a
+    /// completion does). Returns how many sweeps' watchers were told.
+    pub fn tell_silent_workers(&self) -> usize {
+        let ttl = self.inner.config.lease_ttl;
+        let changed: Vec<String> = {
+            let mut state = self.state();
+            let (since, now) = (state.silence_checked, Instant::now());
+            state.silence_checked = now;
+            let fell_silent = state.workers.values().any(|w| {
+                let line = w.last_seen + ttl;
+                since < line && line <= now
+            });
+            if !fell_silent {
+                return 0;
+            }
+            state
+                .sweeps
+                .iter()
+                .filter(|(_, s)| s.state == SweepRunState::Running)
+                .filter(|(_, s)| s.watch.borrow().waiting != state.progress_of(s, ttl).waiting)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in &changed {
+            self.publish(id);
+        }
+        changed.len()
+    }
+
     /// Keeps the declarations of the models a registering worker can train
     /// beyond the built-in ones (whose declarations the coordinator has
     /// itself), so that sweeps for them are checked at submit. The latest
@@ -414,6 +446,7 @@ impl Coordinator {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     self.expire_leases();
+                    self.tell_silent_workers();
                     self.forget_idle_workers();
                     if let Err(e) = self.fail_lost().await {
                         tracing::warn!(error = %e, "storing a trial that lost its workers failed; will retry");

@@ -199,6 +199,9 @@ pub(super) struct State {
     /// with the last worker lost, until they are stored as failed
     /// (`Coordinator::fail_lost`).
     pub lost: Vec<(Arc<str>, String)>,
+    /// When [`Coordinator::tell_silent_workers`](super::Coordinator) last
+    /// looked for workers that fell silent.
+    pub silence_checked: Instant,
 }
 
 impl State {
@@ -211,6 +214,7 @@ impl State {
             next_generation: first_generation,
             declared: std::collections::BTreeMap::new(),
             lost: Vec::new(),
+            silence_checked: Instant::now(),
         }
     }
 

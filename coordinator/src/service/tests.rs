@@ -1065,3 +1065,35 @@ async fn a_sweep_no_worker_can_take_says_why_it_waits() {
     assert!(beat(&c, &fits, &a));
     assert_eq!(waiting(), None, "something runs");
 }
+
+/// Watchers of a sweep that waits for workers are told when the only
+/// worker its trials fit falls silent, although nothing else happens.
+#[tokio::test]
+async fn watchers_are_told_when_the_worker_a_sweep_fits_falls_silent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path()).await;
+    let sweep = c.submit(SWEEP, "unit.toml").await.expect("submit").sweep_id;
+    let watch = c.watch(&sweep).expect("watch");
+    assert_eq!(watch.borrow().waiting, Some(Waiting::NoWorker));
+    let caps = WorkerCaps {
+        backend: "cpu".into(),
+        gpus: Vec::new(),
+        trials_per_gpu: 1,
+    };
+    c.register("w", caps).expect("register");
+    assert_eq!(watch.borrow().waiting, None, "told at registration");
+    tokio::time::pause();
+    assert_eq!(c.tell_silent_workers(), 0, "nobody fell silent");
+    tokio::time::advance(config().lease_ttl + Duration::from_secs(1)).await;
+    assert_eq!(
+        c.progress(&sweep).expect("progress").waiting,
+        Some(Waiting::NoWorker)
+    );
+    assert_eq!(c.tell_silent_workers(), 1);
+    assert_eq!(
+        watch.borrow().waiting,
+        Some(Waiting::NoWorker),
+        "watchers were told"
+    );
+    assert_eq!(c.tell_silent_workers(), 0, "told once");
+}
