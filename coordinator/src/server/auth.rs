@@ -106,13 +106,18 @@ pub enum Refusal {
 }
 
 /// Whether `authorization` (the header's value, if sent) is `Bearer
-/// <token>`: the one comparison of a sent token, in constant time.
+/// <token>` (the scheme in any case, as RFC 9110 has it): the one
+/// comparison of a sent token, in constant time.
 fn bearer(token: &str, authorization: Option<&str>) -> Result<(), Refusal> {
-    let sent = authorization
+    let (scheme, sent) = authorization
         .ok_or(Refusal::Missing)?
-        .strip_prefix("Bearer ")
-        .ok_or(Refusal::Invalid)?
-        .trim();
+        .trim_start()
+        .split_once(' ')
+        .ok_or(Refusal::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refusal::Invalid);
+    }
+    let sent = sent.trim();
     if constant_time_eq(sent.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {

@@ -333,7 +333,8 @@ report = { accuracy = "max" }
             (None, "missing bearer token"),
             (Some("Bearer s3cre"), "invalid bearer token"),
             (Some("Bearer s3cret2"), "invalid bearer token"),
-            (Some("bearer s3cret"), "invalid bearer token"),
+            (Some("Bearer"), "invalid bearer token"),
+            (Some("Bearer "), "invalid bearer token"),
             (Some("Basic czNjcmV0"), "invalid bearer token"),
             (Some("s3cret"), "invalid bearer token"),
         ] {
@@ -343,9 +344,12 @@ report = { accuracy = "max" }
             assert!(answer.ends_with(&format!("\r\n\r\n{why}\n")), "{answer}");
             assert!(!answer.contains("sigsweep_"), "{answer}");
         }
-        let answer = get(addr, "/metrics", Some("Bearer s3cret")).await;
-        assert_eq!(status(&answer), "HTTP/1.1 200 OK", "{answer}");
-        assert!(answer.contains("\nsigsweep_trials_queued 6\n"), "{answer}");
+        // The scheme is case-insensitive (RFC 9110).
+        for authorization in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "] {
+            let answer = get(addr, "/metrics", Some(authorization)).await;
+            assert_eq!(status(&answer), "HTTP/1.1 200 OK", "{answer}");
+            assert!(answer.contains("\nsigsweep_trials_queued 6\n"), "{answer}");
+        }
     }
 
     #[tokio::test]
