@@ -2,9 +2,10 @@
 //! one connection per worker, and accepted connections that a client
 //! cannot use to take the server's descriptors, memory or CPU.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +21,13 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// measured), so 70 000 cost about 2 GiB; past the limit a new connection
 /// is closed at once, and the server keeps serving the ones it holds.
 pub const MAX_CONNECTIONS: usize = crate::service::MAX_WORKERS + 4096;
+
+/// Most connections one client address holds at once (an IPv6 client:
+/// its /64, which one host can fill with addresses). Far above what a
+/// worker fleet behind one NAT address or a local run's workers on
+/// loopback (at most 1 024) open, so that one client alone cannot take
+/// [`MAX_CONNECTIONS`] (about 2 GiB): it is held to about 250 MiB.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 8192;
 
 /// Descriptors kept free for the server's own work (its store file, etcd
 /// connections, logs) when the open-files limit is lower than
@@ -64,23 +72,42 @@ pub fn connection_limit() -> usize {
 pub(super) fn incoming(
     listener: TcpListener,
 ) -> impl Stream<Item = std::io::Result<Guarded>> + Send + 'static {
-    incoming_with(listener, connection_limit(), FIRST_BYTES_TIMEOUT)
+    incoming_with(
+        listener,
+        connection_limit(),
+        MAX_CONNECTIONS_PER_ADDRESS,
+        FIRST_BYTES_TIMEOUT,
+    )
 }
 
 fn incoming_with(
     listener: TcpListener,
     limit: usize,
+    per_address: usize,
     first_bytes: Duration,
 ) -> impl Stream<Item = std::io::Result<Guarded>> + Send + 'static {
     let permits = Arc::new(Semaphore::new(limit));
-    let start = (listener, permits, Duration::ZERO, 0u64);
+    let addresses = Addresses::default();
+    let start = (listener, permits, addresses, Duration::ZERO, 0u64);
     futures::stream::unfold(
         start,
-        move |(listener, permits, mut pause, mut refused)| async move {
+        move |(listener, permits, addresses, mut pause, mut refused)| async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         pause = Duration::ZERO;
+                        let Some(address) = addresses.take(peer.ip(), per_address) else {
+                            refused += 1;
+                            if refused.is_power_of_two() {
+                                tracing::warn!(
+                                    per_address,
+                                    peer = %peer.ip(),
+                                    refused,
+                                    "connection limit of one address reached; its new connections are closed"
+                                );
+                            }
+                            continue;
+                        };
                         let Ok(permit) = permits.clone().try_acquire_owned() else {
                             // Full: close it now rather than leave it queued.
                             refused += 1;
@@ -94,8 +121,8 @@ fn incoming_with(
                             continue;
                         };
                         let _ = stream.set_nodelay(true);
-                        let guarded = Guarded::new(stream, permit, first_bytes);
-                        return Some((Ok(guarded), (listener, permits, pause, refused)));
+                        let guarded = Guarded::new(stream, (permit, address), first_bytes);
+                        return Some((Ok(guarded), (listener, permits, addresses, pause, refused)));
                     }
                     Err(e) => {
                         pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
@@ -110,16 +137,81 @@ fn incoming_with(
     )
 }
 
-/// An accepted connection: its slot among the server's connections (freed
-/// when it closes) and, until its first bytes arrive, a deadline.
+/// How many connections each client address holds (IPv6 by /64), for
+/// [`MAX_CONNECTIONS_PER_ADDRESS`]. Holds only addresses with a connection
+/// open, so at most [`MAX_CONNECTIONS`] entries.
+#[derive(Clone, Default)]
+struct Addresses(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl Addresses {
+    /// The address a client is counted under: an IPv4 address (mapped
+    /// ones too) as it is, an IPv6 one by its /64.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) if !v6.is_loopback() => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            other => other,
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for one more connection from `ip`, if it holds fewer than
+    /// `limit`.
+    fn take(&self, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let key = Self::key(ip);
+        let mut counts = self.counts();
+        let n = counts.entry(key).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            key,
+            addresses: self.clone(),
+        })
+    }
+}
+
+/// One connection counted for its address, until dropped.
+struct AddressSlot {
+    key: IpAddr,
+    addresses: Addresses,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.addresses.counts();
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// An accepted connection: its slots among the server's connections and
+/// its address's (freed when it closes) and, until its first bytes
+/// arrive, a deadline.
 pub struct Guarded {
     stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    _slot: (OwnedSemaphorePermit, AddressSlot),
     first_bytes: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Guarded {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, first_bytes: Duration) -> Self {
+    fn new(
+        stream: TcpStream,
+        slot: (OwnedSemaphorePermit, AddressSlot),
+        first_bytes: Duration,
+    ) -> Self {
         Self {
             stream,
             _slot: slot,
@@ -247,7 +339,7 @@ mod tests {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut accepted = Box::pin(incoming_with(listener, 2, Duration::from_secs(60)));
+        let mut accepted = Box::pin(incoming_with(listener, 2, 8, Duration::from_secs(60)));
         let mut held = Vec::new();
         let mut clients = Vec::new();
         for _ in 0..2 {
@@ -270,6 +362,69 @@ mod tests {
         );
     }
 
+    /// A client connecting from `ip` (any of 127/8 is loopback on Linux).
+    async fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{ip}:0").parse().expect("addr"))
+            .expect("bind the client");
+        socket.connect(to).await.expect("connect")
+    }
+
+    /// Past its limit one address's new connections are closed, while
+    /// another address still connects; closing one frees its slot.
+    #[tokio::test]
+    async fn one_address_cannot_take_every_connection() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut accepted = Box::pin(incoming_with(listener, 8, 2, Duration::from_secs(60)));
+        let mut held = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            clients.push(connect_from("127.0.0.2", addr).await);
+            held.push(accepted.next().await.expect("stream").expect("accepted"));
+        }
+        let mut third = connect_from("127.0.0.2", addr).await;
+        let other = connect_from("127.0.0.3", addr).await;
+        let got = accepted.next().await.expect("stream").expect("accepted");
+        assert_eq!(
+            got.connect_info().remote_addr,
+            other.local_addr().ok(),
+            "the other address is served, the third of the first skipped"
+        );
+        assert!(closed(&mut third, Duration::from_secs(5)).await, "refused");
+        drop(held.pop());
+        let fourth = connect_from("127.0.0.2", addr).await;
+        let got = accepted.next().await.expect("stream").expect("accepted");
+        assert_eq!(got.connect_info().remote_addr, fourth.local_addr().ok());
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_and_ipv6_prefix() {
+        let key = |s: &str| Addresses::key(s.parse().expect("ip")).to_string();
+        assert_eq!(key("10.1.2.3"), "10.1.2.3");
+        assert_eq!(key("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::");
+        assert_eq!(key("::1"), "::1");
+        let addresses = Addresses::default();
+        let a = addresses.take("2001:db8::1".parse().expect("ip"), 2);
+        let b = addresses.take("2001:db8::2".parse().expect("ip"), 2);
+        assert!(a.is_some() && b.is_some());
+        assert!(
+            addresses
+                .take("2001:db8::3".parse().expect("ip"), 2)
+                .is_none()
+        );
+        drop((a, b));
+        assert!(
+            addresses.counts().is_empty(),
+            "no entry for an address without connections"
+        );
+    }
+
     /// A connection that sends nothing is closed after the first-bytes
     /// timeout; one that sends is not.
     #[tokio::test]
@@ -278,7 +433,7 @@ mod tests {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut accepted = Box::pin(incoming_with(listener, 8, Duration::from_millis(300)));
+        let mut accepted = Box::pin(incoming_with(listener, 8, 8, Duration::from_millis(300)));
         // The server side reads until its read fails or ends, then drops.
         let serve = |mut conn: Guarded| {
             tokio::spawn(async move {
