@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
-use sigsweep_coordinator::local::LocalRun;
+use sigsweep_coordinator::local::{LocalRun, Serving};
 use sigsweep_coordinator::service::{SweepRunState, Waiting};
 use sigsweep_coordinator::sweep::SweepSpec;
 use sigsweep_worker::backend::BackendKind;
@@ -58,7 +58,7 @@ fn print_plan(path: &Path, spec: &SweepSpec) {
 /// The local worker processes: this binary's `worker`, one core each.
 fn workers(
     n: usize,
-    url: &str,
+    serving: &Serving,
     backend: BackendKind,
     logs: &Path,
     artifacts: &Path,
@@ -75,10 +75,12 @@ fn workers(
         cmd.args([
             "worker",
             "--coordinator",
-            url,
+            &serving.url,
             "--name",
             &format!("local-{i}"),
         ])
+        .arg("--token-file")
+        .arg(serving.token_file())
         .args(["--backend", &backend.to_string()])
         .args(["--orphan-timeout", "30s", "--drain-timeout", "2s"])
         .arg("--artifacts")
@@ -181,7 +183,7 @@ pub async fn run(args: RunArgs, confirmatory: bool) -> anyhow::Result<ExitCode> 
         // path is what their results name.
         let artifacts = std::path::absolute(state_dir.join("artifacts"))
             .context("cannot resolve the artifacts directory")?;
-        let mut pool = workers(n, &serving.url, args.backend, &logs, &artifacts)?;
+        let mut pool = workers(n, &serving, args.backend, &logs, &artifacts)?;
         eprintln!(
             "{n} worker processes on {} (logs in {})",
             serving.url,

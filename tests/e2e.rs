@@ -74,6 +74,74 @@ fn killing_a_worker_mid_sweep_loses_and_duplicates_nothing() {
     assert_exact_results(&state, 8);
 }
 
+/// `sigsweep run` serves its coordinator on loopback, which every user of
+/// the machine reaches, and its workers run training programs: only the
+/// holders of the token it makes for the run (its own workers) are served,
+/// and the token's file is its user's alone and gone when the run ends.
+#[test]
+fn a_local_run_serves_only_its_own_workers() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(dir.path(), 4, 60, 3000);
+    let state = dir.path().join("state");
+    let mut run = spawn_run(&sweep, &state, "1", "warn");
+    let stderr = run.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run names its workers' coordinator");
+        if let Some(rest) = line.split(" worker processes on ").nth(1) {
+            break rest.split_whitespace().next().expect("url").to_string();
+        }
+    };
+    let tokens: Vec<std::path::PathBuf> = std::fs::read_dir(&state)
+        .expect("state")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".token-"))
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let mode = std::fs::metadata(&tokens[0])
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "only its owner reads the token: {mode:o}");
+    // Another client on the machine can neither read nor submit.
+    let sweep_s = sweep.to_str().expect("utf8");
+    for args in [
+        &["status", "--coordinator", url.as_str()][..],
+        &["submit", sweep_s, "--coordinator", url.as_str()][..],
+    ] {
+        let out = sigsweep(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("bearer token"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = run.wait_with_output().expect("run finishes");
+    assert!(out.status.success(), "{out:?}");
+    assert_exact_results(&state, 8);
+    assert!(
+        !tokens[0].exists(),
+        "the token file is removed with the run"
+    );
+}
+
 #[test]
 fn a_malformed_sweep_file_names_line_and_key_and_starts_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

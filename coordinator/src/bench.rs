@@ -392,9 +392,11 @@ pub async fn run(args: &SchedulerBench) -> anyhow::Result<String> {
     let shutdown = CancellationToken::new();
     let listener = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let url = format!("http://{}", listener.local_addr()?);
+    // Its own simulated workers on loopback only: no token to send.
     let server = tokio::spawn(crate::server::serve(
         listener,
         coordinator.clone(),
+        crate::server::ServerOptions::default(),
         shutdown.clone(),
     ));
 

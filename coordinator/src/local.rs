@@ -25,10 +25,17 @@ pub struct LocalRun {
     pub state_dir: PathBuf,
 }
 
-/// The coordinator of a [`LocalRun`], served on loopback.
+/// The coordinator of a [`LocalRun`], served on loopback to the holders of
+/// a token made for this run: loopback is every user of the machine, and
+/// the local workers run training programs (`--allow-command`), so without
+/// it anyone on a shared machine could read the run or run code as its
+/// user.
 pub struct Serving {
     /// `http://127.0.0.1:PORT`, for the workers.
     pub url: String,
+    /// The file holding the token (readable by its owner only; removed
+    /// when this is dropped), for the workers' `--token-file`.
+    token_file: tempfile::TempPath,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -62,18 +69,40 @@ impl LocalRun {
         })
     }
 
-    /// Serves the coordinator on a free loopback port.
+    /// Serves the coordinator on a free loopback port to the holders of a
+    /// new random token, written to a file in the state directory that
+    /// only this user can read ([`Serving::token_file`]).
     pub async fn serve(&self) -> anyhow::Result<Serving> {
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        // tempfile creates the file readable and writable by its owner only.
+        let mut file = tempfile::Builder::new()
+            .prefix(".token-")
+            .tempfile_in(&self.state_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the run's token file in {}",
+                    self.state_dir.display()
+                )
+            })?;
+        std::io::Write::write_all(&mut file, token.as_bytes())
+            .context("cannot write the run's token file")?;
+        let token_file = file.into_temp_path();
+        let options = crate::server::ServerOptions {
+            tls: None,
+            auth: crate::server::Auth::with_token(&token),
+        };
         let shutdown = CancellationToken::new();
         let listener = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(crate::server::serve(
             listener,
             self.coordinator.clone(),
+            options,
             shutdown.clone(),
         ));
         Ok(Serving {
             url: format!("http://{addr}"),
+            token_file,
             shutdown,
             server,
         })
@@ -81,6 +110,11 @@ impl LocalRun {
 }
 
 impl Serving {
+    /// The file holding the token the workers must send.
+    pub fn token_file(&self) -> &Path {
+        &self.token_file
+    }
+
     /// Stops serving and waits for the server to end.
     pub async fn stop(self) {
         self.shutdown.cancel();

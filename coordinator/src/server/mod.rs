@@ -56,11 +56,12 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_WORKER_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Serves the sweep and worker services, gRPC health and reflection on
-/// `listener` until `shutdown` is cancelled, for one coordinator (plaintext,
-/// no token: loopback clients only), and runs its lease expiry.
+/// `listener` until `shutdown` is cancelled, for one coordinator, with
+/// `options` (who may call), and runs its lease expiry.
 pub async fn serve(
     listener: TcpListener,
     coordinator: Coordinator,
+    options: ServerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let health_reporter = tonic_health::server::HealthReporter::new();
@@ -75,7 +76,7 @@ pub async fn serve(
     let result = serve_slot(
         listener,
         LeaderSlot::leading(coordinator),
-        ServerOptions::default(),
+        options,
         health_service,
         shutdown.clone(),
     )
