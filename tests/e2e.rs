@@ -86,6 +86,9 @@ fn a_local_run_serves_only_its_own_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sweep = tiny_sweep(dir.path(), 4, 60, 3000);
     let state = dir.path().join("state");
+    // What a run killed outright left behind goes.
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::write(state.join(".token-stale"), "old").expect("stale token");
     let mut run = spawn_run(&sweep, &state, "1", "warn");
     let stderr = run.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -18,6 +18,8 @@ use sigsweep_types::ResultRecord;
 
 /// The state file of a state directory.
 pub const STATE_FILE: &str = "state.redb";
+/// How the token files of local runs' servers begin ([`LocalRun::serve`]).
+const TOKEN_PREFIX: &str = ".token-";
 
 /// A coordinator over the embedded store of one state directory.
 pub struct LocalRun {
@@ -73,10 +75,25 @@ impl LocalRun {
     /// new random token, written to a file in the state directory that
     /// only this user can read ([`Serving::token_file`]).
     pub async fn serve(&self) -> anyhow::Result<Serving> {
+        // A run killed outright leaves its token file; the state file's lock
+        // says no other run uses this directory, so those are stale.
+        for entry in std::fs::read_dir(&self.state_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(TOKEN_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let token = hex::encode(rand::random::<[u8; 32]>());
         // tempfile creates the file readable and writable by its owner only.
         let mut file = tempfile::Builder::new()
-            .prefix(".token-")
+            .prefix(TOKEN_PREFIX)
             .tempfile_in(&self.state_dir)
             .with_context(|| {
                 format!(
