@@ -108,6 +108,40 @@ fn plaintext_on_a_non_loopback_address_needs_insecure() {
     );
 }
 
+/// A coordinator that accepts training programs without a token or mutual
+/// TLS says at start that whoever reaches its port may run code on the
+/// workers; with a token it does not.
+#[test]
+fn allow_command_without_a_token_warns_who_may_run_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ken\n").expect("token");
+    let token_s = token_file.to_str().expect("utf8");
+    for (name, extra, warns) in [
+        ("open", &["--allow-command"][..], true),
+        (
+            "token",
+            &["--allow-command", "--token-file", token_s][..],
+            false,
+        ),
+    ] {
+        let store = format!("embedded:{}", dir.path().join(name).display());
+        let coord = coordinator(dir.path(), name, free_port(), &store, extra);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The check is made before the gRPC port is bound.
+        while !coord.log_text().contains("what=\"grpc\"") {
+            assert!(std::time::Instant::now() < deadline, "{}", coord.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            coord.log_text().contains("may run code on the workers"),
+            warns,
+            "{}",
+            coord.log()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_token_is_required_for_every_call() {
     let dir = tempfile::tempdir().expect("tempdir");

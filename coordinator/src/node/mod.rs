@@ -136,6 +136,18 @@ fn server_options(s: &NodeConfig) -> anyhow::Result<ServerOptions> {
         // mutual TLS authenticates them).
         None => server::Auth::default().allow_unauthenticated(s.insecure),
     };
+    let mutual = tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some());
+    if s.allow_command && !auth.has_token() && !mutual {
+        tracing::warn!(
+            listen = %s.listen,
+            "--allow-command without a token or mutual TLS: whoever reaches this port ({}) may run code on the workers; configure --token-file",
+            if s.insecure {
+                "with --insecure, anyone on the network"
+            } else {
+                "on loopback, every user of this machine"
+            }
+        );
+    }
     Ok(ServerOptions { tls, auth })
 }
 
