@@ -148,21 +148,40 @@ pub fn empty_validation(
     })
 }
 
-/// Fails when `count` samples of `floats_per_sample` f32 values exceed
-/// [`MAX_GENERATED_BYTES`]; `key` names the parameter to lower.
-pub(super) fn check_size(key: &str, count: usize, floats_per_sample: usize) -> Result<()> {
-    let bytes = (count as u128) * (floats_per_sample as u128) * 4;
-    if bytes > u128::from(MAX_GENERATED_BYTES) {
-        return Err(DataError::Param {
-            key: key.to_string(),
-            message: format!(
-                "the generated features would take {:.1} GiB, more than the limit of {} GiB",
-                bytes as f64 / f64::from(1u32 << 30),
-                MAX_GENERATED_BYTES >> 30
-            ),
-        });
+/// Fails when the generated f32 features exceed [`MAX_GENERATED_BYTES`].
+/// Their count is the product of `groups`' sums (e.g. the splits' sample
+/// counts times the values per sample); the error names the key that
+/// contributes most: the one whose removal shrinks the total most.
+pub(super) fn check_size(groups: &[&[(&str, usize)]]) -> Result<()> {
+    let sum = |group: &[(&str, usize)], skip: Option<&str>| {
+        group
+            .iter()
+            .filter(|(k, _)| Some(*k) != skip)
+            .fold(0u128, |a, (_, v)| a.saturating_add(*v as u128))
+            .max(1)
+    };
+    let bytes_without = |skip: Option<&str>| {
+        groups
+            .iter()
+            .fold(4u128, |a, g| a.saturating_mul(sum(g, skip)))
+    };
+    let bytes = bytes_without(None);
+    if bytes <= u128::from(MAX_GENERATED_BYTES) {
+        return Ok(());
     }
-    Ok(())
+    let key = groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .min_by_key(|(k, _)| bytes_without(Some(k)))
+        .map_or("n_train", |(k, _)| *k);
+    Err(DataError::Param {
+        key: key.to_string(),
+        message: format!(
+            "the generated features would take {:.1} GiB, more than the limit of {} GiB",
+            bytes as f64 / f64::from(1u32 << 30),
+            MAX_GENERATED_BYTES >> 30
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -244,6 +263,23 @@ mod tests {
             "the MOSEI preset fits"
         );
         assert_eq!(key_of(msa(json!({"n_train": 1_000_000_000u64}))), "n_train");
+        // The key named is the one that makes the data too large.
+        assert_eq!(key_of(msa(json!({"n_test": 1_000_000_000u64}))), "n_test");
+        assert_eq!(
+            key_of(fusion(json!({"n_valid": 100_000_000_000u64}))),
+            "n_valid"
+        );
+        assert_eq!(
+            key_of(fusion(json!({"vision": [1_000_000, 100_000]}))),
+            "vision"
+        );
+        assert_eq!(
+            key_of(erc(
+                json!({"max_len": 1_000_000_000u64, "min_len": 2, "mean_len": 3.0})
+            )),
+            "max_len"
+        );
+        assert_eq!(key_of(erc(json!({"n_test": 10_000_000_000u64}))), "n_test");
         assert_eq!(key_of(check_dataset("mmsa", None, &json!({"x": 1}))), "x");
         assert_eq!(
             key_of(check_dataset("iemocap", None, &json!({"valid_rate": 2.0}))),

@@ -276,9 +276,12 @@ impl ErcParams {
             return bad("signal/noise", "must be finite and >= 0");
         }
         // Upper bound: every dialogue at max_len utterances.
-        let utterances = s.n_train.saturating_add(s.n_test).saturating_mul(s.max_len);
-        let floats = s.dims.iter().fold(0usize, |a, d| a.saturating_add(*d));
-        super::check::check_size("n_train", utterances, floats)?;
+        let dims = s.dims.iter().fold(0usize, |a, d| a.saturating_add(*d));
+        super::check::check_size(&[
+            &[("n_train", s.n_train), ("n_test", s.n_test)],
+            &[("max_len", s.max_len)],
+            &[("dims", dims)],
+        ])?;
         Ok(s)
     }
 }

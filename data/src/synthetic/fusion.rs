@@ -92,15 +92,19 @@ impl FusionParams {
         if !(0.0..=1.0).contains(&self.label_noise) {
             return bad("label_noise", "must be in [0, 1]");
         }
-        let floats: usize = [self.text, self.audio, self.vision]
-            .iter()
-            .map(|[len, dim]| len.saturating_mul(*dim))
-            .fold(0usize, usize::saturating_add);
-        let count = self
-            .n_train
-            .saturating_add(self.n_valid)
-            .saturating_add(self.n_test);
-        super::check::check_size("n_train", count, floats)
+        let values = |[len, dim]: [usize; 2]| len.saturating_mul(dim);
+        super::check::check_size(&[
+            &[
+                ("n_train", self.n_train),
+                ("n_valid", self.n_valid),
+                ("n_test", self.n_test),
+            ],
+            &[
+                ("text", values(self.text)),
+                ("audio", values(self.audio)),
+                ("vision", values(self.vision)),
+            ],
+        ])
     }
 }
 

@@ -124,13 +124,19 @@ impl MsaParams {
         if !(s.noise.is_finite() && s.noise >= 0.0) {
             return bad("noise", "must be a finite number >= 0");
         }
-        let floats = s
-            .shapes
-            .iter()
-            .map(|[len, dim]| len.saturating_mul(*dim))
-            .fold(0usize, usize::saturating_add);
-        let count = s.counts.iter().fold(0usize, |a, n| a.saturating_add(*n));
-        super::check::check_size("n_train", count, floats)?;
+        let values = |[len, dim]: [usize; 2]| len.saturating_mul(dim);
+        super::check::check_size(&[
+            &[
+                ("n_train", s.counts[0]),
+                ("n_valid", s.counts[1]),
+                ("n_test", s.counts[2]),
+            ],
+            &[
+                ("text", values(s.shapes[0])),
+                ("audio", values(s.shapes[1])),
+                ("vision", values(s.shapes[2])),
+            ],
+        ])?;
         Ok(s)
     }
 }
