@@ -92,6 +92,13 @@ impl<'a> SpanLocator<'a> {
                 _ => Some(field.to_string()),
             };
         }
+        if let Some(number) = integer_out_of_range(&message) {
+            message = format!(
+                "integer {number} is out of range: TOML integers are 64-bit (from {} to {})",
+                i64::MIN,
+                i64::MAX
+            );
+        }
         if e.span().is_none() {
             message = e.to_string().trim().to_string();
         }
@@ -118,6 +125,14 @@ impl<'a> SpanLocator<'a> {
         }
         self.at(offset, Some(format!("{table}.{key}")), message)
     }
+}
+
+/// `N` of the parser's "invalid type: integer `N` as i128, …": a literal
+/// past what a TOML integer holds.
+fn integer_out_of_range(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("invalid type: integer `")?;
+    let (number, tail) = rest.split_once('`')?;
+    tail.starts_with(" as i128").then_some(number)
 }
 
 /// `X` of serde's "missing field `X`".

@@ -90,6 +90,28 @@ fn wrong_type_names_line_and_key() {
 }
 
 #[test]
+fn an_integer_past_64_bits_says_so_with_line_and_key() {
+    for (from, to, line, key) in [
+        (
+            "epochs = 2",
+            "epochs = 18446744073709551616",
+            9,
+            "training.epochs",
+        ),
+        ("lr = 0.01", "lr = -9223372036854775809", 11, "training.lr"),
+        ("a = [1, 2]", "a = [1, 99999999999999999999]", 13, "grid.a"),
+    ] {
+        let err = parse(&minimal("").replace(from, to)).expect_err("out of range");
+        assert_eq!((err.line, err.key.as_deref()), (line, Some(key)), "{err}");
+        assert!(
+            err.message
+                .contains("out of range: TOML integers are 64-bit"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn empty_grid_list_duplicates_and_bad_baseline_are_errors() {
     let err = parse(&minimal("b = []")).expect_err("empty");
     assert_eq!(err.key.as_deref(), Some("grid.b"));
