@@ -294,6 +294,9 @@ selftest "cpu worker requests a GPU" worker-statefulset.yaml \
 selftest "ServiceMonitor without the token" servicemonitor.yaml \
   '{{- if .Values.auth.token.enabled }}' '{{- if false }}' \
   "$CHART/ci/everything-values.yaml" --api-versions monitoring.coreos.com/v1
+selftest "etcd open around the token" networkpolicy.yaml \
+  '(or .Values.networkPolicy.enabled .Values.auth.token.enabled)' '.Values.networkPolicy.enabled' \
+  "$CHART/ci/everything-values.yaml" --set networkPolicy.enabled=false
 record "self-test: broken charts caught" "$([[ $self_fail == 0 ]] && echo PASS || echo FAIL)"
 
 # --------------------------------------------------------------------------

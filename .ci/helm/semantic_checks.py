@@ -15,6 +15,8 @@ time, and that the OpenAPI schemas used by kubernetes-validate miss:
   * duplicate env var names, duplicate (kind, name) objects
   * with a token, the coordinator's ServiceMonitor sends it (the secret
     and key the coordinator reads it from)
+  * with a token, the bundled etcd's client port admits only chosen peers
+    (a NetworkPolicy selects its pods), so the state is not open around it
 
 Usage: semantic_checks.py FILE [FILE...]   (exit 1 on any finding)
 Stdlib + PyYAML only.
@@ -317,6 +319,46 @@ class Checker:
                                 self.err(sm, f"endpoint {ep.get('port')!r} sends {(cred.get('name'), cred.get('key'))}, "
                                              f"the coordinator's token is {wanted}: its scrapes are refused")
 
+    def coordinator_has_token(self, objs: list[dict]) -> bool:
+        configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+        for obj in objs:
+            if obj.get("kind") not in WORKLOAD_KINDS:
+                continue
+            if self.pod_labels(obj).get("app.kubernetes.io/component") != "coordinator":
+                continue
+            for c in self.containers(self.pod_spec(obj) or {}):
+                env: dict[str, str] = {}
+                for ef in c.get("envFrom") or []:
+                    env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
+                env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
+                if env.get("SIGSWEEP_TOKEN_FILE"):
+                    return True
+        return False
+
+    def check_etcd_guarded(self, objs: list[dict]) -> None:
+        """With a token on the coordinator, the bundled etcd (which holds
+        everything the token guards) must admit on its client port only the
+        peers a NetworkPolicy names."""
+        if not self.coordinator_has_token(objs):
+            return
+        policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+        for sts in (o for o in objs if o.get("kind") == "StatefulSet"):
+            labels = self.pod_labels(sts)
+            if labels.get("app.kubernetes.io/component") != "etcd":
+                continue
+            guarded = False
+            for np in policies:
+                spec = np.get("spec") or {}
+                if not self.selector_matches(spec.get("podSelector") or {}, labels):
+                    continue
+                rules = [r for r in spec.get("ingress") or []
+                         if any(p.get("port") in ("client", 2379) for p in r.get("ports") or [])]
+                open_rule = any(not r.get("from") for r in rules)
+                if "Ingress" in (spec.get("policyTypes") or []) and not open_rule:
+                    guarded = True
+            if not guarded:
+                self.err(sts, "the coordinator requires a token, but no NetworkPolicy limits who reaches etcd's client port: the state is open around the token")
+
     def check_unique(self, objs: list[dict]) -> None:
         seen = set()
         for o in objs:
@@ -333,6 +375,7 @@ class Checker:
         self.check_statefulset_services(objs)
         self.check_workers_and_etcd(objs)
         self.check_scrape_token(objs)
+        self.check_etcd_guarded(objs)
         self.check_unique(objs)
 
 
