@@ -449,6 +449,9 @@ impl RawSweep {
         // Grid.
         let mut grid: IndexMap<String, Vec<ParamValue>> = IndexMap::new();
         let mut trials: usize = 1;
+        // The grid key with the most values: what to name when the grid
+        // alone makes too many trials.
+        let mut longest: Option<(usize, String, usize)> = None;
         for (key, values) in &self.grid {
             let k = key.get_ref().clone();
             let key_name = Some(format!("grid.{k}"));
@@ -491,19 +494,31 @@ impl RawSweep {
                 converted.push(pv);
             }
             trials = trials.saturating_mul(converted.len());
+            if longest
+                .as_ref()
+                .is_none_or(|(_, _, n)| converted.len() > *n)
+            {
+                longest = Some((key.span().start, k.clone(), converted.len()));
+            }
             grid.insert(k, converted);
         }
+        let configurations = trials;
 
         // Seeds. The trial count is checked before anything proportional to
-        // it is allocated: `seeds = 1000000000` must not allocate 8 GB.
-        let too_many = |trials: u64, offset: usize| {
-            loc.at(
-                offset,
-                Some("seeds".into()),
-                format!(
-                    "the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"
-                ),
-            )
+        // it is allocated: `seeds = 1000000000` must not allocate 8 GB. The
+        // error names the grid's longest list when the configurations alone
+        // are too many, the seeds otherwise.
+        let too_many = |trials: u64, seeds_offset: usize| {
+            let message = format!(
+                "the sweep expands to {trials} trials ({configurations} configurations × seeds), \
+                 more than the limit of {MAX_TRIALS}"
+            );
+            match &longest {
+                Some((offset, key, _)) if configurations > MAX_TRIALS => {
+                    loc.at(*offset, Some(format!("grid.{key}")), message)
+                }
+                _ => loc.at(seeds_offset, Some("seeds".into()), message),
+            }
         };
         let (seeds, seeds_offset) = match &self.seeds {
             None => ((0..10).collect::<Vec<u64>>(), 0),
@@ -535,13 +550,7 @@ impl RawSweep {
         }
         trials = trials.saturating_mul(seeds.len());
         if trials > MAX_TRIALS {
-            return Err(loc.at(
-                0,
-                Some("grid".into()),
-                format!(
-                    "the sweep expands to {trials} trials, more than the limit of {MAX_TRIALS}"
-                ),
-            ));
+            return Err(too_many(trials as u64, seeds_offset));
         }
 
         // Baseline: a point of the grid.

@@ -219,6 +219,28 @@ fn a_huge_seed_count_is_refused_before_anything_is_allocated() {
 }
 
 #[test]
+fn a_grid_too_large_by_itself_names_its_longest_list() {
+    let many = |n: usize| {
+        (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let grid = format!("b = [{}]\nc = [{}]", many(400), many(500));
+    for seeds in ["seeds = 3", "seeds = [1, 2]"] {
+        let src = minimal(&grid).replacen(
+            "baseline = { a = 1 }",
+            &format!("{seeds}\nbaseline = {{ a = 1, b = 1, c = 1 }}"),
+            1,
+        );
+        let e = parse(&src).expect_err("too many");
+        assert_eq!(e.key.as_deref(), Some("grid.c"), "{e}");
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.message.contains("400000 configurations"), "{e}");
+    }
+}
+
+#[test]
 fn dataset_parameters_are_checked_with_their_line_and_key() {
     let with = |params: &str| {
         minimal("").replacen(
