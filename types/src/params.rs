@@ -81,9 +81,15 @@ impl ParamDecl {
             }
             (&ParamKind::Float { min, max }, Scalar::Float(x)) => {
                 if !x.is_finite() || x < min || x > max {
-                    return Err(format!(
-                        "{x:?} is outside the allowed range [{min:?}, {max:?}]"
-                    ));
+                    // An open end reads as a bound, not as f64's extremes.
+                    return Err(match (min == f64::MIN_POSITIVE, max == f64::MAX) {
+                        (true, true) => format!("{x:?} is not a finite number > 0"),
+                        (true, false) => format!("{x:?} is not a number > 0 and <= {max:?}"),
+                        (false, true) => format!("{x:?} is not a finite number >= {min:?}"),
+                        (false, false) => {
+                            format!("{x:?} is outside the allowed range [{min:?}, {max:?}]")
+                        }
+                    });
                 }
             }
             (ParamKind::Bool, Scalar::Bool(_)) => {}
@@ -534,6 +540,13 @@ mod tests {
         );
         assert!(dropout.check(Scalar::Float(f64::NAN)).is_err());
         assert!(dropout.check(Scalar::Float(0.99)).is_err());
+        // An open end of a range says so, not f64's extremes.
+        let lr = training("lr").expect("declared");
+        assert_eq!(
+            lr.check(Scalar::Float(-1.0)).unwrap_err(),
+            "-1.0 is not a finite number > 0"
+        );
+        assert!(lr.check(Scalar::Float(0.003)).is_ok());
         // MM-DFN has no auxiliary losses; MMIC has them and all of MM-DFN's.
         let (mmdfn, mmic) = (model("mmdfn").expect("mmdfn"), model("mmic").expect("mmic"));
         for only in [

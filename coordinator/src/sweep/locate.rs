@@ -105,26 +105,48 @@ impl<'a> SpanLocator<'a> {
         self.at(offset, key, message)
     }
 
+    /// Where the header line of `[table]` starts and where the line after it
+    /// starts (`[ table ]` and a trailing comment allowed; a `[table]` in a
+    /// comment or a string is not a header).
+    fn table_header(&self, table: &str) -> Option<(usize, usize)> {
+        lines_at(self.source).find_map(|(start, line)| {
+            let (name, rest) = line.trim().strip_prefix('[')?.split_once(']')?;
+            let rest = rest.trim_start();
+            (name.trim() == table && (rest.is_empty() || rest.starts_with('#'))).then(|| {
+                (
+                    start + line.len() - line.trim_start().len(),
+                    start + line.len(),
+                )
+            })
+        })
+    }
+
     /// An error about `key` in `[table]`: points at the line where the key is
     /// written (or the table header if the key cannot be found).
     pub(super) fn key_error(&self, table: &str, key: &str, message: String) -> SweepError {
-        let header = format!("[{table}]");
-        let table_start = self.source.find(&header).map_or(0, |i| i + header.len());
-        let mut offset = table_start;
-        let mut pos = table_start;
-        for line in self.source[table_start..].split_inclusive('\n') {
+        let (header, body) = self.table_header(table).unwrap_or((0, 0));
+        let mut offset = header;
+        for (start, line) in lines_at(&self.source[body..]) {
             let t = line.trim_start();
             if t.starts_with('[') {
                 break;
             }
             if t.split('=').next().map(str::trim) == Some(key) && t.contains('=') {
-                offset = pos + (line.len() - t.len());
+                offset = body + start + (line.len() - t.len());
                 break;
             }
-            pos += line.len();
         }
         self.at(offset, Some(format!("{table}.{key}")), message)
     }
+}
+
+/// Lines of `source` with the offset each starts at.
+fn lines_at(source: &str) -> impl Iterator<Item = (usize, &str)> {
+    source.split_inclusive('\n').scan(0, |pos, line| {
+        let start = *pos;
+        *pos += line.len();
+        Some((start, line))
+    })
 }
 
 /// `N` of the parser's "invalid type: integer `N` as i128, …": a literal

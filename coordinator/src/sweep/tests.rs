@@ -209,6 +209,50 @@ fn sweep_names_are_safe_directory_names() {
     }
 }
 
+/// A `[grid]` or `[model]` inside a comment is not the table: a declared
+/// range error points at the key's own line.
+#[test]
+fn range_errors_point_at_the_key_not_at_a_table_named_in_a_comment() {
+    let file = |model: &str, grid: &str| {
+        format!(
+            r#"name = "t"
+# any key of [model] may be swept in [grid] instead
+baseline = {{ dropout = 0.0 }}
+[model]  # the network
+name = "late-fusion"
+{model}
+[dataset]
+kind = "synthetic"
+generator = "fusion"
+[training]
+epochs = 2
+batch_size = 8
+lr = 0.01
+[grid]
+dropout = [0.0, 0.3]
+{grid}
+[metrics]
+select = "accuracy"
+report = {{ accuracy = "max" }}
+"#
+        )
+    };
+    let err = |src: String| {
+        parse(&src)
+            .expect("parses")
+            .check_declared(&[])
+            .expect_err("out of range")
+    };
+    let e = err(file("hidden = 0", ""));
+    assert_eq!((e.key.as_deref(), e.line), (Some("model.hidden"), 6), "{e}");
+    let e = err(file("", "hidden = [16, 100000]").replacen(
+        "{ dropout = 0.0 }",
+        "{ dropout = 0.0, hidden = 16 }",
+        1,
+    ));
+    assert_eq!((e.key.as_deref(), e.line), (Some("grid.hidden"), 16), "{e}");
+}
+
 #[test]
 fn a_huge_seed_count_is_refused_before_anything_is_allocated() {
     // 2 configurations × 10^18 seeds would need exabytes if expanded first.
