@@ -246,7 +246,10 @@ impl Default for ResourcesSection {
 
 /// `seeds = 10` (seeds 0..9) or `seeds = [3, 7, 11]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a count of seeds (`seeds = 10`: seeds 0 to 9) or a list of seeds (`seeds = [3, 7, 11]`), each a whole number >= 0"
+)]
 pub enum SeedsSpec {
     Count(u64),
     List(Vec<u64>),

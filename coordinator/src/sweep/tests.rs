@@ -254,6 +254,16 @@ report = {{ accuracy = "max" }}
 }
 
 #[test]
+fn seeds_that_are_neither_a_count_nor_a_list_say_what_is_expected() {
+    for bad in ["-1", "[1.5]", "\"ten\"", "[-2, 3]"] {
+        let src = minimal("").replacen("baseline", &format!("seeds = {bad}\nbaseline"), 1);
+        let e = parse(&src).expect_err("bad seeds");
+        assert_eq!((e.key.as_deref(), e.line), (Some("seeds"), 2), "{e}");
+        assert!(e.message.contains("a count of seeds"), "{e}");
+    }
+}
+
+#[test]
 fn a_huge_seed_count_is_refused_before_anything_is_allocated() {
     // 2 configurations × 10^18 seeds would need exabytes if expanded first.
     let src = minimal("").replacen("baseline", "seeds = 1000000000000000000\nbaseline", 1);
