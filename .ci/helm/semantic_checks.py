@@ -196,6 +196,19 @@ class Checker:
                 if m.get("name") not in volumes | claim_templates:
                     self.err(obj, f"container {cname}: volumeMount {m.get('name')!r} has no volume")
 
+    @staticmethod
+    def configmaps(objs: list[dict]) -> dict[str, dict]:
+        return {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+
+    @staticmethod
+    def container_env(c: dict, configmaps: dict[str, dict]) -> dict[str, str]:
+        """A container's plain environment: its envFrom ConfigMaps, then env values."""
+        env: dict[str, str] = {}
+        for ef in c.get("envFrom") or []:
+            env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
+        env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
+        return env
+
     # -- cross-object checks -------------------------------------------------
     def check_services(self, objs: list[dict]) -> None:
         workloads = [o for o in objs if o.get("kind") in WORKLOAD_KINDS or o.get("kind") == "Pod"]
@@ -229,7 +242,7 @@ class Checker:
                 self.err(sts, f"serviceName {name!r} is not a headless Service")
 
     def check_workers_and_etcd(self, objs: list[dict]) -> None:
-        configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+        configmaps = self.configmaps(objs)
         for obj in objs:
             if obj.get("kind") not in WORKLOAD_KINDS:
                 continue
@@ -238,9 +251,7 @@ class Checker:
             if component == "worker":
                 env: dict[str, str] = {}
                 for c in self.containers(pod):
-                    for ef in c.get("envFrom") or []:
-                        env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
-                    env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
+                    env.update(self.container_env(c, configmaps))
                 drain = env.get("SIGSWEEP_DRAIN_TIMEOUT")
                 if drain is None:
                     self.err(obj, "worker has no SIGSWEEP_DRAIN_TIMEOUT")
@@ -275,7 +286,7 @@ class Checker:
     def check_scrape_token(self, objs: list[dict]) -> None:
         """A coordinator with a token refuses scrapes without it: every
         ServiceMonitor selecting its Service must send that secret's key."""
-        configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+        configmaps = self.configmaps(objs)
         for obj in objs:
             if obj.get("kind") not in WORKLOAD_KINDS:
                 continue
@@ -284,11 +295,7 @@ class Checker:
                 continue
             pod = self.pod_spec(obj) or {}
             for c in self.containers(pod):
-                env: dict[str, str] = {}
-                for ef in c.get("envFrom") or []:
-                    env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
-                env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
-                token_file = env.get("SIGSWEEP_TOKEN_FILE")
+                token_file = self.container_env(c, configmaps).get("SIGSWEEP_TOKEN_FILE")
                 if not token_file:
                     continue
                 # The secret (and key) mounted where the token file is read.
@@ -320,18 +327,14 @@ class Checker:
                                              f"the coordinator's token is {wanted}: its scrapes are refused")
 
     def coordinator_has_token(self, objs: list[dict]) -> bool:
-        configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o.get("kind") == "ConfigMap"}
+        configmaps = self.configmaps(objs)
         for obj in objs:
             if obj.get("kind") not in WORKLOAD_KINDS:
                 continue
             if self.pod_labels(obj).get("app.kubernetes.io/component") != "coordinator":
                 continue
             for c in self.containers(self.pod_spec(obj) or {}):
-                env: dict[str, str] = {}
-                for ef in c.get("envFrom") or []:
-                    env.update(configmaps.get((ef.get("configMapRef") or {}).get("name"), {}))
-                env.update({e["name"]: e.get("value") for e in c.get("env") or [] if "value" in e})
-                if env.get("SIGSWEEP_TOKEN_FILE"):
+                if self.container_env(c, configmaps).get("SIGSWEEP_TOKEN_FILE"):
                     return True
         return False
 
