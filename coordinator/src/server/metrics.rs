@@ -224,25 +224,6 @@ mod tests {
     use crate::service::{Coordinator, CoordinatorConfig};
     use crate::store::{Catalog, EmbeddedStore};
 
-    const SWEEP: &str = r#"name = "metrics"
-seeds = 3
-baseline = { hidden = 1 }
-[model]
-name = "late-fusion"
-[dataset]
-kind = "synthetic"
-generator = "fusion"
-[training]
-epochs = 1
-batch_size = 4
-lr = 0.1
-[grid]
-hidden = [1, 2]
-[metrics]
-select = "accuracy"
-report = { accuracy = "max" }
-"#;
-
     /// A metrics port on loopback serving `slot` with `auth`.
     async fn serve(slot: LeaderSlot, auth: Auth) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -288,7 +269,9 @@ report = { accuracy = "max" }
         let c = Coordinator::start(Catalog::new(Arc::new(store)), CoordinatorConfig::default())
             .await
             .expect("start");
-        c.submit(SWEEP, "metrics.toml").await.expect("submit");
+        // 2 configurations × 3 seeds: 6 queued trials.
+        let sweep = sigsweep_testkit::fixture::TinySweep::default().toml();
+        c.submit(&sweep, "tiny.toml").await.expect("submit");
         c
     }
 
