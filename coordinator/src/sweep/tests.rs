@@ -213,29 +213,21 @@ fn sweep_names_are_safe_directory_names() {
 /// range error points at the key's own line.
 #[test]
 fn range_errors_point_at_the_key_not_at_a_table_named_in_a_comment() {
+    // `minimal`'s layout, with a comment naming both tables before them.
     let file = |model: &str, grid: &str| {
-        format!(
-            r#"name = "t"
-# any key of [model] may be swept in [grid] instead
-baseline = {{ dropout = 0.0 }}
-[model]  # the network
-name = "late-fusion"
-{model}
-[dataset]
-kind = "synthetic"
-generator = "fusion"
-[training]
-epochs = 2
-batch_size = 8
-lr = 0.01
-[grid]
-dropout = [0.0, 0.3]
-{grid}
-[metrics]
-select = "accuracy"
-report = {{ accuracy = "max" }}
-"#
-        )
+        minimal(grid)
+            .replacen(
+                "baseline = { a = 1 }",
+                "# any key of [model] may be swept in [grid] instead\nbaseline = { a = 1 }",
+                1,
+            )
+            .replacen(
+                "[model]\nname = \"late-fusion\"",
+                &format!("[model]  # the network\nname = \"late-fusion\"\n{model}"),
+                1,
+            )
+            .replace("a = [1, 2]", "dropout = [0.0, 0.3]")
+            .replace("{ a = 1 }", "{ dropout = 0.0 }")
     };
     let err = |src: String| {
         parse(&src)
