@@ -250,13 +250,8 @@ async fn a_killed_coordinator_restarted_on_its_store_finishes_the_sweep() {
     .await;
     assert_eq!((s.total, s.completed, s.failed), (4, 4, 0), "{s:?}");
     assert_eq!(s.state, pb::SweepState::Finished as i32, "{s:?}");
-    let listed = client(&url)
-        .await
-        .list_sweeps(pb::ListSweepsRequest {})
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(listed.sweeps.iter().any(|s| s.sweep_id == id), "{listed:?}");
+    let listed = list_sweeps(&url).await;
+    assert!(listed.iter().any(|s| s.sweep_id == id), "{listed:?}");
     let rows = results(&url, &id).await;
     assert_one_result_per_trial(&rows, 4);
     assert_all_completed(&rows);
@@ -422,11 +417,5 @@ async fn a_submission_a_model_refuses_is_invalid_for_any_client() {
             .contains("odd.toml:14:1: key `grid.hidden`: must be even (two directions)"),
         "{err}"
     );
-    let listed = client(&url)
-        .await
-        .list_sweeps(pb::ListSweepsRequest {})
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(listed.sweeps.is_empty(), "nothing stored");
+    assert!(list_sweeps(&url).await.is_empty(), "nothing stored");
 }

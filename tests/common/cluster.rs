@@ -174,6 +174,17 @@ pub async fn wait_finished(
 
 /// Every result of the sweep, three per page (so that paging runs), and
 /// the same as one unpaged answer.
+/// Every sweep the coordinator at `url` knows.
+pub async fn list_sweeps(url: &str) -> Vec<pb::SweepStatus> {
+    client(url)
+        .await
+        .list_sweeps(pb::ListSweepsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .sweeps
+}
+
 pub async fn results(url: &str, sweep_id: &str) -> Vec<pb::TrialResult> {
     let mut c = client(url).await;
     let mut paged = Vec::new();
