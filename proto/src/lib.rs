@@ -263,22 +263,49 @@ impl From<&sigsweep_types::ModelDecl> for v1::ModelDeclaration {
 }
 
 impl v1::ModelDeclaration {
-    /// The declaration this message carries; an error names what is wrong.
+    /// The declaration this message carries; an error names what is wrong
+    /// (an unknown kind, a parameter without a name or declared twice, a
+    /// range that is NaN or whose `min` is above its `max`, which would let
+    /// every value through or none).
     pub fn to_decl(&self) -> Result<sigsweep_types::ModelDecl, String> {
         use sigsweep_types::{ParamDecl, ParamKind};
         let params = self
             .params
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
+                if p.name.is_empty() {
+                    return Err(format!("parameter {} has no name", i + 1));
+                }
+                if self.params[..i].iter().any(|q| q.name == p.name) {
+                    return Err(format!("parameter `{}` is declared twice", p.name));
+                }
+                let range = || {
+                    if p.min.is_nan() || p.max.is_nan() || p.min > p.max {
+                        Err(format!(
+                            "parameter `{}`: the range [{:?}, {:?}] is empty or not a number",
+                            p.name, p.min, p.max
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
                 let kind = match p.kind.as_str() {
-                    "int" => ParamKind::Int {
-                        min: p.min as i64,
-                        max: p.max as i64,
-                    },
-                    "float" => ParamKind::Float {
-                        min: p.min,
-                        max: p.max,
-                    },
+                    // Bounds past i64's (infinite ones included) saturate.
+                    "int" => {
+                        range()?;
+                        ParamKind::Int {
+                            min: p.min as i64,
+                            max: p.max as i64,
+                        }
+                    }
+                    "float" => {
+                        range()?;
+                        ParamKind::Float {
+                            min: p.min,
+                            max: p.max,
+                        }
+                    }
                     "bool" => ParamKind::Bool,
                     "text" => ParamKind::Text {
                         choices: p.choices.iter().cloned().map(Into::into).collect(),
@@ -329,5 +356,79 @@ impl v1::ParamValue {
             Kind::Text(s) => P::Text(s.clone()),
             Kind::Flag(b) => P::Bool(*b),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1;
+
+    #[test]
+    fn every_built_in_declaration_survives_the_wire() {
+        for m in sigsweep_types::params::MODELS {
+            let back = v1::ModelDeclaration::from(m)
+                .to_decl()
+                .unwrap_or_else(|e| panic!("{}: {e}", m.name));
+            assert_eq!(&back, m);
+        }
+    }
+
+    #[test]
+    fn a_declaration_that_would_check_nothing_is_refused() {
+        let with = |params: Vec<v1::ParamDeclaration>| v1::ModelDeclaration {
+            name: "mine".into(),
+            doc: String::new(),
+            params,
+        };
+        let param = |name: &str, kind: &str, min: f64, max: f64| v1::ParamDeclaration {
+            name: name.into(),
+            kind: kind.into(),
+            min,
+            max,
+            ..Default::default()
+        };
+        for (params, expected) in [
+            (
+                vec![param("x", "float", f64::NAN, 1.0)],
+                "`x`: the range [NaN, 1.0]",
+            ),
+            (
+                vec![param("x", "float", 0.0, f64::NAN)],
+                "`x`: the range [0.0, NaN]",
+            ),
+            (vec![param("x", "float", 5.0, 1.0)], "[5.0, 1.0] is empty"),
+            (
+                vec![param("n", "int", 3.0, 2.0)],
+                "`n`: the range [3.0, 2.0]",
+            ),
+            (
+                vec![param("n", "int", f64::NAN, 2.0)],
+                "`n`: the range [NaN",
+            ),
+            (vec![param("", "bool", 0.0, 0.0)], "parameter 1 has no name"),
+            (
+                vec![param("x", "bool", 0.0, 0.0), param("x", "int", 0.0, 1.0)],
+                "`x` is declared twice",
+            ),
+        ] {
+            let e = with(params).to_decl().expect_err(expected);
+            assert!(e.contains(expected), "{e} (expected {expected:?})");
+        }
+        // Open and infinite ends are ranges; a single value is one too.
+        let ok = with(vec![
+            param("a", "float", f64::NEG_INFINITY, f64::INFINITY),
+            param("b", "int", f64::NEG_INFINITY, f64::INFINITY),
+            param("c", "float", 2.0, 2.0),
+            param("d", "text", f64::NAN, f64::NAN),
+        ])
+        .to_decl()
+        .expect("valid");
+        assert_eq!(
+            ok.param("b").map(|p| &p.kind),
+            Some(&sigsweep_types::ParamKind::Int {
+                min: i64::MIN,
+                max: i64::MAX
+            })
+        );
     }
 }
