@@ -291,13 +291,18 @@ impl v1::ModelDeclaration {
                     }
                 };
                 let kind = match p.kind.as_str() {
-                    // Bounds past i64's (infinite ones included) saturate.
+                    // The integers within [min, max]; bounds past i64's
+                    // (infinite ones included) saturate.
                     "int" => {
                         range()?;
-                        ParamKind::Int {
-                            min: p.min as i64,
-                            max: p.max as i64,
+                        let (min, max) = (p.min.ceil() as i64, p.max.floor() as i64);
+                        if min > max {
+                            return Err(format!(
+                                "parameter `{}`: no integer lies in [{:?}, {:?}]",
+                                p.name, p.min, p.max
+                            ));
                         }
+                        ParamKind::Int { min, max }
                     }
                     "float" => {
                         range()?;
@@ -405,6 +410,10 @@ mod tests {
                 vec![param("n", "int", f64::NAN, 2.0)],
                 "`n`: the range [NaN",
             ),
+            (
+                vec![param("n", "int", 0.5, 0.7)],
+                "`n`: no integer lies in [0.5, 0.7]",
+            ),
             (vec![param("", "bool", 0.0, 0.0)], "parameter 1 has no name"),
             (
                 vec![param("x", "bool", 0.0, 0.0), param("x", "int", 0.0, 1.0)],
@@ -419,6 +428,7 @@ mod tests {
             param("a", "float", f64::NEG_INFINITY, f64::INFINITY),
             param("b", "int", f64::NEG_INFINITY, f64::INFINITY),
             param("c", "float", 2.0, 2.0),
+            param("e", "int", -0.5, 2.5),
             param("d", "text", f64::NAN, f64::NAN),
         ])
         .to_decl()
@@ -429,6 +439,10 @@ mod tests {
                 min: i64::MIN,
                 max: i64::MAX
             })
+        );
+        assert_eq!(
+            ok.param("e").map(|p| &p.kind),
+            Some(&sigsweep_types::ParamKind::Int { min: 0, max: 2 })
         );
     }
 }
