@@ -283,66 +283,59 @@ class Checker:
                         if isinstance(mu, int) and mu > (replicas - 1) // 2:
                             self.err(pdb, f"maxUnavailable {mu} breaks etcd quorum of {replicas} members")
 
-    def check_scrape_token(self, objs: list[dict]) -> None:
-        """A coordinator with a token refuses scrapes without it: every
-        ServiceMonitor selecting its Service must send that secret's key."""
-        configmaps = self.configmaps(objs)
-        for obj in objs:
-            if obj.get("kind") not in WORKLOAD_KINDS:
-                continue
-            labels = self.pod_labels(obj)
-            if labels.get("app.kubernetes.io/component") != "coordinator":
-                continue
-            pod = self.pod_spec(obj) or {}
-            for c in self.containers(pod):
-                token_file = self.container_env(c, configmaps).get("SIGSWEEP_TOKEN_FILE")
-                if not token_file:
-                    continue
-                # The secret (and key) mounted where the token file is read.
-                mounts = {m.get("name"): m.get("mountPath", "") for m in c.get("volumeMounts") or []}
-                wanted = None
-                for v in pod.get("volumes") or []:
-                    path = mounts.get(v.get("name"))
-                    secret = v.get("secret")
-                    if not path or not secret or not token_file.startswith(path.rstrip("/") + "/"):
-                        continue
-                    rel = token_file[len(path.rstrip("/")) + 1:]
-                    key = next((i.get("key") for i in secret.get("items") or [] if i.get("path") == rel), rel)
-                    wanted = (secret.get("secretName"), key)
-                if wanted is None:
-                    self.err(obj, f"SIGSWEEP_TOKEN_FILE {token_file} is not in a mounted secret")
-                    continue
-                for svc in (o for o in objs if o.get("kind") == "Service"):
-                    sel = (svc.get("spec") or {}).get("selector") or {}
-                    if not sel or not all(labels.get(k) == v for k, v in sel.items()):
-                        continue
-                    for sm in (o for o in objs if o.get("kind") == "ServiceMonitor"):
-                        sm_sel = (sm.get("spec") or {}).get("selector") or {}
-                        if not self.selector_matches(sm_sel, (svc.get("metadata") or {}).get("labels") or {}):
-                            continue
-                        for ep in (sm.get("spec") or {}).get("endpoints") or []:
-                            cred = (ep.get("authorization") or {}).get("credentials") or {}
-                            if (cred.get("name"), cred.get("key")) != wanted:
-                                self.err(sm, f"endpoint {ep.get('port')!r} sends {(cred.get('name'), cred.get('key'))}, "
-                                             f"the coordinator's token is {wanted}: its scrapes are refused")
-
-    def coordinator_has_token(self, objs: list[dict]) -> bool:
+    def coordinator_token_files(self, objs: list[dict]):
+        """(workload, pod spec, container, token file path) of every
+        coordinator container that reads a token (SIGSWEEP_TOKEN_FILE)."""
         configmaps = self.configmaps(objs)
         for obj in objs:
             if obj.get("kind") not in WORKLOAD_KINDS:
                 continue
             if self.pod_labels(obj).get("app.kubernetes.io/component") != "coordinator":
                 continue
-            for c in self.containers(self.pod_spec(obj) or {}):
-                if self.container_env(c, configmaps).get("SIGSWEEP_TOKEN_FILE"):
-                    return True
-        return False
+            pod = self.pod_spec(obj) or {}
+            for c in self.containers(pod):
+                token_file = self.container_env(c, configmaps).get("SIGSWEEP_TOKEN_FILE")
+                if token_file:
+                    yield obj, pod, c, token_file
+
+    def check_scrape_token(self, objs: list[dict]) -> None:
+        """A coordinator with a token refuses scrapes without it: every
+        ServiceMonitor selecting its Service must send that secret's key."""
+        for obj, pod, c, token_file in self.coordinator_token_files(objs):
+            labels = self.pod_labels(obj)
+            # The secret (and key) mounted where the token file is read.
+            mounts = {m.get("name"): m.get("mountPath", "") for m in c.get("volumeMounts") or []}
+            wanted = None
+            for v in pod.get("volumes") or []:
+                path = mounts.get(v.get("name"))
+                secret = v.get("secret")
+                if not path or not secret or not token_file.startswith(path.rstrip("/") + "/"):
+                    continue
+                rel = token_file[len(path.rstrip("/")) + 1:]
+                key = next((i.get("key") for i in secret.get("items") or [] if i.get("path") == rel), rel)
+                wanted = (secret.get("secretName"), key)
+            if wanted is None:
+                self.err(obj, f"SIGSWEEP_TOKEN_FILE {token_file} is not in a mounted secret")
+                continue
+            for svc in (o for o in objs if o.get("kind") == "Service"):
+                sel = (svc.get("spec") or {}).get("selector") or {}
+                if not sel or not all(labels.get(k) == v for k, v in sel.items()):
+                    continue
+                for sm in (o for o in objs if o.get("kind") == "ServiceMonitor"):
+                    sm_sel = (sm.get("spec") or {}).get("selector") or {}
+                    if not self.selector_matches(sm_sel, (svc.get("metadata") or {}).get("labels") or {}):
+                        continue
+                    for ep in (sm.get("spec") or {}).get("endpoints") or []:
+                        cred = (ep.get("authorization") or {}).get("credentials") or {}
+                        if (cred.get("name"), cred.get("key")) != wanted:
+                            self.err(sm, f"endpoint {ep.get('port')!r} sends {(cred.get('name'), cred.get('key'))}, "
+                                         f"the coordinator's token is {wanted}: its scrapes are refused")
 
     def check_etcd_guarded(self, objs: list[dict]) -> None:
         """With a token on the coordinator, the bundled etcd (which holds
         everything the token guards) must admit on its client port only the
         peers a NetworkPolicy names."""
-        if not self.coordinator_has_token(objs):
+        if next(self.coordinator_token_files(objs), None) is None:
             return
         policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
         for sts in (o for o in objs if o.get("kind") == "StatefulSet"):

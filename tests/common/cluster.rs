@@ -172,8 +172,6 @@ pub async fn wait_finished(
     .await
 }
 
-/// Every result of the sweep, three per page (so that paging runs), and
-/// the same as one unpaged answer.
 /// Every sweep the coordinator at `url` knows.
 pub async fn list_sweeps(url: &str) -> Vec<pb::SweepStatus> {
     client(url)
@@ -185,6 +183,8 @@ pub async fn list_sweeps(url: &str) -> Vec<pb::SweepStatus> {
         .sweeps
 }
 
+/// Every result of the sweep, three per page (so that paging runs), and
+/// the same as one unpaged answer.
 pub async fn results(url: &str, sweep_id: &str) -> Vec<pb::TrialResult> {
     let mut c = client(url).await;
     let mut paged = Vec::new();
